@@ -1,0 +1,64 @@
+# comfy-stack: `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+IMAGE ?= comfy-stack
+VARIANT ?= cuda
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help venv test up down logs build build-cpu serve doctor lock schemas bench bench-proxy bench-sync clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed ## create .venv with the project and its test tools
+
+test: venv ## run the test suite (the opt-in ComfyUI tier runs when COMFYUI_DIR and COMFYUI_PYTHON are set)
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
+
+up: ## start the stack with Docker Compose (GPU); CPU: `make up PROFILE=cpu`
+	docker compose $(if $(PROFILE),--profile $(PROFILE)) up -d
+	@echo "ComfyUI behind the login: http://localhost:8188"
+
+down: ## stop the Compose stack (volumes are kept)
+	docker compose --profile cpu down
+
+logs: ## follow the Compose stack's logs
+	docker compose --profile cpu logs -f
+
+build: ## build the CUDA image
+	docker build -f docker/Dockerfile --build-arg VARIANT=cuda -t $(IMAGE):cuda .
+
+build-cpu: ## build the CPU image
+	docker build -f docker/Dockerfile --build-arg VARIANT=cpu -t $(IMAGE):cpu .
+
+serve: venv ## run the stack without Docker from a ComfyUI checkout (COMFYUI_DIR, COMFYUI_PYTHON)
+	$(VENV)/bin/comfyctl serve
+
+doctor: venv ## report what is misconfigured
+	$(VENV)/bin/comfyctl doctor
+
+lock: venv ## refresh custom_nodes/lock.yaml to the packs' current commits
+	$(PY) custom_nodes/refresh_lock.py
+
+schemas: venv ## refresh workflows/schemas from a running ComfyUI (COMFYUI_URL)
+	$(PY) workflows/refresh_schemas.py
+
+bench: bench-proxy bench-sync ## run every benchmark
+
+bench-proxy: venv ## proxy vs direct vs nginx; writes bench/results/proxy.json
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) bench/proxy.py
+
+bench-sync: venv ## model_sync vs aws s3 cp vs boto3; writes bench/results/sync.json
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) bench/sync.py
+
+clean: ## remove the virtual environment and caches
+	rm -rf $(VENV) .pytest_cache build *.egg-info

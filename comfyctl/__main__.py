@@ -1,0 +1,3 @@
+from comfyctl.cli import main
+
+raise SystemExit(main())
