@@ -1,0 +1,23 @@
+"""The interface every backend implements."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Protocol
+
+from ..planner import RemoteObject
+from ..uris import SourceURI
+
+
+class Backend(Protocol):
+    def stat(self, uri: SourceURI) -> RemoteObject:
+        """Size and identity of one object; raises NotFoundError/CredentialsError/..."""
+
+    def list(self, prefix: SourceURI) -> dict[str, RemoteObject]:
+        """Every object under a prefix, keyed by its path relative to the prefix."""
+
+    def download(self, uri: SourceURI, remote: RemoteObject, part: Path,
+                 on_bytes: Callable[[int], None], on_resume: Callable[[int], None]) -> None:
+        """Fill `part` with the object's bytes, resuming what an earlier attempt left there."""
+
+    def discard(self, uri: SourceURI, part: Path) -> None:
+        """Forget a partial download (it failed verification): the next attempt starts over."""

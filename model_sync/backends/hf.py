@@ -1,0 +1,69 @@
+"""hf://owner/repo/path@revision through huggingface_hub.
+
+huggingface_hub resolves the URL (HF_ENDPOINT mirrors) and the file's metadata: the commit
+the revision points at and the file's ETag, which for LFS files is its sha256. The bytes
+then go through the resumable HTTP download into our own partial file: hf_hub_download
+would write into a hub cache layout, not into ComfyUI's folders with our verification.
+"""
+from __future__ import annotations
+
+import os
+import re
+
+import huggingface_hub
+from huggingface_hub.utils import HfHubHTTPError
+
+from ..errors import (CredentialsError, EndpointError, NotFoundError, SyncError,
+                      TransferError, TransientError)
+from ..planner import RemoteObject
+from ..uris import SourceURI
+from .http import HTTPBackend
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class HFBackend(HTTPBackend):
+    hint = "check the hf:// URI, HF_TOKEN for gated repositories, and HF_ENDPOINT"
+
+    def headers(self) -> dict[str, str]:
+        h = super().headers()
+        token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+        if token:
+            h["Authorization"] = f"Bearer {token}"
+        return h
+
+    def url(self, uri: SourceURI) -> str:
+        return huggingface_hub.hf_hub_url(uri.bucket, uri.key, revision=uri.revision or "main",
+                                          endpoint=os.environ.get("HF_ENDPOINT"))
+
+    def stat(self, uri: SourceURI) -> RemoteObject:
+        try:
+            meta = huggingface_hub.get_hf_file_metadata(
+                self.url(uri), token=os.environ.get("HF_TOKEN") or None,
+                timeout=self.settings.timeout)
+        except HfHubHTTPError as exc:
+            raise _translate_hub(exc, str(uri), self.hint) from None
+        except (OSError, ValueError) as exc:
+            # huggingface_hub raises its HTTP client's connection errors as OSError subclasses
+            raise EndpointError(f"{uri}: cannot reach the hub ({type(exc).__name__}: {exc}); "
+                                f"{self.hint}") from None
+        if meta.size is None:
+            raise NotFoundError(f"{uri}: the hub reported no size; {self.hint}")
+        etag = (meta.etag or "").strip('"')
+        return RemoteObject(size=meta.size, identity=f"hf:{meta.commit_hash}:{etag}:{meta.size}",
+                            etag=None, sha256=etag if _SHA256.match(etag) else None)
+
+    def list(self, prefix: SourceURI) -> dict[str, RemoteObject]:
+        raise NotFoundError(f"{prefix}: mirror works on oss:// and s3:// prefixes; list hub files "
+                            "in the manifest instead")
+
+
+def _translate_hub(exc: HfHubHTTPError, what: str, hint: str) -> SyncError:
+    status = exc.response.status_code if getattr(exc, "response", None) is not None else 0
+    if status in (401, 403):
+        return CredentialsError(f"{what}: HTTP {status} (gated or private); {hint}")
+    if status == 404:
+        return NotFoundError(f"{what}: not on the hub (HTTP 404); {hint}")
+    if status >= 500 or status == 429:
+        return TransientError(f"{what}: HTTP {status}")
+    return TransferError(f"{what}: {exc}")

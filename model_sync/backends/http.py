@@ -1,0 +1,117 @@
+"""https:// (and http:// on loopback for tests) with resume through Range/If-Range."""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Callable
+
+import requests
+
+from ..errors import (CredentialsError, EndpointError, NotFoundError, SyncError, TransferError,
+                      TransientError)
+from ..fsutil import read_json, write_json
+from ..planner import RemoteObject
+from ..settings import Settings
+from ..uris import SourceURI
+
+log = logging.getLogger(__name__)
+CHUNK = 1024 * 1024
+
+
+def translate(exc: Exception, what: str, hint: str = "check the URL") -> SyncError:
+    if isinstance(exc, requests.HTTPError) and exc.response is not None:
+        status = exc.response.status_code
+        if status in (401, 403):
+            return CredentialsError(f"{what}: HTTP {status}; {hint}")
+        if status == 404:
+            return NotFoundError(f"{what}: HTTP 404; {hint}")
+        if status >= 500 or status == 429:
+            return TransientError(f"{what}: HTTP {status}")
+        return TransferError(f"{what}: HTTP {status}")
+    if isinstance(exc, requests.ConnectionError) and not isinstance(
+            exc, (requests.exceptions.ChunkedEncodingError,)) and "refused" in str(exc).lower():
+        return EndpointError(f"{what}: cannot connect ({exc}); {hint}")
+    if isinstance(exc, requests.RequestException):
+        return TransientError(f"{what}: {type(exc).__name__}: {exc}")
+    return TransferError(f"{what}: {type(exc).__name__}: {exc}")
+
+
+def _validator(headers) -> str:
+    return headers.get("ETag") or headers.get("Last-Modified") or ""
+
+
+class HTTPBackend:
+    hint = "check the URL"
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_maxsize=settings.file_workers + settings.stat_workers)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+
+    def headers(self) -> dict[str, str]:
+        return {"Accept-Encoding": "identity"}
+
+    def url(self, uri: SourceURI) -> str:
+        return uri.url
+
+    def stat(self, uri: SourceURI) -> RemoteObject:
+        try:
+            r = self.session.head(self.url(uri), headers=self.headers(), allow_redirects=True,
+                                  timeout=self.settings.timeout)
+            r.raise_for_status()
+        except requests.RequestException as exc:
+            raise translate(exc, str(uri), self.hint) from None
+        if "Content-Length" not in r.headers:
+            raise TransferError(f"{uri}: the server sends no Content-Length; cannot verify the size")
+        size = int(r.headers["Content-Length"])
+        return RemoteObject(size=size, identity=f"http:{_validator(r.headers)}:{size}",
+                            etag=r.headers.get("ETag"))
+
+    def list(self, prefix: SourceURI) -> dict[str, RemoteObject]:
+        raise NotFoundError(f"{prefix}: plain HTTP(S) has no listing; mirror an oss:// or s3:// prefix")
+
+    def download(self, uri: SourceURI, remote: RemoteObject, part: Path,
+                 on_bytes: Callable[[int], None], on_resume: Callable[[int], None]) -> None:
+        # One stream per file: an HTTPS origin (a CDN, the hub) is usually fastest with one
+        # connection per file and many files in parallel; resume appends from what is there.
+        side = part.with_name(part.name + ".json")
+        state = read_json(side)
+        have = part.stat().st_size if part.exists() else 0
+        if not state or state.get("identity") != remote.identity or have > remote.size:
+            have = 0
+        headers = self.headers()
+        if have:
+            headers["Range"] = f"bytes={have}-"
+            if remote.etag:
+                headers["If-Range"] = remote.etag
+        write_json(side, {"identity": remote.identity}, fsync=False)
+        try:
+            with self.session.get(self.url(uri), headers=headers, stream=True,
+                                  timeout=self.settings.timeout) as r:
+                r.raise_for_status()
+                if have and r.status_code == 206:
+                    on_resume(have)
+                    mode = "ab"
+                else:
+                    have, mode = 0, "wb"
+                with open(part, mode) as f:
+                    for chunk in r.iter_content(CHUNK):
+                        f.write(chunk)
+                        have += len(chunk)
+                        on_bytes(len(chunk))
+                    f.flush()
+                    os.fsync(f.fileno())
+        except requests.RequestException as exc:
+            raise translate(exc, str(uri), self.hint) from None
+        if have != remote.size:
+            raise TransientError(f"{uri}: truncated body: {have} of {remote.size} bytes")
+
+    def discard(self, uri: SourceURI, part: Path) -> None:
+        for p in (part, part.with_name(part.name + ".json")):
+            try:
+                os.unlink(p)
+            except FileNotFoundError:
+                pass

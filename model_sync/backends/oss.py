@@ -1,0 +1,180 @@
+"""oss:// through oss2: credentials, resumable parallel download, OSS's CRC64.
+
+Credentials, first match wins:
+1. OSS_ACCESS_KEY_ID + OSS_ACCESS_KEY_SECRET (+ OSS_SESSION_TOKEN for STS tokens);
+2. OSS_ECS_RAM_ROLE=<role>: the ECS instance's RAM role through oss2's
+   EcsRamRoleCredentialsProvider (metadata server 100.100.100.200, refreshed before expiry);
+3. ACK RRSA: ALIBABA_CLOUD_ROLE_ARN + ALIBABA_CLOUD_OIDC_PROVIDER_ARN +
+   ALIBABA_CLOUD_OIDC_TOKEN_FILE (injected by the ack-pod-identity-webhook). oss2 has no
+   OIDC provider, so the official alibabacloud-credentials library exchanges the token
+   for STS credentials and we hand them to oss2 through its CredentialsProvider interface.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+import os
+
+from pathlib import Path
+from typing import Callable
+
+import oss2
+from oss2.credentials import Credentials, CredentialsProvider
+from oss2.exceptions import InconsistentError, OssError, RequestError, ServerError
+from requests.exceptions import ConnectionError as RequestsConnectionError
+
+from ..errors import (CredentialsError, EndpointError, NotFoundError, SyncError, TransferError,
+                      TransientError, UsageError, VerificationError)
+from ..planner import RemoteObject
+from ..settings import Settings
+from ..uris import SourceURI
+
+log = logging.getLogger(__name__)
+_CRED_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied",
+               "SecurityTokenExpired", "InvalidSecurityToken"}
+ECS_METADATA = "http://100.100.100.200/latest/meta-data/ram/security-credentials/"
+
+
+class _AlibabaCloudCredentials(CredentialsProvider):
+    """oss2 CredentialsProvider fed by alibabacloud-credentials' default chain (RRSA/OIDC)."""
+
+    def __init__(self):
+        from alibabacloud_credentials.client import Client
+        self._client = Client()
+
+    def get_credentials(self):
+        cred = self._client.get_credential()
+        return Credentials(cred.access_key_id, cred.access_key_secret, cred.security_token)
+
+
+def make_auth(env: dict[str, str]):
+    ak, sk = env.get("OSS_ACCESS_KEY_ID"), env.get("OSS_ACCESS_KEY_SECRET")
+    if ak and sk:
+        token = env.get("OSS_SESSION_TOKEN") or env.get("OSS_SECURITY_TOKEN")
+        return oss2.StsAuth(ak, sk, token) if token else oss2.Auth(ak, sk)
+    if env.get("OSS_ECS_RAM_ROLE"):
+        return oss2.ProviderAuth(oss2.EcsRamRoleCredentialsProvider(
+            ECS_METADATA + env["OSS_ECS_RAM_ROLE"]))
+    if env.get("ALIBABA_CLOUD_ROLE_ARN") and env.get("ALIBABA_CLOUD_OIDC_TOKEN_FILE"):
+        try:
+            return oss2.ProviderAuth(_AlibabaCloudCredentials())
+        except ImportError:
+            raise CredentialsError("RRSA variables are set but alibabacloud-credentials is not "
+                                   "installed (pip install alibabacloud-credentials)") from None
+    raise CredentialsError("no OSS credentials: set OSS_ACCESS_KEY_ID and OSS_ACCESS_KEY_SECRET "
+                           "(plus OSS_SESSION_TOKEN for STS), OSS_ECS_RAM_ROLE on ECS, or enable "
+                           "RRSA on ACK (see docs/models.md)")
+
+
+def translate(exc: Exception, what: str) -> SyncError:
+    if isinstance(exc, InconsistentError):
+        return VerificationError(f"{what}: CRC64 of the downloaded bytes does not match the "
+                                 "object's x-oss-hash-crc64ecma")
+    if isinstance(exc, RequestError):
+        inner = getattr(exc, "exception", None)
+        if isinstance(inner, RequestsConnectionError) and "refused" in str(inner).lower() \
+                or "Name or service not known" in str(inner) or "NameResolution" in str(inner):
+            return EndpointError(f"{what}: cannot reach the OSS endpoint ({inner}); check "
+                                 "OSS_ENDPOINT (inside Alibaba Cloud use the -internal endpoint)")
+        return TransientError(f"{what}: {inner or exc}")
+    if isinstance(exc, ServerError):
+        code, status = exc.code or "", exc.status
+        if code in _CRED_CODES or status == 403:
+            return CredentialsError(f"{what}: OSS rejected the credentials ({code or status}); "
+                                    "check OSS_ACCESS_KEY_ID / OSS_ACCESS_KEY_SECRET / "
+                                    "OSS_SESSION_TOKEN or the RAM policy")
+        if status == 404:
+            return NotFoundError(f"{what}: not found ({code or 404}); check the bucket and key "
+                                 "in the manifest or --from, and OSS_ENDPOINT's region")
+        if status == 412:
+            return TransientError(f"{what}: the object changed during the download")
+        if status >= 500:
+            return TransientError(f"{what}: OSS server error {status} {code}")
+        return TransferError(f"{what}: OSS error {status} {code}: {exc.message}")
+    return TransferError(f"{what}: {type(exc).__name__}: {exc}")
+
+
+class OSSBackend:
+    def __init__(self, settings: Settings, env: dict[str, str] | None = None):
+        env = dict(os.environ if env is None else env)
+        self.settings = settings
+        self.endpoint = env.get("OSS_ENDPOINT")
+        if not self.endpoint:
+            raise UsageError("oss:// sources need OSS_ENDPOINT, e.g. "
+                             "https://oss-cn-hangzhou-internal.aliyuncs.com inside Alibaba Cloud")
+        if "://" not in self.endpoint:
+            self.endpoint = "https://" + self.endpoint
+        self.auth = make_auth(env)
+        self.session = oss2.Session(pool_size=settings.range_threads * settings.file_workers
+                                    + settings.stat_workers)
+        self._buckets: dict[str, oss2.Bucket] = {}
+        self.store_root = settings.state_dir / "oss-checkpoints"
+
+    def bucket(self, name: str) -> oss2.Bucket:
+        if name not in self._buckets:
+            self._buckets[name] = oss2.Bucket(self.auth, self.endpoint, name, session=self.session,
+                                              connect_timeout=self.settings.timeout)
+        return self._buckets[name]
+
+    @staticmethod
+    def _remote(size: int, etag: str, crc: str | None) -> RemoteObject:
+        etag = (etag or "").strip('"')
+        return RemoteObject(size=int(size), identity=f"oss:{etag}:{size}", etag=etag,
+                            crc64=str(crc) if crc else None)
+
+    def stat(self, uri: SourceURI) -> RemoteObject:
+        try:
+            head = self.bucket(uri.bucket).head_object(uri.key)
+        except OssError as exc:
+            raise translate(exc, str(uri)) from None
+        return self._remote(head.content_length, head.etag, head.server_crc)
+
+    def list(self, prefix: SourceURI) -> dict[str, RemoteObject]:
+        base = prefix.key.rstrip("/") + "/" if prefix.key else ""
+        out = {}
+        try:
+            for obj in oss2.ObjectIteratorV2(self.bucket(prefix.bucket), prefix=base):
+                if obj.key.endswith("/"):
+                    continue
+                # Listings carry no CRC64: a HEAD per new file fills it in at download time.
+                out[obj.key[len(base):]] = replace(self._remote(obj.size, obj.etag, None), listed=True)
+        except OssError as exc:
+            raise translate(exc, str(prefix)) from None
+        return out
+
+    def download(self, uri: SourceURI, remote: RemoteObject, part: Path,
+                 on_bytes: Callable[[int], None], on_resume: Callable[[int], None]) -> None:
+        seen: list[int | None] = [None]
+
+        def progress(consumed: int, total: int | None) -> None:
+            # oss2 reports a running total; its first report of a resumed download is the
+            # bytes that earlier attempts already finished.
+            if seen[0] is None:
+                seen[0] = consumed
+                if consumed:
+                    on_resume(consumed)
+            elif consumed > seen[0]:
+                on_bytes(consumed - seen[0])
+                seen[0] = consumed
+
+        store = oss2.ResumableDownloadStore(root=str(self.store_root), dir=".")
+        try:
+            oss2.resumable_download(
+                self.bucket(uri.bucket), uri.key, str(part),
+                multiget_threshold=self.settings.part_size, part_size=self.settings.part_size,
+                num_threads=self.settings.range_threads, store=store,
+                progress_callback=progress)
+        except OssError as exc:
+            raise translate(exc, str(uri)) from None
+        except (OSError, ValueError) as exc:
+            raise TransientError(f"{uri}: {type(exc).__name__}: {exc}") from None
+
+    def discard(self, uri: SourceURI, part: Path) -> None:
+        # oss2 names its own temp file <part>.tmp-<random> and records it in the checkpoint.
+        key = oss2.ResumableDownloadStore.make_store_key(uri.bucket, uri.key, os.path.abspath(part))
+        for p in [self.store_root / key, part, *part.parent.glob(part.name + ".tmp-*")]:
+            try:
+                os.unlink(p)
+            except FileNotFoundError:
+                pass
+

@@ -1,0 +1,130 @@
+"""s3:// through boto3 (any S3-compatible store via AWS_ENDPOINT_URL)."""
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Callable
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (BotoCoreError, ClientError, ConnectionClosedError,
+                                 EndpointConnectionError, NoCredentialsError,
+                                 ReadTimeoutError, ResponseStreamingError)
+from urllib3.exceptions import HTTPError as Urllib3Error
+
+from .. import ranged
+from ..errors import (CredentialsError, EndpointError, NotFoundError, SyncError, TransferError,
+                      TransientError)
+from ..planner import RemoteObject
+from ..settings import Settings
+from ..uris import SourceURI
+
+log = logging.getLogger(__name__)
+CHUNK = 1024 * 1024
+_MD5 = re.compile(r"^[0-9a-f]{32}$")
+_CRED_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "ExpiredToken",
+               "InvalidToken", "403", "AuthorizationHeaderMalformed"}
+
+
+def translate(exc: Exception, what: str) -> SyncError:
+    """Map a boto3/botocore failure to a typed error whose message names the setting to fix."""
+    if isinstance(exc, NoCredentialsError):
+        return CredentialsError(f"{what}: no S3 credentials; set AWS_ACCESS_KEY_ID and "
+                                "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)")
+    if isinstance(exc, ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if code in _CRED_CODES:
+            return CredentialsError(f"{what}: the store rejected the credentials ({code}); check "
+                                    "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN")
+        if code in ("NoSuchBucket", "NoSuchKey", "404", "NotFound"):
+            return NotFoundError(f"{what}: not found ({code}); check the bucket and key in the "
+                                 "manifest or --from, and AWS_ENDPOINT_URL")
+        if code == "PreconditionFailed" or status == 412:
+            return TransientError(f"{what}: the object changed during the download")
+        if status >= 500 or code in ("SlowDown", "InternalError", "ServiceUnavailable"):
+            return TransientError(f"{what}: server error {status} {code}")
+        return TransferError(f"{what}: {code or status}: {exc}")
+    if isinstance(exc, EndpointConnectionError):
+        return EndpointError(f"{what}: cannot reach the S3 endpoint ({exc}); check "
+                             "AWS_ENDPOINT_URL and the network")
+    if isinstance(exc, (ReadTimeoutError, ConnectionClosedError, ResponseStreamingError,
+                        Urllib3Error, ConnectionError, TimeoutError)):
+        return TransientError(f"{what}: {type(exc).__name__}: {exc}")
+    return TransferError(f"{what}: {type(exc).__name__}: {exc}")
+
+
+class S3Backend:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        pool = settings.range_threads * settings.file_workers + settings.stat_workers
+        self.client = boto3.session.Session().client("s3", config=Config(
+            connect_timeout=settings.timeout, read_timeout=settings.timeout,
+            max_pool_connections=pool,
+            # Our own loop retries whole files (keeping finished parts); botocore's retries
+            # cover single requests, but not a body that breaks midway.
+            retries={"max_attempts": 3, "mode": "standard"},
+            s3={"addressing_style": "path"} if _endpoint_given() else None,
+        ))
+
+    @staticmethod
+    def _remote(uri: SourceURI, size: int, etag: str | None) -> RemoteObject:
+        etag = (etag or "").strip('"')
+        return RemoteObject(size=int(size), identity=f"etag:{etag}:{size}", etag=etag,
+                            md5=etag if _MD5.match(etag) else None)
+
+    def stat(self, uri: SourceURI) -> RemoteObject:
+        try:
+            head = self.client.head_object(Bucket=uri.bucket, Key=uri.key)
+        except (BotoCoreError, ClientError) as exc:
+            raise translate(exc, str(uri)) from None
+        return self._remote(uri, head["ContentLength"], head.get("ETag"))
+
+    def list(self, prefix: SourceURI) -> dict[str, RemoteObject]:
+        base = prefix.key.rstrip("/") + "/" if prefix.key else ""
+        out: dict[str, RemoteObject] = {}
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(
+                    Bucket=prefix.bucket, Prefix=base):
+                for obj in page.get("Contents", []):
+                    key = obj["Key"]
+                    if key.endswith("/"):
+                        continue
+                    rel = key[len(base):]
+                    out[rel] = self._remote(prefix.child(rel), obj["Size"], obj.get("ETag"))
+        except (BotoCoreError, ClientError) as exc:
+            raise translate(exc, str(prefix)) from None
+        return out
+
+    def download(self, uri: SourceURI, remote: RemoteObject, part: Path,
+                 on_bytes: Callable[[int], None], on_resume: Callable[[int], None]) -> None:
+        def fetch(start: int, end: int):
+            try:
+                resp = self.client.get_object(Bucket=uri.bucket, Key=uri.key,
+                                              Range=f"bytes={start}-{end - 1}",
+                                              IfMatch=f'"{remote.etag}"' if remote.etag else "*")
+                body = resp["Body"]
+                try:
+                    while chunk := body.read(CHUNK):
+                        yield chunk
+                finally:
+                    body.close()
+            except (BotoCoreError, ClientError, Urllib3Error, ConnectionError, TimeoutError) as exc:
+                raise translate(exc, str(uri)) from None
+
+        job = ranged.RangedJob(part, remote.size, remote.identity, self.settings.part_size,
+                               self.settings.range_threads)
+        if remote.size == 0:
+            ranged.discard(part)
+            part.touch()
+            return
+        ranged.download_ranged(job, fetch, on_bytes, on_resume)
+
+    def discard(self, uri: SourceURI, part: Path) -> None:
+        ranged.discard(part)
+
+
+def _endpoint_given() -> bool:
+    import os
+    return bool(os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3"))

@@ -1,0 +1,73 @@
+"""Typed errors of model_sync, each with the exit code documented in docs/sync-semantics.md."""
+from __future__ import annotations
+
+
+class SyncError(Exception):
+    """Base class: `str(err)` says what went wrong and what to do next."""
+
+    exit_code = 1
+
+
+class UsageError(SyncError):
+    exit_code = 2
+
+
+class ManifestError(SyncError):
+    exit_code = 3
+
+
+class CredentialsError(SyncError):
+    exit_code = 4
+
+
+class NotFoundError(SyncError):
+    exit_code = 5
+
+
+class EndpointError(SyncError):
+    exit_code = 6
+
+
+class DiskSpaceError(SyncError):
+    exit_code = 7
+
+
+class VerificationError(SyncError):
+    exit_code = 8
+
+
+class TransferError(SyncError):
+    """A transfer failed after every retry (or with an error that retrying cannot fix)."""
+
+    exit_code = 9
+
+
+class LockTimeoutError(SyncError):
+    exit_code = 10
+
+
+class DeleteRefusedError(SyncError):
+    exit_code = 11
+
+
+class TransientError(SyncError):
+    """A failure worth retrying: 5xx, reset, timeout, truncated body. Never escapes the retry loop
+    unwrapped: after the last attempt it becomes a TransferError."""
+
+    exit_code = 9
+
+
+EXIT_CODES = {
+    0: "every selected file is present and verified",
+    1: "unexpected internal error (a bug: please report it with the log)",
+    UsageError.exit_code: "bad command line or settings",
+    ManifestError.exit_code: "malformed manifest",
+    CredentialsError.exit_code: "credentials rejected or missing",
+    NotFoundError.exit_code: "bucket, object, repository or URL not found",
+    EndpointError.exit_code: "endpoint unreachable",
+    DiskSpaceError.exit_code: "not enough free space in the models directory",
+    VerificationError.exit_code: "a file failed verification on every attempt",
+    TransferError.exit_code: "a transfer failed after every retry",
+    LockTimeoutError.exit_code: "another process held a file's lock for too long",
+    DeleteRefusedError.exit_code: "--delete would remove more files than the cap allows",
+}

@@ -1,0 +1,132 @@
+"""Progress: rich bars on a terminal, JSON lines otherwise, and the progress file.
+
+The progress file (format fixed in the project's contracts) is what the proxy's starting
+page shows while models are synced; it is rewritten atomically at most once a second.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+import time
+from pathlib import Path
+
+from .fsutil import write_json
+
+log = logging.getLogger(__name__)
+
+
+class Progress:
+    def __init__(self, path: Path, interval: float, tty: bool | None = None, stream=None):
+        self.path, self.interval = path, interval
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty() if tty is None else tty
+        self._lock = threading.Lock()
+        self.state = "planning"
+        self.bytes_done = self.bytes_total = self.files_done = self.files_total = 0
+        self.current: dict[str, list[int]] = {}
+        self.errors: list[str] = []
+        self.transferred = 0          # bytes that crossed the network (not counting verification)
+        self._last_file = self._last_line = 0.0
+        self._rich = None
+        self._tasks: dict[str, int] = {}
+
+    # --- events -----------------------------------------------------------------------------
+    def begin(self, files_total: int, bytes_total: int) -> None:
+        with self._lock:
+            self.state, self.files_total, self.bytes_total = "running", files_total, bytes_total
+        if self.tty:
+            from rich.progress import (BarColumn, DownloadColumn, Progress as RichProgress,
+                                       TransferSpeedColumn, TimeRemainingColumn)
+            self._rich = RichProgress("{task.description}", BarColumn(), DownloadColumn(),
+                                      TransferSpeedColumn(), TimeRemainingColumn(),
+                                      console=None, transient=False)
+            self._rich.start()
+            self._tasks["*"] = self._rich.add_task("total", total=bytes_total)
+        self._emit(force=True)
+
+    def start_file(self, dest: str, size: int) -> None:
+        with self._lock:
+            self.current[dest] = [0, size]
+            if self._rich:
+                self._tasks[dest] = self._rich.add_task(dest, total=size)
+        self._emit()
+
+    def advance(self, dest: str, n: int, network: bool = True) -> None:
+        with self._lock:
+            cur = self.current.get(dest)
+            if cur is not None:
+                cur[0] += n
+            self.bytes_done += n
+            if network:
+                self.transferred += n
+            if self._rich:
+                if dest in self._tasks:
+                    self._rich.update(self._tasks[dest], advance=n)
+                self._rich.update(self._tasks["*"], advance=n)
+        self._emit()
+
+    def rewind(self, dest: str) -> None:
+        """A fetch starts over (verification failed): its bytes no longer count as done."""
+        with self._lock:
+            cur = self.current.get(dest)
+            if cur is not None:
+                self.bytes_done -= cur[0]
+                cur[0] = 0
+                if self._rich and dest in self._tasks:
+                    self._rich.reset(self._tasks[dest], total=cur[1])
+
+    def finish_file(self, dest: str, size: int, counted: bool = True) -> None:
+        with self._lock:
+            cur = self.current.pop(dest, None)
+            if counted:
+                self.bytes_done += size - (cur[0] if cur else 0)
+            self.files_done += 1
+            if self._rich and dest in self._tasks:
+                self._rich.remove_task(self._tasks.pop(dest))
+        self._emit()
+
+    def error(self, message: str) -> None:
+        with self._lock:
+            self.errors.append(message)
+        self._emit(force=True)
+
+    def end(self, ok: bool) -> None:
+        with self._lock:
+            self.state = "done" if ok else "failed"
+        if self._rich:
+            self._rich.stop()
+            self._rich = None
+        self._emit(force=True)
+
+    # --- output -----------------------------------------------------------------------------
+    def snapshot(self) -> dict:
+        with self._lock:
+            return {
+                "state": self.state, "bytes_done": self.bytes_done, "bytes_total": self.bytes_total,
+                "files_done": self.files_done, "files_total": self.files_total,
+                "current": [{"path": p, "bytes_done": c[0], "bytes_total": c[1]}
+                            for p, c in sorted(self.current.items())],
+                "errors": list(self.errors), "updated_at": time.time(),
+            }
+
+    def _emit(self, force: bool = False) -> None:
+        now = time.monotonic()
+        write_file = force or now - self._last_file >= 1.0
+        write_line = not self.tty and (force or now - self._last_line >= self.interval)
+        if not (write_file or write_line):
+            return
+        snap = self.snapshot()
+        if write_file:
+            self._last_file = now
+            try:
+                write_json(self.path, snap, fsync=False)
+            except OSError as exc:
+                log.warning("cannot write progress file %s: %s", self.path, exc)
+        if write_line:
+            self._last_line = now
+            line = {k: snap[k] for k in ("state", "bytes_done", "bytes_total", "files_done",
+                                         "files_total")}
+            line["current"] = [c["path"] for c in snap["current"]]
+            print(json.dumps({"progress": line}), file=self.stream, flush=True)

@@ -1,0 +1,230 @@
+"""Carry out a plan: free-space check, per-file locks, transfers with retries, verification,
+atomic placement, state records and (only after a clean run) --delete."""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .backends import Backend, make_backend
+from .errors import (DiskSpaceError, EndpointError, SyncError, TransferError, TransientError,
+                     VerificationError)
+from .fsutil import fsync_dir, partial_path
+from .lock import FileLock, lock_path
+from .planner import Action, Item, RemoteObject, Step, decide, plan_deletions
+from .progress import Progress
+from .settings import Settings
+from .state import StateStore, local_stat
+from .verify import Expect, verify_file
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    fetched: list[str] = field(default_factory=list)
+    verified: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    errors: list[SyncError] = field(default_factory=list)
+
+
+class Runner:
+    def __init__(self, settings: Settings, progress: Progress):
+        self.s, self.progress = settings, progress
+        self.state = StateStore(settings.state_dir)
+        self._backends: dict[str, Backend] = {}
+
+    def backend(self, scheme: str) -> Backend:
+        key = "http" if scheme in ("http", "https") else scheme
+        if key not in self._backends:
+            self._backends[key] = make_backend(key, self.s)
+        return self._backends[key]
+
+    # --- planning ------------------------------------------------------------------------------
+    def stat_all(self, items: list[Item], known: dict[str, RemoteObject] | None = None
+                 ) -> dict[str, RemoteObject]:
+        """Remote size+identity per destination: from a listing when given, else HEADs."""
+        out = dict(known or {})
+        todo = [i for i in items if i.dest not in out]
+        if todo:
+            with ThreadPoolExecutor(self.s.stat_workers, thread_name_prefix="stat") as pool:
+                futures = {pool.submit(self._with_retries, f"stat {i.source}",
+                                       self.backend(i.source.scheme).stat, i.source): i
+                           for i in todo}
+                for fut in as_completed(futures):
+                    out[futures[fut].dest] = fut.result()
+        return out
+
+    def steps(self, items: list[Item], remotes: dict[str, RemoteObject]) -> list[Step]:
+        md = self.s.models_dir
+        return [decide(i, remotes[i.dest], self.state.get(i.dest), local_stat(md / i.dest),
+                       self.s.verify) for i in items]
+
+    def deletions(self, items: list[Item]) -> list[str]:
+        return plan_deletions(items, self.state.all_dests(), self.s.delete_max) if self.s.delete else []
+
+    def check_space(self, steps: list[Step]) -> None:
+        need = 0
+        for st in steps:
+            if st.action is Action.SKIP:
+                continue
+            part = partial_path(self.s.models_dir / st.item.dest)
+            try:
+                have = os.stat(part).st_blocks * 512   # allocated, so sparse partials count right
+            except FileNotFoundError:
+                have = 0
+            need += max(0, st.remote.size - have)
+        self.s.models_dir.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(self.s.models_dir).free
+        if need + self.s.min_free_margin > free:
+            raise DiskSpaceError(
+                f"not enough space in {self.s.models_dir}: the transfers need {need} bytes "
+                f"({need / 2**30:.2f} GiB) plus a {self.s.min_free_margin} byte margin, "
+                f"{free} bytes ({free / 2**30:.2f} GiB) are free. Free space, grow the volume, "
+                "or choose fewer profiles.")
+
+    # --- execution -----------------------------------------------------------------------------
+    def execute(self, steps: list[Step], deletions: list[str]) -> Outcome:
+        out = Outcome()
+        self.progress.begin(len(steps), sum(s.remote.size for s in steps))
+        work = []
+        for st in steps:
+            if st.action is Action.SKIP:
+                out.skipped.append(st.item.dest)
+                self.progress.finish_file(st.item.dest, st.remote.size)
+            else:
+                work.append(st)
+        if work:
+            with ThreadPoolExecutor(self.s.file_workers, thread_name_prefix="file") as pool:
+                futures = {pool.submit(self.process, st, out): st for st in work}
+                for fut in as_completed(futures):
+                    exc = fut.exception()
+                    if exc is None:
+                        continue
+                    err = exc if isinstance(exc, SyncError) else TransferError(
+                        f"{futures[fut].item.dest}: {type(exc).__name__}: {exc}")
+                    if not isinstance(exc, SyncError):
+                        log.error("unexpected failure for %s", futures[fut].item.dest, exc_info=exc)
+                    out.errors.append(err)
+                    self.progress.error(str(err))
+        if deletions and not out.errors:
+            for dest in deletions:
+                self.delete(dest)
+                out.deleted.append(dest)
+        elif deletions:
+            log.warning("--delete skipped: %d file(s) failed, nothing is deleted after an error",
+                        len(out.errors))
+        self.progress.end(not out.errors)
+        return out
+
+    def process(self, step: Step, out: Outcome) -> None:
+        item, s = step.item, self.s
+        final = s.models_dir / item.dest
+        with FileLock(lock_path(s.state_dir, item.dest), item.dest, s.lock_stale_after,
+                      s.lock_log_every, s.lock_timeout):
+            # Another process may have placed the file while we waited for the lock.
+            fresh = decide(item, step.remote, self.state.get(item.dest), local_stat(final), False)
+            if fresh.action is not Action.SKIP or not s.verify:
+                step = fresh
+            if step.action is Action.SKIP:
+                out.skipped.append(item.dest)
+                self.progress.finish_file(item.dest, step.remote.size)
+                return
+            remote = step.remote
+            backend = self.backend(item.source.scheme)
+            if remote.listed:
+                remote = self._with_retries(f"stat {item.source}", backend.stat, item.source)
+            if item.size is not None and item.size != remote.size:
+                raise VerificationError(f"{item.dest}: the manifest says {item.size} bytes but "
+                                        f"{item.source} has {remote.size}; fix the manifest")
+            expect = Expect(remote.size, remote.crc64, remote.md5, item.sha256 or remote.sha256)
+            self.progress.start_file(item.dest, remote.size)
+            if step.action is Action.VERIFY:
+                try:
+                    sha = verify_file(final, expect, item.dest)
+                    self.progress.finish_file(item.dest, remote.size)
+                    self.state.put(item.dest, str(item.source), remote.identity, final, sha)
+                    out.verified.append(item.dest)
+                    log.info("verified %s", item.dest)
+                    return
+                except VerificationError as exc:
+                    log.warning("%s; fetching it again", exc)
+            self.fetch(item, remote, backend, expect, final)
+            out.fetched.append(item.dest)
+
+    def fetch(self, item: Item, remote: RemoteObject, backend: Backend, expect: Expect,
+              final: Path) -> None:
+        part = partial_path(final)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        attempts = self.s.retries + 1
+        for attempt in range(1, attempts + 1):
+            try:
+                backend.download(item.source, remote, part,
+                                 lambda n: self.progress.advance(item.dest, n),
+                                 lambda n: self.progress.advance(item.dest, n, network=False))
+                sha = verify_file(part, expect, item.dest)
+                os.chmod(part, 0o644)
+                os.replace(part, final)
+                fsync_dir(final.parent)
+                backend.discard(item.source, part)   # resume bookkeeping only; the file moved
+                self.state.put(item.dest, str(item.source), remote.identity, final, sha)
+                self.progress.finish_file(item.dest, remote.size, counted=False)
+                log.info("placed %s (%d bytes)", item.dest, remote.size)
+                return
+            except VerificationError as exc:
+                # Never keep bytes that failed verification, and never resume from them.
+                backend.discard(item.source, part)
+                self.progress.rewind(item.dest)
+                last: SyncError = exc
+            except (TransientError, EndpointError) as exc:
+                last = exc
+            if attempt < attempts:
+                delay = self.s.backoff * 2 ** (attempt - 1)
+                log.warning("%s (attempt %d of %d); retrying in %.1fs", last, attempt, attempts, delay)
+                time.sleep(delay)
+        if isinstance(last, TransientError):
+            raise TransferError(f"{last} (gave up after {attempts} attempts; the partial file is "
+                                "kept and the next run resumes it)")
+        raise last
+
+    def _with_retries(self, what: str, fn, *args):
+        attempts = self.s.retries + 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return fn(*args)
+            except (TransientError, EndpointError) as exc:
+                if attempt == attempts:
+                    if isinstance(exc, TransientError):
+                        raise TransferError(f"{exc} (gave up after {attempts} attempts)") from None
+                    raise
+                delay = self.s.backoff * 2 ** (attempt - 1)
+                log.warning("%s: %s; retrying in %.1fs", what, exc, delay)
+                time.sleep(delay)
+
+    def delete(self, dest: str) -> None:
+        with FileLock(lock_path(self.s.state_dir, dest), dest, self.s.lock_stale_after,
+                      self.s.lock_log_every, self.s.lock_timeout):
+            try:
+                os.unlink(self.s.models_dir / dest)
+            except FileNotFoundError:
+                pass
+            self.state.remove(dest)
+            log.info("deleted %s (--delete: no longer selected)", dest)
+
+
+def with_listing(items: list[Item], listing: dict[str, RemoteObject], base) -> dict[str, RemoteObject]:
+    """Remote objects for items whose source lies under a listed prefix."""
+    out = {}
+    for i in items:
+        src = i.source
+        if src.scheme == base.scheme and src.bucket == base.bucket:
+            rel = src.key[len(base.key):].lstrip("/") if base.key else src.key
+            if (not base.key or src.key.startswith(base.key.rstrip("/") + "/")) and rel in listing:
+                out[i.dest] = listing[rel]
+    return out
+

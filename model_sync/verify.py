@@ -1,0 +1,74 @@
+"""Verification of a downloaded (or present) file against what the source and manifest say.
+
+One sequential read computes every digest that is needed: OSS's CRC64-ECMA through oss2's
+own Crc64, the MD5 of a single-part S3 ETag, and the manifest's sha256. A .safetensors file
+also has its header parsed by the safetensors library and its data offsets checked against
+the file size, which catches truncation even when no digest is published.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from oss2.utils import Crc64
+from safetensors import SafetensorError, safe_open
+
+from .errors import VerificationError
+
+log = logging.getLogger(__name__)
+CHUNK = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Expect:
+    size: int
+    crc64: str | None = None
+    md5: str | None = None
+    sha256: str | None = None
+
+
+def verify_file(path: Path, expect: Expect, what: str) -> str | None:
+    """Raise VerificationError on any mismatch; return the sha256 when it was computed."""
+    size = path.stat().st_size
+    if size != expect.size:
+        raise VerificationError(f"{what}: size {size} != expected {expect.size}")
+    crc = Crc64() if expect.crc64 else None
+    md5 = hashlib.md5() if expect.md5 else None
+    sha = hashlib.sha256() if expect.sha256 else None
+    digests = [d for d in (crc, md5, sha) if d is not None]
+    if digests:
+        with open(path, "rb") as f:
+            while chunk := f.read(CHUNK):
+                for d in digests:
+                    d.update(chunk)
+    if crc is not None and str(crc.crc) != str(expect.crc64):
+        raise VerificationError(f"{what}: CRC64 {crc.crc} != source x-oss-hash-crc64ecma {expect.crc64}")
+    if md5 is not None and md5.hexdigest() != expect.md5:
+        raise VerificationError(f"{what}: MD5 {md5.hexdigest()} != source ETag {expect.md5}")
+    if sha is not None and sha.hexdigest() != expect.sha256:
+        raise VerificationError(f"{what}: sha256 {sha.hexdigest()} != expected {expect.sha256}")
+    if path.name.endswith(".safetensors") or ".safetensors." in path.name:
+        check_safetensors(path, size, what)
+    return sha.hexdigest() if sha is not None else None
+
+
+def check_safetensors(path: Path, size: int, what: str) -> None:
+    """The header parses and the last tensor ends exactly at the end of the file."""
+    try:
+        with open(path, "rb") as f:
+            header_len = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(min(header_len, 100_000_000)))
+        # The library validates dtypes, shapes and that offsets are contiguous and inside
+        # the file; we add that the data region ends exactly at the file size.
+        with safe_open(str(path), framework="numpy"):
+            pass
+        end = max((int(m["data_offsets"][1]) for k, m in header.items() if k != "__metadata__"),
+                  default=0)
+    except (OSError, ValueError, KeyError, TypeError, SafetensorError) as exc:
+        raise VerificationError(f"{what}: not a valid safetensors file ({exc})") from None
+    if 8 + header_len + end != size:
+        raise VerificationError(f"{what}: safetensors data ends at byte {8 + header_len + end}, "
+                                f"the file has {size}")

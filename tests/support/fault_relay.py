@@ -1,0 +1,155 @@
+"""An HTTP relay that injects faults into object downloads, between a client and a store.
+
+Faults (queued, each used once, applied to object GETs in arrival order):
+  "503"      answer 503 with an S3/OSS-style SlowDown error, without asking upstream;
+  "reset"    send the headers and half the body, then reset the TCP connection (RST);
+  "truncate" send the headers and half the body, then close the connection cleanly;
+  "corrupt"  send the whole body with one byte flipped.
+It also counts the body bytes of object GETs it relays and can throttle them, which is what
+the resume tests measure ("how much was fetched again").
+"""
+from __future__ import annotations
+
+import http.client
+import socket
+import struct
+import threading
+import time
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "te", "upgrade"}
+
+
+class FaultRelay:
+    def __init__(self, upstream: str):
+        u = urlsplit(upstream)
+        self.upstream_host, self.upstream_port = u.hostname, u.port
+        self.faults: deque[str] = deque()
+        self.lock = threading.Lock()
+        self.body_bytes = 0         # object-GET body bytes sent to clients
+        self.object_gets = 0
+        self.faults_done: list[str] = []
+        self.rate: float | None = None   # bytes per second for object GET bodies, None = unlimited
+        relay = self
+
+        class Handler(_Handler):
+            owner = relay
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def start(self) -> "FaultRelay":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def inject(self, *faults: str) -> None:
+        with self.lock:
+            self.faults.extend(faults)
+
+    def reset_counters(self) -> None:
+        with self.lock:
+            self.body_bytes = 0
+            self.object_gets = 0
+
+    def _next_fault(self) -> str | None:
+        with self.lock:
+            self.object_gets += 1
+            if self.faults:
+                f = self.faults.popleft()
+                self.faults_done.append(f)
+                return f
+            return None
+
+    def _count(self, n: int) -> None:
+        with self.lock:
+            self.body_bytes += n
+
+
+def _is_object_get(method: str, path: str) -> bool:
+    parts = urlsplit(path)
+    return method == "GET" and "/" in parts.path.lstrip("/") and not parts.path.endswith("/") \
+        and "list-type" not in parts.query
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    owner: FaultRelay
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_HEAD(self) -> None:
+        self._relay()
+
+    def do_GET(self) -> None:
+        self._relay()
+
+    def _relay(self) -> None:
+        relay = self.owner
+        fault = relay._next_fault() if _is_object_get(self.command, self.path) else None
+        if fault == "503":
+            body = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
+                    b"<Message>Please reduce your request rate.</Message>"
+                    b"<RequestId>FAULT</RequestId></Error>")
+            self.send_response(503)
+            self.send_header("Content-Type", "application/xml")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("x-oss-request-id", "FAULT")
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        conn = http.client.HTTPConnection(relay.upstream_host, relay.upstream_port, timeout=60)
+        try:
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP}
+            conn.request(self.command, self.path, headers=headers)
+            resp = conn.getresponse()
+            body = resp.read() if self.command != "HEAD" else b""
+        finally:
+            conn.close()
+        self.send_response(resp.status)
+        for k, v in resp.getheaders():
+            if k.lower() not in HOP and k.lower() != "content-length":
+                self.send_header(k, v)
+        length = int(resp.getheader("Content-Length", len(body)))
+        self.send_header("Content-Length", str(length if self.command == "HEAD" else len(body)))
+        self.end_headers()
+        if self.command == "HEAD":
+            return
+        counted = _is_object_get(self.command, self.path)
+        if fault == "corrupt" and body:
+            i = len(body) // 2
+            body = body[:i] + bytes([body[i] ^ 0xFF]) + body[i + 1:]
+        if fault in ("reset", "truncate") and len(body) > 1:
+            half = body[: len(body) // 2]
+            self._send(half, counted)
+            self.wfile.flush()
+            if fault == "reset":
+                # SO_LINGER with a zero timeout makes close() send RST instead of FIN.
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                           struct.pack("ii", 1, 0))
+            self.close_connection = True
+            self.connection.close()
+            return
+        self._send(body, counted)
+
+    def _send(self, data: bytes, counted: bool) -> None:
+        relay = self.owner
+        step = 64 * 1024
+        for i in range(0, len(data), step):
+            chunk = data[i:i + step]
+            if counted and relay.rate:
+                time.sleep(len(chunk) / relay.rate)
+            try:
+                self.wfile.write(chunk)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True   # the client went away (a killed process)
+                return
+            if counted:
+                relay._count(len(chunk))
