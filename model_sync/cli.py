@@ -49,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The libraries log every retried request, oss2 with a traceback at ERROR level; the
+    # retry loop here logs each failure once, with what happens next.
+    for noisy in ("botocore", "boto3", "urllib3", "oss2"):
+        logging.getLogger(noisy).setLevel(logging.CRITICAL if noisy == "oss2" else logging.WARNING)
     progress = None
     try:
         settings = load_settings(

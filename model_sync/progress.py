@@ -57,14 +57,18 @@ class Progress:
         with self._lock:
             cur = self.current.get(dest)
             if cur is not None:
-                cur[0] += n
-            self.bytes_done += n
+                # bytes of a failed range are fetched again: never count past the file's size
+                n_done = max(0, min(n, cur[1] - cur[0]))
+                cur[0] += n_done
+            else:
+                n_done = n
+            self.bytes_done += n_done
             if network:
                 self.transferred += n
             if self._rich:
                 if dest in self._tasks:
-                    self._rich.update(self._tasks[dest], advance=n)
-                self._rich.update(self._tasks["*"], advance=n)
+                    self._rich.update(self._tasks[dest], advance=n_done)
+                self._rich.update(self._tasks["*"], advance=n_done)
         self._emit()
 
     def rewind(self, dest: str) -> None:
@@ -77,11 +81,10 @@ class Progress:
                 if self._rich and dest in self._tasks:
                     self._rich.reset(self._tasks[dest], total=cur[1])
 
-    def finish_file(self, dest: str, size: int, counted: bool = True) -> None:
+    def finish_file(self, dest: str, size: int) -> None:
         with self._lock:
             cur = self.current.pop(dest, None)
-            if counted:
-                self.bytes_done += size - (cur[0] if cur else 0)
+            self.bytes_done += size - (cur[0] if cur else 0)
             self.files_done += 1
             if self._rich and dest in self._tasks:
                 self._rich.remove_task(self._tasks.pop(dest))

@@ -173,7 +173,7 @@ class Runner:
                 fsync_dir(final.parent)
                 backend.discard(item.source, part)   # resume bookkeeping only; the file moved
                 self.state.put(item.dest, str(item.source), remote.identity, final, sha)
-                self.progress.finish_file(item.dest, remote.size, counted=False)
+                self.progress.finish_file(item.dest, remote.size)
                 log.info("placed %s (%d bytes)", item.dest, remote.size)
                 return
             except VerificationError as exc:

@@ -16,7 +16,7 @@ from ..settings import Settings
 from ..uris import SourceURI
 
 log = logging.getLogger(__name__)
-CHUNK = 1024 * 1024
+CHUNK = 64 * 1024   # small reads: a reset loses at most one read of data
 
 
 def translate(exc: Exception, what: str, hint: str = "check the URL") -> SyncError:

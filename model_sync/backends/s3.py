@@ -8,9 +8,9 @@ from typing import Callable
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import (BotoCoreError, ClientError, ConnectionClosedError,
-                                 EndpointConnectionError, NoCredentialsError,
-                                 ReadTimeoutError, ResponseStreamingError)
+from botocore.exceptions import (BotoCoreError, ClientError, EndpointConnectionError,
+                                 FlexibleChecksumError, HTTPClientError, IncompleteReadError,
+                                 NoCredentialsError)
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from .. import ranged
@@ -49,8 +49,10 @@ def translate(exc: Exception, what: str) -> SyncError:
     if isinstance(exc, EndpointConnectionError):
         return EndpointError(f"{what}: cannot reach the S3 endpoint ({exc}); check "
                              "AWS_ENDPOINT_URL and the network")
-    if isinstance(exc, (ReadTimeoutError, ConnectionClosedError, ResponseStreamingError,
-                        Urllib3Error, ConnectionError, TimeoutError)):
+    # Resets, timeouts, closed connections, short bodies and bodies whose x-amz-checksum
+    # botocore found wrong: worth another attempt.
+    if isinstance(exc, (FlexibleChecksumError, HTTPClientError, IncompleteReadError, Urllib3Error, ConnectionError,
+                        TimeoutError)):
         return TransientError(f"{what}: {type(exc).__name__}: {exc}")
     return TransferError(f"{what}: {type(exc).__name__}: {exc}")
 

@@ -141,7 +141,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, data: bytes, counted: bool) -> None:
         relay = self.owner
-        step = 64 * 1024
+        step = 16 * 1024
         for i in range(0, len(data), step):
             chunk = data[i:i + step]
             if counted and relay.rate:
