@@ -116,8 +116,8 @@ def spawn_cli(args: list[str], env: dict[str, str], log: Path) -> subprocess.Pop
 
 
 def oss_env(endpoint: str, **extra: str) -> dict[str, str]:
-    return cli_env(OSS_ENDPOINT=endpoint, OSS_ACCESS_KEY_ID=ACCESS_KEY_ID,
-                   OSS_ACCESS_KEY_SECRET="oss-test-secret", **extra)
+    return cli_env(**{"OSS_ENDPOINT": endpoint, "OSS_ACCESS_KEY_ID": ACCESS_KEY_ID,
+                      "OSS_ACCESS_KEY_SECRET": "oss-test-secret", **extra})
 
 
 def tree(root: Path) -> dict[str, str]:

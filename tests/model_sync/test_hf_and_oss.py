@@ -1,0 +1,95 @@
+"""hf:// against a local server speaking the hub's resolve protocol; oss:// specifics
+(sync with --from, credential and not-found errors) against the OSS adapter."""
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from tests.support.fake_hub import FakeHub
+
+from .conftest import cli_env, digests, oss_env, run_cli, safetensors_bytes, sample_files, tree, upload
+
+
+@pytest.fixture
+def hub():
+    h = FakeHub().start()
+    yield h
+    h.stop()
+
+
+def hf_manifest(path, entries):
+    path.write_text(yaml.safe_dump({"version": 1, "profiles": {"p": "x"}, "files": [
+        {"folder": f, "path": p, "source": s, "profiles": ["p"]} for f, p, s in entries]}))
+    return path
+
+
+def test_hf_source_through_hf_endpoint(hub, tmp_path):
+    weights = safetensors_bytes(20_000, 9)
+    hub.add("Comfy-Org/demo", {"split_files/vae/demo.safetensors": weights})
+    hub.add("acme/gated", {"l.safetensors": safetensors_bytes(100, 1)}, token="hf_secret")
+    manifest = hf_manifest(tmp_path / "m.yaml", [
+        ("vae", "demo.safetensors", "hf://Comfy-Org/demo/split_files/vae/demo.safetensors@main")])
+    env = cli_env(HF_ENDPOINT=hub.url)
+    args = ["sync", "--manifest", str(manifest), "--models-dir", str(tmp_path / "m")]
+    res = run_cli(args, env)
+    assert res.rc == 0, res.stderr[-3000:]
+    assert tree(tmp_path / "m") == digests({"vae/demo.safetensors": weights})
+    assert ("GET", "/Comfy-Org/demo/resolve/main/split_files/vae/demo.safetensors", None) in hub.requests
+    warm = run_cli(args, env)
+    assert warm.summary["skipped"] == 1 and warm.summary["bytes_transferred"] == 0
+    gated = hf_manifest(tmp_path / "g.yaml", [("loras", "l.safetensors", "hf://acme/gated/l.safetensors")])
+    args = ["sync", "--manifest", str(gated), "--models-dir", str(tmp_path / "g")]
+    denied = run_cli(args, env)
+    assert denied.rc == 4 and "HF_TOKEN" in denied.stderr
+    assert run_cli(args, env | {"HF_TOKEN": "hf_secret"}).rc == 0
+    missing = hf_manifest(tmp_path / "x.yaml", [("vae", "n.pt", "hf://Comfy-Org/demo/nope.pt")])
+    gone = run_cli(["sync", "--manifest", str(missing), "--models-dir", str(tmp_path / "x")], env)
+    assert gone.rc == 5 and "hf://Comfy-Org/demo/nope.pt" in gone.stderr
+
+
+def test_hf_sha256_mismatch_is_never_placed(hub, tmp_path):
+    hub.add("o/r", {"m.pt": b"x" * 1000})
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(yaml.safe_dump({"version": 1, "files": [
+        {"folder": "vae", "path": "m.pt", "source": "hf://o/r/m.pt", "sha256": "0" * 64}]}))
+    res = run_cli(["sync", "--manifest", str(manifest), "--models-dir", str(tmp_path / "m")],
+                  cli_env(HF_ENDPOINT=hub.url, MODEL_SYNC_RETRIES="1"))
+    assert res.rc == 8 and "sha256" in res.stderr
+    assert not (tmp_path / "m/vae/m.pt").exists()
+
+
+def test_oss_sync_from_prefix_then_warm(s3, oss, bucket, tmp_path):
+    files = sample_files()
+    upload(s3, bucket, files)
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(yaml.safe_dump({"version": 1, "profiles": {"all": "x"}, "files": [
+        {"folder": rel.split("/", 1)[0], "path": rel.split("/", 1)[1], "size": len(data),
+         "source": "hf://unused/repo/" + rel, "profiles": ["all"]} for rel, data in files.items()]}))
+    env = oss_env(oss.url)
+    args = ["sync", "--manifest", str(manifest), "--models-dir", str(tmp_path / "m"),
+            "--from", f"oss://{bucket}/models", "--profile", "all"]
+    res = run_cli(args, env)
+    assert res.rc == 0, res.stderr[-3000:]
+    assert tree(tmp_path / "m") == digests(files)
+    warm = run_cli(args, env)
+    assert warm.summary["skipped"] == len(files) and warm.summary["bytes_transferred"] == 0
+
+
+def test_oss_errors_name_the_setting(s3, oss, bucket, tmp_path):
+    upload(s3, bucket, {"vae/a.pt": b"a" * 10})
+    bad_key = run_cli(["mirror", f"oss://{bucket}/models", str(tmp_path)],
+                      oss_env(oss.url, OSS_ACCESS_KEY_ID="wrong-id"))
+    assert bad_key.rc == 4 and "OSS_ACCESS_KEY_ID" in bad_key.stderr and "InvalidAccessKeyId" in bad_key.stderr
+    no_creds = run_cli(["mirror", f"oss://{bucket}/models", str(tmp_path)],
+                       cli_env(OSS_ENDPOINT=oss.url))
+    assert no_creds.rc == 4 and "OSS_ACCESS_KEY_SECRET" in no_creds.stderr
+    no_bucket = run_cli(["mirror", "oss://no-such-bucket-x/models", str(tmp_path)], oss_env(oss.url))
+    assert no_bucket.rc == 5 and "NoSuchBucket" in no_bucket.stderr
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(yaml.safe_dump({"version": 1, "files": [
+        {"folder": "vae", "path": "b.pt", "source": f"oss://{bucket}/models/vae/b.pt"}]}))
+    no_key = run_cli(["sync", "--manifest", str(manifest), "--models-dir", str(tmp_path)], oss_env(oss.url))
+    assert no_key.rc == 5 and f"oss://{bucket}/models/vae/b.pt" in no_key.stderr
+    no_endpoint = run_cli(["mirror", f"oss://{bucket}/models", str(tmp_path)],
+                          cli_env(OSS_ACCESS_KEY_ID="a", OSS_ACCESS_KEY_SECRET="b"))
+    assert no_endpoint.rc == 2 and "OSS_ENDPOINT" in no_endpoint.stderr
