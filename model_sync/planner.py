@@ -34,6 +34,7 @@ class RemoteObject:
     crc64: str | None = None
     sha256: str | None = None  # when the store publishes it (the hub's LFS ETag)
     md5: str | None = None     # single-part ETag of an S3 object
+    crc32: int | None = None   # an S3 object's full-object CRC32 checksum
     listed: bool = False       # from a listing, which may lack checksums (OSS has no CRC there)
 
 

@@ -48,7 +48,8 @@ def discard(part: Path) -> None:
 
 
 def download_ranged(job: RangedJob, fetch: FetchRange, on_bytes: Callable[[int], None],
-                    on_resume: Callable[[int], None] | None = None) -> None:
+                    on_resume: Callable[[int], None] | None = None, digests=None) -> None:
+    """`digests` (verify.Digests) is fed the file in order while parts are still arriving."""
     side = sidecar_path(job.part)
     state = read_json(side)
     done: set[int] = set()
@@ -67,8 +68,35 @@ def download_ranged(job: RangedJob, fetch: FetchRange, on_bytes: Callable[[int],
             on_resume(kept)
     fd = os.open(job.part, os.O_RDWR | os.O_CREAT, 0o644)
     record_lock = threading.Lock()
+    hash_lock = threading.Lock()
+    hashed = [0]   # parts [0, hashed) have been fed to `digests`
+
+    def feed_prefix(block: bool = False) -> None:
+        # Read back (from the page cache) the parts that now form a contiguous prefix. One
+        # thread hashes at a time; the others go back to downloading instead of waiting, and
+        # the final blocking call after the last part catches anything they left.
+        if digests is None or not digests.needed or not hash_lock.acquire(blocking=block):
+            return
+        try:
+            while True:
+                with record_lock:
+                    if hashed[0] not in done:
+                        return
+                i = hashed[0]
+                pos, end = i * job.part_size, min(job.size, (i + 1) * job.part_size)
+                while pos < end:
+                    chunk = os.pread(fd, min(4 * 1024 * 1024, end - pos), pos)
+                    if not chunk:
+                        raise TransientError(f"{job.part.name}: short read at {pos}")
+                    digests.update(chunk)
+                    pos += len(chunk)
+                hashed[0] += 1
+        finally:
+            hash_lock.release()
+
     try:
         os.ftruncate(fd, job.size)
+        feed_prefix()
 
         def one(i: int) -> None:
             start = i * job.part_size
@@ -88,6 +116,7 @@ def download_ranged(job: RangedJob, fetch: FetchRange, on_bytes: Callable[[int],
                 done.add(i)
                 write_json(side, {"identity": job.identity, "size": job.size,
                                   "part_size": job.part_size, "done": sorted(done)}, fsync=False)
+            feed_prefix()
 
         if len(todo) <= 1 or job.threads <= 1:
             for i in todo:
@@ -102,5 +131,6 @@ def download_ranged(job: RangedJob, fetch: FetchRange, on_bytes: Callable[[int],
                         f.cancel()
                     raise failed[0].exception()  # type: ignore[misc]
         os.fsync(fd)
+        feed_prefix(block=True)
     finally:
         os.close(fd)

@@ -19,7 +19,7 @@ from .planner import Action, Item, RemoteObject, Step, decide, plan_deletions
 from .progress import Progress
 from .settings import Settings
 from .state import StateStore, local_stat
-from .verify import Expect, verify_file
+from .verify import Digests, Expect, verify_file
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,9 @@ class Runner:
             if item.size is not None and item.size != remote.size:
                 raise VerificationError(f"{item.dest}: the manifest says {item.size} bytes but "
                                         f"{item.source} has {remote.size}; fix the manifest")
-            expect = Expect(remote.size, remote.crc64, remote.md5, item.sha256 or remote.sha256)
+            # One store checksum is enough: a full-object CRC32 where S3 keeps one, else the MD5.
+            expect = Expect(remote.size, remote.crc64, None if remote.crc32 is not None else remote.md5,
+                            item.sha256 or remote.sha256, remote.crc32)
             self.progress.start_file(item.dest, remote.size)
             if step.action is Action.VERIFY:
                 try:
@@ -162,12 +164,15 @@ class Runner:
         part = partial_path(final)
         final.parent.mkdir(parents=True, exist_ok=True)
         attempts = self.s.retries + 1
+        bad_bytes = 0
         for attempt in range(1, attempts + 1):
+            digests = Digests(expect)
             try:
                 backend.download(item.source, remote, part,
                                  lambda n: self.progress.advance(item.dest, n),
-                                 lambda n: self.progress.advance(item.dest, n, network=False))
-                sha = verify_file(part, expect, item.dest)
+                                 lambda n: self.progress.advance(item.dest, n, network=False),
+                                 digests)
+                sha = verify_file(part, expect, item.dest, digests)
                 os.chmod(part, 0o644)
                 os.replace(part, final)
                 fsync_dir(final.parent)
@@ -181,6 +186,11 @@ class Runner:
                 backend.discard(item.source, part)
                 self.progress.rewind(item.dest)
                 last: SyncError = exc
+                bad_bytes += 1
+                if bad_bytes >= 3:
+                    # Three corrupt copies in a row: the source itself disagrees with what
+                    # it (or the manifest) claims; fetching again will not help.
+                    break
             except (TransientError, EndpointError) as exc:
                 last = exc
             if attempt < attempts:

@@ -1,7 +1,9 @@
 """Verification of a downloaded (or present) file against what the source and manifest say.
 
-One sequential read computes every digest that is needed: OSS's CRC64-ECMA through oss2's
-own Crc64, the MD5 of a single-part S3 ETag, and the manifest's sha256. A .safetensors file
+One sequential pass (during a ranged download, or a read afterwards) computes every digest
+needed: OSS's CRC64-ECMA through oss2's own Crc64; for S3 the store's full-object CRC32 when it
+keeps one (zlib, about five times cheaper than MD5), else the MD5 of a single-part ETag; and
+the manifest's sha256. A .safetensors file
 also has its header parsed by the safetensors library and its data offsets checked against
 the file size, which catches truncation even when no digest is published.
 """
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,22 +31,58 @@ class Expect:
     crc64: str | None = None
     md5: str | None = None
     sha256: str | None = None
+    crc32: int | None = None     # an S3 store's full-object x-amz-checksum-crc32
 
 
-def verify_file(path: Path, expect: Expect, what: str) -> str | None:
-    """Raise VerificationError on any mismatch; return the sha256 when it was computed."""
+class Digests:
+    """The digests an Expect asks for, fed in file order.
+
+    A ranged download feeds it as the contiguous prefix of finished parts grows, so hashing
+    overlaps the transfer instead of re-reading the whole file afterwards.
+    """
+
+    def __init__(self, expect: Expect):
+        self.crc = Crc64() if expect.crc64 else None
+        self.md5 = hashlib.md5() if expect.md5 else None
+        self.sha = hashlib.sha256() if expect.sha256 else None
+        self.crc32 = 0 if expect.crc32 is not None else None
+        self.fed = 0
+        self.vouched_crc64: str | None = None   # checked by oss2 against the server already
+
+    @property
+    def needed(self) -> bool:
+        return any(d is not None for d in (self.crc, self.md5, self.sha, self.crc32))
+
+    def update(self, chunk: bytes) -> None:
+        for d in (self.crc, self.md5, self.sha):
+            if d is not None:
+                d.update(chunk)
+        if self.crc32 is not None:
+            self.crc32 = zlib.crc32(chunk, self.crc32)
+        self.fed += len(chunk)
+
+
+def verify_file(path: Path, expect: Expect, what: str, digests: Digests | None = None) -> str | None:
+    """Raise VerificationError on any mismatch; return the sha256 when it was computed.
+
+    `digests` already fed with the whole file (during the download) saves the re-read.
+    """
     size = path.stat().st_size
     if size != expect.size:
         raise VerificationError(f"{what}: size {size} != expected {expect.size}")
-    crc = Crc64() if expect.crc64 else None
-    md5 = hashlib.md5() if expect.md5 else None
-    sha = hashlib.sha256() if expect.sha256 else None
-    digests = [d for d in (crc, md5, sha) if d is not None]
-    if digests:
-        with open(path, "rb") as f:
-            while chunk := f.read(CHUNK):
-                for d in digests:
-                    d.update(chunk)
+    if digests is None or digests.fed != size:
+        vouched = digests.vouched_crc64 if digests is not None else None
+        if vouched is not None and str(vouched) == str(expect.crc64):
+            expect = Expect(expect.size, None, expect.md5, expect.sha256, expect.crc32)
+        digests = Digests(expect)
+        if digests.needed:
+            with open(path, "rb") as f:
+                while chunk := f.read(CHUNK):
+                    digests.update(chunk)
+    crc, md5, sha = digests.crc, digests.md5, digests.sha
+    if digests.crc32 is not None and digests.crc32 != expect.crc32:
+        raise VerificationError(f"{what}: CRC32 {digests.crc32:08x} != source x-amz-checksum-crc32 "
+                                f"{expect.crc32:08x}")
     if crc is not None and str(crc.crc) != str(expect.crc64):
         raise VerificationError(f"{what}: CRC64 {crc.crc} != source x-oss-hash-crc64ecma {expect.crc64}")
     if md5 is not None and md5.hexdigest() != expect.md5:

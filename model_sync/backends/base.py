@@ -6,6 +6,7 @@ from typing import Callable, Protocol
 
 from ..planner import RemoteObject
 from ..uris import SourceURI
+from ..verify import Digests
 
 
 class Backend(Protocol):
@@ -16,8 +17,10 @@ class Backend(Protocol):
         """Every object under a prefix, keyed by its path relative to the prefix."""
 
     def download(self, uri: SourceURI, remote: RemoteObject, part: Path,
-                 on_bytes: Callable[[int], None], on_resume: Callable[[int], None]) -> None:
-        """Fill `part` with the object's bytes, resuming what an earlier attempt left there."""
+                 on_bytes: Callable[[int], None], on_resume: Callable[[int], None],
+                 digests: Digests) -> None:
+        """Fill `part` with the object's bytes, resuming what an earlier attempt left there,
+        feeding `digests` in file order where the transfer allows it."""
 
     def discard(self, uri: SourceURI, part: Path) -> None:
         """Forget a partial download (it failed verification): the next attempt starts over."""

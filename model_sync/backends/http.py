@@ -74,7 +74,8 @@ class HTTPBackend:
         raise NotFoundError(f"{prefix}: plain HTTP(S) has no listing; mirror an oss:// or s3:// prefix")
 
     def download(self, uri: SourceURI, remote: RemoteObject, part: Path,
-                 on_bytes: Callable[[int], None], on_resume: Callable[[int], None]) -> None:
+                 on_bytes: Callable[[int], None], on_resume: Callable[[int], None],
+                 digests=None) -> None:
         # One stream per file: an HTTPS origin (a CDN, the hub) is usually fastest with one
         # connection per file and many files in parallel; resume appends from what is there.
         side = part.with_name(part.name + ".json")
@@ -95,11 +96,17 @@ class HTTPBackend:
                 if have and r.status_code == 206:
                     on_resume(have)
                     mode = "ab"
+                    if digests is not None and digests.needed:
+                        with open(part, "rb") as old:
+                            while block := old.read(CHUNK):
+                                digests.update(block)
                 else:
                     have, mode = 0, "wb"
                 with open(part, mode) as f:
                     for chunk in r.iter_content(CHUNK):
                         f.write(chunk)
+                        if digests is not None:
+                            digests.update(chunk)
                         have += len(chunk)
                         on_bytes(len(chunk))
                     f.flush()

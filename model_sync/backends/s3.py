@@ -1,6 +1,7 @@
 """s3:// through boto3 (any S3-compatible store via AWS_ENDPOINT_URL)."""
 from __future__ import annotations
 
+import base64
 import logging
 import re
 from pathlib import Path
@@ -71,17 +72,18 @@ class S3Backend:
         ))
 
     @staticmethod
-    def _remote(uri: SourceURI, size: int, etag: str | None) -> RemoteObject:
+    def _remote(uri: SourceURI, size: int, etag: str | None, crc32: int | None = None,
+                listed: bool = False) -> RemoteObject:
         etag = (etag or "").strip('"')
         return RemoteObject(size=int(size), identity=f"etag:{etag}:{size}", etag=etag,
-                            md5=etag if _MD5.match(etag) else None)
+                            md5=etag if _MD5.match(etag) else None, crc32=crc32, listed=listed)
 
     def stat(self, uri: SourceURI) -> RemoteObject:
         try:
-            head = self.client.head_object(Bucket=uri.bucket, Key=uri.key)
+            head = self.client.head_object(Bucket=uri.bucket, Key=uri.key, ChecksumMode="ENABLED")
         except (BotoCoreError, ClientError) as exc:
             raise translate(exc, str(uri)) from None
-        return self._remote(uri, head["ContentLength"], head.get("ETag"))
+        return self._remote(uri, head["ContentLength"], head.get("ETag"), _full_crc32(head))
 
     def list(self, prefix: SourceURI) -> dict[str, RemoteObject]:
         base = prefix.key.rstrip("/") + "/" if prefix.key else ""
@@ -94,13 +96,16 @@ class S3Backend:
                     if key.endswith("/"):
                         continue
                     rel = key[len(base):]
-                    out[rel] = self._remote(prefix.child(rel), obj["Size"], obj.get("ETag"))
+                    # Listings carry no checksums: a HEAD fills them in before a download.
+                    out[rel] = self._remote(prefix.child(rel), obj["Size"], obj.get("ETag"),
+                                            listed=True)
         except (BotoCoreError, ClientError) as exc:
             raise translate(exc, str(prefix)) from None
         return out
 
     def download(self, uri: SourceURI, remote: RemoteObject, part: Path,
-                 on_bytes: Callable[[int], None], on_resume: Callable[[int], None]) -> None:
+                 on_bytes: Callable[[int], None], on_resume: Callable[[int], None],
+                 digests=None) -> None:
         def fetch(start: int, end: int):
             try:
                 resp = self.client.get_object(Bucket=uri.bucket, Key=uri.key,
@@ -121,10 +126,21 @@ class S3Backend:
             ranged.discard(part)
             part.touch()
             return
-        ranged.download_ranged(job, fetch, on_bytes, on_resume)
+        ranged.download_ranged(job, fetch, on_bytes, on_resume, digests)
 
     def discard(self, uri: SourceURI, part: Path) -> None:
         ranged.discard(part)
+
+
+def _full_crc32(head: dict) -> int | None:
+    """The object's CRC32 if the store keeps a full-object one (not a multipart composite)."""
+    value = head.get("ChecksumCRC32")
+    if not value or "-" in value or head.get("ChecksumType") == "COMPOSITE":
+        return None
+    try:
+        return int.from_bytes(base64.b64decode(value), "big")
+    except ValueError:
+        return None
 
 
 def _endpoint_given() -> bool:

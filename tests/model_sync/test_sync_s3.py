@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
 import yaml
 
 from tests.support import free_port
@@ -66,9 +67,16 @@ def test_sync_profiles_from_prefix_and_dry_run(s3, bucket, tmp_path):
     assert json.loads((tmp_path / "p.json").read_text())["state"] == "done"
 
 
-def test_verify_rehashes_and_refetches_a_corrupted_file(s3, bucket, tmp_path):
+@pytest.mark.parametrize("checksum", ["CRC32", "MD5"])
+def test_verify_rehashes_and_refetches_a_corrupted_file(checksum, s3, bucket, tmp_path):
     files = {"vae/v.pt": os.urandom(100_000)}
-    upload(s3, bucket, files)
+    if checksum == "CRC32":     # boto3 stores a full-object CRC32 with each upload
+        upload(s3, bucket, files)
+    else:                       # an object without a stored checksum: the ETag's MD5 is used
+        client = s3.client(checksums=False)
+        client.put_object(Bucket=bucket, Key="models/vae/v.pt", Body=files["vae/v.pt"])
+        assert "ChecksumCRC32" not in client.head_object(Bucket=bucket, Key="models/vae/v.pt",
+                                                         ChecksumMode="ENABLED")
     env = cli_env(**s3.env())
     args = ["mirror", f"s3://{bucket}/models", str(tmp_path)]
     assert run_cli(args, env).rc == 0
@@ -82,7 +90,7 @@ def test_verify_rehashes_and_refetches_a_corrupted_file(s3, bucket, tmp_path):
     assert trusting.summary["skipped"] == 1     # records are trusted unless --verify
     checked = run_cli(args + ["--verify"], env)
     assert checked.rc == 0, checked.stderr
-    assert "MD5" in checked.stderr and checked.summary["fetched"] == 1
+    assert f"{checksum} " in checked.stderr and checked.summary["fetched"] == 1
     assert tree(tmp_path) == digests(files)
     again = run_cli(args + ["--verify"], env)
     assert again.summary["verified"] == 1 and again.summary["bytes_transferred"] == 0

@@ -22,13 +22,16 @@ class S3Server:
     workdir: Path
     log: Path = field(default=None)  # type: ignore[assignment]
 
-    def client(self, endpoint: str | None = None):
+    def client(self, endpoint: str | None = None, checksums: bool = True):
+        """A boto3 client; `checksums=False` uploads objects without a stored CRC32."""
         import boto3
         from botocore.config import Config
         return boto3.session.Session().client(
             "s3", endpoint_url=endpoint or self.url, region_name="us-east-1",
             aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
-            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}))
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2},
+                          request_checksum_calculation="when_supported" if checksums
+                          else "when_required"))
 
     def env(self, endpoint: str | None = None) -> dict[str, str]:
         """Environment for a model_sync child process talking to this server."""
@@ -76,11 +79,16 @@ def start_seaweedfs(buckets: list[str]) -> S3Server:
     config.write_text('{"identities": [{"name": "bench", "credentials": [{"accessKey": "%s", '
                       '"secretKey": "%s"}], "actions": ["Admin", "Read", "Write", "List"]}]}'
                       % (ACCESS_KEY, SECRET_KEY))
-    ports = {"master.port": free_port(), "volume.port": free_port(), "filer.port": free_port(),
-             "admin.port": free_port(), "webdav.port": free_port()}
+    # Every port explicit: the defaults are fixed numbers and the gRPC ones "http port +
+    # 10000", either of which can collide with other servers on a shared machine.
+    names = ["master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
+             "volume.port.public", "filer.port", "filer.port.grpc", "filer.port.public",
+             "admin.port", "admin.port.grpc", "webdav.port", "s3.port.grpc", "debug.port"]
+    ports = {n: free_port() for n in names}
     args = [exe, "mini", f"-dir={workdir / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
             "-master.telemetry=false", f"-s3.port={s3_port}", f"-s3.config={config}",
-            "-admin.ui=false"] + [f"-{k}={v}" for k, v in ports.items()]
+            "-s3.port.iceberg=0", "-s3.port.lance=0", "-admin.ui=false",
+            "-master.volumeSizeLimitMB=1024"] + [f"-{k}={v}" for k, v in ports.items()]
     (workdir / "data").mkdir()
     log = workdir / "weed.log"
     proc = subprocess.Popen(args, stdout=open(log, "wb"), stderr=subprocess.STDOUT, cwd=workdir)
