@@ -132,7 +132,9 @@ def load_manifest(path: str | Path) -> Manifest:
     except OSError as exc:
         raise ManifestError(f"cannot read manifest {path}: {exc.strerror}; check --manifest") from None
     try:
-        data = yaml.safe_load(text)
+        # libyaml's loader when PyYAML was built with it: a 2,000-entry manifest parses in
+        # a tenth of the time, which is most of a warm start.
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as exc:
         raise ManifestError(f"manifest {path} is not valid YAML: {exc}") from None
     return parse_manifest(data, str(path))

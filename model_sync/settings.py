@@ -21,7 +21,7 @@ class Settings:
     delete: bool = False
     progress_file: Path | None = None
     part_size: int = 64 * MiB            # one ranged GET; also the most a crash can cost per stream
-    range_threads: int = 8               # parallel ranges within one large file
+    range_threads: int = 4               # parallel ranges within one large file
     file_workers: int = 4                # files transferred at once
     stat_workers: int = 32               # HEAD requests at once during planning
     retries: int = 5                     # attempts per file after the first
