@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             dry_run=args.dry_run, verify=args.verify, delete=args.delete,
             progress_file=args.progress_file)
         progress = Progress(settings.progress_path, settings.progress_interval)
+        progress.planning()
         runner = Runner(settings, progress)
         if args.command == "sync":
             manifest = load_manifest(settings.manifest)

@@ -33,15 +33,21 @@ class Progress:
         self._tasks: dict[str, int] = {}
 
     # --- events -----------------------------------------------------------------------------
+    def planning(self) -> None:
+        """Say so in the progress file at once: listing thousands of files takes a moment."""
+        self._emit(force=True)
+
     def begin(self, files_total: int, bytes_total: int) -> None:
         with self._lock:
             self.state, self.files_total, self.bytes_total = "running", files_total, bytes_total
         if self.tty:
+            from rich.console import Console
             from rich.progress import (BarColumn, DownloadColumn, Progress as RichProgress,
                                        TransferSpeedColumn, TimeRemainingColumn)
             self._rich = RichProgress("{task.description}", BarColumn(), DownloadColumn(),
                                       TransferSpeedColumn(), TimeRemainingColumn(),
-                                      console=None, transient=False)
+                                      console=Console(file=self.stream, force_terminal=True),
+                                      transient=False)
             self._rich.start()
             self._tasks["*"] = self._rich.add_task("total", total=bytes_total)
         self._emit(force=True)

@@ -20,7 +20,7 @@ from typing import Callable
 
 import oss2
 from oss2.credentials import Credentials, CredentialsProvider
-from oss2.exceptions import InconsistentError, OssError, RequestError, ServerError
+from oss2.exceptions import ClientError, InconsistentError, OssError, RequestError, ServerError
 from requests.exceptions import ConnectionError as RequestsConnectionError
 
 from ..errors import (CredentialsError, EndpointError, NotFoundError, SyncError, TransferError,
@@ -32,7 +32,7 @@ from ..uris import SourceURI
 log = logging.getLogger(__name__)
 _CRED_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied",
                "SecurityTokenExpired", "InvalidSecurityToken"}
-ECS_METADATA = "http://100.100.100.200/latest/meta-data/ram/security-credentials/"
+ECS_METADATA = "http://100.100.100.200/latest/meta-data/ram/security-credentials"
 
 
 class _AlibabaCloudCredentials(CredentialsProvider):
@@ -53,8 +53,9 @@ def make_auth(env: dict[str, str]):
         token = env.get("OSS_SESSION_TOKEN") or env.get("OSS_SECURITY_TOKEN")
         return oss2.StsAuth(ak, sk, token) if token else oss2.Auth(ak, sk)
     if env.get("OSS_ECS_RAM_ROLE"):
+        base = env.get("OSS_ECS_METADATA_URL", ECS_METADATA)   # overridable for tests/proxies
         return oss2.ProviderAuth(oss2.EcsRamRoleCredentialsProvider(
-            ECS_METADATA + env["OSS_ECS_RAM_ROLE"]))
+            base.rstrip("/") + "/" + env["OSS_ECS_RAM_ROLE"], max_retries=2, timeout=5))
     if env.get("ALIBABA_CLOUD_ROLE_ARN") and env.get("ALIBABA_CLOUD_OIDC_TOKEN_FILE"):
         try:
             return oss2.ProviderAuth(_AlibabaCloudCredentials())
@@ -67,6 +68,10 @@ def make_auth(env: dict[str, str]):
 
 
 def translate(exc: Exception, what: str) -> SyncError:
+    if isinstance(exc, ClientError) and "credentials" in str(exc).lower():
+        return CredentialsError(f"{what}: cannot get credentials from the ECS metadata service "
+                                f"({exc}); check OSS_ECS_RAM_ROLE and that the role is attached "
+                                "to this instance")
     if isinstance(exc, InconsistentError):
         return VerificationError(f"{what}: CRC64 of the downloaded bytes does not match the "
                                  "object's x-oss-hash-crc64ecma")

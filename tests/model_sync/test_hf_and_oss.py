@@ -93,3 +93,73 @@ def test_oss_errors_name_the_setting(s3, oss, bucket, tmp_path):
     no_endpoint = run_cli(["mirror", f"oss://{bucket}/models", str(tmp_path)],
                           cli_env(OSS_ACCESS_KEY_ID="a", OSS_ACCESS_KEY_SECRET="b"))
     assert no_endpoint.rc == 2 and "OSS_ENDPOINT" in no_endpoint.stderr
+
+
+def test_oss_ecs_ram_role_credentials_from_the_metadata_service(s3, oss, bucket, tmp_path):
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Metadata(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            if self.path != "/latest/meta-data/ram/security-credentials/comfy-role":
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            body = json.dumps({"Code": "Success", "AccessKeyId": "STS.role-key",
+                               "AccessKeySecret": "role-secret", "SecurityToken": "role-token",
+                               "Expiration": "2099-01-01T00:00:00Z",
+                               "LastUpdated": "2026-01-01T00:00:00Z"}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Metadata)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    oss.keys["STS.role-key"] = "role-token"
+    try:
+        upload(s3, bucket, {"vae/a.pt": b"role" * 100})
+        env = cli_env(OSS_ENDPOINT=oss.url, OSS_ECS_RAM_ROLE="comfy-role",
+                      OSS_ECS_METADATA_URL=f"http://127.0.0.1:{server.server_address[1]}"
+                                           "/latest/meta-data/ram/security-credentials")
+        res = run_cli(["mirror", f"oss://{bucket}/models", str(tmp_path / "m")], env)
+        assert res.rc == 0, res.stderr[-2000:]
+        assert (tmp_path / "m/vae/a.pt").read_bytes() == b"role" * 100
+        wrong = run_cli(["mirror", f"oss://{bucket}/models", str(tmp_path / "w")],
+                        env | {"OSS_ECS_RAM_ROLE": "not-attached"})
+        assert wrong.rc == 4 and "OSS_ECS_RAM_ROLE" in wrong.stderr
+    finally:
+        del oss.keys["STS.role-key"]
+        server.shutdown()
+        server.server_close()
+
+
+def test_oss_unreachable_endpoint(bucket, tmp_path):
+    from tests.support import free_port
+    res = run_cli(["mirror", f"oss://{bucket}/models", str(tmp_path)],
+                  oss_env(f"http://127.0.0.1:{free_port()}", MODEL_SYNC_RETRIES="1"))
+    assert res.rc == 6 and "OSS_ENDPOINT" in res.stderr
+
+
+def test_progress_bars_on_a_terminal(tmp_path):
+    import io
+
+    from model_sync.progress import Progress
+    out = io.StringIO()
+    p = Progress(tmp_path / "p.json", 10, tty=True, stream=out)
+    p.begin(1, 1000)
+    p.start_file("vae/a.pt", 1000)
+    p.advance("vae/a.pt", 600)
+    snap = p.snapshot()
+    assert snap["current"] == [{"path": "vae/a.pt", "bytes_done": 600, "bytes_total": 1000}]
+    p.advance("vae/a.pt", 900)                   # a re-fetched range never counts twice
+    assert p.snapshot()["bytes_done"] == 1000
+    p.finish_file("vae/a.pt", 1000)
+    p.end(True)
+    text = out.getvalue()
+    assert "vae/a.pt" in text or "total" in text
+    assert "{\"progress\"" not in text            # no JSON lines on a terminal

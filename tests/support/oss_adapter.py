@@ -21,7 +21,9 @@ ACCESS_KEY_ID = "oss-test-key-id"
 
 class OSSAdapter:
     def __init__(self, s3_client, access_key_id: str = ACCESS_KEY_ID):
-        self.s3, self.access_key_id = s3_client, access_key_id
+        self.s3 = s3_client
+        # key id -> the x-oss-security-token it needs (None for a long-term key pair)
+        self.keys: dict[str, str | None] = {access_key_id: None}
         self._crc: dict[tuple[str, str, str], str] = {}
         self._crc_lock = threading.Lock()
         adapter = self
@@ -81,8 +83,12 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(403, "AccessDenied", "anonymous access is not allowed")
             return False
         key_id = auth[4:].split(":", 1)[0]
-        if key_id != self.owner.access_key_id:
+        if key_id not in self.owner.keys:
             self._error(403, "InvalidAccessKeyId", "The OSS Access Key Id you provided does not exist in our records.")
+            return False
+        token = self.owner.keys[key_id]
+        if token is not None and self.headers.get("x-oss-security-token") != token:
+            self._error(403, "InvalidSecurityToken", "The security token you provided is invalid.")
             return False
         return True
 
