@@ -51,8 +51,9 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # The libraries log every retried request, oss2 with a traceback at ERROR level; the
     # retry loop here logs each failure once, with what happens next.
-    for noisy in ("botocore", "boto3", "urllib3", "oss2"):
-        logging.getLogger(noisy).setLevel(logging.CRITICAL if noisy == "oss2" else logging.WARNING)
+    for noisy in ("botocore", "boto3", "urllib3", "oss2", "credentials"):
+        logging.getLogger(noisy).setLevel(logging.WARNING if noisy in ("botocore", "boto3", "urllib3")
+                                          else logging.CRITICAL)
     progress = None
     try:
         settings = load_settings(

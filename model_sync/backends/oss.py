@@ -8,6 +8,7 @@ Credentials, first match wins:
    ALIBABA_CLOUD_OIDC_TOKEN_FILE (injected by the ack-pod-identity-webhook). oss2 has no
    OIDC provider, so the official alibabacloud-credentials library exchanges the token
    for STS credentials and we hand them to oss2 through its CredentialsProvider interface.
+   This path is not exercised by the test suite (STS cannot be reached from it).
 """
 from __future__ import annotations
 
@@ -35,16 +36,28 @@ _CRED_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied",
 ECS_METADATA = "http://100.100.100.200/latest/meta-data/ram/security-credentials"
 
 
-class _AlibabaCloudCredentials(CredentialsProvider):
-    """oss2 CredentialsProvider fed by alibabacloud-credentials' default chain (RRSA/OIDC)."""
+class _RRSACredentials(CredentialsProvider):
+    """oss2 CredentialsProvider fed by alibabacloud-credentials' OIDC provider (ACK RRSA).
+
+    The provider reads ALIBABA_CLOUD_ROLE_ARN, ALIBABA_CLOUD_OIDC_PROVIDER_ARN and
+    ALIBABA_CLOUD_OIDC_TOKEN_FILE, calls STS AssumeRoleWithOIDC (the VPC endpoint with
+    ALIBABA_CLOUD_STS_REGION + ALIBABA_CLOUD_VPC_ENDPOINT_ENABLED=true) and refreshes the
+    credentials before they expire.
+    """
 
     def __init__(self):
-        from alibabacloud_credentials.client import Client
-        self._client = Client()
+        from alibabacloud_credentials.provider.oidc import OIDCRoleArnCredentialsProvider
+        self._provider = OIDCRoleArnCredentialsProvider()
 
     def get_credentials(self):
-        cred = self._client.get_credential()
-        return Credentials(cred.access_key_id, cred.access_key_secret, cred.security_token)
+        from alibabacloud_credentials.exceptions import CredentialException
+        from Tea.exceptions import RetryError, TeaException
+        try:
+            cred = self._provider.get_credentials()
+        except (CredentialException, RetryError, TeaException, OSError, ValueError) as exc:
+            raise ClientError(f"cannot get RRSA credentials from STS: {exc}") from None
+        return Credentials(cred.get_access_key_id(), cred.get_access_key_secret(),
+                           cred.get_security_token())
 
 
 def make_auth(env: dict[str, str]):
@@ -58,7 +71,7 @@ def make_auth(env: dict[str, str]):
             base.rstrip("/") + "/" + env["OSS_ECS_RAM_ROLE"], max_retries=2, timeout=5))
     if env.get("ALIBABA_CLOUD_ROLE_ARN") and env.get("ALIBABA_CLOUD_OIDC_TOKEN_FILE"):
         try:
-            return oss2.ProviderAuth(_AlibabaCloudCredentials())
+            return oss2.ProviderAuth(_RRSACredentials())
         except ImportError:
             raise CredentialsError("RRSA variables are set but alibabacloud-credentials is not "
                                    "installed (pip install alibabacloud-credentials)") from None
@@ -68,10 +81,13 @@ def make_auth(env: dict[str, str]):
 
 
 def translate(exc: Exception, what: str) -> SyncError:
-    if isinstance(exc, ClientError) and "credentials" in str(exc).lower():
-        return CredentialsError(f"{what}: cannot get credentials from the ECS metadata service "
-                                f"({exc}); check OSS_ECS_RAM_ROLE and that the role is attached "
-                                "to this instance")
+    if isinstance(exc, ClientError):
+        detail = exc.body.decode() if isinstance(exc.body, bytes) else str(exc.body)
+        detail = detail.removeprefix("ClientError: ")
+        if "credentials" in detail.lower():
+            return CredentialsError(f"{what}: {detail}; check OSS_ECS_RAM_ROLE (the role must be "
+                                    "attached to this instance) or the RRSA setup (docs/models.md)")
+        return UsageError(f"{what}: {detail}")
     if isinstance(exc, InconsistentError):
         return VerificationError(f"{what}: CRC64 of the downloaded bytes does not match the "
                                  "object's x-oss-hash-crc64ecma")
