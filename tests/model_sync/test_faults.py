@@ -6,6 +6,7 @@ fault-injecting relay on loopback.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import threading
@@ -97,12 +98,17 @@ def test_kill_9_then_rerun_refetches_at_most_one_part(kind, s3, oss, bucket, rel
     files = {"diffusion_models/big.pt": os.urandom(size)}
     upload(s3, bucket, files)
     relay, env = store_env(kind, s3, oss, relay_for, MODEL_SYNC_RANGE_THREADS="1")
-    relay.rate = 1_000_000                       # ~2 s for the whole file
+    relay.rate = 700_000                         # ~3 s for the whole file
     models = tmp_path / "models"
     args = ["mirror", f"{kind}://{bucket}/models", str(models)]
     proc = spawn_cli(args, env, tmp_path / "first.log")
     try:
-        wait_until(lambda: relay.body_bytes >= size // 3, timeout=30, what="a third of the file")
+        def midway() -> bool:
+            # the progress file (what the proxy's starting page shows) names the file in flight
+            progress = json.loads((models / ".model_sync/progress.json").read_text())
+            return relay.body_bytes >= size // 3 and progress["state"] == "running" and \
+                [c["path"] for c in progress["current"]] == ["diffusion_models/big.pt"]
+        wait_until(midway, timeout=30, what="a third of the file, shown in the progress file")
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
     finally:
@@ -144,7 +150,6 @@ def test_two_processes_share_one_directory(s3, bucket, relay_for, tmp_path):
     assert watch.bad == []
     logs = [(tmp_path / f"p{i}.log").read_text() for i in range(2)]
     outs = [(tmp_path / f"p{i}.out").read_text() for i in range(2)]
-    import json
     sent = sum(json.loads(o.strip().splitlines()[-1])["summary"]["bytes_transferred"] for o in outs)
     assert sent == sum(map(len, files.values())) == relay.body_bytes   # each file fetched once
     assert any("still waiting for loras/" in log for log in logs)
