@@ -50,7 +50,9 @@ class HFBackend(HTTPBackend):
         if meta.size is None:
             raise NotFoundError(f"{uri}: the hub reported no size; {self.hint}")
         etag = (meta.etag or "").strip('"')
-        return RemoteObject(size=meta.size, identity=f"hf:{meta.commit_hash}:{etag}:{meta.size}",
+        # The ETag (an LFS file's sha256) names the content; the commit does not: a new commit
+        # that leaves this file alone must not re-download it.
+        return RemoteObject(size=meta.size, identity=f"hf:{etag}:{meta.size}",
                             etag=None, sha256=etag if _SHA256.match(etag) else None)
 
     def list(self, prefix: SourceURI) -> dict[str, RemoteObject]:

@@ -136,3 +136,21 @@ def test_describe_prints_every_step():
     assert lines[0].startswith("fetch  vae/a.pt  <- s3://b/vae/a.pt")
     assert "delete vae/old.pt" in lines
     assert lines[-1] == "plan: 1 to fetch (10 bytes), 0 to verify, 0 unchanged, 1 to delete"
+
+
+def test_settings_flag_over_environment_over_default(tmp_path):
+    from model_sync.settings import load_settings
+    env = {"MODEL_PROFILES": "a, b", "MODEL_SYNC_FROM": "oss://env/models",
+           "MODEL_SYNC_PART_SIZE": "1048576", "MODEL_SYNC_PROGRESS_FILE": str(tmp_path / "p.json")}
+    s = load_settings(env, models_dir=str(tmp_path))
+    assert s.profiles == ("a", "b") and s.from_prefix == "oss://env/models"
+    assert s.part_size == 1048576 and s.progress_path == tmp_path / "p.json"
+    assert s.range_threads == 4
+    s = load_settings(env, models_dir=str(tmp_path), profiles=["c"], from_prefix="s3://flag/m",
+                      progress_file=str(tmp_path / "q.json"))
+    assert s.profiles == ("c",) and s.from_prefix == "s3://flag/m"
+    assert s.progress_path == tmp_path / "q.json"
+    assert load_settings({}, models_dir=str(tmp_path)).progress_path == \
+        tmp_path / ".model_sync" / "progress.json"
+    with pytest.raises(UsageError, match="MODEL_SYNC_PART_SIZE"):
+        load_settings({"MODEL_SYNC_PART_SIZE": "big"}, models_dir=str(tmp_path))
