@@ -62,8 +62,9 @@ def test_faults_still_give_a_byte_identical_tree(kind, s3, oss, bucket, relay_fo
     files = {"checkpoints/m.safetensors": safetensors_bytes(60_000, 3),   # ~240 KB, 4 parts
              "vae/v.pt": os.urandom(150_000), "loras/l.pt": os.urandom(30_000)}
     upload(s3, bucket, files)
-    relay, env = store_env(kind, s3, oss, relay_for, MODEL_SYNC_RETRIES="8")
-    faults = ["503", "reset", "503", "truncate", "corrupt", "503", "reset", "corrupt"]
+    relay, env = store_env(kind, s3, oss, relay_for, MODEL_SYNC_RETRIES="8", MODEL_SYNC_TIMEOUT="1")
+    relay.stall_seconds = 2.5
+    faults = ["503", "reset", "503", "truncate", "corrupt", "stall", "503", "reset", "corrupt"]
     relay.inject(*faults)
     with FinalNameWatch(tmp_path, files) as watch:
         res = run_cli(["mirror", f"{kind}://{bucket}/models", str(tmp_path)], env)
@@ -73,6 +74,20 @@ def test_faults_still_give_a_byte_identical_tree(kind, s3, oss, bucket, relay_fo
     assert watch.bad == [] and watch.checks > 0
     assert leftovers(tmp_path) == []
     assert "retrying" in res.stderr
+
+
+@pytest.mark.parametrize("kind", ["s3", "oss"])
+def test_a_stalled_body_times_out_and_is_retried(kind, s3, oss, bucket, relay_for, tmp_path):
+    files = {"vae/v.pt": os.urandom(50_000)}
+    upload(s3, bucket, files)
+    relay, env = store_env(kind, s3, oss, relay_for, MODEL_SYNC_TIMEOUT="1")
+    relay.stall_seconds = 2.5
+    relay.inject("stall")
+    res = run_cli(["mirror", f"{kind}://{bucket}/models", str(tmp_path)], env)
+    assert res.rc == 0, res.stderr[-3000:]
+    assert relay.faults_done == ["stall"]
+    assert "timed out" in res.stderr.lower() or "timeout" in res.stderr.lower(), res.stderr[-3000:]
+    assert tree(tmp_path) == digests(files)
 
 
 def test_https_source_resumes_after_a_reset(s3, bucket, relay_for, tmp_path):

@@ -4,7 +4,9 @@ Faults (queued, each used once, applied to object GETs in arrival order):
   "503"      answer 503 with an S3/OSS-style SlowDown error, without asking upstream;
   "reset"    send the headers and half the body, then reset the TCP connection (RST);
   "truncate" send the headers and half the body, then close the connection cleanly;
-  "corrupt"  send the whole body with one byte flipped.
+  "corrupt"  send the whole body with one byte flipped;
+  "stall"    send the headers and half the body, then go silent for `stall_seconds` (the
+             client's read timeout must fire) and close.
 It also counts the body bytes of object GETs it relays and can throttle them, which is what
 the resume tests measure ("how much was fetched again").
 """
@@ -32,6 +34,7 @@ class FaultRelay:
         self.object_gets = 0
         self.faults_done: list[str] = []
         self.rate: float | None = None   # bytes per second for object GET bodies, None = unlimited
+        self.stall_seconds = 3.0
         relay = self
 
         class Handler(_Handler):
@@ -126,10 +129,12 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "corrupt" and body:
             i = len(body) // 2
             body = body[:i] + bytes([body[i] ^ 0xFF]) + body[i + 1:]
-        if fault in ("reset", "truncate") and len(body) > 1:
+        if fault in ("reset", "truncate", "stall") and len(body) > 1:
             half = body[: len(body) // 2]
             self._send(half, counted)
             self.wfile.flush()
+            if fault == "stall":
+                time.sleep(relay.stall_seconds)
             if fault == "reset":
                 # SO_LINGER with a zero timeout makes close() send RST instead of FIN.
                 self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
