@@ -1,0 +1,129 @@
+"""The proxy's own pages (login, change password, starting), in English or Chinese
+following the browser's Accept-Language. Plain HTML and one stylesheet: no script needed."""
+from __future__ import annotations
+
+import html
+import json
+
+TEXT = {
+    "en": {
+        "title": "Sign in - ComfyUI", "user": "User", "password": "Password",
+        "signin": "Sign in", "bad": "Wrong user name or password.",
+        "limited": "Too many failed attempts. Try again in {s} seconds.",
+        "change_title": "Set a new password", "new": "New password", "repeat": "Repeat it",
+        "change": "Save and continue",
+        "change_why": "This server still uses its default password. Choose a new one (8 characters or more) to continue.",
+        "short": "The new password needs at least 8 characters.",
+        "mismatch": "The two passwords differ.", "same": "Choose a password other than the default.",
+        "start_title": "ComfyUI is starting",
+        "start_body": "ComfyUI is not answering yet. This page refreshes by itself.",
+        "sync": "Syncing models: {done} of {total} files, {gb_done:.1f} of {gb_total:.1f} GB",
+        "sync_failed": "The model sync failed: {err}",
+        "logout": "Sign out",
+    },
+    "zh": {
+        "title": "登录 - ComfyUI", "user": "用户名", "password": "密码",
+        "signin": "登录", "bad": "用户名或密码错误。",
+        "limited": "失败次数过多，请在 {s} 秒后重试。",
+        "change_title": "设置新密码", "new": "新密码", "repeat": "再次输入",
+        "change": "保存并继续",
+        "change_why": "此服务器仍在使用默认密码。请设置一个新密码（至少 8 个字符）后继续。",
+        "short": "新密码至少需要 8 个字符。",
+        "mismatch": "两次输入的密码不一致。", "same": "请勿使用默认密码。",
+        "start_title": "ComfyUI 正在启动",
+        "start_body": "ComfyUI 尚未就绪，本页面会自动刷新。",
+        "sync": "正在同步模型：{done}/{total} 个文件，{gb_done:.1f}/{gb_total:.1f} GB",
+        "sync_failed": "模型同步失败：{err}",
+        "logout": "退出登录",
+    },
+}
+
+CSS = """body{font-family:system-ui,sans-serif;background:#1e1e24;color:#eee;display:flex;
+min-height:100vh;align-items:center;justify-content:center;margin:0}
+main{background:#2a2a33;padding:2rem 2.5rem;border-radius:10px;min-width:18rem;max-width:28rem}
+h1{font-size:1.3rem;margin-top:0}label{display:block;margin:.8rem 0 .2rem}
+input{width:100%;box-sizing:border-box;padding:.5rem;border-radius:5px;border:1px solid #555;
+background:#1e1e24;color:#eee}button{margin-top:1.2rem;width:100%;padding:.6rem;border:0;
+border-radius:5px;background:#4a7dff;color:#fff;font-size:1rem;cursor:pointer}
+.err{color:#ff8a8a}progress{width:100%}"""
+
+
+def language(accept_language: str | None) -> str:
+    """'zh' when the browser prefers Chinese over English, else 'en'."""
+    best, best_q = "en", -1.0
+    for part in (accept_language or "").split(","):
+        tag, _, params = part.strip().partition(";")
+        q = 1.0
+        if params.strip().startswith("q="):
+            try:
+                q = float(params.strip()[2:])
+            except ValueError:
+                q = 0.0
+        lang = tag.strip().lower()[:2]
+        if lang in TEXT and q > best_q:
+            best, best_q = lang, q
+    return best
+
+
+def _page(lang: str, title: str, body: str, refresh: int | None = None) -> str:
+    meta = f'<meta http-equiv="refresh" content="{refresh}">' if refresh else ""
+    return (f'<!doctype html><html lang="{lang}"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width,initial-scale=1">{meta}'
+            f'<title>{html.escape(title)}</title><link rel="stylesheet" href="/_auth/login.css">'
+            f'</head><body><main>{body}</main></body></html>')
+
+
+def login_page(lang: str, next_url: str, error: str | None = None) -> str:
+    t = TEXT[lang]
+    err = f'<p class="err" role="alert">{html.escape(error)}</p>' if error else ""
+    body = (f'<h1>ComfyUI</h1>{err}<form method="post" action="/login">'
+            f'<input type="hidden" name="next" value="{html.escape(next_url)}">'
+            f'<label for="username">{t["user"]}</label>'
+            f'<input id="username" name="username" autocomplete="username" required autofocus>'
+            f'<label for="password">{t["password"]}</label>'
+            f'<input id="password" name="password" type="password" autocomplete="current-password" required>'
+            f'<button type="submit">{t["signin"]}</button></form>')
+    return _page(lang, t["title"], body)
+
+
+def change_page(lang: str, next_url: str, error: str | None = None) -> str:
+    t = TEXT[lang]
+    err = f'<p class="err" role="alert">{html.escape(error)}</p>' if error else ""
+    body = (f'<h1>{t["change_title"]}</h1><p>{t["change_why"]}</p>{err}'
+            f'<form method="post" action="/_auth/password">'
+            f'<input type="hidden" name="next" value="{html.escape(next_url)}">'
+            f'<label for="new_password">{t["new"]}</label>'
+            f'<input id="new_password" name="new_password" type="password" autocomplete="new-password" required>'
+            f'<label for="repeat_password">{t["repeat"]}</label>'
+            f'<input id="repeat_password" name="repeat_password" type="password" autocomplete="new-password" required>'
+            f'<button type="submit">{t["change"]}</button></form>')
+    return _page(lang, t["change_title"], body)
+
+
+def starting_page(lang: str, progress: dict | None) -> str:
+    t = TEXT[lang]
+    extra = ""
+    if progress:
+        if progress.get("state") == "failed" and progress.get("errors"):
+            extra = f'<p class="err">{html.escape(t["sync_failed"].format(err=progress["errors"][-1]))}</p>'
+        elif progress.get("state") in ("planning", "running"):
+            total = max(int(progress.get("bytes_total") or 0), 1)
+            done = int(progress.get("bytes_done") or 0)
+            line = t["sync"].format(done=progress.get("files_done", 0),
+                                    total=progress.get("files_total", 0),
+                                    gb_done=done / 1e9, gb_total=total / 1e9)
+            current = "".join(f"<li>{html.escape(str(c.get('path', '')))}</li>"
+                              for c in progress.get("current") or [])
+            extra = (f'<p>{html.escape(line)}</p><progress max="{total}" value="{done}"></progress>'
+                     f'<ul>{current}</ul>')
+    return _page(lang, t["start_title"], f'<h1>{t["start_title"]}</h1><p>{t["start_body"]}</p>{extra}',
+                 refresh=5)
+
+
+def read_progress(path) -> dict | None:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        return data if isinstance(data, dict) else None
+    except (OSError, ValueError):
+        return None

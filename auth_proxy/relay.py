@@ -1,0 +1,110 @@
+"""Relaying HTTP and WebSocket traffic to ComfyUI, streamed both ways.
+
+ComfyUI's origin check rejects a POST whose Origin host differs from its Host when the
+Host is a loopback name, so requests go upstream with Host set to the upstream's address
+and, when the browser sent an Origin, that Origin rewritten to match. The public host
+travels in X-Forwarded-Host.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from urllib.parse import urlsplit
+
+import aiohttp
+from aiohttp import WSMsgType, web
+from multidict import CIMultiDict
+
+log = logging.getLogger(__name__)
+
+HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
+              "trailer", "trailers", "transfer-encoding", "upgrade", "host", "content-length"}
+# Credentials for the proxy never reach ComfyUI.
+STRIP_UP = HOP_BY_HOP | {"authorization", "cookie", "origin", "referer"}
+CHUNK = 256 * 1024
+
+
+def upstream_headers(request: web.Request, upstream: str) -> CIMultiDict:
+    up = urlsplit(upstream)
+    headers = CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() not in STRIP_UP)
+    headers["Host"] = up.netloc
+    if "Origin" in request.headers:
+        headers["Origin"] = f"{up.scheme}://{up.netloc}"
+    peer = request.remote or ""
+    prior = request.headers.get("X-Forwarded-For")
+    headers["X-Forwarded-For"] = f"{prior}, {peer}" if prior else peer
+    headers["X-Forwarded-Proto"] = request.headers.get("X-Forwarded-Proto", request.scheme)
+    headers["X-Forwarded-Host"] = request.headers.get("X-Forwarded-Host", request.host)
+    # Preserve everything but cookies the proxy set: ComfyUI itself sets none we need.
+    return headers
+
+
+def _query(request: web.Request, drop: set[str]) -> list[tuple[str, str]]:
+    return [(k, v) for k, v in request.query.items() if k not in drop]
+
+
+async def relay_http(request: web.Request, session: aiohttp.ClientSession, upstream: str,
+                     path: str, metrics) -> web.StreamResponse:
+    url = upstream + path
+    body = request.content if request.body_exists else None
+    started = time.monotonic()
+    async with session.request(request.method, url, params=_query(request, set()),
+                               headers=upstream_headers(request, upstream), data=body,
+                               allow_redirects=False, auto_decompress=False) as up:
+        metrics.observe_upstream(time.monotonic() - started)
+        resp = web.StreamResponse(status=up.status, reason=up.reason)
+        for k, v in up.headers.items():
+            if k.lower() not in HOP_BY_HOP and k.lower() != "set-cookie":
+                resp.headers.add(k, v)
+        if up.headers.get("Content-Length") is not None and "Content-Encoding" not in up.headers:
+            resp.content_length = int(up.headers["Content-Length"])
+        await resp.prepare(request)
+        async for chunk in up.content.iter_chunked(CHUNK):
+            await resp.write(chunk)
+        await resp.write_eof()
+        return resp
+
+
+async def relay_ws(request: web.Request, session: aiohttp.ClientSession, upstream: str,
+                   path: str, metrics) -> web.WebSocketResponse:
+    ws_url = "ws" + upstream[4:] + path
+    headers = upstream_headers(request, upstream)
+    for k in ("Sec-WebSocket-Key", "Sec-WebSocket-Version", "Sec-WebSocket-Extensions"):
+        headers.pop(k, None)
+    up = await session.ws_connect(ws_url, params=_query(request, {"token"}), headers=headers,
+                                  autoclose=False, autoping=True, max_msg_size=0)
+    down = web.WebSocketResponse(autoclose=False, autoping=True, max_msg_size=0)
+    await down.prepare(request)
+    metrics.open_websockets += 1
+
+    async def pump(src, dst, to_client: bool):
+        async for msg in src:
+            if msg.type == WSMsgType.TEXT:
+                await dst.send_str(msg.data)
+            elif msg.type == WSMsgType.BINARY:
+                await dst.send_bytes(msg.data)
+            elif msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                break
+            elif msg.type == WSMsgType.ERROR:
+                break
+        code = src.close_code or 1000
+        if not dst.closed:
+            await dst.close(code=code)
+
+    try:
+        tasks = [asyncio.ensure_future(pump(up, down, True)),
+                 asyncio.ensure_future(pump(down, up, False))]
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for t in pending:
+            t.cancel()
+        for t in done:
+            if t.exception() and not isinstance(t.exception(), ConnectionError):
+                log.debug("websocket relay ended: %r", t.exception())
+    finally:
+        metrics.open_websockets -= 1
+        if not up.closed:
+            await up.close(code=down.close_code or 1000)
+        if not down.closed:
+            await down.close(code=up.close_code or 1000)
+    return down

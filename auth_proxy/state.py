@@ -1,0 +1,153 @@
+"""What the proxy keeps on disk: the admin's password hash and the API tokens' hashes.
+
+Files live in AUTH_PROXY_STATE_DIR, mode 0600, each written atomically (a unique temp
+file in the same folder, fsync, os.replace) so a crash never leaves half a file.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import secrets
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from auth_proxy.errors import StateError, TokenError
+
+log = logging.getLogger(__name__)
+ADMIN_FILE = "admin.json"
+TOKENS_FILE = "tokens.json"
+DEFAULT_PASSWORD = "admin"
+_hasher = PasswordHasher()
+# Verifying against this when the user name is wrong costs what a real check costs, so
+# timing does not tell an unknown user from a wrong password.
+_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise StateError(f"cannot write {path}: {exc.strerror}; check AUTH_PROXY_STATE_DIR") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise StateError(f"cannot read {path}: {exc}; fix or remove it") from None
+
+
+def token_digest(token: str) -> str:
+    # Tokens are 256 random bits, so a fast hash is enough (no dictionary to attack) and
+    # keeps per-request checks cheap; passwords get argon2.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass
+class Admin:
+    user: str
+    password_hash: str
+    must_change: bool
+    generation: int  # bumped on every password change; sessions of older ones are void
+
+
+class Store:
+    def __init__(self, state_dir: Path):
+        self.dir = state_dir
+
+    # --- admin -----------------------------------------------------------------------
+    def load_admin(self, user: str, configured_password: str | None) -> Admin:
+        """The admin account, created or updated from the configured password."""
+        data = read_json(self.dir / ADMIN_FILE)
+        if data is None:
+            password = configured_password or DEFAULT_PASSWORD
+            admin = Admin(user, _hasher.hash(password), configured_password is None, 1)
+            self.save_admin(admin)
+            return admin
+        admin = Admin(data["user"], data["password_hash"], bool(data["must_change"]),
+                      int(data.get("generation", 1)))
+        if admin.user != user:
+            admin.user = user
+            self.save_admin(admin)
+        if configured_password is not None and not self._matches(admin.password_hash, configured_password):
+            # The environment is the source of truth when it names a password.
+            admin.password_hash = _hasher.hash(configured_password)
+            admin.must_change = False
+            admin.generation += 1
+            self.save_admin(admin)
+        return admin
+
+    def save_admin(self, admin: Admin) -> None:
+        write_json_atomic(self.dir / ADMIN_FILE, {
+            "user": admin.user, "password_hash": admin.password_hash,
+            "must_change": admin.must_change, "generation": admin.generation})
+
+    @staticmethod
+    def _matches(password_hash: str, password: str) -> bool:
+        try:
+            return _hasher.verify(password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    def check_password(self, admin: Admin, user: str, password: str) -> bool:
+        user_ok = hmac.compare_digest(user.encode(), admin.user.encode())
+        ok = self._matches(admin.password_hash if user_ok else _DUMMY_HASH, password)
+        return user_ok and ok
+
+    def change_password(self, admin: Admin, new_password: str) -> None:
+        admin.password_hash = _hasher.hash(new_password)
+        admin.must_change = False
+        admin.generation += 1
+        self.save_admin(admin)
+
+    # --- tokens ----------------------------------------------------------------------
+    def tokens(self) -> dict[str, dict]:
+        return (read_json(self.dir / TOKENS_FILE) or {}).get("tokens", {})
+
+    def create_token(self, name: str) -> str:
+        if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+            raise TokenError(f"token name {name!r}: use letters, digits, '-', '_' or '.'")
+        tokens = self.tokens()
+        if name in tokens:
+            raise TokenError(f"a token named {name!r} exists; revoke it first or pick another name")
+        token = "cst_" + secrets.token_urlsafe(32)
+        tokens[name] = {"sha256": token_digest(token), "created": int(time.time())}
+        write_json_atomic(self.dir / TOKENS_FILE, {"tokens": tokens})
+        return token
+
+    def revoke_token(self, name: str) -> None:
+        tokens = self.tokens()
+        if name not in tokens:
+            raise TokenError(f"no token named {name!r}; `token list` shows the names")
+        del tokens[name]
+        write_json_atomic(self.dir / TOKENS_FILE, {"tokens": tokens})
+
+    def find_token(self, token: str) -> str | None:
+        """The name of the token, or None. Reads the file each time so that a token
+        created or revoked from the command line takes effect without a restart."""
+        digest = token_digest(token)
+        found = None
+        for name, rec in self.tokens().items():
+            if hmac.compare_digest(digest, rec["sha256"]):
+                found = name
+        return found

@@ -1,0 +1,333 @@
+"""A stand-in for ComfyUI that speaks its HTTP routes and WebSocket protocol.
+
+Used where a real ComfyUI cannot run in the default suite: as the upstream of the proxy
+tests, and as the program supervisord runs in the runtime tests
+(`python -m tests.support.fake_comfyui --listen 127.0.0.1 --port N --output-directory D`;
+other ComfyUI flags are accepted and ignored). Routes and message shapes follow ComfyUI's
+server.py: every core route also answers under /api/, the WebSocket at /ws?clientId=
+sends `status` on connect, and a queued prompt produces execution_start,
+execution_cached, executing, progress, executed, execution_success and a final
+executing with node null. Routes under /_test/ exist only here, for relay tests.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import struct
+import uuid
+import zlib
+from pathlib import Path
+
+from aiohttp import WSMsgType, web
+
+OUTPUT_NODES = {"SaveImage"}
+KNOWN_CLASSES = {"EmptyImage", "ImageInvert", "ImageScale", "SaveImage", "LoadImage", "PreviewImage"}
+STATE = web.AppKey("state", dict)
+
+
+def tiny_png(width: int = 8, height: int = 8, value: int = 255) -> bytes:
+    """A valid grey PNG, built with zlib so the fake needs no imaging library."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    raw = b"".join(b"\x00" + bytes([value]) * width for _ in range(height))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def status_msg(state: dict) -> dict:
+    return {"type": "status", "data": {"status": {"exec_info": {"queue_remaining": len(state["queue"])}}}}
+
+
+async def broadcast(state: dict, msg: dict | bytes, client_id: str | None = None) -> None:
+    for cid, ws in list(state["sockets"].items()):
+        if client_id is not None and cid != client_id:
+            continue
+        if ws.closed:
+            continue
+        if isinstance(msg, bytes):
+            await ws.send_bytes(msg)
+        else:
+            await ws.send_str(json.dumps(msg))
+
+
+async def execute(state: dict, prompt_id: str, prompt: dict, client_id: str | None) -> None:
+    """Run a prompt the way ComfyUI reports it; SaveImage writes a real PNG."""
+    await asyncio.sleep(state["delay"])
+    await broadcast(state, {"type": "execution_start", "data": {"prompt_id": prompt_id, "timestamp": 0}}, client_id)
+    await broadcast(state, {"type": "execution_cached", "data": {"nodes": [], "prompt_id": prompt_id, "timestamp": 0}}, client_id)
+    outputs: dict = {}
+    for node_id, node in prompt.items():
+        await broadcast(state, {"type": "executing", "data": {"node": node_id, "display_node": node_id, "prompt_id": prompt_id}}, client_id)
+        if node["class_type"] == "FailingNode" or node.get("inputs", {}).get("fail"):
+            await broadcast(state, {"type": "execution_error", "data": {
+                "prompt_id": prompt_id, "node_id": node_id, "node_type": node["class_type"],
+                "exception_message": "simulated failure", "exception_type": "RuntimeError",
+                "traceback": [], "executed": [], "current_inputs": {}, "current_outputs": {}}}, client_id)
+            state["history"][prompt_id] = {"prompt": [0, prompt_id, prompt, {}, []], "outputs": {},
+                                           "status": {"status_str": "error", "completed": False, "messages": []}}
+            state["queue"].remove(prompt_id)
+            await broadcast(state, status_msg(state))
+            return
+        for step in range(1, 3):
+            await broadcast(state, {"type": "progress", "data": {"value": step, "max": 2, "prompt_id": prompt_id, "node": node_id}}, client_id)
+        # a binary preview frame: event type 1 (PREVIEW_IMAGE), format 2 (PNG), image bytes
+        await broadcast(state, struct.pack(">II", 1, 2) + tiny_png(2, 2), client_id)
+        if node["class_type"] in OUTPUT_NODES:
+            prefix = node.get("inputs", {}).get("filename_prefix", "ComfyUI")
+            sub, _, stem = str(prefix).rpartition("/")
+            folder = state["output"] / sub
+            folder.mkdir(parents=True, exist_ok=True)
+            name = f"{stem}_{len(list(folder.glob(stem + '_*'))) + 1:05d}_.png"
+            (folder / name).write_bytes(tiny_png())
+            out = {"images": [{"filename": name, "subfolder": sub, "type": "output"}]}
+            outputs[node_id] = out
+            await broadcast(state, {"type": "executed", "data": {"node": node_id, "display_node": node_id, "output": out, "prompt_id": prompt_id}}, client_id)
+    await broadcast(state, {"type": "execution_success", "data": {"prompt_id": prompt_id, "timestamp": 0}}, client_id)
+    state["history"][prompt_id] = {"prompt": [0, prompt_id, prompt, {}, list(outputs)], "outputs": outputs,
+                                   "status": {"status_str": "success", "completed": True, "messages": []}}
+    state["queue"].remove(prompt_id)
+    await broadcast(state, {"type": "executing", "data": {"node": None, "prompt_id": prompt_id}}, client_id)
+    await broadcast(state, status_msg(state))
+
+
+def create_app(output_dir: Path, delay: float = 0.0) -> web.Application:
+    state = {"output": Path(output_dir), "input": Path(output_dir).parent / "input", "queue": [],
+             "history": {}, "sockets": {}, "delay": delay, "tasks": set(), "settings": {},
+             "counter": 0}
+    r = web.RouteTableDef()
+
+    @r.get("/system_stats")
+    async def system_stats(_):
+        return web.json_response({"system": {"os": "posix", "comfyui_version": "fake", "argv": ["main.py"]},
+                                  "devices": [{"name": "cpu", "type": "cpu"}]})
+
+    @r.get("/queue")
+    async def get_queue(_):
+        running = [[0, p, {}, {}, []] for p in state["queue"][:1]]
+        pending = [[i, p, {}, {}, []] for i, p in enumerate(state["queue"][1:], 1)]
+        return web.json_response({"queue_running": running, "queue_pending": pending})
+
+    @r.post("/queue")
+    async def post_queue(request):
+        body = await request.json()
+        if body.get("clear"):
+            state["queue"][1:] = []
+        return web.Response(status=200)
+
+    @r.get("/prompt")
+    async def get_prompt(_):
+        return web.json_response({"exec_info": {"queue_remaining": len(state["queue"])}})
+
+    @r.post("/prompt")
+    async def post_prompt(request):
+        body = await request.json()
+        prompt = body.get("prompt")
+        if not isinstance(prompt, dict) or not prompt:
+            return web.json_response({"error": {"type": "no_prompt", "message": "No prompt provided",
+                                                "details": "", "extra_info": {}}, "node_errors": {}}, status=400)
+        errors = {nid: {"errors": [{"type": "invalid_class", "message": f"Cannot find class {n.get('class_type')}",
+                                    "details": "", "extra_info": {}}], "dependent_outputs": [], "class_type": n.get("class_type")}
+                  for nid, n in prompt.items()
+                  if n.get("class_type") not in KNOWN_CLASSES | {"FailingNode"}}
+        if errors:
+            return web.json_response({"error": {"type": "prompt_outputs_failed_validation",
+                                                "message": "Prompt outputs failed validation",
+                                                "details": "", "extra_info": {}}, "node_errors": errors}, status=400)
+        prompt_id = body.get("prompt_id") or str(uuid.uuid4())
+        state["counter"] += 1
+        state["queue"].append(prompt_id)
+        task = asyncio.ensure_future(execute(state, prompt_id, prompt, body.get("client_id")))
+        state["tasks"].add(task)
+        task.add_done_callback(state["tasks"].discard)
+        return web.json_response({"prompt_id": prompt_id, "number": state["counter"], "node_errors": {}})
+
+    @r.get("/history")
+    async def history(_):
+        return web.json_response(state["history"])
+
+    @r.get("/history/{prompt_id}")
+    async def history_one(request):
+        pid = request.match_info["prompt_id"]
+        return web.json_response({pid: state["history"][pid]} if pid in state["history"] else {})
+
+    @r.post("/history")
+    async def post_history(_):
+        state["history"].clear()
+        return web.Response(status=200)
+
+    @r.get("/object_info")
+    async def object_info(_):
+        return web.json_response({c: {"input": {"required": {}}, "output": [], "name": c} for c in sorted(KNOWN_CLASSES)})
+
+    @r.get("/view")
+    async def view(request):
+        kind = request.query.get("type", "output")
+        base = state["output"] if kind == "output" else state["input"]
+        name, sub = request.query.get("filename", ""), request.query.get("subfolder", "")
+        path = (base / sub / name).resolve()
+        if not name or base.resolve() not in path.parents or not path.is_file():
+            return web.Response(status=404)
+        return web.FileResponse(path)  # handles Range like ComfyUI's does
+
+    async def upload(request):
+        reader = await request.multipart()
+        saved = None
+        subfolder, overwrite = "", False
+        async for part in reader:
+            if part.name == "image":
+                name = os.path.basename(part.filename or "upload.png")
+                data = await part.read()
+                saved = (name, data)
+            elif part.name == "subfolder":
+                subfolder = (await part.text()).strip("/")
+            elif part.name == "overwrite":
+                overwrite = (await part.text()).lower() in ("true", "1")
+        if saved is None:
+            return web.Response(status=400)
+        name, data = saved
+        folder = state["input"] / subfolder
+        folder.mkdir(parents=True, exist_ok=True)
+        stem, ext = os.path.splitext(name)
+        i = 1
+        while (folder / name).exists() and not overwrite:  # ComfyUI's "name (1).png" rule
+            name = f"{stem} ({i}){ext}"
+            i += 1
+        (folder / name).write_bytes(data)
+        return web.json_response({"name": name, "subfolder": subfolder, "type": "input"})
+
+    r.post("/upload/image")(upload)
+    r.post("/upload/mask")(upload)
+
+    @r.post("/interrupt")
+    async def interrupt(_):
+        return web.Response(status=200)
+
+    @r.post("/free")
+    async def free(_):
+        return web.Response(status=200)
+
+    @r.get("/internal/logs")
+    async def logs(_):
+        return web.json_response("log line\n")
+
+    @r.get("/internal/folder_paths")
+    async def folder_paths(_):
+        return web.json_response({"checkpoints": [["/models/checkpoints"], []]})
+
+    @r.get("/userdata")
+    async def userdata(_):
+        return web.json_response(["workflows/a.json"])
+
+    @r.get("/v2/userdata")
+    async def userdata2(_):
+        return web.json_response([])
+
+    @r.get("/users")
+    async def users(_):
+        return web.json_response({"storage": "server", "migrated": True})
+
+    @r.get("/settings")
+    async def settings(_):
+        return web.json_response(state["settings"])
+
+    @r.post("/settings")
+    async def post_settings(request):
+        state["settings"].update(await request.json())
+        return web.Response(status=200)
+
+    @r.get("/features")
+    async def features(_):
+        return web.json_response({"supports_preview_metadata": True})
+
+    @r.get("/embeddings")
+    async def embeddings(_):
+        return web.json_response([])
+
+    @r.get("/extensions")
+    async def extensions(_):
+        return web.json_response([])
+
+    @r.get("/ws")
+    async def ws(request):
+        sock = web.WebSocketResponse(max_msg_size=0)
+        await sock.prepare(request)
+        cid = request.query.get("clientId") or uuid.uuid4().hex
+        state["sockets"][cid] = sock
+        await sock.send_str(json.dumps({**status_msg(state), "data": {**status_msg(state)["data"], "sid": cid}}))
+        try:
+            async for _msg in sock:
+                pass
+        finally:
+            state["sockets"].pop(cid, None)
+        return sock
+
+    core = list(r)
+    app = web.Application(client_max_size=0)
+    app[STATE] = state
+    for route in core:  # ComfyUI serves every core route under /api/ too
+        app.router.add_route(route.method, route.path, route.handler)
+        app.router.add_route(route.method, "/api" + route.path, route.handler)
+
+    # --- diagnostics for the relay tests (not ComfyUI routes) ------------------------
+    async def echo(request):
+        body = await request.read()
+        return web.json_response({"method": request.method, "path": request.raw_path,
+                                  "headers": dict(request.headers), "body_len": len(body),
+                                  "query": dict(request.query)})
+
+    async def stream(request):
+        size = int(request.match_info["size"])
+        resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        resp.content_length = size
+        await resp.prepare(request)
+        chunk = b"x" * (1 << 20)
+        sent = 0
+        while sent < size:
+            n = min(len(chunk), size - sent)
+            await resp.write(chunk[:n])
+            sent += n
+        await resp.write_eof()
+        return resp
+
+    async def upload_count(request):
+        total = 0
+        async for data in request.content.iter_chunked(1 << 20):
+            total += len(data)
+        return web.json_response({"received": total})
+
+    async def ws_echo(request):
+        sock = web.WebSocketResponse(max_msg_size=0)
+        await sock.prepare(request)
+        async for msg in sock:
+            if msg.type == WSMsgType.TEXT:
+                if msg.data.startswith("close:"):
+                    await sock.close(code=int(msg.data[6:]))
+                    break
+                await sock.send_str(msg.data)
+            elif msg.type == WSMsgType.BINARY:
+                await sock.send_bytes(msg.data)
+        return sock
+
+    app.router.add_route("*", "/_test/echo{tail:.*}", echo)
+    app.router.add_get("/_test/stream/{size}", stream)
+    app.router.add_post("/_test/upload", upload_count)
+    app.router.add_get("/_test/ws", ws_echo)
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="a ComfyUI stand-in for tests")
+    p.add_argument("--listen", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8188)
+    p.add_argument("--output-directory", default="output")
+    args, _unknown = p.parse_known_args(argv)
+    out = Path(args.output_directory)
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"fake ComfyUI on {args.listen}:{args.port}", flush=True)
+    web.run_app(create_app(out), host=args.listen, port=args.port, print=None, access_log=None)
+
+
+if __name__ == "__main__":
+    main()
