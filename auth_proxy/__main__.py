@@ -10,7 +10,7 @@ import time
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from auth_proxy.app import create_app
+from auth_proxy.app import NORM_PATH, create_app
 from auth_proxy.errors import AuthProxyError
 from auth_proxy.settings import load_settings
 from auth_proxy.state import Store
@@ -24,7 +24,7 @@ class AccessLogger(AbstractAccessLogger):
 
     def log(self, request, response, time_taken):  # noqa: A003 - aiohttp's interface
         self.logger.info("%s %s %s %d %.3fs", request.remote, request.method,
-                         request.get("norm_path", "-"), response.status, time_taken)
+                         request.get(NORM_PATH, "-"), response.status, time_taken)
 
 
 def parser() -> argparse.ArgumentParser:

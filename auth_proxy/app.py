@@ -28,9 +28,15 @@ from auth_proxy.settings import Settings
 from auth_proxy.state import DEFAULT_PASSWORD, Store
 
 log = logging.getLogger(__name__)
+NORM_PATH = web.RequestKey("norm_path", str)
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 MUST_CHANGE_MSG = ("the admin password is still the default: log in at /login in a browser "
                    "and set a new one (or set COMFY_ADMIN_PASSWORD) before using the API")
+
+
+def see_other(location: str) -> web.Response:
+    # A plain response rather than web.HTTPSeeOther: cookies are set on it before returning.
+    return web.Response(status=303, headers={"Location": location})
 
 
 @dataclass
@@ -159,7 +165,7 @@ class Gate:
         sid = self.sessions.create(self.admin.user, self.admin.generation)
         target = f"/_auth/password?next={quote(next_url)}" if self.admin.must_change else next_url
         resp = (web.json_response({"ok": True, "must_change_password": self.admin.must_change})
-                if is_json else web.HTTPSeeOther(target))
+                if is_json else see_other(target))
         resp.set_cookie(COOKIE, sid, httponly=True, samesite="Lax", secure=self.secure(request),
                         path="/", max_age=int(self.sessions.lifetime_s))
         return resp
@@ -169,7 +175,7 @@ class Gate:
             return self.error(403, "cross-site logout refused")
         if who and who.sid:
             self.sessions.drop(who.sid)
-        resp = web.HTTPSeeOther("/login") if not self.wants_json_logout(request) else web.json_response({"ok": True})
+        resp = see_other("/login") if not self.wants_json_logout(request) else web.json_response({"ok": True})
         resp.del_cookie(COOKIE, path="/")
         return resp
 
@@ -198,7 +204,7 @@ class Gate:
         self.sessions.drop_all()  # every earlier session ends with the old password
         log.info("the admin password was changed; earlier sessions are revoked")
         sid = self.sessions.create(self.admin.user, self.admin.generation)
-        resp = web.json_response({"ok": True}) if is_json else web.HTTPSeeOther(next_url)
+        resp = web.json_response({"ok": True}) if is_json else see_other(next_url)
         resp.set_cookie(COOKIE, sid, httponly=True, samesite="Lax", secure=self.secure(request),
                         path="/", max_age=int(self.sessions.lifetime_s))
         return resp
@@ -246,7 +252,7 @@ class Gate:
             norm = normalise(request.raw_path.split("?", 1)[0])
         except BadPath:
             return self.error(400, "malformed path")
-        request["norm_path"] = norm
+        request[NORM_PATH] = norm
         if norm == "/healthz":
             return web.json_response({"status": "ok"})
         if norm == "/readyz":
@@ -304,10 +310,10 @@ async def count_and_hide_errors(request: web.Request, handler):
         status = 499
         raise
     except Exception:  # noqa: BLE001 - never show a traceback to a client
-        log.exception("error while handling %s %s", request.method, request.get("norm_path", "?"))
+        log.exception("error while handling %s %s", request.method, request.get(NORM_PATH, "?"))
         return web.json_response({"error": "internal error in the proxy; see its log"}, status=500)
     finally:
-        gate.metrics.requests[(route_group(request.get("norm_path", "/")), status)] += 1
+        gate.metrics.requests[(route_group(request.get(NORM_PATH, "/")), status)] += 1
 
 
 GATE = web.AppKey("gate", Gate)

@@ -254,6 +254,7 @@ def create_app(output_dir: Path, delay: float = 0.0) -> web.Application:
         sock = web.WebSocketResponse(max_msg_size=0)
         await sock.prepare(request)
         cid = request.query.get("clientId") or uuid.uuid4().hex
+        state["last_ws_query"] = dict(request.query)
         state["sockets"][cid] = sock
         await sock.send_str(json.dumps({**status_msg(state), "data": {**status_msg(state)["data"], "sid": cid}}))
         try:
