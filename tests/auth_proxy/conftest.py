@@ -37,15 +37,18 @@ class Stack:
 
 @pytest.fixture
 async def make_stack(tmp_path, aiohttp_server):
+    count = iter(range(100))
+
     async def make(**overrides) -> Stack:
-        upstream = await aiohttp_server(fake_comfyui.create_app(tmp_path / "output"))
+        base = tmp_path / f"stack{next(count)}"
+        upstream = await aiohttp_server(fake_comfyui.create_app(base / "output"))
         settings = Settings(host="127.0.0.1", port=0, upstream=f"http://127.0.0.1:{upstream.port}",
-                            state_dir=tmp_path / "auth", admin_user="admin", admin_password=PASSWORD,
-                            progress_file=tmp_path / "progress.json")
+                            state_dir=base / "auth", admin_user="admin", admin_password=PASSWORD,
+                            progress_file=base / "progress.json")
         settings = replace(settings, **overrides)
         token = Store(settings.state_dir).create_token("tests")
         proxy = await aiohttp_server(create_app(settings))
-        return Stack(proxy, upstream, settings, token, tmp_path)
+        return Stack(proxy, upstream, settings, token, base)
     return make
 
 
