@@ -98,6 +98,15 @@ def create_app(output_dir: Path, delay: float = 0.0) -> web.Application:
              "counter": 0}
     r = web.RouteTableDef()
 
+    @r.get("/")
+    async def index(_):
+        # ComfyUI serves its front end here; a page that opens the WebSocket like it does.
+        return web.Response(content_type="text/html", text=(
+            "<!doctype html><title>ComfyUI</title><h1 id=app>ComfyUI app</h1><p id=ws>connecting</p>"
+            "<script>const s=new WebSocket((location.protocol=='https:'?'wss://':'ws://')+location.host+"
+            "'/ws?clientId=page');s.onmessage=e=>{document.getElementById('ws').textContent="
+            "JSON.parse(e.data).type};</script>"))
+
     @r.get("/system_stats")
     async def system_stats(_):
         return web.json_response({"system": {"os": "posix", "comfyui_version": "fake", "argv": ["main.py"]},
