@@ -74,6 +74,7 @@ class Admin:
 class Store:
     def __init__(self, state_dir: Path):
         self.dir = state_dir
+        self._tokens_cache: tuple[tuple[int, int], dict] | None = None
 
     # --- admin -----------------------------------------------------------------------
     def load_admin(self, user: str, configured_password: str | None) -> Admin:
@@ -122,7 +123,17 @@ class Store:
 
     # --- tokens ----------------------------------------------------------------------
     def tokens(self) -> dict[str, dict]:
-        return (read_json(self.dir / TOKENS_FILE) or {}).get("tokens", {})
+        # Re-read only when the file changed (the CLI writes it from another process),
+        # so a Bearer request costs a stat, not a JSON parse.
+        path = self.dir / TOKENS_FILE
+        try:
+            st = path.stat()
+            key = (st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            return {}
+        if self._tokens_cache is None or self._tokens_cache[0] != key:
+            self._tokens_cache = (key, (read_json(path) or {}).get("tokens", {}))
+        return dict(self._tokens_cache[1])
 
     def create_token(self, name: str) -> str:
         if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
