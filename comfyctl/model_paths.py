@@ -1,0 +1,56 @@
+"""extra_model_paths.yaml: ComfyUI's model folders mapped into the data volume.
+
+ComfyUI reads this file (--extra-model-paths-config) as `section: {base_path, is_default,
+<folder key>: <path below base_path>}`; see its utils/extra_config.py. Legacy names map to
+the folders the sync writes (clip -> text_encoders, unet -> diffusion_models) so that a
+file placed under either name is found.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from model_sync.manifest import FOLDER_KEYS
+
+ALIASES = {"clip": "text_encoders", "unet": "diffusion_models", "t2i_adapter": "controlnet"}
+
+
+def folder_map() -> dict[str, str]:
+    """folder key -> the list of subfolders (newline-separated, as ComfyUI accepts)."""
+    out: dict[str, str] = {}
+    for key in sorted(FOLDER_KEYS):
+        dirs = [key]
+        target = ALIASES.get(key)
+        if target:
+            dirs = [target, key]
+        for alias, real in ALIASES.items():
+            if real == key:
+                dirs.append(alias)
+        out[key] = "\n".join(dict.fromkeys(dirs))
+    return out
+
+
+def render(models_dir: Path) -> str:
+    section = {"base_path": str(models_dir), "is_default": True, **folder_map()}
+    return ("# Written by comfy-stack at every start; edits are overwritten.\n"
+            + yaml.safe_dump({"comfy_stack": section}, sort_keys=False))
+
+
+def write(models_dir: Path, dest: Path) -> Path:
+    for key in FOLDER_KEYS:
+        if key not in ALIASES:
+            (models_dir / key).mkdir(parents=True, exist_ok=True)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".extra_model_paths.", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(render(models_dir))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return dest

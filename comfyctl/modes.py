@@ -1,0 +1,90 @@
+"""Choosing ComfyUI's memory and attention flags from COMFYUI_MODE and the hardware."""
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+# Below this much VRAM, `auto` picks --lowvram: the bundled video workflows need about
+# 16 GB with weights kept resident; smaller cards must offload.
+LOWVRAM_BELOW_MIB = 12 * 1024
+FIXED = {"gpu": [], "lowvram": ["--lowvram"], "novram": ["--novram"], "cpu": ["--cpu"]}
+
+
+@dataclass(frozen=True)
+class Gpu:
+    name: str
+    memory_mib: int
+
+
+@dataclass(frozen=True)
+class Choice:
+    flags: list[str]
+    why: str
+
+
+def detect_gpus(nvidia_smi: str | None = None) -> list[Gpu]:
+    exe = nvidia_smi or shutil.which("nvidia-smi")
+    if not exe:
+        return []
+    try:
+        out = subprocess.run([exe, "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    if out.returncode != 0:
+        return []
+    gpus = []
+    for line in out.stdout.strip().splitlines():
+        name, _, mem = line.rpartition(",")
+        try:
+            gpus.append(Gpu(name.strip(), int(float(mem.strip()))))
+        except ValueError:
+            continue
+    return gpus
+
+
+def choose_memory_flags(mode: str, gpus: list[Gpu]) -> Choice:
+    if mode != "auto":
+        return Choice(list(FIXED[mode]), f"COMFYUI_MODE={mode}")
+    if not gpus:
+        return Choice(["--cpu"], "no NVIDIA GPU found (nvidia-smi absent or failing): running on the CPU")
+    gpu = gpus[0]
+    if gpu.memory_mib < LOWVRAM_BELOW_MIB:
+        return Choice(["--lowvram"], f"{gpu.name} has {gpu.memory_mib} MiB, under {LOWVRAM_BELOW_MIB} MiB: "
+                                     "offloading model parts to system memory")
+    return Choice([], f"{gpu.name} has {gpu.memory_mib} MiB: ComfyUI's normal memory management")
+
+
+def importable(python: Path, module: str) -> bool:
+    try:
+        return subprocess.run([str(python), "-c", f"import {module}"], capture_output=True,
+                              timeout=120).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def choose_attention_flags(python: Path, on_cpu: bool) -> Choice:
+    """SageAttention when installed; xformers is picked up by ComfyUI by itself; else
+    PyTorch's scaled-dot-product attention."""
+    if on_cpu:
+        return Choice([], "CPU: ComfyUI's default attention")
+    if importable(python, "sageattention"):
+        return Choice(["--use-sage-attention"], "sageattention is installed")
+    if importable(python, "xformers"):
+        return Choice([], "xformers is installed; ComfyUI uses it by default")
+    return Choice(["--use-pytorch-cross-attention"], "neither sageattention nor xformers: PyTorch SDPA")
+
+
+def comfyui_flags(mode: str, python: Path, extra: tuple[str, ...], nvidia_smi: str | None = None) -> list[str]:
+    gpus = detect_gpus(nvidia_smi) if mode == "auto" else []
+    memory = choose_memory_flags(mode, gpus)
+    log.info("ComfyUI memory mode: %s (%s)", " ".join(memory.flags) or "default", memory.why)
+    attention = choose_attention_flags(python, "--cpu" in memory.flags or "--cpu" in extra)
+    log.info("ComfyUI attention: %s (%s)", " ".join(attention.flags) or "default", attention.why)
+    # The user's own flags come last so that they win where ComfyUI lets a later flag win.
+    return memory.flags + attention.flags + ["--preview-method", "auto"] + list(extra)

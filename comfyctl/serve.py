@@ -1,0 +1,87 @@
+"""`comfyctl serve`: the whole stack from a ComfyUI checkout; the image's entrypoint runs
+the same code. Validate, sync models, write extra_model_paths.yaml, install the bundled
+workflows, then hand over to supervisord (ComfyUI on loopback, the proxy in front)."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from comfyctl import config, model_paths, modes, supervisor, sync_job, workflows_install
+from comfyctl.errors import ComfyctlError, MissingProgram, SyncFailed
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--comfyui-dir", help="ComfyUI checkout (env COMFYUI_DIR)")
+    p.add_argument("--comfyui-python", help="interpreter with ComfyUI's requirements (env COMFYUI_PYTHON; "
+                                            "default: this one)")
+    p.add_argument("--data-dir", help="models, input, output, user, auth (env COMFY_DATA_DIR; default ./data)")
+    p.add_argument("--listen", help="the proxy's HOST:PORT (env AUTH_PROXY_LISTEN; default 0.0.0.0:8188)")
+    p.add_argument("--comfyui-port", help="ComfyUI's loopback port (env COMFYUI_PORT; default 8189)")
+    p.add_argument("--mode", help="auto|gpu|lowvram|novram|cpu (env COMFYUI_MODE; default auto)")
+    p.add_argument("--extra-args", help="more ComfyUI flags (env COMFYUI_EXTRA_ARGS)")
+    p.add_argument("--sync-mode", help="block|background|off (env MODEL_SYNC_MODE; default block)")
+    p.add_argument("--profile", action="append", help="model profile, repeatable (env MODEL_PROFILES)")
+    p.add_argument("--sync-from", help="oss://bucket/prefix to take models from (env MODEL_SYNC_FROM)")
+    p.add_argument("--manifest", help="model manifest (env MODEL_MANIFEST; default workflows/models.yaml)")
+    p.add_argument("--dry-run", action="store_true", help="prepare everything, print supervisord's "
+                                                           "configuration, start nothing")
+
+
+def prepare(s: config.ServeSettings) -> tuple[Path, str]:
+    """Everything before supervisord; returns the run directory and the config text."""
+    for sub in ("models", "input", "output", "user", "auth"):
+        (s.data_dir / sub).mkdir(parents=True, exist_ok=True)
+    if not os.access(s.data_dir, os.W_OK):
+        raise config.ConfigError(f"the data directory {s.data_dir} is not writable by this user")
+    run_dir = s.data_dir / "run"
+    run_dir.mkdir(exist_ok=True)
+    progress = s.models_dir / ".model_sync" / "progress.json"
+    cmds = sync_job.commands(s.manifest, s.models_dir, s.profiles, s.sync_from, progress)
+    if s.sync_mode == "block" and cmds:
+        log.info("syncing models before starting (MODEL_SYNC_MODE=block)")
+        code = sync_job.run(cmds)
+        if code != 0:
+            raise SyncFailed(f"the model sync failed (exit {code}); fix the cause above, or set "
+                             "MODEL_SYNC_MODE=background to start anyway")
+    elif not cmds:
+        log.info("no MODEL_PROFILES and no MODEL_SYNC_FROM: no models to sync")
+    model_paths.write(s.models_dir, run_dir / "extra_model_paths.yaml")
+    report = workflows_install.install(s.workflows_dir, s.data_dir / "user" / "default" / "workflows")
+    log.info("workflows: %d installed, %d updated, %d of yours kept", len(report.installed),
+             len(report.updated), len(report.kept_user_edits))
+    comfy_args = modes.comfyui_flags(s.mode, s.comfyui_python, s.extra_args)
+    proxy_env = {"AUTH_PROXY_LISTEN": s.listen,
+                 "AUTH_PROXY_UPSTREAM": f"http://127.0.0.1:{s.comfyui_port}",
+                 "AUTH_PROXY_STATE_DIR": os.environ.get("AUTH_PROXY_STATE_DIR") or str(s.data_dir / "auth"),
+                 "MODEL_SYNC_PROGRESS_FILE": str(progress)}
+    text = supervisor.render(s, comfy_args, run_dir, proxy_env)
+    if s.sync_mode == "background" and cmds:
+        args = [str(s.manifest), str(s.models_dir), str(progress), s.sync_from, *s.profiles]
+        text += supervisor.oneshot("model_sync", [sys.executable, "-m", "comfyctl.sync_job", *args])
+    supervisor.write(text, run_dir / "supervisord.conf")
+    return run_dir, text
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        s = config.load(args)
+        run_dir, text = prepare(s)
+        if args.dry_run:
+            print(text)
+            return 0
+        supervisord = shutil.which("supervisord") or shutil.which("supervisord", path=str(Path(sys.executable).parent))
+        if not supervisord:
+            raise MissingProgram("supervisord is not installed: pip install supervisor")
+        log.info("starting ComfyUI on 127.0.0.1:%d behind the proxy on %s", s.comfyui_port, s.listen)
+        sys.stdout.flush()
+        os.execv(supervisord, [supervisord, "-n", "-c", str(run_dir / "supervisord.conf")])
+    except ComfyctlError as exc:
+        log.error("%s", exc)
+        return exc.exit_code
+    return 0

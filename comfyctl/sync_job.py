@@ -1,0 +1,51 @@
+"""The start-up model sync: the manifest's files for MODEL_PROFILES, then, when
+MODEL_SYNC_FROM is a bucket prefix, every other model under it (how a user adds their own
+model: upload it under the prefix and restart). Runs in-process for
+MODEL_SYNC_MODE=block, and as `python -m comfyctl.sync_job` under supervisord for
+`background`."""
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def commands(manifest: Path, models_dir: Path, profiles: tuple[str, ...], sync_from: str,
+             progress_file: Path) -> list[list[str]]:
+    base = [sys.executable, "-m", "model_sync"]
+    cmds = []
+    if profiles:
+        cmd = base + ["sync", "--manifest", str(manifest), "--models-dir", str(models_dir),
+                      "--progress-file", str(progress_file)]
+        for p in profiles:
+            cmd += ["--profile", p]
+        if sync_from:
+            cmd += ["--from", sync_from]
+        cmds.append(cmd)
+    if sync_from.startswith(("oss://", "s3://")):
+        cmds.append(base + ["mirror", sync_from, str(models_dir), "--progress-file", str(progress_file)])
+    return cmds
+
+
+def run(cmds: list[list[str]]) -> int:
+    for cmd in cmds:
+        log.info("model sync: %s", " ".join(cmd[2:4]))
+        code = subprocess.run(cmd).returncode
+        if code != 0:
+            log.error("model sync failed with exit code %d (see docs/sync-semantics.md)", code)
+            return code
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    # argv: MANIFEST MODELS_DIR PROGRESS_FILE SYNC_FROM [PROFILE ...]
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    manifest, models_dir, progress, sync_from, *profiles = argv
+    return run(commands(Path(manifest), Path(models_dir), tuple(profiles), sync_from, Path(progress)))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
