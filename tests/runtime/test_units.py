@@ -1,0 +1,142 @@
+"""Mode choice, configuration errors, extra_model_paths.yaml and workflow installation."""
+from __future__ import annotations
+
+import argparse
+import os
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from comfyctl import config, model_paths, modes, workflows_install
+from comfyctl.errors import ConfigError
+
+
+def fake_smi(tmp_path: Path, output: str, code: int = 0) -> str:
+    exe = tmp_path / "nvidia-smi"
+    exe.write_text(f"#!/bin/sh\ncat <<'EOF'\n{output}\nEOF\nexit {code}\n")
+    exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
+    return str(exe)
+
+
+@pytest.mark.parametrize("output,code,flags", [
+    ("NVIDIA H100 80GB HBM3, 81559", 0, []),
+    ("NVIDIA A10, 23028", 0, []),
+    ("Tesla T4, 15360", 0, []),
+    ("NVIDIA GeForce RTX 3060 Laptop GPU, 6144", 0, ["--lowvram"]),
+    ("NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.", 9, ["--cpu"]),
+])
+def test_auto_mode_reads_the_gpu(tmp_path, output, code, flags):
+    gpus = modes.detect_gpus(fake_smi(tmp_path, output, code))
+    choice = modes.choose_memory_flags("auto", gpus)
+    assert choice.flags == flags
+    assert choice.why  # the log says why
+
+
+def test_auto_without_nvidia_smi_is_cpu(tmp_path):
+    assert modes.detect_gpus(str(tmp_path / "absent")) == []
+    assert modes.choose_memory_flags("auto", []).flags == ["--cpu"]
+
+
+@pytest.mark.parametrize("mode,flags", [("gpu", []), ("lowvram", ["--lowvram"]), ("novram", ["--novram"]),
+                                        ("cpu", ["--cpu"])])
+def test_fixed_modes(mode, flags):
+    assert modes.choose_memory_flags(mode, [modes.Gpu("x", 4000)]).flags == flags
+
+
+def test_attention_follows_what_is_installed(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    python = tmp_path / "python"
+    python.write_text(f"#!/bin/sh\nPYTHONPATH={site} exec {sys.executable} \"$@\"\n")
+    python.chmod(0o755)
+    assert modes.choose_attention_flags(python, False).flags == ["--use-pytorch-cross-attention"]
+    (site / "xformers.py").write_text("")
+    assert modes.choose_attention_flags(python, False).flags == []
+    (site / "sageattention.py").write_text("")
+    assert modes.choose_attention_flags(python, False).flags == ["--use-sage-attention"]
+    assert modes.choose_attention_flags(python, True).flags == []
+    flags = modes.comfyui_flags("cpu", python, ("--fast",))
+    assert flags[0] == "--cpu" and flags[-1] == "--fast"
+
+
+def ns(**kw):
+    return argparse.Namespace(**kw)
+
+
+@pytest.fixture
+def checkout(tmp_path):
+    d = tmp_path / "ComfyUI"
+    d.mkdir()
+    (d / "main.py").write_text("")
+    return d
+
+
+@pytest.mark.parametrize("env,needle", [
+    ({"COMFYUI_MODE": "turbo"}, "COMFYUI_MODE"),
+    ({"MODEL_SYNC_MODE": "later"}, "MODEL_SYNC_MODE"),
+    ({"COMFYUI_PORT": "8188"}, "both use port"),
+    ({"COMFYUI_PORT": "99999"}, "COMFYUI_PORT"),
+    ({"AUTH_PROXY_LISTEN": "8188"}, "HOST:PORT"),
+    ({"COMFYUI_EXTRA_ARGS": "--listen 0.0.0.0"}, "--listen"),
+    ({"COMFYUI_EXTRA_ARGS": "--foo 'unclosed"}, "COMFYUI_EXTRA_ARGS"),
+    ({"COMFYUI_PYTHON": "/nonexistent/python"}, "COMFYUI_PYTHON"),
+    ({"MODEL_SYNC_FROM": "ftp://x/y"}, "MODEL_SYNC_FROM"),
+    ({"MODEL_PROFILES": "a", "MODEL_MANIFEST": "/nonexistent.yaml"}, "MODEL_MANIFEST"),
+])
+def test_bad_configuration_fails_with_the_setting_named(checkout, tmp_path, env, needle):
+    with pytest.raises(ConfigError) as err:
+        config.load(ns(), {"COMFYUI_DIR": str(checkout), "COMFY_DATA_DIR": str(tmp_path / "d"), **env})
+    assert needle in str(err.value)
+
+
+def test_missing_checkout_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="COMFYUI_DIR is not set"):
+        config.load(ns(), {})
+    with pytest.raises(ConfigError, match="no main.py"):
+        config.load(ns(), {"COMFYUI_DIR": str(tmp_path)})
+
+
+def test_flag_beats_environment_beats_default(checkout, tmp_path):
+    manifest = tmp_path / "models.yaml"
+    manifest.write_text("version: 1\nfiles: []\n")
+    env = {"COMFYUI_DIR": str(checkout), "COMFYUI_MODE": "lowvram", "MODEL_PROFILES": "a, b",
+           "MODEL_MANIFEST": str(manifest)}
+    s = config.load(ns(mode="cpu"), env)
+    assert s.mode == "cpu" and s.profiles == ("a", "b") and s.sync_mode == "block"
+    assert config.load(ns(), env).mode == "lowvram"
+    assert config.load(ns(), {"COMFYUI_DIR": str(checkout)}).mode == "auto"
+
+
+def test_extra_model_paths_matches_comfyui_format(tmp_path):
+    models = tmp_path / "models"
+    dest = model_paths.write(models, tmp_path / "run" / "extra_model_paths.yaml")
+    data = yaml.safe_load(dest.read_text())
+    (section,) = data.values()
+    assert section.pop("base_path") == str(models) and section.pop("is_default") is True
+    # ComfyUI joins each newline-separated entry to base_path (utils/extra_config.py)
+    resolved = {k: [os.path.join(str(models), p) for p in v.split("\n") if p] for k, v in section.items()}
+    for key in ("checkpoints", "loras", "vae", "text_encoders", "diffusion_models", "clip_vision",
+                "controlnet", "upscale_models", "embeddings", "vae_approx", "unet_gguf"):
+        assert str(models / key) in resolved[key] and (models / key).is_dir(), key
+    assert str(models / "clip") in resolved["text_encoders"] and str(models / "text_encoders") in resolved["clip"]
+    assert str(models / "unet") in resolved["diffusion_models"]
+
+
+def test_workflow_install_never_overwrites_edits(tmp_path):
+    bundled, dest = tmp_path / "bundled", tmp_path / "user" / "workflows"
+    bundled.mkdir()
+    (bundled / "a.json").write_text('{"v": 1}')
+    (bundled / "b.json").write_text('{"v": 1}')
+    r = workflows_install.install(bundled, dest)
+    assert sorted(r.installed) == ["a.json", "b.json"]
+    (dest / "b.json").write_text('{"v": "mine"}')           # the user edits b
+    (bundled / "a.json").write_text('{"v": 2}')             # a new release changes both
+    (bundled / "b.json").write_text('{"v": 2}')
+    r = workflows_install.install(bundled, dest)
+    assert r.updated == ["a.json"] and r.kept_user_edits == ["b.json"]
+    assert (dest / "a.json").read_text() == '{"v": 2}' and (dest / "b.json").read_text() == '{"v": "mine"}'
+    (dest / "a.json").unlink()                              # a deleted copy comes back
+    assert workflows_install.install(bundled, dest).installed == ["a.json"]
