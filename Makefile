@@ -25,14 +25,14 @@ test: venv ## run the test suite (the opt-in ComfyUI tier runs when COMFYUI_DIR 
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
 
 up: ## start the stack with Docker Compose (GPU); CPU: `make up PROFILE=cpu`
-	docker compose $(if $(PROFILE),--profile $(PROFILE)) up -d
+	docker compose --profile $(or $(PROFILE),gpu) up -d
 	@echo "ComfyUI behind the login: http://localhost:8188"
 
 down: ## stop the Compose stack (volumes are kept)
-	docker compose --profile cpu down
+	docker compose --profile gpu --profile cpu down
 
 logs: ## follow the Compose stack's logs
-	docker compose --profile cpu logs -f
+	docker compose --profile gpu --profile cpu logs -f
 
 build: ## build the CUDA image
 	docker build -f docker/Dockerfile --build-arg VARIANT=cuda -t $(IMAGE):cuda .

@@ -1,0 +1,59 @@
+"""Build-time check: ComfyUI starts with every pinned pack and each pack's nodes register.
+
+Starts ComfyUI on CPU on a loopback port, fails on any "IMPORT FAILED" line in its log,
+then asks /object_info for every class the lock lists. A pack that silently failed to
+import fails the image build instead of a user's first workflow.
+Usage: check_nodes.py LOCK COMFYUI_DIR
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+PORT = 8199
+
+
+def main(lock_path: str, comfy: str) -> int:
+    lock = yaml.safe_load(Path(lock_path).read_text())
+    log = tempfile.NamedTemporaryFile(prefix="comfyui-check-", suffix=".log", delete=False)
+    proc = subprocess.Popen([sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(PORT),
+                             "--disable-auto-launch"], cwd=comfy, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 600
+        info = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{PORT}/object_info", timeout=10) as r:
+                    info = json.load(r)
+                    break
+            except OSError:
+                time.sleep(1)
+        text = Path(log.name).read_text(errors="replace")
+        if info is None:
+            print(text[-5000:])
+            raise SystemExit("ComfyUI did not start")
+        failed = [l for l in text.splitlines() if "IMPORT FAILED" in l]
+        missing = [(p["name"], n) for p in lock["packs"] for n in p.get("nodes", []) if n not in info]
+        for line in failed:
+            print(line)
+        for pack, node in missing:
+            print(f"{pack}: node {node} is not registered")
+        if failed or missing:
+            print(text[-5000:])
+            return 1
+        print(f"ComfyUI started; {len(info)} node classes; every pinned pack registered its nodes")
+        return 0
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(*sys.argv[1:]))
