@@ -33,6 +33,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                                            "configuration, start nothing")
 
 
+def manager_config(user_dir: Path) -> None:
+    """ComfyUI-Manager reads <user>/default/ComfyUI-Manager/config.ini. `normal` lets the
+    admin install nodes from the registry; ComfyUI listens on loopback only, so every such
+    request has passed the login proxy first. A config the user changed is left alone."""
+    path = user_dir / "default" / "ComfyUI-Manager" / "config.ini"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("[default]\nsecurity_level = normal\nnetwork_mode = public\n")
+
+
 def prepare(s: config.ServeSettings) -> tuple[Path, str]:
     """Everything before supervisord; returns the run directory and the config text."""
     for sub in ("models", "input", "output", "user", "auth"):
@@ -52,6 +62,7 @@ def prepare(s: config.ServeSettings) -> tuple[Path, str]:
     elif not cmds:
         log.info("no MODEL_PROFILES and no MODEL_SYNC_FROM: no models to sync")
     model_paths.write(s.models_dir, run_dir / "extra_model_paths.yaml")
+    manager_config(s.data_dir / "user")
     report = workflows_install.install(s.workflows_dir, s.data_dir / "user" / "default" / "workflows")
     log.info("workflows: %d installed, %d updated, %d of yours kept", len(report.installed),
              len(report.updated), len(report.kept_user_edits))

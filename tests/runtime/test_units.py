@@ -140,3 +140,25 @@ def test_workflow_install_never_overwrites_edits(tmp_path):
     assert (dest / "a.json").read_text() == '{"v": 2}' and (dest / "b.json").read_text() == '{"v": "mine"}'
     (dest / "a.json").unlink()                              # a deleted copy comes back
     assert workflows_install.install(bundled, dest).installed == ["a.json"]
+
+
+def test_doctor_names_what_is_wrong(checkout, tmp_path):
+    import socket
+
+    from comfyctl import doctor
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    try:
+        env = {"COMFYUI_DIR": str(checkout), "COMFYUI_PYTHON": "/bin/false", "COMFY_DATA_DIR": str(tmp_path / "d"),
+               "COMFYUI_PORT": str(busy.getsockname()[1]), "MODEL_SYNC_FROM": "oss://b/models"}
+        results = {c.name: c for c in doctor.checks(ns(), env)}
+    finally:
+        busy.close()
+    assert not results["ComfyUI's interpreter"].ok and "requirements" in results["ComfyUI's interpreter"].detail
+    assert not results["ComfyUI port"].ok and "in use" in results["ComfyUI port"].detail
+    assert not results["OSS credentials"].ok and "OSS_ENDPOINT" in results["OSS credentials"].detail
+    assert not results["admin password"].ok
+    assert results["data directory"].ok
+    bad = doctor.checks(ns(), {})
+    assert len(bad) == 1 and "COMFYUI_DIR" in bad[0].detail

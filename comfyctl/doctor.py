@@ -1,0 +1,85 @@
+"""`comfyctl doctor`: what is misconfigured, checked without starting anything."""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from comfyctl import config, modes
+from comfyctl.errors import ComfyctlError
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--comfyui-dir")
+    p.add_argument("--comfyui-python")
+    p.add_argument("--data-dir")
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("0.0.0.0", port))
+            return True
+        except OSError:
+            return False
+
+
+def checks(args: argparse.Namespace, env: dict) -> list[Check]:
+    out: list[Check] = []
+    try:
+        s = config.load(args, env)
+    except ComfyctlError as exc:
+        return [Check("configuration", False, str(exc))]
+    out.append(Check("configuration", True, f"ComfyUI at {s.comfyui_dir}, data in {s.data_dir}"))
+    probe = subprocess.run([str(s.comfyui_python), "-c", "import torch, aiohttp, safetensors; print(torch.__version__)"],
+                           capture_output=True, text=True, timeout=300)
+    out.append(Check("ComfyUI's interpreter", probe.returncode == 0,
+                     f"torch {probe.stdout.strip()}" if probe.returncode == 0 else
+                     f"{s.comfyui_python} lacks ComfyUI's requirements: pip install -r {s.comfyui_dir}/requirements.txt"))
+    # serve creates the directory: it must be writable, or creatable in a writable parent
+    existing = next(p for p in (s.data_dir, *s.data_dir.parents) if p.exists())
+    writable = os.access(existing, os.W_OK)
+    out.append(Check("data directory", writable, str(s.data_dir) if writable else f"{s.data_dir} is not writable"))
+    for name, port in (("proxy port", s.proxy_port), ("ComfyUI port", s.comfyui_port)):
+        free = port_free(port)
+        out.append(Check(name, free, f"{port} is free" if free else f"{port} is in use: stop what uses it or change the port"))
+    password = env.get("COMFY_ADMIN_PASSWORD") or env.get("COMFY_ADMIN_PASSWORD_FILE")
+    stored = (s.data_dir / "auth" / "admin.json").exists()
+    out.append(Check("admin password", bool(password or stored),
+                     "set" if password else "stored from an earlier start" if stored else
+                     "none set: admin/admin until the first login changes it (set COMFY_ADMIN_PASSWORD)"))
+    if s.sync_from.startswith("oss://"):
+        creds = (env.get("OSS_ACCESS_KEY_ID") and env.get("OSS_ACCESS_KEY_SECRET")) or env.get("OSS_ECS_RAM_ROLE") \
+            or env.get("ALIBABA_CLOUD_ROLE_ARN")
+        out.append(Check("OSS credentials", bool(creds and env.get("OSS_ENDPOINT")),
+                         "present" if creds and env.get("OSS_ENDPOINT") else
+                         "MODEL_SYNC_FROM is oss:// but OSS_ENDPOINT or credentials (OSS_ACCESS_KEY_ID/"
+                         "OSS_ACCESS_KEY_SECRET, OSS_ECS_RAM_ROLE or RRSA) are missing"))
+    gpus = modes.detect_gpus()
+    choice = modes.choose_memory_flags(s.mode, gpus)
+    out.append(Check("ComfyUI mode", True, f"{' '.join(choice.flags) or 'default'}: {choice.why}"))
+    sup = shutil.which("supervisord") or shutil.which("supervisord", path=str(Path(sys.executable).parent))
+    out.append(Check("supervisord", bool(sup), sup or "not installed: pip install supervisor"))
+    return out
+
+
+def main(args: argparse.Namespace) -> int:
+    results = checks(args, dict(os.environ))
+    width = max(len(c.name) for c in results)
+    for c in results:
+        print(f"{'ok ' if c.ok else 'BAD'}  {c.name:<{width}}  {c.detail}")
+    bad = [c for c in results if not c.ok and c.name != "admin password"]
+    return 5 if bad else 0
