@@ -92,10 +92,20 @@ async def execute(state: dict, prompt_id: str, prompt: dict, client_id: str | No
     await broadcast(state, status_msg(state))
 
 
-def create_app(output_dir: Path, delay: float = 0.0) -> web.Application:
+def create_app(output_dir: Path, delay: float = 0.0, executor=None,
+               known_classes: set[str] | None = None) -> web.Application:
+    """The stand-in's app.
+
+    Extension points (for suites that need more than the built-in run): `executor` is an
+    async callable `(state, prompt_id, prompt, client_id)` that replaces `execute`, e.g. to
+    replay a recorded WebSocket sequence through `broadcast`; it must finish the prompt the
+    way `execute` does (history entry, queue removal, final status). `known_classes` widens
+    the class names that POST /prompt accepts.
+    """
     state = {"output": Path(output_dir), "input": Path(output_dir).parent / "input", "queue": [],
              "history": {}, "sockets": {}, "delay": delay, "tasks": set(), "settings": {},
-             "counter": 0}
+             "counter": 0, "executor": executor or execute,
+             "known_classes": KNOWN_CLASSES | set(known_classes or ())}
     r = web.RouteTableDef()
 
     @r.get("/")
@@ -139,7 +149,7 @@ def create_app(output_dir: Path, delay: float = 0.0) -> web.Application:
         errors = {nid: {"errors": [{"type": "invalid_class", "message": f"Cannot find class {n.get('class_type')}",
                                     "details": "", "extra_info": {}}], "dependent_outputs": [], "class_type": n.get("class_type")}
                   for nid, n in prompt.items()
-                  if n.get("class_type") not in KNOWN_CLASSES | {"FailingNode"}}
+                  if n.get("class_type") not in state["known_classes"] | {"FailingNode"}}
         if errors:
             return web.json_response({"error": {"type": "prompt_outputs_failed_validation",
                                                 "message": "Prompt outputs failed validation",
@@ -147,7 +157,7 @@ def create_app(output_dir: Path, delay: float = 0.0) -> web.Application:
         prompt_id = body.get("prompt_id") or str(uuid.uuid4())
         state["counter"] += 1
         state["queue"].append(prompt_id)
-        task = asyncio.ensure_future(execute(state, prompt_id, prompt, body.get("client_id")))
+        task = asyncio.ensure_future(state["executor"](state, prompt_id, prompt, body.get("client_id")))
         state["tasks"].add(task)
         task.add_done_callback(state["tasks"].discard)
         return web.json_response({"prompt_id": prompt_id, "number": state["counter"], "node_errors": {}})
