@@ -1,0 +1,63 @@
+"""Opt-in tier: `comfyctl serve` with a real ComfyUI on CPU (COMFYUI_DIR, COMFYUI_PYTHON)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from tests.runtime.test_serve_process import status
+from tests.support import REPO, comfyui_paths, free_port, python_env, wait_until
+from tests.support.comfyui import SMOKE_PROMPT
+
+pytestmark = pytest.mark.comfyui
+PASSWORD = "real-serve-password"
+
+
+def comfyui_pid(port: int) -> int:
+    out = subprocess.run(["pgrep", "-f", f"main.py --listen 127.0.0.1 --port {port} "], capture_output=True, text=True)
+    pids = [int(p) for p in out.stdout.split()]
+    # the prefixer's command line contains the same words; the ComfyUI process is its child
+    return max(pids)
+
+
+def test_serve_runs_the_smoke_workflow_and_restarts_comfyui(tmp_path):
+    comfy_dir, comfy_python = comfyui_paths()
+    data = tmp_path / "data"
+    port, comfy_port = free_port(), free_port()
+    env = python_env(COMFYUI_DIR=str(comfy_dir), COMFYUI_PYTHON=str(comfy_python), MODEL_SYNC_MODE="off",
+                     AUTH_PROXY_LISTEN=f"127.0.0.1:{port}", COMFYUI_PORT=str(comfy_port), COMFYUI_MODE="cpu",
+                     COMFY_ADMIN_PASSWORD=PASSWORD,
+                     PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    base = f"http://127.0.0.1:{port}"
+    started = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "comfyctl", "serve", "--data-dir", str(data)], cwd=REPO, env=env,
+                            stdout=open(tmp_path / "serve.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_until(lambda: status(base + "/healthz") == 200, timeout=60, interval=0.05, what="the proxy")
+        proxy_up = time.monotonic() - started
+        wait_until(lambda: status(base + "/readyz") == 200, timeout=180, interval=0.1, what="ComfyUI behind the proxy")
+        ready = time.monotonic() - started
+        print(f"\nserve -> proxy /healthz {proxy_up:.2f}s, -> /readyz 200 {ready:.2f}s")
+        token = subprocess.run([sys.executable, "-m", "auth_proxy", "token", "create", "optin"], cwd=REPO,
+                               env={**env, "AUTH_PROXY_STATE_DIR": str(data / "auth")}, capture_output=True,
+                               text=True, check=True).stdout.split()[-1]
+        req = urllib.request.Request(base + "/api/prompt", data=json.dumps({"prompt": SMOKE_PROMPT}).encode(),
+                                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        pid = json.load(urllib.request.urlopen(req, timeout=30))["prompt_id"]
+        wait_until(lambda: list((data / "output" / "smoke").glob("smoke_*.png")), timeout=60,
+                   what="the smoke workflow's PNG in the data volume")
+        assert pid
+        first = comfyui_pid(comfy_port)
+        os.kill(first, signal.SIGKILL)
+        wait_until(lambda: status(base + "/readyz") == 503, timeout=30, interval=0.05, what="/readyz 503")
+        wait_until(lambda: status(base + "/readyz") == 200, timeout=180, interval=0.2, what="ComfyUI to come back")
+        assert comfyui_pid(comfy_port) != first
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(60)
