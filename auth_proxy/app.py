@@ -321,8 +321,9 @@ GATE = web.AppKey("gate", Gate)
 
 def create_app(settings: Settings) -> web.Application:
     gate = Gate(settings)
-    # Upload bodies are streamed to ComfyUI, so no size limit applies here.
-    app = web.Application(middlewares=[count_and_hide_errors], client_max_size=0)
+    # The limit applies only to bodies the proxy reads itself (login and password forms);
+    # relayed bodies are streamed to ComfyUI from request.content and are not limited.
+    app = web.Application(middlewares=[count_and_hide_errors], client_max_size=1 << 20)
     app[GATE] = gate
 
     async def client_ctx(_app):

@@ -284,7 +284,7 @@ def create_app(output_dir: Path, delay: float = 0.0, executor=None,
         return sock
 
     core = list(r)
-    app = web.Application(client_max_size=0)
+    app = web.Application(client_max_size=1 << 30)
     app[STATE] = state
     for route in core:  # ComfyUI serves every core route under /api/ too
         app.router.add_route(route.method, route.path, route.handler)

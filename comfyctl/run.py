@@ -1,0 +1,209 @@
+"""`comfyctl run`: run a workflow on a ComfyUI server (bare, or through the login proxy)
+and download its outputs.
+
+Exit codes: 0 done; 2 bad arguments or a --set/--param/--input naming nothing in the
+workflow; 3 the server rejected the prompt (its node errors are printed); 4 a node failed
+while running; 5 timed out; 6 the server could not be reached or refused the credentials.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import aiohttp
+
+from comfyctl.errors import ComfyctlError
+from comfyctl.workflow import Workflow, WorkflowError, parse_value, split_assignment
+
+
+class Rejected(ComfyctlError):
+    exit_code = 3
+
+
+class NodeFailed(ComfyctlError):
+    exit_code = 4
+
+
+class TimedOut(ComfyctlError):
+    exit_code = 5
+
+
+class Unreachable(ComfyctlError):
+    exit_code = 6
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("workflow", type=Path, help="API-format workflow (workflows/api/*.json)")
+    p.add_argument("--server", default=os.environ.get("COMFY_SERVER", "http://127.0.0.1:8188"),
+                   help="server URL (env COMFY_SERVER; default http://127.0.0.1:8188)")
+    p.add_argument("--token", default=os.environ.get("COMFY_TOKEN"), help="API token (env COMFY_TOKEN)")
+    p.add_argument("--user", default=os.environ.get("COMFY_USER"), help="Basic auth user (env COMFY_USER)")
+    p.add_argument("--password", default=os.environ.get("COMFY_PASSWORD"), help="(env COMFY_PASSWORD)")
+    p.add_argument("--set", action="append", default=[], metavar="NODE.INPUT=VALUE")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument("--input", action="append", default=[], metavar="NAME=FILE",
+                   help="upload FILE and use the name the server gives it for NAME (a parameter or NODE.INPUT)")
+    p.add_argument("--out", type=Path, default=Path("outputs"), help="where outputs go (default ./outputs)")
+    p.add_argument("--json", action="store_true", help="print a JSON summary instead of paths")
+    p.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the result (default 3600)")
+
+
+def auth_headers(args) -> dict[str, str]:
+    if args.token:
+        return {"Authorization": f"Bearer {args.token}"}
+    if args.user:
+        return {"Authorization": aiohttp.BasicAuth(args.user, args.password or "").encode()}
+    return {}
+
+
+async def check(resp: aiohttp.ClientResponse, what: str) -> None:
+    if resp.status in (401, 403):
+        detail = (await resp.text())[:300]
+        raise Unreachable(f"{what}: the server refused the credentials ({resp.status}): {detail}; "
+                          "pass --token or --user/--password")
+    if resp.status >= 400 and resp.status != 400:
+        raise Unreachable(f"{what}: HTTP {resp.status}: {(await resp.text())[:300]}")
+
+
+async def upload(session, base: str, path: Path) -> str:
+    form = aiohttp.FormData()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise WorkflowError(f"--input {path}: cannot read it ({exc.strerror})") from None
+    form.add_field("image", data, filename=path.name)
+    async with session.post(base + "/upload/image", data=form) as r:
+        await check(r, "upload")
+        if r.status != 200:
+            raise Rejected(f"upload of {path} refused: {await r.text()}")
+        body = await r.json()
+    return f"{body['subfolder']}/{body['name']}" if body.get("subfolder") else body["name"]
+
+
+def describe_node_errors(body: dict) -> str:
+    lines = [body.get("error", {}).get("message", "prompt rejected")]
+    for node, err in (body.get("node_errors") or {}).items():
+        for e in err.get("errors", []):
+            lines.append(f"  node {node} ({err.get('class_type')}): {e.get('message')} {e.get('details', '')}".rstrip())
+    return "\n".join(lines)
+
+
+async def follow(ws, prompt_id: str, nodes: dict, deadline: float, quiet: bool) -> None:
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimedOut(f"no result within the timeout; prompt {prompt_id} may still be running")
+        try:
+            msg = await asyncio.wait_for(ws.receive(), left)
+        except asyncio.TimeoutError:
+            raise TimedOut(f"no result within the timeout; prompt {prompt_id} may still be running") from None
+        if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+            raise Unreachable("the server closed the WebSocket before the prompt finished")
+        if msg.type != aiohttp.WSMsgType.TEXT:
+            continue  # binary preview frames
+        data = json.loads(msg.data)
+        kind, body = data.get("type"), data.get("data", {})
+        if body.get("prompt_id") not in (None, prompt_id):
+            continue
+        if kind == "execution_error":
+            raise NodeFailed(f"node {body.get('node_id')} ({body.get('node_type')}) failed: "
+                             f"{body.get('exception_type', '')}: {body.get('exception_message', '').strip()}")
+        if kind == "execution_interrupted":
+            raise NodeFailed("the prompt was interrupted on the server")
+        if kind == "progress" and not quiet:
+            node = body.get("node")
+            cls = nodes.get(str(node), {}).get("class_type", "")
+            print(f"\r  node {node} {cls}: {body.get('value')}/{body.get('max')}", end="", file=sys.stderr)
+        if kind == "executing" and not quiet and body.get("node") is not None:
+            node = body["node"]
+            print(f"\n  running node {node} ({nodes.get(str(node), {}).get('class_type', '')})", end="", file=sys.stderr)
+        if kind == "execution_success" or (kind == "executing" and body.get("node") is None
+                                           and body.get("prompt_id") == prompt_id):
+            if not quiet:
+                print(file=sys.stderr)
+            return
+
+
+async def download_outputs(session, base: str, outputs: dict, out_dir: Path) -> list[Path]:
+    paths: list[Path] = []
+    for node_output in outputs.values():
+        for items in node_output.values():
+            if not isinstance(items, list):
+                continue
+            for item in items:
+                if not isinstance(item, dict) or "filename" not in item:
+                    continue
+                sub = item.get("subfolder", "")
+                target = out_dir / sub / item["filename"]
+                if out_dir.resolve() not in target.resolve().parents:
+                    continue  # a name that would escape --out
+                target.parent.mkdir(parents=True, exist_ok=True)
+                params = {"filename": item["filename"], "subfolder": sub, "type": item.get("type", "output")}
+                tmp = target.with_name(f".{target.name}.part")
+                async with session.get(base + "/view", params=params) as r:
+                    await check(r, "download")
+                    with open(tmp, "wb") as f:
+                        async for chunk in r.content.iter_chunked(1 << 20):
+                            f.write(chunk)
+                os.replace(tmp, target)
+                paths.append(target)
+    return paths
+
+
+async def run(args) -> dict:
+    wf = Workflow.load(args.workflow)
+    for flag, items in (("--set", args.set), ("--param", args.param)):
+        for item in items:
+            key, value = split_assignment(item, flag)
+            if flag == "--param" and key not in wf.params:
+                raise WorkflowError(f"--param {key}: this workflow's parameters are "
+                                    f"{', '.join(sorted(wf.params)) or 'none'} (use --set NODE.INPUT=VALUE)")
+            wf.set(key, parse_value(value))
+    for item in args.input:
+        wf.target(split_assignment(item, "--input")[0])  # fail before uploading anything
+    base = args.server.rstrip("/")
+    client_id = uuid.uuid4().hex
+    deadline = time.monotonic() + args.timeout
+    try:
+        async with aiohttp.ClientSession(headers=auth_headers(args)) as session:
+            for item in args.input:
+                key, file = split_assignment(item, "--input")
+                wf.set(key, await upload(session, base, Path(file)))
+            ws = await session.ws_connect(base.replace("http", "ws", 1) + f"/ws?clientId={client_id}")
+            async with session.post(base + "/prompt", json={"prompt": wf.prompt, "client_id": client_id}) as r:
+                await check(r, "queueing the prompt")
+                body = await r.json()
+                if r.status == 400 or body.get("node_errors"):
+                    raise Rejected(describe_node_errors(body))
+            prompt_id = body["prompt_id"]
+            await follow(ws, prompt_id, wf.prompt, deadline, args.json)
+            await ws.close()
+            async with session.get(f"{base}/history/{prompt_id}") as r:
+                await check(r, "reading the result")
+                entry = (await r.json()).get(prompt_id, {})
+            paths = await download_outputs(session, base, entry.get("outputs", {}), args.out)
+    except aiohttp.WSServerHandshakeError as exc:
+        raise Unreachable(f"{base}/ws refused the connection ({exc.status}); check the URL and credentials") from None
+    except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
+        raise Unreachable(f"cannot reach {base}: {exc}") from None
+    return {"prompt_id": prompt_id, "outputs": [str(p) for p in paths]}
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        result = asyncio.run(run(args))
+    except ComfyctlError as exc:
+        print(f"comfyctl run: {exc}", file=sys.stderr)
+        return exc.exit_code
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for p in result["outputs"]:
+            print(p)
+    return 0

@@ -1,0 +1,126 @@
+"""`comfyctl run` over real sockets: against the ComfyUI stand-in bare, and through the
+real proxy with a token."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from auth_proxy.app import create_app
+from auth_proxy.settings import Settings
+from auth_proxy.state import Store
+from comfyctl import run as runmod
+from tests.support import REPO, python_env
+from tests.support import fake_comfyui
+
+SMOKE = REPO / "workflows/api/smoke.json"
+
+
+def args(tmp_path: Path, server: str, workflow: Path = SMOKE, **kw) -> argparse.Namespace:
+    p = argparse.ArgumentParser()
+    runmod.add_arguments(p)
+    ns = p.parse_args([str(workflow), "--server", server, "--out", str(tmp_path / "out"), "--json"])
+    for k, v in kw.items():
+        setattr(ns, k, v)
+    return ns
+
+
+@pytest.fixture
+async def upstream(tmp_path, aiohttp_server):
+    return await aiohttp_server(fake_comfyui.create_app(tmp_path / "server" / "output"))
+
+
+@pytest.fixture
+async def proxied(tmp_path, upstream, aiohttp_server):
+    settings = replace(Settings(), host="127.0.0.1", port=0, upstream=f"http://127.0.0.1:{upstream.port}",
+                       state_dir=tmp_path / "auth", admin_password="run-tests-password",
+                       progress_file=tmp_path / "none.json")
+    token = Store(settings.state_dir).create_token("run")
+    proxy = await aiohttp_server(create_app(settings))
+    return f"http://127.0.0.1:{proxy.port}", token
+
+
+async def test_runs_through_the_proxy_and_downloads_outputs(tmp_path, proxied):
+    base, token = proxied
+    result = await runmod.run(args(tmp_path, base, token=token, param=["filename_prefix=clips/cat", "width=16"]))
+    (path,) = [Path(p) for p in result["outputs"]]
+    assert path.parent == tmp_path / "out" / "clips" and path.read_bytes().startswith(b"\x89PNG")
+    served = tmp_path / "server" / "output" / "clips" / path.name
+    assert served.read_bytes() == path.read_bytes()
+
+
+async def test_bare_server_and_set(tmp_path, upstream):
+    result = await runmod.run(args(tmp_path, f"http://127.0.0.1:{upstream.port}", set=["4.filename_prefix=x/y"]))
+    assert Path(result["outputs"][0]).parent.name == "x"
+
+
+async def test_without_credentials_the_proxy_refuses(tmp_path, proxied):
+    base, _ = proxied
+    with pytest.raises(runmod.Unreachable, match="credentials|refused"):
+        await runmod.run(args(tmp_path, base))
+
+
+@pytest.mark.parametrize("kw,needle", [
+    ({"set": ["9.width=3"]}, "node '9' is not in the workflow"),
+    ({"set": ["1.nope=3"]}, "has no input 'nope'"),
+    ({"set": ["2.image=3"]}, "is a link"),
+    ({"param": ["sampler=euler"]}, "parameters are"),
+    ({"param": ["width"]}, "expected NAME=VALUE"),
+    ({"input": ["nothing=/x.png"]}, "neither NODE.INPUT nor a parameter"),
+])
+async def test_bad_targets_are_errors_not_skips(tmp_path, upstream, kw, needle):
+    with pytest.raises(runmod.WorkflowError, match=needle):
+        await runmod.run(args(tmp_path, f"http://127.0.0.1:{upstream.port}", **kw))
+    assert upstream.app[fake_comfyui.STATE]["history"] == {}, "nothing was queued"
+
+
+async def test_failing_node_reports_comfyui_error(tmp_path, upstream):
+    wf = json.loads(SMOKE.read_text())
+    wf["prompt"]["2"]["inputs"]["fail"] = True
+    path = tmp_path / "fails.json"
+    path.write_text(json.dumps(wf))
+    with pytest.raises(runmod.NodeFailed, match="node 2 .ImageInvert. failed: RuntimeError: simulated failure"):
+        await runmod.run(args(tmp_path, f"http://127.0.0.1:{upstream.port}", workflow=path))
+
+
+async def test_rejected_prompt_prints_node_errors(tmp_path, upstream):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"1": {"class_type": "NoSuchNode", "inputs": {}}}))
+    with pytest.raises(runmod.Rejected, match="node 1 .NoSuchNode.: Cannot find class"):
+        await runmod.run(args(tmp_path, f"http://127.0.0.1:{upstream.port}", workflow=path))
+
+
+async def test_timeout(tmp_path, aiohttp_server):
+    slow = await aiohttp_server(fake_comfyui.create_app(tmp_path / "o", delay=5))
+    with pytest.raises(runmod.TimedOut):
+        await runmod.run(args(tmp_path, f"http://127.0.0.1:{slow.port}", timeout=0.5))
+
+
+async def test_upload_uses_the_name_the_server_returns(tmp_path, upstream):
+    wf = {"params": {"image": "1.image"}, "prompt": {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "placeholder.png"}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "u"}}}}
+    path = tmp_path / "load.json"
+    path.write_text(json.dumps(wf))
+    img = tmp_path / "photo.png"
+    img.write_bytes(fake_comfyui.tiny_png())
+    (tmp_path / "server" / "input").mkdir(parents=True)
+    (tmp_path / "server" / "input" / "photo.png").write_bytes(b"already there")
+    await runmod.run(args(tmp_path, f"http://127.0.0.1:{upstream.port}", workflow=path, input=[f"image={img}"]))
+    (entry,) = upstream.app[fake_comfyui.STATE]["history"].values()
+    assert entry["prompt"][2]["1"]["inputs"]["image"] == "photo (1).png"
+
+
+def test_cli_exit_codes(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "comfyctl", "run", str(SMOKE), "--server", "http://127.0.0.1:9",
+                          "--timeout", "5"], cwd=REPO, env=python_env(), capture_output=True, text=True, timeout=60)
+    assert out.returncode == 6 and "cannot reach" in out.stderr
+    out = subprocess.run([sys.executable, "-m", "comfyctl", "run", str(SMOKE), "--set", "7.x=1"], cwd=REPO,
+                         env=python_env(), capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "node '7'" in out.stderr
