@@ -7,6 +7,7 @@ would write into a hub cache layout, not into ComfyUI's folders with our verific
 """
 from __future__ import annotations
 
+import importlib
 import os
 import re
 
@@ -18,6 +19,19 @@ from ..errors import (CredentialsError, EndpointError, NotFoundError, SyncError,
 from ..planner import RemoteObject
 from ..uris import SourceURI
 from .http import HTTPBackend
+
+
+def _network_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [OSError, ValueError]
+    for module in ("httpx", "httpx2", "requests"):
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:
+            continue
+        for name in ("TransportError", "RequestException"):
+            if isinstance(getattr(mod, name, None), type):
+                errors.append(getattr(mod, name))
+    return tuple(errors)
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -43,8 +57,9 @@ class HFBackend(HTTPBackend):
                 timeout=self.settings.timeout)
         except HfHubHTTPError as exc:
             raise _translate_hub(exc, str(uri), self.hint) from None
-        except (OSError, ValueError) as exc:
-            # huggingface_hub raises its HTTP client's connection errors as OSError subclasses
+        except _network_errors() as exc:
+            # huggingface_hub lets its HTTP client's transport errors through: OSError
+            # subclasses from requests-based releases, httpx transport errors from newer ones
             raise EndpointError(f"{uri}: cannot reach the hub ({type(exc).__name__}: {exc}); "
                                 f"{self.hint}") from None
         if meta.size is None:
