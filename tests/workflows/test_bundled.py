@@ -16,7 +16,7 @@ def test_manifest_loads_and_every_profile_is_used():
     assert set(m.profiles) - used == {"smoke"}, "a profile without files (only smoke needs none)"
     assert used <= set(m.profiles)
     for f in m.files:
-        assert f.source.scheme == "hf", f.dest
+        assert f.source.scheme in ("hf", "https"), f.dest
 
 
 def test_api_workflows_have_valid_parameter_maps():
