@@ -1,0 +1,69 @@
+"""Capture node schemas from a running ComfyUI into workflows/schemas/ (one JSON file per
+source: core.json for ComfyUI's own nodes, <pack>.json for each custom node pack), so
+workflows/validate.py can check the bundled workflows without a server.
+
+    COMFYUI_URL=http://127.0.0.1:8188 [COMFY_TOKEN=...] python workflows/refresh_schemas.py
+
+Run it against a server that has exactly the pinned packs (custom_nodes/lock.yaml).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import urllib.request
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent / "schemas"
+
+
+def fetch_object_info(url: str, token: str | None) -> dict:
+    req = urllib.request.Request(url.rstrip("/") + "/object_info")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(req, timeout=120) as resp:
+        return json.load(resp)
+
+
+def split_by_source(info: dict) -> dict[str, dict]:
+    """ComfyUI tags each node with python_module: "nodes"/"comfy_extras.*"/"comfy_api_nodes.*"
+    for core, "custom_nodes.<pack>" for packs."""
+    groups: dict[str, dict] = {}
+    for name, schema in info.items():
+        module = str(schema.get("python_module", ""))
+        group = module.split(".")[1] if module.startswith("custom_nodes.") else "core"
+        groups.setdefault(group, {})[name] = schema
+    return groups
+
+
+def write_atomic(path: Path, data: dict) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=0, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def main() -> int:
+    url = os.environ.get("COMFYUI_URL", "http://127.0.0.1:8188")
+    try:
+        info = fetch_object_info(url, os.environ.get("COMFY_TOKEN"))
+    except OSError as exc:
+        print(f"cannot read {url}/object_info ({exc}); start ComfyUI with the pinned packs "
+              "or set COMFYUI_URL / COMFY_TOKEN", file=sys.stderr)
+        return 1
+    OUT.mkdir(exist_ok=True)
+    for group, nodes in sorted(split_by_source(info).items()):
+        write_atomic(OUT / f"{group}.json", nodes)
+        print(f"{group}: {len(nodes)} nodes")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
