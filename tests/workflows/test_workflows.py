@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from model_sync.manifest import load_manifest
 
@@ -66,3 +67,36 @@ def test_validator_catches(mutate, expect):
 def test_model_outside_profile_is_caught():
     errs = V.validate(_wan(), SCHEMAS, MODELS, "qwen-image")
     assert any("not in profile" in e for e in errs)
+
+
+def _convert():
+    spec = importlib.util.spec_from_file_location("wf_convert", REPO / "workflows/convert.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("path", API, ids=[p.stem for p in API])
+def test_ui_and_api_forms_agree(path):
+    ui_path = REPO / "workflows/ui" / path.name
+    assert ui_path.is_file(), f"no UI form for {path.name}; run python workflows/convert.py"
+    ui = json.loads(ui_path.read_text(encoding="utf-8"))
+    api = json.loads(path.read_text(encoding="utf-8"))["prompt"]
+    assert _convert().ui_to_api(ui, SCHEMAS) == api
+
+
+def test_edited_ui_form_disagrees():
+    ui = json.loads((REPO / "workflows/ui/wan22-ti2v-5b.json").read_text(encoding="utf-8"))
+    api = json.loads((REPO / "workflows/api/wan22-ti2v-5b.json").read_text(encoding="utf-8"))["prompt"]
+    next(n for n in ui["nodes"] if n["type"] == "KSampler")["widgets_values"][0] = 7
+    assert _convert().ui_to_api(ui, SCHEMAS) != api
+
+
+def test_every_node_class_is_core_or_a_pinned_pack():
+    lock = yaml.safe_load((REPO / "custom_nodes/lock.yaml").read_text(encoding="utf-8"))
+    packs = {p["name"] for p in lock["packs"]}
+    for path in API:
+        for node in json.loads(path.read_text(encoding="utf-8"))["prompt"].values():
+            module = SCHEMAS[node["class_type"]].get("python_module", "")
+            origin = module.split(".")[1] if module.startswith("custom_nodes.") else "core"
+            assert origin == "core" or origin in packs, (path.name, node["class_type"], module)

@@ -1,0 +1,115 @@
+"""Convert bundled API workflows to ComfyUI's UI (litegraph) format and back, using the
+captured node schemas; the tests convert both ways to prove the two forms agree.
+
+    python workflows/convert.py        # writes workflows/ui/<name>.json for every api/*.json
+
+ComfyUI has no server-side converter (the frontend builds the API graph in the browser),
+so this is hand-written against the schemas' input order: connection inputs become
+slots, widget inputs become `widgets_values` in schema order, and an INT with
+`control_after_generate` gets the frontend's extra "fixed" entry after its value.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+
+
+def _is_widget(spec) -> bool:
+    return isinstance(spec[0], list) or spec[0] in WIDGET_TYPES
+
+
+def _inputs(schema: dict) -> list[tuple[str, list]]:
+    spec = schema.get("input", {})
+    order = schema.get("input_order") or {k: list(v) for k, v in spec.items()}
+    out = []
+    for group in ("required", "optional"):
+        for name in order.get(group, []):
+            out.append((name, spec[group][name]))
+    return out
+
+
+def api_to_ui(prompt: dict, schemas: dict) -> dict:
+    nodes, links = [], []
+    link_id = 0
+    out_links: dict[tuple[str, int], list[int]] = {}
+    pending = []
+    for col, (nid, node) in enumerate(prompt.items()):
+        schema = schemas[node["class_type"]]
+        inputs, widgets = [], []
+        for name, spec in _inputs(schema):
+            value = node["inputs"].get(name)
+            if isinstance(value, list):
+                link_id += 1
+                src, slot = str(value[0]), value[1]
+                out_links.setdefault((src, slot), []).append(link_id)
+                pending.append([link_id, int(src), slot, int(nid), len(inputs), spec[0]])
+                inputs.append({"name": name, "type": spec[0], "link": link_id})
+            elif _is_widget(spec) and name in node["inputs"]:
+                widgets.append(value)
+                if len(spec) > 1 and isinstance(spec[1], dict) and spec[1].get("control_after_generate"):
+                    widgets.append("fixed")
+        nodes.append({"id": int(nid), "type": node["class_type"], "pos": [60 + 340 * col, 120],
+                      "size": [300, 120], "flags": {}, "order": col, "mode": 0,
+                      "inputs": inputs, "properties": {"Node name for S&R": node["class_type"]},
+                      "widgets_values": widgets})
+    for n in nodes:
+        schema = schemas[n["type"]]
+        n["outputs"] = [{"name": name, "type": typ, "links": out_links.get((str(n["id"]), i), []),
+                         "slot_index": i}
+                        for i, (typ, name) in enumerate(zip(schema["output"], schema["output_name"]))]
+    links = pending
+    return {"last_node_id": max(int(k) for k in prompt), "last_link_id": link_id, "nodes": nodes,
+            "links": links, "groups": [], "config": {}, "extra": {}, "version": 0.4}
+
+
+def ui_to_api(ui: dict, schemas: dict) -> dict:
+    by_link = {l[0]: l for l in ui["links"]}
+    prompt = {}
+    for n in sorted(ui["nodes"], key=lambda n: n["id"]):
+        schema = schemas[n["type"]]
+        linked = {i["name"]: by_link[i["link"]] for i in n.get("inputs", []) if i.get("link") is not None}
+        values = list(n.get("widgets_values", []))
+        inputs = {}
+        for name, spec in _inputs(schema):
+            if name in linked:
+                inputs[name] = [str(linked[name][1]), linked[name][2]]
+            elif _is_widget(spec) and values:
+                inputs[name] = values.pop(0)
+                if len(spec) > 1 and isinstance(spec[1], dict) and spec[1].get("control_after_generate"):
+                    values.pop(0)
+        prompt[str(n["id"])] = {"class_type": n["type"], "inputs": inputs}
+    return prompt
+
+
+def _write(path: Path, data: dict) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1)
+            f.write("\n")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def main() -> int:
+    sys.path.insert(0, str(HERE))
+    from validate import load_schemas  # noqa: E402 - sibling script, not a package
+    schemas = load_schemas()
+    (HERE / "ui").mkdir(exist_ok=True)
+    for f in sorted((HERE / "api").glob("*.json")):
+        doc = json.loads(f.read_text(encoding="utf-8"))
+        _write(HERE / "ui" / f.name, api_to_ui(doc["prompt"], schemas))
+        print(f"ui/{f.name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
