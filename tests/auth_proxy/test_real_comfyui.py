@@ -14,16 +14,9 @@ from auth_proxy.settings import Settings
 from auth_proxy.state import Store
 from tests.auth_proxy.conftest import PASSWORD
 from tests.support import CHROMIUM_ARGS, chromium_path
-from tests.support.comfyui import SMOKE_PROMPT, RealComfyUI
+from tests.support.comfyui import SMOKE_PROMPT
 
 pytestmark = pytest.mark.comfyui
-
-
-@pytest.fixture(scope="module")
-def comfy(tmp_path_factory):
-    c = RealComfyUI(tmp_path_factory.mktemp("comfy")).start()
-    yield c
-    c.stop()
 
 
 @pytest.fixture

@@ -12,16 +12,8 @@ from auth_proxy.settings import Settings
 from auth_proxy.state import Store
 from comfyctl import run as runmod
 from tests.comfyctl.test_run import args
-from tests.support.comfyui import RealComfyUI
 
 pytestmark = pytest.mark.comfyui
-
-
-@pytest.fixture(scope="module")
-def comfy(tmp_path_factory):
-    c = RealComfyUI(tmp_path_factory.mktemp("comfy")).start()
-    yield c
-    c.stop()
 
 
 async def test_smoke_bare_and_through_the_proxy(comfy, tmp_path, aiohttp_server):
