@@ -23,6 +23,11 @@ MODEL_INPUTS = {
 }
 
 
+# Inputs naming a file the user uploads (`comfyctl run --input NAME=FILE`); their COMBO
+# options are whatever sat in the capturing server's input folder.
+UPLOAD_INPUTS = {("LoadImage", "image"), ("LoadImageMask", "image")}
+
+
 def load_schemas(directory: Path = HERE / "schemas") -> dict:
     schemas: dict = {}
     for f in sorted(directory.glob("*.json")):
@@ -105,6 +110,10 @@ def validate(doc: dict, schemas: dict, models: dict, profile: str | None = None)
             spec = required.get(name) or optional.get(name)
             if spec is None:
                 errors.append(f"node {nid} ({cls}): no input named {name!r}")
+                continue
+            if (cls, name) in UPLOAD_INPUTS and isinstance(value, str):
+                if f"{nid}.{name}" not in doc.get("params", {}).values():
+                    errors.append(f"node {nid}.{name}: an upload input needs a parameter name")
                 continue
             _check_input(nid, name, value, spec, prompt, schemas, models, profile, errors)
     for pname, target in doc.get("params", {}).items():
