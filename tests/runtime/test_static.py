@@ -67,3 +67,17 @@ def test_dockerfile_pins_and_essentials():
                    "check_nodes.py", "constraints.txt", "VOLUME"):
         assert needle in text, needle
     assert re.search(r"torch==\$\{TORCH_VERSION\}", text) and re.search(r"ARG TORCH_VERSION=\d", text)
+
+
+def test_every_base_image_is_pinned_by_digest():
+    """A tag can be re-pushed under us; a FROM that resolves to an ARG must carry a digest."""
+    text = (REPO / "docker/Dockerfile").read_text()
+    args = dict(re.findall(r"^ARG (\w+)=(\S+)", text, re.M))
+    stages = set(re.findall(r"^FROM .* AS (\S+)", text, re.M))
+    bases = re.findall(r"^FROM (\S+)", text, re.M)
+    assert bases
+    for base in bases:
+        ref = re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), m.group(0)), base)
+        if ref in stages or ref.startswith("base-"):  # an earlier stage, not an image
+            continue
+        assert re.search(r"@sha256:[0-9a-f]{64}$", ref), f"{base} -> {ref} is not pinned by digest"
