@@ -130,29 +130,45 @@ async def follow(ws, prompt_id: str, nodes: dict, deadline: float, quiet: bool) 
             return
 
 
-async def download_outputs(session, base: str, outputs: dict, out_dir: Path) -> list[Path]:
-    paths: list[Path] = []
+MESH_SUFFIXES = (".glb", ".gltf", ".obj", ".ply", ".stl", ".fbx", ".3mf", ".dae", ".usdz")
+
+
+def output_files(outputs: dict) -> list[dict]:
+    """The files a prompt's history names: {"filename", "subfolder", "type"} entries under
+    any key (images, gifs, videos, audio, 3d), plus the bare output-relative mesh paths
+    that Preview3D reports as {"result": [path, camera]} (how the Hunyuan3D pack's exported
+    meshes show up)."""
+    files = []
     for node_output in outputs.values():
-        for items in node_output.values():
+        for key, items in node_output.items():
             if not isinstance(items, list):
                 continue
             for item in items:
-                if not isinstance(item, dict) or "filename" not in item:
-                    continue
-                sub = item.get("subfolder", "")
-                target = out_dir / sub / item["filename"]
-                if out_dir.resolve() not in target.resolve().parents:
-                    continue  # a name that would escape --out
-                target.parent.mkdir(parents=True, exist_ok=True)
-                params = {"filename": item["filename"], "subfolder": sub, "type": item.get("type", "output")}
-                tmp = target.with_name(f".{target.name}.part")
-                async with session.get(base + "/view", params=params) as r:
-                    await check(r, "download")
-                    with open(tmp, "wb") as f:
-                        async for chunk in r.content.iter_chunked(1 << 20):
-                            f.write(chunk)
-                os.replace(tmp, target)
-                paths.append(target)
+                if isinstance(item, dict) and "filename" in item:
+                    files.append(item)
+                elif key == "result" and isinstance(item, str) and item.lower().endswith(MESH_SUFFIXES):
+                    sub, _, name = item.replace("\\", "/").rpartition("/")
+                    files.append({"filename": name, "subfolder": sub, "type": "output"})
+    return files
+
+
+async def download_outputs(session, base: str, outputs: dict, out_dir: Path) -> list[Path]:
+    paths: list[Path] = []
+    for item in output_files(outputs):
+        sub = item.get("subfolder", "")
+        target = out_dir / sub / item["filename"]
+        if out_dir.resolve() not in target.resolve().parents:
+            continue  # a name that would escape --out
+        target.parent.mkdir(parents=True, exist_ok=True)
+        params = {"filename": item["filename"], "subfolder": sub, "type": item.get("type", "output")}
+        tmp = target.with_name(f".{target.name}.part")
+        async with session.get(base + "/view", params=params) as r:
+            await check(r, "download")
+            with open(tmp, "wb") as f:
+                async for chunk in r.content.iter_chunked(1 << 20):
+                    f.write(chunk)
+        os.replace(tmp, target)
+        paths.append(target)
     return paths
 
 

@@ -5,8 +5,10 @@ captured node schemas; the tests convert both ways to prove the two forms agree.
 
 ComfyUI has no server-side converter (the frontend builds the API graph in the browser),
 so this is hand-written against the schemas' input order: connection inputs become
-slots, widget inputs become `widgets_values` in schema order, and an INT with
-`control_after_generate` gets the frontend's extra "fixed" entry after its value.
+slots, widget inputs become `widgets_values` in schema order, and the widgets the
+frontend adds after an input get their entries too: "fixed" after a seed (an INT with
+`control_after_generate`, or any INT named seed/noise_seed, as the frontend does for
+nodes that predate the flag) and "image" after an input with an upload button.
 """
 from __future__ import annotations
 
@@ -22,6 +24,15 @@ WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 
 def _is_widget(spec) -> bool:
     return isinstance(spec[0], list) or spec[0] in WIDGET_TYPES
+
+
+def _extra_widgets(name: str, spec) -> list:
+    opts = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+    if spec[0] == "INT" and opts.get("control_after_generate", name in ("seed", "noise_seed")):
+        return ["fixed"]
+    if opts.get("image_upload"):
+        return ["image"]
+    return []
 
 
 def _inputs(schema: dict) -> list[tuple[str, list]]:
@@ -52,8 +63,7 @@ def api_to_ui(prompt: dict, schemas: dict) -> dict:
                 inputs.append({"name": name, "type": spec[0], "link": link_id})
             elif _is_widget(spec) and name in node["inputs"]:
                 widgets.append(value)
-                if len(spec) > 1 and isinstance(spec[1], dict) and spec[1].get("control_after_generate"):
-                    widgets.append("fixed")
+                widgets.extend(_extra_widgets(name, spec))
         nodes.append({"id": int(nid), "type": node["class_type"], "pos": [60 + 340 * col, 120],
                       "size": [300, 120], "flags": {}, "order": col, "mode": 0,
                       "inputs": inputs, "properties": {"Node name for S&R": node["class_type"]},
@@ -81,8 +91,7 @@ def ui_to_api(ui: dict, schemas: dict) -> dict:
                 inputs[name] = [str(linked[name][1]), linked[name][2]]
             elif _is_widget(spec) and values:
                 inputs[name] = values.pop(0)
-                if len(spec) > 1 and isinstance(spec[1], dict) and spec[1].get("control_after_generate"):
-                    values.pop(0)
+                del values[:len(_extra_widgets(name, spec))]
         prompt[str(n["id"])] = {"class_type": n["type"], "inputs": inputs}
     return prompt
 

@@ -21,11 +21,23 @@ MODEL_INPUTS = {
     "clip_name1": {"text_encoders", "clip"}, "clip_name2": {"text_encoders", "clip"},
     "lora_name": {"loras"}, "model_name": {"upscale_models"},
 }
+# Pack loaders whose input names say nothing of the folder they list (class, input).
+PACK_MODEL_INPUTS = {
+    ("Hy3DMeshGenerator", "model"): {"diffusion_models"},
+    ("Hy3D21VAELoader", "model_name"): {"vae"},
+}
 
 
-# Inputs naming a file the user uploads (`comfyctl run --input NAME=FILE`); their COMBO
-# options are whatever sat in the capturing server's input folder.
-UPLOAD_INPUTS = {("LoadImage", "image"), ("LoadImageMask", "image")}
+def model_folders(cls: str, name: str) -> set[str] | None:
+    return PACK_MODEL_INPUTS.get((cls, name)) or MODEL_INPUTS.get(name)
+
+
+def is_upload(spec) -> bool:
+    """Inputs naming a file the user uploads (`comfyctl run --input NAME=FILE`): the schema
+    flags them for the editor's upload button, and their COMBO options are whatever sat in
+    the capturing server's input folder."""
+    opts = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+    return any(opts.get(k) for k in ("image_upload", "video_upload", "audio_upload"))
 
 
 def load_schemas(directory: Path = HERE / "schemas") -> dict:
@@ -49,7 +61,7 @@ def _options(spec) -> list | None:
     return None
 
 
-def _check_input(nid, name, value, spec, prompt, schemas, models, profile, errors):
+def _check_input(nid, cls, name, value, spec, prompt, schemas, models, profile, errors):
     kind = spec[0]
     opts = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
     if isinstance(value, list):
@@ -65,9 +77,9 @@ def _check_input(nid, name, value, spec, prompt, schemas, models, profile, error
         if isinstance(kind, str) and "*" not in (kind, out_type) and out_type not in kind.split(","):
             errors.append(f"node {nid}.{name}: wants {kind}, gets {out_type} from {src}")
         return
-    if name in MODEL_INPUTS and _options(spec) is not None:
-        hits = [p for (folder, path), p in models.items()
-                if path == value and folder in MODEL_INPUTS[name]]
+    folders = model_folders(cls, name)
+    if folders and _options(spec) is not None:
+        hits = [p for (folder, path), p in models.items() if path == value and folder in folders]
         if not hits:
             errors.append(f"node {nid}.{name}: model {value!r} is not in models.yaml")
         elif profile is not None and not any(profile in p for p in hits):
@@ -111,11 +123,11 @@ def validate(doc: dict, schemas: dict, models: dict, profile: str | None = None)
             if spec is None:
                 errors.append(f"node {nid} ({cls}): no input named {name!r}")
                 continue
-            if (cls, name) in UPLOAD_INPUTS and isinstance(value, str):
+            if is_upload(spec) and isinstance(value, str):
                 if f"{nid}.{name}" not in doc.get("params", {}).values():
                     errors.append(f"node {nid}.{name}: an upload input needs a parameter name")
                 continue
-            _check_input(nid, name, value, spec, prompt, schemas, models, profile, errors)
+            _check_input(nid, cls, name, value, spec, prompt, schemas, models, profile, errors)
     for pname, target in doc.get("params", {}).items():
         node_id, _, input_name = str(target).partition(".")
         if node_id not in prompt or input_name not in prompt[node_id].get("inputs", {}):

@@ -117,6 +117,29 @@ async def test_upload_uses_the_name_the_server_returns(tmp_path, upstream):
     assert entry["prompt"][2]["1"]["inputs"]["image"] == "photo (1).png"
 
 
+async def test_downloads_meshes_from_saveglb_and_preview3d(tmp_path, upstream):
+    """3D results arrive two ways: SaveGLB lists {"3d": [file entries]}, while the Hunyuan3D
+    pack's exporter hands a bare output-relative path to Preview3D ({"result": [path, None]})."""
+    wf = {"params": {}, "prompt": {
+        "1": {"class_type": "Hy3D21ExportMesh", "inputs": {"filename_prefix": "3D/Hy21", "file_format": "glb"}},
+        "2": {"class_type": "Preview3D", "inputs": {"model_file": ["1", 0]}},
+        "3": {"class_type": "SaveGLB", "inputs": {"filename_prefix": "mesh/core"}}}}
+    path = tmp_path / "mesh.json"
+    path.write_text(json.dumps(wf))
+    result = await runmod.run(args(tmp_path, f"http://127.0.0.1:{upstream.port}", workflow=path))
+    got = sorted(Path(p).relative_to(tmp_path / "out").as_posix() for p in result["outputs"])
+    assert got == ["3D/Hy21_00001_.glb", "mesh/core_00001_.glb"]
+    for rel in got:
+        assert (tmp_path / "out" / rel).read_bytes() == (tmp_path / "server" / "output" / rel).read_bytes()
+        assert (tmp_path / "out" / rel).read_bytes().startswith(b"glTF")
+
+
+def test_output_files_ignores_what_is_not_a_file():
+    outputs = {"9": {"result": ["", None], "text": ["notes.glb"]},
+               "10": {"result": ["sub\\dir\\m.OBJ", None]}}
+    assert runmod.output_files(outputs) == [{"filename": "m.OBJ", "subfolder": "sub/dir", "type": "output"}]
+
+
 def test_cli_exit_codes(tmp_path):
     out = subprocess.run([sys.executable, "-m", "comfyctl", "run", str(SMOKE), "--server", "http://127.0.0.1:9",
                           "--timeout", "5"], cwd=REPO, env=python_env(), capture_output=True, text=True, timeout=60)

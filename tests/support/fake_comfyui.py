@@ -22,8 +22,11 @@ from pathlib import Path
 
 from aiohttp import WSMsgType, web
 
-OUTPUT_NODES = {"SaveImage"}
-KNOWN_CLASSES = {"EmptyImage", "ImageInvert", "ImageScale", "SaveImage", "LoadImage", "PreviewImage"}
+OUTPUT_NODES = {"SaveImage", "SaveGLB", "Preview3D"}
+KNOWN_CLASSES = {"EmptyImage", "ImageInvert", "ImageScale", "SaveImage", "LoadImage", "PreviewImage",
+                 "SaveGLB", "Preview3D", "Hy3D21ExportMesh"}
+# A minimal binary glTF header (magic, version 2, total length): enough to be a .glb file.
+TINY_GLB = b"glTF" + struct.pack("<II", 2, 12)
 STATE = web.AppKey("state", dict)
 
 
@@ -52,12 +55,45 @@ async def broadcast(state: dict, msg: dict | bytes, client_id: str | None = None
             await ws.send_str(json.dumps(msg))
 
 
+def save_output(state: dict, node: dict, suffix: str, data: bytes) -> tuple[str, str]:
+    prefix = node.get("inputs", {}).get("filename_prefix", "ComfyUI")
+    sub, _, stem = str(prefix).rpartition("/")
+    folder = state["output"] / sub
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"{stem}_{len(list(folder.glob(stem + '_*'))) + 1:05d}_{suffix}"
+    (folder / name).write_bytes(data)
+    return sub, name
+
+
+def node_output(state: dict, node: dict, values: dict):
+    """What a node leaves behind, shaped as in ComfyUI: a history/`executed` output dict
+    for output nodes (SaveImage's "images", SaveGLB's "3d", Preview3D's bare "result"),
+    the relative path string that the Hunyuan3D pack's exporter returns, else None."""
+    cls = node["class_type"]
+    if cls == "SaveImage":
+        sub, name = save_output(state, node, ".png", tiny_png())
+        return {"images": [{"filename": name, "subfolder": sub, "type": "output"}]}
+    if cls == "SaveGLB":
+        sub, name = save_output(state, node, ".glb", TINY_GLB)
+        return {"3d": [{"filename": name, "subfolder": sub, "type": "output"}]}
+    if cls == "Hy3D21ExportMesh":
+        sub, name = save_output(state, node, "." + node["inputs"].get("file_format", "glb"), TINY_GLB)
+        return f"{sub}/{name}" if sub else name
+    if cls == "Preview3D":
+        model_file = node["inputs"].get("model_file", "")
+        if isinstance(model_file, list):
+            model_file = values.get(str(model_file[0]), "")
+        return {"result": [model_file, None]}
+    return None
+
+
 async def execute(state: dict, prompt_id: str, prompt: dict, client_id: str | None) -> None:
     """Run a prompt the way ComfyUI reports it; SaveImage writes a real PNG."""
     await asyncio.sleep(state["delay"])
     await broadcast(state, {"type": "execution_start", "data": {"prompt_id": prompt_id, "timestamp": 0}}, client_id)
     await broadcast(state, {"type": "execution_cached", "data": {"nodes": [], "prompt_id": prompt_id, "timestamp": 0}}, client_id)
     outputs: dict = {}
+    values: dict = {}  # string results of nodes, for inputs linked to them
     for node_id, node in prompt.items():
         await broadcast(state, {"type": "executing", "data": {"node": node_id, "display_node": node_id, "prompt_id": prompt_id}}, client_id)
         if node["class_type"] == "FailingNode" or node.get("inputs", {}).get("fail"):
@@ -74,14 +110,10 @@ async def execute(state: dict, prompt_id: str, prompt: dict, client_id: str | No
             await broadcast(state, {"type": "progress", "data": {"value": step, "max": 2, "prompt_id": prompt_id, "node": node_id}}, client_id)
         # a binary preview frame: event type 1 (PREVIEW_IMAGE), format 2 (PNG), image bytes
         await broadcast(state, struct.pack(">II", 1, 2) + tiny_png(2, 2), client_id)
-        if node["class_type"] in OUTPUT_NODES:
-            prefix = node.get("inputs", {}).get("filename_prefix", "ComfyUI")
-            sub, _, stem = str(prefix).rpartition("/")
-            folder = state["output"] / sub
-            folder.mkdir(parents=True, exist_ok=True)
-            name = f"{stem}_{len(list(folder.glob(stem + '_*'))) + 1:05d}_.png"
-            (folder / name).write_bytes(tiny_png())
-            out = {"images": [{"filename": name, "subfolder": sub, "type": "output"}]}
+        out = node_output(state, node, values)
+        if isinstance(out, str):
+            values[node_id] = out
+        elif out is not None:
             outputs[node_id] = out
             await broadcast(state, {"type": "executed", "data": {"node": node_id, "display_node": node_id, "output": out, "prompt_id": prompt_id}}, client_id)
     await broadcast(state, {"type": "execution_success", "data": {"prompt_id": prompt_id, "timestamp": 0}}, client_id)
