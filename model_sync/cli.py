@@ -1,14 +1,17 @@
-"""Command line: `python -m model_sync sync ...` and `python -m model_sync mirror URI DIR`."""
+"""Command line: `python -m model_sync sync ...`, `mirror URI DIR` and `pin --manifest F`."""
 from __future__ import annotations
 
 import argparse
 import json
 import logging
 import sys
+import tempfile
+from pathlib import Path
 
 from .errors import EXIT_CODES, ManifestError, SyncError, UsageError
 from .manifest import EXTENSIONS, FOLDER_KEYS, load_manifest
 from .planner import describe, select_files, select_mirror
+from .pin import pin
 from .progress import Progress
 from .run import Runner, with_listing
 from .settings import load_settings
@@ -42,7 +45,27 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("mirror", parents=[common], help="a whole oss:// or s3:// prefix of <folder>/<path>")
     m.add_argument("source")
     m.add_argument("models_dir")
+    pn = sub.add_parser("pin", help="write sources' sizes, sha256 and hub commits into a manifest")
+    pn.add_argument("--manifest", required=True)
+    pn.add_argument("--profile", action="append", dest="profiles", help="only these profiles (repeatable)")
+    pn.add_argument("--update", action="store_true",
+                    help="also replace sizes/sha256 that no longer match their sources")
+    pn.add_argument("--dry-run", action="store_true", help="print what would change, write nothing")
+    pn.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     return p
+
+
+def run_pin(args) -> int:
+    with tempfile.TemporaryDirectory() as scratch:  # pin reads sources only; nothing lands here
+        settings = load_settings(models_dir=scratch, manifest=args.manifest, profiles=args.profiles)
+        runner = Runner(settings, Progress(None, settings.progress_interval))
+        changes = pin(Path(args.manifest), settings.profiles, runner.stat_all,
+                      update=args.update, dry_run=args.dry_run)
+    for change in changes:
+        print(change)
+    verb = "would change" if args.dry_run else "changed"
+    print(f"{len(changes)} value(s) {verb} in {args.manifest}", file=sys.stderr)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
                                           else logging.CRITICAL)
     progress = None
     try:
+        if args.command == "pin":
+            return run_pin(args)
         settings = load_settings(
             models_dir=args.models_dir, manifest=getattr(args, "manifest", None),
             profiles=getattr(args, "profiles", None), from_prefix=getattr(args, "from_prefix", None),

@@ -66,7 +66,7 @@ EXIT_CODES = {
     NotFoundError.exit_code: "bucket, object, repository or URL not found",
     EndpointError.exit_code: "endpoint unreachable",
     DiskSpaceError.exit_code: "not enough free space in the models directory",
-    VerificationError.exit_code: "a file failed verification on every attempt",
+    VerificationError.exit_code: "a file failed verification on every attempt (pin: a source differs from the manifest)",
     TransferError.exit_code: "a transfer failed after every retry",
     LockTimeoutError.exit_code: "another process held a file's lock for too long",
     DeleteRefusedError.exit_code: "--delete would remove more files than the cap allows",

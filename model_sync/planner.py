@@ -36,6 +36,7 @@ class RemoteObject:
     md5: str | None = None     # single-part ETag of an S3 object
     crc32: int | None = None   # an S3 object's full-object CRC32 checksum
     listed: bool = False       # from a listing, which may lack checksums (OSS has no CRC there)
+    revision: str | None = None  # the commit an hf:// revision resolved to (for `pin`)
 
 
 class Action(str, Enum):

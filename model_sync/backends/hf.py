@@ -68,7 +68,8 @@ class HFBackend(HTTPBackend):
         # The ETag (an LFS file's sha256) names the content; the commit does not: a new commit
         # that leaves this file alone must not re-download it.
         return RemoteObject(size=meta.size, identity=f"hf:{etag}:{meta.size}",
-                            etag=None, sha256=etag if _SHA256.match(etag) else None)
+                            etag=None, sha256=etag if _SHA256.match(etag) else None,
+                            revision=meta.commit_hash or None)
 
     def list(self, prefix: SourceURI) -> dict[str, RemoteObject]:
         raise NotFoundError(f"{prefix}: mirror works on oss:// and s3:// prefixes; list hub files "

@@ -2,8 +2,9 @@
 
 What huggingface_hub and our hf backend use: `HEAD|GET /{owner}/{repo}/resolve/{revision}/{path}`
 answers like the hub does for an LFS file, a 302 to a content URL with `X-Repo-Commit`,
-`X-Linked-Etag` (the file's sha256, quoted) and `X-Linked-Size`; the content URL serves the
-bytes with Range support. A repository may require a token (`Authorization: Bearer ...`),
+`X-Linked-Etag` (the file's sha256, quoted) and `X-Linked-Size`; the content URL, on a second
+origin like the hub's CDN, serves the bytes with Range support. A revision other than
+`main` or the repository's commit is a 404, as for a commit that does not exist. A repository may require a token (`Authorization: Bearer ...`),
 answering 401 without it as gated repositories do; an unknown repository or file is a 404
 with `X-Error-Code` as the hub sends.
 """
@@ -24,10 +25,14 @@ class FakeHub:
 
         class Handler(_Handler):
             owner = hub
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # The content URLs live on a second origin, as the hub's CDN does: huggingface_hub
+        # follows redirects within the hub's origin and reads file metadata (commit, sha256,
+        # size) from the redirect that leaves it.
+        self.servers = [ThreadingHTTPServer(("127.0.0.1", 0), Handler) for _ in range(2)]
+        for server in self.servers:
+            server.daemon_threads = True
+        self.url, self.cdn_url = (f"http://127.0.0.1:{s.server_address[1]}" for s in self.servers)
+        self._threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in self.servers]
 
     def add(self, repo: str, files: dict[str, bytes], commit: str = "c0ffee" * 6 + "abcd",
             token: str | None = None) -> None:
@@ -36,12 +41,14 @@ class FakeHub:
             self.blobs[hashlib.sha256(data).hexdigest()] = data
 
     def start(self) -> "FakeHub":
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        for server in self.servers:
+            server.shutdown()
+            server.server_close()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -80,11 +87,13 @@ class _Handler(BaseHTTPRequestHandler):
                                {"X-Error-Code": "RepoNotFound"}, b"Repository not found")
         if repo["token"] and self.headers.get("Authorization") != f"Bearer {repo['token']}":
             return self._reply(401, {"X-Error-Code": "GatedRepo"}, b"Access to this repo is restricted")
+        if parts[3] not in ("main", repo["commit"]):
+            return self._reply(404, {"X-Error-Code": "RevisionNotFound"}, b"Invalid rev id")
         data = repo["files"].get("/".join(parts[4:]))
         if data is None:
             return self._reply(404, {"X-Error-Code": "EntryNotFound"}, b"Entry not found")
         sha = hashlib.sha256(data).hexdigest()
-        self._reply(302, {"Location": f"{self.owner.url}/cdn/{sha}", "X-Repo-Commit": repo["commit"],
+        self._reply(302, {"Location": f"{self.owner.cdn_url}/cdn/{sha}", "X-Repo-Commit": repo["commit"],
                           "X-Linked-Etag": f'"{sha}"', "X-Linked-Size": str(len(data)),
                           "ETag": f'"{sha}"', "Content-Length": "0"})
 
