@@ -1,13 +1,16 @@
 """Build-time check: ComfyUI starts with every pinned pack and each pack's nodes register.
 
 Starts ComfyUI on CPU on a loopback port, fails on any "IMPORT FAILED" line in its log,
-then asks /object_info for every class the lock lists. A pack that silently failed to
-import fails the image build instead of a user's first workflow.
-Usage: check_nodes.py LOCK COMFYUI_DIR
+then asks /object_info for every class the lock lists and every class in the captured
+schemas (workflows/schemas/*.json, what the bundled workflows were validated against). A
+pack that silently failed to import, or dropped some of its nodes (packs catch their own
+import errors and log a warning), fails the image build instead of a user's first workflow.
+Usage: check_nodes.py LOCK COMFYUI_DIR [SCHEMAS_DIR]
 """
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -17,11 +20,18 @@ from pathlib import Path
 
 import yaml
 
-PORT = 8199
+PORT = int(os.environ.get("CHECK_NODES_PORT", "8199"))  # loopback, inside the build container
 
 
-def main(lock_path: str, comfy: str) -> int:
+def captured_classes(schemas_dir: Path) -> dict[str, str]:
+    """Class -> the schema file naming it."""
+    return {cls: f.stem for f in sorted(schemas_dir.glob("*.json")) for cls in json.loads(f.read_text())}
+
+
+def main(lock_path: str, comfy: str, schemas_dir: str | None = None) -> int:
     lock = yaml.safe_load(Path(lock_path).read_text())
+    schemas = Path(schemas_dir) if schemas_dir else Path(__file__).resolve().parent.parent / "workflows" / "schemas"
+    expected = captured_classes(schemas) if schemas.is_dir() else {}
     log = tempfile.NamedTemporaryFile(prefix="comfyui-check-", suffix=".log", delete=False)
     proc = subprocess.Popen([sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(PORT),
                              "--disable-auto-launch"], cwd=comfy, stdout=log, stderr=subprocess.STDOUT)
@@ -41,14 +51,18 @@ def main(lock_path: str, comfy: str) -> int:
             raise SystemExit("ComfyUI did not start")
         failed = [l for l in text.splitlines() if "IMPORT FAILED" in l]
         missing = [(p["name"], n) for p in lock["packs"] for n in p.get("nodes", []) if n not in info]
+        missing += [(source, n) for n, source in expected.items() if n not in info]
         for line in failed:
             print(line)
         for pack, node in missing:
             print(f"{pack}: node {node} is not registered")
+        if missing and expected:
+            print(f"(a pin moved without recapturing? `make schemas` against this image rewrites {schemas})")
         if failed or missing:
             print(text[-5000:])
             return 1
-        print(f"ComfyUI started; {len(info)} node classes; every pinned pack registered its nodes")
+        print(f"ComfyUI started; {len(info)} node classes; every pinned pack registered its nodes, "
+              f"and all {len(expected)} captured classes are present")
         return 0
     finally:
         proc.terminate()

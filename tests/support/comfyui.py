@@ -18,10 +18,11 @@ SMOKE_PROMPT = {
 
 
 class RealComfyUI:
-    def __init__(self, data: Path):
+    def __init__(self, data: Path, extra_args: tuple[str, ...] = ()):
         self.dir, self.python = comfyui_paths()
         self.port = free_port()
         self.data = data
+        self.extra_args = extra_args
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -35,7 +36,7 @@ class RealComfyUI:
         self.proc = subprocess.Popen(
             [str(self.python), "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
              "--output-directory", str(self.data / "output"), "--input-directory", str(self.data / "input"),
-             "--user-directory", str(self.data / "user"), "--disable-auto-launch"],
+             "--user-directory", str(self.data / "user"), "--disable-auto-launch", *self.extra_args],
             cwd=self.dir, stdout=self.log, stderr=subprocess.STDOUT)
         wait_until(lambda: urllib.request.urlopen(self.url + "/system_stats", timeout=2).status == 200,
                    timeout=timeout, interval=0.5, what="ComfyUI to answer /system_stats")

@@ -100,3 +100,63 @@ def test_every_node_class_is_core_or_a_pinned_pack():
             module = SCHEMAS[node["class_type"]].get("python_module", "")
             origin = module.split(".")[1] if module.startswith("custom_nodes.") else "core"
             assert origin == "core" or origin in packs, (path.name, node["class_type"], module)
+
+
+def _hy3d():
+    return json.loads((REPO / "workflows/api/hunyuan3d-2.1.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("mutate, expect", [
+    # pack loaders name their folder nowhere in the input name: diffusion_models / vae
+    (lambda d: d["prompt"]["2"]["inputs"].__setitem__("model", "hunyuan3d-vae-v2-1/model.fp16.ckpt"),
+     "not in models.yaml"),
+    (lambda d: d["prompt"]["3"]["inputs"].__setitem__("model_name", "hunyuan3d-dit-v2-1/model.fp16.ckpt"),
+     "not in models.yaml"),
+    # the pack's own upload input (flagged image_upload in its schema) needs a parameter
+    (lambda d: d["params"].pop("image"), "an upload input needs a parameter name"),
+    (lambda d: d["prompt"]["4"]["inputs"].__setitem__("mc_algo", "marching"), "is not one of"),
+    (lambda d: d["prompt"]["7"]["inputs"].__setitem__("model_file", ["5", 0]), "wants STRING, gets TRIMESH"),
+])
+def test_validator_catches_pack_workflow_mistakes(mutate, expect):
+    doc = copy.deepcopy(_hy3d())
+    mutate(doc)
+    assert any(expect in e for e in V.validate(doc, SCHEMAS, MODELS, "hunyuan3d-2.1"))
+
+
+def test_ui_form_carries_the_widgets_the_frontend_adds():
+    """A seed gets the frontend's control widget even on pack nodes whose schema predates
+    `control_after_generate`, and an upload input gets its upload button's entry."""
+    ui = json.loads((REPO / "workflows/ui/hunyuan3d-2.1.json").read_text(encoding="utf-8"))
+    by_type = {n["type"]: n for n in ui["nodes"]}
+    assert by_type["Hy3DMeshGenerator"]["widgets_values"] == [
+        "hunyuan3d-dit-v2-1/model.fp16.ckpt", 25, 5.0, 42, "fixed", "sdpa"]
+    assert by_type["Hy3D21LoadImageWithTransparency"]["widgets_values"] == ["example.png", "image"]
+
+
+def _refresh():
+    spec = importlib.util.spec_from_file_location("wf_refresh", REPO / "workflows/refresh_schemas.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_schema_capture_is_refused_unless_it_matches_the_lock():
+    r = _refresh()
+    lock = yaml.safe_load((REPO / "custom_nodes/lock.yaml").read_text(encoding="utf-8"))
+    info = {name: dict(schema) for name, schema in SCHEMAS.items()}
+    info["SaveImageWebsocket"] = {"python_module": "custom_nodes.websocket_image_save"}
+    groups = r.split_by_source(info)
+    assert "SaveImageWebsocket" in groups["core"]  # ComfyUI ships it in custom_nodes/
+    assert r.check_against_lock(groups, lock) == []
+    info["Stray"] = {"python_module": "custom_nodes.ComfyUI-Unpinned"}
+    info.pop("VHS_VideoCombine")
+    problems = r.check_against_lock(r.split_by_source(info), lock)
+    assert any(p.startswith("ComfyUI-Unpinned: not a pinned pack") for p in problems)
+    assert any("ComfyUI-VideoHelperSuite: nodes VHS_VideoCombine are not registered" in p for p in problems)
+
+
+def test_captured_schemas_cover_every_pinned_pack_with_nodes():
+    lock = yaml.safe_load((REPO / "custom_nodes/lock.yaml").read_text(encoding="utf-8"))
+    for pack in lock["packs"]:
+        if pack.get("nodes"):
+            assert (REPO / "workflows/schemas" / f"{pack['name']}.json").is_file(), pack["name"]
