@@ -130,6 +130,21 @@ async def follow(ws, prompt_id: str, nodes: dict, deadline: float, quiet: bool) 
             return
 
 
+async def read_history(session, base: str, prompt_id: str, deadline: float) -> dict:
+    """The prompt's history entry. ComfyUI sends execution_success before it records the
+    history (the final `executing` with node null comes after), so a client that reads at
+    once can find nothing yet: ask again until the entry is there."""
+    while True:
+        async with session.get(f"{base}/history/{prompt_id}") as r:
+            await check(r, "reading the result")
+            entry = (await r.json()).get(prompt_id)
+        if entry is not None:
+            return entry
+        if time.monotonic() >= deadline:
+            raise TimedOut(f"prompt {prompt_id} finished but its history never appeared on the server")
+        await asyncio.sleep(0.1)
+
+
 MESH_SUFFIXES = (".glb", ".gltf", ".obj", ".ply", ".stl", ".fbx", ".3mf", ".dae", ".usdz")
 
 
@@ -200,9 +215,7 @@ async def run(args) -> dict:
             prompt_id = body["prompt_id"]
             await follow(ws, prompt_id, wf.prompt, deadline, args.json)
             await ws.close()
-            async with session.get(f"{base}/history/{prompt_id}") as r:
-                await check(r, "reading the result")
-                entry = (await r.json()).get(prompt_id, {})
+            entry = await read_history(session, base, prompt_id, deadline)
             paths = await download_outputs(session, base, entry.get("outputs", {}), args.out)
     except aiohttp.WSServerHandshakeError as exc:
         raise Unreachable(f"{base}/ws refused the connection ({exc.status}); check the URL and credentials") from None

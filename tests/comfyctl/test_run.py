@@ -96,6 +96,14 @@ async def test_rejected_prompt_prints_node_errors(tmp_path, upstream):
         await runmod.run(args(tmp_path, f"http://127.0.0.1:{upstream.port}", workflow=path))
 
 
+async def test_outputs_are_read_even_when_history_lags_execution_success(tmp_path, aiohttp_server):
+    """ComfyUI's order: execution_success, then the history is written, then executing/null."""
+    lagging = await aiohttp_server(fake_comfyui.create_app(tmp_path / "server" / "output", history_delay=0.5))
+    result = await runmod.run(args(tmp_path, f"http://127.0.0.1:{lagging.port}"))
+    (path,) = [Path(p) for p in result["outputs"]]
+    assert path.read_bytes().startswith(b"\x89PNG")
+
+
 async def test_timeout(tmp_path, aiohttp_server):
     slow = await aiohttp_server(fake_comfyui.create_app(tmp_path / "o", delay=5))
     with pytest.raises(runmod.TimedOut):

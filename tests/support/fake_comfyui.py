@@ -117,6 +117,9 @@ async def execute(state: dict, prompt_id: str, prompt: dict, client_id: str | No
             outputs[node_id] = out
             await broadcast(state, {"type": "executed", "data": {"node": node_id, "display_node": node_id, "output": out, "prompt_id": prompt_id}}, client_id)
     await broadcast(state, {"type": "execution_success", "data": {"prompt_id": prompt_id, "timestamp": 0}}, client_id)
+    # ComfyUI records the history only after execution_success (the prompt worker's
+    # task_done), then sends the final executing/null; history_delay widens that gap.
+    await asyncio.sleep(state["history_delay"])
     state["history"][prompt_id] = {"prompt": [0, prompt_id, prompt, {}, list(outputs)], "outputs": outputs,
                                    "status": {"status_str": "success", "completed": True, "messages": []}}
     state["queue"].remove(prompt_id)
@@ -125,7 +128,7 @@ async def execute(state: dict, prompt_id: str, prompt: dict, client_id: str | No
 
 
 def create_app(output_dir: Path, delay: float = 0.0, executor=None,
-               known_classes: set[str] | None = None) -> web.Application:
+               known_classes: set[str] | None = None, history_delay: float = 0.0) -> web.Application:
     """The stand-in's app.
 
     Extension points (for suites that need more than the built-in run): `executor` is an
@@ -136,7 +139,7 @@ def create_app(output_dir: Path, delay: float = 0.0, executor=None,
     """
     state = {"output": Path(output_dir), "input": Path(output_dir).parent / "input", "queue": [],
              "history": {}, "sockets": {}, "delay": delay, "tasks": set(), "settings": {},
-             "counter": 0, "executor": executor or execute,
+             "counter": 0, "executor": executor or execute, "history_delay": history_delay,
              "known_classes": KNOWN_CLASSES | set(known_classes or ())}
     r = web.RouteTableDef()
 
