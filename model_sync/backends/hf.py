@@ -12,10 +12,11 @@ import os
 import re
 
 import huggingface_hub
+from huggingface_hub.errors import OfflineModeIsEnabled
 from huggingface_hub.utils import HfHubHTTPError
 
 from ..errors import (CredentialsError, EndpointError, NotFoundError, SyncError,
-                      TransferError, TransientError)
+                      TransferError, TransientError, UsageError)
 from ..planner import RemoteObject
 from ..uris import SourceURI
 from .http import HTTPBackend
@@ -57,6 +58,10 @@ class HFBackend(HTTPBackend):
                 timeout=self.settings.timeout)
         except HfHubHTTPError as exc:
             raise _translate_hub(exc, str(uri), self.hint) from None
+        except OfflineModeIsEnabled:
+            # A setting, not an outage: retrying cannot help.
+            raise UsageError(f"{uri}: HF_HUB_OFFLINE is set, which forbids reaching the hub; unset it "
+                             "for the sync (comfy-stack sets it for ComfyUI's process only)") from None
         except _network_errors() as exc:
             # huggingface_hub lets its HTTP client's transport errors through: OSError
             # subclasses from requests-based releases, httpx transport errors from newer ones

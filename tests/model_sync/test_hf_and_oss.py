@@ -163,3 +163,14 @@ def test_progress_bars_on_a_terminal(tmp_path):
     text = out.getvalue()
     assert "vae/a.pt" in text or "total" in text
     assert "{\"progress\"" not in text            # no JSON lines on a terminal
+
+
+def test_hf_hub_offline_is_a_clear_setting_error_not_an_outage(hub, tmp_path):
+    """HF_HUB_OFFLINE=1 makes huggingface_hub refuse the network; retrying cannot help, so
+    the sync stops at once (exit 2) and names the variable."""
+    hub.add("o/r", {"m.pt": b"x" * 100})
+    manifest = hf_manifest(tmp_path / "m.yaml", [("vae", "m.pt", "hf://o/r/m.pt")])
+    res = run_cli(["sync", "--manifest", str(manifest), "--models-dir", str(tmp_path / "m")],
+                  cli_env(HF_ENDPOINT=hub.url, HF_HUB_OFFLINE="1", MODEL_SYNC_BACKOFF="5"), timeout=30)
+    assert res.rc == 2 and "HF_HUB_OFFLINE" in res.stderr and "retrying" not in res.stderr
+    assert not hub.requests

@@ -12,6 +12,7 @@ import yaml
 
 from comfyctl import config, model_paths, modes, workflows_install
 from comfyctl.errors import ConfigError
+from tests.support import REPO
 
 
 def fake_smi(tmp_path: Path, output: str, code: int = 0) -> str:
@@ -162,3 +163,16 @@ def test_doctor_names_what_is_wrong(checkout, tmp_path):
     assert results["data directory"].ok
     bad = doctor.checks(ns(), {})
     assert len(bad) == 1 and "COMFYUI_DIR" in bad[0].detail
+
+
+def test_only_comfyui_runs_offline(checkout, tmp_path):
+    """Packs must not download weights at run time, but the sync, which runs before
+    supervisord with the container's environment, must reach the hub: HF_HUB_OFFLINE goes
+    into ComfyUI's program only, never into the image's or the pod's environment."""
+    from comfyctl import supervisor
+    s = config.load(ns(), {"COMFYUI_DIR": str(checkout), "COMFY_DATA_DIR": str(tmp_path / "d")})
+    text = supervisor.render(s, [], tmp_path, {"AUTH_PROXY_LISTEN": "127.0.0.1:8188"})
+    comfy, proxy = text.split("[program:comfyui]")[1].split("[program:auth_proxy]")
+    assert 'HF_HUB_OFFLINE="1"' in comfy and "HF_HUB_OFFLINE" not in proxy
+    for path in ("docker/Dockerfile", "deploy/k8s/base/deployment.yaml", "compose.yaml", ".env.example"):
+        assert "HF_HUB_OFFLINE" not in (REPO / path).read_text(), path
