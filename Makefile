@@ -8,7 +8,7 @@ VARIANT ?= cuda
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test up down logs build build-cpu serve doctor lock schemas pin-models bench bench-proxy bench-sync clean
+.PHONY: help venv test up down logs build build-cpu serve doctor lock image-lock schemas pin-models bench bench-proxy bench-sync clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ doctor: venv ## report what is misconfigured
 
 lock: venv ## refresh custom_nodes/lock.yaml to the packs' current commits
 	$(PY) custom_nodes/refresh_lock.py
+
+image-lock: venv ## re-resolve docker/image-lock.txt (COMFYUI_DIR: a checkout with the pinned packs; needs PyPI)
+	$(PY) docker/lock_image.py $(COMFYUI_DIR)
 
 pin-models: venv ## write sizes, sha256 and hub commits into workflows/models.yaml (needs the network)
 	$(PY) -m model_sync pin --manifest workflows/models.yaml

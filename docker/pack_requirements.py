@@ -3,10 +3,22 @@ the lock's extra `requirements`), for a single pip install under the torch const
 Usage: pack_requirements.py LOCK COMFYUI_DIR OUT"""
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
 import yaml
+
+
+# Installed first from the variant's index and pinned by constraints; a pack's own line
+# for them would only invite pip to look elsewhere. Other torch-named packages (torchsde,
+# torchdiffeq, ...) are ordinary dependencies and stay.
+TORCH_STACK = {"torch", "torchvision", "torchaudio", "xformers"}
+
+
+def requirement_name(line: str) -> str:
+    """The requirement's project name, normalized as PyPI compares names (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", re.split(r"[\s;<>=!~\[@]", line.strip(), maxsplit=1)[0].lower())
 
 
 def main(lock_path: str, comfy: str, out: str) -> int:
@@ -16,8 +28,8 @@ def main(lock_path: str, comfy: str, out: str) -> int:
         req = Path(comfy) / "custom_nodes" / pack["name"] / "requirements.txt"
         if req.exists():
             lines.append(f"# {pack['name']}")
-            lines += [l for l in req.read_text().splitlines() if l.strip() and not l.startswith("#")
-                      and not l.split("=")[0].split(">")[0].split("<")[0].strip().lower().startswith("torch")]
+            lines += [l for l in req.read_text().splitlines()
+                      if l.strip() and not l.startswith("#") and requirement_name(l) not in TORCH_STACK]
         lines += pack.get("requirements", [])
     Path(out).write_text("\n".join(lines) + "\n")
     return 0
