@@ -51,7 +51,7 @@ class Gate:
         self.s = settings
         self.store = Store(settings.state_dir)
         self.admin = self.store.load_admin(settings.admin_user, settings.admin_password)
-        self.sessions = Sessions(settings.session_hours * 3600)
+        self.sessions = Sessions(settings.session_hours * 3600, settings.state_dir)
         self.limiter = LoginLimiter(free=settings.login_max_failures, window_s=settings.login_window_s)
         self.metrics = Metrics()
         self.client: aiohttp.ClientSession | None = None

@@ -8,6 +8,7 @@ import aiohttp
 import pytest
 from yarl import URL
 
+from auth_proxy.app import create_app
 from tests.auth_proxy.conftest import PASSWORD, login
 
 # (method, path, body) for ComfyUI's routes that leak or control something.
@@ -118,3 +119,34 @@ async def test_logout_revokes_the_session(stack, http):
         async with s.get(stack.url("/system_stats"), headers={"Cookie": f"comfy_session={sid}",
                                                               "Accept": "application/json"}) as r:
             assert r.status == 401
+
+
+async def test_sessions_survive_a_restart_of_the_proxy_but_not_a_logout(stack, http, aiohttp_server):
+    """A restarted proxy (supervisord, a new container on the same state volume) still knows
+    the browser's session; the file on disk holds only hashes of session ids."""
+    await login(http, stack)
+    sid = [c for c in http.cookie_jar if c.key == "comfy_session"][0].value
+    on_disk = (stack.settings.state_dir / "sessions.json").read_text()
+    assert sid not in on_disk and oct((stack.settings.state_dir / "sessions.json").stat().st_mode)[-3:] == "600"
+    restarted = await aiohttp_server(create_app(stack.settings))
+    headers = {"Cookie": f"comfy_session={sid}", "Accept": "application/json"}
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"http://127.0.0.1:{restarted.port}/system_stats", headers=headers) as r:
+            assert r.status == 200
+    async with http.post(stack.url("/logout"), headers={"Origin": stack.origin}, allow_redirects=False) as r:
+        assert r.status == 303
+    again = await aiohttp_server(create_app(stack.settings))
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"http://127.0.0.1:{again.port}/system_stats", headers=headers) as r:
+            assert r.status == 401
+
+
+async def test_an_unreadable_sessions_file_only_means_logging_in_again(stack, http, aiohttp_server, caplog):
+    (stack.settings.state_dir / "sessions.json").write_text("{not json")
+    restarted = await aiohttp_server(create_app(stack.settings))
+    assert "browsers will log in again" in caplog.text
+    base = f"http://127.0.0.1:{restarted.port}"
+    async with http.post(base + "/login", json={"username": "admin", "password": PASSWORD}) as r:
+        assert r.status == 200
+    async with http.get(base + "/system_stats", headers={"Accept": "application/json"}) as r:
+        assert r.status == 200
