@@ -71,6 +71,9 @@ def checks(args: argparse.Namespace, env: dict) -> list[Check]:
     gpus = modes.detect_gpus()
     choice = modes.choose_memory_flags(s.mode, gpus)
     out.append(Check("ComfyUI mode", True, f"{' '.join(choice.flags) or 'default'}: {choice.why}"))
+    if gpus:
+        warning = modes.driver_warning(gpus, env.get("CUDA_VERSION"))
+        out.append(Check("GPU driver", warning is None, warning or f"{gpus[0].driver or 'unknown'}"))
     sup = shutil.which("supervisord") or shutil.which("supervisord", path=str(Path(sys.executable).parent))
     out.append(Check("supervisord", bool(sup), sup or "not installed: pip install supervisor"))
     return out
@@ -81,5 +84,6 @@ def main(args: argparse.Namespace) -> int:
     width = max(len(c.name) for c in results)
     for c in results:
         print(f"{'ok ' if c.ok else 'BAD'}  {c.name:<{width}}  {c.detail}")
-    bad = [c for c in results if not c.ok and c.name != "admin password"]
+    # a default password and an old driver are warned about, not fatal: both can still run
+    bad = [c for c in results if not c.ok and c.name not in ("admin password", "GPU driver")]
     return 5 if bad else 0

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -15,10 +17,17 @@ LOWVRAM_BELOW_MIB = 12 * 1024
 FIXED = {"gpu": [], "lowvram": ["--lowvram"], "novram": ["--novram"], "cpu": ["--cpu"]}
 
 
+# The oldest driver branch that supports a CUDA runtime (NVIDIA's CUDA release notes):
+# the CUDA image sets CUDA_VERSION. Older drivers only run it through CUDA's forward
+# compatibility (data-center GPUs only), and torch then fails with "driver too old".
+MIN_DRIVER_FOR_CUDA = {(12, 8): 570, (12, 9): 575, (13, 0): 580}
+
+
 @dataclass(frozen=True)
 class Gpu:
     name: str
     memory_mib: int
+    driver: str = ""
 
 
 @dataclass(frozen=True)
@@ -32,7 +41,7 @@ def detect_gpus(nvidia_smi: str | None = None) -> list[Gpu]:
     if not exe:
         return []
     try:
-        out = subprocess.run([exe, "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
+        out = subprocess.run([exe, "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader,nounits"],
                              capture_output=True, text=True, timeout=20)
     except (OSError, subprocess.TimeoutExpired):
         return []
@@ -40,12 +49,35 @@ def detect_gpus(nvidia_smi: str | None = None) -> list[Gpu]:
         return []
     gpus = []
     for line in out.stdout.strip().splitlines():
-        name, _, mem = line.rpartition(",")
+        fields = [f.strip() for f in line.split(",")]
+        # name, memory, driver; a card name may itself hold a comma
+        if len(fields) >= 3 and re.fullmatch(r"\d+(\.\d+)*", fields[-1]):
+            name, mem, driver = ", ".join(fields[:-2]), fields[-2], fields[-1]
+        else:
+            name, mem, driver = ", ".join(fields[:-1]), fields[-1], ""
         try:
-            gpus.append(Gpu(name.strip(), int(float(mem.strip()))))
+            gpus.append(Gpu(name, int(float(mem)), driver))
         except ValueError:
             continue
     return gpus
+
+
+def driver_warning(gpus: list[Gpu], cuda_version: str | None) -> str | None:
+    """Why the GPU's driver may be too old for the image's CUDA runtime, with what to do."""
+    if not gpus or not gpus[0].driver or not cuda_version:
+        return None
+    try:
+        cuda = tuple(int(x) for x in cuda_version.split(".")[:2])
+        major = int(gpus[0].driver.split(".")[0])
+    except ValueError:
+        return None
+    need = MIN_DRIVER_FOR_CUDA.get(cuda)
+    if need is None or major >= need:
+        return None
+    return (f"driver {gpus[0].driver} is older than CUDA {cuda_version} needs (R{need}+): it runs only "
+            f"through CUDA forward compatibility on data-center GPUs. Use a driver >= {need} (ACK: node "
+            f"pool label ack.aliyun.com/nvidia-driver-version; ACS: pod label "
+            f"alibabacloud.com/gpu-driver-version; see docs/deploy-ack.md)")
 
 
 def choose_memory_flags(mode: str, gpus: list[Gpu]) -> Choice:
@@ -81,7 +113,10 @@ def choose_attention_flags(python: Path, on_cpu: bool) -> Choice:
 
 
 def comfyui_flags(mode: str, python: Path, extra: tuple[str, ...], nvidia_smi: str | None = None) -> list[str]:
-    gpus = detect_gpus(nvidia_smi) if mode == "auto" else []
+    gpus = detect_gpus(nvidia_smi) if mode != "cpu" else []
+    warning = driver_warning(gpus, os.environ.get("CUDA_VERSION"))
+    if warning:
+        log.warning("%s", warning)
     memory = choose_memory_flags(mode, gpus)
     log.info("ComfyUI memory mode: %s (%s)", " ".join(memory.flags) or "default", memory.why)
     attention = choose_attention_flags(python, "--cpu" in memory.flags or "--cpu" in extra)

@@ -36,6 +36,29 @@ def test_auto_mode_reads_the_gpu(tmp_path, output, code, flags):
     assert choice.why  # the log says why
 
 
+@pytest.mark.parametrize("driver,cuda,warned", [
+    ("535.161.07", "12.8.1", True),     # ACK's default driver for 1.28+ clusters
+    ("550.90.07", "12.8.1", True),      # ACS's default for A10 and L20
+    ("570.133.20", "12.8.1", False),
+    ("535.161.07", None, False),        # not in the CUDA image: nothing to compare with
+    ("535.161.07", "11.8.0", False),    # a runtime the table does not know
+])
+def test_driver_older_than_the_image_cuda_is_named(tmp_path, driver, cuda, warned):
+    gpus = modes.detect_gpus(fake_smi(tmp_path, f"NVIDIA A10, 23028, {driver}"))
+    assert gpus == [modes.Gpu("NVIDIA A10", 23028, driver)]
+    warning = modes.driver_warning(gpus, cuda)
+    assert bool(warning) == warned
+    if warned:
+        assert "ack.aliyun.com/nvidia-driver-version" in warning and "R570" in warning
+
+
+def test_serve_logs_the_driver_warning(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("CUDA_VERSION", "12.8.1")
+    smi = fake_smi(tmp_path, "NVIDIA L20, 46068, 550.90.07")
+    flags = modes.comfyui_flags("gpu", Path(sys.executable), (), nvidia_smi=smi)
+    assert "--cpu" not in flags and "older than CUDA 12.8.1 needs" in caplog.text
+
+
 def test_auto_without_nvidia_smi_is_cpu(tmp_path):
     assert modes.detect_gpus(str(tmp_path / "absent")) == []
     assert modes.choose_memory_flags("auto", []).flags == ["--cpu"]
