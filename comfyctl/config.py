@@ -32,6 +32,9 @@ class ServeSettings:
     sync_from: str
     manifest: Path
     workflows_dir: Path
+    # Where pip puts packages that nodes installed through ComfyUI-Manager need, when the
+    # interpreter's own site-packages is read-only (the image): None installs into it.
+    user_packages: Path | None = None
 
     @property
     def models_dir(self) -> Path:
@@ -67,14 +70,17 @@ def load(args, environ: dict | None = None) -> ServeSettings:
         extra = tuple(shlex.split(str(_pick(getattr(args, "extra_args", None), env, "COMFYUI_EXTRA_ARGS", ""))))
     except ValueError as exc:
         raise ConfigError(f"COMFYUI_EXTRA_ARGS cannot be split into arguments: {exc}") from None
+    data_dir = Path(_pick(getattr(args, "data_dir", None), env, "COMFY_DATA_DIR", "./data")).expanduser().resolve()
+    # relative to the data directory; an absolute path stays as it is
+    user_packages = (data_dir / env["COMFYUI_USER_PACKAGES"]).resolve() if env.get("COMFYUI_USER_PACKAGES") else None
     settings = ServeSettings(
-        comfyui_dir=comfy_dir, comfyui_python=python,
-        data_dir=Path(_pick(getattr(args, "data_dir", None), env, "COMFY_DATA_DIR", "./data")).expanduser().resolve(),
+        comfyui_dir=comfy_dir, comfyui_python=python, data_dir=data_dir,
         listen=listen, comfyui_port=_port(port_raw, "COMFYUI_PORT"), mode=mode, extra_args=extra,
         sync_mode=sync_mode, profiles=profiles,
         sync_from=str(_pick(getattr(args, "sync_from", None), env, "MODEL_SYNC_FROM", "")),
         manifest=Path(_pick(getattr(args, "manifest", None), env, "MODEL_MANIFEST", REPO / "workflows/models.yaml")),
         workflows_dir=Path(env.get("COMFY_WORKFLOWS_DIR") or REPO / "workflows/ui"),
+        user_packages=user_packages,
     )
     validate(settings)
     return settings

@@ -33,13 +33,19 @@ def folder_map() -> dict[str, str]:
     return out
 
 
-def render(models_dir: Path) -> str:
+def render(models_dir: Path, custom_nodes_dir: Path | None = None) -> str:
     section = {"base_path": str(models_dir), "is_default": True, **folder_map()}
+    if custom_nodes_dir is not None:
+        # An absolute path ignores base_path; is_default puts it first in ComfyUI's list of
+        # custom_nodes folders, which is where ComfyUI-Manager installs a node: on the data
+        # volume, writable and kept across restarts, while the image's pinned packs stay
+        # read-only in ComfyUI's own custom_nodes folder.
+        section["custom_nodes"] = str(custom_nodes_dir)
     return ("# Written by comfy-stack at every start; edits are overwritten.\n"
             + yaml.safe_dump({"comfy_stack": section}, sort_keys=False))
 
 
-def write(models_dir: Path, dest: Path) -> Path:
+def write(models_dir: Path, dest: Path, custom_nodes_dir: Path | None = None) -> Path:
     for key in FOLDER_KEYS:
         if key not in ALIASES:
             (models_dir / key).mkdir(parents=True, exist_ok=True)
@@ -47,7 +53,7 @@ def write(models_dir: Path, dest: Path) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=".extra_model_paths.", dir=dest.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(render(models_dir))
+            f.write(render(models_dir, custom_nodes_dir))
         os.chmod(tmp, 0o644)
         os.replace(tmp, dest)
     finally:

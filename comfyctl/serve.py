@@ -45,8 +45,10 @@ def manager_config(user_dir: Path) -> None:
 
 def prepare(s: config.ServeSettings) -> tuple[Path, str]:
     """Everything before supervisord; returns the run directory and the config text."""
-    for sub in ("models", "input", "output", "user", "auth"):
+    for sub in ("models", "input", "output", "user", "auth", "custom_nodes"):
         (s.data_dir / sub).mkdir(parents=True, exist_ok=True)
+    if s.user_packages:
+        s.user_packages.mkdir(parents=True, exist_ok=True)
     if not os.access(s.data_dir, os.W_OK):
         raise config.ConfigError(f"the data directory {s.data_dir} is not writable by this user")
     run_dir = s.data_dir / "run"
@@ -61,7 +63,7 @@ def prepare(s: config.ServeSettings) -> tuple[Path, str]:
                              "MODEL_SYNC_MODE=background to start anyway")
     elif not cmds:
         log.info("no MODEL_PROFILES and no MODEL_SYNC_FROM: no models to sync")
-    model_paths.write(s.models_dir, run_dir / "extra_model_paths.yaml")
+    model_paths.write(s.models_dir, run_dir / "extra_model_paths.yaml", s.data_dir / "custom_nodes")
     manager_config(s.data_dir / "user")
     report = workflows_install.install(s.workflows_dir, s.data_dir / "user" / "default" / "workflows")
     log.info("workflows: %d installed, %d updated, %d of yours kept", len(report.installed),

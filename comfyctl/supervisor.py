@@ -32,6 +32,17 @@ def _program(name: str, command: list[str], directory: Path, env: dict[str, str]
     ])
 
 
+def comfyui_env(s: ServeSettings) -> dict[str, str]:
+    # nothing downloads at run time once models are synced
+    env = {"PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
+    if s.user_packages:
+        # What ComfyUI-Manager installs for a node (`pip install` in ComfyUI's process)
+        # goes to the data volume as a user install, and ComfyUI sees it there. Only
+        # ComfyUI: the proxy and the sync keep PYTHONNOUSERSITE and never import it.
+        env |= {"PYTHONUSERBASE": str(s.user_packages), "PIP_USER": "1", "PYTHONNOUSERSITE": ""}
+    return env
+
+
 def render(s: ServeSettings, comfy_args: list[str], run_dir: Path, proxy_env: dict[str, str]) -> str:
     comfy_cmd = [str(s.comfyui_python), "main.py", "--listen", "127.0.0.1", "--port", str(s.comfyui_port),
                  "--extra-model-paths-config", str(run_dir / "extra_model_paths.yaml"),
@@ -59,9 +70,7 @@ def render(s: ServeSettings, comfy_args: list[str], run_dir: Path, proxy_env: di
         f"serverurl=unix://{run_dir / 'supervisor.sock'}",
         "",
         # ComfyUI gets time to finish writing an output; the proxy stops at once.
-        _program("comfyui", comfy_cmd, s.comfyui_dir,
-                 # nothing downloads at run time once models are synced
-                 {"PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}, 30, 10),
+        _program("comfyui", comfy_cmd, s.comfyui_dir, comfyui_env(s), 30, 10),
         _program("auth_proxy", proxy_cmd, Path.cwd(), proxy_env, 10, 20),
     ])
 

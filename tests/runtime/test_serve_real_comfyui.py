@@ -19,6 +19,24 @@ pytestmark = pytest.mark.comfyui
 PASSWORD = "real-serve-password"
 
 
+PROBE_NODE = """
+import folder_paths
+
+
+class StackProbe:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"first": ("STRING", {"default": folder_paths.get_folder_paths("custom_nodes")[0]})}}
+
+    RETURN_TYPES = ()
+    FUNCTION = "run"
+    CATEGORY = "tests"
+
+
+NODE_CLASS_MAPPINGS = {"StackProbe": StackProbe}
+"""
+
+
 def comfyui_pid(port: int) -> int:
     out = subprocess.run(["pgrep", "-f", f"main.py --listen 127.0.0.1 --port {port} "], capture_output=True, text=True)
     pids = [int(p) for p in out.stdout.split()]
@@ -35,6 +53,10 @@ def test_serve_runs_the_smoke_workflow_and_restarts_comfyui(tmp_path):
                      COMFY_ADMIN_PASSWORD=PASSWORD,
                      PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
     base = f"http://127.0.0.1:{port}"
+    # A node installed the way ComfyUI-Manager installs one: into the first custom_nodes
+    # folder, which must be the data volume's. It reports that folder in its schema.
+    (data / "custom_nodes").mkdir(parents=True)
+    (data / "custom_nodes" / "probe_node.py").write_text(PROBE_NODE)
     started = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-m", "comfyctl", "serve", "--data-dir", str(data)], cwd=REPO, env=env,
                             stdout=open(tmp_path / "serve.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
@@ -53,6 +75,10 @@ def test_serve_runs_the_smoke_workflow_and_restarts_comfyui(tmp_path):
         wait_until(lambda: list((data / "output" / "smoke").glob("smoke_*.png")), timeout=60,
                    what="the smoke workflow's PNG in the data volume")
         assert pid
+        probe = urllib.request.Request(base + "/api/object_info/StackProbe", headers={"Authorization": f"Bearer {token}"})
+        info = json.load(urllib.request.urlopen(probe, timeout=30))
+        first_folder = info["StackProbe"]["input"]["required"]["first"][1]["default"]
+        assert first_folder == str(data / "custom_nodes")
         first = comfyui_pid(comfy_port)
         os.kill(first, signal.SIGKILL)
         wait_until(lambda: status(base + "/readyz") == 503, timeout=30, interval=0.05, what="/readyz 503")

@@ -3,6 +3,7 @@ warning, ignored rules justified in .hadolint.yaml), compose.yaml (`docker compo
 config`), and the pins the image is built from."""
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 
@@ -41,8 +42,11 @@ def test_compose_config_for_both_profiles():
     for svc in (g, cpu["services"]["comfy-cpu"]):
         assert [p["target"] for p in svc["ports"]] == [8188], "only the proxy's port is published"
         assert svc["restart"] == "unless-stopped" and "healthz" in " ".join(svc["healthcheck"]["test"])
-        assert {v["target"] for v in svc["volumes"]} == {"/data/models", "/data/input", "/data/output",
-                                                         "/data/user", "/data/auth"}
+        # every folder the image declares as a volume, and nothing else, is a named volume
+        declared = json.loads(re.search(r"^VOLUME (\[.*\])$", (REPO / "docker/Dockerfile").read_text(), re.M).group(1))
+        assert {v["target"] for v in svc["volumes"]} == set(declared) == {
+            "/data/models", "/data/input", "/data/output", "/data/user", "/data/auth", "/data/custom_nodes",
+            "/data/python"}
         assert all(v["type"] == "volume" for v in svc["volumes"])
     assert cpu["services"]["comfy-cpu"]["environment"]["COMFYUI_MODE"] == "cpu"
 

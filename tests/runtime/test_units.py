@@ -147,6 +147,24 @@ def test_extra_model_paths_matches_comfyui_format(tmp_path):
         assert str(models / key) in resolved[key] and (models / key).is_dir(), key
     assert str(models / "clip") in resolved["text_encoders"] and str(models / "text_encoders") in resolved["clip"]
     assert str(models / "unet") in resolved["diffusion_models"]
+    assert "custom_nodes" not in section
+
+
+def test_extra_model_paths_puts_the_data_custom_nodes_folder_first(tmp_path):
+    """Loaded the way ComfyUI loads it (utils/extra_config.py joins each entry to base_path
+    with os.path.join and inserts is_default entries first), the data volume's
+    custom_nodes folder comes before ComfyUI's own: ComfyUI-Manager installs into the
+    first one."""
+    nodes = tmp_path / "data" / "custom_nodes"
+    dest = model_paths.write(tmp_path / "models", tmp_path / "run" / "extra_model_paths.yaml", nodes)
+    (section,) = yaml.safe_load(dest.read_text()).values()
+    folders = {"custom_nodes": ["/opt/ComfyUI/custom_nodes"]}
+    for key, value in section.items():
+        if key in ("base_path", "is_default"):
+            continue
+        for entry in value.split("\n"):
+            folders.setdefault(key, []).insert(0, os.path.join(section["base_path"], entry))
+    assert folders["custom_nodes"][0] == str(nodes)
 
 
 def test_workflow_install_never_overwrites_edits(tmp_path):
