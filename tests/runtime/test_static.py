@@ -68,7 +68,10 @@ def test_dockerfile_pins_and_essentials():
     assert {"ComfyUI-WanVideoWrapper", "ComfyUI-VideoHelperSuite", "ComfyUI-KJNodes", "ComfyUI-GGUF",
             "ComfyUI-Manager"} <= names and any("Hunyuan3d" in n for n in names)
     for needle in ("tini", "HEALTHCHECK", "USER 1000", "org.opencontainers.image", "TORCH_CUDA_ARCH_LIST=\"8.6;8.9;9.0\"",
-                   "check_nodes.py", "constraints.txt", "VOLUME"):
+                   "check_nodes.py", "constraints.txt", "VOLUME",
+                   # user-installed nodes (tests/runtime/test_user_packages.py shows the mechanism)
+                   "venv --system-site-packages /opt/venv", "COMFYUI_USER_PACKAGES=/data/python",
+                   "PYTHONNOUSERSITE=1", "PIP_CONSTRAINT=/opt/comfy-stack/custom_nodes/constraints.txt"):
         assert needle in text, needle
     assert re.search(r"torch==\$\{TORCH_VERSION\}", text) and re.search(r"ARG TORCH_VERSION=\d", text)
 
