@@ -21,7 +21,7 @@ from comfyctl import model_paths
 from tests.support import REPO
 from tests.support.fake_comfyui import tiny_png
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.comfyui, pytest.mark.timeout(300)]
 
 
 def post(url: str, body: dict) -> tuple[int, dict]:
