@@ -19,7 +19,8 @@ def partial_path(final: Path) -> Path:
     return final.with_name(f".{final.name}{PARTIAL_SUFFIX}")
 
 
-def write_atomic(path: Path, data: bytes, fsync: bool = True) -> None:
+def write_atomic(path: Path, data: bytes, fsync: bool = True, mode: int | None = None) -> None:
+    """Replace `path` with `data` in one step; `mode` (else mkstemp's 0600) for the new file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -28,6 +29,8 @@ def write_atomic(path: Path, data: bytes, fsync: bool = True) -> None:
             if fsync:
                 f.flush()
                 os.fsync(f.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
         tmp = None
     finally:

@@ -8,17 +8,17 @@ and layout survive; PyYAML would drop them.
 """
 from __future__ import annotations
 
+import io
 import logging
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from ruamel.yaml import YAML
 
 from .errors import ManifestError, VerificationError
-from .manifest import load_manifest
+from .fsutil import write_atomic
+from .manifest import load_manifest, parse_manifest
 from .planner import RemoteObject, select_files
 from .uris import SourceURI
 
@@ -77,17 +77,13 @@ def write(manifest_path: Path, changes: list[Change]) -> None:
             keys = list(entry)
             after = "size" if change.field == "sha256" and "size" in keys else "source"
             entry.insert(keys.index(after) + 1, change.field, change.new)
-    fd, tmp = tempfile.mkstemp(dir=manifest_path.parent, prefix=f".{manifest_path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            yaml.dump(doc, f)
-        load_manifest(Path(tmp))  # never leave a manifest model_sync cannot read
-        os.replace(tmp, manifest_path)
+    out = io.StringIO()
+    yaml.dump(doc, out)
+    try:  # never leave a manifest model_sync cannot read
+        parse_manifest(YAML(typ="safe").load(out.getvalue()), str(manifest_path))
     except ManifestError as exc:
         raise ManifestError(f"pinning would write an invalid manifest ({exc}); nothing changed") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomic(manifest_path, out.getvalue().encode("utf-8"), mode=manifest_path.stat().st_mode & 0o7777)
 
 
 def pin(manifest_path: Path, profiles: tuple[str, ...], stat_all, *, update: bool, dry_run: bool) -> list[Change]:

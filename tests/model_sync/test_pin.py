@@ -44,6 +44,7 @@ def test_pin_writes_sizes_hashes_and_commits_keeping_comments(hub, tmp_path):
     hub.add("o/r", {"split/a.safetensors": a, "b.pt": b}, commit=COMMIT)
     manifest = tmp_path / "models.yaml"
     manifest.write_text(MANIFEST)
+    manifest.chmod(0o644)
     env = cli_env(HF_ENDPOINT=hub.url)
 
     dry = run_cli(["pin", "--manifest", str(manifest), "--dry-run"], env)
@@ -68,6 +69,7 @@ def test_pin_writes_sizes_hashes_and_commits_keeping_comments(hub, tmp_path):
     assert files[1]["source"] == f"hf://o/r/b.pt@{COMMIT}" and files[1]["sha256"] == hashlib.sha256(b).hexdigest()
     assert list(files[1]) == ["folder", "path", "source", "size", "sha256", "profiles"]
 
+    assert manifest.stat().st_mode & 0o777 == 0o644  # a file in a repository keeps its mode
     again = run_cli(["pin", "--manifest", str(manifest)], env)
     assert again.rc == 0 and again.stdout == "" and manifest.read_text() == text
 
