@@ -16,6 +16,7 @@ import pytest
 from safetensors.numpy import save
 
 from tests.support import python_env
+from tests.support.fake_hub import FakeHub
 from tests.support.fault_relay import FaultRelay
 from tests.support.oss_adapter import ACCESS_KEY_ID, OSSAdapter
 from tests.support.s3_server import start_moto
@@ -138,3 +139,11 @@ def leftovers(root: Path) -> list[str]:
     """Partial files, sidecars or temp files left in the model folders."""
     return sorted(p.relative_to(root).as_posix() for p in root.rglob(".*")
                   if p.is_file() and ".model_sync" not in p.parts)
+
+
+@pytest.fixture
+def hub():
+    """A local server speaking the Hugging Face hub's resolve protocol."""
+    h = FakeHub().start()
+    yield h
+    h.stop()

@@ -2,19 +2,9 @@
 (sync with --from, credential and not-found errors) against the OSS adapter."""
 from __future__ import annotations
 
-import pytest
 import yaml
 
-from tests.support.fake_hub import FakeHub
-
 from .conftest import cli_env, digests, oss_env, run_cli, safetensors_bytes, sample_files, tree, upload
-
-
-@pytest.fixture
-def hub():
-    h = FakeHub().start()
-    yield h
-    h.stop()
 
 
 def hf_manifest(path, entries):

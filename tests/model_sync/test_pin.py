@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-import pytest
 import yaml
-
-from tests.support.fake_hub import FakeHub
 
 from .conftest import cli_env, run_cli, safetensors_bytes
 
@@ -31,12 +28,6 @@ files:
     profiles: [q]
 """
 
-
-@pytest.fixture
-def hub():
-    h = FakeHub().start()
-    yield h
-    h.stop()
 
 
 def test_pin_writes_sizes_hashes_and_commits_keeping_comments(hub, tmp_path):
