@@ -1,6 +1,7 @@
 """CSRF, brute-force limits, the forced password change, health and metrics."""
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -149,4 +150,55 @@ async def test_metrics(stack, http):
     assert "comfy_proxy_upstream_seconds_count" in text and "comfy_queue_depth 0" in text
     async with aiohttp.ClientSession() as anon:
         async with anon.get(stack.url("/metrics"), headers={"Accept": "application/json"}) as r:
+            assert r.status == 401
+
+
+async def test_basic_pays_for_argon2_once_and_a_password_change_forgets_it(stack, http):
+    store = stack.proxy.app[GATE].store
+    calls = []
+    real = store.check_password
+
+    def counting(*args):
+        calls.append(args[1])
+        return real(*args)
+
+    store.check_password = counting
+    async with aiohttp.ClientSession() as script:
+        for _ in range(5):
+            async with script.get(stack.url("/queue"), headers={"Authorization": basic("admin", PASSWORD)}) as r:
+                assert r.status == 200
+        assert len(calls) == 1, "a verified Basic credential is not re-hashed on every request"
+        async with script.get(stack.url("/queue"), headers={"Authorization": basic("admin", "not-it")}) as r:
+            assert r.status == 401
+        await login(http, stack)
+        form = {"new_password": "another-secret-9", "repeat_password": "another-secret-9"}
+        async with http.post(stack.url("/_auth/password"), data=form, headers={"Origin": stack.origin},
+                             allow_redirects=False) as r:
+            assert r.status == 303
+        async with script.get(stack.url("/queue"), headers={"Authorization": basic("admin", PASSWORD)}) as r:
+            assert r.status == 401, "the old password, remembered before the change, is refused after it"
+        async with script.get(stack.url("/queue"), headers={"Authorization": basic("admin", "another-secret-9")}) as r:
+            assert r.status == 200
+
+
+async def test_a_slow_password_check_does_not_hold_up_other_requests(stack):
+    """argon2 runs off the event loop: while one Basic check is in progress (made slow
+    here), token requests and health checks are answered."""
+    store = stack.proxy.app[GATE].store
+    real = store.check_password
+
+    def slow(*args):
+        time.sleep(1.5)
+        return real(*args)
+
+    store.check_password = slow
+    async with aiohttp.ClientSession() as s:
+        wrong = {"Authorization": basic("admin", "wrong-one")}
+        pending = asyncio.ensure_future(s.get(stack.url("/queue"), headers=wrong))
+        await asyncio.sleep(0.2)  # the Basic request is now inside the slow check
+        for path in ("/healthz", "/queue"):
+            async with s.get(stack.url(path), headers={"Authorization": f"Bearer {stack.token}"}) as r:
+                assert r.status == 200
+            assert not pending.done(), f"{path} was answered only after the slow check"
+        async with await pending as r:
             assert r.status == 401
