@@ -80,3 +80,9 @@ def test_torch_pins_follow_the_dockerfile():
     version = re.search(r"ARG TORCH_VERSION=(\S+)", text).group(1)
     assert f"torch=={version}" in pins and len(pins) == 4
     assert f"torch=={version}" in LOCK.read_text().splitlines()[1]
+
+
+def test_the_rasterizer_is_built_with_the_image_numpy():
+    text = (REPO / "docker/Dockerfile").read_text()
+    build = text.split("AS rasterizer", 1)[1].split("\nFROM ", 1)[0]
+    assert f"numpy=={_pins()['numpy']}" in build
