@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import threading
+import time
 
 import pytest
 
@@ -124,11 +125,16 @@ def test_kill_9_then_rerun_refetches_at_most_one_part(kind, s3, oss, bucket, rel
             return relay.body_bytes >= size // 3 and progress["state"] == "running" and \
                 [c["path"] for c in progress["current"]] == ["diffusion_models/big.pt"]
         wait_until(midway, timeout=30, what="a third of the file, shown in the progress file")
+        # Stop the body between chunks and let the client take in what the sockets hold:
+        # every byte the relay counted has then reached the client before the kill.
+        relay.pause()
+        time.sleep(0.5)
+        before = relay.body_bytes  # read now: once resumed, the relay may write to the dead socket
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
     finally:
+        relay.resume()
         stop_process(proc)
-    before = relay.body_bytes
     assert before < size, "the download finished before the kill"
     assert not (models / "diffusion_models/big.pt").exists()
     assert list((models / "diffusion_models").glob(".big.pt.msync-part*"))
@@ -137,10 +143,14 @@ def test_kill_9_then_rerun_refetches_at_most_one_part(kind, s3, oss, bucket, rel
     res = run_cli(args, env)
     assert res.rc == 0, res.stderr[-3000:]
     assert tree(models) == digests(files)
-    refetched = relay.body_bytes - (size - before)
-    # One part may have been in flight at the kill; the relay's last 16 KiB write may have
-    # been counted without reaching the client.
-    assert refetched <= PART + 16 * 1024, f"re-fetched {refetched} bytes of what was there"
+    # What the rerun took in beyond what the first run had not got: one part may have been
+    # in flight at the kill (the client had received all the relay counted before it, and
+    # the rerun's own count excludes the dead connection's late write). The 16 KiB: on a
+    # loaded machine the OSS path (oss2's resumable download, its own checkpoints) was seen
+    # taking one more relay chunk; the cause is not pinned down.
+    refetched = res.summary["bytes_transferred"] - (size - before)
+    assert refetched <= PART + 16 * 1024, \
+        f"re-fetched {refetched} bytes of what was there:\n{res.stderr[-3000:]}"
     # (the killed connection's last relay write may land after the counters were reset)
     assert 0 <= relay.body_bytes - res.summary["bytes_transferred"] <= 16 * 1024
     assert leftovers(models) == []

@@ -35,6 +35,10 @@ class FaultRelay:
         self.faults_done: list[str] = []
         self.rate: float | None = None   # bytes per second for object GET bodies, None = unlimited
         self.stall_seconds = 3.0
+        # cleared: object-GET bodies stop between chunks (pause()), so a test can let the
+        # client drain what is already in the sockets before it kills the client
+        self.flowing = threading.Event()
+        self.flowing.set()
         relay = self
 
         class Handler(_Handler):
@@ -55,6 +59,12 @@ class FaultRelay:
     def inject(self, *faults: str) -> None:
         with self.lock:
             self.faults.extend(faults)
+
+    def pause(self) -> None:
+        self.flowing.clear()
+
+    def resume(self) -> None:
+        self.flowing.set()
 
     def reset_counters(self) -> None:
         with self.lock:
@@ -151,6 +161,8 @@ class _Handler(BaseHTTPRequestHandler):
             chunk = data[i:i + step]
             if counted and relay.rate:
                 time.sleep(len(chunk) / relay.rate)
+            if counted:
+                relay.flowing.wait()
             try:
                 self.wfile.write(chunk)
             except (BrokenPipeError, ConnectionResetError):
