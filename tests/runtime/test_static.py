@@ -88,3 +88,13 @@ def test_every_base_image_is_pinned_by_digest():
         if ref in stages or ref.startswith("base-"):  # an earlier stage, not an image
             continue
         assert re.search(r"@sha256:[0-9a-f]{64}$", ref), f"{base} -> {ref} is not pinned by digest"
+
+
+def test_the_image_carries_the_notice_its_licences_ask_for():
+    """The Hunyuan3D 2.1 community licence asks every distribution to carry its notice."""
+    notice = (REPO / "NOTICE").read_text()
+    lock = yaml.safe_load((REPO / "custom_nodes/lock.yaml").read_text())
+    for pack in lock["packs"]:
+        assert pack["name"] in notice, pack["name"]
+    assert "Tencent Hunyuan 3D 2.1 is licensed under the Tencent Hunyuan 3D 2.1 Community License" in notice
+    assert re.search(r"^COPY .*\bNOTICE\b.* /opt/comfy-stack/", (REPO / "docker/Dockerfile").read_text(), re.M)
