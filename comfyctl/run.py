@@ -19,6 +19,7 @@ from pathlib import Path
 import aiohttp
 
 from comfyctl.errors import ComfyctlError
+from comfyctl.progress import NodeProgress
 from comfyctl.workflow import Workflow, WorkflowError, parse_value, split_assignment
 
 
@@ -94,7 +95,7 @@ def describe_node_errors(body: dict) -> str:
     return "\n".join(lines)
 
 
-async def follow(ws, prompt_id: str, nodes: dict, deadline: float, quiet: bool) -> None:
+async def follow(ws, prompt_id: str, bars: NodeProgress, deadline: float) -> None:
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
@@ -116,17 +117,12 @@ async def follow(ws, prompt_id: str, nodes: dict, deadline: float, quiet: bool) 
                              f"{body.get('exception_type', '')}: {body.get('exception_message', '').strip()}")
         if kind == "execution_interrupted":
             raise NodeFailed("the prompt was interrupted on the server")
-        if kind == "progress" and not quiet:
-            node = body.get("node")
-            cls = nodes.get(str(node), {}).get("class_type", "")
-            print(f"\r  node {node} {cls}: {body.get('value')}/{body.get('max')}", end="", file=sys.stderr)
-        if kind == "executing" and not quiet and body.get("node") is not None:
-            node = body["node"]
-            print(f"\n  running node {node} ({nodes.get(str(node), {}).get('class_type', '')})", end="", file=sys.stderr)
+        if kind == "progress":
+            bars.step(body.get("node"), body.get("value"), body.get("max"))
+        if kind == "executing" and body.get("node") is not None:
+            bars.executing(body["node"])
         if kind == "execution_success" or (kind == "executing" and body.get("node") is None
                                            and body.get("prompt_id") == prompt_id):
-            if not quiet:
-                print(file=sys.stderr)
             return
 
 
@@ -213,7 +209,8 @@ async def run(args) -> dict:
                 if r.status == 400 or body.get("node_errors"):
                     raise Rejected(describe_node_errors(body))
             prompt_id = body["prompt_id"]
-            await follow(ws, prompt_id, wf.prompt, deadline, args.json)
+            with NodeProgress(wf.prompt, enabled=not args.json) as bars:
+                await follow(ws, prompt_id, bars, deadline)
             await ws.close()
             entry = await read_history(session, base, prompt_id, deadline)
             paths = await download_outputs(session, base, entry.get("outputs", {}), args.out)
