@@ -38,7 +38,7 @@ UV = str(Path(sys.executable).with_name("uv"))
 VARIANT_SPECIFIC = re.compile(r"^(torch|torchvision|torchaudio|xformers|triton|nvidia-.*)$")
 
 sys.path.insert(0, str(REPO / "docker"))
-from pack_requirements import TORCH_STACK, requirement_name  # noqa: E402
+from pack_requirements import pack_requirements, requirement_lines, requirement_name  # noqa: E402
 
 
 def torch_pins(dockerfile: str) -> list[str]:
@@ -48,14 +48,11 @@ def torch_pins(dockerfile: str) -> list[str]:
 
 
 def requirements(comfy: Path) -> list[str]:
-    lines = [l for l in (comfy / "requirements.txt").read_text().splitlines()
-             if l.strip() and not l.startswith("#") and requirement_name(l) not in TORCH_STACK]
-    with tempfile.NamedTemporaryFile("r", suffix=".txt") as packs:
-        subprocess.run([sys.executable, str(REPO / "docker/pack_requirements.py"),
-                        str(REPO / "custom_nodes/lock.yaml"), str(comfy), packs.name], check=True)
-        lines += [l for l in Path(packs.name).read_text().splitlines() if l.strip() and not l.startswith("#")]
-    lines += tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    return lines
+    """What the Dockerfile installs besides the torch stack: ComfyUI's requirements, the
+    packs' (pack_requirements.py, as in the build), and our own package's dependencies."""
+    packs = pack_requirements(REPO / "custom_nodes/lock.yaml", comfy)
+    return (requirement_lines(comfy / "requirements.txt") + [l for l in packs if not l.startswith("#")]
+            + tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"])
 
 
 def resolve(reqs: list[str], pins: list[str]) -> dict[str, str]:

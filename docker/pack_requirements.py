@@ -21,17 +21,27 @@ def requirement_name(line: str) -> str:
     return re.sub(r"[-_.]+", "-", re.split(r"[\s;<>=!~\[@]", line.strip(), maxsplit=1)[0].lower())
 
 
-def main(lock_path: str, comfy: str, out: str) -> int:
-    lock = yaml.safe_load(Path(lock_path).read_text())
+def requirement_lines(path: Path) -> list[str]:
+    """A requirements file's requirements, without comments, blanks and the torch stack."""
+    return [l for l in path.read_text().splitlines()
+            if l.strip() and not l.startswith("#") and requirement_name(l) not in TORCH_STACK]
+
+
+def pack_requirements(lock_path: Path, comfy: Path) -> list[str]:
+    """Every pinned pack's requirements (under a `# <pack>` line) and the lock's extras."""
+    lock = yaml.safe_load(lock_path.read_text())
     lines = []
     for pack in lock["packs"]:
-        req = Path(comfy) / "custom_nodes" / pack["name"] / "requirements.txt"
+        req = comfy / "custom_nodes" / pack["name"] / "requirements.txt"
         if req.exists():
             lines.append(f"# {pack['name']}")
-            lines += [l for l in req.read_text().splitlines()
-                      if l.strip() and not l.startswith("#") and requirement_name(l) not in TORCH_STACK]
+            lines += requirement_lines(req)
         lines += pack.get("requirements", [])
-    Path(out).write_text("\n".join(lines) + "\n")
+    return lines
+
+
+def main(lock_path: str, comfy: str, out: str) -> int:
+    Path(out).write_text("\n".join(pack_requirements(Path(lock_path), Path(comfy))) + "\n")
     return 0
 
 

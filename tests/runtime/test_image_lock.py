@@ -13,8 +13,14 @@ from tests.support import REPO
 LOCK = REPO / "docker/image-lock.txt"
 
 
-def _name(line: str) -> str:
-    return re.sub(r"[-_.]+", "-", re.split(r"[\s;<>=!~\[@]", line.strip(), maxsplit=1)[0].lower())
+def _lock_image():
+    spec = importlib.util.spec_from_file_location("lock_image", REPO / "docker/lock_image.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+_name = _lock_image().requirement_name  # PEP 503 names, as the build scripts compare them
 
 
 def _pins() -> dict[str, str]:
@@ -52,13 +58,6 @@ def test_every_python_install_of_the_runtime_uses_the_lock_and_ends_with_pip_che
                 continue  # the torch stack comes from its own index; the built wheel has no deps
             assert "image-lock.txt" in command, command.strip()
     assert "pip check" in installs[-1]
-
-
-def _lock_image():
-    spec = importlib.util.spec_from_file_location("lock_image", REPO / "docker/lock_image.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def test_requirements_gathers_comfyui_packs_lock_extras_and_ours(tmp_path):
