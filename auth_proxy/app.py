@@ -134,8 +134,8 @@ class Gate:
         if wait > 0:
             secs = str(int(wait) + 1)
             return self.error(429, f"too many failed logins; try again in {secs} s", **{"Retry-After": secs})
-        known = self.verified.key(self.admin.generation, user, password)
-        if via == "basic" and self.verified.known(known):
+        known = self.verified.key(self.admin.generation, user, password) if via == "basic" else None
+        if known and self.verified.known(known):
             return Who(self.admin.user, via)
         if not await self.in_argon2_pool(self.store.check_password, self.admin, user, password):
             self.limiter.failed(keys)
@@ -143,7 +143,7 @@ class Gate:
             log.warning("failed login from %s", request.remote)
             return self.error(401, "wrong user name or password")
         self.limiter.succeeded(keys)
-        if via == "basic":
+        if known:
             self.verified.add(known)
         return Who(self.admin.user, via)
 
