@@ -90,14 +90,6 @@ def ns(**kw):
     return argparse.Namespace(**kw)
 
 
-@pytest.fixture
-def checkout(tmp_path):
-    d = tmp_path / "ComfyUI"
-    d.mkdir()
-    (d / "main.py").write_text("")
-    return d
-
-
 @pytest.mark.parametrize("env,needle", [
     ({"COMFYUI_MODE": "turbo"}, "COMFYUI_MODE"),
     ({"MODEL_SYNC_MODE": "later"}, "MODEL_SYNC_MODE"),

@@ -42,10 +42,7 @@ def venv(tmp_path_factory):
     return root / "bin" / "python"
 
 
-def test_manager_installs_land_on_the_data_volume_and_only_comfyui_sees_them(tmp_path, venv):
-    checkout = tmp_path / "ComfyUI"
-    checkout.mkdir()
-    (checkout / "main.py").write_text("")
+def test_manager_installs_land_on_the_data_volume_and_only_comfyui_sees_them(tmp_path, venv, checkout):
     data = tmp_path / "data"
     container = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "PYTHON"))}
     container |= {"PYTHONNOUSERSITE": "1", "PIP_CONSTRAINT": str(tmp_path / "constraints.txt"),
@@ -67,10 +64,7 @@ def test_manager_installs_land_on_the_data_volume_and_only_comfyui_sees_them(tmp
     assert subprocess.run(probe, env=container, capture_output=True, timeout=60).returncode != 0
 
 
-def test_pip_constraint_holds_for_installs_from_comfyui(tmp_path, venv):
-    checkout = tmp_path / "ComfyUI"
-    checkout.mkdir()
-    (checkout / "main.py").write_text("")
+def test_pip_constraint_holds_for_installs_from_comfyui(tmp_path, venv, checkout):
     (tmp_path / "constraints.txt").write_text("stackprobe-pkg==0.9\n")  # as torch==<the image's> is
     s = config.load(argparse.Namespace(), {"COMFYUI_DIR": str(checkout), "COMFY_DATA_DIR": str(tmp_path / "data"),
                                     "COMFYUI_USER_PACKAGES": "python"})
