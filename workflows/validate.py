@@ -32,11 +32,16 @@ def model_folders(cls: str, name: str) -> set[str] | None:
     return PACK_MODEL_INPUTS.get((cls, name)) or MODEL_INPUTS.get(name)
 
 
+def spec_options(spec) -> dict:
+    """An input spec's options dict (`["INT", {"min": 0}]` -> {"min": 0}), else {}."""
+    return spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+
+
 def is_upload(spec) -> bool:
     """Inputs naming a file the user uploads (`comfyctl run --input NAME=FILE`): the schema
     flags them for the editor's upload button, and their COMBO options are whatever sat in
     the capturing server's input folder."""
-    opts = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+    opts = spec_options(spec)
     return any(opts.get(k) for k in ("image_upload", "video_upload", "audio_upload"))
 
 
@@ -63,7 +68,7 @@ def _options(spec) -> list | None:
 
 def _check_input(nid, cls, name, value, spec, prompt, schemas, models, profile, errors):
     kind = spec[0]
-    opts = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+    opts = spec_options(spec)
     if isinstance(value, list):
         if len(value) != 2 or str(value[0]) not in prompt:
             errors.append(f"node {nid}.{name}: link {value!r} points at no node")
