@@ -15,6 +15,7 @@ from comfyctl.errors import ConfigError
 
 MODES = ("auto", "gpu", "lowvram", "novram", "cpu")
 SYNC_MODES = ("block", "background", "off")
+MANAGER_NETWORK_MODES = ("auto", "public", "private", "offline")
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -35,6 +36,10 @@ class ServeSettings:
     # Where pip puts packages that nodes installed through ComfyUI-Manager need, when the
     # interpreter's own site-packages is read-only (the image): None installs into it.
     user_packages: Path | None = None
+    # ComfyUI-Manager's network mode (comfyctl.manager_config): auto|public|private|offline
+    manager_network_mode: str = "auto"
+    # no COMFYUI_DIR: comfyui_dir and comfyui_python are made under the data folder at start
+    managed_comfyui: bool = False
 
     @property
     def models_dir(self) -> Path:
@@ -54,11 +59,16 @@ def _pick(flag, env: dict, name: str, default):
 
 def load(args, environ: dict | None = None) -> ServeSettings:
     env = dict(os.environ if environ is None else environ)
+    data_dir = Path(_pick(getattr(args, "data_dir", None), env, "COMFY_DATA_DIR", "./data")).expanduser().resolve()
     comfy_dir = _pick(getattr(args, "comfyui_dir", None), env, "COMFYUI_DIR", None)
-    if comfy_dir is None:
-        raise ConfigError("COMFYUI_DIR is not set: point it (or --comfyui-dir) at a ComfyUI checkout")
-    comfy_dir = Path(comfy_dir).expanduser().resolve()
-    python = Path(_pick(getattr(args, "comfyui_python", None), env, "COMFYUI_PYTHON", sys.executable)).expanduser()
+    # Without a checkout, `serve` makes one in the data folder (comfyctl.bootstrap).
+    managed = comfy_dir is None
+    if managed:
+        from comfyctl.bootstrap import paths
+        comfy_dir, python = paths(data_dir)
+    else:
+        comfy_dir = Path(comfy_dir).expanduser().resolve()
+        python = Path(_pick(getattr(args, "comfyui_python", None), env, "COMFYUI_PYTHON", sys.executable)).expanduser()
     listen = str(_pick(getattr(args, "listen", None), env, "AUTH_PROXY_LISTEN", "0.0.0.0:8188"))
     port_raw = str(_pick(getattr(args, "comfyui_port", None), env, "COMFYUI_PORT", "8189"))
     mode = str(_pick(getattr(args, "mode", None), env, "COMFYUI_MODE", "auto")).lower()
@@ -70,7 +80,6 @@ def load(args, environ: dict | None = None) -> ServeSettings:
         extra = tuple(shlex.split(str(_pick(getattr(args, "extra_args", None), env, "COMFYUI_EXTRA_ARGS", ""))))
     except ValueError as exc:
         raise ConfigError(f"COMFYUI_EXTRA_ARGS cannot be split into arguments: {exc}") from None
-    data_dir = Path(_pick(getattr(args, "data_dir", None), env, "COMFY_DATA_DIR", "./data")).expanduser().resolve()
     # relative to the data directory; an absolute path stays as it is
     user_packages = (data_dir / env["COMFYUI_USER_PACKAGES"]).resolve() if env.get("COMFYUI_USER_PACKAGES") else None
     settings = ServeSettings(
@@ -81,6 +90,8 @@ def load(args, environ: dict | None = None) -> ServeSettings:
         manifest=Path(_pick(getattr(args, "manifest", None), env, "MODEL_MANIFEST", REPO / "workflows/models.yaml")),
         workflows_dir=Path(env.get("COMFY_WORKFLOWS_DIR") or REPO / "workflows/ui"),
         user_packages=user_packages,
+        manager_network_mode=str(env.get("MANAGER_NETWORK_MODE") or "auto").lower(),
+        managed_comfyui=managed,
     )
     validate(settings)
     return settings
@@ -94,12 +105,15 @@ def _port(raw: str, name: str) -> int:
 
 def validate(s: ServeSettings) -> None:
     """Fail fast, naming the setting and what to do."""
-    if not (s.comfyui_dir / "main.py").is_file():
+    if not s.managed_comfyui and not (s.comfyui_dir / "main.py").is_file():
         raise ConfigError(f"COMFYUI_DIR={s.comfyui_dir} has no main.py: is it a ComfyUI checkout?")
-    if not os.access(s.comfyui_python, os.X_OK):
+    if not s.managed_comfyui and not os.access(s.comfyui_python, os.X_OK):
         raise ConfigError(f"COMFYUI_PYTHON={s.comfyui_python} is not an executable interpreter")
     if s.mode not in MODES:
         raise ConfigError(f"COMFYUI_MODE={s.mode!r}: use one of {', '.join(MODES)}")
+    if s.manager_network_mode not in MANAGER_NETWORK_MODES:
+        raise ConfigError(f"MANAGER_NETWORK_MODE={s.manager_network_mode!r}: use one of "
+                          f"{', '.join(MANAGER_NETWORK_MODES)}")
     if s.sync_mode not in SYNC_MODES:
         raise ConfigError(f"MODEL_SYNC_MODE={s.sync_mode!r}: use one of {', '.join(SYNC_MODES)}")
     host, sep, port = s.listen.rpartition(":")

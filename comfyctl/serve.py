@@ -10,14 +10,15 @@ import shutil
 import sys
 from pathlib import Path
 
-from comfyctl import config, model_paths, modes, supervisor, sync_job, workflows_install
+from comfyctl import bootstrap, config, manager_config, model_paths, modes, supervisor, sync_job, workflows_install
 from comfyctl.errors import ComfyctlError, MissingProgram, SyncFailed
 
 log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--comfyui-dir", help="ComfyUI checkout (env COMFYUI_DIR)")
+    p.add_argument("--comfyui-dir", help="ComfyUI checkout (env COMFYUI_DIR; unset: the pinned one, made "
+                                         "in DATA/comfyui at the first start)")
     p.add_argument("--comfyui-python", help="interpreter with ComfyUI's requirements (env COMFYUI_PYTHON; "
                                             "default: this one)")
     p.add_argument("--data-dir", help="models, input, output, user, auth (env COMFY_DATA_DIR; default ./data)")
@@ -31,16 +32,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--manifest", help="model manifest (env MODEL_MANIFEST; default workflows/models.yaml)")
     p.add_argument("--dry-run", action="store_true", help="prepare everything, print supervisord's "
                                                            "configuration, start nothing")
-
-
-def manager_config(user_dir: Path) -> None:
-    """ComfyUI-Manager reads <user>/default/ComfyUI-Manager/config.ini. `normal` lets the
-    admin install nodes from the registry; ComfyUI listens on loopback only, so every such
-    request has passed the login proxy first. A config the user changed is left alone."""
-    path = user_dir / "default" / "ComfyUI-Manager" / "config.ini"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("[default]\nsecurity_level = normal\nnetwork_mode = public\n")
 
 
 def prepare(s: config.ServeSettings) -> tuple[Path, str]:
@@ -64,7 +55,7 @@ def prepare(s: config.ServeSettings) -> tuple[Path, str]:
     elif not cmds:
         log.info("no MODEL_PROFILES and no MODEL_SYNC_FROM: no models to sync")
     model_paths.write(s.models_dir, run_dir / "extra_model_paths.yaml", s.data_dir / "custom_nodes")
-    manager_config(s.data_dir / "user")
+    manager_config.write(s.data_dir / "user", s.manager_network_mode)
     report = workflows_install.install(s.workflows_dir, s.data_dir / "user" / "default" / "workflows")
     log.info("workflows: %d installed, %d updated, %d of yours kept", len(report.installed),
              len(report.updated), len(report.kept_user_edits))
@@ -84,6 +75,8 @@ def prepare(s: config.ServeSettings) -> tuple[Path, str]:
 def main(args: argparse.Namespace) -> int:
     try:
         s = config.load(args)
+        if s.managed_comfyui:
+            bootstrap.ensure(s.data_dir, bootstrap.BootstrapSettings.from_env(dict(os.environ)))
         run_dir, text = prepare(s)
         if args.dry_run:
             print(text)

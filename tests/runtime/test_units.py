@@ -108,9 +108,10 @@ def test_bad_configuration_fails_with_the_setting_named(checkout, tmp_path, env,
     assert needle in str(err.value)
 
 
-def test_missing_checkout_is_named(tmp_path):
-    with pytest.raises(ConfigError, match="COMFYUI_DIR is not set"):
-        config.load(ns(), {})
+def test_without_a_checkout_serve_makes_one_in_the_data_folder_and_a_bad_one_is_named(tmp_path):
+    s = config.load(ns(), {"COMFY_DATA_DIR": str(tmp_path / "d")})
+    assert s.managed_comfyui and s.comfyui_dir == tmp_path / "d" / "comfyui" / "ComfyUI"
+    assert s.comfyui_python == tmp_path / "d" / "comfyui" / "venv" / "bin" / "python"
     with pytest.raises(ConfigError, match="no main.py"):
         config.load(ns(), {"COMFYUI_DIR": str(tmp_path)})
 
@@ -194,8 +195,10 @@ def test_doctor_names_what_is_wrong(checkout, tmp_path):
     assert not results["OSS credentials"].ok and "OSS_ENDPOINT" in results["OSS credentials"].detail
     assert not results["admin password"].ok
     assert results["data directory"].ok
-    bad = doctor.checks(ns(), {})
+    bad = doctor.checks(ns(), {"COMFYUI_DIR": str(tmp_path / "nothing-here")})
     assert len(bad) == 1 and "COMFYUI_DIR" in bad[0].detail
+    unset = {c.name: c for c in doctor.checks(ns(), {"COMFY_DATA_DIR": str(tmp_path / "d")})}
+    assert "COMFYUI_DIR is unset" in unset["ComfyUI's interpreter"].detail and "data directory" in unset
 
 
 def test_only_comfyui_runs_offline(checkout, tmp_path):
