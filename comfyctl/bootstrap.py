@@ -116,7 +116,7 @@ def ensure(data_dir: Path, settings: BootstrapSettings) -> tuple[Path, Path]:
         constraints = root / "constraints.txt"
         shutil.copyfile(CONSTRAINTS, constraints)  # freeze_torch appends the torch pins to it
         runtime_install.install_torch(python, kind, runtime_install.torch_versions(DOCKERFILE.read_text()),
-                                      settings.torch_index_url)
+                                      settings.torch_index_url, IMAGE_LOCK)
         runtime_install.install_requirements(python, comfy, LOCK, IMAGE_LOCK, constraints)
     except (sources.SourceError, subprocess.CalledProcessError) as exc:
         raise ConfigError(f"could not make ComfyUI's environment in {root}: {exc}") from None

@@ -11,6 +11,7 @@ Only the standard library and PyYAML, so Ubuntu's python3 can drive the venv's p
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import sys
@@ -80,13 +81,16 @@ def pip(python: Path, *args: str) -> None:
     subprocess.run([str(python), "-m", "pip", *args], check=True)
 
 
-def install_torch(python: Path, variant: str, versions: dict[str, str], index: str | None) -> None:
-    """torch, torchvision, torchaudio from the variant's index; xformers where CUDA is."""
+def install_torch(python: Path, variant: str, versions: dict[str, str], index: str | None, image_lock: Path) -> None:
+    """torch, torchvision, torchaudio from the variant's index; xformers where CUDA is. Their
+    own dependencies (numpy, sympy, ...) at the image lock's versions, from PyPI: the
+    PyTorch index carries copies of some of them."""
     index = index or TORCH_INDEX[variant]
-    pip(python, "install", *(f"{n}=={versions[n]}" for n in ("torch", "torchvision", "torchaudio")),
-        "--index-url", index)
+    stack = [f"{n}=={versions[n]}" for n in ("torch", "torchvision", "torchaudio")]
     if variant == "cuda":
-        pip(python, "install", f"xformers=={versions['xformers']}", "--index-url", index)
+        stack.append(f"xformers=={versions['xformers']}")
+    pip(python, "install", *stack, "-c", str(image_lock), "--index-url", index,
+        "--extra-index-url", os.environ.get("PIP_INDEX_URL") or "https://pypi.org/simple")
 
 
 def freeze_torch(python: Path, constraints: Path) -> None:
@@ -116,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     t = sub.add_parser("torch", help="the torch stack from the variant's index")
     t.add_argument("--variant", choices=sorted(TORCH_INDEX), required=True)
     t.add_argument("--index-url", help="the PyTorch index (default: the variant's own on download.pytorch.org)")
+    t.add_argument("--image-lock", type=Path, required=True, help="docker/image-lock.txt")
     t.add_argument("pins", nargs="+", help="torch==V torchvision==V torchaudio==V xformers==V")
     r = sub.add_parser("requirements", help="ComfyUI's and the packs' requirements under the image lock")
     r.add_argument("--comfyui", type=Path, required=True)
@@ -125,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         if args.step == "torch":
-            install_torch(args.python, args.variant, parse_pins(args.pins), args.index_url or None)
+            install_torch(args.python, args.variant, parse_pins(args.pins), args.index_url or None, args.image_lock)
         else:
             install_requirements(args.python, args.comfyui, args.lock, args.image_lock, args.constraints)
     except subprocess.CalledProcessError as exc:

@@ -21,6 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 STAGED_SOURCES = REPO / "build" / "sources"
 STAGED_CA = REPO / "build" / "extra-ca.crt"
+COMFYUI_LABEL = "io.comfy-stack.comfyui.commit"
 # option -> (environment variable, build argument it becomes; None: handled here)
 SOURCES = {
     "ubuntu_image": ("UBUNTU_IMAGE", "UBUNTU_IMAGE"),
@@ -44,6 +45,7 @@ def parser() -> argparse.ArgumentParser:
                    help="env EXTRA_CA_CERTS: PEM file of CA certificates the build and the image trust")
     for opt, (var, _arg) in SOURCES.items():
         p.add_argument("--" + opt.replace("_", "-"), default=env(var) or None, help=f"env {var}")
+    p.add_argument("--target", help="build only up to this stage (e.g. extensions-cuda)")
     p.add_argument("--docker", default=env("DOCKER") or "docker", help="env DOCKER: the docker client")
     p.add_argument("--flags", default=env("DOCKER_BUILD_FLAGS") or "",
                    help="env DOCKER_BUILD_FLAGS: more `docker build` flags, e.g. '--network host --pull'")
@@ -69,6 +71,12 @@ def stage(sources_dir: Path | None, extra_ca: Path | None) -> None:
         shutil.copyfile(extra_ca, STAGED_CA)
 
 
+def comfyui_commit() -> str:
+    import re
+    text = (REPO / "custom_nodes/lock.yaml").read_text()
+    return re.search(r"^comfyui:\n(?:  .*\n)*?  commit: ([0-9a-f]{40})", text, re.M).group(1)
+
+
 def revision() -> str:
     out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True)
     return out.stdout.strip() if out.returncode == 0 else "unknown"
@@ -83,9 +91,13 @@ def command(args: argparse.Namespace) -> list[str]:
         # The legacy builder runs every stage: the CUDA ones become the CPU base (see the
         # Dockerfile's head), so a CPU build pulls nothing of CUDA with either builder.
         build_args |= {"CUDA_IMAGE": "base-cpu", "CUDA_DEVEL": "base-cpu"}
-    cmd = [args.docker, "build", "-f", str(REPO / "docker/Dockerfile"), "-t", args.tag or f"comfy-stack:{args.variant}"]
+    cmd = [args.docker, "build", "-f", str(REPO / "docker/Dockerfile"), "-t", args.tag or f"comfy-stack:{args.variant}",
+           # which ComfyUI the image carries, readable with `docker image inspect`
+           "--label", f"{COMFYUI_LABEL}={comfyui_commit()}"]
     for k, v in build_args.items():
         cmd += ["--build-arg", f"{k}={v}"]
+    if args.target:
+        cmd += ["--target", args.target]
     return cmd + shlex.split(args.flags) + [str(REPO)]
 
 
