@@ -51,7 +51,7 @@ bases: ## build the base images locally from Ubuntu's archive with mmdebstrap (n
 	$(PYTHON) -m docker.bases $(if $(APT_MIRROR),--mirror $(APT_MIRROR))
 
 test-image: venv ## build the CPU image and test it end to end through port 8188 (needs Docker; starts dockerd if none runs)
-	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest tests/image -p no:cacheprovider $(PYTEST_ARGS)
+	COMFY_STACK_IMAGE_TIER=1 PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest tests/image $(PYTEST_ARGS)
 
 serve: venv ## run the stack without Docker (COMFYUI_DIR, COMFYUI_PYTHON; unset: fetch the pinned ComfyUI into the data folder)
 	$(VENV)/bin/comfyctl serve
