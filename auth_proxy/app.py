@@ -3,7 +3,8 @@
 Every request goes through one handler so that no route can be added that skips the
 gate: it normalises the path, serves the proxy's own pages, authenticates (session
 cookie, HTTP Basic, Bearer token, or `?token=` on the WebSocket only), applies the CSRF
-check to cookie-authenticated writes, and only then relays to ComfyUI.
+check to cookie-authenticated writes, and only then relays to ComfyUI, with the path as
+the client sent it (decisions are made on the normalised copy).
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from auth_proxy import pages
 from auth_proxy.metrics import Metrics, route_group
 from auth_proxy.paths import BadPath, is_api_path, is_public, normalise
 from auth_proxy.ratelimit import LoginLimiter
-from auth_proxy.relay import relay_http, relay_ws
+from auth_proxy.relay import relay_http, relay_ws, upstream_url
 from auth_proxy.sessions import COOKIE, Sessions
 from auth_proxy.settings import Settings
 from auth_proxy.state import DEFAULT_PASSWORD, Store
@@ -299,11 +300,12 @@ class Gate:
         if norm == "/metrics":
             return await self.metrics_page()
         assert self.client is not None
-        path = quote(norm, safe="/:@!$&'()*+,;=-._~")
         try:
             if request.headers.get("Upgrade", "").lower() == "websocket":
-                return await relay_ws(request, self.client, self.s.upstream, path, self.metrics)
-            return await relay_http(request, self.client, self.s.upstream, path, self.metrics)
+                url = upstream_url(request, self.s.upstream, frozenset({"token"}))
+                return await relay_ws(request, self.client, self.s.upstream, url, self.metrics)
+            url = upstream_url(request, self.s.upstream)
+            return await relay_http(request, self.client, self.s.upstream, url, self.metrics)
         except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError,
                 aiohttp.WSServerHandshakeError) as exc:
             log.info("ComfyUI unavailable for %s %s: %s", request.method, norm, type(exc).__name__)
