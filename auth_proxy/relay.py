@@ -23,6 +23,10 @@ from aiohttp import WSMsgType, web
 from multidict import CIMultiDict
 from yarl import URL
 
+from auth_proxy import pages
+from auth_proxy.gate import GATE, NORM_PATH
+from auth_proxy.responses import error, html, lang, wants_json
+
 log = logging.getLogger(__name__)
 
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
@@ -119,3 +123,26 @@ async def relay_ws(request: web.Request, session: aiohttp.ClientSession, upstrea
         if not down.closed:
             await down.close(code=up.close_code or 1000)
     return down
+
+
+async def relay(request: web.Request) -> web.StreamResponse:
+    """The catch-all route: everything that is not the proxy's own goes to ComfyUI."""
+    gate = request.config_dict[GATE]
+    assert gate.client is not None
+    upstream = gate.s.upstream
+    try:
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            url = upstream_url(request, upstream, frozenset({"token"}))
+            return await relay_ws(request, gate.client, upstream, url, gate.metrics)
+        return await relay_http(request, gate.client, upstream, upstream_url(request, upstream), gate.metrics)
+    except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError,
+            aiohttp.WSServerHandshakeError) as exc:
+        log.info("ComfyUI unavailable for %s %s: %s", request.method, request[NORM_PATH], type(exc).__name__)
+        return unavailable(request)
+
+
+def unavailable(request: web.Request) -> web.Response:
+    if wants_json(request):
+        return error(503, "ComfyUI is starting or restarting; retry shortly", **{"Retry-After": "5"})
+    progress = pages.read_progress(request.config_dict[GATE].s.progress_file)
+    return html(pages.starting_page(lang(request), progress), status=503, **{"Retry-After": "5"})
