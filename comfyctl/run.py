@@ -18,6 +18,7 @@ from pathlib import Path
 
 import aiohttp
 
+from comfy_stack.files import SHARED, atomic_writer
 from comfyctl.errors import ComfyctlError
 from comfyctl.progress import NodeProgress
 from comfyctl.workflow import Workflow, WorkflowError, parse_value, split_assignment
@@ -172,13 +173,11 @@ async def download_outputs(session, base: str, outputs: dict, out_dir: Path) -> 
             continue  # a name that would escape --out
         target.parent.mkdir(parents=True, exist_ok=True)
         params = {"filename": item["filename"], "subfolder": sub, "type": item.get("type", "output")}
-        tmp = target.with_name(f".{target.name}.part")
         async with session.get(base + "/view", params=params) as r:
             await check(r, "download")
-            with open(tmp, "wb") as f:
+            with atomic_writer(target, mode=SHARED) as f:
                 async for chunk in r.content.iter_chunked(1 << 20):
                     f.write(chunk)
-        os.replace(tmp, target)
         paths.append(target)
     return paths
 

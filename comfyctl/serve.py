@@ -10,6 +10,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from comfy_stack.files import SHARED, write_atomic
 from comfyctl import config, model_paths, modes, supervisor, sync_job, workflows_install
 from comfyctl.errors import ComfyctlError, MissingProgram, SyncFailed
 
@@ -39,8 +40,7 @@ def manager_config(user_dir: Path) -> None:
     request has passed the login proxy first. A config the user changed is left alone."""
     path = user_dir / "default" / "ComfyUI-Manager" / "config.ini"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("[default]\nsecurity_level = normal\nnetwork_mode = public\n")
+        write_atomic(path, "[default]\nsecurity_level = normal\nnetwork_mode = public\n", mode=SHARED)
 
 
 def prepare(s: config.ServeSettings) -> tuple[Path, str]:

@@ -7,6 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from comfy_stack.files import SHARED, write_atomic
 from comfyctl.config import ServeSettings
 
 PREFIX_WRAPPER = "comfyctl.logprefix"
@@ -76,11 +77,7 @@ def render(s: ServeSettings, comfy_args: list[str], run_dir: Path, proxy_env: di
 
 
 def write(text: str, dest: Path) -> Path:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(dest)
-    return dest
+    return write_atomic(dest, text, mode=SHARED)
 
 
 def oneshot(name: str, command: list[str]) -> str:

@@ -12,7 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-from .fsutil import write_json
+from comfy_stack.files import write_json
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,10 @@ from typing import Callable
 
 import requests
 
+from comfy_stack.files import discard_partial, read_json, sidecar_path, write_json
+
 from ..errors import (CredentialsError, EndpointError, NotFoundError, SyncError, TransferError,
                       TransientError)
-from ..fsutil import read_json, write_json
 from ..planner import RemoteObject
 from ..settings import Settings
 from ..uris import SourceURI
@@ -78,7 +79,7 @@ class HTTPBackend:
                  digests=None) -> None:
         # One stream per file: an HTTPS origin (a CDN, the hub) is usually fastest with one
         # connection per file and many files in parallel; resume appends from what is there.
-        side = part.with_name(part.name + ".json")
+        side = sidecar_path(part)
         state = read_json(side)
         have = part.stat().st_size if part.exists() else 0
         if not state or state.get("identity") != remote.identity or have > remote.size:
@@ -117,8 +118,4 @@ class HTTPBackend:
             raise TransientError(f"{uri}: truncated body: {have} of {remote.size} bytes")
 
     def discard(self, uri: SourceURI, part: Path) -> None:
-        for p in (part, part.with_name(part.name + ".json")):
-            try:
-                os.unlink(p)
-            except FileNotFoundError:
-                pass
+        discard_partial(part)

@@ -24,6 +24,8 @@ from oss2.credentials import Credentials, CredentialsProvider
 from oss2.exceptions import ClientError, InconsistentError, OssError, RequestError, ServerError
 from requests.exceptions import ConnectionError as RequestsConnectionError
 
+from comfy_stack.files import discard_partial
+
 from ..errors import (CredentialsError, EndpointError, NotFoundError, SyncError, TransferError,
                       TransientError, UsageError, VerificationError)
 from ..planner import RemoteObject
@@ -198,9 +200,5 @@ class OSSBackend:
     def discard(self, uri: SourceURI, part: Path) -> None:
         # oss2 names its own temp file <part>.tmp-<random> and records it in the checkpoint.
         key = oss2.ResumableDownloadStore.make_store_key(uri.bucket, uri.key, os.path.abspath(part))
-        for p in [self.store_root / key, part, *part.parent.glob(part.name + ".tmp-*")]:
-            try:
-                os.unlink(p)
-            except FileNotFoundError:
-                pass
+        discard_partial(part, self.store_root / key, *part.parent.glob(part.name + ".tmp-*"))
 

@@ -14,6 +14,8 @@ from botocore.exceptions import (BotoCoreError, ClientError, EndpointConnectionE
                                  NoCredentialsError)
 from urllib3.exceptions import HTTPError as Urllib3Error
 
+from comfy_stack.files import discard_partial
+
 from .. import ranged
 from ..errors import (CredentialsError, EndpointError, NotFoundError, SyncError, TransferError,
                       TransientError)
@@ -123,13 +125,13 @@ class S3Backend:
         job = ranged.RangedJob(part, remote.size, remote.identity, self.settings.part_size,
                                self.settings.range_threads)
         if remote.size == 0:
-            ranged.discard(part)
+            discard_partial(part)
             part.touch()
             return
         ranged.download_ranged(job, fetch, on_bytes, on_resume, digests)
 
     def discard(self, uri: SourceURI, part: Path) -> None:
-        ranged.discard(part)
+        discard_partial(part)
 
 
 def _full_crc32(head: dict) -> int | None:
