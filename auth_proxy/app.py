@@ -28,6 +28,7 @@ from auth_proxy.sessions import COOKIE, Sessions
 from auth_proxy.settings import Settings
 from auth_proxy.state import DEFAULT_PASSWORD, Store
 from auth_proxy.verified import VerifiedCredentials
+from model_sync import progress as sync_progress
 
 log = logging.getLogger(__name__)
 NORM_PATH = web.RequestKey("norm_path", str)
@@ -237,11 +238,10 @@ class Gate:
         ok, reason = await self.upstream_ready()
         if ok:
             return web.json_response({"status": "ready"})
-        progress = pages.read_progress(self.s.progress_file)
+        progress = sync_progress.read(self.s.progress_file)
         body = {"status": "starting", "reason": reason}
         if progress:
-            body["model_sync"] = {k: progress.get(k) for k in
-                                  ("state", "bytes_done", "bytes_total", "files_done", "files_total")}
+            body["model_sync"] = progress.summary()
         return web.json_response(body, status=503, headers={"Retry-After": "5"})
 
     async def metrics_page(self) -> web.Response:
@@ -258,7 +258,7 @@ class Gate:
     def unavailable(self, request: web.Request, norm: str) -> web.Response:
         if self.wants_json(request, norm):
             return self.error(503, "ComfyUI is starting or restarting; retry shortly", **{"Retry-After": "5"})
-        return web.Response(text=pages.starting_page(self.lang(request), pages.read_progress(self.s.progress_file)),
+        return web.Response(text=pages.starting_page(self.lang(request), sync_progress.read(self.s.progress_file)),
                             status=503, content_type="text/html", headers={"Retry-After": "5"})
 
     # --- the one handler ---------------------------------------------------------------

@@ -13,6 +13,7 @@ from pathlib import Path
 from comfy_stack.files import SHARED, write_atomic
 from comfyctl import config, model_paths, modes, supervisor, sync_job, workflows_install
 from comfyctl.errors import ComfyctlError, MissingProgram, SyncFailed
+from model_sync import progress as sync_progress
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def prepare(s: config.ServeSettings) -> tuple[Path, str]:
         raise config.ConfigError(f"the data directory {s.data_dir} is not writable by this user")
     run_dir = s.data_dir / "run"
     run_dir.mkdir(exist_ok=True)
-    progress = s.models_dir / ".model_sync" / "progress.json"
+    progress = sync_progress.path_for(s.models_dir)
     cmds = sync_job.commands(s.manifest, s.models_dir, s.profiles, s.sync_from, progress)
     if s.sync_mode == "block" and cmds:
         log.info("syncing models before starting (MODEL_SYNC_MODE=block)")

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UsageError
+from .progress import path_for
 
 MiB = 1024 * 1024
 
@@ -40,7 +41,7 @@ class Settings:
 
     @property
     def progress_path(self) -> Path:
-        return self.progress_file or self.state_dir / "progress.json"
+        return self.progress_file or path_for(self.models_dir)
 
 
 _ENV_NUMBERS = {
