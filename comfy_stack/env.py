@@ -55,7 +55,12 @@ class Env:
         return None
 
     def get(self, var: Var[T], flag: object = None) -> T:
-        if flag not in (None, "", [], ()):
+        """`flag`: the command line's value, None when not given; a text flag goes through the
+        variable's parser, and a repeatable flag's values are each parsed and joined."""
+        if isinstance(flag, list):
+            if flag:
+                return tuple(w for item in flag for w in self._parse(var, item))  # type: ignore[return-value]
+        elif flag not in (None, ""):
             return self._parse(var, flag) if isinstance(flag, str) else flag  # type: ignore[return-value]
         raw = self.raw(var)
         if var.file_form:

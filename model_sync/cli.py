@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--manifest", required=True)
     s.add_argument("--models-dir", required=True)
     s.add_argument("--profile", action="append", dest="profiles",
-                   help="profile to sync (repeatable; env MODEL_PROFILES, comma-separated)")
+                   help="profile to sync (repeatable; env MODEL_PROFILES, separated by commas or spaces)")
     s.add_argument("--from", dest="from_prefix",
                    help="fetch every file from PREFIX/<key> (env MODEL_SYNC_FROM)")
     m = sub.add_parser("mirror", parents=[common], help="a whole oss:// or s3:// prefix of <folder>/<path>")

@@ -8,7 +8,6 @@ would write into a hub cache layout, not into ComfyUI's folders with our verific
 from __future__ import annotations
 
 import importlib
-import os
 import re
 
 import huggingface_hub
@@ -42,19 +41,19 @@ class HFBackend(HTTPBackend):
 
     def headers(self) -> dict[str, str]:
         h = super().headers()
-        token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+        token = self.settings.storage.hf_token
         if token:
             h["Authorization"] = f"Bearer {token}"
         return h
 
     def url(self, uri: SourceURI) -> str:
         return huggingface_hub.hf_hub_url(uri.bucket, uri.key, revision=uri.revision or "main",
-                                          endpoint=os.environ.get("HF_ENDPOINT"))
+                                          endpoint=self.settings.storage.hf_endpoint or None)
 
     def stat(self, uri: SourceURI) -> RemoteObject:
         try:
             meta = huggingface_hub.get_hf_file_metadata(
-                self.url(uri), token=os.environ.get("HF_TOKEN") or None,
+                self.url(uri), token=self.settings.storage.hf_token or None,
                 timeout=self.settings.timeout)
         except HfHubHTTPError as exc:
             raise _translate_hub(exc, str(uri), self.hint) from None

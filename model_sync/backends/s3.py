@@ -70,7 +70,7 @@ class S3Backend:
             # Our own loop retries whole files (keeping finished parts); botocore's retries
             # cover single requests, but not a body that breaks midway.
             retries={"max_attempts": 3, "mode": "standard"},
-            s3={"addressing_style": "path"} if _endpoint_given() else None,
+            s3={"addressing_style": "path"} if settings.storage.s3_endpoint else None,
         ))
 
     @staticmethod
@@ -144,7 +144,3 @@ def _full_crc32(head: dict) -> int | None:
     except ValueError:
         return None
 
-
-def _endpoint_given() -> bool:
-    import os
-    return bool(os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3"))
