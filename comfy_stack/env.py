@@ -8,6 +8,7 @@ Docker and Kubernetes pass secrets) the file it names, else the declared default
 """
 from __future__ import annotations
 
+import argparse
 import os
 import shlex
 from dataclasses import dataclass
@@ -53,6 +54,10 @@ class Env:
             if value not in (None, ""):
                 return value
         return None
+
+    def is_set(self, var: Var) -> bool:
+        """Whether the variable (an alias, or its _FILE form) is given at all."""
+        return self.raw(var) is not None or bool(var.file_form and self._env.get(var.file_name))
 
     def get(self, var: Var[T], flag: object = None) -> T:
         """`flag`: the command line's value, None when not given; a text flag goes through the
@@ -185,6 +190,19 @@ def shown_default(var: Var) -> str:
     if isinstance(value, tuple):
         value = " ".join(map(str, value))
     return f"`{value}`"
+
+
+def flag_help(var: Var) -> str:
+    """A command-line flag's help, from the same declaration as the docs' table row."""
+    return f"{var.doc} (env {var.name}; default {shown_default(var)})".replace("`", "")
+
+
+def add_flags(parser: argparse.ArgumentParser, rows: Iterable[Row]) -> None:
+    """The flags of a program's variables; a list-valued variable's flag is repeatable."""
+    for var, flag in rows:
+        if flag:
+            parser.add_argument(flag, help=flag_help(var),
+                                action="append" if isinstance(var.default, tuple) else "store")
 
 
 def markdown_table(rows: Iterable[Row]) -> str:

@@ -9,13 +9,14 @@ Run it against a server that has exactly the pinned packs (custom_nodes/lock.yam
 from __future__ import annotations
 
 import json
-import os
 import sys
 import urllib.request
 from pathlib import Path
 
 import yaml
 
+from comfy_stack import variables as v
+from comfy_stack.env import Env, SettingError
 from comfy_stack.files import SHARED, write_json
 
 HERE = Path(__file__).resolve().parent
@@ -63,9 +64,14 @@ def check_against_lock(groups: dict[str, dict], lock: dict) -> list[str]:
 
 
 def main() -> int:
-    url = os.environ.get("COMFYUI_URL", "http://127.0.0.1:8188")
+    env = Env()
     try:
-        info = fetch_object_info(url, os.environ.get("COMFY_TOKEN"))
+        url = env.get(v.COMFYUI_URL)
+    except SettingError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    try:
+        info = fetch_object_info(url, env.get(v.COMFY_TOKEN) or None)
     except OSError as exc:
         print(f"cannot read {url}/object_info ({exc}); start ComfyUI with the pinned packs "
               "or set COMFYUI_URL / COMFY_TOKEN", file=sys.stderr)

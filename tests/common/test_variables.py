@@ -2,6 +2,7 @@
 the docs' tables generated from the declarations."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -89,3 +90,14 @@ def test_docs_generation_rewrites_only_the_marked_block(tmp_path):
 
 def test_repo_paths_in_defaults_point_into_this_checkout():
     assert variables.REPO == REPO and Path(variables.MODEL_MANIFEST.default).is_file()
+
+
+def test_only_the_settings_mechanism_reads_the_environment():
+    """Everything else receives a settings object (DESIGN: each variable is read once)."""
+    # auth_proxy/settings.py moves onto comfy_stack.env with the gate's pipeline.
+    allowed = {"comfy_stack/env.py", "auth_proxy/settings.py"}
+    reads = re.compile(r"(?<!`)\bos\.environ\b(?!`)|\bgetenv\(")
+    readers = {str(p.relative_to(REPO))
+               for package in ("auth_proxy", "model_sync", "comfyctl", "comfy_stack", "workflows", "custom_nodes")
+               for p in (REPO / package).rglob("*.py") if reads.search(p.read_text(encoding="utf-8"))}
+    assert readers - allowed == set()
