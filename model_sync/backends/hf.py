@@ -14,8 +14,7 @@ import huggingface_hub
 from huggingface_hub.errors import OfflineModeIsEnabled
 from huggingface_hub.utils import HfHubHTTPError
 
-from ..errors import (CredentialsError, EndpointError, NotFoundError, SyncError,
-                      TransferError, TransientError, UsageError)
+from ..errors import EndpointError, NotFoundError, SyncError, TransferError, UsageError, for_status
 from ..planner import RemoteObject
 from ..uris import SourceURI
 from .http import HTTPBackend
@@ -81,11 +80,7 @@ class HFBackend(HTTPBackend):
 
 
 def _translate_hub(exc: HfHubHTTPError, what: str, hint: str) -> SyncError:
-    status = exc.response.status_code if getattr(exc, "response", None) is not None else 0
-    if status in (401, 403):
-        return CredentialsError(f"{what}: HTTP {status} (gated or private); {hint}")
-    if status == 404:
-        return NotFoundError(f"{what}: not on the hub (HTTP 404); {hint}")
-    if status >= 500 or status == 429:
-        return TransientError(f"{what}: HTTP {status}")
-    return TransferError(f"{what}: {exc}")
+    if getattr(exc, "response", None) is None:
+        return TransferError(f"{what}: {exc}")
+    return for_status(exc.response.status_code, what, hint, denied=" (gated or private)",
+                      missing="not on the hub (HTTP 404)", detail=str(exc))

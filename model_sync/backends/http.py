@@ -10,8 +10,7 @@ import requests
 
 from comfy_stack.files import discard_partial, read_json, sidecar_path, write_json
 
-from ..errors import (CredentialsError, EndpointError, NotFoundError, SyncError, TransferError,
-                      TransientError)
+from ..errors import EndpointError, NotFoundError, SyncError, TransferError, TransientError, for_status
 from ..planner import RemoteObject
 from ..settings import Settings
 from ..uris import SourceURI
@@ -22,14 +21,7 @@ CHUNK = 64 * 1024   # small reads: a reset loses at most one read of data
 
 def translate(exc: Exception, what: str, hint: str = "check the URL") -> SyncError:
     if isinstance(exc, requests.HTTPError) and exc.response is not None:
-        status = exc.response.status_code
-        if status in (401, 403):
-            return CredentialsError(f"{what}: HTTP {status}; {hint}")
-        if status == 404:
-            return NotFoundError(f"{what}: HTTP 404; {hint}")
-        if status >= 500 or status == 429:
-            return TransientError(f"{what}: HTTP {status}")
-        return TransferError(f"{what}: HTTP {status}")
+        return for_status(exc.response.status_code, what, hint)
     if isinstance(exc, requests.ConnectionError) and not isinstance(
             exc, (requests.exceptions.ChunkedEncodingError,)) and "refused" in str(exc).lower():
         return EndpointError(f"{what}: cannot connect ({exc}); {hint}")
