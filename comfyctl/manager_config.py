@@ -17,7 +17,7 @@ import logging
 import urllib.request
 from pathlib import Path
 
-from model_sync.fsutil import write_atomic
+from comfy_stack.files import SHARED, write_atomic
 
 log = logging.getLogger(__name__)
 # ComfyUI-Manager's DEFAULT_CHANNEL (glob/manager_core.py); its start-up fetches go there.
@@ -55,5 +55,5 @@ def write(user_dir: Path, mode: str, probe=reachable) -> str:
         out = io.StringIO()
         cfg.write(out)
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, out.getvalue().encode(), fsync=False)
+        write_atomic(path, out.getvalue(), mode=SHARED, fsync=False)
     return mode

@@ -11,7 +11,6 @@ Only the standard library and PyYAML, so Ubuntu's python3 can drive the venv's p
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import subprocess
 import sys
@@ -82,15 +81,15 @@ def pip(python: Path, *args: str) -> None:
 
 
 def install_torch(python: Path, variant: str, versions: dict[str, str], index: str | None, image_lock: Path) -> None:
-    """torch, torchvision, torchaudio from the variant's index; xformers where CUDA is. Their
-    own dependencies (numpy, sympy, ...) at the image lock's versions, from PyPI: the
-    PyTorch index carries copies of some of them."""
-    index = index or TORCH_INDEX[variant]
+    """torch, torchvision, torchaudio from the variant's index, xformers where CUDA is; then
+    their own dependencies (numpy, sympy, CUDA libraries...) from the ordinary index at the
+    image lock's versions: the PyTorch index carries copies of some of them, and a mirror of
+    it may not."""
     stack = [f"{n}=={versions[n]}" for n in ("torch", "torchvision", "torchaudio")]
     if variant == "cuda":
         stack.append(f"xformers=={versions['xformers']}")
-    pip(python, "install", *stack, "-c", str(image_lock), "--index-url", index,
-        "--extra-index-url", os.environ.get("PIP_INDEX_URL") or "https://pypi.org/simple")
+    pip(python, "install", "--no-deps", "--index-url", index or TORCH_INDEX[variant], *stack)
+    pip(python, "install", "-c", str(image_lock), *stack)
 
 
 def freeze_torch(python: Path, constraints: Path) -> None:

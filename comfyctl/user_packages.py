@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from model_sync.fsutil import write_atomic
+from comfy_stack.files import SHARED, write_atomic
 
 TEXT = "[install]\nuser = true\n"
 NAME = "pip-user-install.conf"
@@ -23,5 +23,5 @@ def pip_config(run_dir: Path) -> Path:
     path = run_dir / NAME
     if not path.is_file() or path.read_text() != TEXT:
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, TEXT.encode(), fsync=False)
+        write_atomic(path, TEXT, mode=SHARED, fsync=False)
     return path
