@@ -212,3 +212,17 @@ def test_only_comfyui_runs_offline(checkout, tmp_path):
     assert 'HF_HUB_OFFLINE="1"' in comfy and "HF_HUB_OFFLINE" not in proxy
     for path in ("docker/Dockerfile", "deploy/k8s/base/deployment.yaml", "compose.yaml", ".env.example"):
         assert "HF_HUB_OFFLINE" not in (REPO / path).read_text(), path
+
+
+def test_logprefix_dies_the_way_its_program_died():
+    """supervisord must see "terminated by SIGTERM" for a program stopped with SIGTERM, not a
+    made-up exit status (the forwarding handler once turned it into 241)."""
+    import signal
+    import subprocess
+    script = "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"
+    out = subprocess.run([sys.executable, "-m", "comfyctl.logprefix", "p", "--", sys.executable, "-c", script],
+                         capture_output=True, timeout=60)
+    assert out.returncode == -signal.SIGTERM
+    ok = subprocess.run([sys.executable, "-m", "comfyctl.logprefix", "p", "--", sys.executable, "-c", "print(1)"],
+                        capture_output=True, timeout=60)
+    assert ok.returncode == 0 and ok.stdout == b"[p] 1\n"
