@@ -207,3 +207,13 @@ def test_manager_config_keeps_what_the_user_set_and_probes_their_channel(tmp_pat
     assert dict(cfg["default"]) == {"security_level": "weak", "channel_url": "https://mirror.example/manager",
                                     "network_mode": "offline", "use_uv": "True"}
     assert probed == ["https://mirror.example/manager"]
+
+
+def test_the_build_context_leaves_out_history_environments_and_data():
+    ignored = [l.strip() for l in (REPO / ".dockerignore").read_text().splitlines() if l.strip() and not l.startswith("#")]
+    for path in (".git", ".venv", "data", ".env", "build/*"):
+        assert path in ignored, path
+    # but the two staged build inputs go in
+    assert "!build/sources" in ignored and "!build/extra-ca.crt" in ignored
+    assert "COPY custom_nodes/lock.yaml build/source[s] /src/sources/" in DOCKERFILE
+    assert DOCKERFILE.count("build/extra-ca.cr[t]") == 3  # every stage that fetches trusts the company CA
