@@ -59,7 +59,16 @@ def keyring(mirror: str, tmp: Path) -> Path:
     return ring
 
 
-def build(tag: str, mirror: str, ring: Path, include: list[str], env: list[str], components: str, tmp: Path) -> None:
+def exists(tag: str) -> bool:
+    return subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode == 0
+
+
+def build(tag: str, mirror: str, ring: Path, include: list[str], env: list[str], components: str, tmp: Path,
+          force: bool = False) -> None:
+    # A rebuilt base is a new image: every layer built on the old one would be rebuilt too.
+    if exists(tag) and not force:
+        print(f"{tag} exists (--force rebuilds it)")
+        return
     hooks = ['chroot "$1" groupadd --gid 1000 ubuntu',
              'chroot "$1" useradd --uid 1000 --gid 1000 --create-home --shell /bin/bash ubuntu']
     cmd = ["mmdebstrap", "--variant=minbase", f"--include={','.join(['apt', 'ca-certificates', *include])}",
@@ -78,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m docker.bases", description=__doc__.splitlines()[0])
     p.add_argument("--mirror", default=DEFAULT_MIRROR, help=f"Ubuntu archive mirror (default {DEFAULT_MIRROR})")
     p.add_argument("--cuda", action="store_true", help="also the CUDA runtime and devel stand-ins")
+    p.add_argument("--force", action="store_true", help="rebuild images that exist (and so every layer on them)")
     args = p.parse_args(argv)
     for tool in ("mmdebstrap", "docker"):
         if not shutil.which(tool):
@@ -89,10 +99,10 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(name)
         tmp.chmod(0o755)  # apt inside mmdebstrap reads the keyring as its own unprivileged user
         ring = keyring(mirror, tmp)
-        build(UBUNTU, mirror, ring, [], [], COMPONENTS, tmp)
+        build(UBUNTU, mirror, ring, [], [], COMPONENTS, tmp, args.force)
         if args.cuda:
-            build(CUDA_RUNTIME, mirror, ring, [], CUDA_ENV, COMPONENTS, tmp)
-            build(CUDA_DEVEL, mirror, ring, DEVEL_PACKAGES, CUDA_ENV + DEVEL_ENV, COMPONENTS, tmp)
+            build(CUDA_RUNTIME, mirror, ring, [], CUDA_ENV, COMPONENTS, tmp, args.force)
+            build(CUDA_DEVEL, mirror, ring, DEVEL_PACKAGES, CUDA_ENV + DEVEL_ENV, COMPONENTS, tmp, args.force)
     print(f"built {UBUNTU}" + (f", {CUDA_RUNTIME}, {CUDA_DEVEL}" if args.cuda else ""))
     return 0
 

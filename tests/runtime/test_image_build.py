@@ -217,3 +217,11 @@ def test_the_build_context_leaves_out_history_environments_and_data():
     assert "!build/sources" in ignored and "!build/extra-ca.crt" in ignored
     assert "COPY custom_nodes/lock.yaml build/source[s] /src/sources/" in DOCKERFILE
     assert DOCKERFILE.count("build/extra-ca.cr[t]") == 3  # every stage that fetches trusts the company CA
+
+
+def test_what_changes_with_every_commit_comes_last():
+    """A build argument in use invalidates the cache of every later step: the revision
+    (a new value at every commit) must not come before the expensive ones."""
+    runtime = DOCKERFILE.split("AS runtime", 1)[1]
+    assert runtime.index("ARG REVISION") > runtime.index("docker.check_nodes") > runtime.index("requirements")
+    assert re.search(r"\nARG REVISION\nLABEL [^\n]*(\n {6}[^\n]*)*\n*$", runtime), runtime[-600:]
