@@ -160,3 +160,64 @@ def test_captured_schemas_cover_every_pinned_pack_with_nodes():
     for pack in lock["packs"]:
         if pack.get("nodes"):
             assert (REPO / "workflows/schemas" / f"{pack['name']}.json").is_file(), pack["name"]
+
+
+def test_capture_is_refused_when_the_servers_log_shows_a_failed_import():
+    """Logs recorded from the pinned ComfyUI with all pinned packs (paths shown as in the
+    image): once with torchaudio and gguf made unimportable, once healthy."""
+    r = _refresh()
+    failed = r.failed_imports((REPO / "tests/data/comfyui_log_import_failed.txt").read_text(encoding="utf-8"))
+    assert [p for p in failed if p.startswith("core module")] == [
+        "core module nodes_audio.py failed to import (see the server's log; a missing dependency "
+        "such as torchaudio drops every node it defines)",
+        "core module nodes_audio_encoder.py failed to import (see the server's log; a missing "
+        "dependency such as torchaudio drops every node it defines)"]
+    assert sorted(p.split(":")[0] for p in failed if "the pack failed" in p) == [
+        "ComfyUI-GGUF", "ComfyUI-Hunyuan3d-2-1", "ComfyUI-WanVideoWrapper"]
+    assert r.failed_imports((REPO / "tests/data/comfyui_log_healthy.txt").read_text(encoding="utf-8")) == []
+    # a log whose start-up has scrolled out of ComfyUI's 300-line buffer proves nothing
+    assert "restart ComfyUI and capture at once" in r.failed_imports("got prompt\nPrompt executed in 0.01 seconds\n")[0]
+
+
+def test_refresh_writes_nothing_when_a_core_module_failed(tmp_path, monkeypatch, capsys):
+    """The whole script against a server answering /object_info with the committed capture
+    minus the audio modules' nodes, and /internal/logs/raw with the recorded failure."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    info = {k: v for k, v in SCHEMAS.items() if not v.get("python_module", "").startswith("comfy_extras.nodes_audio")}
+    log = (REPO / "tests/data/comfyui_log_import_failed.txt").read_text(encoding="utf-8")
+    answers = {"/object_info": info, "/internal/logs/raw": {"entries": [{"t": "", "m": line}
+                                                                         for line in log.splitlines(True)]}}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = json.dumps(answers[self.path]).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    r = _refresh()
+    monkeypatch.setattr(r, "OUT", tmp_path / "schemas")
+    monkeypatch.setenv("COMFYUI_URL", f"http://127.0.0.1:{server.server_address[1]}")
+    try:
+        assert r.main() == 1
+    finally:
+        server.shutdown()
+        server.server_close()
+    err = capsys.readouterr().err
+    assert "core module nodes_audio.py failed to import" in err and "nothing written" in err
+    assert not (tmp_path / "schemas").exists()
+
+
+def test_capture_has_the_audio_nodes():
+    """The committed capture ran with the image's torch stack (torchaudio 2.8.0 importable)."""
+    for name in ("LoadAudio", "SaveAudio", "AudioEncoderLoader", "AudioEncoderEncode"):
+        assert SCHEMAS[name]["python_module"].startswith("comfy_extras.nodes_audio"), name
