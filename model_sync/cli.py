@@ -1,4 +1,5 @@
-"""Command line: `python -m model_sync sync ...`, `mirror URI DIR` and `pin --manifest F`."""
+"""Command line: `python -m model_sync sync ...`, `mirror URI DIR`, `pin --manifest F` and
+`templates [NAME ...]`."""
 from __future__ import annotations
 
 import argparse
@@ -15,6 +16,8 @@ from .pin import pin
 from .progress import Progress
 from .run import Runner, with_listing
 from .settings import load_settings
+from .templates import apply_templates
+from . import template_list
 from .uris import parse_uri
 
 log = logging.getLogger("model_sync")
@@ -42,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="profile to sync (repeatable; env MODEL_PROFILES, comma-separated)")
     s.add_argument("--from", dest="from_prefix",
                    help="fetch every file from PREFIX/<key> (env MODEL_SYNC_FROM)")
+    s.add_argument("--templates-dir", help="official templates for template:NAME profiles "
+                   "(env MODEL_SYNC_TEMPLATES_DIR; default: found where ComfyUI installed them)")
     m = sub.add_parser("mirror", parents=[common], help="a whole oss:// or s3:// prefix of <folder>/<path>")
     m.add_argument("source")
     m.add_argument("models_dir")
@@ -52,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also replace sizes/sha256 that no longer match their sources")
     pn.add_argument("--dry-run", action="store_true", help="print what would change, write nothing")
     pn.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    template_list.add_arguments(sub.add_parser(
+        "templates", help="ComfyUI's official templates, usable as --profile template:NAME"))
     return p
 
 
@@ -81,16 +88,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "pin":
             return run_pin(args)
+        if args.command == "templates":
+            return template_list.main(args)
         settings = load_settings(
             models_dir=args.models_dir, manifest=getattr(args, "manifest", None),
             profiles=getattr(args, "profiles", None), from_prefix=getattr(args, "from_prefix", None),
             dry_run=args.dry_run, verify=args.verify, delete=args.delete,
-            progress_file=args.progress_file)
+            progress_file=args.progress_file, templates_dir=getattr(args, "templates_dir", None))
         progress = Progress(settings.progress_path, settings.progress_interval)
         progress.planning()
         runner = Runner(settings, progress)
         if args.command == "sync":
-            manifest = load_manifest(settings.manifest)
+            manifest = apply_templates(load_manifest(settings.manifest), settings)
             items = select_files(manifest, settings.profiles, settings.from_prefix)
             known = {}
             if settings.from_prefix:

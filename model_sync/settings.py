@@ -33,6 +33,8 @@ class Settings:
     progress_interval: float = 10.0      # JSON progress lines when stderr is not a terminal
     delete_max: int = 20                 # --delete refuses to remove more files than this
     min_free_margin: int = 256 * MiB     # free space kept beyond what the transfers need
+    templates_dir: Path | None = None    # official templates for template:NAME (else found installed)
+    comfyui_python: Path | None = None   # ComfyUI's interpreter, asked where the templates are
 
     @property
     def state_dir(self) -> Path:
@@ -76,6 +78,9 @@ def load_settings(env: dict[str, str] | None = None, **flags) -> Settings:
     values["from_prefix"] = flags.pop("from_prefix", None) or env.get("MODEL_SYNC_FROM") or None
     progress = flags.pop("progress_file", None) or env.get("MODEL_SYNC_PROGRESS_FILE")
     values["progress_file"] = Path(progress) if progress else None
+    templates = flags.pop("templates_dir", None) or env.get("MODEL_SYNC_TEMPLATES_DIR")
+    values["templates_dir"] = Path(templates) if templates else None
+    values["comfyui_python"] = Path(env["COMFYUI_PYTHON"]) if env.get("COMFYUI_PYTHON") else None
     models_dir = flags.pop("models_dir", None)
     if not models_dir:
         raise UsageError("no models directory: pass --models-dir DIR")
