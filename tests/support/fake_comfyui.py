@@ -39,6 +39,23 @@ def tiny_png(width: int = 8, height: int = 8, value: int = 255) -> bytes:
             + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
+def tiny_wav(seconds: float = 0.25, rate: int = 16000) -> bytes:
+    """A valid mono 16-bit WAV of a 440 Hz tone (stdlib only), for audio upload inputs."""
+    import io
+    import math
+    import wave
+
+    frames = b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / rate)))
+                      for i in range(int(seconds * rate)))
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(frames)
+    return buf.getvalue()
+
+
 def status_msg(state: dict) -> dict:
     return {"type": "status", "data": {"status": {"exec_info": {"queue_remaining": len(state["queue"])}}}}
 

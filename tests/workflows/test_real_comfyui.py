@@ -4,9 +4,12 @@ node classes it has (all of them on a server with the pinned packs).
 POST /prompt validates the whole graph before queueing (classes, links, types, ranges,
 COMBO values against the files present, each node's VALIDATE_INPUTS such as LoadImage's
 check that the image exists), so every model file of the manifest is created as an empty
-placeholder in the folders extra_model_paths.yaml maps, and each upload input gets a real
-PNG of the name the workflow carries. The queued prompts then fail at their first loader
-(an empty file is no model) within milliseconds, which is not what is tested here.
+placeholder in the folders extra_model_paths.yaml maps, and each upload input (any input
+the captured schema flags image_upload, video_upload or audio_upload) gets a file of the name
+the workflow carries: a real PNG, a real WAV, and for a video some bytes (LoadVideo's own
+check, like LoadAudio's, asks only that the file exists). The queued prompts then fail at
+their first loader (an empty file is no model) within milliseconds, which is not what is
+tested here.
 """
 from __future__ import annotations
 
@@ -19,7 +22,8 @@ import yaml
 
 from comfyctl import model_paths
 from tests.support import REPO
-from tests.support.fake_comfyui import tiny_png
+from tests.support.fake_comfyui import tiny_png, tiny_wav
+from tests.workflows.test_workflows import SCHEMAS, V
 
 pytestmark = [pytest.mark.comfyui, pytest.mark.timeout(300)]
 
@@ -32,6 +36,14 @@ def post(url: str, body: dict) -> tuple[int, dict]:
             return r.status, json.loads(text) if text.strip() else {}
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"{}")
+
+
+def upload_placeholder(name: str) -> bytes:
+    if name.endswith(".png"):
+        return tiny_png()
+    if name.endswith(".wav"):
+        return tiny_wav()
+    return b"placeholder: ComfyUI's validation checks only that the file exists"
 
 
 @pytest.fixture(scope="module")
@@ -47,11 +59,11 @@ def server(tmp_path_factory):
     config = model_paths.write(models, data / "extra_model_paths.yaml")
     (data / "input").mkdir()
     for wf in (REPO / "workflows/api").glob("*.json"):
-        prompt = json.loads(wf.read_text())["prompt"]
-        for node in prompt.values():
-            value = node["inputs"].get("image")
-            if isinstance(value, str) and value.endswith(".png"):
-                (data / "input" / value).write_bytes(tiny_png())
+        for node in json.loads(wf.read_text())["prompt"].values():
+            spec = SCHEMAS[node["class_type"]]["input"]
+            for name, value in node["inputs"].items():
+                if isinstance(value, str) and V.is_upload({**spec.get("required", {}), **spec.get("optional", {})}[name]):
+                    (data / "input" / value).write_bytes(upload_placeholder(value))
     c = RealComfyUI(data, ("--extra-model-paths-config", str(config))).start()
     with urllib.request.urlopen(c.url + "/object_info", timeout=60) as r:
         c.classes = set(json.load(r))

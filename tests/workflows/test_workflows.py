@@ -30,7 +30,10 @@ def test_manifest_parses_with_model_sync_and_has_every_profile():
     for name in ["smoke", "wan21-t2v-1.3b", "wan21-t2v-14b", "wan21-i2v-14b", "wan21-vace",
                  "wan22-ti2v-5b", "wan22-t2v-a14b", "wan22-i2v-a14b", "qwen-image",
                  "qwen-image-edit", "flux1-dev", "flux1-krea", "flux1-kontext",
-                 "hunyuan3d-2.1", "hunyuanvideo"]:
+                 "hunyuan3d-2.1", "hunyuanvideo", "wan22-fun-camera-a14b", "wan22-fun-control-a14b",
+                 "wan22-fun-control-5b", "wan22-fun-inpaint-a14b", "wan22-fun-inpaint-5b",
+                 "wan22-s2v-14b", "hunyuanimage-2.1", "hunyuan3d-2.0", "wan21-vace-1.3b",
+                 "wan21-fun-inp-1.3b"]:
         assert name in m.profiles
     used = {p for f in m.files for p in f.profiles}
     assert set(m.profiles) - used == {"smoke"}, "every profile but smoke needs files"
@@ -221,3 +224,31 @@ def test_capture_has_the_audio_nodes():
     """The committed capture ran with the image's torch stack (torchaudio 2.8.0 importable)."""
     for name in ("LoadAudio", "SaveAudio", "AudioEncoderLoader", "AudioEncoderEncode"):
         assert SCHEMAS[name]["python_module"].startswith("comfy_extras.nodes_audio"), name
+
+
+def _s2v():
+    return json.loads((REPO / "workflows/api/wan22-s2v-14b.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("mutate, expect", [
+    # LoadAudio's input is an upload (audio_upload) like LoadImage's: it needs a parameter
+    (lambda d: d["params"].pop("audio"), "node 58.audio: an upload input needs a parameter name"),
+    (lambda d: d["prompt"]["57"]["inputs"].__setitem__("audio_encoder_name", "wav2vec2.safetensors"),
+     "not in models.yaml"),
+    (lambda d: d["prompt"]["56"]["inputs"].__setitem__("audio", ["52", 0]), "wants AUDIO, gets IMAGE"),
+])
+def test_validator_catches_audio_workflow_mistakes(mutate, expect):
+    doc = copy.deepcopy(_s2v())
+    mutate(doc)
+    assert any(expect in e for e in V.validate(doc, SCHEMAS, MODELS, "wan22-s2v-14b"))
+
+
+def test_ui_form_carries_the_audio_and_linked_widgets_as_the_frontend_saves_them():
+    """As in the official templates: LoadAudio's player and upload button as two nulls, and a
+    widget fed by a link keeps a socket named after it and a value in widgets_values."""
+    ui = json.loads((REPO / "workflows/ui/wan22-s2v-14b.json").read_text(encoding="utf-8"))
+    assert next(n for n in ui["nodes"] if n["type"] == "LoadAudio")["widgets_values"] == ["speech.wav", None, None]
+    cam = json.loads((REPO / "workflows/ui/wan22-fun-camera-a14b.json").read_text(encoding="utf-8"))
+    node = next(n for n in cam["nodes"] if n["type"] == "WanCameraImageToVideo")
+    assert [i["widget"]["name"] for i in node["inputs"] if "widget" in i] == ["width", "height", "length"]
+    assert node["widgets_values"] == [832, 480, 81, 1]
