@@ -262,7 +262,9 @@ def create_app(output_dir: Path, delay: float = 0.0, executor=None,
         folder.mkdir(parents=True, exist_ok=True)
         stem, ext = os.path.splitext(name)
         i = 1
-        while (folder / name).exists() and not overwrite:  # ComfyUI's "name (1).png" rule
+        # ComfyUI's "name (1).png" rule, except that a file with the same bytes is kept
+        # under its name (its compare_image_hash): uploading one file twice gives one name.
+        while (folder / name).exists() and not overwrite and (folder / name).read_bytes() != data:
             name = f"{stem} ({i}){ext}"
             i += 1
         (folder / name).write_bytes(data)
