@@ -1,5 +1,6 @@
 """Opt-in tier: a real ComfyUI's own prompt validation accepts every bundled workflow whose
-node classes it has (all of them on a server with the pinned packs).
+node classes it has (all of them on a server with the pinned packs), and its own frontend,
+in headless Chromium, turns every UI form into the bundled API form.
 
 POST /prompt validates the whole graph before queueing (classes, links, types, ranges,
 COMBO values against the files present, each node's VALIDATE_INPUTS such as LoadImage's
@@ -91,3 +92,56 @@ def test_real_comfyui_accepts_every_bundled_workflow(server):
                  if {n["class_type"] for n in json.loads(wf.read_text())["prompt"].values()} <= core]
     assert set(core_only) <= set(accepted), f"accepted {accepted}; skipped {skipped}"
     print(f"accepted {len(accepted)}: {', '.join(accepted)}; skipped: {'; '.join(skipped) or 'none'}")
+
+
+def frontend_prompts(url: str, workflows: dict[str, dict]) -> dict[str, dict]:
+    """Each UI workflow loaded into ComfyUI's own frontend (headless Chromium), and the API
+    graph the frontend builds from it to queue (app.graphToPrompt)."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.support import CHROMIUM_ARGS, chromium_path
+
+    out = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(url + "/")
+            page.wait_for_function("window.app && window.app.graph && window.app.canvas", timeout=120000)
+            for name, ui in workflows.items():
+                out[name] = page.evaluate("""async (ui) => {
+                    await window.app.loadGraphData(ui, true, false);
+                    return (await window.app.graphToPrompt()).output;
+                }""", ui)
+        finally:
+            browser.close()
+    return out
+
+
+@pytest.mark.browser
+def test_frontend_turns_every_ui_form_into_its_api_form(server):
+    """The UI forms are what the editor itself would save: loaded into the real frontend,
+    each one queues exactly the bundled API graph (same classes, values and links). The
+    frontend also sends the values of widgets it draws itself (LoadAudio's player,
+    the 3D viewers' `image`), which are no node input and which ComfyUI ignores."""
+    names = sorted(p.stem for p in (REPO / "workflows/api").glob("*.json"))
+    ui = {n: json.loads((REPO / "workflows/ui" / f"{n}.json").read_text()) for n in names}
+    built = frontend_prompts(server.url, ui)
+    mismatched, frontend_only = {}, set()
+
+    def node_inputs(node: dict) -> dict:
+        spec = SCHEMAS[node["class_type"]]["input"]
+        known = {**spec.get("required", {}), **spec.get("optional", {})}
+        frontend_only.update(f"{node['class_type']}.{k}" for k in node["inputs"] if k not in known)
+        return {k: v for k, v in node["inputs"].items() if k in known}
+
+    for n in names:
+        api = json.loads((REPO / "workflows/api" / f"{n}.json").read_text())["prompt"]
+        got = {nid: {"class_type": node["class_type"], "inputs": node_inputs(node)} for nid, node in built[n].items()}
+        if got != api:
+            mismatched[n] = {nid: {"frontend": got.get(nid), "bundled": api.get(nid)}
+                             for nid in set(got) | set(api) if got.get(nid) != api.get(nid)}
+    assert not mismatched, json.dumps(mismatched, indent=1)[:6000]
+    assert frontend_only <= {"LoadAudio.audioUI", "SaveGLB.image", "Preview3D.image"}, frontend_only
+    print(f"the frontend built all {len(names)} API graphs from their UI forms "
+          f"(its own widgets left aside: {', '.join(sorted(frontend_only))})")
