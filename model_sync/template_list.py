@@ -13,6 +13,9 @@ import logging
 import sys
 import tempfile
 
+from comfy_stack import variables as v
+from comfy_stack.env import flag_help
+
 from .errors import SyncError
 from .manifest import load_manifest, parse_manifest
 from .planner import Item
@@ -30,8 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--all", action="store_true", help="also list templates that name no model file")
     p.add_argument("--stat", action="store_true", help="ask each file's source for its size (network)")
     p.add_argument("--manifest", help="a manifest whose entries (sources, pinned sizes) take precedence")
-    p.add_argument("--templates-dir", help="the templates package's templates/ folder "
-                   "(env MODEL_SYNC_TEMPLATES_DIR; default: found where ComfyUI installed it)")
+    p.add_argument("--templates-dir", help=flag_help(v.MODEL_SYNC_TEMPLATES_DIR))
     p.add_argument("--json", action="store_true", help="one JSON document on stdout")
     p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
 
