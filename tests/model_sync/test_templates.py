@@ -220,3 +220,16 @@ def test_with_templates_refuses_unsourced_files_without_from():
     merged = T.with_templates(m, ("template:lora",), library(), "s3://b/models")
     assert {f.dest for f in merged.files if "template:lora" in f.profiles} == {
         "loras/MoXinV1.safetensors", "loras/blindbox_v1_mix.safetensors", "checkpoints/dreamshaper_8.safetensors"}
+
+
+@pytest.mark.comfyui
+def test_templates_of_a_real_comfyui_interpreter(monkeypatch):
+    """Opt-in tier: the package as ComfyUI's own interpreter has it (COMFYUI_PYTHON), as a
+    bare-metal `comfyctl serve` finds it, at the version the pinned ComfyUI requires."""
+    from tests.support import comfyui_paths
+
+    _, python = comfyui_paths()
+    monkeypatch.setattr(T, "_candidates_here", lambda: [])
+    found = T.find_templates_dir(None, python)
+    assert found.name == "templates" and found.parent.name == "comfyui_workflow_templates"
+    assert (found / f"{S2V}.json").read_bytes() == (PACKAGE_DIR / f"{S2V}.json").read_bytes()
