@@ -12,6 +12,7 @@ from pathlib import Path
 from comfy_stack import variables as v
 from comfy_stack.env import flag_help
 
+from . import template_list
 from .errors import EXIT_CODES, ManifestError, SyncError, UsageError
 from .manifest import EXTENSIONS, FOLDER_KEYS, load_manifest
 from .planner import describe, select_files, select_mirror
@@ -20,7 +21,6 @@ from .progress import Progress
 from .run import Runner, with_listing
 from .settings import load_settings
 from .templates import apply_templates
-from . import template_list
 from .uris import parse_uri
 
 log = logging.getLogger("model_sync")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 import tempfile
 
@@ -24,7 +23,6 @@ from .run import Runner
 from .settings import load_settings
 from .templates import Library, Template, find_templates_dir, unsourced_problem
 
-log = logging.getLogger(__name__)
 EMPTY_MANIFEST = {"version": 1, "profiles": {}, "files": []}
 
 
