@@ -225,3 +225,46 @@ def test_what_changes_with_every_commit_comes_last():
     runtime = DOCKERFILE.split("AS runtime", 1)[1]
     assert runtime.index("ARG REVISION") > runtime.index("docker.check_nodes") > runtime.index("requirements")
     assert re.search(r"\nARG REVISION\nLABEL [^\n]*(\n {6}[^\n]*)*\n*$", runtime), runtime[-600:]
+
+
+def test_serve_without_a_checkout_makes_comfyui_once_and_again_when_a_pin_moves(tmp_path, monkeypatch):
+    """comfyctl.bootstrap with its two heavy steps (fetching, pip) replaced by recorders; the
+    real ones run in the image tier (tests/image/test_serve_fresh.py)."""
+    import argparse
+    import sys
+
+    from comfyctl import bootstrap, config
+    calls = []
+
+    def fake_fetch(lock, dest, tarballs, mirror):
+        calls.append(("fetch", tarballs, mirror))
+        (dest / "ComfyUI").mkdir(parents=True)
+        (dest / "ComfyUI" / "main.py").write_text("")
+
+    monkeypatch.setattr(bootstrap.sources, "fetch", fake_fetch)
+    monkeypatch.setattr(bootstrap.runtime_install, "install_torch", lambda *a: calls.append(("torch", a[1], a[3])))
+    monkeypatch.setattr(bootstrap.runtime_install, "install_requirements", lambda *a: calls.append(("reqs",)))
+    monkeypatch.setattr(bootstrap, "variant", lambda: "cpu")
+    monkeypatch.setattr(bootstrap, "base_python", lambda configured: sys.executable)  # any will do here
+    env = {"COMFY_DATA_DIR": str(tmp_path / "data"), "SOURCES_DIR": str(tmp_path / "src"),
+           "TORCH_INDEX_URL": "https://mirror.example/torch"}
+    s = config.load(argparse.Namespace(), env)
+    bootstrap.ensure(s)
+    assert calls == [("fetch", tmp_path / "src", None), ("torch", "cpu", "https://mirror.example/torch"), ("reqs",)]
+    assert (s.comfyui_dir / "main.py").exists() and s.comfyui_python.exists()
+    calls.clear()
+    bootstrap.ensure(s)                      # same pins: reused
+    assert calls == []
+    monkeypatch.setattr(bootstrap, "wanted", lambda kind, index: {"moved": True})
+    bootstrap.ensure(s)                      # a pin moved: made again
+    assert [c[0] for c in calls] == ["fetch", "torch", "reqs"]
+
+
+def test_serve_without_a_checkout_needs_python_3_12(tmp_path):
+    from comfyctl import bootstrap
+    from comfyctl.errors import ConfigError
+    older = tmp_path / "python"
+    older.write_text("#!/bin/sh\necho 3.11\n")
+    older.chmod(0o755)
+    with pytest.raises(ConfigError, match=r"Python 3\.11; docker/image-lock.txt is for Python 3\.12 \(set COMFY_BASE_PYTHON\)"):
+        bootstrap.base_python(older)
