@@ -51,8 +51,10 @@ def render(s: ServeSettings, comfy_args: list[str], run_dir: Path, proxy_env: di
                  "--input-directory", str(s.data_dir / "input"),
                  "--output-directory", str(s.data_dir / "output"),
                  "--user-directory", str(s.data_dir / "user"),
-                 # ComfyUI's default puts its database beside its code, read-only in the image
+                 # ComfyUI's defaults put its database and its temp folder beside its code,
+                 # which is read-only in the image: both go to the data directory
                  "--database-url", f"sqlite:///{s.data_dir / 'user' / 'comfyui.db'}",
+                 "--temp-directory", str(run_dir),
                  "--disable-auto-launch"] + comfy_args
     proxy_cmd = [sys.executable, "-m", "auth_proxy"]
     return "\n".join([

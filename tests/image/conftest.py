@@ -68,12 +68,17 @@ def image(engine, inputs, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def bucket(engine):
+def bucket(engine, image):
     """A real S3 server (moto) on the Docker bridge's host address: the container's
     MODEL_SYNC_FROM, reached as host.docker.internal."""
     import subprocess
     from tests.support.s3_server import ACCESS_KEY, SECRET_KEY, _up
-    gateway = engine.run("network", "inspect", "bridge", "-f", "{{(index .IPAM.Config 0).Gateway}}").stdout.strip()
+    # what `host-gateway` stands for, asked of Docker itself (the default bridge's IPAM
+    # config names no gateway when dockerd runs without iptables)
+    hosts = engine.run("run", "--rm", "--add-host", "tier-host:host-gateway", "--entrypoint", "getent",
+                       image[0], "hosts", "tier-host").stdout.split()
+    assert hosts, "Docker could not resolve host-gateway"
+    gateway = hosts[0]
     port = free_port()
     proc = subprocess.Popen([need_tool("moto_server"), "-H", gateway, "-p", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
@@ -109,7 +114,8 @@ def stack(engine, image, bucket, tmp_path_factory):
     try:
         timings["first start until healthy, seconds"] = round(s.wait_healthy(engine.docker))
     except TimeoutError:
-        print(s.logs()[-8000:])
+        print(s.logs()[-12000:])
+        s.run("down", "--volumes", timeout=300, check=False)
         raise
     yield s
     if STRICT or os.environ.get("COMFY_STACK_TIER_KEEP") != "1":

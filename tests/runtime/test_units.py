@@ -226,3 +226,18 @@ def test_logprefix_dies_the_way_its_program_died():
     ok = subprocess.run([sys.executable, "-m", "comfyctl.logprefix", "p", "--", sys.executable, "-c", "print(1)"],
                         capture_output=True, timeout=60)
     assert ok.returncode == 0 and ok.stdout == b"[p] 1\n"
+
+
+def test_comfyui_writes_nothing_beside_its_code(checkout, tmp_path):
+    """In the image ComfyUI's own folder is read-only to uid 1000: its database and temp
+    folder (ComfyUI's defaults put both there) go to the data directory."""
+    import shlex
+
+    from comfyctl import supervisor
+    s = config.load(ns(), {"COMFYUI_DIR": str(checkout), "COMFY_DATA_DIR": str(tmp_path / "d")})
+    text = supervisor.render(s, [], tmp_path / "d" / "run", {"AUTH_PROXY_LISTEN": "127.0.0.1:8188"})
+    command = shlex.split(text.split("[program:comfyui]")[1].split("command=", 1)[1].splitlines()[0])
+    flags = dict(zip(command, command[1:]))
+    for flag in ("--user-directory", "--input-directory", "--output-directory", "--temp-directory"):
+        assert flags[flag].startswith(str(tmp_path / "d")), flag
+    assert flags["--database-url"] == f"sqlite:///{tmp_path / 'd' / 'user' / 'comfyui.db'}"
