@@ -51,6 +51,9 @@ def base_python(configured: Path | None) -> str:
                           f"{PYTHON_VERSION}, set COMFY_BASE_PYTHON to one, or point COMFYUI_DIR at a checkout")
     out = subprocess.run([exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
                          capture_output=True, text=True)
+    if out.returncode != 0:
+        raise ConfigError(f"{exe} does not run ({out.stderr.strip()[-300:]}): set COMFY_BASE_PYTHON to a Python "
+                          f"{PYTHON_VERSION}")
     if out.stdout.strip() != PYTHON_VERSION:
         raise ConfigError(f"{exe} is Python {out.stdout.strip() or '?'}; docker/image-lock.txt is for "
                           f"Python {PYTHON_VERSION} (set COMFY_BASE_PYTHON)")

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.support import REPO, STRICT, free_port, need, need_tool, stop_process, wait_until
+from tests.support import REPO, free_port, need, need_tool, stop_process, wait_until
 from tests.support import compose_stack, docker_engine
 
 TIER = os.environ.get("COMFY_STACK_IMAGE_TIER") == "1"
@@ -83,16 +83,18 @@ def bucket(engine, image):
     proc = subprocess.Popen([need_tool("moto_server"), "-H", gateway, "-p", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     url = f"http://{gateway}:{port}"
-    wait_until(lambda: proc.poll() is None and _up(url), timeout=30, what="moto_server")
-    import boto3
-    s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id=ACCESS_KEY,
-                      aws_secret_access_key=SECRET_KEY)
-    s3.create_bucket(Bucket=BUCKET)
-    yield {"port": port, "client": s3, "env": {
-        "MODEL_SYNC_FROM": f"s3://{BUCKET}/{PREFIX}", "AWS_ENDPOINT_URL": f"http://host.docker.internal:{port}",
-        "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_EC2_METADATA_DISABLED": "true"}}
-    stop_process(proc)
+    try:
+        wait_until(lambda: proc.poll() is None and _up(url), timeout=30, what="moto_server")
+        import boto3
+        s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id=ACCESS_KEY,
+                          aws_secret_access_key=SECRET_KEY)
+        s3.create_bucket(Bucket=BUCKET)
+        yield {"port": port, "client": s3, "env": {
+            "MODEL_SYNC_FROM": f"s3://{BUCKET}/{PREFIX}", "AWS_ENDPOINT_URL": f"http://host.docker.internal:{port}",
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_EC2_METADATA_DISABLED": "true"}}
+    finally:
+        stop_process(proc)
 
 
 @pytest.fixture(scope="module")
@@ -110,13 +112,13 @@ def stack(engine, image, bucket, tmp_path_factory):
     s = compose_stack.make(need_tool("docker-compose"), tmp_path_factory.mktemp("compose"), "comfy-stack-tier",
                            port, env, override)
     s.run("down", "--volumes", check=False)  # a run killed earlier may have left its volumes
-    s.run("--profile", "cpu", "up", "-d", timeout=600)
     try:
-        timings["first start until healthy, seconds"] = round(s.wait_healthy(engine.docker))
-    except TimeoutError:
-        print(s.logs()[-12000:])
-        s.run("down", "--volumes", timeout=300, check=False)
-        raise
-    yield s
-    if STRICT or os.environ.get("COMFY_STACK_TIER_KEEP") != "1":
+        s.run("--profile", "cpu", "up", "-d", timeout=600)
+        try:
+            timings["first start until healthy, seconds"] = round(s.wait_healthy(engine.docker))
+        except TimeoutError:
+            print(s.logs()[-12000:])
+            raise
+        yield s
+    finally:
         s.run("down", "--volumes", timeout=300, check=False)

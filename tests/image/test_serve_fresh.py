@@ -10,11 +10,12 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
 from tests.image.conftest import PASSWORD, timings
-from tests.support import REPO, free_port, need, wait_until
+from tests.support import REPO, free_port, need
 from tests.support.compose_stack import get
 from tests.support.docker_engine import reachable
 
@@ -22,7 +23,27 @@ pytestmark = pytest.mark.timeout(5400)
 
 
 def base_python() -> str | None:
-    return os.environ.get("COMFY_BASE_PYTHON") or shutil.which("python3.12")
+    """A Python 3.12 that runs (a pyenv shim for a version not selected does not)."""
+    for exe in (os.environ.get("COMFY_BASE_PYTHON"), shutil.which("python3.12")):
+        if exe and subprocess.run([exe, "-c", ""], capture_output=True).returncode == 0:
+            return exe
+    return None
+
+
+def wait_ready(proc: subprocess.Popen, url: str, log_path, timeout: float = 3600) -> None:
+    """Until serve's proxy says ready; at once when serve exits (wait_until would keep waiting)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise AssertionError(f"serve exited {proc.returncode}:\n{log_path.read_text()[-6000:]}")
+        try:
+            if get(url + "/readyz")[0] == 200:
+                return
+        except OSError:
+            pass  # not listening yet
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"serve was not ready after {timeout:.0f} s")
+        time.sleep(2)
 
 
 def serve(data, port: int, log) -> subprocess.Popen:
@@ -53,14 +74,12 @@ def test_serve_without_a_checkout_makes_comfyui_in_the_data_folder_and_runs_the_
     need(base_python() is not None, "no Python 3.12 (python3.12 on PATH or COMFY_BASE_PYTHON) for ComfyUI's venv")
     data, port = tmp_path / "data", free_port()
     url = f"http://127.0.0.1:{port}"
-    import time
     for attempt in ("first", "second"):
         started = time.monotonic()
         with open(tmp_path / f"serve-{attempt}.log", "wb") as log:
             proc = serve(data, port, log)
             try:
-                wait_until(lambda: proc.poll() is None and get(url + "/readyz")[0] == 200, timeout=3600,
-                           interval=2, what="serve to make ComfyUI and start it")
+                wait_ready(proc, url, tmp_path / f"serve-{attempt}.log")
                 timings[f"make serve without a checkout, {attempt} start seconds"] = round(time.monotonic() - started)
                 tok = subprocess.run([sys.executable, "-m", "auth_proxy", "token", "create", attempt],
                                      env=os.environ | {"AUTH_PROXY_STATE_DIR": str(data / "auth")},
