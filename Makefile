@@ -8,7 +8,7 @@ VARIANT ?= cuda
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-image up down logs build build-cpu bases serve doctor lock image-lock schemas pin-models settings-docs bench bench-proxy bench-sync clean
+.PHONY: help venv test test-image test-image-cuda up down logs build build-cpu bases serve doctor lock image-lock schemas pin-models settings-docs bench bench-proxy bench-sync clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -52,6 +52,10 @@ bases: ## build the base images locally from Ubuntu's archive with mmdebstrap (n
 
 test-image: venv ## build the CPU image and test it end to end through port 8188 (needs Docker; starts dockerd if none runs)
 	COMFY_STACK_IMAGE_TIER=1 PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest tests/image $(PYTEST_ARGS)
+
+test-image-cuda: venv ## compile the CUDA variant's extensions and import them in a container (no GPU needed)
+	COMFY_STACK_IMAGE_TIER=1 COMFY_STACK_IMAGE_CUDA=1 PATH="$(abspath $(VENV))/bin:$$PATH" \
+	  $(PY) -m pytest tests/image/test_cuda_extensions.py $(PYTEST_ARGS)
 
 serve: venv ## run the stack without Docker (COMFYUI_DIR, COMFYUI_PYTHON; unset: fetch the pinned ComfyUI into the data folder)
 	$(VENV)/bin/comfyctl serve
