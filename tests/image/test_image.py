@@ -163,6 +163,7 @@ def test_manager_sees_torch_and_an_offline_start_is_quiet(stack):
     assert re.search(r"^torch==", listed, re.M), listed[:2000]
     logs = stack.logs()
     assert "PyTorch is not installed" not in logs
+    assert "'comfyui-frontend-package' dependency were fixed" not in logs   # no reinstall at start
     assert "network_mode: offline" in logs            # the container has no internet here
     assert "Traceback" not in logs, logs[logs.index("Traceback") - 2000:][:6000]
     assert "Matplotlib is building the font cache" not in logs
