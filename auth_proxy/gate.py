@@ -1,7 +1,7 @@
 """What every part of the gate shares: the settings, the account and its sessions, the
 limits, the counters and the upstream client, kept once per application under `GATE`;
-and the two things a request carries through the middlewares (its normalised path and
-who is asking)."""
+and what a request carries through the middlewares (its normalised path, where it came
+from, who is asking)."""
 from __future__ import annotations
 
 import asyncio
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp import web
 
+from auth_proxy.forwarded import Arrival
 from auth_proxy.metrics import Metrics
 from auth_proxy.ratelimit import LoginLimiter
 from auth_proxy.sessions import Sessions
@@ -65,4 +66,5 @@ class Gate:
 
 GATE = web.AppKey("gate", Gate)
 NORM_PATH = web.RequestKey("norm_path", str)
+ARRIVAL = web.RequestKey("arrival", Arrival)
 WHO = web.RequestKey("who", Who)

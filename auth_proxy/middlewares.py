@@ -13,9 +13,11 @@ from urllib.parse import quote
 from aiohttp import web
 
 from auth_proxy.credentials import identify
-from auth_proxy.gate import GATE, NORM_PATH, WHO
+from auth_proxy.forwarded import arrival, host_allowed
+from auth_proxy.gate import ARRIVAL, GATE, NORM_PATH, WHO
 from auth_proxy.metrics import route_group
-from auth_proxy.paths import BadPath, normalise
+from auth_proxy.paths import BadPath
+from auth_proxy.paths import normalise as normalise_path
 from auth_proxy.responses import error, same_origin, wants_json
 from auth_proxy.routes import Access, access_of, is_open_path
 
@@ -47,12 +49,20 @@ async def count_and_hide_errors(request: web.Request, handler):
 
 
 @web.middleware
-async def normalise_path(request: web.Request, handler):
-    """The one path every decision is made on: percent-decoded, dot segments resolved."""
+async def normalise(request: web.Request, handler):
+    """What every later decision is made on: the path percent-decoded with dot segments
+    resolved, the client's address, and the host it asked for (which must be ours)."""
     try:
-        request[NORM_PATH] = normalise(request.raw_path.split("?", 1)[0])
+        request[NORM_PATH] = normalise_path(request.raw_path.split("?", 1)[0])
     except BadPath:
         return error(400, "malformed path")
+    seen = arrival(request, request.config_dict[GATE].s.trusted_proxies)
+    request[ARRIVAL] = seen  # on the original request too: the access log reads it
+    if not host_allowed(seen.host, request.config_dict[GATE].s.allowed_hosts):
+        return error(421, f"this server does not answer to the host name in {seen.host!r}; "
+                          "if it is yours, add it to AUTH_PROXY_ALLOWED_HOSTS")
+    if seen.trusted:
+        request = request.clone(remote=seen.client, host=seen.host, scheme=seen.scheme)
     return await handler(request)
 
 
@@ -99,4 +109,4 @@ async def forced_change(request: web.Request, handler):
 
 
 # The order is the design: each step trusts what the ones before it established.
-PIPELINE = [count_and_hide_errors, normalise_path, authenticate, csrf, forced_change]
+PIPELINE = [count_and_hide_errors, normalise, authenticate, csrf, forced_change]

@@ -24,7 +24,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from auth_proxy import pages
-from auth_proxy.gate import GATE, NORM_PATH
+from auth_proxy.gate import ARRIVAL, GATE, NORM_PATH
 from auth_proxy.responses import error, html, lang, wants_json
 
 log = logging.getLogger(__name__)
@@ -33,21 +33,29 @@ HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authoriza
               "trailer", "trailers", "transfer-encoding", "upgrade", "host", "content-length"}
 # Credentials for the proxy never reach ComfyUI.
 STRIP_UP = HOP_BY_HOP | {"authorization", "cookie", "origin", "referer"}
+# Claims about the client that only a trusted reverse proxy may make: ComfyUI would log a
+# forged address, and in --multi-user mode Comfy-User picks whose files a request reads.
+CLAIMS = {"forwarded", "x-real-ip", "comfy-user"}
 CHUNK = 256 * 1024
 
 
 def upstream_headers(request: web.Request, upstream: str) -> CIMultiDict:
     up = urlsplit(upstream)
-    headers = CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() not in STRIP_UP)
+    seen = request[ARRIVAL]
+
+    def kept(name: str) -> bool:
+        name = name.lower()
+        if name in STRIP_UP or name.startswith("x-forwarded-"):
+            return False
+        return seen.trusted or name not in CLAIMS
+
+    headers = CIMultiDict((k, v) for k, v in request.headers.items() if kept(k))
     headers["Host"] = up.netloc
     if "Origin" in request.headers:
         headers["Origin"] = f"{up.scheme}://{up.netloc}"
-    peer = request.remote or ""
-    prior = request.headers.get("X-Forwarded-For")
-    headers["X-Forwarded-For"] = f"{prior}, {peer}" if prior else peer
-    headers["X-Forwarded-Proto"] = request.headers.get("X-Forwarded-Proto", request.scheme)
-    headers["X-Forwarded-Host"] = request.headers.get("X-Forwarded-Host", request.host)
-    # Preserve everything but cookies the proxy set: ComfyUI itself sets none we need.
+    headers["X-Forwarded-For"] = seen.forwarded_for
+    headers["X-Forwarded-Proto"] = seen.scheme
+    headers["X-Forwarded-Host"] = seen.host
     return headers
 
 

@@ -73,14 +73,12 @@ def safe_next(value: str | None) -> str:
 
 
 def same_origin(request: web.Request) -> bool:
+    """Origin (or Referer) names the host the client asked for (behind a trusted proxy,
+    the forwarded one: the request has been re-addressed by the normalise step)."""
     source = request.headers.get("Origin") or request.headers.get("Referer")
     if not source or source == "null":
         return False
-    host = urlsplit(source).netloc.lower()
-    allowed = {request.host.lower()}
-    if "X-Forwarded-Host" in request.headers:
-        allowed.add(request.headers["X-Forwarded-Host"].split(",")[0].strip().lower())
-    return host in allowed
+    return urlsplit(source).netloc.lower() == request.host.lower()
 
 
 async def read_fields(request: web.Request) -> tuple[dict, bool]:

@@ -4,6 +4,7 @@ Every variable, its default and meaning is listed in docs/auth.md.
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,20 @@ class Settings:
     secure_cookies: str = "auto"
     progress_file: Path = Path("/data/models/.model_sync/progress.json")
     login_max_failures: int = 5
-    login_window_s: float = 300.0
+    # Failures are remembered until none came for this long: as long as the longest delay,
+    # so that waiting out one delay never wipes the count.
+    login_window_s: float = 900.0
+    # Password checks (argon2) waiting or running at once; more are answered 429 at once.
+    max_pending_logins: int = 16
+    # Host names this server answers to besides the built-in ones (auth_proxy/hosts.py).
+    allowed_hosts: tuple[str, ...] = ()
+    # Reverse proxies whose X-Forwarded-* headers are believed (addresses or networks).
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    # A connection must send a request's headers within this many seconds (and an idle
+    # keep-alive connection is closed after it).
+    header_timeout_s: float = 15.0
+    max_client_connections: int = 100
+    upstream_connections: int = 256
 
 
 def _int(env: dict, name: str, default: int) -> int:
@@ -38,6 +52,30 @@ def _int(env: dict, name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+
+
+def _number(env: dict, name: str, default: float, minimum: float = 0.0) -> float:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if value <= minimum:
+        raise ConfigError(f"{name}={raw!r} must be more than {minimum:g}")
+    return value
+
+
+def _list(env: dict, name: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in env.get(name, "").replace(" ", ",").split(",") if item.strip())
+
+
+def parse_networks(name: str, items: tuple[str, ...]) -> tuple:
+    try:
+        return tuple(ipaddress.ip_network(item, strict=False) for item in items)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}; expected addresses or networks such as 10.0.0.0/8, 127.0.0.1") from None
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -84,4 +122,10 @@ def load_settings(environ: dict | None = None) -> Settings:
         progress_file=Path(env.get("MODEL_SYNC_PROGRESS_FILE",
                                    "/data/models/.model_sync/progress.json")),
         login_max_failures=_int(env, "AUTH_PROXY_LOGIN_MAX_FAILURES", 5),
+        max_pending_logins=_int(env, "AUTH_PROXY_MAX_PENDING_LOGINS", 16),
+        allowed_hosts=_list(env, "AUTH_PROXY_ALLOWED_HOSTS"),
+        trusted_proxies=parse_networks("AUTH_PROXY_TRUSTED_PROXIES", _list(env, "AUTH_PROXY_TRUSTED_PROXIES")),
+        header_timeout_s=_number(env, "AUTH_PROXY_HEADER_TIMEOUT", 15.0),
+        max_client_connections=_int(env, "AUTH_PROXY_MAX_CLIENT_CONNECTIONS", 100),
+        upstream_connections=_int(env, "AUTH_PROXY_UPSTREAM_CONNECTIONS", 256),
     )
