@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import logging
 
 from aiohttp import web
@@ -47,18 +48,53 @@ async def identify(request: web.Request, norm: str) -> Who | web.Response | None
     return None
 
 
+def client_key(address: str | None) -> str:
+    """The limiter's key for a client: its address, or its /64 for IPv6, since one host
+    commonly holds a whole /64 and could otherwise take a fresh address per guess."""
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return f"ip:{address}"
+    if ip.version == 6:
+        if ip.ipv4_mapped is not None:
+            return f"ip:{ip.ipv4_mapped}"
+        return f"ip:{ipaddress.ip_network((ip, 64), strict=False)}"
+    return f"ip:{ip}"
+
+
+def busy(message: str, seconds: int) -> web.Response:
+    return error(429, message, **{"Retry-After": str(seconds)})
+
+
 async def check_login(request: web.Request, user: str, password: str, via: str) -> Who | web.Response:
     gate = request.config_dict[GATE]
-    keys = [f"ip:{request.remote}", f"user:{user.lower()}"]
-    wait = gate.limiter.retry_after(keys)
-    if wait > 0:
-        secs = str(int(wait) + 1)
-        return error(429, f"too many failed logins; try again in {secs} s", **{"Retry-After": secs})
     known = gate.verified.key(gate.admin.generation, user, password) if via == "basic" else None
     if known and gate.verified.known(known):
+        # Remembered: no check, so no limit either; a flood of wrong guesses elsewhere
+        # must not stop a script that already proved its password.
         return Who(gate.admin.user, via)
-    if not await gate.in_argon2_pool(gate.store.check_password, gate.admin, user, password):
-        gate.limiter.failed(keys)
+    client = client_key(request.remote)
+    keys = [client]
+    if user.lower() == gate.admin.user.lower():
+        keys.append(f"user:{user.lower()}")
+    wait = gate.limiter.retry_after(keys)
+    if wait > 0:
+        secs = int(wait) + 1
+        return busy(f"too many failed logins; try again in {secs} s", secs)
+    if gate.pending_logins >= gate.s.max_pending_logins:
+        return busy("too many logins are being checked right now; try again in a second", 1)
+    if not gate.limiter.begin([client]):
+        return busy("a login from this client is being checked; wait for its answer", 1)
+    # Counted before the check, so that attempts made while it runs see it; a success
+    # clears it again.
+    gate.limiter.failed(keys)
+    gate.pending_logins += 1
+    try:
+        ok = await gate.in_argon2_pool(gate.store.check_password, gate.admin, user, password)
+    finally:
+        gate.pending_logins -= 1
+        gate.limiter.end([client])
+    if not ok:
         gate.metrics.login_failures += 1
         log.warning("failed login from %s", request.remote)
         return error(401, "wrong user name or password")

@@ -39,6 +39,7 @@ class Gate:
         self.verified = VerifiedCredentials()
         self.argon2_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="argon2")
         self.limiter = LoginLimiter(free=settings.login_max_failures, window_s=settings.login_window_s)
+        self.pending_logins = 0  # password checks waiting for or in the argon2 pool
         self.metrics = Metrics()
         self.client: aiohttp.ClientSession | None = None
 

@@ -18,7 +18,7 @@ from auth_proxy.gate import ARRIVAL, GATE, NORM_PATH, WHO
 from auth_proxy.metrics import route_group
 from auth_proxy.paths import BadPath
 from auth_proxy.paths import normalise as normalise_path
-from auth_proxy.responses import error, same_origin, wants_json
+from auth_proxy.responses import challenge, error, same_origin, wants_json
 from auth_proxy.routes import Access, access_of, is_open_path
 
 log = logging.getLogger(__name__)
@@ -74,13 +74,13 @@ async def authenticate(request: web.Request, handler):
     norm = request[NORM_PATH]
     who = await identify(request, norm)
     if isinstance(who, web.StreamResponse):
-        return who
+        return challenge(request, who)
     if who is None:
         if access is Access.ANYONE:
             return await handler(request)
         if wants_json(request):
-            return error(401, "login required: send a session cookie, HTTP Basic or "
-                              "'Authorization: Bearer <token>'")
+            return challenge(request, error(401, "login required: send a session cookie, HTTP Basic or "
+                                                 "'Authorization: Bearer <token>'"))
         raise web.HTTPFound(f"/login?next={quote('/' if is_open_path(request, norm) else request.path_qs)}")
     request[WHO] = who
     return await handler(request)

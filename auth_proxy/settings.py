@@ -32,7 +32,7 @@ class Settings:
     # so that waiting out one delay never wipes the count.
     login_window_s: float = 900.0
     # Password checks (argon2) waiting or running at once; more are answered 429 at once.
-    max_pending_logins: int = 16
+    max_pending_logins: int = 8
     # Host names this server answers to besides the built-in ones (auth_proxy/hosts.py).
     allowed_hosts: tuple[str, ...] = ()
     # Reverse proxies whose X-Forwarded-* headers are believed (addresses or networks).
@@ -122,7 +122,7 @@ def load_settings(environ: dict | None = None) -> Settings:
         progress_file=Path(env.get("MODEL_SYNC_PROGRESS_FILE",
                                    "/data/models/.model_sync/progress.json")),
         login_max_failures=_int(env, "AUTH_PROXY_LOGIN_MAX_FAILURES", 5),
-        max_pending_logins=_int(env, "AUTH_PROXY_MAX_PENDING_LOGINS", 16),
+        max_pending_logins=_int(env, "AUTH_PROXY_MAX_PENDING_LOGINS", 8),
         allowed_hosts=_list(env, "AUTH_PROXY_ALLOWED_HOSTS"),
         trusted_proxies=parse_networks("AUTH_PROXY_TRUSTED_PROXIES", _list(env, "AUTH_PROXY_TRUSTED_PROXIES")),
         header_timeout_s=_number(env, "AUTH_PROXY_HEADER_TIMEOUT", 15.0),

@@ -13,8 +13,8 @@ from aiohttp import web
 from auth_proxy import pages
 from auth_proxy.credentials import check_login
 from auth_proxy.gate import GATE, WHO
-from auth_proxy.responses import (BadBody, error, html, lang, prefers_json, read_fields, safe_next,
-                                  see_other, start_session)
+from auth_proxy.responses import (BadBody, error, fetch_site, html, lang, prefers_json, read_fields,
+                                  safe_next, see_other, start_session)
 from auth_proxy.sessions import COOKIE
 from auth_proxy.state import DEFAULT_PASSWORD
 
@@ -34,12 +34,16 @@ async def login(request: web.Request) -> web.StreamResponse:
     language = lang(request)
     if request.method == "GET":
         return html(pages.login_page(language, safe_next(request.query.get("next"))))
+    if fetch_site(request) in ("same-site", "cross-site"):
+        # Another site's page (fetch with mode no-cors, a hidden form) could otherwise
+        # spend the admin's failed-login allowance from the victim's browser.
+        return error(403, "a login must come from this server's own login page")
     try:
-        data, is_json = await read_fields(request)
-    except BadBody:
-        return error(400, "send JSON {\"username\": ..., \"password\": ...} or form fields")
-    user, password = str(data.get("username", "")), str(data.get("password", ""))
-    next_url = safe_next(str(data.get("next", "")) or request.query.get("next"))
+        data, is_json = await read_fields(request, ("username", "password", "next"))
+    except BadBody as exc:
+        return error(400, f"{exc}: send JSON {{\"username\": ..., \"password\": ...}} or form fields")
+    user, password = data.get("username", ""), data.get("password", "")
+    next_url = safe_next(data.get("next") or request.query.get("next"))
     result = await check_login(request, user, password, "cookie")
     if isinstance(result, web.Response):
         if is_json:
@@ -72,12 +76,12 @@ async def password(request: web.Request) -> web.StreamResponse:
     if request.method == "GET":
         return html(pages.change_page(language, next_url))
     try:
-        data, is_json = await read_fields(request)
+        data, is_json = await read_fields(request, ("new_password", "repeat_password", "next"))
     except BadBody as exc:
         return error(400, f"{exc}: send new_password (and repeat_password) as JSON or form fields")
-    new = str(data.get("new_password", ""))
-    repeat = str(data.get("repeat_password", data.get("new_password", "")))
-    next_url = safe_next(str(data.get("next", "")) or next_url)
+    new = data.get("new_password", "")
+    repeat = data.get("repeat_password", new)
+    next_url = safe_next(data.get("next") or next_url)
     t = pages.TEXT[language]
     problem = (t["short"] if len(new) < 8 else t["mismatch"] if not hmac.compare_digest(new, repeat)
                else t["same"] if new == DEFAULT_PASSWORD else None)
