@@ -26,6 +26,7 @@ from yarl import URL
 from auth_proxy import pages
 from auth_proxy.gate import ARRIVAL, GATE, NORM_PATH
 from auth_proxy.responses import error, html, lang, wants_json
+from model_sync import progress as sync_progress
 
 log = logging.getLogger(__name__)
 
@@ -152,5 +153,5 @@ async def relay(request: web.Request) -> web.StreamResponse:
 def unavailable(request: web.Request) -> web.Response:
     if wants_json(request):
         return error(503, "ComfyUI is starting or restarting; retry shortly", **{"Retry-After": "5"})
-    progress = pages.read_progress(request.config_dict[GATE].s.progress_file)
+    progress = sync_progress.read(request.config_dict[GATE].s.progress_file)
     return html(pages.starting_page(lang(request), progress), status=503, **{"Retry-After": "5"})

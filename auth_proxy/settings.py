@@ -1,131 +1,68 @@
 """The proxy's settings, read once from the environment into a frozen dataclass.
 
-Every variable, its default and meaning is listed in docs/auth.md.
+Each variable, its default and its doc line are declared once in comfy_stack/variables.py
+(the table in docs/auth.md is generated from there); the dataclass's defaults are those
+declarations, so that a test or a program building Settings directly gets the same ones.
 """
 from __future__ import annotations
 
 import ipaddress
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import Mapping
 
 from auth_proxy.errors import ConfigError
+from comfy_stack import variables as v
+from comfy_stack.env import Env
+from model_sync import progress
 
 
 @dataclass(frozen=True)
 class Settings:
-    host: str = "0.0.0.0"
-    port: int = 8188
-    upstream: str = "http://127.0.0.1:8189"
-    state_dir: Path = Path("/data/auth")
-    admin_user: str = "admin"
+    host: str = v.AUTH_PROXY_LISTEN.default.host
+    port: int = v.AUTH_PROXY_LISTEN.default.port
+    upstream: str = v.AUTH_PROXY_UPSTREAM.default
+    state_dir: Path = v.AUTH_PROXY_STATE_DIR.default
+    admin_user: str = v.COMFY_ADMIN_USER.default
     # A password given by the environment (or its file); None means "keep what the state
     # directory holds, or admin/admin with a forced change on a first start".
-    admin_password: str | None = None
-    session_hours: float = 12.0
+    admin_password: str | None = v.COMFY_ADMIN_PASSWORD.default
+    session_hours: float = v.AUTH_PROXY_SESSION_HOURS.default
     # "auto": Secure cookies when the request came over HTTPS (X-Forwarded-Proto too).
-    secure_cookies: str = "auto"
-    progress_file: Path = Path("/data/models/.model_sync/progress.json")
-    login_max_failures: int = 5
-    # Failures are remembered until none came for this long: as long as the longest delay,
-    # so that waiting out one delay never wipes the count.
+    secure_cookies: str = v.AUTH_PROXY_SECURE_COOKIES.default
+    progress_file: Path = progress.path_for(progress.IMAGE_MODELS_DIR)
+    login_max_failures: int = v.AUTH_PROXY_LOGIN_MAX_FAILURES.default
+    # Failures are forgotten this long after their delay has run out; at least as long as
+    # the longest delay (ratelimit.py), so that waiting one out never wipes the count.
     login_window_s: float = 900.0
-    # Password checks (argon2) waiting or running at once; more are answered 429 at once.
-    max_pending_logins: int = 8
-    # Host names this server answers to besides the built-in ones (auth_proxy/hosts.py).
-    allowed_hosts: tuple[str, ...] = ()
-    # Reverse proxies whose X-Forwarded-* headers are believed (addresses or networks).
-    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
-    # A connection must send a request's headers within this many seconds (and an idle
-    # keep-alive connection is closed after it).
-    header_timeout_s: float = 15.0
-    max_client_connections: int = 100
-    upstream_connections: int = 256
+    max_pending_logins: int = v.AUTH_PROXY_MAX_PENDING_LOGINS.default
+    allowed_hosts: tuple[str, ...] = v.AUTH_PROXY_ALLOWED_HOSTS.default
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = v.AUTH_PROXY_TRUSTED_PROXIES.default
+    header_timeout_s: float = v.AUTH_PROXY_HEADER_TIMEOUT.default
+    max_client_connections: int = v.AUTH_PROXY_MAX_CLIENT_CONNECTIONS.default
+    upstream_connections: int = v.AUTH_PROXY_UPSTREAM_CONNECTIONS.default
 
 
-def _int(env: dict, name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
-
-
-def _number(env: dict, name: str, default: float, minimum: float = 0.0) -> float:
-    raw = env.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number") from None
-    if value <= minimum:
-        raise ConfigError(f"{name}={raw!r} must be more than {minimum:g}")
-    return value
-
-
-def _list(env: dict, name: str) -> tuple[str, ...]:
-    return tuple(item.strip() for item in env.get(name, "").replace(" ", ",").split(",") if item.strip())
-
-
-def parse_networks(name: str, items: tuple[str, ...]) -> tuple:
-    try:
-        return tuple(ipaddress.ip_network(item, strict=False) for item in items)
-    except ValueError as exc:
-        raise ConfigError(f"{name}: {exc}; expected addresses or networks such as 10.0.0.0/8, 127.0.0.1") from None
-
-
-def parse_listen(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"AUTH_PROXY_LISTEN={value!r}: expected HOST:PORT, e.g. 0.0.0.0:8188")
-    return host.strip("[]") or "0.0.0.0", int(port)
-
-
-def load_settings(environ: dict | None = None) -> Settings:
-    env = dict(os.environ if environ is None else environ)
-    host, port = parse_listen(env.get("AUTH_PROXY_LISTEN", "0.0.0.0:8188"))
-    upstream = env.get("AUTH_PROXY_UPSTREAM", "http://127.0.0.1:8189").rstrip("/")
-    parts = urlsplit(upstream)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"AUTH_PROXY_UPSTREAM={upstream!r}: expected a URL like http://127.0.0.1:8189")
-    password = env.get("COMFY_ADMIN_PASSWORD") or None
-    pw_file = env.get("COMFY_ADMIN_PASSWORD_FILE")
-    if password and pw_file:
-        raise ConfigError("set COMFY_ADMIN_PASSWORD or COMFY_ADMIN_PASSWORD_FILE, not both")
-    if pw_file:
-        try:
-            password = Path(pw_file).read_text(encoding="utf-8").strip() or None
-        except OSError as exc:
-            raise ConfigError(f"COMFY_ADMIN_PASSWORD_FILE={pw_file}: cannot read it ({exc.strerror})") from None
-        if password is None:
-            raise ConfigError(f"COMFY_ADMIN_PASSWORD_FILE={pw_file} is empty")
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    env = Env(environ, error=ConfigError)
+    listen = env.get(v.AUTH_PROXY_LISTEN)
+    password = env.get(v.COMFY_ADMIN_PASSWORD) or None
     if password is not None and len(password) < 8:
         raise ConfigError("the admin password must have at least 8 characters")
-    secure = env.get("AUTH_PROXY_SECURE_COOKIES", "auto").lower()
-    if secure not in ("auto", "always", "never"):
-        raise ConfigError(f"AUTH_PROXY_SECURE_COOKIES={secure!r}: expected auto, always or never")
-    try:
-        hours = float(env.get("AUTH_PROXY_SESSION_HOURS", "12"))
-    except ValueError:
-        raise ConfigError("AUTH_PROXY_SESSION_HOURS must be a number of hours") from None
     return Settings(
-        host=host, port=port, upstream=upstream,
-        state_dir=Path(env.get("AUTH_PROXY_STATE_DIR", "/data/auth")),
-        admin_user=env.get("COMFY_ADMIN_USER", "admin") or "admin",
+        host=listen.host, port=listen.port,
+        upstream=env.get(v.AUTH_PROXY_UPSTREAM),
+        state_dir=env.get(v.AUTH_PROXY_STATE_DIR),
+        admin_user=env.get(v.COMFY_ADMIN_USER) or v.COMFY_ADMIN_USER.default,
         admin_password=password,
-        session_hours=hours,
-        secure_cookies=secure,
-        progress_file=Path(env.get("MODEL_SYNC_PROGRESS_FILE",
-                                   "/data/models/.model_sync/progress.json")),
-        login_max_failures=_int(env, "AUTH_PROXY_LOGIN_MAX_FAILURES", 5),
-        max_pending_logins=_int(env, "AUTH_PROXY_MAX_PENDING_LOGINS", 8),
-        allowed_hosts=_list(env, "AUTH_PROXY_ALLOWED_HOSTS"),
-        trusted_proxies=parse_networks("AUTH_PROXY_TRUSTED_PROXIES", _list(env, "AUTH_PROXY_TRUSTED_PROXIES")),
-        header_timeout_s=_number(env, "AUTH_PROXY_HEADER_TIMEOUT", 15.0),
-        max_client_connections=_int(env, "AUTH_PROXY_MAX_CLIENT_CONNECTIONS", 100),
-        upstream_connections=_int(env, "AUTH_PROXY_UPSTREAM_CONNECTIONS", 256),
+        session_hours=env.get(v.AUTH_PROXY_SESSION_HOURS),
+        secure_cookies=env.get(v.AUTH_PROXY_SECURE_COOKIES),
+        progress_file=env.get(v.MODEL_SYNC_PROGRESS_FILE) or Settings.progress_file,
+        login_max_failures=env.get(v.AUTH_PROXY_LOGIN_MAX_FAILURES),
+        max_pending_logins=env.get(v.AUTH_PROXY_MAX_PENDING_LOGINS),
+        allowed_hosts=env.get(v.AUTH_PROXY_ALLOWED_HOSTS),
+        trusted_proxies=env.get(v.AUTH_PROXY_TRUSTED_PROXIES),
+        header_timeout_s=env.get(v.AUTH_PROXY_HEADER_TIMEOUT),
+        max_client_connections=env.get(v.AUTH_PROXY_MAX_CLIENT_CONNECTIONS),
+        upstream_connections=env.get(v.AUTH_PROXY_UPSTREAM_CONNECTIONS),
     )

@@ -17,6 +17,7 @@ from auth_proxy.responses import (BadBody, error, fetch_site, html, lang, prefer
                                   safe_next, see_other, start_session)
 from auth_proxy.sessions import COOKIE
 from auth_proxy.state import DEFAULT_PASSWORD
+from model_sync import progress as sync_progress
 
 log = logging.getLogger(__name__)
 
@@ -112,11 +113,10 @@ async def readyz(request: web.Request) -> web.Response:
     ok, reason = await upstream_ready(request)
     if ok:
         return web.json_response({"status": "ready"})
-    progress = pages.read_progress(request.config_dict[GATE].s.progress_file)
+    progress = sync_progress.read(request.config_dict[GATE].s.progress_file)
     body = {"status": "starting", "reason": reason}
     if progress:
-        body["model_sync"] = {k: progress.get(k) for k in
-                              ("state", "bytes_done", "bytes_total", "files_done", "files_total")}
+        body["model_sync"] = progress.summary()
     return web.json_response(body, status=503, headers={"Retry-After": "5"})
 
 
