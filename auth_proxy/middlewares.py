@@ -18,11 +18,15 @@ from auth_proxy.gate import ARRIVAL, GATE, NORM_PATH, WHO
 from auth_proxy.metrics import route_group
 from auth_proxy.paths import BadPath
 from auth_proxy.paths import normalise as normalise_path
-from auth_proxy.responses import challenge, error, same_origin, wants_json
+from auth_proxy import pages
+from auth_proxy.responses import (challenge, error, fetch_site, html, lang, safe_next, same_origin,
+                                  wants_json)
 from auth_proxy.routes import Access, access_of, is_open_path
 
 log = logging.getLogger(__name__)
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+# The pages of ComfyUI's front end that a link from another site may open.
+UI_PAGES = {"/"}
 MUST_CHANGE_MSG = ("the admin password is still the default: log in at /login in a browser "
                    "and set a new one (or set COMFY_ADMIN_PASSWORD) before using the API")
 
@@ -88,13 +92,39 @@ async def authenticate(request: web.Request, handler):
 
 @web.middleware
 async def csrf(request: web.Request, handler):
-    """Cookie-authenticated writes and WebSockets must come from a page of this host."""
+    """Requests carrying credentials that a browser attaches by itself (the session cookie,
+    or Basic it remembered) are refused when another site's page made them, unless they are
+    a plain page load of the app; cookie writes and WebSockets must name this host.
+
+    The cookie is SameSite=Lax, so a cross-site top-level GET carries it, and a page on the
+    same host but another port is same-site and sends it even from an <img>; ComfyUI-Manager
+    changes state on GET (/manager/reboot, /snapshot/restore, ...), so checking only writes
+    would not do.
+    """
     who = request.get(WHO)
+    if who is not None and who.via in ("cookie", "basic"):
+        if fetch_site(request) in ("cross-site", "same-site") and not ui_page_load(request):
+            return cross_site_refused(request)
     if who is not None and who.via == "cookie" and (
             request.method not in SAFE_METHODS or request.headers.get("Upgrade", "").lower() == "websocket"):
         if not same_origin(request):
             return error(403, "cross-site request refused: Origin or Referer must match this host")
     return await handler(request)
+
+
+def ui_page_load(request: web.Request) -> bool:
+    """A top-level navigation to the app itself: what a link from elsewhere may open."""
+    return (request.method in ("GET", "HEAD") and request[NORM_PATH] in UI_PAGES
+            and request.headers.get("Sec-Fetch-Mode", "navigate") == "navigate"
+            and request.headers.get("Sec-Fetch-Dest", "document") == "document"
+            and request.headers.get("Upgrade", "").lower() != "websocket")
+
+
+def cross_site_refused(request: web.Request) -> web.Response:
+    if request.headers.get("Sec-Fetch-Mode") == "navigate" or not wants_json(request):
+        # A link someone followed: say so, and let them go on from this site if they meant it.
+        return html(pages.cross_site_page(lang(request), safe_next(request.path_qs)), status=403)
+    return error(403, "refused: another site's page made this request (Sec-Fetch-Site, Origin or Referer)")
 
 
 @web.middleware

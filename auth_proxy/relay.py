@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from urllib.parse import unquote_plus, urlsplit
 
@@ -60,6 +61,19 @@ def upstream_headers(request: web.Request, upstream: str) -> CIMultiDict:
     return headers
 
 
+# Routes that serve files users put there (outputs, uploads, workflow files): ComfyUI
+# serves an uploaded SVG from /view inline, and /userdata/{file} with the type its name
+# says, so a script in one would run in this origin with the admin's session. Opened as a
+# page they are sandboxed (no script, an opaque origin); as <img>, fetch() or a
+# stylesheet they work as before. SVG and XML are sandboxed on any route.
+USER_FILES = re.compile(r"^(/api)?/(view|userdata/.+)$")
+ACTIVE_TYPES = ("image/svg+xml", "application/xml", "text/xml", "application/xhtml+xml")
+
+
+def serves_user_files(norm: str, content_type: str) -> bool:
+    return bool(USER_FILES.match(norm)) or content_type.split(";")[0].strip().lower() in ACTIVE_TYPES
+
+
 def upstream_url(request: web.Request, upstream: str, drop: frozenset[str] = frozenset()) -> URL:
     """ComfyUI's URL for this request: the raw path and query as received, less the
     query parameters named in `drop` (whatever their spelling)."""
@@ -84,6 +98,9 @@ async def relay_http(request: web.Request, session: aiohttp.ClientSession, upstr
                 resp.headers.add(k, v)
         if up.headers.get("Content-Length") is not None and "Content-Encoding" not in up.headers:
             resp.content_length = int(up.headers["Content-Length"])
+        if serves_user_files(request[NORM_PATH], up.headers.get("Content-Type", "")):
+            resp.headers["Content-Security-Policy"] = "sandbox"
+            resp.headers["X-Content-Type-Options"] = "nosniff"
         await resp.prepare(request)
         async for chunk in up.content.iter_chunked(CHUNK):
             await resp.write(chunk)

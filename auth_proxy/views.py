@@ -71,25 +71,49 @@ async def logout(request: web.Request) -> web.StreamResponse:
 
 
 async def password(request: web.Request) -> web.StreamResponse:
+    """The password is changed only from a browser session (not with a token or Basic,
+    which a script or a stolen token holds), and, except for the forced first change from
+    the well-known default, only by someone who knows the current one: a session alone
+    (a script that ran in this origin, a browser left open) must not be enough to take
+    the account for good."""
     gate = request.config_dict[GATE]
     language = lang(request)
+    forced = gate.admin.must_change
     next_url = safe_next(request.query.get("next"))
+    if request[WHO].via != "cookie":
+        return error(403, "change the password in a browser: log in at /login, then open /_auth/password")
     if request.method == "GET":
-        return html(pages.change_page(language, next_url))
+        return html(pages.change_page(language, next_url, forced=forced))
     try:
-        data, is_json = await read_fields(request, ("new_password", "repeat_password", "next"))
+        data, is_json = await read_fields(request, ("current_password", "new_password", "repeat_password", "next"))
     except BadBody as exc:
-        return error(400, f"{exc}: send new_password (and repeat_password) as JSON or form fields")
+        return error(400, f"{exc}: send current_password, new_password (and repeat_password) "
+                          "as JSON or form fields")
     new = data.get("new_password", "")
     repeat = data.get("repeat_password", new)
     next_url = safe_next(data.get("next") or next_url)
     t = pages.TEXT[language]
-    problem = (t["short"] if len(new) < 8 else t["mismatch"] if not hmac.compare_digest(new, repeat)
-               else t["same"] if new == DEFAULT_PASSWORD else None)
-    if problem:
+
+    def refuse(status: int, key: str, **fmt: str) -> web.Response:
         if is_json:
-            return error(400, pages.TEXT["en"]["short"] if len(new) < 8 else "invalid new password")
-        return html(pages.change_page(language, next_url, problem), status=400)
+            return error(status, pages.TEXT["en"][key].format(**fmt), **({"Retry-After": fmt["s"]} if fmt else {}))
+        resp = html(pages.change_page(language, next_url, t[key].format(**fmt), forced=forced), status=status)
+        if fmt:
+            resp.headers["Retry-After"] = fmt["s"]
+        return resp
+
+    if not forced:
+        if "current_password" not in data:
+            return refuse(400, "need_current")
+        checked = await check_login(request, gate.admin.user, data["current_password"], "cookie")
+        if isinstance(checked, web.Response):
+            if checked.status == 429:
+                return refuse(429, "limited", s=checked.headers["Retry-After"])
+            return refuse(403, "wrong_current")
+    problem = ("short" if len(new) < 8 else "mismatch" if not hmac.compare_digest(new, repeat)
+               else "same" if new == DEFAULT_PASSWORD else None)
+    if problem:
+        return refuse(400, problem)
     await gate.in_argon2_pool(gate.store.change_password, gate.admin, new)
     gate.verified.clear()
     gate.sessions.drop_all()  # every earlier session ends with the old password

@@ -102,7 +102,7 @@ async def test_password_change_revokes_other_sessions(stack, http):
     await login(http, stack)
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as other:
         await login(other, stack)
-        form = {"new_password": "another-secret-9", "repeat_password": "another-secret-9"}
+        form = {"current_password": PASSWORD, "new_password": "another-secret-9", "repeat_password": "another-secret-9"}
         async with http.post(stack.url("/_auth/password"), data=form, headers={"Origin": stack.origin},
                              allow_redirects=False) as r:
             assert r.status == 303
@@ -171,7 +171,7 @@ async def test_basic_pays_for_argon2_once_and_a_password_change_forgets_it(stack
         async with script.get(stack.url("/queue"), headers={"Authorization": basic("admin", "not-it")}) as r:
             assert r.status == 401
         await login(http, stack)
-        form = {"new_password": "another-secret-9", "repeat_password": "another-secret-9"}
+        form = {"current_password": PASSWORD, "new_password": "another-secret-9", "repeat_password": "another-secret-9"}
         async with http.post(stack.url("/_auth/password"), data=form, headers={"Origin": stack.origin},
                              allow_redirects=False) as r:
             assert r.status == 303

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import mimetypes
 import os
 import struct
 import uuid
@@ -31,6 +32,10 @@ KNOWN_CLASSES = {"EmptyImage", "ImageInvert", "ImageScale", "SaveImage", "LoadIm
 # A minimal binary glTF header (magic, version 2, total length): enough to be a .glb file.
 TINY_GLB = b"glTF" + struct.pack("<II", 2, 12)
 STATE = web.AppKey("state", dict)
+# GET routes of ComfyUI-Manager (the pinned pack's manager_server.py) that change state.
+MANAGER_GET_ACTIONS = ("/manager/reboot", "/manager/queue/update_all", "/manager/queue/start",
+                       "/comfyui_manager/comfyui_switch_version", "/snapshot/restore", "/manager/policy/update",
+                       "/manager/channel_url_list")
 
 
 def tiny_png(width: int = 8, height: int = 8, value: int = 255) -> bytes:
@@ -141,7 +146,7 @@ def create_app(output_dir: Path, delay: float = 0.0, executor=None,
     the class names that POST /prompt accepts.
     """
     state = {"output": Path(output_dir), "input": Path(output_dir).parent / "input",
-             "user": Path(output_dir).parent / "user" / "default", "queue": [],
+             "user": Path(output_dir).parent / "user" / "default", "queue": [], "manager_calls": [],
              "history": {}, "sockets": {}, "delay": delay, "tasks": set(), "settings": {},
              "counter": 0, "executor": executor or execute, "history_delay": history_delay,
              "known_classes": KNOWN_CLASSES | set(known_classes or ())}
@@ -227,7 +232,13 @@ def create_app(output_dir: Path, delay: float = 0.0, executor=None,
         path = (base / sub / name).resolve()
         if not name or base.resolve() not in path.parents or not path.is_file():
             return web.Response(status=404)
-        return web.FileResponse(path)  # handles Range like ComfyUI's does
+        # As ComfyUI's: the type from the name, inline, with only HTML, JS and CSS forced to
+        # download (so an uploaded SVG is served as a page that runs its scripts).
+        ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        if ctype in {"text/html", "text/html-sandboxed", "application/xhtml+xml", "text/javascript", "text/css"}:
+            ctype = "application/octet-stream"
+        return web.FileResponse(path, headers={"Content-Disposition": f'filename="{name}"',
+                                               "Content-Type": ctype})  # handles Range like ComfyUI's
 
     async def upload(request):
         reader = await request.multipart()
@@ -370,6 +381,14 @@ def create_app(output_dir: Path, delay: float = 0.0, executor=None,
     @r.get("/extensions")
     async def extensions(_):
         return web.json_response([])
+
+    # ComfyUI-Manager changes state on GET; the stand-in records that such a call arrived.
+    async def manager_action(request):
+        state["manager_calls"].append(request.path)
+        return web.json_response({})
+
+    for path in MANAGER_GET_ACTIONS:
+        r.get(path)(manager_action)
 
     @r.get("/ws")
     async def ws(request):
