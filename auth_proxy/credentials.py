@@ -4,7 +4,6 @@ failed-login limits."""
 from __future__ import annotations
 
 import base64
-import binascii
 import ipaddress
 import logging
 
@@ -19,7 +18,8 @@ WS_PATHS = ("/ws", "/api/ws")
 
 
 def by_token(gate: Gate, token: str, via: str) -> Who | web.Response:
-    name = gate.store.find_token(token.strip())
+    # Tokens are ASCII; a header holding other bytes arrives as undecodable text.
+    name = gate.store.find_token(token.strip()) if token.isascii() else None
     if name is None:
         gate.metrics.login_failures += 1
         return error(401, "unknown or revoked API token")
@@ -36,7 +36,7 @@ async def identify(request: web.Request, norm: str) -> Who | web.Response | None
     if scheme.lower() == "basic" and cred:
         try:
             user, _, password = base64.b64decode(cred.strip()).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # not base64, not ASCII, or not UTF-8 inside
             return error(401, "malformed Basic credentials")
         return await check_login(request, user, password, "basic")
     if norm in WS_PATHS and request.query.get("token"):
@@ -95,6 +95,7 @@ async def check_login(request: web.Request, user: str, password: str, via: str) 
         gate.pending_logins -= 1
         gate.limiter.end([client])
     if not ok:
+        gate.limiter.confirm(keys)
         gate.metrics.login_failures += 1
         log.warning("failed login from %s", request.remote)
         return error(401, "wrong user name or password")

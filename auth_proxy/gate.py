@@ -15,6 +15,7 @@ from aiohttp import web
 from auth_proxy.forwarded import Arrival
 from auth_proxy.metrics import Metrics
 from auth_proxy.ratelimit import LoginLimiter
+from auth_proxy.readiness import Readiness
 from auth_proxy.sessions import Sessions
 from auth_proxy.settings import Settings
 from auth_proxy.state import Store
@@ -41,6 +42,7 @@ class Gate:
         self.limiter = LoginLimiter(free=settings.login_max_failures, window_s=settings.login_window_s)
         self.pending_logins = 0  # password checks waiting for or in the argon2 pool
         self.metrics = Metrics()
+        self.readiness = Readiness()
         self.client: aiohttp.ClientSession | None = None
 
     async def in_argon2_pool(self, fn, *args):
@@ -51,7 +53,10 @@ class Gate:
     async def start(self) -> None:
         self.client = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
-            connector=aiohttp.TCPConnector(limit=0), auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar())
+            # Bounded, so that no burst of requests (or of relayed WebSockets) opens more
+            # connections to ComfyUI than it has file descriptors; more wait for one.
+            connector=aiohttp.TCPConnector(limit=self.s.upstream_connections),
+            auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar())
         if self.admin.must_change:
             log.warning("*" * 72)
             log.warning("the admin account %r still has the default password 'admin'.", self.admin.user)

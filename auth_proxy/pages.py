@@ -2,6 +2,7 @@
 following the browser's Accept-Language. Plain HTML and one stylesheet: no script needed."""
 from __future__ import annotations
 
+import base64
 import html
 
 from model_sync.progress import Snapshot
@@ -61,6 +62,11 @@ input{width:100%;box-sizing:border-box;padding:.5rem;border-radius:5px;border:1p
 background:#1e1e24;color:#eee}button{margin-top:1.2rem;width:100%;padding:.6rem;border:0;
 border-radius:5px;background:#4a7dff;color:#fff;font-size:1rem;cursor:pointer}
 .err{color:#ff8a8a}progress{width:100%}"""
+
+
+# A 32x32 icon (a white ring on the sign-in button's blue), PNG inside an ICO container.
+FAVICON = base64.b64decode(
+    "AAABAAEAICAAAAEAIACcAAAAFgAAAIlQTkcNChoKAAAADUlIRFIAAAAgAAAAIAgGAAAAc3p69AAAAGNJREFUeNrt1ssNACAIA1DmcydnxxEMH6GYNvGq74CArK3aeYQAAsYBbnkGsCYV4E0KIJoQwHqpB2ECeOvFBcio8FANVDxOAAGzAOXfsL0RQbTi9mEEMY4hFhKIlYxbMQHfAg7qXOgIsJRbDQAAAABJRU5ErkJggg==")
 
 
 def language(accept_language: str | None) -> str:

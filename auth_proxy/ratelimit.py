@@ -77,6 +77,15 @@ class LoginLimiter:
         while len(self._records) > self.max_keys:
             self._records.popitem(last=False)
 
+    def confirm(self, keys: list[str], now: float | None = None) -> None:
+        """A failure counted before its check is confirmed: its delay runs from now, the
+        end of the check, not from its start."""
+        now = time.time() if now is None else now
+        for key in keys:
+            rec = self._records.get(key)
+            if rec is not None:
+                rec.failures[-1] = max(rec.failures[-1], now)
+
     def succeeded(self, keys: list[str]) -> None:
         for key in keys:
             self._records.pop(key, None)

@@ -25,6 +25,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from auth_proxy import pages
+from auth_proxy.credentials import WS_PATHS
 from auth_proxy.gate import ARRIVAL, GATE, NORM_PATH
 from auth_proxy.responses import error, html, lang, wants_json
 from model_sync import progress as sync_progress
@@ -160,7 +161,9 @@ async def relay(request: web.Request) -> web.StreamResponse:
         if request.headers.get("Upgrade", "").lower() == "websocket":
             url = upstream_url(request, upstream, frozenset({"token"}))
             return await relay_ws(request, gate.client, upstream, url, gate.metrics)
-        return await relay_http(request, gate.client, upstream, upstream_url(request, upstream), gate.metrics)
+        # ?token= is the WebSocket's way in; a plain GET of /ws must not carry it onwards either.
+        drop = frozenset({"token"}) if request[NORM_PATH] in WS_PATHS else frozenset()
+        return await relay_http(request, gate.client, upstream, upstream_url(request, upstream, drop), gate.metrics)
     except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError,
             aiohttp.WSServerHandshakeError) as exc:
         log.info("ComfyUI unavailable for %s %s: %s", request.method, request[NORM_PATH], type(exc).__name__)

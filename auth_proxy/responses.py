@@ -45,8 +45,13 @@ def see_other(location: str) -> web.Response:
     return web.Response(status=303, headers={"Location": location})
 
 
+# The proxy's own pages may be framed by nothing but this origin (no clickjacking of the
+# login or password forms).
+FRAMING = {"Content-Security-Policy": "frame-ancestors 'self'", "X-Frame-Options": "SAMEORIGIN"}
+
+
 def html(text: str, status: int = 200, **headers: str) -> web.Response:
-    return web.Response(text=text, status=status, content_type="text/html", headers=headers)
+    return web.Response(text=text, status=status, content_type="text/html", headers={**FRAMING, **headers})
 
 
 def prefers_json(request: web.Request) -> bool:

@@ -30,6 +30,12 @@ async def login_css(_request: web.Request) -> web.Response:
     return web.Response(text=pages.CSS, content_type="text/css")
 
 
+async def favicon(_request: web.Request) -> web.Response:
+    # The proxy's own, so that a browser's automatic request for it needs no login.
+    return web.Response(body=pages.FAVICON, content_type="image/x-icon",
+                        headers={"Cache-Control": "max-age=86400"})
+
+
 async def login(request: web.Request) -> web.StreamResponse:
     gate = request.config_dict[GATE]
     language = lang(request)
@@ -122,19 +128,9 @@ async def password(request: web.Request) -> web.StreamResponse:
     return start_session(resp, request)
 
 
-async def upstream_ready(request: web.Request) -> tuple[bool, str]:
-    gate = request.config_dict[GATE]
-    assert gate.client is not None
-    try:
-        async with gate.client.get(gate.s.upstream + "/system_stats",
-                                   timeout=aiohttp.ClientTimeout(total=3)) as r:
-            return (r.status == 200, f"ComfyUI answered {r.status}")
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-        return False, f"ComfyUI at {gate.s.upstream} is not answering ({type(exc).__name__})"
-
-
 async def readyz(request: web.Request) -> web.Response:
-    ok, reason = await upstream_ready(request)
+    gate = request.config_dict[GATE]
+    ok, reason = await gate.readiness.get(gate)
     if ok:
         return web.json_response({"status": "ready"})
     progress = sync_progress.read(request.config_dict[GATE].s.progress_file)

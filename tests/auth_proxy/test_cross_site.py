@@ -73,7 +73,7 @@ async def test_manager_gets_from_another_site_are_refused(stack):
             page.goto(f"http://evil.test:{evil.port}/")
             page.evaluate(f"location.href = '{target}/manager/queue/update_all'")
             page.wait_for_url(f"{target}/manager/queue/update_all")
-            page.click(f"a[href='/manager/queue/update_all']")
+            page.click("a[href='/manager/queue/update_all']")
             page.wait_for_load_state("networkidle")
             return seen
 

@@ -21,6 +21,7 @@ import os
 import struct
 import uuid
 import zlib
+from collections import Counter
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -147,6 +148,7 @@ def create_app(output_dir: Path, delay: float = 0.0, executor=None,
     """
     state = {"output": Path(output_dir), "input": Path(output_dir).parent / "input",
              "user": Path(output_dir).parent / "user" / "default", "queue": [], "manager_calls": [],
+             "hits": Counter(), "in_flight": 0, "most_in_flight": 0,
              "history": {}, "sockets": {}, "delay": delay, "tasks": set(), "settings": {},
              "counter": 0, "executor": executor or execute, "history_delay": history_delay,
              "known_classes": KNOWN_CLASSES | set(known_classes or ())}
@@ -405,8 +407,21 @@ def create_app(output_dir: Path, delay: float = 0.0, executor=None,
             state["sockets"].pop(cid, None)
         return sock
 
+    @web.middleware
+    async def count(request, handler):
+        # What reached "ComfyUI", and how many requests it held at once (for the proxy's
+        # amplification tests).
+        state["hits"][request.path] += 1
+        state["last_request"] = request.raw_path
+        state["in_flight"] += 1
+        state["most_in_flight"] = max(state["most_in_flight"], state["in_flight"])
+        try:
+            return await handler(request)
+        finally:
+            state["in_flight"] -= 1
+
     core = list(r)
-    app = web.Application(client_max_size=1 << 30)
+    app = web.Application(client_max_size=1 << 30, middlewares=[count])
     app[STATE] = state
     for route in core:  # ComfyUI serves every core route under /api/ too
         app.router.add_route(route.method, route.path, route.handler)
@@ -452,7 +467,12 @@ def create_app(output_dir: Path, delay: float = 0.0, executor=None,
                 await sock.send_bytes(msg.data)
         return sock
 
+    async def slow(request):
+        await asyncio.sleep(float(request.query.get("s", "0.5")))
+        return web.json_response({"slept": True})
+
     app.router.add_route("*", "/_test/echo{tail:.*}", echo)
+    app.router.add_get("/_test/slow", slow)
     app.router.add_get("/_test/stream/{size}", stream)
     app.router.add_post("/_test/upload", upload_count)
     app.router.add_get("/_test/ws", ws_echo)
