@@ -12,6 +12,7 @@ from aiohttp import web
 from auth_proxy.gate import GATE, Gate, Who
 from auth_proxy.responses import error
 from auth_proxy.sessions import COOKIE
+from auth_proxy.state import token_digest
 
 log = logging.getLogger(__name__)
 WS_PATHS = ("/ws", "/api/ws")
@@ -23,7 +24,7 @@ def by_token(gate: Gate, token: str, via: str) -> Who | web.Response:
     if name is None:
         gate.metrics.login_failures += 1
         return error(401, "unknown or revoked API token")
-    return Who(f"token:{name}", via)
+    return Who(f"token:{name}", via, token_digest=token_digest(token.strip()))
 
 
 async def identify(request: web.Request, norm: str) -> Who | web.Response | None:
@@ -44,7 +45,7 @@ async def identify(request: web.Request, norm: str) -> Who | web.Response | None
     sid = request.cookies.get(COOKIE)
     session = gate.sessions.get(sid, gate.admin.generation)
     if session:
-        return Who(session.user, "cookie", sid)
+        return Who(session.user, "cookie", sid, generation=session.generation)
     return None
 
 
@@ -72,7 +73,7 @@ async def check_login(request: web.Request, user: str, password: str, via: str) 
     if known and gate.verified.known(known):
         # Remembered: no check, so no limit either; a flood of wrong guesses elsewhere
         # must not stop a script that already proved its password.
-        return Who(gate.admin.user, via)
+        return Who(gate.admin.user, via, generation=gate.admin.generation)
     client = client_key(request.remote)
     keys = [client]
     if user.lower() == gate.admin.user.lower():
@@ -102,4 +103,4 @@ async def check_login(request: web.Request, user: str, password: str, via: str) 
     gate.limiter.succeeded(keys)
     if known:
         gate.verified.add(known)
-    return Who(gate.admin.user, via)
+    return Who(gate.admin.user, via, generation=gate.admin.generation)

@@ -26,7 +26,7 @@ from yarl import URL
 
 from auth_proxy import pages
 from auth_proxy.credentials import WS_PATHS
-from auth_proxy.gate import ARRIVAL, GATE, NORM_PATH
+from auth_proxy.gate import ARRIVAL, GATE, NORM_PATH, WHO, WS_LOGIN_ENDED, Relayed
 from auth_proxy.responses import error, html, lang, wants_json
 from model_sync import progress as sync_progress
 
@@ -119,6 +119,9 @@ async def relay_ws(request: web.Request, session: aiohttp.ClientSession, upstrea
     down = web.WebSocketResponse(autoclose=False, autoping=True, max_msg_size=0)
     await down.prepare(request)
     metrics.open_websockets += 1
+    gate = request.config_dict[GATE]
+    ended = asyncio.Event()  # set by the gate when these credentials end
+    gate.sockets[down] = Relayed(request[WHO], ended)
 
     async def pump(src, dst, to_client: bool):
         async for msg in src:
@@ -136,19 +139,23 @@ async def relay_ws(request: web.Request, session: aiohttp.ClientSession, upstrea
 
     try:
         tasks = [asyncio.ensure_future(pump(up, down, True)),
-                 asyncio.ensure_future(pump(down, up, False))]
+                 asyncio.ensure_future(pump(down, up, False)),
+                 asyncio.ensure_future(ended.wait())]
         done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for t in pending:
             t.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
         for t in done:
             if t.exception() and not isinstance(t.exception(), ConnectionError):
                 log.debug("websocket relay ended: %r", t.exception())
     finally:
         metrics.open_websockets -= 1
+        gate.sockets.pop(down, None)
         if not up.closed:
             await up.close(code=down.close_code or 1000)
         if not down.closed:
-            await down.close(code=up.close_code or 1000)
+            await down.close(code=WS_LOGIN_ENDED if ended.is_set() else up.close_code or 1000,
+                             message=b"login ended" if ended.is_set() else b"")
     return down
 
 

@@ -50,6 +50,7 @@ def add_routes(app: web.Application) -> None:
     add("/login", ("GET", "POST"), views.login, Access.OPEN)
     add("/logout", ("POST",), views.logout, Access.ANYONE)
     add("/_auth/password", ("GET", "POST"), views.password, Access.BEFORE_CHANGE)
+    add("/_auth/session", get, views.session, Access.BEFORE_CHANGE)
     add("/metrics", get, views.metrics)
 
     # Own APIs go here, each behind the login by default (e.g. `router.add_routes(jobs.routes)`).

@@ -69,8 +69,10 @@ async def login(request: web.Request) -> web.StreamResponse:
 
 async def logout(request: web.Request) -> web.StreamResponse:
     who = request.get(WHO)
+    gate = request.config_dict[GATE]
     if who and who.sid:
-        request.config_dict[GATE].sessions.drop(who.sid)
+        gate.sessions.drop(who.sid)
+        gate.close_revoked()
     resp = web.json_response({"ok": True}) if prefers_json(request) else see_other("/login")
     resp.del_cookie(COOKIE, path="/")
     return resp
@@ -123,9 +125,17 @@ async def password(request: web.Request) -> web.StreamResponse:
     await gate.in_argon2_pool(gate.store.change_password, gate.admin, new)
     gate.verified.clear()
     gate.sessions.drop_all()  # every earlier session ends with the old password
+    gate.close_revoked()
     log.info("the admin password was changed; earlier sessions are revoked")
     resp = web.json_response({"ok": True}) if is_json else see_other(next_url)
     return start_session(resp, request)
+
+
+async def session(request: web.Request) -> web.Response:
+    """Who is logged in: the front-end extension asks this to tell an ended login (401)
+    from a server that is away."""
+    who = request[WHO]
+    return web.json_response({"user": who.user, "via": who.via})
 
 
 async def readyz(request: web.Request) -> web.Response:

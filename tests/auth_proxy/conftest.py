@@ -45,9 +45,9 @@ class Stack:
 async def make_stack(tmp_path, aiohttp_server):
     count = iter(range(100))
 
-    async def make(**overrides) -> Stack:
+    async def make(web_dirs: dict | None = None, **overrides) -> Stack:
         base = tmp_path / f"stack{next(count)}"
-        upstream = await aiohttp_server(fake_comfyui.create_app(base / "output"))
+        upstream = await aiohttp_server(fake_comfyui.create_app(base / "output", web_dirs=web_dirs))
         settings = Settings(host="127.0.0.1", port=0, upstream=f"http://127.0.0.1:{upstream.port}",
                             state_dir=base / "auth", admin_user="admin", admin_password=PASSWORD,
                             progress_file=base / "progress.json")

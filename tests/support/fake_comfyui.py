@@ -39,6 +39,26 @@ MANAGER_GET_ACTIONS = ("/manager/reboot", "/manager/queue/update_all", "/manager
                        "/manager/channel_url_list")
 
 
+INDEX = """<!doctype html><title>ComfyUI</title><h1 id=app>ComfyUI app</h1><p id=ws>connecting</p>
+<script type=module>
+const api = new EventTarget();
+function connect() {
+  let opened = false;
+  const s = new WebSocket((location.protocol == "https:" ? "wss://" : "ws://") + location.host + "/ws?clientId=page");
+  s.onopen = () => { opened = true; };
+  s.onmessage = (e) => { document.getElementById("ws").textContent = JSON.parse(e.data).type; };
+  s.onclose = () => {
+    setTimeout(connect, 300);
+    if (opened) api.dispatchEvent(new CustomEvent("reconnecting"));
+  };
+}
+window.comfyAPI = {api: {api}, app: {app: {registerExtension: (ext) => { window.extensions = [...(window.extensions || []), ext.name]; }}}};
+connect();
+for (const url of await (await fetch("/extensions")).json()) await import(url);
+window.extensionsLoaded = true;
+</script>"""
+
+
 def tiny_png(width: int = 8, height: int = 8, value: int = 255) -> bytes:
     """A valid grey PNG, built with zlib so the fake needs no imaging library."""
     def chunk(kind: bytes, data: bytes) -> bytes:
@@ -137,15 +157,18 @@ async def execute(state: dict, prompt_id: str, prompt: dict, client_id: str | No
 
 
 def create_app(output_dir: Path, delay: float = 0.0, executor=None,
-               known_classes: set[str] | None = None, history_delay: float = 0.0) -> web.Application:
+               known_classes: set[str] | None = None, history_delay: float = 0.0,
+               web_dirs: dict[str, Path] | None = None) -> web.Application:
     """The stand-in's app.
 
     Extension points (for suites that need more than the built-in run): `executor` is an
     async callable `(state, prompt_id, prompt, client_id)` that replaces `execute`, e.g. to
     replay a recorded WebSocket sequence through `broadcast`; it must finish the prompt the
     way `execute` does (history entry, queue removal, final status). `known_classes` widens
-    the class names that POST /prompt accepts.
+    the class names that POST /prompt accepts. `web_dirs` maps pack names to front-end
+    extension folders, served at /extensions/NAME/ as ComfyUI serves a pack's WEB_DIRECTORY.
     """
+    web_dirs = dict(web_dirs or {})
     state = {"output": Path(output_dir), "input": Path(output_dir).parent / "input",
              "user": Path(output_dir).parent / "user" / "default", "queue": [], "manager_calls": [],
              "hits": Counter(), "in_flight": 0, "most_in_flight": 0,
@@ -156,12 +179,19 @@ def create_app(output_dir: Path, delay: float = 0.0, executor=None,
 
     @r.get("/")
     async def index(_):
-        # ComfyUI serves its front end here; a page that opens the WebSocket like it does.
-        return web.Response(content_type="text/html", text=(
-            "<!doctype html><title>ComfyUI</title><h1 id=app>ComfyUI app</h1><p id=ws>connecting</p>"
-            "<script>const s=new WebSocket((location.protocol=='https:'?'wss://':'ws://')+location.host+"
-            "'/ws?clientId=page');s.onmessage=e=>{document.getElementById('ws').textContent="
-            "JSON.parse(e.data).type};</script>"))
+        # ComfyUI serves its front end here; a page that does what that front end does on
+        # the paths the suite tests: opens the WebSocket (on close: "reconnecting", then a
+        # new one 300 ms later), exposes `api` and `app` to extensions through
+        # window.comfyAPI and the /scripts shims, and imports every script /extensions lists.
+        return web.Response(content_type="text/html", text=INDEX)
+
+    @r.get("/scripts/{name}.js")
+    async def shim(request):
+        name = request.match_info["name"]
+        if name not in ("api", "app"):
+            return web.Response(status=404)
+        return web.Response(content_type="text/javascript",
+                            text=f"export const {name} = window.comfyAPI.{name}.{name};\n")
 
     @r.get("/system_stats")
     async def system_stats(_):
@@ -382,7 +412,8 @@ def create_app(output_dir: Path, delay: float = 0.0, executor=None,
 
     @r.get("/extensions")
     async def extensions(_):
-        return web.json_response([])
+        return web.json_response([f"/extensions/{name}/{f.name}" for name, folder in sorted(web_dirs.items())
+                                  for f in sorted(Path(folder).glob("*.js"))])
 
     # ComfyUI-Manager changes state on GET; the stand-in records that such a call arrived.
     async def manager_action(request):
@@ -470,6 +501,9 @@ def create_app(output_dir: Path, delay: float = 0.0, executor=None,
     async def slow(request):
         await asyncio.sleep(float(request.query.get("s", "0.5")))
         return web.json_response({"slept": True})
+
+    for name, folder in web_dirs.items():
+        app.router.add_static(f"/extensions/{name}", folder)
 
     app.router.add_route("*", "/_test/echo{tail:.*}", echo)
     app.router.add_get("/_test/slow", slow)
