@@ -66,7 +66,9 @@ def upstream_headers(request: web.Request, upstream: str) -> CIMultiDict:
 # serves an uploaded SVG from /view inline, and /userdata/{file} with the type its name
 # says, so a script in one would run in this origin with the admin's session. Opened as a
 # page they are sandboxed (no script, an opaque origin); as <img>, fetch() or a
-# stylesheet they work as before. SVG and XML are sandboxed on any route.
+# stylesheet they work as before. SVG and XML are sandboxed on any route. Errors (no file
+# served) are left as ComfyUI sends them: with nosniff, the front end's probe for an
+# absent user.css would be reported as a refused stylesheet instead of a plain 404.
 USER_FILES = re.compile(r"^(/api)?/(view|userdata/.+)$")
 ACTIVE_TYPES = ("image/svg+xml", "application/xml", "text/xml", "application/xhtml+xml")
 
@@ -99,7 +101,7 @@ async def relay_http(request: web.Request, session: aiohttp.ClientSession, upstr
                 resp.headers.add(k, v)
         if up.headers.get("Content-Length") is not None and "Content-Encoding" not in up.headers:
             resp.content_length = int(up.headers["Content-Length"])
-        if serves_user_files(request[NORM_PATH], up.headers.get("Content-Type", "")):
+        if up.status < 300 and serves_user_files(request[NORM_PATH], up.headers.get("Content-Type", "")):
             resp.headers["Content-Security-Policy"] = "sandbox"
             resp.headers["X-Content-Type-Options"] = "nosniff"
         await resp.prepare(request)

@@ -14,9 +14,12 @@ import aiohttp
 import pytest
 
 from auth_proxy.app import create_app
+from auth_proxy.extension import CUSTOM_NODES
 from auth_proxy.settings import Settings
 from auth_proxy.state import Store
+from comfyctl import model_paths
 from tests.support import REPO, fake_comfyui, free_port, python_env, stop_process, wait_until
+from tests.support.comfyui import RealComfyUI
 
 PASSWORD = "correct-horse-battery"
 
@@ -121,3 +124,21 @@ def spawn_proxy(tmp_path):
 def proxy_process(spawn_proxy):
     p = spawn_proxy()
     return p.proc, p.base, p.token, p.log, p.env
+
+
+@pytest.fixture(scope="package")
+def comfy(tmp_path_factory):
+    """The opt-in tier's real ComfyUI on CPU (skipped unless COMFYUI_DIR/COMFYUI_PYTHON), one
+    for this package, run as comfyctl serve runs it: extra_model_paths.yaml lists the data
+    volume's custom_nodes and the gate's front-end extension. The pinned packs are left out
+    (all but the extension, and ComfyUI's own SaveImageWebsocket example node, which one of
+    its script_examples uses), so that it starts in seconds."""
+    data = tmp_path_factory.mktemp("comfy")
+    config = data / "extra_model_paths.yaml"
+    c = RealComfyUI(data, ("--extra-model-paths-config", str(config), "--disable-all-custom-nodes",
+                           "--whitelist-custom-nodes", "comfy_stack_session", "websocket_image_save.py"))
+    (data / "custom_nodes").mkdir()
+    model_paths.write(data / "models", config, data / "custom_nodes", CUSTOM_NODES)
+    c.start()
+    yield c
+    c.stop()
