@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from urllib.parse import quote
+from urllib.parse import quote, unquote_plus
 
 from aiohttp import web
 
@@ -60,6 +60,10 @@ async def normalise(request: web.Request, handler):
         request[NORM_PATH] = normalise_path(request.raw_path.split("?", 1)[0])
     except BadPath:
         return error(400, "malformed path")
+    if any(ord(c) < 32 or ord(c) == 127 for c in unquote_plus(request.query_string)):
+        # No ComfyUI route takes them; ComfyUI-Manager writes some query values into its
+        # config.ini, where a CR starts a line of the attacker's (CVE-2026-22777).
+        return error(400, "control characters in the query string")
     seen = arrival(request, request.config_dict[GATE].s.trusted_proxies)
     request[ARRIVAL] = seen  # on the original request too: the access log reads it
     if not host_allowed(seen.host, request.config_dict[GATE].s.allowed_hosts):

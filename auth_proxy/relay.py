@@ -161,8 +161,25 @@ async def relay_ws(request: web.Request, session: aiohttp.ClientSession, upstrea
     return down
 
 
+# ComfyUI-Manager keeps its config.ini (security_level among it) and snapshots in the user
+# folder that ComfyUI's userdata routes read and write (CVE-2025-67303); the front end
+# never asks for them, so they are not relayed, whatever the spelling (the normalised path
+# has %2F and .. resolved).
+MANAGER_FILES = re.compile(r"^(/api)?/(v2/)?userdata/(.*/)?comfyui-manager(/|$)", re.IGNORECASE)
+MANAGER_DIR_QUERY = re.compile(r"^\W*comfyui-manager(\W|$)", re.IGNORECASE)
+
+
+def manager_files(request: web.Request) -> bool:
+    if MANAGER_FILES.match(request[NORM_PATH]):
+        return True
+    return bool(re.match(r"^(/api)?/(v2/)?userdata$", request[NORM_PATH])) and any(
+        MANAGER_DIR_QUERY.match(request.query.get(name, "")) for name in ("dir", "path"))
+
+
 async def relay(request: web.Request) -> web.StreamResponse:
     """The catch-all route: everything that is not the proxy's own goes to ComfyUI."""
+    if manager_files(request):
+        return error(403, "ComfyUI-Manager's own files are not served through the userdata routes")
     gate = request.config_dict[GATE]
     assert gate.client is not None
     upstream = gate.s.upstream

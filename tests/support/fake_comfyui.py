@@ -36,7 +36,7 @@ STATE = web.AppKey("state", dict)
 # GET routes of ComfyUI-Manager (the pinned pack's manager_server.py) that change state.
 MANAGER_GET_ACTIONS = ("/manager/reboot", "/manager/queue/update_all", "/manager/queue/start",
                        "/comfyui_manager/comfyui_switch_version", "/snapshot/restore", "/manager/policy/update",
-                       "/manager/channel_url_list")
+                       "/manager/channel_url_list", "/manager/db_mode")
 
 
 INDEX = """<!doctype html><title>ComfyUI</title><h1 id=app>ComfyUI app</h1><p id=ws>connecting</p>
