@@ -16,7 +16,7 @@ import pytest
 
 from tests.support import stop_process, wait_until
 
-from .conftest import (PART, cli_env, digests, leftovers, oss_env, run_cli, safetensors_bytes,
+from tests.support.sync_cli import (PART, cli_env, digests, leftovers, oss_env, run_cli, safetensors_bytes,
                        spawn_cli, tree, upload)
 
 

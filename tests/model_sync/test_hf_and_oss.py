@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from .conftest import cli_env, digests, oss_env, run_cli, safetensors_bytes, sample_files, tree, upload
+from tests.support.sync_cli import cli_env, digests, oss_env, run_cli, safetensors_bytes, sample_files, tree, upload
 
 
 def hf_manifest(path, entries):
