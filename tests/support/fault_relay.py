@@ -18,8 +18,9 @@ import struct
 import threading
 import time
 from collections import deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
+
+from .threaded_server import QuietHandler, ThreadedServer
 
 HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "te", "upgrade"}
 
@@ -39,22 +40,15 @@ class FaultRelay:
         # client drain what is already in the sockets before it kills the client
         self.flowing = threading.Event()
         self.flowing.set()
-        relay = self
-
-        class Handler(_Handler):
-            owner = relay
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.server = ThreadedServer(_Handler, self)
+        self.url = self.server.url
 
     def start(self) -> "FaultRelay":
-        self._thread.start()
+        self.server.start()
         return self
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
 
     def inject(self, *faults: str) -> None:
         with self.lock:
@@ -91,12 +85,8 @@ def _is_object_get(method: str, path: str) -> bool:
         and "list-type" not in parts.query
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(QuietHandler):
     owner: FaultRelay
-
-    def log_message(self, *args) -> None:
-        pass
 
     def do_HEAD(self) -> None:
         self._relay()
