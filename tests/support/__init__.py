@@ -7,6 +7,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -59,6 +61,16 @@ async def async_wait_until(check, timeout: float = 10.0, interval: float = 0.05,
             raise TimeoutError(f"timed out after {timeout}s waiting for {what}"
                                + (f" (last error: {last_error!r})" if last_error else ""))
         await asyncio.sleep(interval)
+
+
+def http_status(url: str) -> int:
+    """The status a JSON client gets for GET `url` (an error status too, not an exception)."""
+    try:
+        req = urllib.request.Request(url, headers={"Accept": "application/json"})
+        with urllib.request.urlopen(req, timeout=2) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
 
 
 def free_port() -> int:

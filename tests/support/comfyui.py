@@ -1,20 +1,17 @@
-"""Starting a real ComfyUI for the opt-in tier (COMFYUI_DIR, COMFYUI_PYTHON)."""
+"""Starting a real ComfyUI for the opt-in tier (COMFYUI_DIR, COMFYUI_PYTHON), and the smoke
+workflow every tier runs."""
 from __future__ import annotations
 
+import json
 import subprocess
 import urllib.request
 from pathlib import Path
 
-from tests.support import comfyui_paths, free_port, stop_process, wait_until
+from tests.support import REPO, comfyui_paths, free_port, stop_process, wait_until
 
 # EmptyImage -> ImageInvert -> ImageScale -> SaveImage: runs on CPU in well under a second.
-SMOKE_PROMPT = {
-    "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}},
-    "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
-    "3": {"class_type": "ImageScale", "inputs": {"image": ["2", 0], "upscale_method": "nearest-exact",
-                                                 "width": 32, "height": 32, "crop": "disabled"}},
-    "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "smoke/smoke"}},
-}
+SMOKE_WORKFLOW = REPO / "workflows/api/smoke.json"
+SMOKE_PROMPT = json.loads(SMOKE_WORKFLOW.read_text(encoding="utf-8"))["prompt"]
 
 
 class RealComfyUI:
