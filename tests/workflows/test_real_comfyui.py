@@ -53,10 +53,12 @@ def server(tmp_path_factory):
             if isinstance(value, str) and value.endswith(".png"):
                 (data / "input" / value).write_bytes(tiny_png())
     c = RealComfyUI(data, ("--extra-model-paths-config", str(config))).start()
-    with urllib.request.urlopen(c.url + "/object_info", timeout=60) as r:
-        c.classes = set(json.load(r))
-    yield c
-    c.stop()
+    try:
+        with urllib.request.urlopen(c.url + "/object_info", timeout=60) as r:
+            c.classes = set(json.load(r))
+        yield c
+    finally:
+        c.stop()
 
 
 def test_real_comfyui_accepts_every_bundled_workflow(server):
