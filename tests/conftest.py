@@ -3,13 +3,6 @@ import itertools
 
 import pytest
 
-from tests.support import REPO
-
-
-@pytest.fixture
-def repo_root():
-    return REPO
-
 
 @pytest.fixture
 def proxy_for(tmp_path, aiohttp_server):

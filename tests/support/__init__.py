@@ -43,26 +43,6 @@ def wait_until(check: Callable[[], T], timeout: float = 10.0, interval: float = 
         time.sleep(interval)
 
 
-async def async_wait_until(check, timeout: float = 10.0, interval: float = 0.05,
-                           what: str = "condition"):
-    """`wait_until` for coroutines: `check` is an async callable."""
-    import asyncio
-
-    deadline = time.monotonic() + timeout
-    last_error: BaseException | None = None
-    while True:
-        try:
-            result = await check()
-            if result:
-                return result
-        except Exception as exc:  # noqa: BLE001
-            last_error = exc
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}"
-                               + (f" (last error: {last_error!r})" if last_error else ""))
-        await asyncio.sleep(interval)
-
-
 def http_status(url: str) -> int:
     """The status a JSON client gets for GET `url` (an error status too, not an exception)."""
     try:

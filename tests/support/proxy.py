@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import aiohttp
-
 from auth_proxy.settings import Settings
 
 PASSWORD = "correct-horse-battery"
@@ -32,12 +30,3 @@ class Proxied:
 
     def url(self, path: str = "") -> str:
         return self.origin + path
-
-    @property
-    def bearer(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-
-async def login(http: aiohttp.ClientSession, proxied: Proxied, password: str = PASSWORD) -> None:
-    async with http.post(proxied.url("/login"), json={"username": "admin", "password": password}) as r:
-        assert r.status == 200, await r.text()
