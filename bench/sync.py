@@ -144,7 +144,7 @@ def main() -> int:
                 shutil.rmtree(dest)
         refs = {k: v for k, v in cold.items() if k != "model_sync"}
         best_ref = max(refs, key=lambda k: refs[k]["MB_per_s"])
-        for name, v in refs.items():
+        for v in refs.values():
             v["model_sync_ratio"] = round(cold["model_sync"]["MB_per_s"] / v["MB_per_s"], 2)
 
         warm_dir = work / "warm"

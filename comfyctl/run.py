@@ -12,9 +12,9 @@ import json
 import sys
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 import aiohttp
 
@@ -48,7 +48,7 @@ class Server:
     password: str = field(default="", repr=False)
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> "Server":
+    def from_args(cls, args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Server:
         env = Env(environ, error=WorkflowError)
         return cls(env.get(v.COMFY_SERVER, args.server), env.get(v.COMFY_TOKEN, args.token),
                    env.get(v.COMFY_USER, args.user), env.get(v.COMFY_PASSWORD, args.password))

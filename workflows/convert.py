@@ -53,7 +53,8 @@ def api_to_ui(prompt: dict, schemas: dict) -> dict:
     pending = []
     for col, (nid, node) in enumerate(prompt.items()):
         schema = schemas[node["class_type"]]
-        inputs, widgets = [], []
+        inputs: list[dict] = []
+        widgets: list = []
         for name, spec in _inputs(schema):
             value = node["inputs"].get(name)
             if isinstance(value, list):
@@ -73,14 +74,14 @@ def api_to_ui(prompt: dict, schemas: dict) -> dict:
         schema = schemas[n["type"]]
         n["outputs"] = [{"name": name, "type": typ, "links": out_links.get((str(n["id"]), i), []),
                          "slot_index": i}
-                        for i, (typ, name) in enumerate(zip(schema["output"], schema["output_name"]))]
+                        for i, (typ, name) in enumerate(zip(schema["output"], schema["output_name"], strict=True))]
     links = pending
     return {"last_node_id": max(int(k) for k in prompt), "last_link_id": link_id, "nodes": nodes,
             "links": links, "groups": [], "config": {}, "extra": {}, "version": 0.4}
 
 
 def ui_to_api(ui: dict, schemas: dict) -> dict:
-    by_link = {l[0]: l for l in ui["links"]}
+    by_link = {link[0]: link for link in ui["links"]}
     prompt = {}
     for n in sorted(ui["nodes"], key=lambda n: n["id"]):
         schema = schemas[n["type"]]

@@ -141,7 +141,7 @@ async def test_progress_is_a_bar_per_node_on_stderr(tmp_path, upstream, capsys):
     result = await runmod.run(args(tmp_path, f"http://127.0.0.1:{upstream.port}", json=False))
     err = capsys.readouterr().err
     for node, cls in (("1", "EmptyImage"), ("2", "ImageInvert"), ("3", "ImageScale"), ("4", "SaveImage")):
-        line = next((l for l in err.splitlines() if f"node {node} {cls}" in l), None)
+        line = next((ln for ln in err.splitlines() if f"node {node} {cls}" in ln), None)
         assert line is not None, err
         assert "2/2" in line, line  # the stand-in reports two steps per node, as a sampler would
     assert result["outputs"]

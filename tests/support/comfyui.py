@@ -27,7 +27,7 @@ class RealComfyUI:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 120) -> "RealComfyUI":
+    def start(self, timeout: float = 120) -> RealComfyUI:
         """Started and answering, or stopped again (never left running) with its log's end."""
         for d in ("output", "input", "user"):
             (self.data / d).mkdir(parents=True, exist_ok=True)

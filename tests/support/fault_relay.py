@@ -45,7 +45,7 @@ class FaultRelay:
         self.server = ThreadedServer(_Handler, self)
         self.url = self.server.url
 
-    def start(self) -> "FaultRelay":
+    def start(self) -> FaultRelay:
         self.server.start()
         return self
 

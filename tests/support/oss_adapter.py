@@ -30,7 +30,7 @@ class OSSAdapter:
         self.server = ThreadedServer(_Handler, self)
         self.url = self.server.url
 
-    def start(self) -> "OSSAdapter":
+    def start(self) -> OSSAdapter:
         self.server.start()
         return self
 
