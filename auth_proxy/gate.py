@@ -71,7 +71,7 @@ class Gate:
     def close_revoked(self) -> None:
         """Close every relayed WebSocket whose credentials no longer hold: a logout, a
         password change, an expired session or a revoked token ends them too."""
-        for ws, relayed in list(self.sockets.items()):
+        for relayed in list(self.sockets.values()):
             if not relayed.ended.is_set() and not self.still_valid(relayed.who):
                 log.info("closing a WebSocket of %s: its %s credentials ended", relayed.who.user, relayed.who.via)
                 # The relay closes it (with WS_LOGIN_ENDED), so that its own close handshake

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from aiohttp import web
@@ -149,6 +150,7 @@ async def read_fields(request: web.Request, names: tuple[str, ...]) -> tuple[dic
     """The named text fields (those present) of a JSON object or a form, and whether it
     was JSON; BadBody for anything else, with what is wrong."""
     is_json = request.content_type == "application/json"
+    data: Any  # a form's multidict, or whatever the JSON holds (checked below)
     if request.content_type == "multipart/form-data":
         if request.content_length is None or request.content_length > BODY_LIMIT:
             raise BadBody(f"send a form of at most {BODY_LIMIT} bytes with a Content-Length")

@@ -57,7 +57,7 @@ class ConnectionCap:
             return False
         return any(ip in net for net in self.trusted)
 
-    def protocol(self, inner: asyncio.Protocol) -> "CappedProtocol":
+    def protocol(self, inner: asyncio.Protocol) -> CappedProtocol:
         return CappedProtocol(self, inner)
 
 
@@ -93,10 +93,10 @@ class CappedProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if not self.refused:
-            self.inner.data_received(data)  # type: ignore[attr-defined]
+            self.inner.data_received(data)
 
     def eof_received(self) -> bool | None:
-        return None if self.refused else self.inner.eof_received()  # type: ignore[attr-defined]
+        return None if self.refused else self.inner.eof_received()
 
     def pause_writing(self) -> None:
         self.inner.pause_writing()

@@ -7,9 +7,9 @@ declarations, so that a test or a program building Settings directly gets the sa
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 from auth_proxy.errors import ConfigError
 from comfy_stack import variables as v

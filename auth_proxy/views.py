@@ -13,8 +13,18 @@ from aiohttp import web
 from auth_proxy import pages
 from auth_proxy.credentials import check_login
 from auth_proxy.gate import GATE, WHO
-from auth_proxy.responses import (BadBody, error, fetch_site, html, lang, prefers_json, read_fields,
-                                  safe_next, see_other, start_session)
+from auth_proxy.responses import (
+    BadBody,
+    error,
+    fetch_site,
+    html,
+    lang,
+    prefers_json,
+    read_fields,
+    safe_next,
+    see_other,
+    start_session,
+)
 from auth_proxy.sessions import COOKIE
 from auth_proxy.state import DEFAULT_PASSWORD
 from model_sync import progress as sync_progress

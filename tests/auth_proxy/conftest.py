@@ -7,7 +7,7 @@ import resource
 import subprocess
 import sys
 import urllib.request
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -20,8 +20,7 @@ from auth_proxy.state import Store
 from comfyctl import model_paths
 from tests.support import REPO, fake_comfyui, free_port, python_env, stop_process, wait_until
 from tests.support.comfyui import RealComfyUI
-
-PASSWORD = "correct-horse-battery"
+from tests.support.proxy import PASSWORD, proxy_settings
 
 
 @dataclass
@@ -51,10 +50,7 @@ async def make_stack(tmp_path, aiohttp_server):
     async def make(web_dirs: dict | None = None, **overrides) -> Stack:
         base = tmp_path / f"stack{next(count)}"
         upstream = await aiohttp_server(fake_comfyui.create_app(base / "output", web_dirs=web_dirs))
-        settings = Settings(host="127.0.0.1", port=0, upstream=f"http://127.0.0.1:{upstream.port}",
-                            state_dir=base / "auth", admin_user="admin", admin_password=PASSWORD,
-                            progress_file=base / "progress.json")
-        settings = replace(settings, **overrides)
+        settings = proxy_settings(overrides.pop("upstream", f"http://127.0.0.1:{upstream.port}"), base, **overrides)
         token = Store(settings.state_dir).create_token("tests")
         proxy = await aiohttp_server(create_app(settings))
         return Stack(proxy, upstream, settings, token, base)
@@ -72,10 +68,6 @@ async def http():
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
         yield s
 
-
-async def login(http: aiohttp.ClientSession, stack: Stack, password: str = PASSWORD) -> None:
-    async with http.post(stack.url("/login"), json={"username": "admin", "password": password}) as r:
-        assert r.status == 200, await r.text()
 
 
 @dataclass

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 import requests
 
-from tests.auth_proxy.conftest import PASSWORD, login
+from tests.support.proxy import PASSWORD, login
 
 
 async def test_a_401_carries_the_challenges(stack, http):

@@ -8,10 +8,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from tests.auth_proxy.conftest import PASSWORD, login
-from tests.auth_proxy.test_gate import basic
 from tests.support.browser import in_chromium
 from tests.support.fake_comfyui import MANAGER_GET_ACTIONS
+from tests.support.proxy import PASSWORD, basic, login
 
 RESOLVE = "--host-resolver-rules=MAP evil.test 127.0.0.1"
 
@@ -152,8 +151,10 @@ async def test_user_files_are_served_sandboxed(stack, http, prefix):
     async with http.get(stack.url(f"{prefix}/view?filename=x.svg&type=input"), headers=auth) as r:
         assert r.status == 200 and r.headers["Content-Type"] == "image/svg+xml"
         assert r.headers["Content-Security-Policy"] == "sandbox" and r.headers["X-Content-Type-Options"] == "nosniff"
-    async with http.get(stack.url(f"{prefix}/userdata/workflows%2Fa.json"), headers=auth) as r:
-        assert r.headers.get("Content-Security-Policy") == "sandbox"
+    (stack.up_state["user"] / "workflows").mkdir(parents=True, exist_ok=True)
+    (stack.up_state["user"] / "workflows" / "a.svg").write_bytes(SVG)
+    async with http.get(stack.url(f"{prefix}/userdata/workflows%2Fa.svg"), headers=auth) as r:
+        assert r.status == 200 and r.headers.get("Content-Security-Policy") == "sandbox"
     async with http.get(stack.url("/object_info"), headers=auth) as r:
         assert "Content-Security-Policy" not in r.headers, "the app's own responses are left alone"
 

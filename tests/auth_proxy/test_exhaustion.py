@@ -10,7 +10,7 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.auth_proxy.test_login_attacks import from_address
+from tests.support.proxy import from_address
 
 
 async def slow_client(host: str, port: int, source: str, until: float, seen: Counter, again: bool) -> None:

@@ -9,8 +9,8 @@ import aiohttp
 import pytest
 
 from auth_proxy.app import GATE
-from tests.auth_proxy.conftest import PASSWORD
 from tests.support.browser import in_chromium
+from tests.support.proxy import PASSWORD
 
 
 def hosts(port: int) -> dict[str, str]:

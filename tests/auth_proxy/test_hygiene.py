@@ -8,8 +8,8 @@ import stat
 
 import aiohttp
 
-from tests.auth_proxy.conftest import PASSWORD
 from tests.support import stop_process
+from tests.support.proxy import PASSWORD
 
 SECRETS = [f"SECRET{i}x" for i in range(12)]
 MALFORMED = [

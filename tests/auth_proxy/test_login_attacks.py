@@ -11,18 +11,12 @@ import aiohttp
 
 from auth_proxy.app import GATE
 from auth_proxy.ratelimit import LoginLimiter
-from tests.auth_proxy.conftest import PASSWORD
-from tests.auth_proxy.test_gate import basic
 from tests.support import rss_mb
 from tests.support.browser import in_chromium
+from tests.support.proxy import PASSWORD, basic, from_address
 
 WRONG = {"username": "admin", "password": "wrong-pass"}
 RIGHT = {"username": "admin", "password": PASSWORD}
-
-
-def from_address(address: str) -> aiohttp.ClientSession:
-    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(address, 0), limit=0),
-                                 timeout=aiohttp.ClientTimeout(total=120))
 
 
 async def post_login(session: aiohttp.ClientSession, url: str, body: dict, **kw) -> int:
@@ -148,14 +142,15 @@ async def test_another_sites_page_cannot_spend_the_admins_allowance(stack):
     fetch, as many as it likes); the admin then logs in from that same address."""
     attacker = aiohttp.web.Application()
     page = """<script>
+        const target = "ORIGIN";
         window.done = (async () => {
           for (let i = 0; i < 8; i++) {
-            await fetch('%s/login', {method: 'POST', mode: 'no-cors',
+            await fetch(target + '/login', {method: 'POST', mode: 'no-cors',
                                      body: new URLSearchParams({username: 'admin', password: 'guess' + i})});
           }
           return true;
         })();
-    </script>""" % stack.origin
+    </script>""".replace("ORIGIN", stack.origin)
     async def index(_request):
         return aiohttp.web.Response(text=page, content_type="text/html")
 

@@ -9,8 +9,7 @@ import aiohttp
 
 from auth_proxy.app import GATE
 from auth_proxy.state import Store
-from tests.auth_proxy.conftest import PASSWORD, login
-from tests.auth_proxy.test_gate import basic
+from tests.support.proxy import PASSWORD, basic, login
 
 SMOKE = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
          "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "t"}}}

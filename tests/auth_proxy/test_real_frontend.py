@@ -10,30 +10,23 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Error as PlaywrightError
 
-from auth_proxy.app import create_app
-from auth_proxy.settings import Settings
-from tests.auth_proxy.conftest import PASSWORD
 from tests.support import REPO
 from tests.support.browser import in_chromium
+from tests.support.proxy import PASSWORD
 
 pytestmark = [pytest.mark.comfyui, pytest.mark.browser]
 WORKFLOW = "smoke.json"
 
 
 @pytest.fixture
-async def gate(comfy, tmp_path, aiohttp_server):
+async def gate(comfy, proxy_for):
     async def start(**overrides) -> str:
-        settings = replace(Settings(), **{"host": "127.0.0.1", "port": 0, "upstream": comfy.url,
-                                          "state_dir": tmp_path / "auth", "admin_password": PASSWORD,
-                                          "progress_file": tmp_path / "none.json", **overrides})
-        server = await aiohttp_server(create_app(settings))
-        return f"http://127.0.0.1:{server.port}"
+        return (await proxy_for(comfy.url, **overrides)).origin
     return start
 
 

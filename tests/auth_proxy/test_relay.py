@@ -11,8 +11,8 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.auth_proxy.conftest import PASSWORD
 from tests.support import REPO, peak_rss_mb, stop_process
+from tests.support.proxy import PASSWORD
 
 
 async def test_headers_keep_comfyui_origin_check_happy(stack, http):

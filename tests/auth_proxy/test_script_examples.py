@@ -12,14 +12,9 @@ import json
 import re
 import subprocess
 import sys
-from dataclasses import replace
 
 import pytest
 
-from auth_proxy.app import create_app
-from auth_proxy.settings import Settings
-from auth_proxy.state import Store
-from tests.auth_proxy.conftest import PASSWORD
 from tests.support.comfyui import SMOKE_PROMPT
 
 pytestmark = pytest.mark.comfyui
@@ -47,12 +42,9 @@ def adapted(source: str, server: str, token: str, prompt: dict, documented_chang
 
 
 @pytest.fixture
-async def gate(comfy, tmp_path, aiohttp_server):
-    settings = replace(Settings(), host="127.0.0.1", port=0, upstream=comfy.url, state_dir=tmp_path / "auth",
-                       admin_password=PASSWORD, progress_file=tmp_path / "none.json")
-    token = Store(settings.state_dir).create_token("examples")
-    server = await aiohttp_server(create_app(settings))
-    return f"127.0.0.1:{server.port}", token
+async def gate(comfy, proxy_for):
+    proxy = await proxy_for(comfy.url)
+    return proxy.origin.split("//")[1], proxy.token
 
 
 WS_IMAGES_PROMPT = {**{k: v for k, v in SMOKE_PROMPT.items() if k != "4"},

@@ -12,9 +12,8 @@ import yaml
 from auth_proxy.extension import CUSTOM_NODES
 from auth_proxy.state import Store
 from comfyctl import model_paths
-from tests.auth_proxy.conftest import PASSWORD, login
-from tests.auth_proxy.test_gate import basic
 from tests.support.browser import in_chromium
+from tests.support.proxy import PASSWORD, basic, login
 
 CHANGE = {"current_password": PASSWORD, "new_password": "another-secret-9", "repeat_password": "another-secret-9"}
 
