@@ -523,7 +523,12 @@ def create_app(output_dir: Path, delay: float = 0.0, executor=None,
     for name, folder in web_dirs.items():
         app.router.add_static(f"/extensions/{name}", folder)
 
+    async def hits(_request):
+        return web.json_response({"hits": state["hits"], "most_in_flight": state["most_in_flight"],
+                                  "manager_calls": state["manager_calls"]})
+
     app.router.add_route("*", "/_test/echo{tail:.*}", echo)
+    app.router.add_get("/_test/hits", hits)
     app.router.add_get("/_test/slow", slow)
     app.router.add_get("/_test/stream/{size}", stream)
     app.router.add_post("/_test/upload", upload_count)
