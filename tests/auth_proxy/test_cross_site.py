@@ -8,7 +8,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from tests.support.browser import in_chromium
+from tests.support.browser import in_chromium, sign_in
 from tests.support.fake_comfyui import MANAGER_GET_ACTIONS
 from tests.support.proxy import PASSWORD, basic, login
 
@@ -28,12 +28,7 @@ async def serve_page(html: str) -> TestServer:
 
 def log_in(browser, stack):
     context = browser.new_context()
-    page = context.new_page()
-    page.goto(stack.url("/login"))
-    page.fill("#username", "admin")
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(stack.url("/"))
+    sign_in(context.new_page(), stack.origin, PASSWORD)
     return context
 
 

@@ -16,7 +16,7 @@ import pytest
 from playwright.sync_api import Error as PlaywrightError
 
 from tests.support import REPO
-from tests.support.browser import in_chromium
+from tests.support.browser import in_chromium, sign_in
 from tests.support.proxy import PASSWORD
 
 pytestmark = [pytest.mark.comfyui, pytest.mark.browser]
@@ -57,12 +57,7 @@ def normalised(body: bytes):
 
 
 def log_in_if_asked(page, base: str) -> None:
-    page.goto(base + "/")
-    if "/login" in page.url:
-        page.fill("#username", "admin")
-        page.fill("#password", PASSWORD)
-        page.click("button[type=submit]")
-        page.wait_for_url(base + "/")
+    sign_in(page, base, PASSWORD)
     page.wait_for_selector("canvas", timeout=120_000)
     page.wait_for_function("window.comfyAPI && window.comfyAPI.app.app.extensionManager", timeout=60_000)
 

@@ -12,7 +12,7 @@ import yaml
 from auth_proxy.extension import CUSTOM_NODES
 from auth_proxy.state import Store
 from comfyctl import model_paths
-from tests.support.browser import in_chromium
+from tests.support.browser import in_chromium, sign_in
 from tests.support.proxy import PASSWORD, basic, login
 
 CHANGE = {"current_password": PASSWORD, "new_password": "another-secret-9", "repeat_password": "another-secret-9"}
@@ -73,11 +73,7 @@ APP_WEB_DIRS = {"comfy_stack_session": CUSTOM_NODES / "comfy_stack_session" / "w
 
 def open_app(context, stack):
     page = context.new_page()
-    page.goto(stack.url("/"))
-    page.fill("#username", "admin")
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(stack.url("/"))
+    sign_in(page, stack.origin, PASSWORD)
     page.wait_for_function("window.extensionsLoaded && document.getElementById('ws').textContent === 'status'")
     return page
 
@@ -102,12 +98,7 @@ async def test_the_open_app_goes_to_the_login_page_when_the_login_ends(make_stac
         page = open_app(context, stack)
         other = browser.new_context()
         changer = other.new_page()
-        changer.goto(stack.url("/login"))
-        changer.fill("#username", "admin")
-        changer.fill("#password", PASSWORD)
-        changer.click("button[type=submit]")
-        changer.wait_for_url(stack.url("/"))
-        changer.goto(stack.url("/_auth/password"))
+        sign_in(changer, stack.origin, PASSWORD, "/_auth/password")
         changer.fill("#current_password", PASSWORD)
         changer.fill("#new_password", "another-secret-9")
         changer.fill("#repeat_password", "another-secret-9")

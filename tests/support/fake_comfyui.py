@@ -359,49 +359,58 @@ def create_app(output_dir: Path, delay: float = 0.0, executor=None,
         found = path.rglob("*") if recurse else path.glob("*")
         return web.json_response(sorted(f.relative_to(path).as_posix() for f in found if f.is_file()))
 
-    @r.get("/userdata/{file}")
-    async def userdata_get(request):
-        path = user_path(request, request.match_info["file"])
+    def user_file(request, param: str = "file") -> Path | web.Response:
+        """The existing file a route names, or ComfyUI's 403 (outside the folder) or 404."""
+        path = user_path(request, request.match_info[param])
         if path is None:
             return web.Response(status=403)
-        if not path.is_file():
-            return web.Response(status=404)
-        return web.FileResponse(path)
+        return path if path.is_file() else web.Response(status=404)
 
-    @r.post("/userdata/{file}")
-    async def userdata_post(request):
-        path = user_path(request, request.match_info["file"])
+    @r.get("/userdata/{file}")
+    async def userdata_get(request):
+        path = user_file(request)
+        return path if isinstance(path, web.Response) else web.FileResponse(path)
+
+    def writable(request, param: str) -> Path | web.Response:
+        """Where a route writes: ComfyUI's 403 outside the folder, or its 409 for an
+        existing file with overwrite=false."""
+        path = user_path(request, request.match_info[param])
         if path is None:
             return web.Response(status=403)
         if request.query.get("overwrite", "true") == "false" and path.exists():
             return web.Response(status=409, text="File already exists")
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(await request.read())
+        return path
+
+    def written(path: Path) -> web.Response:
         return web.json_response(path.relative_to(state["user"].resolve()).as_posix())
+
+    @r.post("/userdata/{file}")
+    async def userdata_post(request):
+        path = writable(request, "file")
+        if isinstance(path, web.Response):
+            return path
+        path.write_bytes(await request.read())
+        return written(path)
 
     @r.delete("/userdata/{file}")
     async def userdata_delete(request):
-        path = user_path(request, request.match_info["file"])
-        if path is None:
-            return web.Response(status=403)
-        if not path.is_file():
-            return web.Response(status=404)
+        path = user_file(request)
+        if isinstance(path, web.Response):
+            return path
         path.unlink()
         return web.Response(status=204)
 
     @r.post("/userdata/{file}/move/{dest}")
     async def userdata_move(request):
-        source = user_path(request, request.match_info["file"])
-        dest = user_path(request, request.match_info["dest"])
-        if source is None or dest is None:
-            return web.Response(status=403)
-        if not source.is_file():
-            return web.Response(status=404)
-        if request.query.get("overwrite", "true") == "false" and dest.exists():
-            return web.Response(status=409, text="File already exists")
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        source = user_file(request)
+        if isinstance(source, web.Response):
+            return source
+        dest = writable(request, "dest")
+        if isinstance(dest, web.Response):
+            return dest
         source.replace(dest)
-        return web.json_response(dest.relative_to(state["user"].resolve()).as_posix())
+        return written(dest)
 
     @r.get("/v2/userdata")
     async def userdata2(_):
