@@ -27,6 +27,8 @@ from auth_proxy.relay import relay_http, relay_ws
 from auth_proxy.sessions import COOKIE, Sessions
 from auth_proxy.settings import Settings
 from auth_proxy.state import DEFAULT_PASSWORD, Store
+from auth_proxy.v2 import V2_KEY
+from auth_proxy.v2 import register as register_v2
 from auth_proxy.verified import VerifiedCredentials
 
 log = logging.getLogger(__name__)
@@ -235,6 +237,8 @@ class Gate:
 
     async def readyz(self, request: web.Request) -> web.Response:
         ok, reason = await self.upstream_ready()
+        if ok and V2_KEY in request.app and (problem := await request.app[V2_KEY].not_ready()):
+            ok, reason = False, problem
         if ok:
             return web.json_response({"status": "ready"})
         progress = pages.read_progress(self.s.progress_file)
@@ -244,7 +248,7 @@ class Gate:
                                   ("state", "bytes_done", "bytes_total", "files_done", "files_total")}
         return web.json_response(body, status=503, headers={"Retry-After": "5"})
 
-    async def metrics_page(self) -> web.Response:
+    async def metrics_page(self, request: web.Request) -> web.Response:
         assert self.client is not None
         try:
             async with self.client.get(self.s.upstream + "/queue", timeout=aiohttp.ClientTimeout(total=2)) as r:
@@ -252,7 +256,10 @@ class Gate:
                 self.metrics.queue_depth = len(q.get("queue_running", [])) + len(q.get("queue_pending", []))
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
             self.metrics.queue_depth = None
-        return web.Response(text=self.metrics.render(), content_type="text/plain", charset="utf-8",
+        text = self.metrics.render()
+        if V2_KEY in request.app:
+            text += await request.app[V2_KEY].metrics_text()
+        return web.Response(text=text, content_type="text/plain", charset="utf-8",
                             headers={"X-Content-Type-Options": "nosniff"})
 
     def unavailable(self, request: web.Request, norm: str) -> web.Response:
@@ -297,7 +304,9 @@ class Gate:
                 raise web.HTTPFound(f"/_auth/password?next={quote(request.path_qs)}")
             return self.error(403, MUST_CHANGE_MSG)
         if norm == "/metrics":
-            return await self.metrics_page()
+            return await self.metrics_page(request)
+        if V2_KEY in request.app and (resp := await request.app[V2_KEY].dispatch(request, norm)) is not None:
+            return resp
         assert self.client is not None
         path = quote(norm, safe="/:@!$&'()*+,;=-._~")
         try:
@@ -356,5 +365,6 @@ def create_app(settings: Settings) -> web.Application:
         gate.argon2_pool.shutdown(wait=False)
 
     app.cleanup_ctx.append(client_ctx)
+    register_v2(app, settings)
     app.router.add_route("*", "/{tail:.*}", gate.handle)
     return app
