@@ -75,11 +75,15 @@ class SqlLedger:
             raise LedgerError(f"cannot open the job ledger {make_url(url).render_as_string()}: {exc}; "
                               "check COMFY_JOBS_DIR / COMFY_JOBS_DATABASE_URL") from None
         self.pool = ThreadPoolExecutor(max_workers=1 if self.sqlite else 4, thread_name_prefix="ledger")
+        self.closed = False
 
     async def _run(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
     async def close(self) -> None:
+        if self.closed:  # closing twice is harmless
+            return
+        self.closed = True
         await self._run(self._dispose)
         self.pool.shutdown(wait=True)
 
