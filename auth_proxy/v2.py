@@ -53,8 +53,9 @@ class V2:
             return error(404, "not_found", f"no v2 route {norm}")
         handler, params = found
         if handler == "405":
+            allowed = set(params) | ({"HEAD"} if "GET" in params else set())
             return error(405, "method_not_allowed", f"{request.method} is not allowed on {norm}",
-                         Allow=", ".join(sorted(set(params))))
+                         Allow=", ".join(sorted(allowed)))
         try:
             return await handler(request, **params)
         except ApiError as exc:
@@ -86,7 +87,12 @@ V2_KEY = web.AppKey("v2", V2)
 async def v2_envelope(request: web.Request, handler):
     """The gate answers `{"error": "text"}`; on v2 paths the contract wants
     `{"error": {"code", "message"}}` (401 unauthorized, 403 forbidden, ...)."""
-    resp = await handler(request)
+    try:
+        resp = await handler(request)
+    except web.HTTPException as exc:  # aiohttp's own 404/405 (a path no route matched)
+        if not owns(request.path) or exc.status < 400:
+            raise
+        return error(exc.status, CODES.get(exc.status, "error"), exc.reason)
     if resp.status >= 400 and owns(request.path) and isinstance(resp, web.Response) and resp.body is not None:
         try:
             body = json.loads(resp.body)

@@ -4,9 +4,11 @@ blake3 in one pass), mint over a known blob, existence by hash, metadata and con
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
 
 from auth_proxy.v2_common import ApiError, asset_json
 from comfy_jobs.blobs import PREFIX
@@ -17,6 +19,10 @@ from comfy_jobs.outputs import new_asset_id
 from comfy_jobs.workflow import content_type_of
 
 FIELD_LIMIT = 4096
+TAG = re.compile(r"^[A-Za-z0-9 _.:/-]{1,64}$")  # category labels such as "input"
+# A media type as RFC 9110 writes it; anything else is not served back as Content-Type.
+MEDIA_TYPE = re.compile(r"^[A-Za-z0-9!#$&^_.+-]+/[A-Za-z0-9!#$&^_.+-]+"
+                        r"(\s*;\s*[A-Za-z0-9!#$&^_.+-]+=(\"[\x20-\x7e]*\"|[A-Za-z0-9!#$&^_.+-]+))*$")
 
 
 def check_digest(value) -> str:
@@ -42,6 +48,8 @@ class AssetRoutes:
             self.in_flight.add(key)
         try:
             return await self._upload(request, key)
+        except (ValueError, BadHttpMessage) as exc:  # aiohttp's multipart parser refused the body
+            raise ApiError(422, "invalid_request", f"malformed multipart body: {str(exc).splitlines()[0]}") from None
         finally:
             self.in_flight.discard(key)
 
@@ -66,6 +74,9 @@ class AssetRoutes:
         missing = [f for f in ("content_type", "file_path") if not fields.get(f)] + ([] if stored else ["file"])
         if missing:
             raise ApiError(422, "invalid_request", f"missing multipart field(s): {', '.join(missing)}")
+        bad_tags = [t for t in tags if not TAG.match(t)]
+        if bad_tags or len(tags) > 32:
+            raise ApiError(422, "invalid_request", "tags are up to 32 labels of 1-64 letters, digits, space or _.:/-")
         digest, size, created_new = stored
         expected = fields.get("expected_hash")
         if expected and expected != digest:
@@ -83,8 +94,10 @@ class AssetRoutes:
             if earlier and (asset := await self.svc.ledger.get_asset(earlier)):
                 return web.json_response(asset_json(request, asset, False), status=200,
                                          headers={"Idempotency-Replayed": "true"})
-        asset = Asset(new_asset_id(), digest, size, fields["content_type"], fields["file_path"], time.time(),
-                      tags=tags or ["input"])
+        ctype = fields["content_type"].strip()
+        if not MEDIA_TYPE.match(ctype):
+            ctype = content_type_of(fields["file_path"])
+        asset = Asset(new_asset_id(), digest, size, ctype, fields["file_path"], time.time(), tags=tags or ["input"])
         await self.svc.ledger.put_asset(asset)
         if idem is not None:
             await self.svc.ledger.idem_record("assets", idem, asset.id)
@@ -135,7 +148,7 @@ class AssetRoutes:
         path = await self.svc.blobs.ensure_local(asset.hash, asset.remote_uri)
         if path is None:
             raise ApiError(404, "not_found", f"the bytes of asset {id} are gone from this server")
-        name = (asset.file_path or asset.id).rsplit("/", 1)[-1].replace('"', "")
+        name = re.sub(r"[^A-Za-z0-9._ -]", "_", (asset.file_path or asset.id).rsplit("/", 1)[-1])[-120:]
         # FileResponse answers Range (206, 416) and HEAD the way the contract asks.
         return web.FileResponse(path, headers={"Content-Type": asset.content_type,
                                                "Content-Disposition": f'inline; filename="{name}"',

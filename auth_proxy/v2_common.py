@@ -86,16 +86,18 @@ class Routes:
     """A route table `(method, "/api/v2/x/{name}", handler)` matched on the normalised path;
     handlers get the request and the path's parts as keyword arguments."""
     def __init__(self, table: list[tuple[str, str, object]]):
-        self.table = [(m, re.compile("^" + re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(p)) + "$"), h)
-                      for m, p, h in table]
+        self.table = [(m, p.count("{"), re.compile(
+            "^" + re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(p)) + r"\Z"), h) for m, p, h in table]
 
     def match(self, method: str, path: str):
-        """(handler, params) | ("405", allowed methods) | None."""
-        allowed = []
-        for m, rx, h in self.table:
-            found = rx.match(path)
-            if found:
-                if m == method or (method == "HEAD" and m == "GET"):
-                    return h, found.groupdict()
-                allowed.append(m)
-        return ("405", allowed) if allowed else None
+        """(handler, params) | ("405", allowed methods) | None. A literal path beats a
+        pattern: /api/v2/assets/from-hash is not the asset "from-hash"."""
+        found = [(n, m, rx.match(path), h) for m, n, rx, h in self.table if rx.match(path)]
+        if not found:
+            return None
+        fewest = min(n for n, *_ in found)
+        found = [f for f in found if f[0] == fewest]
+        for _, m, hit, h in found:
+            if m == method or (method == "HEAD" and m == "GET"):
+                return h, hit.groupdict()
+        return "405", [m for _, m, _, _ in found]
