@@ -4,6 +4,7 @@ blake3 in one pass), mint over a known blob, existence by hash, metadata and con
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import time
 
@@ -18,6 +19,7 @@ from comfy_jobs.model import Asset
 from comfy_jobs.outputs import new_asset_id
 from comfy_jobs.workflow import content_type_of
 
+log = logging.getLogger(__name__)
 FIELD_LIMIT = 4096
 TAG = re.compile(r"^[A-Za-z0-9 _.:/-]{1,64}$")  # category labels such as "input"
 # A media type as RFC 9110 writes it; anything else is not served back as Content-Type.
@@ -145,7 +147,12 @@ class AssetRoutes:
 
     async def content(self, request: web.Request, id: str) -> web.StreamResponse:  # noqa: A002
         asset = await self._asset(id)
-        path = await self.svc.blobs.ensure_local(asset.hash, asset.remote_uri)
+        try:
+            path = await self.svc.blobs.ensure_local(asset.hash, asset.remote_uri)
+        except Exception as exc:  # noqa: BLE001 - object storage failed or the copy is damaged
+            log.error("asset %s: cannot fetch it back from %s: %s", id, asset.remote_uri, exc)
+            raise ApiError(404, "not_found", f"the bytes of asset {id} are gone here and the stored copy "
+                           f"could not be fetched or failed verification: {exc}") from None
         if path is None:
             raise ApiError(404, "not_found", f"the bytes of asset {id} are gone from this server")
         name = re.sub(r"[^A-Za-z0-9._ -]", "_", (asset.file_path or asset.id).rsplit("/", 1)[-1])[-120:]
