@@ -8,7 +8,7 @@ VARIANT ?= cuda
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test up down logs build build-cpu serve doctor lock image-lock schemas pin-models bench bench-proxy bench-sync clean
+.PHONY: help venv test up down logs build build-cpu serve doctor lock image-lock schemas pin-models settings-docs bench bench-proxy bench-sync clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -57,6 +57,9 @@ pin-models: venv ## write sizes, sha256 and hub commits into workflows/models.ya
 
 schemas: venv ## refresh workflows/schemas from a running ComfyUI (COMFYUI_URL, COMFY_TOKEN)
 	$(PY) workflows/refresh_schemas.py
+
+settings-docs: venv ## regenerate the variable tables in docs/ from comfy_stack/variables.py
+	$(PY) -m comfy_stack.settings_docs
 
 bench: bench-proxy bench-sync ## run every benchmark
 

@@ -3,7 +3,8 @@ following the browser's Accept-Language. Plain HTML and one stylesheet: no scrip
 from __future__ import annotations
 
 import html
-import json
+
+from model_sync.progress import Snapshot
 
 TEXT = {
     "en": {
@@ -100,30 +101,19 @@ def change_page(lang: str, next_url: str, error: str | None = None) -> str:
     return _page(lang, t["change_title"], body)
 
 
-def starting_page(lang: str, progress: dict | None) -> str:
+def starting_page(lang: str, progress: Snapshot | None) -> str:
     t = TEXT[lang]
     extra = ""
     if progress:
-        if progress.get("state") == "failed" and progress.get("errors"):
-            extra = f'<p class="err">{html.escape(t["sync_failed"].format(err=progress["errors"][-1]))}</p>'
-        elif progress.get("state") in ("planning", "running"):
-            total = max(int(progress.get("bytes_total") or 0), 1)
-            done = int(progress.get("bytes_done") or 0)
-            line = t["sync"].format(done=progress.get("files_done", 0),
-                                    total=progress.get("files_total", 0),
+        if progress.state == "failed" and progress.errors:
+            extra = f'<p class="err">{html.escape(t["sync_failed"].format(err=progress.errors[-1]))}</p>'
+        elif progress.state in ("planning", "running"):
+            total = max(progress.bytes_total, 1)
+            done = progress.bytes_done
+            line = t["sync"].format(done=progress.files_done, total=progress.files_total,
                                     gb_done=done / 1e9, gb_total=total / 1e9)
-            current = "".join(f"<li>{html.escape(str(c.get('path', '')))}</li>"
-                              for c in progress.get("current") or [])
+            current = "".join(f"<li>{html.escape(c.path)}</li>" for c in progress.current)
             extra = (f'<p>{html.escape(line)}</p><progress max="{total}" value="{done}"></progress>'
                      f'<ul>{current}</ul>')
     return _page(lang, t["start_title"], f'<h1>{t["start_title"]}</h1><p>{t["start_body"]}</p>{extra}',
                  refresh=5)
-
-
-def read_progress(path) -> dict | None:
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-        return data if isinstance(data, dict) else None
-    except (OSError, ValueError):
-        return None

@@ -1,17 +1,14 @@
-"""Which paths are open without a login, decided on the normalised path.
+"""The normalised path that the gate's decisions are made on.
 
-ComfyUI (aiohttp) normalises `..` and `//` itself and matches routes case-sensitively, so
-the proxy decides on the same normalised, percent-decoded path it forwards: anything that
-would reach ComfyUI is a protected path, whatever its spelling or file extension.
+The proxy decides on the percent-decoded path with dot segments and repeated slashes
+resolved, so that no spelling (`%2e%2e`, `//`, `%252e`) changes what a path means to the
+gate. Which routes are open without a login is said in auth_proxy/routes.py, by route: a
+request that does not reach one of those routes is relayed, and only after the login.
 """
 from __future__ import annotations
 
 import posixpath
 from urllib.parse import unquote
-
-# Exact paths reachable without credentials; everything else needs a login.
-PUBLIC = {"/login", "/healthz", "/readyz", "/_auth/login.css", "/favicon.ico"}
-OWN = PUBLIC | {"/logout", "/metrics", "/_auth/password"}
 
 
 class BadPath(ValueError):
@@ -32,10 +29,6 @@ def normalise(raw_path: str) -> str:
     if norm.startswith("//"):
         norm = "/" + norm.lstrip("/")
     return norm
-
-
-def is_public(norm_path: str) -> bool:
-    return norm_path in PUBLIC
 
 
 def is_api_path(norm_path: str) -> bool:

@@ -1,5 +1,11 @@
 """Relaying HTTP and WebSocket traffic to ComfyUI, streamed both ways.
 
+The path goes upstream exactly as the client sent it: ComfyUI's routes take file names
+with the slash percent-encoded (`/api/userdata/workflows%2Fx.json` is one file name to
+aiohttp, `/api/userdata/workflows/x.json` matches no route), so a decoded or re-quoted
+path would break the front end. The gate decides on a normalised copy; what it relays
+has already passed the login, so the raw spelling gives nothing away.
+
 ComfyUI's origin check rejects a POST whose Origin host differs from its Host when the
 Host is a loopback name, so requests go upstream with Host set to the upstream's address
 and, when the browser sent an Origin, that Origin rewritten to match. The public host
@@ -10,11 +16,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from urllib.parse import urlsplit
+from urllib.parse import unquote_plus, urlsplit
 
 import aiohttp
 from aiohttp import WSMsgType, web
 from multidict import CIMultiDict
+from yarl import URL
+
+from auth_proxy import pages
+from auth_proxy.gate import GATE, NORM_PATH
+from auth_proxy.responses import error, html, lang, wants_json
+from model_sync import progress as sync_progress
 
 log = logging.getLogger(__name__)
 
@@ -40,16 +52,21 @@ def upstream_headers(request: web.Request, upstream: str) -> CIMultiDict:
     return headers
 
 
-def _query(request: web.Request, drop: set[str]) -> list[tuple[str, str]]:
-    return [(k, v) for k, v in request.query.items() if k not in drop]
+def upstream_url(request: web.Request, upstream: str, drop: frozenset[str] = frozenset()) -> URL:
+    """ComfyUI's URL for this request: the raw path and query as received, less the
+    query parameters named in `drop` (whatever their spelling)."""
+    path, sep, query = request.raw_path.partition("?")
+    if drop and query:
+        kept = [pair for pair in query.split("&") if unquote_plus(pair.partition("=")[0]) not in drop]
+        query, sep = "&".join(kept), "?" if kept else ""
+    return URL(upstream + path + sep + query, encoded=True)
 
 
 async def relay_http(request: web.Request, session: aiohttp.ClientSession, upstream: str,
-                     path: str, metrics) -> web.StreamResponse:
-    url = upstream + path
+                     url: URL, metrics) -> web.StreamResponse:
     body = request.content if request.body_exists else None
     started = time.monotonic()
-    async with session.request(request.method, url, params=_query(request, set()),
+    async with session.request(request.method, url,
                                headers=upstream_headers(request, upstream), data=body,
                                allow_redirects=False, auto_decompress=False) as up:
         metrics.observe_upstream(time.monotonic() - started)
@@ -67,12 +84,11 @@ async def relay_http(request: web.Request, session: aiohttp.ClientSession, upstr
 
 
 async def relay_ws(request: web.Request, session: aiohttp.ClientSession, upstream: str,
-                   path: str, metrics) -> web.WebSocketResponse:
-    ws_url = "ws" + upstream[4:] + path
+                   url: URL, metrics) -> web.WebSocketResponse:
     headers = upstream_headers(request, upstream)
     for k in ("Sec-WebSocket-Key", "Sec-WebSocket-Version", "Sec-WebSocket-Extensions"):
         headers.pop(k, None)
-    up = await session.ws_connect(ws_url, params=_query(request, {"token"}), headers=headers,
+    up = await session.ws_connect(url, headers=headers,
                                   autoclose=False, autoping=True, max_msg_size=0)
     down = web.WebSocketResponse(autoclose=False, autoping=True, max_msg_size=0)
     await down.prepare(request)
@@ -108,3 +124,26 @@ async def relay_ws(request: web.Request, session: aiohttp.ClientSession, upstrea
         if not down.closed:
             await down.close(code=up.close_code or 1000)
     return down
+
+
+async def relay(request: web.Request) -> web.StreamResponse:
+    """The catch-all route: everything that is not the proxy's own goes to ComfyUI."""
+    gate = request.config_dict[GATE]
+    assert gate.client is not None
+    upstream = gate.s.upstream
+    try:
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            url = upstream_url(request, upstream, frozenset({"token"}))
+            return await relay_ws(request, gate.client, upstream, url, gate.metrics)
+        return await relay_http(request, gate.client, upstream, upstream_url(request, upstream), gate.metrics)
+    except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError,
+            aiohttp.WSServerHandshakeError) as exc:
+        log.info("ComfyUI unavailable for %s %s: %s", request.method, request[NORM_PATH], type(exc).__name__)
+        return unavailable(request)
+
+
+def unavailable(request: web.Request) -> web.Response:
+    if wants_json(request):
+        return error(503, "ComfyUI is starting or restarting; retry shortly", **{"Retry-After": "5"})
+    progress = sync_progress.read(request.config_dict[GATE].s.progress_file)
+    return html(pages.starting_page(lang(request), progress), status=503, **{"Retry-After": "5"})

@@ -9,9 +9,7 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import secrets
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +18,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from auth_proxy.errors import StateError, TokenError
+from comfy_stack.files import PRIVATE, write_json
 
 log = logging.getLogger(__name__)
 ADMIN_FILE = "admin.json"
@@ -32,20 +31,10 @@ _DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
+        write_json(path, data, indent=1, mode=PRIVATE)
     except OSError as exc:
         raise StateError(f"cannot write {path}: {exc.strerror}; check AUTH_PROXY_STATE_DIR") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def read_json(path: Path) -> dict | None:

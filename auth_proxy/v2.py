@@ -1,9 +1,11 @@
-"""The Comfy API v2 on the proxy's port: its routes in one table, behind the same login as
-everything else, and the job service they use (comfy_jobs).
+"""The Comfy API v2 on the proxy's port: its routes in one table, behind the same gate as
+everything else (auth_proxy/routes.py registers them through `add_routes`), and the job
+service they use (comfy_jobs).
 
-`register(app, settings)` is the one hook app.py calls: it adds the service's start and stop
-to the app, and a middleware that answers the gate's refusals of v2 paths in the contract's
-error envelope. The gate calls `dispatch` for an authenticated request before relaying it.
+Besides the routes, `add_routes` adds the service's start and stop to the app, a fallback
+per v2 prefix (the contract's 404 and 405, never a relay to ComfyUI), and a middleware
+right inside the gate's error counter that answers the gate's own refusals of v2 paths
+(401, 403, 429) in the contract's error envelope.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import logging
 
 from aiohttp import web
 
+from auth_proxy.gate import GATE, NORM_PATH
 from auth_proxy.v2_assets import AssetRoutes
 from auth_proxy.v2_common import CODES, ApiError, Routes, error
 from auth_proxy.v2_jobs import JobRoutes
@@ -30,7 +33,7 @@ class V2:
     def __init__(self, service: JobsService):
         self.svc = service
         jobs, assets = JobRoutes(service), AssetRoutes(service)
-        self.routes = Routes([
+        self.table = [
             ("POST", "/api/v2/jobs", jobs.submit),
             ("GET", "/api/v2/jobs", jobs.list),
             ("GET", "/api/v2/jobs/{id}", jobs.get),
@@ -42,27 +45,29 @@ class V2:
             ("HEAD", "/api/v2/assets/by-hash/{hash}", assets.head_by_hash),
             ("GET", "/api/v2/assets/{id}", assets.get),
             ("GET", "/api/v2/assets/{id}/content", assets.content),
-        ])
+        ]
+        self.routes = Routes(self.table)
 
-    async def dispatch(self, request: web.Request, norm: str) -> web.StreamResponse | None:
-        """The v2 answer for an authenticated request, or None for a path that is ComfyUI's."""
-        if not owns(norm):
-            return None
+    def handler(self, fn):
+        """An aiohttp handler for a v2 function `fn(request, **path_parts)`."""
+        async def handle(request: web.Request) -> web.StreamResponse:
+            try:
+                return await fn(request, **request.match_info)
+            except ApiError as exc:
+                return exc.response()
+        return handle
+
+    async def fallback(self, request: web.Request) -> web.Response:
+        """A v2 path or method no route takes: 404, or 405 with what the path allows."""
+        norm = request.get(NORM_PATH, request.path)
         found = self.routes.match(request.method, norm)
-        if found is None:
-            return error(404, "not_found", f"no v2 route {norm}")
-        handler, params = found
-        if handler == "405":
-            allowed = set(params) | ({"HEAD"} if "GET" in params else set())
-            return error(405, "method_not_allowed", f"{request.method} is not allowed on {norm}",
-                         Allow=", ".join(sorted(allowed)))
-        try:
-            return await handler(request, **params)
-        except ApiError as exc:
-            return exc.response()
+        if found is None or found[0] != "405":
+            return error(404, "not_found", f"no v2 route {request.method} {norm}")
+        allowed = set(found[1]) | ({"HEAD"} if "GET" in found[1] else set())
+        return error(405, "method_not_allowed", f"{request.method} is not allowed on {norm}",
+                     Allow=", ".join(sorted(allowed)))
 
     async def not_ready(self) -> str | None:
-        """Why v2 cannot take jobs now (for /readyz), or None."""
         try:
             await self.svc.ledger.counts()
         except Exception as exc:  # noqa: BLE001 - any failure means not ready
@@ -83,14 +88,25 @@ class V2:
 V2_KEY = web.AppKey("v2", V2)
 
 
+async def not_ready(request: web.Request) -> str | None:
+    """Why the v2 API cannot take jobs now (for /readyz), or None."""
+    v2 = request.config_dict.get(V2_KEY)
+    return await v2.not_ready() if v2 else None
+
+
+async def metrics_text(request: web.Request) -> str:
+    v2 = request.config_dict.get(V2_KEY)
+    return await v2.metrics_text() if v2 else ""
+
+
 @web.middleware
 async def v2_envelope(request: web.Request, handler):
     """The gate answers `{"error": "text"}`; on v2 paths the contract wants
     `{"error": {"code", "message"}}` (401 unauthorized, 403 forbidden, ...)."""
     try:
         resp = await handler(request)
-    except web.HTTPException as exc:  # aiohttp's own 404/405 (a path no route matched)
-        if not owns(request.path) or exc.status < 400:
+    except web.HTTPException as exc:  # aiohttp's own 404 (a path no route's pattern takes)
+        if exc.status < 400 or not owns(request.path):
             raise
         return error(exc.status, CODES.get(exc.status, "error"), exc.reason)
     if resp.status >= 400 and owns(request.path) and isinstance(resp, web.Response) and resp.body is not None:
@@ -104,13 +120,21 @@ async def v2_envelope(request: web.Request, handler):
     return resp
 
 
-def register(app: web.Application, settings) -> None:
-    """Serve the v2 API when the settings carry job settings (the default program does)."""
+def add_routes(app: web.Application, add) -> None:
+    """Register the v2 routes with routes.py's `add(path, methods, handler)`, when the
+    settings carry job settings (the program's always do; tests may leave them out)."""
+    settings = app[GATE].s
     if getattr(settings, "jobs", None) is None:
         return
     v2 = V2(JobsService(settings.jobs, settings.upstream))
     app[V2_KEY] = v2
-    app.middlewares.append(v2_envelope)
+    for method, path, fn in v2.table:
+        add(path, (method, "HEAD") if method == "GET" else (method,), v2.handler(fn))
+    for prefix in OWN:
+        add(prefix + r"{tail:(/[\s\S]*)?}", ("*",), v2.fallback)
+    # Inside the error counter, outside authentication: it sees every refusal of the gate.
+    names = [getattr(m, "__name__", "") for m in app.middlewares]
+    app.middlewares.insert(names.index("count_and_hide_errors") + 1, v2_envelope)
 
     async def lifecycle(_app):
         await v2.svc.start()

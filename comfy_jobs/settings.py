@@ -1,63 +1,32 @@
-"""Every environment variable of the job ledger and worker, declared once: name, default,
-doc line. `load_settings` reads them once into a frozen object that everything else gets.
-
-docs/api.md lists the same table for users.
-"""
+"""The job ledger's and worker's settings, read once into a frozen object that everything
+else receives. The variables (name, default, doc line) are declared in
+comfy_stack/variables.py; docs/api.md's table is generated from them."""
 from __future__ import annotations
 
-import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Mapping
 
 from comfy_jobs.errors import ConfigError
-
-
-@dataclass(frozen=True)
-class Var:
-    name: str
-    default: str
-    doc: str
-
-
-VARS = {v.name: v for v in (
-    Var("COMFY_JOBS_DIR", "/data/jobs", "where the ledger (SQLite) and the job assets live"),
-    Var("COMFY_JOBS_DATABASE_URL", "", "the ledger's database as an SQLAlchemy URL; empty: "
-        "sqlite:///$COMFY_JOBS_DIR/ledger.db"),
-    Var("COMFY_JOB_MAX_ATTEMPTS", "2", "how many times a job is submitted to ComfyUI when ComfyUI "
-        "loses the run (crash, OOM kill, restart) before it is failed"),
-    Var("COMFY_QUEUE_LIMIT", "100", "jobs queued or running at once; one more is answered "
-        "429 queue_full; 0: no limit"),
-    Var("COMFY_OUTPUTS_TO", "", "oss://bucket/prefix or s3://bucket/prefix: outputs are also "
-        "uploaded there, verified, and served from there when the local copy is gone"),
-    Var("COMFY_JOB_LEASE_SECONDS", "30", "a worker's claim on a job lasts this long unless "
-        "heartbeated; after it, another worker resumes the job"),
-    Var("COMFY_JOBS_WORKER", "1", "1: the proxy runs the jobs itself; 0: it only records them "
-        "and separate workers run them"),
-    Var("COMFY_JOBS_WORKER_ID", "", "this worker's name in the ledger; empty: the host name"),
-    Var("COMFY_JOBS_RETENTION_DAYS", "30", "a job's expires_at is this long after its creation"),
-    Var("COMFY_WEBHOOK_URL", "", "POST a signed JSON event here when a job reaches a terminal state"),
-    Var("COMFY_WEBHOOK_SECRET", "", "the Standard Webhooks secret (whsec_...) that signs them; "
-        "required with COMFY_WEBHOOK_URL"),
-    Var("COMFY_ASSET_MAX_MB", "1024", "the largest upload POST /api/v2/assets accepts"),
-)}
+from comfy_stack import variables as v
+from comfy_stack.env import Env
 
 
 @dataclass(frozen=True)
 class JobSettings:
-    jobs_dir: Path = Path("/data/jobs")
+    jobs_dir: Path = v.COMFY_JOBS_DIR.default
     database_url: str = ""
-    max_attempts: int = 2
-    queue_limit: int = 100
+    max_attempts: int = v.COMFY_JOB_MAX_ATTEMPTS.default
+    queue_limit: int = v.COMFY_QUEUE_LIMIT.default
     outputs_to: str = ""
-    lease_s: float = 30.0
+    lease_s: float = v.COMFY_JOB_LEASE_SECONDS.default
     run_worker: bool = True
     worker_id: str = ""
-    retention_days: float = 30.0
+    retention_days: float = v.COMFY_JOBS_RETENTION_DAYS.default
     webhook_url: str = ""
     webhook_secret: str = ""
-    asset_max_bytes: int = 1024 << 20
+    asset_max_bytes: int = v.COMFY_ASSET_MAX_MB.default << 20
 
     @property
     def db_url(self) -> str:
@@ -68,47 +37,28 @@ class JobSettings:
         return self.jobs_dir / "blobs"
 
 
-def _parse(name: str, raw: str, kind: Callable, check: Callable[[object], bool], what: str):
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not {what}") from None
-    if not check(value):
-        raise ConfigError(f"{name}={raw!r} is not {what}")
-    return value
-
-
-def load_settings(environ: dict | None = None) -> JobSettings:
-    env = os.environ if environ is None else environ
-
-    def get(name: str) -> str:
-        return (env.get(name) or VARS[name].default).strip()
-
-    url, secret = get("COMFY_WEBHOOK_URL"), get("COMFY_WEBHOOK_SECRET")
+def load_settings(environ: Mapping[str, str] | None = None, jobs_dir: Path | None = None) -> JobSettings:
+    """`jobs_dir`: the program's own default when COMFY_JOBS_DIR is not set (comfyctl serve
+    keeps it in its data directory)."""
+    env = Env(environ, error=ConfigError)
+    url, secret = env.get(v.COMFY_WEBHOOK_URL).strip(), env.get(v.COMFY_WEBHOOK_SECRET).strip()
     if url and not secret.startswith("whsec_"):
-        raise ConfigError("COMFY_WEBHOOK_URL needs COMFY_WEBHOOK_SECRET=whsec_<base64>, the "
-                          "Standard Webhooks secret receivers verify signatures with")
-    outputs_to = get("COMFY_OUTPUTS_TO")
+        raise ConfigError("COMFY_WEBHOOK_URL needs COMFY_WEBHOOK_SECRET=whsec_<base64>, the Standard "
+                          "Webhooks secret that receivers verify the signatures with")
+    outputs_to = env.get(v.COMFY_OUTPUTS_TO).strip().rstrip("/")
     if outputs_to and not outputs_to.startswith(("oss://", "s3://")):
         raise ConfigError(f"COMFY_OUTPUTS_TO={outputs_to!r}: expected oss://bucket/prefix or s3://bucket/prefix")
-    worker = get("COMFY_JOBS_WORKER").lower()
-    if worker not in ("0", "1", "true", "false", "yes", "no"):
-        raise ConfigError(f"COMFY_JOBS_WORKER={worker!r}: expected 1 or 0")
-    positive = "a whole number of at least 1"
     return JobSettings(
-        jobs_dir=Path(get("COMFY_JOBS_DIR")),
-        database_url=get("COMFY_JOBS_DATABASE_URL"),
-        max_attempts=_parse("COMFY_JOB_MAX_ATTEMPTS", get("COMFY_JOB_MAX_ATTEMPTS"), int, lambda v: v >= 1, positive),
-        queue_limit=_parse("COMFY_QUEUE_LIMIT", get("COMFY_QUEUE_LIMIT"), int, lambda v: v >= 0,
-                           "a whole number (0: no limit)"),
-        outputs_to=outputs_to.rstrip("/"),
-        lease_s=_parse("COMFY_JOB_LEASE_SECONDS", get("COMFY_JOB_LEASE_SECONDS"), float, lambda v: v >= 3,
-                       "a number of seconds of at least 3"),
-        run_worker=worker in ("1", "true", "yes"),
-        worker_id=get("COMFY_JOBS_WORKER_ID") or socket.gethostname(),
-        retention_days=_parse("COMFY_JOBS_RETENTION_DAYS", get("COMFY_JOBS_RETENTION_DAYS"), float,
-                              lambda v: v > 0, "a positive number of days"),
+        jobs_dir=env.get(v.COMFY_JOBS_DIR) if env.is_set(v.COMFY_JOBS_DIR) or jobs_dir is None else jobs_dir,
+        database_url=env.get(v.COMFY_JOBS_DATABASE_URL).strip(),
+        max_attempts=env.get(v.COMFY_JOB_MAX_ATTEMPTS),
+        queue_limit=env.get(v.COMFY_QUEUE_LIMIT),
+        outputs_to=outputs_to,
+        lease_s=env.get(v.COMFY_JOB_LEASE_SECONDS),
+        run_worker=env.get(v.COMFY_JOBS_WORKER) == "1",
+        worker_id=env.get(v.COMFY_JOBS_WORKER_ID).strip() or socket.gethostname(),
+        retention_days=env.get(v.COMFY_JOBS_RETENTION_DAYS),
         webhook_url=url,
         webhook_secret=secret,
-        asset_max_bytes=_parse("COMFY_ASSET_MAX_MB", get("COMFY_ASSET_MAX_MB"), int, lambda v: v >= 1, positive) << 20,
+        asset_max_bytes=env.get(v.COMFY_ASSET_MAX_MB) << 20,
     )

@@ -19,25 +19,25 @@ COMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="comfyctl", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    # The only option before the command takes no value, so the first word is the command:
+    # its module adds its arguments before anything is parsed (`comfyctl serve --help` lists them).
+    chosen = next((a for a in argv if not a.startswith("-")), None)
     for name, (module_name, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(_module=module_name)
+        if name == chosen:
+            importlib.import_module(module_name).add_arguments(p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    # Parse the command name first, then let its module add its own arguments.
-    pre, _ = parser.parse_known_args(argv)
-    module = importlib.import_module(pre._module)
-    sub_parser = parser._subparsers._group_actions[0].choices[pre.command]  # noqa: SLF001
-    module.add_arguments(sub_parser)
-    args = parser.parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
+    module = importlib.import_module(args._module)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

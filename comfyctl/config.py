@@ -6,24 +6,21 @@ its default; docs/runtime.md lists them all.
 from __future__ import annotations
 
 import os
-import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
+from comfy_stack import variables as v
+from comfy_stack.env import Address, Env
 from comfyctl.errors import ConfigError
-
-MODES = ("auto", "gpu", "lowvram", "novram", "cpu")
-SYNC_MODES = ("block", "background", "off")
-REPO = Path(__file__).resolve().parents[1]
-
 
 @dataclass(frozen=True)
 class ServeSettings:
     comfyui_dir: Path
     comfyui_python: Path
     data_dir: Path
-    listen: str                 # the proxy's public HOST:PORT
+    listen: Address             # the proxy's public HOST:PORT
     comfyui_port: int           # ComfyUI's loopback port
     mode: str
     extra_args: tuple[str, ...]
@@ -35,6 +32,10 @@ class ServeSettings:
     # Where pip puts packages that nodes installed through ComfyUI-Manager need, when the
     # interpreter's own site-packages is read-only (the image): None installs into it.
     user_packages: Path | None = None
+    state_dir: Path | None = None       # the proxy's; None: auth/ in the data directory
+    jobs_dir: Path | None = None        # the v2 job ledger's; None: jobs/ in the data directory
+    hf_hub_offline: str = v.HF_HUB_OFFLINE.default   # ComfyUI's process only
+    cuda_version: str = ""              # the CUDA image's runtime, for the driver check
 
     @property
     def models_dir(self) -> Path:
@@ -42,54 +43,46 @@ class ServeSettings:
 
     @property
     def proxy_port(self) -> int:
-        return int(self.listen.rpartition(":")[2])
+        return self.listen.port
+
+    @property
+    def proxy_state_dir(self) -> Path:
+        return self.state_dir or self.data_dir / "auth"
+
+    @property
+    def proxy_jobs_dir(self) -> Path:
+        return self.jobs_dir or self.data_dir / "jobs"
 
 
-def _pick(flag, env: dict, name: str, default):
-    if flag not in (None, ""):
-        return flag
-    value = env.get(name)
-    return value if value not in (None, "") else default
-
-
-def load(args, environ: dict | None = None) -> ServeSettings:
-    env = dict(os.environ if environ is None else environ)
-    comfy_dir = _pick(getattr(args, "comfyui_dir", None), env, "COMFYUI_DIR", None)
+def load(args, environ: Mapping[str, str] | Env | None = None) -> ServeSettings:
+    env = environ if isinstance(environ, Env) else Env(environ, error=ConfigError)
+    comfy_dir = env.get(v.COMFYUI_DIR, getattr(args, "comfyui_dir", None))
     if comfy_dir is None:
         raise ConfigError("COMFYUI_DIR is not set: point it (or --comfyui-dir) at a ComfyUI checkout")
-    comfy_dir = Path(comfy_dir).expanduser().resolve()
-    python = Path(_pick(getattr(args, "comfyui_python", None), env, "COMFYUI_PYTHON", sys.executable)).expanduser()
-    listen = str(_pick(getattr(args, "listen", None), env, "AUTH_PROXY_LISTEN", "0.0.0.0:8188"))
-    port_raw = str(_pick(getattr(args, "comfyui_port", None), env, "COMFYUI_PORT", "8189"))
-    mode = str(_pick(getattr(args, "mode", None), env, "COMFYUI_MODE", "auto")).lower()
-    sync_mode = str(_pick(getattr(args, "sync_mode", None), env, "MODEL_SYNC_MODE", "block")).lower()
-    profiles_raw = _pick(getattr(args, "profile", None), env, "MODEL_PROFILES", "")
-    profiles = tuple(profiles_raw) if isinstance(profiles_raw, list) else tuple(
-        p.strip() for p in str(profiles_raw).replace(" ", ",").split(",") if p.strip())
-    try:
-        extra = tuple(shlex.split(str(_pick(getattr(args, "extra_args", None), env, "COMFYUI_EXTRA_ARGS", ""))))
-    except ValueError as exc:
-        raise ConfigError(f"COMFYUI_EXTRA_ARGS cannot be split into arguments: {exc}") from None
-    data_dir = Path(_pick(getattr(args, "data_dir", None), env, "COMFY_DATA_DIR", "./data")).expanduser().resolve()
-    # relative to the data directory; an absolute path stays as it is
-    user_packages = (data_dir / env["COMFYUI_USER_PACKAGES"]).resolve() if env.get("COMFYUI_USER_PACKAGES") else None
+    data_dir = env.get(v.COMFY_DATA_DIR, getattr(args, "data_dir", None)).resolve()
+    user_packages = env.raw(v.COMFYUI_USER_PACKAGES)
     settings = ServeSettings(
-        comfyui_dir=comfy_dir, comfyui_python=python, data_dir=data_dir,
-        listen=listen, comfyui_port=_port(port_raw, "COMFYUI_PORT"), mode=mode, extra_args=extra,
-        sync_mode=sync_mode, profiles=profiles,
-        sync_from=str(_pick(getattr(args, "sync_from", None), env, "MODEL_SYNC_FROM", "")),
-        manifest=Path(_pick(getattr(args, "manifest", None), env, "MODEL_MANIFEST", REPO / "workflows/models.yaml")),
-        workflows_dir=Path(env.get("COMFY_WORKFLOWS_DIR") or REPO / "workflows/ui"),
-        user_packages=user_packages,
+        comfyui_dir=comfy_dir.resolve(),
+        comfyui_python=env.get(v.COMFYUI_PYTHON, getattr(args, "comfyui_python", None)) or Path(sys.executable),
+        data_dir=data_dir,
+        listen=env.get(v.AUTH_PROXY_LISTEN, getattr(args, "listen", None)),
+        comfyui_port=env.get(v.COMFYUI_PORT, getattr(args, "comfyui_port", None)),
+        mode=env.get(v.COMFYUI_MODE, getattr(args, "mode", None)),
+        extra_args=env.get(v.COMFYUI_EXTRA_ARGS, getattr(args, "extra_args", None)),
+        sync_mode=env.get(v.MODEL_SYNC_MODE, getattr(args, "sync_mode", None)),
+        profiles=env.get(v.MODEL_PROFILES, getattr(args, "profile", None)),
+        sync_from=env.get(v.MODEL_SYNC_FROM, getattr(args, "sync_from", None)),
+        manifest=env.get(v.MODEL_MANIFEST, getattr(args, "manifest", None)),
+        workflows_dir=env.get(v.COMFY_WORKFLOWS_DIR),
+        # relative to the data directory; an absolute path stays as it is
+        user_packages=(data_dir / user_packages).resolve() if user_packages else None,
+        state_dir=env.get(v.AUTH_PROXY_STATE_DIR) if env.raw(v.AUTH_PROXY_STATE_DIR) else None,
+        jobs_dir=env.get(v.COMFY_JOBS_DIR) if env.raw(v.COMFY_JOBS_DIR) else None,
+        hf_hub_offline=env.get(v.HF_HUB_OFFLINE),
+        cuda_version=env.get(v.CUDA_VERSION),
     )
     validate(settings)
     return settings
-
-
-def _port(raw: str, name: str) -> int:
-    if not raw.isdigit() or not 0 < int(raw) < 65536:
-        raise ConfigError(f"{name}={raw!r} is not a port number (1-65535)")
-    return int(raw)
 
 
 def validate(s: ServeSettings) -> None:
@@ -98,15 +91,7 @@ def validate(s: ServeSettings) -> None:
         raise ConfigError(f"COMFYUI_DIR={s.comfyui_dir} has no main.py: is it a ComfyUI checkout?")
     if not os.access(s.comfyui_python, os.X_OK):
         raise ConfigError(f"COMFYUI_PYTHON={s.comfyui_python} is not an executable interpreter")
-    if s.mode not in MODES:
-        raise ConfigError(f"COMFYUI_MODE={s.mode!r}: use one of {', '.join(MODES)}")
-    if s.sync_mode not in SYNC_MODES:
-        raise ConfigError(f"MODEL_SYNC_MODE={s.sync_mode!r}: use one of {', '.join(SYNC_MODES)}")
-    host, sep, port = s.listen.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ConfigError(f"AUTH_PROXY_LISTEN={s.listen!r}: expected HOST:PORT, e.g. 0.0.0.0:8188")
-    _port(port, "AUTH_PROXY_LISTEN")
-    if int(port) == s.comfyui_port:
+    if s.listen.port == s.comfyui_port:
         raise ConfigError(f"AUTH_PROXY_LISTEN and COMFYUI_PORT both use port {s.comfyui_port}: "
                           "ComfyUI must listen on a port of its own behind the proxy")
     for flag in ("--listen", "--port"):

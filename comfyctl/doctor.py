@@ -9,9 +9,13 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
+from comfy_stack import variables as v
+from comfy_stack.env import Env
 from comfyctl import config, modes
-from comfyctl.errors import ComfyctlError
+from comfyctl.errors import ComfyctlError, ConfigError
+from model_sync.settings import load_storage
 
 
 @dataclass
@@ -37,10 +41,12 @@ def port_free(port: int) -> bool:
             return False
 
 
-def checks(args: argparse.Namespace, env: dict) -> list[Check]:
+def checks(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> list[Check]:
     out: list[Check] = []
+    env = Env(environ, error=ConfigError)
     try:
         s = config.load(args, env)
+        storage = load_storage(env)
     except ComfyctlError as exc:
         return [Check("configuration", False, str(exc))]
     out.append(Check("configuration", True, f"ComfyUI at {s.comfyui_dir}, data in {s.data_dir}"))
@@ -56,23 +62,23 @@ def checks(args: argparse.Namespace, env: dict) -> list[Check]:
     for name, port in (("proxy port", s.proxy_port), ("ComfyUI port", s.comfyui_port)):
         free = port_free(port)
         out.append(Check(name, free, f"{port} is free" if free else f"{port} is in use: stop what uses it or change the port"))
-    password = env.get("COMFY_ADMIN_PASSWORD") or env.get("COMFY_ADMIN_PASSWORD_FILE")
+    password = env.is_set(v.COMFY_ADMIN_PASSWORD)
     stored = (s.data_dir / "auth" / "admin.json").exists()
     out.append(Check("admin password", bool(password or stored),
                      "set" if password else "stored from an earlier start" if stored else
                      "none set: admin/admin until the first login changes it (set COMFY_ADMIN_PASSWORD)"))
     if s.sync_from.startswith("oss://"):
-        creds = (env.get("OSS_ACCESS_KEY_ID") and env.get("OSS_ACCESS_KEY_SECRET")) or env.get("OSS_ECS_RAM_ROLE") \
-            or env.get("ALIBABA_CLOUD_ROLE_ARN")
-        out.append(Check("OSS credentials", bool(creds and env.get("OSS_ENDPOINT")),
-                         "present" if creds and env.get("OSS_ENDPOINT") else
+        creds = (storage.oss_access_key_id and storage.oss_access_key_secret) or storage.oss_ecs_ram_role \
+            or env.is_set(v.ALIBABA_CLOUD_ROLE_ARN)
+        out.append(Check("OSS credentials", bool(creds and storage.oss_endpoint),
+                         "present" if creds and storage.oss_endpoint else
                          "MODEL_SYNC_FROM is oss:// but OSS_ENDPOINT or credentials (OSS_ACCESS_KEY_ID/"
                          "OSS_ACCESS_KEY_SECRET, OSS_ECS_RAM_ROLE or RRSA) are missing"))
     gpus = modes.detect_gpus()
     choice = modes.choose_memory_flags(s.mode, gpus)
     out.append(Check("ComfyUI mode", True, f"{' '.join(choice.flags) or 'default'}: {choice.why}"))
     if gpus:
-        warning = modes.driver_warning(gpus, env.get("CUDA_VERSION"))
+        warning = modes.driver_warning(gpus, s.cuda_version)
         out.append(Check("GPU driver", warning is None, warning or f"{gpus[0].driver or 'unknown'}"))
     sup = shutil.which("supervisord") or shutil.which("supervisord", path=str(Path(sys.executable).parent))
     out.append(Check("supervisord", bool(sup), sup or "not installed: pip install supervisor"))
@@ -80,7 +86,7 @@ def checks(args: argparse.Namespace, env: dict) -> list[Check]:
 
 
 def main(args: argparse.Namespace) -> int:
-    results = checks(args, dict(os.environ))
+    results = checks(args)
     width = max(len(c.name) for c in results)
     for c in results:
         print(f"{'ok ' if c.ok else 'BAD'}  {c.name:<{width}}  {c.detail}")

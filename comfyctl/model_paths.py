@@ -7,12 +7,11 @@ file placed under either name is found.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import yaml
 
+from comfy_stack.files import SHARED, write_atomic
 from model_sync.manifest import FOLDER_KEYS
 
 ALIASES = {"clip": "text_encoders", "unet": "diffusion_models", "t2i_adapter": "controlnet"}
@@ -49,14 +48,4 @@ def write(models_dir: Path, dest: Path, custom_nodes_dir: Path | None = None) ->
     for key in FOLDER_KEYS:
         if key not in ALIASES:
             (models_dir / key).mkdir(parents=True, exist_ok=True)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".extra_model_paths.", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(render(models_dir, custom_nodes_dir))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return dest
+    return write_atomic(dest, render(models_dir, custom_nodes_dir), mode=SHARED)

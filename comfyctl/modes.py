@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
 import shutil
 import subprocess
@@ -112,9 +111,10 @@ def choose_attention_flags(python: Path, on_cpu: bool) -> Choice:
     return Choice(["--use-pytorch-cross-attention"], "neither sageattention nor xformers: PyTorch SDPA")
 
 
-def comfyui_flags(mode: str, python: Path, extra: tuple[str, ...], nvidia_smi: str | None = None) -> list[str]:
+def comfyui_flags(mode: str, python: Path, extra: tuple[str, ...], nvidia_smi: str | None = None,
+                  cuda_version: str | None = None) -> list[str]:
     gpus = detect_gpus(nvidia_smi) if mode != "cpu" else []
-    warning = driver_warning(gpus, os.environ.get("CUDA_VERSION"))
+    warning = driver_warning(gpus, cuda_version)
     if warning:
         log.warning("%s", warning)
     memory = choose_memory_flags(mode, gpus)

@@ -10,14 +10,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 import aiohttp
 
+from comfy_stack import variables as v
+from comfy_stack.env import Env, add_flags
+from comfy_stack.files import SHARED, atomic_writer
 from comfyctl.errors import ComfyctlError
 from comfyctl.progress import NodeProgress
 from comfyctl.workflow import Workflow, WorkflowError, parse_value, split_assignment
@@ -41,11 +45,7 @@ class Unreachable(ComfyctlError):
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("workflow", type=Path, help="API-format workflow (workflows/api/*.json)")
-    p.add_argument("--server", default=os.environ.get("COMFY_SERVER", "http://127.0.0.1:8188"),
-                   help="server URL (env COMFY_SERVER; default http://127.0.0.1:8188)")
-    p.add_argument("--token", default=os.environ.get("COMFY_TOKEN"), help="API token (env COMFY_TOKEN)")
-    p.add_argument("--user", default=os.environ.get("COMFY_USER"), help="Basic auth user (env COMFY_USER)")
-    p.add_argument("--password", default=os.environ.get("COMFY_PASSWORD"), help="(env COMFY_PASSWORD)")
+    add_flags(p, v.RUN)
     p.add_argument("--set", action="append", default=[], metavar="NODE.INPUT=VALUE")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument("--input", action="append", default=[], metavar="NAME=FILE",
@@ -57,12 +57,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="run through the Comfy API v2 (/api/v2/jobs): a durable job, SSE progress, outputs as assets")
 
 
-def auth_headers(args) -> dict[str, str]:
-    if args.token:
-        return {"Authorization": f"Bearer {args.token}"}
-    if args.user:
-        return {"Authorization": aiohttp.BasicAuth(args.user, args.password or "").encode()}
-    return {}
+@dataclass(frozen=True)
+class Server:
+    """Where to send the workflow and how to sign in: each from its flag, else its variable."""
+
+    url: str
+    token: str = field(default="", repr=False)
+    user: str = ""
+    password: str = field(default="", repr=False)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> "Server":
+        env = Env(environ, error=WorkflowError)
+        return cls(env.get(v.COMFY_SERVER, args.server), env.get(v.COMFY_TOKEN, args.token),
+                   env.get(v.COMFY_USER, args.user), env.get(v.COMFY_PASSWORD, args.password))
+
+    def auth_headers(self) -> dict[str, str]:
+        if self.token:
+            return {"Authorization": f"Bearer {self.token}"}
+        if self.user:
+            return {"Authorization": aiohttp.BasicAuth(self.user, self.password).encode()}
+        return {}
 
 
 async def check(resp: aiohttp.ClientResponse, what: str) -> None:
@@ -174,13 +189,11 @@ async def download_outputs(session, base: str, outputs: dict, out_dir: Path) -> 
             continue  # a name that would escape --out
         target.parent.mkdir(parents=True, exist_ok=True)
         params = {"filename": item["filename"], "subfolder": sub, "type": item.get("type", "output")}
-        tmp = target.with_name(f".{target.name}.part")
         async with session.get(base + "/view", params=params) as r:
             await check(r, "download")
-            with open(tmp, "wb") as f:
+            with atomic_writer(target, mode=SHARED) as f:
                 async for chunk in r.content.iter_chunked(1 << 20):
                     f.write(chunk)
-        os.replace(tmp, target)
         paths.append(target)
     return paths
 
@@ -196,11 +209,12 @@ async def run(args) -> dict:
             wf.set(key, parse_value(value))
     for item in args.input:
         wf.target(split_assignment(item, "--input")[0])  # fail before uploading anything
-    base = args.server.rstrip("/")
+    server = Server.from_args(args)
+    base = server.url
     client_id = uuid.uuid4().hex
     deadline = time.monotonic() + args.timeout
     try:
-        async with aiohttp.ClientSession(headers=auth_headers(args)) as session:
+        async with aiohttp.ClientSession(headers=server.auth_headers()) as session:
             if args.v2:
                 from comfyctl.run_v2 import run_v2
                 return await run_v2(args, wf, session, base, deadline)

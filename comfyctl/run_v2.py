@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import json
 import mimetypes
-import os
 import time
 import uuid
 from pathlib import Path
 
 import aiohttp
 
+from comfy_stack.files import SHARED, atomic_writer
 from comfyctl.progress import NodeProgress
 from comfyctl.workflow import WorkflowError
 
@@ -118,15 +118,12 @@ async def download(session, job: dict, out_dir: Path) -> list[Path]:
     paths = []
     for out in job["outputs"]:
         target = out_dir / out["node_id"] / Path(out["name"]).name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.part")
         async with session.get(out["url"]) as r:
             if r.status != 200:
                 raise await v2_error(r, f"downloading {out['name']}")
-            with open(tmp, "wb") as f:
+            with atomic_writer(target, mode=SHARED) as f:
                 async for chunk in r.content.iter_chunked(1 << 20):
                     f.write(chunk)
-        os.replace(tmp, target)
         paths.append(target)
     return paths
 

@@ -10,25 +10,18 @@ import shutil
 import sys
 from pathlib import Path
 
+from comfy_stack import variables
+from comfy_stack.env import add_flags
+from comfy_stack.files import SHARED, write_atomic
 from comfyctl import config, model_paths, modes, supervisor, sync_job, workflows_install
 from comfyctl.errors import ComfyctlError, MissingProgram, SyncFailed
+from model_sync import progress as sync_progress
 
 log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--comfyui-dir", help="ComfyUI checkout (env COMFYUI_DIR)")
-    p.add_argument("--comfyui-python", help="interpreter with ComfyUI's requirements (env COMFYUI_PYTHON; "
-                                            "default: this one)")
-    p.add_argument("--data-dir", help="models, input, output, user, auth (env COMFY_DATA_DIR; default ./data)")
-    p.add_argument("--listen", help="the proxy's HOST:PORT (env AUTH_PROXY_LISTEN; default 0.0.0.0:8188)")
-    p.add_argument("--comfyui-port", help="ComfyUI's loopback port (env COMFYUI_PORT; default 8189)")
-    p.add_argument("--mode", help="auto|gpu|lowvram|novram|cpu (env COMFYUI_MODE; default auto)")
-    p.add_argument("--extra-args", help="more ComfyUI flags (env COMFYUI_EXTRA_ARGS)")
-    p.add_argument("--sync-mode", help="block|background|off (env MODEL_SYNC_MODE; default block)")
-    p.add_argument("--profile", action="append", help="model profile, repeatable (env MODEL_PROFILES)")
-    p.add_argument("--sync-from", help="oss://bucket/prefix to take models from (env MODEL_SYNC_FROM)")
-    p.add_argument("--manifest", help="model manifest (env MODEL_MANIFEST; default workflows/models.yaml)")
+    add_flags(p, variables.SERVE)
     p.add_argument("--dry-run", action="store_true", help="prepare everything, print supervisord's "
                                                            "configuration, start nothing")
 
@@ -39,8 +32,7 @@ def manager_config(user_dir: Path) -> None:
     request has passed the login proxy first. A config the user changed is left alone."""
     path = user_dir / "default" / "ComfyUI-Manager" / "config.ini"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("[default]\nsecurity_level = normal\nnetwork_mode = public\n")
+        write_atomic(path, "[default]\nsecurity_level = normal\nnetwork_mode = public\n", mode=SHARED)
 
 
 def prepare(s: config.ServeSettings) -> tuple[Path, str]:
@@ -53,7 +45,7 @@ def prepare(s: config.ServeSettings) -> tuple[Path, str]:
         raise config.ConfigError(f"the data directory {s.data_dir} is not writable by this user")
     run_dir = s.data_dir / "run"
     run_dir.mkdir(exist_ok=True)
-    progress = s.models_dir / ".model_sync" / "progress.json"
+    progress = sync_progress.path_for(s.models_dir)
     cmds = sync_job.commands(s.manifest, s.models_dir, s.profiles, s.sync_from, progress)
     if s.sync_mode == "block" and cmds:
         log.info("syncing models before starting (MODEL_SYNC_MODE=block)")
@@ -68,10 +60,11 @@ def prepare(s: config.ServeSettings) -> tuple[Path, str]:
     report = workflows_install.install(s.workflows_dir, s.data_dir / "user" / "default" / "workflows")
     log.info("workflows: %d installed, %d updated, %d of yours kept", len(report.installed),
              len(report.updated), len(report.kept_user_edits))
-    comfy_args = modes.comfyui_flags(s.mode, s.comfyui_python, s.extra_args)
-    proxy_env = {"AUTH_PROXY_LISTEN": s.listen,
+    comfy_args = modes.comfyui_flags(s.mode, s.comfyui_python, s.extra_args, cuda_version=s.cuda_version)
+    proxy_env = {"AUTH_PROXY_LISTEN": str(s.listen),
                  "AUTH_PROXY_UPSTREAM": f"http://127.0.0.1:{s.comfyui_port}",
-                 "AUTH_PROXY_STATE_DIR": os.environ.get("AUTH_PROXY_STATE_DIR") or str(s.data_dir / "auth"),
+                 "AUTH_PROXY_STATE_DIR": str(s.proxy_state_dir),
+                 "COMFY_JOBS_DIR": str(s.proxy_jobs_dir),
                  "MODEL_SYNC_PROGRESS_FILE": str(progress)}
     text = supervisor.render(s, comfy_args, run_dir, proxy_env)
     if s.sync_mode == "background" and cmds:

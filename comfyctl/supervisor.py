@@ -2,11 +2,11 @@
 to the container's stdout with a prefix, stopped cleanly on SIGTERM."""
 from __future__ import annotations
 
-import os
 import shlex
 import sys
 from pathlib import Path
 
+from comfy_stack.files import SHARED, write_atomic
 from comfyctl.config import ServeSettings
 
 PREFIX_WRAPPER = "comfyctl.logprefix"
@@ -34,7 +34,7 @@ def _program(name: str, command: list[str], directory: Path, env: dict[str, str]
 
 def comfyui_env(s: ServeSettings) -> dict[str, str]:
     # nothing downloads at run time once models are synced
-    env = {"PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
+    env = {"PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": s.hf_hub_offline}
     if s.user_packages:
         # What ComfyUI-Manager installs for a node (`pip install` in ComfyUI's process)
         # goes to the data volume as a user install, and ComfyUI sees it there. Only
@@ -76,11 +76,7 @@ def render(s: ServeSettings, comfy_args: list[str], run_dir: Path, proxy_env: di
 
 
 def write(text: str, dest: Path) -> Path:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(dest)
-    return dest
+    return write_atomic(dest, text, mode=SHARED)
 
 
 def oneshot(name: str, command: list[str]) -> str:

@@ -10,11 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from comfy_stack.files import SHARED, copy_atomic, write_json
 
 log = logging.getLogger(__name__)
 RECORD = ".comfy-stack-installed.json"
@@ -55,19 +54,9 @@ def install(bundled: Path, dest: Path) -> InstallReport:
             report.updated.append(src.name)
         else:
             report.installed.append(src.name)
-        fd, tmp = tempfile.mkstemp(prefix=f".{src.name}.", dir=dest)
-        os.close(fd)
-        try:
-            shutil.copyfile(src, tmp)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        copy_atomic(src, target, mode=SHARED)
         record[src.name] = new
-    tmp_record = dest / (RECORD + ".tmp")
-    tmp_record.write_text(json.dumps(record, indent=1, sort_keys=True))
-    os.replace(tmp_record, record_path)
+    write_json(record_path, record, indent=1, mode=SHARED)
     if report.kept_user_edits:
         log.info("kept your edited workflows: %s", ", ".join(report.kept_user_edits))
     return report

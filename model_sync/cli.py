@@ -8,6 +8,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from comfy_stack import variables as v
+from comfy_stack.env import flag_help
+
 from .errors import EXIT_CODES, ManifestError, SyncError, UsageError
 from .manifest import EXTENSIONS, FOLDER_KEYS, load_manifest
 from .planner import describe, select_files, select_mirror
@@ -33,15 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="re-hash present files instead of trusting their state records")
     common.add_argument("--delete", action="store_true",
                         help="remove files this tool placed earlier that are no longer selected")
-    common.add_argument("--progress-file", help="progress JSON (env MODEL_SYNC_PROGRESS_FILE)")
+    common.add_argument("--progress-file", help=flag_help(v.MODEL_SYNC_PROGRESS_FILE))
     common.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     s = sub.add_parser("sync", parents=[common], help="files of a manifest's profiles")
     s.add_argument("--manifest", required=True)
     s.add_argument("--models-dir", required=True)
-    s.add_argument("--profile", action="append", dest="profiles",
-                   help="profile to sync (repeatable; env MODEL_PROFILES, comma-separated)")
-    s.add_argument("--from", dest="from_prefix",
-                   help="fetch every file from PREFIX/<key> (env MODEL_SYNC_FROM)")
+    s.add_argument("--profile", action="append", dest="profiles", help=flag_help(v.MODEL_PROFILES))
+    s.add_argument("--from", dest="from_prefix", help=flag_help(v.MODEL_SYNC_FROM))
     m = sub.add_parser("mirror", parents=[common], help="a whole oss:// or s3:// prefix of <folder>/<path>")
     m.add_argument("source")
     m.add_argument("models_dir")

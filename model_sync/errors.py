@@ -57,6 +57,20 @@ class TransientError(SyncError):
     exit_code = 9
 
 
+def for_status(status: int, what: str, hint: str, *, denied: str = "", missing: str = "HTTP 404",
+               detail: str = "") -> SyncError:
+    """What an HTTP status from a source means, for every backend that speaks plain HTTP
+    (HTTPS URLs, the Hugging Face hub): refused credentials, a missing file, a failure worth
+    retrying (429, 5xx), or one that retrying cannot fix. `hint` says what to check."""
+    if status in (401, 403):
+        return CredentialsError(f"{what}: HTTP {status}{denied}; {hint}")
+    if status == 404:
+        return NotFoundError(f"{what}: {missing}; {hint}")
+    if status == 429 or status >= 500:
+        return TransientError(f"{what}: HTTP {status}")
+    return TransferError(f"{what}: HTTP {status}" + (f": {detail}" if detail else ""))
+
+
 EXIT_CODES = {
     0: "every selected file is present and verified",
     1: "unexpected internal error (a bug: please report it with the log)",

@@ -17,7 +17,8 @@ from pathlib import Path
 from ruamel.yaml import YAML
 
 from .errors import ManifestError, VerificationError
-from .fsutil import write_atomic
+from comfy_stack.files import write_atomic
+
 from .manifest import load_manifest, parse_manifest
 from .planner import RemoteObject, select_files
 from .uris import SourceURI

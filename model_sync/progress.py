@@ -1,7 +1,8 @@
 """Progress: rich bars on a terminal, JSON lines otherwise, and the progress file.
 
-The progress file (format fixed in the project's contracts) is what the proxy's starting
-page shows while models are synced; it is rewritten atomically at most once a second.
+This module owns the progress file: where it is (`path_for`), its format (`Snapshot`), and
+how it is read (`read`), by the sync that writes it and by the proxy's starting page and
+/readyz that show it. It is rewritten atomically at most once a second.
 """
 from __future__ import annotations
 
@@ -10,11 +11,67 @@ import logging
 import sys
 import threading
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .fsutil import write_json
+from comfy_stack.files import read_json, write_json
 
 log = logging.getLogger(__name__)
+# The models directory in the image, where the proxy looks when nothing says otherwise.
+IMAGE_MODELS_DIR = Path("/data/models")
+
+
+def path_for(models_dir: Path) -> Path:
+    return models_dir / ".model_sync" / "progress.json"
+
+
+@dataclass(frozen=True)
+class FileProgress:
+    path: str
+    bytes_done: int
+    bytes_total: int
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The progress file's content: `state` is planning, running, done or failed."""
+
+    state: str = "planning"
+    bytes_done: int = 0
+    bytes_total: int = 0
+    files_done: int = 0
+    files_total: int = 0
+    current: tuple[FileProgress, ...] = ()
+    errors: tuple[str, ...] = ()
+    updated_at: float = field(default=0.0, compare=False)
+
+    def to_json(self) -> dict:
+        return asdict(self) | {"current": [asdict(c) for c in self.current], "errors": list(self.errors)}
+
+    def summary(self) -> dict:
+        """The counters alone: what /readyz and the JSON log lines report."""
+        return {k: getattr(self, k) for k in ("state", "bytes_done", "bytes_total", "files_done",
+                                              "files_total")}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Snapshot":
+        """ValueError (or TypeError) when the file is not what this module writes."""
+        return cls(str(data["state"]), int(data["bytes_done"]), int(data["bytes_total"]),
+                   int(data["files_done"]), int(data["files_total"]),
+                   tuple(FileProgress(str(c["path"]), int(c["bytes_done"]), int(c["bytes_total"]))
+                         for c in data.get("current") or ()),
+                   tuple(str(e) for e in data.get("errors") or ()), float(data.get("updated_at") or 0))
+
+
+def read(path: Path) -> Snapshot | None:
+    """The sync's progress, or None when there is none (no sync yet) or it is unreadable."""
+    data = read_json(path)
+    if data is None:
+        return None
+    try:
+        return Snapshot.from_json(data)
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 class Progress:
@@ -110,15 +167,16 @@ class Progress:
         self._emit(force=True)
 
     # --- output -----------------------------------------------------------------------------
-    def snapshot(self) -> dict:
+    def now(self) -> Snapshot:
         with self._lock:
-            return {
-                "state": self.state, "bytes_done": self.bytes_done, "bytes_total": self.bytes_total,
-                "files_done": self.files_done, "files_total": self.files_total,
-                "current": [{"path": p, "bytes_done": c[0], "bytes_total": c[1]}
-                            for p, c in sorted(self.current.items())],
-                "errors": list(self.errors), "updated_at": time.time(),
-            }
+            return Snapshot(self.state, self.bytes_done, self.bytes_total, self.files_done,
+                            self.files_total,
+                            tuple(FileProgress(p, c[0], c[1]) for p, c in sorted(self.current.items())),
+                            tuple(self.errors), time.time())
+
+    def snapshot(self) -> dict:
+        """What the progress file holds now."""
+        return self.now().to_json()
 
     def _emit(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -126,16 +184,14 @@ class Progress:
         write_line = not self.tty and (force or now - self._last_line >= self.interval)
         if not (write_file or write_line):
             return
-        snap = self.snapshot()
+        snap = self.now()
         if write_file:
             self._last_file = now
             try:
-                write_json(self.path, snap, fsync=False)
+                write_json(self.path, snap.to_json(), fsync=False)
             except OSError as exc:
                 log.warning("cannot write progress file %s: %s", self.path, exc)
         if write_line:
             self._last_line = now
-            line = {k: snap[k] for k in ("state", "bytes_done", "bytes_total", "files_done",
-                                         "files_total")}
-            line["current"] = [c["path"] for c in snap["current"]]
+            line = snap.summary() | {"current": [c.path for c in snap.current]}
             print(json.dumps({"progress": line}), file=self.stream, flush=True)

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
+from comfy_stack.files import discard_partial, read_json, sidecar_path, write_json
+
 from .errors import TransientError
-from .fsutil import read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -35,18 +36,6 @@ class RangedJob:
     threads: int
 
 
-def sidecar_path(part: Path) -> Path:
-    return part.with_name(part.name + ".json")
-
-
-def discard(part: Path) -> None:
-    for p in (part, sidecar_path(part)):
-        try:
-            os.unlink(p)
-        except FileNotFoundError:
-            pass
-
-
 def download_ranged(job: RangedJob, fetch: FetchRange, on_bytes: Callable[[int], None],
                     on_resume: Callable[[int], None] | None = None, digests=None) -> None:
     """`digests` (verify.Digests) is fed the file in order while parts are still arriving."""
@@ -57,7 +46,7 @@ def download_ranged(job: RangedJob, fetch: FetchRange, on_bytes: Callable[[int],
             and state.get("part_size") == job.part_size and job.part.exists()):
         done = {int(i) for i in state.get("done", [])}
     else:
-        discard(job.part)
+        discard_partial(job.part)
     n_parts = max(1, -(-job.size // job.part_size))
     todo = [i for i in range(n_parts) if i not in done]
     if done:

@@ -10,10 +10,12 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from comfy_stack.files import SHARED, place
+
 from .backends import Backend, make_backend
 from .errors import (DiskSpaceError, EndpointError, SyncError, TransferError, TransientError,
                      VerificationError)
-from .fsutil import fsync_dir, partial_path
+from .partial import partial_path
 from .lock import FileLock, lock_path
 from .planner import Action, Item, RemoteObject, Step, decide, plan_deletions
 from .progress import Progress
@@ -173,9 +175,7 @@ class Runner:
                                  lambda n: self.progress.advance(item.dest, n, network=False),
                                  digests)
                 sha = verify_file(part, expect, item.dest, digests)
-                os.chmod(part, 0o644)
-                os.replace(part, final)
-                fsync_dir(final.parent)
+                place(part, final, mode=SHARED, fsync_dir=True)
                 backend.discard(item.source, part)   # resume bookkeeping only; the file moved
                 self.state.put(item.dest, str(item.source), remote.identity, final, sha)
                 self.progress.finish_file(item.dest, remote.size)

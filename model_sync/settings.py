@@ -1,13 +1,38 @@
-"""Settings, read once into a frozen dataclass: CLI flag > environment > default."""
+"""Settings, read once into a frozen dataclass: CLI flag > environment > default.
+
+Each variable is declared once, with its default and doc line, in comfy_stack.variables;
+the backends receive what they need here (endpoints, credentials) instead of reading the
+environment themselves.
+"""
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
+
+from comfy_stack import variables as v
+from comfy_stack.env import Env
 
 from .errors import UsageError
+from .progress import path_for
 
-MiB = 1024 * 1024
+
+@dataclass(frozen=True)
+class Storage:
+    """Where the stores are and how to sign in; secrets stay out of the repr (and so the logs)."""
+
+    oss_endpoint: str = ""
+    oss_access_key_id: str = ""
+    oss_access_key_secret: str = field(default="", repr=False)
+    oss_session_token: str = field(default="", repr=False)
+    oss_ecs_ram_role: str = ""
+    oss_ecs_metadata_url: str = v.OSS_ECS_METADATA_URL.default
+    # ACK RRSA: alibabacloud-credentials reads the role and token file itself; this says
+    # whether the cluster injected them.
+    oss_rrsa: bool = False
+    s3_endpoint: str = ""
+    hf_token: str = field(default="", repr=False)
+    hf_endpoint: str = ""
 
 
 @dataclass(frozen=True)
@@ -20,19 +45,20 @@ class Settings:
     verify: bool = False
     delete: bool = False
     progress_file: Path | None = None
-    part_size: int = 64 * MiB            # one ranged GET; also the most a crash can cost per stream
-    range_threads: int = 4               # parallel ranges within one large file
-    file_workers: int = 4                # files transferred at once
-    stat_workers: int = 32               # HEAD requests at once during planning
-    retries: int = 5                     # attempts per file after the first
-    backoff: float = 0.5                 # first retry delay in seconds, doubled each time
-    timeout: float = 30.0                # connect/read timeout per request
-    lock_stale_after: float = 120.0      # a lock not heartbeated for this long is abandoned
-    lock_log_every: float = 30.0         # "still waiting for ..." cadence
-    lock_timeout: float = 6 * 3600.0     # give up waiting for another process after this
-    progress_interval: float = 10.0      # JSON progress lines when stderr is not a terminal
-    delete_max: int = 20                 # --delete refuses to remove more files than this
-    min_free_margin: int = 256 * MiB     # free space kept beyond what the transfers need
+    part_size: int = v.MODEL_SYNC_PART_SIZE.default          # also the most a crash can cost per stream
+    range_threads: int = v.MODEL_SYNC_RANGE_THREADS.default
+    file_workers: int = v.MODEL_SYNC_FILE_WORKERS.default
+    stat_workers: int = v.MODEL_SYNC_STAT_WORKERS.default
+    retries: int = v.MODEL_SYNC_RETRIES.default
+    backoff: float = v.MODEL_SYNC_BACKOFF.default
+    timeout: float = v.MODEL_SYNC_TIMEOUT.default
+    lock_stale_after: float = v.MODEL_SYNC_LOCK_STALE_AFTER.default
+    lock_log_every: float = v.MODEL_SYNC_LOCK_LOG_EVERY.default
+    lock_timeout: float = v.MODEL_SYNC_LOCK_TIMEOUT.default
+    progress_interval: float = v.MODEL_SYNC_PROGRESS_INTERVAL.default
+    delete_max: int = v.MODEL_SYNC_DELETE_MAX.default
+    min_free_margin: int = v.MODEL_SYNC_MIN_FREE_MARGIN.default
+    storage: Storage = Storage()
 
     @property
     def state_dir(self) -> Path:
@@ -40,50 +66,42 @@ class Settings:
 
     @property
     def progress_path(self) -> Path:
-        return self.progress_file or self.state_dir / "progress.json"
+        return self.progress_file or path_for(self.models_dir)
 
 
-_ENV_NUMBERS = {
-    "part_size": "MODEL_SYNC_PART_SIZE", "range_threads": "MODEL_SYNC_RANGE_THREADS",
-    "file_workers": "MODEL_SYNC_FILE_WORKERS", "stat_workers": "MODEL_SYNC_STAT_WORKERS",
-    "retries": "MODEL_SYNC_RETRIES", "backoff": "MODEL_SYNC_BACKOFF",
-    "timeout": "MODEL_SYNC_TIMEOUT", "lock_stale_after": "MODEL_SYNC_LOCK_STALE_AFTER",
-    "lock_log_every": "MODEL_SYNC_LOCK_LOG_EVERY", "lock_timeout": "MODEL_SYNC_LOCK_TIMEOUT",
-    "progress_interval": "MODEL_SYNC_PROGRESS_INTERVAL", "delete_max": "MODEL_SYNC_DELETE_MAX",
-    "min_free_margin": "MODEL_SYNC_MIN_FREE_MARGIN",
-}
+def load_storage(env: Env) -> Storage:
+    return Storage(
+        oss_endpoint=env.get(v.OSS_ENDPOINT), oss_access_key_id=env.get(v.OSS_ACCESS_KEY_ID),
+        oss_access_key_secret=env.get(v.OSS_ACCESS_KEY_SECRET),
+        oss_session_token=env.get(v.OSS_SESSION_TOKEN), oss_ecs_ram_role=env.get(v.OSS_ECS_RAM_ROLE),
+        oss_ecs_metadata_url=env.get(v.OSS_ECS_METADATA_URL),
+        oss_rrsa=bool(env.raw(v.ALIBABA_CLOUD_ROLE_ARN) and env.raw(v.ALIBABA_CLOUD_OIDC_TOKEN_FILE)),
+        s3_endpoint=env.get(v.AWS_ENDPOINT_URL), hf_token=env.get(v.HF_TOKEN),
+        hf_endpoint=env.get(v.HF_ENDPOINT))
 
 
-def load_settings(env: dict[str, str] | None = None, **flags) -> Settings:
+def load_settings(environ: Mapping[str, str] | None = None, *, models_dir: str | Path | None = None,
+                  manifest: str | Path | None = None, profiles: list[str] | None = None,
+                  from_prefix: str | None = None, progress_file: str | Path | None = None,
+                  dry_run: bool = False, verify: bool = False, delete: bool = False) -> Settings:
     """Build Settings from CLI flags (None = not given) over the environment."""
-    env = dict(os.environ if env is None else env)
-    values: dict = {}
-    for name, var in _ENV_NUMBERS.items():
-        raw = env.get(var)
-        if raw:
-            kind = type(getattr(Settings, name))
-            try:
-                values[name] = kind(raw)
-            except ValueError:
-                raise UsageError(f"{var}={raw!r} is not a valid {kind.__name__}") from None
-            if values[name] < 0 or (name in ("part_size", "range_threads", "file_workers",
-                                             "stat_workers") and values[name] < 1):
-                raise UsageError(f"{var}={raw!r} is out of range")
-    profiles = flags.pop("profiles", None) or []
-    if not profiles and env.get("MODEL_PROFILES"):
-        profiles = [p for p in env["MODEL_PROFILES"].split(",")]
-    values["profiles"] = tuple(p.strip() for p in profiles if p.strip())
-    values["from_prefix"] = flags.pop("from_prefix", None) or env.get("MODEL_SYNC_FROM") or None
-    progress = flags.pop("progress_file", None) or env.get("MODEL_SYNC_PROGRESS_FILE")
-    values["progress_file"] = Path(progress) if progress else None
-    models_dir = flags.pop("models_dir", None)
+    env = Env(environ, error=UsageError)
     if not models_dir:
         raise UsageError("no models directory: pass --models-dir DIR")
-    values["models_dir"] = Path(models_dir).absolute()
-    manifest = flags.pop("manifest", None)
-    values["manifest"] = Path(manifest) if manifest else None
-    for key in ("dry_run", "verify", "delete"):
-        values[key] = bool(flags.pop(key, False))
-    if flags:
-        raise TypeError(f"unknown settings: {sorted(flags)}")
-    return Settings(**values)
+    progress = env.get(v.MODEL_SYNC_PROGRESS_FILE, progress_file and str(progress_file))
+    return Settings(
+        models_dir=Path(models_dir).absolute(),
+        manifest=Path(manifest) if manifest else None,
+        profiles=env.get(v.MODEL_PROFILES, profiles),
+        from_prefix=env.get(v.MODEL_SYNC_FROM, from_prefix) or None,
+        dry_run=dry_run, verify=verify, delete=delete,
+        progress_file=progress,
+        part_size=env.get(v.MODEL_SYNC_PART_SIZE), range_threads=env.get(v.MODEL_SYNC_RANGE_THREADS),
+        file_workers=env.get(v.MODEL_SYNC_FILE_WORKERS), stat_workers=env.get(v.MODEL_SYNC_STAT_WORKERS),
+        retries=env.get(v.MODEL_SYNC_RETRIES), backoff=env.get(v.MODEL_SYNC_BACKOFF),
+        timeout=env.get(v.MODEL_SYNC_TIMEOUT), lock_stale_after=env.get(v.MODEL_SYNC_LOCK_STALE_AFTER),
+        lock_log_every=env.get(v.MODEL_SYNC_LOCK_LOG_EVERY), lock_timeout=env.get(v.MODEL_SYNC_LOCK_TIMEOUT),
+        progress_interval=env.get(v.MODEL_SYNC_PROGRESS_INTERVAL),
+        delete_max=env.get(v.MODEL_SYNC_DELETE_MAX), min_free_margin=env.get(v.MODEL_SYNC_MIN_FREE_MARGIN),
+        storage=load_storage(env),
+    )

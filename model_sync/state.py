@@ -11,7 +11,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .fsutil import read_json, write_json
+from comfy_stack.files import read_json, remove, write_json
 
 
 @dataclass(frozen=True)
@@ -67,10 +67,7 @@ class StateStore:
         return rec
 
     def remove(self, dest: str) -> None:
-        try:
-            os.unlink(self._path(dest))
-        except FileNotFoundError:
-            pass
+        remove(self._path(dest))
 
     def all_dests(self) -> list[str]:
         out = []

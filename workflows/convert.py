@@ -13,10 +13,10 @@ nodes that predate the flag) and "image" after an input with an upload button.
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
+
+from comfy_stack.files import SHARED, write_atomic
 
 HERE = Path(__file__).resolve().parent
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
@@ -96,18 +96,6 @@ def ui_to_api(ui: dict, schemas: dict) -> dict:
     return prompt
 
 
-def _write(path: Path, data: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def main() -> int:
     sys.path.insert(0, str(HERE))
     from validate import load_schemas  # noqa: E402 - sibling script, not a package
@@ -115,7 +103,8 @@ def main() -> int:
     (HERE / "ui").mkdir(exist_ok=True)
     for f in sorted((HERE / "api").glob("*.json")):
         doc = json.loads(f.read_text(encoding="utf-8"))
-        _write(HERE / "ui" / f.name, api_to_ui(doc["prompt"], schemas))
+        write_atomic(HERE / "ui" / f.name, json.dumps(api_to_ui(doc["prompt"], schemas), indent=1) + "\n",
+                     mode=SHARED)
         print(f"ui/{f.name}")
     return 0
 

@@ -9,13 +9,15 @@ Run it against a server that has exactly the pinned packs (custom_nodes/lock.yam
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 import urllib.request
 from pathlib import Path
 
 import yaml
+
+from comfy_stack import variables as v
+from comfy_stack.env import Env, SettingError
+from comfy_stack.files import SHARED, write_json
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "schemas"
@@ -61,23 +63,15 @@ def check_against_lock(groups: dict[str, dict], lock: dict) -> list[str]:
     return problems
 
 
-def write_atomic(path: Path, data: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=0, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def main() -> int:
-    url = os.environ.get("COMFYUI_URL", "http://127.0.0.1:8188")
+    env = Env()
     try:
-        info = fetch_object_info(url, os.environ.get("COMFY_TOKEN"))
+        url = env.get(v.COMFYUI_URL)
+    except SettingError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    try:
+        info = fetch_object_info(url, env.get(v.COMFY_TOKEN) or None)
     except OSError as exc:
         print(f"cannot read {url}/object_info ({exc}); start ComfyUI with the pinned packs "
               "or set COMFYUI_URL / COMFY_TOKEN", file=sys.stderr)
@@ -91,7 +85,7 @@ def main() -> int:
         return 1
     OUT.mkdir(exist_ok=True)
     for group, nodes in sorted(groups.items()):
-        write_atomic(OUT / f"{group}.json", nodes)
+        write_json(OUT / f"{group}.json", nodes, indent=0, mode=SHARED)
         print(f"{group}: {len(nodes)} nodes")
     return 0
 

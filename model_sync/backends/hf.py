@@ -8,15 +8,13 @@ would write into a hub cache layout, not into ComfyUI's folders with our verific
 from __future__ import annotations
 
 import importlib
-import os
 import re
 
 import huggingface_hub
 from huggingface_hub.errors import OfflineModeIsEnabled
 from huggingface_hub.utils import HfHubHTTPError
 
-from ..errors import (CredentialsError, EndpointError, NotFoundError, SyncError,
-                      TransferError, TransientError, UsageError)
+from ..errors import EndpointError, NotFoundError, SyncError, TransferError, UsageError, for_status
 from ..planner import RemoteObject
 from ..uris import SourceURI
 from .http import HTTPBackend
@@ -42,19 +40,19 @@ class HFBackend(HTTPBackend):
 
     def headers(self) -> dict[str, str]:
         h = super().headers()
-        token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+        token = self.settings.storage.hf_token
         if token:
             h["Authorization"] = f"Bearer {token}"
         return h
 
     def url(self, uri: SourceURI) -> str:
         return huggingface_hub.hf_hub_url(uri.bucket, uri.key, revision=uri.revision or "main",
-                                          endpoint=os.environ.get("HF_ENDPOINT"))
+                                          endpoint=self.settings.storage.hf_endpoint or None)
 
     def stat(self, uri: SourceURI) -> RemoteObject:
         try:
             meta = huggingface_hub.get_hf_file_metadata(
-                self.url(uri), token=os.environ.get("HF_TOKEN") or None,
+                self.url(uri), token=self.settings.storage.hf_token or None,
                 timeout=self.settings.timeout)
         except HfHubHTTPError as exc:
             raise _translate_hub(exc, str(uri), self.hint) from None
@@ -82,11 +80,7 @@ class HFBackend(HTTPBackend):
 
 
 def _translate_hub(exc: HfHubHTTPError, what: str, hint: str) -> SyncError:
-    status = exc.response.status_code if getattr(exc, "response", None) is not None else 0
-    if status in (401, 403):
-        return CredentialsError(f"{what}: HTTP {status} (gated or private); {hint}")
-    if status == 404:
-        return NotFoundError(f"{what}: not on the hub (HTTP 404); {hint}")
-    if status >= 500 or status == 429:
-        return TransientError(f"{what}: HTTP {status}")
-    return TransferError(f"{what}: {exc}")
+    if getattr(exc, "response", None) is None:
+        return TransferError(f"{what}: {exc}")
+    return for_status(exc.response.status_code, what, hint, denied=" (gated or private)",
+                      missing="not on the hub (HTTP 404)", detail=str(exc))

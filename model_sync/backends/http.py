@@ -8,9 +8,9 @@ from typing import Callable
 
 import requests
 
-from ..errors import (CredentialsError, EndpointError, NotFoundError, SyncError, TransferError,
-                      TransientError)
-from ..fsutil import read_json, write_json
+from comfy_stack.files import discard_partial, read_json, sidecar_path, write_json
+
+from ..errors import EndpointError, NotFoundError, SyncError, TransferError, TransientError, for_status
 from ..planner import RemoteObject
 from ..settings import Settings
 from ..uris import SourceURI
@@ -21,14 +21,7 @@ CHUNK = 64 * 1024   # small reads: a reset loses at most one read of data
 
 def translate(exc: Exception, what: str, hint: str = "check the URL") -> SyncError:
     if isinstance(exc, requests.HTTPError) and exc.response is not None:
-        status = exc.response.status_code
-        if status in (401, 403):
-            return CredentialsError(f"{what}: HTTP {status}; {hint}")
-        if status == 404:
-            return NotFoundError(f"{what}: HTTP 404; {hint}")
-        if status >= 500 or status == 429:
-            return TransientError(f"{what}: HTTP {status}")
-        return TransferError(f"{what}: HTTP {status}")
+        return for_status(exc.response.status_code, what, hint)
     if isinstance(exc, requests.ConnectionError) and not isinstance(
             exc, (requests.exceptions.ChunkedEncodingError,)) and "refused" in str(exc).lower():
         return EndpointError(f"{what}: cannot connect ({exc}); {hint}")
@@ -78,7 +71,7 @@ class HTTPBackend:
                  digests=None) -> None:
         # One stream per file: an HTTPS origin (a CDN, the hub) is usually fastest with one
         # connection per file and many files in parallel; resume appends from what is there.
-        side = part.with_name(part.name + ".json")
+        side = sidecar_path(part)
         state = read_json(side)
         have = part.stat().st_size if part.exists() else 0
         if not state or state.get("identity") != remote.identity or have > remote.size:
@@ -117,8 +110,4 @@ class HTTPBackend:
             raise TransientError(f"{uri}: truncated body: {have} of {remote.size} bytes")
 
     def discard(self, uri: SourceURI, part: Path) -> None:
-        for p in (part, part.with_name(part.name + ".json")):
-            try:
-                os.unlink(p)
-            except FileNotFoundError:
-                pass
+        discard_partial(part)

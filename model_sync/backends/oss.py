@@ -13,9 +13,8 @@ Credentials, first match wins:
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 import os
-
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -24,16 +23,17 @@ from oss2.credentials import Credentials, CredentialsProvider
 from oss2.exceptions import ClientError, InconsistentError, OssError, RequestError, ServerError
 from requests.exceptions import ConnectionError as RequestsConnectionError
 
+from comfy_stack.files import discard_partial
+
 from ..errors import (CredentialsError, EndpointError, NotFoundError, SyncError, TransferError,
                       TransientError, UsageError, VerificationError)
 from ..planner import RemoteObject
-from ..settings import Settings
+from ..settings import Settings, Storage
 from ..uris import SourceURI
 
 log = logging.getLogger(__name__)
 _CRED_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied",
                "SecurityTokenExpired", "InvalidSecurityToken"}
-ECS_METADATA = "http://100.100.100.200/latest/meta-data/ram/security-credentials"
 
 
 class _RRSACredentials(CredentialsProvider):
@@ -60,16 +60,16 @@ class _RRSACredentials(CredentialsProvider):
                            cred.get_security_token())
 
 
-def make_auth(env: dict[str, str]):
-    ak, sk = env.get("OSS_ACCESS_KEY_ID"), env.get("OSS_ACCESS_KEY_SECRET")
+def make_auth(s: Storage):
+    ak, sk = s.oss_access_key_id, s.oss_access_key_secret
     if ak and sk:
-        token = env.get("OSS_SESSION_TOKEN") or env.get("OSS_SECURITY_TOKEN")
+        token = s.oss_session_token
         return oss2.StsAuth(ak, sk, token) if token else oss2.Auth(ak, sk)
-    if env.get("OSS_ECS_RAM_ROLE"):
-        base = env.get("OSS_ECS_METADATA_URL", ECS_METADATA)   # overridable for tests/proxies
+    if s.oss_ecs_ram_role:
+        base = s.oss_ecs_metadata_url   # overridable for tests/proxies
         return oss2.ProviderAuth(oss2.EcsRamRoleCredentialsProvider(
-            base.rstrip("/") + "/" + env["OSS_ECS_RAM_ROLE"], max_retries=2, timeout=5))
-    if env.get("ALIBABA_CLOUD_ROLE_ARN") and env.get("ALIBABA_CLOUD_OIDC_TOKEN_FILE"):
+            base.rstrip("/") + "/" + s.oss_ecs_ram_role, max_retries=2, timeout=5))
+    if s.oss_rrsa:
         try:
             return oss2.ProviderAuth(_RRSACredentials())
         except ImportError:
@@ -116,16 +116,15 @@ def translate(exc: Exception, what: str) -> SyncError:
 
 
 class OSSBackend:
-    def __init__(self, settings: Settings, env: dict[str, str] | None = None):
-        env = dict(os.environ if env is None else env)
+    def __init__(self, settings: Settings):
         self.settings = settings
-        self.endpoint = env.get("OSS_ENDPOINT")
+        self.endpoint = settings.storage.oss_endpoint
         if not self.endpoint:
             raise UsageError("oss:// sources need OSS_ENDPOINT, e.g. "
                              "https://oss-cn-hangzhou-internal.aliyuncs.com inside Alibaba Cloud")
         if "://" not in self.endpoint:
             self.endpoint = "https://" + self.endpoint
-        self.auth = make_auth(env)
+        self.auth = make_auth(settings.storage)
         self.session = oss2.Session(pool_size=settings.range_threads * settings.file_workers
                                     + settings.stat_workers)
         self._buckets: dict[str, oss2.Bucket] = {}
@@ -198,9 +197,5 @@ class OSSBackend:
     def discard(self, uri: SourceURI, part: Path) -> None:
         # oss2 names its own temp file <part>.tmp-<random> and records it in the checkpoint.
         key = oss2.ResumableDownloadStore.make_store_key(uri.bucket, uri.key, os.path.abspath(part))
-        for p in [self.store_root / key, part, *part.parent.glob(part.name + ".tmp-*")]:
-            try:
-                os.unlink(p)
-            except FileNotFoundError:
-                pass
+        discard_partial(part, self.store_root / key, *part.parent.glob(part.name + ".tmp-*"))
 

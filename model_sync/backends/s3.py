@@ -14,6 +14,8 @@ from botocore.exceptions import (BotoCoreError, ClientError, EndpointConnectionE
                                  NoCredentialsError)
 from urllib3.exceptions import HTTPError as Urllib3Error
 
+from comfy_stack.files import discard_partial
+
 from .. import ranged
 from ..errors import (CredentialsError, EndpointError, NotFoundError, SyncError, TransferError,
                       TransientError)
@@ -68,7 +70,7 @@ class S3Backend:
             # Our own loop retries whole files (keeping finished parts); botocore's retries
             # cover single requests, but not a body that breaks midway.
             retries={"max_attempts": 3, "mode": "standard"},
-            s3={"addressing_style": "path"} if _endpoint_given() else None,
+            s3={"addressing_style": "path"} if settings.storage.s3_endpoint else None,
         ))
 
     @staticmethod
@@ -123,13 +125,13 @@ class S3Backend:
         job = ranged.RangedJob(part, remote.size, remote.identity, self.settings.part_size,
                                self.settings.range_threads)
         if remote.size == 0:
-            ranged.discard(part)
+            discard_partial(part)
             part.touch()
             return
         ranged.download_ranged(job, fetch, on_bytes, on_resume, digests)
 
     def discard(self, uri: SourceURI, part: Path) -> None:
-        ranged.discard(part)
+        discard_partial(part)
 
 
 def _full_crc32(head: dict) -> int | None:
@@ -142,7 +144,3 @@ def _full_crc32(head: dict) -> int | None:
     except ValueError:
         return None
 
-
-def _endpoint_given() -> bool:
-    import os
-    return bool(os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_S3"))

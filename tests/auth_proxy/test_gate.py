@@ -150,3 +150,21 @@ async def test_an_unreadable_sessions_file_only_means_logging_in_again(stack, ht
         assert r.status == 200
     async with http.get(base + "/system_stats", headers={"Accept": "application/json"}) as r:
         assert r.status == 200
+
+
+async def test_a_route_added_later_is_behind_the_gate(stack, aiohttp_server, http):
+    """A route another module registers (the v2 job API, say) gets the whole pipeline:
+    no credentials, no answer; with them, the handler knows who is asking."""
+    from auth_proxy.app import WHO
+
+    async def whoami(request):
+        return aiohttp.web.json_response({"user": request[WHO].user, "via": request[WHO].via})
+
+    app = create_app(stack.settings)
+    app.router.add_get("/api/v2/whoami", whoami)
+    server = await aiohttp_server(app)
+    base = f"http://127.0.0.1:{server.port}"
+    async with http.get(base + "/api/v2/whoami") as r:
+        assert r.status == 401
+    async with http.get(base + "/api/v2/whoami", headers={"Authorization": f"Bearer {stack.token}"}) as r:
+        assert r.status == 200 and await r.json() == {"user": "token:tests", "via": "bearer"}

@@ -81,3 +81,17 @@ async def test_sdk_run_and_cancel(make_v2, monkeypatch):
             job.wait(timeout=20)
             return job.status
     assert await asyncio.to_thread(run) == "canceled"
+
+
+async def test_the_example_in_docs_api_md_runs(v2, monkeypatch, tmp_path):
+    from tests.support import REPO
+    text = (REPO / "docs/api.md").read_text()
+    section = text[text.index("## The Comfy API v2 with comfy-sdk"):]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    code = code.replace("https://comfy.example", v2.url()).replace(
+        '"workflows/api/smoke.json"', repr(str(REPO / "workflows/api/smoke.json")))
+    monkeypatch.setenv("COMFY_TOKEN", v2.token)
+    monkeypatch.chdir(tmp_path)
+    await asyncio.to_thread(exec, compile(code, "docs/api.md", "exec"), {})
+    [saved] = tmp_path.glob("smoke_*.png")
+    assert saved.read_bytes().startswith(b"\x89PNG")

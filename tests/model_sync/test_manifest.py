@@ -154,3 +154,22 @@ def test_settings_flag_over_environment_over_default(tmp_path):
         tmp_path / ".model_sync" / "progress.json"
     with pytest.raises(UsageError, match="MODEL_SYNC_PART_SIZE"):
         load_settings({"MODEL_SYNC_PART_SIZE": "big"}, models_dir=str(tmp_path))
+
+
+def test_profiles_read_one_way_from_flags_and_environment(tmp_path):
+    """MODEL_PROFILES="a b" (how comfyctl serve was always given it) works for the sync too."""
+    from model_sync.settings import load_settings
+    for raw in ("a b", "a,b", "a, b"):
+        assert load_settings({"MODEL_PROFILES": raw}, models_dir=str(tmp_path)).profiles == ("a", "b")
+    assert load_settings({}, models_dir=str(tmp_path), profiles=["a,b", "c"]).profiles == ("a", "b", "c")
+
+
+def test_backends_take_credentials_from_the_settings_not_the_environment(tmp_path, monkeypatch):
+    from model_sync.settings import load_settings
+    monkeypatch.setenv("OSS_ENDPOINT", "https://leaked.example")
+    s = load_settings({"OSS_ENDPOINT": "https://oss.example", "OSS_SECURITY_TOKEN": "sts",
+                       "HUGGING_FACE_HUB_TOKEN": "hf_x", "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9"},
+                      models_dir=str(tmp_path))
+    assert s.storage.oss_endpoint == "https://oss.example" and s.storage.oss_session_token == "sts"
+    assert s.storage.hf_token == "hf_x" and s.storage.s3_endpoint == "http://127.0.0.1:9"
+    assert "sts" not in repr(s) and "hf_x" not in repr(s)

@@ -52,10 +52,10 @@ def test_driver_older_than_the_image_cuda_is_named(tmp_path, driver, cuda, warne
         assert "ack.aliyun.com/nvidia-driver-version" in warning and "R570" in warning
 
 
-def test_serve_logs_the_driver_warning(tmp_path, monkeypatch, caplog):
-    monkeypatch.setenv("CUDA_VERSION", "12.8.1")
+def test_serve_logs_the_driver_warning(checkout, tmp_path, caplog):
+    s = config.load(ns(), {"COMFYUI_DIR": str(checkout), "CUDA_VERSION": "12.8.1"})
     smi = fake_smi(tmp_path, "NVIDIA L20, 46068, 550.90.07")
-    flags = modes.comfyui_flags("gpu", Path(sys.executable), (), nvidia_smi=smi)
+    flags = modes.comfyui_flags("gpu", Path(sys.executable), (), nvidia_smi=smi, cuda_version=s.cuda_version)
     assert "--cpu" not in flags and "older than CUDA 12.8.1 needs" in caplog.text
 
 

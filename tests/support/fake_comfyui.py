@@ -7,7 +7,9 @@ other ComfyUI flags are accepted and ignored). Routes and message shapes follow 
 server.py: every core route also answers under /api/, the WebSocket at /ws?clientId=
 sends `status` on connect, and a queued prompt produces execution_start,
 execution_cached, executing, progress, executed, execution_success and a final
-executing with node null. Routes under /_test/ exist only here, for relay tests.
+executing with node null. The userdata file routes (`/userdata/{file}`, its move and
+delete) are aiohttp routes as in ComfyUI, so `workflows%2Fx.json` is one file name and
+`workflows/x.json` matches nothing. Routes under /_test/ exist only here, for relay tests.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import struct
 import uuid
 import zlib
 from pathlib import Path
+from urllib.parse import unquote
 
 from aiohttp import WSMsgType, web
 
@@ -172,7 +175,8 @@ def create_app(output_dir: Path, delay: float = 0.0, executor=None,
     way `execute` does (history entry, queue removal, final status). `known_classes` widens
     the class names that POST /prompt accepts.
     """
-    state = {"output": Path(output_dir), "input": Path(output_dir).parent / "input", "queue": [],
+    state = {"output": Path(output_dir), "input": Path(output_dir).parent / "input",
+             "user": Path(output_dir).parent / "user" / "default", "queue": [],
              "history": {}, "sockets": {}, "delay": delay, "tasks": set(), "settings": {},
              "counter": 0, "executor": executor or execute, "history_delay": history_delay,
              "run_lock": asyncio.Lock(), "running": None, "deleted": set(), "interrupt": set(),
@@ -317,9 +321,73 @@ def create_app(output_dir: Path, delay: float = 0.0, executor=None,
     async def folder_paths(_):
         return web.json_response({"checkpoints": [["/models/checkpoints"], []]})
 
+    def user_path(request, name: str) -> Path | None:
+        # As ComfyUI's user_manager: the route's {file} arrives with "%2F" already decoded to
+        # "/" (aiohttp matches on the path with %2F kept, then unquotes the match), a name
+        # still holding "%" is unquoted once more, and nothing may leave the user's folder.
+        if "%" in name:
+            name = unquote(name)
+        root = state["user"].resolve()
+        path = (root / name).resolve()
+        return path if path == root or root in path.parents else None
+
     @r.get("/userdata")
-    async def userdata(_):
-        return web.json_response(["workflows/a.json"])
+    async def userdata(request):
+        folder = request.query.get("dir")
+        if folder is None:  # the stand-in's own shortcut; ComfyUI answers 400 without dir
+            return web.json_response(["workflows/a.json"])
+        path = user_path(request, folder)
+        if path is None:
+            return web.Response(status=403, text="Invalid directory")
+        if not path.is_dir():
+            return web.Response(status=404, text="Directory not found")
+        recurse = request.query.get("recurse", "").lower() == "true"
+        found = path.rglob("*") if recurse else path.glob("*")
+        return web.json_response(sorted(f.relative_to(path).as_posix() for f in found if f.is_file()))
+
+    @r.get("/userdata/{file}")
+    async def userdata_get(request):
+        path = user_path(request, request.match_info["file"])
+        if path is None:
+            return web.Response(status=403)
+        if not path.is_file():
+            return web.Response(status=404)
+        return web.FileResponse(path)
+
+    @r.post("/userdata/{file}")
+    async def userdata_post(request):
+        path = user_path(request, request.match_info["file"])
+        if path is None:
+            return web.Response(status=403)
+        if request.query.get("overwrite", "true") == "false" and path.exists():
+            return web.Response(status=409, text="File already exists")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(await request.read())
+        return web.json_response(path.relative_to(state["user"].resolve()).as_posix())
+
+    @r.delete("/userdata/{file}")
+    async def userdata_delete(request):
+        path = user_path(request, request.match_info["file"])
+        if path is None:
+            return web.Response(status=403)
+        if not path.is_file():
+            return web.Response(status=404)
+        path.unlink()
+        return web.Response(status=204)
+
+    @r.post("/userdata/{file}/move/{dest}")
+    async def userdata_move(request):
+        source = user_path(request, request.match_info["file"])
+        dest = user_path(request, request.match_info["dest"])
+        if source is None or dest is None:
+            return web.Response(status=403)
+        if not source.is_file():
+            return web.Response(status=404)
+        if request.query.get("overwrite", "true") == "false" and dest.exists():
+            return web.Response(status=409, text="File already exists")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        source.replace(dest)
+        return web.json_response(dest.relative_to(state["user"].resolve()).as_posix())
 
     @r.get("/v2/userdata")
     async def userdata2(_):
