@@ -1,6 +1,6 @@
 """Outputs mirrored to object storage (COMFY_OUTPUTS_TO=oss://bucket/prefix or s3://...),
 through model_sync's backends: the same credentials, endpoints and clients as the model
-sync (OSS_* and AWS_* variables), and its verified download to fetch a blob back.
+sync (OSS_* and AWS_* variables, read into JobSettings.storage), and its verified download to fetch a blob back.
 
 Each blob is stored once under <prefix>/<first two hex digits>/<blake3 hex>, uploaded,
 then checked (the stored size, and the MD5 S3 reports for a single-part upload), and only
@@ -16,6 +16,7 @@ from pathlib import Path
 
 from model_sync.backends import make_backend
 from model_sync.settings import Settings as SyncSettings
+from model_sync.settings import Storage
 from model_sync.uris import SourceURI, parse_uri
 
 from comfy_jobs.blobs import digest_file
@@ -26,11 +27,11 @@ class MirrorError(Exception):
 
 
 class Mirror:
-    def __init__(self, prefix: str, work_dir: Path):
+    def __init__(self, prefix: str, work_dir: Path, storage: Storage):
         self.prefix = prefix
         self.base = parse_uri(prefix, prefix=True)
         self.work_dir = work_dir
-        self.backend = make_backend(self.base.scheme, SyncSettings(models_dir=work_dir))
+        self.backend = make_backend(self.base.scheme, SyncSettings(models_dir=work_dir, storage=storage))
         self.failures = 0
 
     def uri_for(self, digest: str) -> SourceURI:

@@ -44,7 +44,7 @@ class JobsService:
         mirror = None
         if self.s.outputs_to:
             from comfy_jobs.objstore import Mirror
-            mirror = Mirror(self.s.outputs_to, self.s.jobs_dir)
+            mirror = Mirror(self.s.outputs_to, self.s.jobs_dir, self.s.storage)
         self.blobs = BlobStore(self.s.blobs_dir, mirror)
         self.files = Files(self.ledger, self.blobs, self.hub, mirror)
         self.session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar(),

@@ -11,6 +11,7 @@ from typing import Mapping
 from comfy_jobs.errors import ConfigError
 from comfy_stack import variables as v
 from comfy_stack.env import Env
+from model_sync.settings import Storage, load_storage
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,8 @@ class JobSettings:
     webhook_url: str = ""
     webhook_secret: str = ""
     asset_max_bytes: int = v.COMFY_ASSET_MAX_MB.default << 20
+    # endpoints and credentials of COMFY_OUTPUTS_TO's store, as the model sync reads them
+    storage: Storage = Storage()
 
     @property
     def db_url(self) -> str:
@@ -61,4 +64,5 @@ def load_settings(environ: Mapping[str, str] | None = None, jobs_dir: Path | Non
         webhook_url=url,
         webhook_secret=secret,
         asset_max_bytes=env.get(v.COMFY_ASSET_MAX_MB) << 20,
+        storage=load_storage(env),
     )
