@@ -136,7 +136,8 @@ async def execute(state: dict, prompt_id: str, prompt: dict, client_id: str | No
         if node["class_type"] == "FailingNode" or node.get("inputs", {}).get("fail"):
             data = {"prompt_id": prompt_id, "node_id": node_id, "node_type": node["class_type"],
                     "exception_message": "simulated failure", "exception_type": "RuntimeError",
-                    "traceback": ["Traceback (most recent call last):\n", "RuntimeError: simulated failure\n"],
+                    # traceback.format_tb(...), as ComfyUI's execution.py records it: frames only
+                    "traceback": ['  File "execution.py", line 496, in execute\n    output_data = ...\n'],
                     "executed": executed, "current_inputs": {}, "current_outputs": [], "timestamp": 0}
             await broadcast(state, {"type": "execution_error", "data": data}, client_id)
             finish_error(state, prompt_id, prompt, messages + [["execution_error", data]])
