@@ -91,8 +91,10 @@ class Ledger(Protocol):
     async def add_output(self, job_id: str, node_id: str, name: str, kind: str, asset: Asset) -> bool:
         """Commit one output (once per node and name); False if it was already there."""
 
-    async def finish(self, job_id: str, worker: str, status: str, error: dict | None) -> bool:
-        """Move a job the worker holds to a terminal state; False if it no longer holds it."""
+    async def finish(self, job_id: str, worker: str, status: str, error: dict | None,
+                     progress: dict | None = None) -> bool:
+        """Move a job the worker holds to a terminal state (with its last progress, when
+        given); False if it no longer holds it."""
 
     # --- assets ---------------------------------------------------------------------------
     async def put_asset(self, asset: Asset) -> None: ...

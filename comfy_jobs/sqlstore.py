@@ -5,9 +5,9 @@ table definition and one set of queries serve SQLite and PostgreSQL, including t
 (`FOR UPDATE SKIP LOCKED` compiles on PostgreSQL and is left out on SQLite, where the
 whole write is serialised anyway); ComfyUI itself depends on SQLAlchemy, so the image already
 carries it at the pinned version; and no async driver or greenlet is needed: the blocking
-calls run on one thread of our own (SQLite allows one writer at a time, so one thread loses
-nothing). Queue libraries (procrastinate, pgqueuer) are PostgreSQL-only and own the job
-table, while the contract needs our own job records with attempts, outputs and assets.
+calls run on threads of our own (SQLite allows one writer at a time, so one writing thread
+loses nothing). Queue libraries (procrastinate, pgqueuer) are PostgreSQL-only and own the
+job table, while the contract needs our own job records with attempts, outputs and assets.
 """
 from __future__ import annotations
 
@@ -29,7 +29,9 @@ from comfy_jobs.model import (ACTIVE, CANCELED, CANCELING, EXPIRED, QUEUED, RUNN
 IDEM_TTL_S = 24 * 3600  # the contract: keys expire after 24 h
 
 
-def _sqlite_engine(url: str, immediate: bool) -> Engine:
+def _sqlite_engine(url: str, immediate: bool, synchronous: str = "NORMAL") -> Engine:
+    """`synchronous`: FULL fsyncs each commit (survives a power cut); NORMAL in WAL mode
+    survives the process being killed, and the next FULL commit makes it durable too."""
     path = make_url(url).database
     if path and path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -40,7 +42,7 @@ def _sqlite_engine(url: str, immediate: bool) -> Engine:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (below)
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
-        cur.execute("PRAGMA synchronous=FULL")  # a 201 means the job survives a power cut
+        cur.execute(f"PRAGMA synchronous={synchronous}")
         cur.execute("PRAGMA busy_timeout=15000")  # another process (a worker) may be writing
         cur.close()
 
@@ -60,9 +62,13 @@ class SqlLedger:
         self.sqlite = url.startswith("sqlite")
         try:
             if self.sqlite:
+                # What the contract promises is fsynced: a job once answered 201, a terminal
+                # state, a cancel. Leases, progress and attempts are written without it: a
+                # power cut loses ComfyUI's run as well, and the job is simply run again.
                 self.w, self.r = _sqlite_engine(url, True), _sqlite_engine(url, False)
+                self.wd = _sqlite_engine(url, True, "FULL")
             else:
-                self.w = self.r = create_engine(url, pool_pre_ping=True)
+                self.w = self.r = self.wd = create_engine(url, pool_pre_ping=True)
             with self.w.begin() as c:
                 S.meta.create_all(c)
                 version = c.execute(select(S.schema_info.c.version)).scalar()
@@ -74,11 +80,17 @@ class SqlLedger:
         except SQLAlchemyError as exc:
             raise LedgerError(f"cannot open the job ledger {make_url(url).render_as_string()}: {exc}; "
                               "check COMFY_JOBS_DIR / COMFY_JOBS_DATABASE_URL") from None
-        self.pool = ThreadPoolExecutor(max_workers=1 if self.sqlite else 4, thread_name_prefix="ledger")
+        # SQLite takes one writer at a time: one thread writes; reads (WAL) run beside it, so
+        # that polling clients never queue behind a commit.
+        self.pool = ThreadPoolExecutor(max_workers=1 if self.sqlite else 4, thread_name_prefix="ledger-w")
+        self.rpool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ledger-r") if self.sqlite else self.pool
         self.closed = False
 
     async def _run(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+
+    async def _read(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.rpool, fn, *args)
 
     async def close(self) -> None:
         if self.closed:  # closing twice is harmless
@@ -86,10 +98,11 @@ class SqlLedger:
         self.closed = True
         await self._run(self._dispose)
         self.pool.shutdown(wait=True)
+        self.rpool.shutdown(wait=True)
 
     def _dispose(self) -> None:
-        self.w.dispose()
-        self.r.dispose()
+        for engine in {self.w, self.r, self.wd}:
+            engine.dispose()
 
     # --- rows -> records ---------------------------------------------------------------
     @staticmethod
@@ -127,9 +140,9 @@ class SqlLedger:
                                queue_limit, retention_s)
 
     def _create_job(self, job_id, workflow, extra_data, metadata, idem, queue_limit, retention_s):
-        for _ in range(2):  # PostgreSQL: a concurrent insert of the same key loses the race once
+        for attempt in range(2):  # PostgreSQL: a concurrent insert of the same key loses the race once
             try:
-                with self.w.begin() as c:
+                with self.wd.begin() as c:
                     if idem is not None:
                         ref = self._idem_lookup(c, "jobs", idem)
                         if ref is not None:
@@ -149,9 +162,10 @@ class SqlLedger:
                         c.execute(insert(S.idempotency).values(scope="jobs", key=idem.key, body_hash=idem.body_hash,
                                                                ref_id=job_id, created_at=now))
                     return self._full(c, self._job(row)), False
-            except IntegrityError:
-                continue
-        raise LedgerError("could not record the job: the Idempotency-Key kept colliding")
+            except IntegrityError as exc:
+                if idem is None or attempt:
+                    raise LedgerError(f"could not record job {job_id}: {exc.orig}") from None
+        raise AssertionError("unreachable")
 
     @staticmethod
     def _idem_lookup(c: Connection, scope: str, idem: IdemKey) -> str | None:
@@ -184,7 +198,7 @@ class SqlLedger:
             with self.r.connect() as c:
                 row = c.execute(select(S.jobs).where(S.jobs.c.id == job_id)).first()
                 return self._full(c, self._job(row)) if row else None
-        return await self._run(run)
+        return await self._read(run)
 
     async def list_jobs(self, limit, before_seq, status):
         def run():
@@ -195,11 +209,11 @@ class SqlLedger:
                 q = q.where(S.jobs.c.status == status)
             with self.r.connect() as c:
                 return [self._full(c, self._job(r)) for r in c.execute(q).all()]
-        return await self._run(run)
+        return await self._read(run)
 
     async def request_cancel(self, job_id):
         def run():
-            with self.w.begin() as c:
+            with self.wd.begin() as c:
                 now = time.time()
                 c.execute(update(S.jobs).where(S.jobs.c.id == job_id, S.jobs.c.status == QUEUED)
                           .values(status=CANCELED, completed_at=now, lease_owner=None, lease_until=None))
@@ -217,7 +231,7 @@ class SqlLedger:
                 rows = c.execute(select(S.jobs.c.status, func.count()).where(S.jobs.c.status.in_(ACTIVE))
                                  .group_by(S.jobs.c.status)).all()
             return {s: 0 for s in ACTIVE} | {s: n for s, n in rows}
-        return await self._run(run)
+        return await self._read(run)
 
     async def recent_execution_s(self):
         def run():
@@ -226,7 +240,7 @@ class SqlLedger:
                                  .where(S.jobs.c.status == "succeeded", S.jobs.c.run_started_at.is_not(None))
                                  .order_by(S.jobs.c.seq.desc()).limit(20)).scalars().all()
             return [float(x) for x in rows if x is not None]
-        return await self._run(run)
+        return await self._read(run)
 
     # --- the worker's side -------------------------------------------------------------
     async def claim(self, worker, lease_s):
@@ -312,7 +326,7 @@ class SqlLedger:
             with self.r.connect() as c:
                 return [dict(r._mapping) for r in c.execute(
                     select(S.attempts).where(S.attempts.c.job_id == job_id).order_by(S.attempts.c.n))]
-        return await self._run(run)
+        return await self._read(run)
 
     async def set_progress(self, job_id, worker, progress):
         def run():
@@ -332,13 +346,15 @@ class SqlLedger:
                 return False
         return await self._run(run)
 
-    async def finish(self, job_id, worker, status, error):
+    async def finish(self, job_id, worker, status, error, progress=None):
         assert status in TERMINAL
 
         def run():
-            with self.w.begin() as c:
+            with self.wd.begin() as c:
                 values = dict(status=status, completed_at=time.time(), error=error, lease_owner=None,
                               lease_until=None)
+                if progress is not None:
+                    values["progress"] = progress
                 n = c.execute(update(S.jobs).where(self._held(job_id, worker)).values(**values)).rowcount
                 if n:
                     self._enqueue_webhook(c, job_id, status)
@@ -367,14 +383,14 @@ class SqlLedger:
             with self.r.connect() as c:
                 row = c.execute(self._select_asset().where(S.assets.c.id == asset_id)).first()
             return self._asset(row._mapping) if row else None
-        return await self._run(run)
+        return await self._read(run)
 
     async def find_blob(self, digest):
         def run():
             with self.r.connect() as c:
                 row = c.execute(self._select_asset().where(S.assets.c.hash == digest).limit(1)).first()
             return self._asset(row._mapping) if row else None
-        return await self._run(run)
+        return await self._read(run)
 
     async def set_remote(self, digest, uri):
         def run():
@@ -396,7 +412,7 @@ class SqlLedger:
                                                             S.deliveries.c.next_at <= now)
                                  .order_by(S.deliveries.c.id).limit(limit)).all()
             return [Delivery(r.id, r.job_id, r.body, r.attempts) for r in rows]
-        return await self._run(run)
+        return await self._read(run)
 
     async def delivery_done(self, delivery_id, ok, error, retry_at):
         def run():

@@ -310,12 +310,11 @@ class Worker:
                     await asyncio.sleep(1.0)
         done = {**(held.job.progress or {}), "value": 1.0, "nodes_done": max(len(held.job.workflow), 1),
                 "nodes_total": max(len(held.job.workflow), 1), "message": None}
-        await self.ledger.set_progress(held.job.id, self.id, done)
-        await self._finish(held, SUCCEEDED, None)
+        await self._finish(held, SUCCEEDED, None, done)
 
-    async def _finish(self, held: Held, status: str, error: dict | None) -> None:
+    async def _finish(self, held: Held, status: str, error: dict | None, progress: dict | None = None) -> None:
         job = held.job
-        if await self.ledger.finish(job.id, self.id, status, error):
+        if await self.ledger.finish(job.id, self.id, status, error, progress):
             self.metrics.finished[status] += 1
             if job.started_at:
                 self.metrics.execution.observe(time.time() - job.started_at)

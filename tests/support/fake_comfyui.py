@@ -18,6 +18,7 @@ import asyncio
 import json
 import os
 import struct
+import time
 import uuid
 import zlib
 from pathlib import Path
@@ -118,6 +119,7 @@ async def execute(state: dict, prompt_id: str, prompt: dict, client_id: str | No
         if prompt_id in state["interrupt"]:
             break
         await asyncio.sleep(0.05)
+    state["starts"][prompt_id] = time.time()
     await broadcast(state, {"type": "execution_start", "data": started}, client_id)
     await broadcast(state, {"type": "execution_cached", "data": {"nodes": [], "prompt_id": prompt_id, "timestamp": 0}}, client_id)
     messages.append(["execution_cached", {"nodes": [], "prompt_id": prompt_id, "timestamp": 0}])
@@ -180,7 +182,7 @@ def create_app(output_dir: Path, delay: float = 0.0, executor=None,
              "user": Path(output_dir).parent / "user" / "default", "queue": [],
              "history": {}, "sockets": {}, "delay": delay, "tasks": set(), "settings": {},
              "counter": 0, "executor": executor or execute, "history_delay": history_delay,
-             "run_lock": asyncio.Lock(), "running": None, "deleted": set(), "interrupt": set(),
+             "run_lock": asyncio.Lock(), "running": None, "deleted": set(), "interrupt": set(), "starts": {},
              "known_classes": KNOWN_CLASSES | set(known_classes or ())}
     r = web.RouteTableDef()
 
@@ -485,6 +487,10 @@ def create_app(output_dir: Path, delay: float = 0.0, executor=None,
     app.router.add_get("/_test/stream/{size}", stream)
     app.router.add_post("/_test/upload", upload_count)
     app.router.add_get("/_test/ws", ws_echo)
+
+    async def starts(_):  # when each prompt began running, for benchmarks
+        return web.json_response(state["starts"])
+    app.router.add_get("/_test/starts", starts)
     return app
 
 
