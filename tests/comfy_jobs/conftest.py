@@ -9,14 +9,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from auth_proxy.app import create_app
 from auth_proxy.settings import Settings
-from auth_proxy.state import Store
 from auth_proxy.v2 import V2_KEY
 from comfy_jobs.settings import JobSettings
 from tests.support import REPO, fake_comfyui
-
-PASSWORD = "correct-horse-battery"
+from tests.support.proxy_stack import start_proxy_stack
 SMOKE = {
     "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}},
     "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
@@ -55,13 +52,9 @@ async def make_v2(tmp_path, aiohttp_server):
 
     async def make(upstream_delay: float = 0.0, **job_overrides) -> V2Stack:
         base = tmp_path / f"v2stack{next(count)}"
-        upstream = await aiohttp_server(fake_comfyui.create_app(base / "comfy" / "output", delay=upstream_delay))
         jobs = replace(JobSettings(jobs_dir=base / "jobs", lease_s=3.0, worker_id="test-worker"), **job_overrides)
-        settings = Settings(host="127.0.0.1", port=0, upstream=f"http://127.0.0.1:{upstream.port}",
-                            state_dir=base / "auth", admin_user="admin", admin_password=PASSWORD,
-                            progress_file=base / "progress.json", jobs=jobs)
-        token = Store(settings.state_dir).create_token("tests")
-        proxy = await aiohttp_server(create_app(settings))
+        proxy, upstream, settings, token = await start_proxy_stack(
+            aiohttp_server, base / "comfy", upstream_delay, jobs=jobs, state_dir=base / "auth")
         return V2Stack(proxy, upstream, settings, token, base)
     return make
 

@@ -22,17 +22,25 @@ def s3():
     server.stop()
 
 
-async def test_outputs_are_uploaded_verified_and_served_from_object_storage(s3, make_v2, monkeypatch):
+async def s3_stack(s3, make_v2, monkeypatch, prefix: str):
     for k, v in s3.env().items():  # the key pair, which boto3 reads itself
         monkeypatch.setenv(k, v)
     bucket = f"out-{uuid.uuid4().hex[:10]}"
     s3.client().create_bucket(Bucket=bucket)
-    stack = await make_v2(outputs_to=f"s3://{bucket}/comfy/outputs", storage=Storage(s3_endpoint=s3.url))
+    return bucket, await make_v2(outputs_to=f"s3://{bucket}/{prefix}", storage=Storage(s3_endpoint=s3.url))
+
+
+async def one_output(api, stack) -> dict:
+    async with api.post(stack.url("/api/v2/jobs"), json={"workflow": SMOKE}) as r:
+        job = await r.json()
+    [out] = (await wait_job(api, stack, job["id"]))["outputs"]
+    return out
+
+
+async def test_outputs_are_uploaded_verified_and_served_from_object_storage(s3, make_v2, monkeypatch):
+    bucket, stack = await s3_stack(s3, make_v2, monkeypatch, "comfy/outputs")
     async with aiohttp.ClientSession(headers=stack.auth) as api:
-        async with api.post(stack.url("/api/v2/jobs"), json={"workflow": SMOKE}) as r:
-            job = await r.json()
-        done = await wait_job(api, stack, job["id"])
-        [out] = done["outputs"]
+        out = await one_output(api, stack)
         hexd = out["hash"].removeprefix("blake3:")
         stored = s3.client().get_object(Bucket=bucket, Key=f"comfy/outputs/{hexd[:2]}/{hexd}")["Body"].read()
         assert "blake3:" + blake3(stored).hexdigest() == out["hash"]
@@ -74,9 +82,7 @@ async def test_outputs_to_oss(s3, make_v2):
                           oss_access_key_secret="oss-test-secret")
         stack = await make_v2(outputs_to=f"oss://{bucket}/renders", storage=storage)
         async with aiohttp.ClientSession(headers=stack.auth) as api:
-            async with api.post(stack.url("/api/v2/jobs"), json={"workflow": SMOKE}) as r:
-                job = await r.json()
-            [out] = (await wait_job(api, stack, job["id"]))["outputs"]
+            out = await one_output(api, stack)
             hexd = out["hash"].removeprefix("blake3:")
             stored = s3.client().get_object(Bucket=bucket, Key=f"renders/{hexd[:2]}/{hexd}")["Body"].read()
             assert "blake3:" + blake3(stored).hexdigest() == out["hash"]
