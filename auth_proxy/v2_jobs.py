@@ -11,7 +11,7 @@ import uuid
 
 from aiohttp import web
 
-from auth_proxy.v2_common import ApiError, job_json, json_bytes
+from auth_proxy.v2_common import ApiError, iso, job_json, job_urls, json_bytes
 from comfy_jobs.errors import IdempotencyKeyReuse
 from comfy_jobs.ledger import IdemKey, QueueFull
 from comfy_jobs.model import TERMINAL
@@ -106,9 +106,8 @@ class JobRoutes:
         jobs = await self.svc.ledger.list_jobs(limit if not wanted else 1000, before, q.get("status"))
         if wanted:
             jobs = [j for j in jobs if all((j.metadata or {}).get(k) == v for k, v in wanted.items())][:limit]
-        items = [{"id": j.id, "status": j.status, "created_at": job_json(request, j)["created_at"],
-                  "completed_at": job_json(request, j)["completed_at"], "metadata": j.metadata or {},
-                  "urls": job_json(request, j)["urls"]} for j in jobs]
+        items = [{"id": j.id, "status": j.status, "created_at": iso(j.created_at), "completed_at": iso(j.completed_at),
+                  "metadata": j.metadata or {}, "urls": job_urls(j.id)} for j in jobs]
         body = {"jobs": items}
         if len(jobs) == limit:
             body["next_cursor"] = str(jobs[-1].seq)

@@ -14,6 +14,7 @@ from typing import AsyncIterator
 from blake3 import blake3
 
 from comfy_jobs.errors import AssetTooLarge, HashMismatch
+from comfy_stack.files import fsync_directory
 
 log = logging.getLogger(__name__)
 PREFIX = "blake3:"
@@ -63,6 +64,8 @@ class BlobStore:
                 created = True
             except FileExistsError:
                 created = False
+            if created:
+                await loop.run_in_executor(None, fsync_directory, final.parent)
             return digest, size, created
         finally:
             os.unlink(tmp)

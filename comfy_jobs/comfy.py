@@ -26,6 +26,10 @@ class Unreachable(Exception):
         self.sent = sent
 
 
+class FileGone(Exception):
+    """ComfyUI no longer has a file a run reported (a temp preview after a restart, say)."""
+
+
 class Rejected(Exception):
     """ComfyUI answered POST /prompt with 400: its `error` and `node_errors`."""
     def __init__(self, body: dict):
@@ -105,6 +109,8 @@ class ComfyUI:
         try:
             async with self.s.get(self.base + "/view", params=params,
                                   timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=60)) as r:
+                if r.status == 404:
+                    raise FileGone(f"{kind}/{subfolder}/{filename}")
                 if r.status != 200:
                     raise Unreachable(f"ComfyUI /view {subfolder}/{filename} answered {r.status}")
                 yield r

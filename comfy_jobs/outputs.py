@@ -9,7 +9,7 @@ import logging
 import time
 import uuid
 
-from comfy_jobs.comfy import ComfyUI
+from comfy_jobs.comfy import ComfyUI, FileGone
 from comfy_jobs.model import Asset, Job
 from comfy_jobs.workflow import asset_refs, content_type_of, input_name, output_kind, ref_id
 
@@ -56,8 +56,14 @@ class Files:
                     name = item["filename"]
                     if (node_id, name) in seen:
                         continue
-                    async with comfy.view(name, item.get("subfolder", ""), item.get("type", "output")) as r:
-                        digest, size, _ = await self.blobs.ingest(r.content.iter_chunked(CHUNK))
+                    try:
+                        async with comfy.view(name, item.get("subfolder", ""), item.get("type", "output")) as r:
+                            digest, size, _ = await self.blobs.ingest(r.content.iter_chunked(CHUNK))
+                    except FileGone as exc:
+                        log.error("job %s: ComfyUI no longer has %s (node %s); it is not an output", job.id,
+                                  exc, node_id)
+                        seen.add((node_id, name))
+                        continue
                     ctype = content_type_of(name)
                 elif key == "text" and isinstance(item, str):
                     name = f"{node_id}_text_{i}.txt"

@@ -156,7 +156,9 @@ class Worker:
             loc = await self._locate(held, job.prompt_id)
             if loc.state != "unknown":
                 log.info("job %s: resuming attempt %d, which ComfyUI still has (%s)", job.id, job.attempts, loc.state)
-                return await self._conclude(held, job.prompt_id, await self._follow(held, job.prompt_id, loc))
+                loc = await self._follow(held, job.prompt_id, loc)
+                if loc.state != "unknown" or held.cancel:
+                    return await self._conclude(held, job.prompt_id, loc)
             await self._lost(job, job.prompt_id, "ComfyUI no longer knew the run when the job was resumed")
         while True:
             if held.cancel:

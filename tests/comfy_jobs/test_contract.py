@@ -298,3 +298,15 @@ def _form(data: bytes) -> aiohttp.FormData:
     f.add_field("file_path", "data.bin")
     f.add_field("file", data, filename="data.bin")
     return f
+
+
+async def test_a_file_comfyui_no_longer_has_is_skipped_not_waited_for(v2, api):
+    """A temp preview is gone after ComfyUI restarts: fetching the outputs must not hang on it."""
+    from comfy_jobs.comfy import ComfyUI
+    async with api.post(v2.url("/api/v2/jobs"), json={"workflow": SMOKE}) as r:
+        job = await v2.svc.ledger.get_job((await r.json())["id"])
+    gone = {"images": [{"filename": "ComfyUI_temp_00001_.png", "subfolder": "", "type": "temp"}]}
+    seen: set = set()
+    await asyncio.wait_for(v2.svc.files.commit(ComfyUI(v2.settings.upstream, api), job, "7", gone, seen), 10)
+    assert ("7", "ComfyUI_temp_00001_.png") in seen
+    assert not [o for o in (await v2.svc.ledger.get_job(job.id)).outputs if o.node_id == "7"]
