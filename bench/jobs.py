@@ -10,7 +10,7 @@ Measured:
   throughput: BURST jobs submitted (CONCURRENCY at a time), until the last one has
     finished (jobs/s), watched from /history and from the ledger's file respectively;
   ledger: the ledger alone, create -> claim -> attempt -> finish cycles per second (SQLite,
-    full fsync), the ceiling the ledger puts on throughput.
+    creation and end fsynced), the ceiling the ledger puts on throughput.
 Prints a table with ratios and writes bench/results/jobs.json. Run it as
 `python -m bench.jobs` from the repository (make bench-jobs). Timings are noisy on a shared
 machine; the load average at the start and end is recorded beside them.
@@ -179,7 +179,8 @@ def main() -> int:
     print(f"{'':28}{'direct /prompt':>16}{'v2 (ledger)':>14}{'ratio':>8}")
     for name, a, b in rows:
         print(f"{name:28}{a:16.2f}{b:14.2f}{b / a:8.2f}")
-    print(f"ledger alone: {res['ledger_cycles_per_s']:.0f} jobs/s (create, claim, attempt, finish; SQLite, full fsync)")
+    print(f"ledger alone: {res['ledger_cycles_per_s']:.0f} jobs/s (create, claim, attempt, finish; SQLite, "
+          "the job's creation and end fsynced)")
     print(f"load average {load_before[0]:.1f} before, {res['load_average']['after'][0]:.1f} after, on "
           f"{os.cpu_count()} CPUs (a shared machine makes these noisy)")
     out = REPO / "bench" / "results"

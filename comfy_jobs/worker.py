@@ -229,7 +229,10 @@ class Worker:
         job = held.job
         stream = held.stream = self.streams.setdefault(prompt_id, asyncio.Queue())
         tracker, seen = Tracker(job.workflow), {(o.node_id, o.name) for o in job.outputs}
-        interrupted, last_write, next_poll = False, 0.0, 0.0
+        # The WebSocket says when the run ends; /queue and /history are asked at once only to
+        # resume a run, then every POLL_S in case the socket missed it (or ComfyUI died).
+        interrupted, last_write = False, 0.0
+        next_poll = 0.0 if loc.state != "pending" else time.monotonic() + POLL_S
         try:
             while loc.state not in ("done", "unknown"):
                 self._check(held)
