@@ -26,7 +26,6 @@ from urllib.parse import unquote
 
 from aiohttp import WSMsgType, web
 
-OUTPUT_NODES = {"SaveImage", "SaveGLB", "Preview3D"}
 KNOWN_CLASSES = {"EmptyImage", "ImageInvert", "ImageScale", "SaveImage", "LoadImage", "PreviewImage",
                  "SaveGLB", "Preview3D", "Hy3D21ExportMesh"}
 # A minimal binary glTF header (magic, version 2, total length): enough to be a .glb file.
