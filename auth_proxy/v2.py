@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -33,7 +35,7 @@ class V2:
     def __init__(self, service: JobsService):
         self.svc = service
         jobs, assets = JobRoutes(service), AssetRoutes(service)
-        self.table = [
+        self.table: list[tuple[str, str, Callable[..., Any]]] = [
             ("POST", "/api/v2/jobs", jobs.submit),
             ("GET", "/api/v2/jobs", jobs.list),
             ("GET", "/api/v2/jobs/{id}", jobs.get),
@@ -64,7 +66,7 @@ class V2:
         if found is None or found[0] != "405":
             return error(404, "not_found", f"no v2 route {request.method} {norm}")
         allowed = set(found[1]) | ({"HEAD"} if "GET" in found[1] else set())
-        return error(405, "method_not_allowed", f"{request.method} is not allowed on {norm}",
+        return error(405, "method_not_allowed", f"{request.method} is not allowed on {norm}", None,
                      Allow=", ".join(sorted(allowed)))
 
     async def not_ready(self) -> str | None:
@@ -109,14 +111,15 @@ async def v2_envelope(request: web.Request, handler):
         if exc.status < 400 or not owns(request.path):
             raise
         return error(exc.status, CODES.get(exc.status, "error"), exc.reason)
-    if resp.status >= 400 and owns(request.path) and isinstance(resp, web.Response) and resp.body is not None:
+    if resp.status >= 400 and owns(request.path) and isinstance(resp, web.Response) \
+            and isinstance(resp.body, (bytes, bytearray)):
         try:
             body = json.loads(resp.body)
         except (ValueError, TypeError):
             return resp
         if isinstance(body, dict) and isinstance(body.get("error"), str):
             headers = {k: v for k, v in resp.headers.items() if k.lower() in ("retry-after", "www-authenticate")}
-            return error(resp.status, CODES.get(resp.status, "error"), body["error"], **headers)
+            return error(resp.status, CODES.get(resp.status, "error"), body["error"], None, **headers)
     return resp
 
 
@@ -124,7 +127,7 @@ def add_routes(app: web.Application, add) -> None:
     """Register the v2 routes with routes.py's `add(path, methods, handler)`, when the
     settings carry job settings (the program's always do; tests may leave them out)."""
     settings = app[GATE].s
-    if getattr(settings, "jobs", None) is None:
+    if settings.jobs is None:
         return
     v2 = V2(JobsService(settings.jobs, settings.upstream))
     app[V2_KEY] = v2

@@ -8,12 +8,12 @@ import logging
 import re
 import time
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import BadHttpMessage
 
 from auth_proxy.v2_common import ApiError, asset_json
 from comfy_jobs.blobs import PREFIX
-from comfy_jobs.errors import AssetTooLarge, HashMismatch, IdempotencyKeyReuse
+from comfy_jobs.errors import AssetTooLarge, IdempotencyKeyReuse
 from comfy_jobs.ledger import IdemKey
 from comfy_jobs.model import Asset
 from comfy_jobs.outputs import new_asset_id
@@ -45,7 +45,7 @@ class AssetRoutes:
         key = request.headers.get("Idempotency-Key")
         if key is not None and key in self.in_flight:
             raise ApiError(409, "idempotency_conflict", "an upload with this Idempotency-Key is still in "
-                           "progress", **{"Retry-After": "1"})
+                           "progress", None, **{"Retry-After": "1"})
         if key is not None:
             self.in_flight.add(key)
         try:
@@ -60,7 +60,9 @@ class AssetRoutes:
         tags: list[str] = []
         stored = None
         reader = await request.multipart()
-        async for part in reader:
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader):
+                continue  # a nested multipart: no field of the contract's
             if part.name == "file":
                 try:
                     stored = await self.svc.blobs.ingest(_chunks(part), self.svc.s.asset_max_bytes)
@@ -79,6 +81,7 @@ class AssetRoutes:
         bad_tags = [t for t in tags if not TAG.match(t)]
         if bad_tags or len(tags) > 32:
             raise ApiError(422, "invalid_request", "tags are up to 32 labels of 1-64 letters, digits, space or _.:/-")
+        assert stored is not None
         digest, size, created_new = stored
         expected = fields.get("expected_hash")
         if expected and expected != digest:

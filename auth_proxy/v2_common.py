@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 
 from aiohttp import web
@@ -85,19 +86,23 @@ def json_bytes(obj) -> bytes:
 class Routes:
     """A route table `(method, "/api/v2/x/{name}", handler)` matched on the normalised path;
     handlers get the request and the path's parts as keyword arguments."""
-    def __init__(self, table: list[tuple[str, str, object]]):
+    def __init__(self, table: Sequence[tuple[str, str, Callable]]):
         self.table = [(m, p.count("{"), re.compile(
             "^" + re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(p)) + r"\Z"), h) for m, p, h in table]
 
     def match(self, method: str, path: str):
         """(handler, params) | ("405", allowed methods) | None. A literal path beats a
         pattern: /api/v2/assets/from-hash is not the asset "from-hash"."""
-        found = [(n, m, rx.match(path), h) for m, n, rx, h in self.table if rx.match(path)]
+        found = []
+        for m, n, rx, h in self.table:
+            hit = rx.match(path)
+            if hit is not None:
+                found.append((n, m, hit, h))
         if not found:
             return None
-        fewest = min(n for n, *_ in found)
+        fewest = min(f[0] for f in found)
         found = [f for f in found if f[0] == fewest]
         for _, m, hit, h in found:
             if m == method or (method == "HEAD" and m == "GET"):
                 return h, hit.groupdict()
-        return "405", [m for _, m, _, _ in found]
+        return "405", [f[1] for f in found]

@@ -108,7 +108,7 @@ class JobRoutes:
             jobs = [j for j in jobs if all((j.metadata or {}).get(k) == v for k, v in wanted.items())][:limit]
         items = [{"id": j.id, "status": j.status, "created_at": iso(j.created_at), "completed_at": iso(j.completed_at),
                   "metadata": j.metadata or {}, "urls": job_urls(j.id)} for j in jobs]
-        body = {"jobs": items}
+        body: dict[str, object] = {"jobs": items}
         if len(jobs) == limit:
             body["next_cursor"] = str(jobs[-1].seq)
         return web.json_response(body)

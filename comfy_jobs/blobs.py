@@ -9,7 +9,7 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from blake3 import blake3
 
@@ -53,7 +53,7 @@ class BlobStore:
                         raise AssetTooLarge(f"more than {max_bytes >> 20} MiB (COMFY_ASSET_MAX_MB)")
                     h.update(chunk)
                     await loop.run_in_executor(None, f.write, chunk)
-                await loop.run_in_executor(None, lambda: (f.flush(), os.fsync(f.fileno())))
+                await loop.run_in_executor(None, _flush_and_sync, f)
             digest = PREFIX + h.hexdigest()
             if expected is not None and expected != digest:
                 raise HashMismatch(f"the bytes hash to {digest}, not {expected}")
@@ -81,6 +81,11 @@ class BlobStore:
         log.info("fetching %s back from %s", digest, remote_uri)
         await asyncio.get_running_loop().run_in_executor(None, self.mirror.fetch, remote_uri, digest, path)
         return path if path.is_file() else None
+
+
+def _flush_and_sync(f) -> None:
+    f.flush()
+    os.fsync(f.fileno())
 
 
 def digest_file(path: Path) -> str:

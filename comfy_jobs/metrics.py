@@ -21,7 +21,7 @@ class Histogram:
                 self.counts[i] += 1
 
     def render(self, name: str) -> list[str]:
-        out = [f'{name}_bucket{{le="{b}"}} {n}' for b, n in zip(self.buckets, self.counts)]
+        out = [f'{name}_bucket{{le="{b}"}} {n}' for b, n in zip(self.buckets, self.counts, strict=True)]
         return out + [f'{name}_bucket{{le="+Inf"}} {self.n}', f"{name}_sum {self.sum:.3f}", f"{name}_count {self.n}"]
 
 

@@ -34,7 +34,7 @@ class JobError:
     details: dict | None = None
 
     def to_dict(self) -> dict:
-        d = {"code": self.code, "message": self.message, "node_id": self.node_id,
+        d: dict[str, object] = {"code": self.code, "message": self.message, "node_id": self.node_id,
              "class_type": self.class_type, "traceback": self.traceback}
         if self.details:
             d["details"] = self.details

@@ -13,6 +13,7 @@ import base64
 import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
 from model_sync.backends import make_backend
 from model_sync.settings import Settings as SyncSettings
@@ -31,7 +32,9 @@ class Mirror:
         self.prefix = prefix
         self.base = parse_uri(prefix, prefix=True)
         self.work_dir = work_dir
-        self.backend = make_backend(self.base.scheme, SyncSettings(models_dir=work_dir, storage=storage))
+        # Any: the upload uses each backend's own client (boto3's, oss2's), beyond the
+        # download interface model_sync's Backend protocol declares.
+        self.backend: Any = make_backend(self.base.scheme, SyncSettings(models_dir=work_dir, storage=storage))
         self.failures = 0
 
     def uri_for(self, digest: str) -> SourceURI:

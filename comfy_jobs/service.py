@@ -13,7 +13,7 @@ import aiohttp
 from comfy_jobs.blobs import BlobStore
 from comfy_jobs.comfy import ComfyUI, Unreachable
 from comfy_jobs.events import Hub
-from comfy_jobs.ledger import open_ledger
+from comfy_jobs.ledger import Ledger, open_ledger
 from comfy_jobs.metrics import JobMetrics
 from comfy_jobs.outputs import Files
 from comfy_jobs.settings import JobSettings
@@ -30,17 +30,20 @@ class JobsService:
         self.comfy_url = comfy_url
         self.hub = Hub()
         self.metrics = JobMetrics()
-        self.ledger = None
-        self.blobs: BlobStore | None = None
-        self.files: Files | None = None
+        # made by start(), which opens the ledger (a file, or a database connection)
+        self.ledger: Ledger
+        self.blobs: BlobStore
+        self.files: Files
+        self.session: aiohttp.ClientSession
         self.worker: Worker | None = None
         self.sender: Sender | None = None
         self._tasks: list[asyncio.Task] = []
         self._classes: tuple[float, set[str]] | None = None
-        self.session: aiohttp.ClientSession | None = None
+        self._started = False
 
     async def start(self) -> None:
         self.ledger = open_ledger(self.s.db_url, webhooks=bool(self.s.webhook_url))
+        self._started = True
         mirror = None
         if self.s.outputs_to:
             from comfy_jobs.objstore import Mirror
@@ -66,9 +69,8 @@ class JobsService:
             t.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await t
-        if self.session:
+        if self._started:
             await self.session.close()
-        if self.ledger:
             await self.ledger.close()
 
     def submitted(self) -> None:
@@ -93,4 +95,4 @@ class JobsService:
         return self._classes[1]
 
     def mirror_failures(self) -> int:
-        return self.files.mirror.failures if self.files and self.files.mirror else 0
+        return self.files.mirror.failures if self._started and self.files.mirror else 0

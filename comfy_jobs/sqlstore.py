@@ -150,7 +150,7 @@ class SqlLedger:
                                 select(S.jobs).where(S.jobs.c.id == ref)).one())), True
                     if queue_limit:
                         depth = c.execute(select(func.count()).select_from(S.jobs)
-                                          .where(S.jobs.c.status.in_(ACTIVE))).scalar()
+                                          .where(S.jobs.c.status.in_(ACTIVE))).scalar() or 0
                         if depth >= queue_limit:
                             raise QueueFull(depth, queue_limit)
                     now = time.time()

@@ -45,7 +45,7 @@ class Sender:
 
     async def payload(self, job_id: str, kind: str) -> dict:
         job = await self.ledger.get_job(job_id)
-        data = {"id": job_id, "status": kind.removeprefix("job.")}
+        data: dict[str, object] = {"id": job_id, "status": kind.removeprefix("job.")}
         if job is not None:
             data.update(status=job.status, created_at=iso(job.created_at), completed_at=iso(job.completed_at),
                         error=job.error, outputs=[{"node_id": o.node_id, "name": o.name, "type": o.type,

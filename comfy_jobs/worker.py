@@ -278,9 +278,10 @@ class Worker:
         if loc.state == "unknown":  # only reached when canceled: the queued prompt was deleted
             await self.ledger.end_attempt(held.job.id, prompt_id, "canceled", "removed from ComfyUI's queue")
             return await self._finish(held, CANCELED, None)
-        status = loc.entry.get("status") or {}
+        entry = loc.entry or {}
+        status = entry.get("status") or {}
         if status.get("status_str", "success") == "success":
-            outputs = loc.entry.get("outputs") or {}
+            outputs = entry.get("outputs") or {}
             # Recorded first: if we die while fetching the files, the next worker fetches
             # them instead of running the job again.
             await self.ledger.end_attempt(held.job.id, prompt_id, "succeeded", json.dumps(outputs))
@@ -361,7 +362,7 @@ class Worker:
 
 def rejected_error(body: dict, workflow: dict) -> dict:
     """The job.error for a prompt ComfyUI refused, with its node errors."""
-    err = body.get("error") if isinstance(body.get("error"), dict) else {"message": str(body.get("error"))}
+    err: dict = body["error"] if isinstance(body.get("error"), dict) else {"message": str(body.get("error"))}
     node_errors = body.get("node_errors") or {}
     node_id = next(iter(node_errors), None)
     message = err.get("message") or "ComfyUI rejected the workflow"

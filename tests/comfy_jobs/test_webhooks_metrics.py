@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
 
 from comfy_jobs import webhooks
 from tests.comfy_jobs.conftest import SMOKE, wait_job
@@ -47,7 +48,7 @@ async def test_terminal_states_are_posted_signed_and_retried(make_v2, receiver, 
     verified = Webhook(secret).verify(body2, h2)  # the reference library accepts the signature
     assert verified["type"] == "job.succeeded" and verified["data"]["id"] == job["id"]
     assert verified["data"]["outputs"][0]["id"].startswith("asset_")
-    with pytest.raises(Exception):
+    with pytest.raises(WebhookVerificationError):
         Webhook("whsec_" + base64.b64encode(os.urandom(24)).decode()).verify(body2, h2)
     await asyncio.sleep(0.3)
     assert len(got) == 2  # delivered once it succeeded, not again

@@ -64,7 +64,7 @@ class JobsStack:
         wait_until(lambda: urllib.request.urlopen(self.url("/healthz"), timeout=2).status == 200, timeout=30,
                    what="the proxy")
 
-    def start(self) -> "JobsStack":
+    def start(self) -> JobsStack:
         self.start_comfy()
         self.start_proxy()
         return self
