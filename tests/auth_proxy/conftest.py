@@ -1,17 +1,18 @@
 """The proxy and a ComfyUI stand-in, both on real loopback sockets."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+from auth_proxy.app import create_app
 from auth_proxy.settings import Settings
+from auth_proxy.state import Store
 from tests.support import fake_comfyui
-from tests.support.proxy_stack import PASSWORD, start_proxy_stack
 
-__all__ = ["PASSWORD", "Stack", "login"]
+PASSWORD = "correct-horse-battery"
 
 
 @dataclass
@@ -40,7 +41,13 @@ async def make_stack(tmp_path, aiohttp_server):
 
     async def make(**overrides) -> Stack:
         base = tmp_path / f"stack{next(count)}"
-        proxy, upstream, settings, token = await start_proxy_stack(aiohttp_server, base, **overrides)
+        upstream = await aiohttp_server(fake_comfyui.create_app(base / "output"))
+        settings = Settings(host="127.0.0.1", port=0, upstream=f"http://127.0.0.1:{upstream.port}",
+                            state_dir=base / "auth", admin_user="admin", admin_password=PASSWORD,
+                            progress_file=base / "progress.json")
+        settings = replace(settings, **overrides)
+        token = Store(settings.state_dir).create_token("tests")
+        proxy = await aiohttp_server(create_app(settings))
         return Stack(proxy, upstream, settings, token, base)
     return make
 

@@ -13,7 +13,6 @@ from auth_proxy.settings import Settings
 from auth_proxy.v2 import V2_KEY
 from comfy_jobs.settings import JobSettings
 from tests.support import REPO, fake_comfyui
-from tests.support.proxy_stack import start_proxy_stack
 SMOKE = {
     "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}},
     "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
@@ -47,15 +46,15 @@ class V2Stack:
 
 
 @pytest.fixture
-async def make_v2(tmp_path, aiohttp_server):
+async def make_v2(tmp_path, aiohttp_server, proxy_for):
     count = iter(range(100))
 
     async def make(upstream_delay: float = 0.0, **job_overrides) -> V2Stack:
         base = tmp_path / f"v2stack{next(count)}"
+        upstream = await aiohttp_server(fake_comfyui.create_app(base / "comfy" / "output", delay=upstream_delay))
         jobs = replace(JobSettings(jobs_dir=base / "jobs", lease_s=3.0, worker_id="test-worker"), **job_overrides)
-        proxy, upstream, settings, token = await start_proxy_stack(
-            aiohttp_server, base / "comfy", upstream_delay, jobs=jobs, state_dir=base / "auth")
-        return V2Stack(proxy, upstream, settings, token, base)
+        proxied = await proxy_for(f"http://127.0.0.1:{upstream.port}", jobs=jobs)
+        return V2Stack(proxied.server, upstream, proxied.settings, proxied.token, base)
     return make
 
 

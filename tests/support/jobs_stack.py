@@ -12,7 +12,7 @@ from pathlib import Path
 from auth_proxy.state import Store
 from tests.support import free_port, python_env, stop_process, wait_until
 
-from tests.support.proxy_stack import PASSWORD
+from tests.support.proxy import PASSWORD
 
 
 class Proc:
