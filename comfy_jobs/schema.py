@@ -41,7 +41,9 @@ attempts = Table(
     Column("worker", String(200), nullable=False),
     Column("started_at", Float, nullable=False),
     Column("ended_at", Float),
-    Column("outcome", String(32)),
+    Column("outcome", String(32)),   # lost, rejected, failed, interrupted, canceled, succeeded
+    # why it ended; for a success, the history's outputs (JSON), kept until they are fetched,
+    # so that a worker that dies meanwhile leaves the next one the files, not a rerun
     Column("reason", Text),
 )
 
