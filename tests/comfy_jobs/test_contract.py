@@ -310,3 +310,39 @@ async def test_a_file_comfyui_no_longer_has_is_skipped_not_waited_for(v2, api):
     await asyncio.wait_for(v2.svc.files.commit(ComfyUI(v2.settings.upstream, api), job, "7", gone, seen), 10)
     assert ("7", "ComfyUI_temp_00001_.png") in seen
     assert not [o for o in (await v2.svc.ledger.get_job(job.id)).outputs if o.node_id == "7"]
+
+
+async def test_a_cross_site_cookie_write_is_refused_like_any_other(v2):
+    """A browser session may use the v2 API from this host's pages, never from another site's."""
+    from tests.support.proxy import PASSWORD
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+        async with browser.post(v2.url("/login"), json={"username": "admin", "password": PASSWORD}) as r:
+            assert r.status == 200
+        evil = {"Origin": "https://evil.example"}
+        async with browser.post(v2.url("/api/v2/jobs"), json={"workflow": SMOKE}, headers=evil) as r:
+            assert r.status == 403
+            envelope(await r.json(), "forbidden")
+        async with browser.post(v2.url("/api/v2/jobs"), json={"workflow": SMOKE},
+                                headers={"Origin": v2.url()}) as r:
+            assert r.status == 201
+    counts = await v2.svc.ledger.counts()
+    assert counts["queued"] + counts["running"] <= 1  # only the same-site job was recorded
+
+
+async def test_many_jobs_and_streams_at_once_each_run_once(make_v2):
+    stack = await make_v2(queue_limit=0)
+    async with aiohttp.ClientSession(headers=stack.auth) as api:
+        async def submit():
+            async with api.post(stack.url("/api/v2/jobs"), json={"workflow": SMOKE}) as r:
+                assert r.status == 201
+                return await r.json()
+        jobs = await asyncio.gather(*[submit() for _ in range(30)])
+
+        async def stream(job):
+            async with api.get(stack.url(job["urls"]["events"])) as r:
+                return (await r.read()).decode()
+        texts = await asyncio.wait_for(asyncio.gather(*[stream(j) for j in jobs[:10]]), 120)
+        done = [await wait_job(api, stack, j["id"], timeout=120) for j in jobs]
+    assert all('"status":"succeeded"' in t for t in texts)
+    assert {d["status"] for d in done} == {"succeeded"} and all(len(d["outputs"]) == 1 for d in done)
+    assert stack.up_state["counter"] == 30  # ComfyUI got each job once
