@@ -325,8 +325,7 @@ async def test_a_cross_site_cookie_write_is_refused_like_any_other(v2):
         async with browser.post(v2.url("/api/v2/jobs"), json={"workflow": SMOKE},
                                 headers={"Origin": v2.url()}) as r:
             assert r.status == 201
-    counts = await v2.svc.ledger.counts()
-    assert counts["queued"] + counts["running"] <= 1  # only the same-site job was recorded
+    assert len(await v2.svc.ledger.list_jobs(10, None, None)) == 1  # only the same-site job was recorded
 
 
 async def test_many_jobs_and_streams_at_once_each_run_once(make_v2):
