@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 
@@ -17,12 +18,14 @@ class Readiness:
         self._answer: tuple[float, bool, str] | None = None
         self._running: asyncio.Future | None = None
 
-    async def get(self, gate) -> tuple[bool, str]:
+    async def get(self, gate, also: Callable[[], Awaitable[str | None]] | None = None) -> tuple[bool, str]:
+        """`also`: a further check (the job ledger's) answered with ComfyUI's, under the
+        same cache: it returns what is wrong, or None."""
         now = asyncio.get_running_loop().time()
         if self._answer and now - self._answer[0] < self.TTL_S:
             return self._answer[1], self._answer[2]
         if self._running is None:
-            self._running = asyncio.ensure_future(self._check(gate))
+            self._running = asyncio.ensure_future(self._check(gate, also))
         try:
             ok, reason = await asyncio.shield(self._running)
         finally:
@@ -30,7 +33,7 @@ class Readiness:
                 self._running = None
         return ok, reason
 
-    async def _check(self, gate) -> tuple[bool, str]:
+    async def _check(self, gate, also) -> tuple[bool, str]:
         assert gate.client is not None
         try:
             async with gate.client.get(gate.s.upstream + "/system_stats",
@@ -39,5 +42,7 @@ class Readiness:
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             # Not the address: /readyz is public, and where ComfyUI listens is not.
             answer = (False, f"ComfyUI is not answering ({type(exc).__name__})")
+        if answer[0] and also is not None and (problem := await also()):
+            answer = (False, problem)
         self._answer = (asyncio.get_running_loop().time(), *answer)
         return answer

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from auth_proxy.errors import ConfigError
+from comfy_jobs import errors as jobs_errors
+from comfy_jobs.settings import JobSettings
+from comfy_jobs.settings import load_settings as load_job_settings
 from comfy_stack import variables as v
 from comfy_stack.env import Env
 from model_sync import progress
@@ -41,6 +44,8 @@ class Settings:
     header_timeout_s: float = v.AUTH_PROXY_HEADER_TIMEOUT.default
     max_client_connections: int = v.AUTH_PROXY_MAX_CLIENT_CONNECTIONS.default
     upstream_connections: int = v.AUTH_PROXY_UPSTREAM_CONNECTIONS.default
+    # The Comfy API v2 and its job ledger (comfy_jobs/settings.py); None: not served.
+    jobs: JobSettings | None = None
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -49,8 +54,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     password = env.get(v.COMFY_ADMIN_PASSWORD) or None
     if password is not None and len(password) < 8:
         raise ConfigError("the admin password must have at least 8 characters")
+    try:
+        jobs = load_job_settings(environ)
+    except jobs_errors.ConfigError as exc:
+        raise ConfigError(str(exc)) from None
     return Settings(
-        host=listen.host, port=listen.port,
+        host=listen.host, port=listen.port, jobs=jobs,
         upstream=env.get(v.AUTH_PROXY_UPSTREAM),
         state_dir=env.get(v.AUTH_PROXY_STATE_DIR),
         admin_user=env.get(v.COMFY_ADMIN_USER) or v.COMFY_ADMIN_USER.default,
