@@ -8,7 +8,7 @@ VARIANT ?= cuda
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-image test-image-cuda up down logs build build-cpu bases serve doctor lock image-lock schemas pin-models settings-docs bench bench-proxy bench-sync clean
+.PHONY: help venv test lint format test-image test-image-cuda up down logs build build-cpu bases serve doctor lock image-lock schemas pin-models settings-docs bench bench-proxy bench-sync bench-jobs clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -21,8 +21,16 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 venv: $(VENV)/.installed ## create .venv with the project and its test tools
 
-test: venv ## run the test suite (the opt-in ComfyUI tier runs when COMFYUI_DIR and COMFYUI_PYTHON are set)
+test: venv lint ## lint, then run the test suite (the opt-in ComfyUI tier runs when COMFYUI_DIR and COMFYUI_PYTHON are set)
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv ## ruff (lint) and mypy (types), configured in pyproject.toml; .pre-commit-config.yaml adds hadolint and shellcheck
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+format: venv ## sort imports and format the code (ruff format; line length 110); not part of lint yet
+	$(VENV)/bin/ruff check --select I --fix .
+	$(VENV)/bin/ruff format .
 
 up: ## start the stack with Docker Compose (GPU); CPU: `make up PROFILE=cpu`
 	docker compose --profile $(or $(PROFILE),gpu) up -d
@@ -73,18 +81,21 @@ pin-models: venv ## write sizes, sha256 and hub commits into workflows/models.ya
 	$(PY) -m model_sync pin --manifest workflows/models.yaml
 
 schemas: venv ## refresh workflows/schemas from a running ComfyUI (COMFYUI_URL, COMFY_TOKEN)
-	$(PY) workflows/refresh_schemas.py
+	$(PY) -m workflows.refresh_schemas
 
 settings-docs: venv ## regenerate the variable tables in docs/ from comfy_stack/variables.py
 	$(PY) -m comfy_stack.settings_docs
 
-bench: bench-proxy bench-sync ## run every benchmark
+bench: bench-proxy bench-sync bench-jobs ## run every benchmark
 
 bench-proxy: venv ## proxy vs direct vs nginx; writes bench/results/proxy.json
-	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) bench/proxy.py
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m bench.proxy
 
 bench-sync: venv ## model_sync vs aws s3 cp vs boto3; writes bench/results/sync.json
-	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) bench/sync.py
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m bench.sync
+
+bench-jobs: venv ## the v2 job API vs ComfyUI's own /prompt; writes bench/results/jobs.json
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m bench.jobs
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache build *.egg-info

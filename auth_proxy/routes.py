@@ -18,7 +18,7 @@ import enum
 
 from aiohttp import web
 
-from auth_proxy import views
+from auth_proxy import v2, views
 from auth_proxy.relay import relay
 
 
@@ -46,12 +46,15 @@ def add_routes(app: web.Application) -> None:
     add("/healthz", get, views.healthz, Access.OPEN)
     add("/readyz", get, views.readyz, Access.OPEN)
     add("/_auth/login.css", get, views.login_css, Access.OPEN)
+    add("/favicon.ico", get, views.favicon, Access.OPEN)
     add("/login", ("GET", "POST"), views.login, Access.OPEN)
     add("/logout", ("POST",), views.logout, Access.ANYONE)
     add("/_auth/password", ("GET", "POST"), views.password, Access.BEFORE_CHANGE)
+    add("/_auth/session", get, views.session, Access.BEFORE_CHANGE)
     add("/metrics", get, views.metrics)
 
     # Own APIs go here, each behind the login by default (e.g. `router.add_routes(jobs.routes)`).
+    v2.add_routes(app, add)  # the Comfy API v2 and its job ledger (auth_proxy/v2.py)
 
     # Last: everything else is ComfyUI's, relayed with the path as the client sent it.
     router.add_route("*", "/{tail:.*}", relay)

@@ -25,11 +25,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from tests.support import python_env  # noqa: E402
-from tests.support.s3_server import start_seaweedfs  # noqa: E402
+from tests.support import REPO, python_env
+from tests.support.s3_server import start_seaweedfs
 
 MB = 1024 * 1024
 BUCKET = "bench"
@@ -147,7 +144,7 @@ def main() -> int:
                 shutil.rmtree(dest)
         refs = {k: v for k, v in cold.items() if k != "model_sync"}
         best_ref = max(refs, key=lambda k: refs[k]["MB_per_s"])
-        for name, v in refs.items():
+        for v in refs.values():
             v["model_sync_ratio"] = round(cold["model_sync"]["MB_per_s"] / v["MB_per_s"], 2)
 
         warm_dir = work / "warm"

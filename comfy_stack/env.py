@@ -9,14 +9,21 @@ Docker and Kubernetes pass secrets) the file it names, else the declared default
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import shlex
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Generic, Iterable, Mapping, TypeVar
+from typing import Any, Generic, TypeVar, cast
 from urllib.parse import urlsplit
 
 T = TypeVar("T")
+
+
+def text(raw: str) -> Any:
+    """The value as written (the parser of plain-text variables)."""
+    return raw
 
 
 class SettingError(ValueError):
@@ -28,7 +35,7 @@ class Var(Generic[T]):
     name: str
     default: T
     doc: str                                  # one line of Markdown: what it does, what it takes
-    parse: Callable[[str], T] = str           # raises ValueError(what is expected) on bad input
+    parse: Callable[[str], T] = text          # raises ValueError(what is expected) on bad input
     shown_default: str | None = None          # for the docs, where the default depends on the program
     file_form: bool = False                   # NAME_FILE may name a file that holds the value
     aliases: tuple[str, ...] = ()             # older names still read, after the name itself
@@ -64,9 +71,10 @@ class Env:
         variable's parser, and a repeatable flag's values are each parsed and joined."""
         if isinstance(flag, list):
             if flag:
-                return tuple(w for item in flag for w in self._parse(var, item))  # type: ignore[return-value]
+                parsed = [cast("Iterable[object]", self._parse(var, item)) for item in flag]
+                return cast(T, tuple(w for values in parsed for w in values))
         elif flag not in (None, ""):
-            return self._parse(var, flag) if isinstance(flag, str) else flag  # type: ignore[return-value]
+            return self._parse(var, flag) if isinstance(flag, str) else cast(T, flag)
         raw = self.raw(var)
         if var.file_form:
             raw = self._from_file(var, raw)
@@ -96,25 +104,24 @@ class Env:
 # --- parsers: text -> value, or ValueError saying what is expected --------------------------
 
 def integer(minimum: int | None = None) -> Callable[[str], int]:
-    def parse(raw: str) -> int:
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ValueError("expected a whole number") from None
-        if minimum is not None and value < minimum:
-            raise ValueError(f"out of range (at least {minimum})")
-        return value
-    return parse
+    return _bounded(int, "a whole number", minimum)
 
 
 def number(minimum: float | None = None) -> Callable[[str], float]:
-    def parse(raw: str) -> float:
+    return _bounded(float, "a number", minimum)
+
+
+N = TypeVar("N", int, float)
+
+
+def _bounded(kind: Callable[[str], N], what: str, minimum: N | None) -> Callable[[str], N]:
+    def parse(raw: str) -> N:
         try:
-            value = float(raw)
+            value = kind(raw)
         except ValueError:
-            raise ValueError("expected a number") from None
+            raise ValueError(f"expected {what}") from None
         if minimum is not None and value < minimum:
-            raise ValueError(f"out of range (at least {minimum:g})")
+            raise ValueError(f"out of range (at least {minimum})")
         return value
     return parse
 
@@ -138,6 +145,14 @@ def shell_words(raw: str) -> tuple[str, ...]:
         return tuple(shlex.split(raw))
     except ValueError as exc:
         raise ValueError(f"cannot be split into arguments: {exc}") from None
+
+
+def networks(raw: str) -> tuple:
+    """IP addresses or networks, separated by commas or spaces: `10.0.0.0/8, 127.0.0.1`."""
+    try:
+        return tuple(ipaddress.ip_network(w, strict=False) for w in words(raw))
+    except ValueError as exc:
+        raise ValueError(f"{exc}; expected addresses or networks such as 10.0.0.0/8, 127.0.0.1") from None
 
 
 def path(raw: str) -> Path:

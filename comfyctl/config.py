@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 from comfy_stack import variables as v
 from comfy_stack.env import Address, Env
@@ -29,6 +29,7 @@ def managed_paths(data_dir: Path) -> tuple[Path, Path]:
     """Where `serve` without a checkout keeps ComfyUI and its interpreter."""
     root = data_dir / "comfyui"
     return root / "ComfyUI", root / "venv" / "bin" / "python"
+
 
 @dataclass(frozen=True)
 class ServeSettings:
@@ -52,6 +53,7 @@ class ServeSettings:
     # No COMFYUI_DIR: comfyui_dir and comfyui_python are made under the data directory at
     # start, from what this says (comfyctl.bootstrap); None with a checkout.
     bootstrap: "BootstrapSettings | None" = None
+    jobs_dir: Path | None = None        # the v2 job ledger's; None: jobs/ in the data directory
     hf_hub_offline: str = v.HF_HUB_OFFLINE.default   # ComfyUI's process only
     cuda_version: str = ""              # the CUDA image's runtime, for the driver check
 
@@ -66,6 +68,10 @@ class ServeSettings:
     @property
     def proxy_state_dir(self) -> Path:
         return self.state_dir or self.data_dir / "auth"
+
+    @property
+    def proxy_jobs_dir(self) -> Path:
+        return self.jobs_dir or self.data_dir / "jobs"
 
 
 def load(args, environ: Mapping[str, str] | Env | None = None) -> ServeSettings:
@@ -98,6 +104,7 @@ def load(args, environ: Mapping[str, str] | Env | None = None) -> ServeSettings:
         # relative to the data directory; an absolute path stays as it is
         user_packages=(data_dir / user_packages).resolve() if user_packages else None,
         state_dir=env.get(v.AUTH_PROXY_STATE_DIR) if env.raw(v.AUTH_PROXY_STATE_DIR) else None,
+        jobs_dir=env.get(v.COMFY_JOBS_DIR) if env.raw(v.COMFY_JOBS_DIR) else None,
         hf_hub_offline=env.get(v.HF_HUB_OFFLINE),
         cuda_version=env.get(v.CUDA_VERSION),
         manager_network_mode=env.get(v.MANAGER_NETWORK_MODE),
@@ -122,5 +129,5 @@ def validate(s: ServeSettings) -> None:
                               "COMFYUI_PORT and must stay on loopback behind the proxy")
     if s.sync_mode != "off" and s.profiles and not s.manifest.is_file():
         raise ConfigError(f"MODEL_MANIFEST={s.manifest} does not exist (needed for MODEL_PROFILES)")
-    if s.sync_from and not s.sync_from.split("://")[0] in ("oss", "s3", "hf", "https"):
+    if s.sync_from and s.sync_from.split("://")[0] not in ("oss", "s3", "hf", "https"):
         raise ConfigError(f"MODEL_SYNC_FROM={s.sync_from!r}: expected oss://bucket/prefix or s3://bucket/prefix")

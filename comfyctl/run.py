@@ -1,9 +1,8 @@
 """`comfyctl run`: run a workflow on a ComfyUI server (bare, or through the login proxy)
-and download its outputs.
+and download its outputs; `--v2` runs it through the Comfy API v2 instead (run_v2.py).
 
-Exit codes: 0 done; 2 bad arguments or a --set/--param/--input naming nothing in the
-workflow; 3 the server rejected the prompt (its node errors are printed); 4 a node failed
-while running; 5 timed out; 6 the server could not be reached or refused the credentials.
+Its exit codes (2 a bad argument or a --set/--param/--input naming nothing in the workflow,
+3 to 6 the prompt's fate) are those of every comfyctl command: comfyctl/errors.py.
 """
 from __future__ import annotations
 
@@ -14,34 +13,18 @@ import mimetypes
 import sys
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 import aiohttp
 
 from comfy_stack import variables as v
 from comfy_stack.env import Env, add_flags
 from comfy_stack.files import SHARED, atomic_writer
-from comfyctl.errors import ComfyctlError
+from comfyctl.errors import ComfyctlError, NodeFailed, Rejected, TimedOut, Unreachable
 from comfyctl.progress import NodeProgress
 from comfyctl.workflow import Workflow, WorkflowError, parse_value, split_assignment
-
-
-class Rejected(ComfyctlError):
-    exit_code = 3
-
-
-class NodeFailed(ComfyctlError):
-    exit_code = 4
-
-
-class TimedOut(ComfyctlError):
-    exit_code = 5
-
-
-class Unreachable(ComfyctlError):
-    exit_code = 6
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -55,6 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("outputs"), help="where outputs go (default ./outputs)")
     p.add_argument("--json", action="store_true", help="print a JSON summary instead of paths")
     p.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the result (default 3600)")
+    p.add_argument("--v2", action="store_true",
+                   help="run through the Comfy API v2 (/api/v2/jobs): a durable job, SSE progress, outputs as assets")
 
 
 @dataclass(frozen=True)
@@ -67,7 +52,7 @@ class Server:
     password: str = field(default="", repr=False)
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> "Server":
+    def from_args(cls, args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Server:
         env = Env(environ, error=WorkflowError)
         return cls(env.get(v.COMFY_SERVER, args.server), env.get(v.COMFY_TOKEN, args.token),
                    env.get(v.COMFY_USER, args.user), env.get(v.COMFY_PASSWORD, args.password))
@@ -219,6 +204,9 @@ async def run(args) -> dict:
     deadline = time.monotonic() + args.timeout
     try:
         async with aiohttp.ClientSession(headers=server.auth_headers()) as session:
+            if args.v2:
+                from comfyctl.run_v2 import run_v2
+                return await run_v2(args, wf, session, base, deadline)
             for item in args.input:
                 key, file = split_assignment(item, "--input")
                 wf.set(key, await upload(session, base, Path(file)))

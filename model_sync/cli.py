@@ -99,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         progress.planning()
         runner = Runner(settings, progress)
         if args.command == "sync":
+            if settings.manifest is None:
+                raise UsageError("sync needs --manifest FILE")
             manifest = apply_templates(load_manifest(settings.manifest), settings)
             items = select_files(manifest, settings.profiles, settings.from_prefix)
             known = {}

@@ -6,9 +6,9 @@ environment themselves.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 from comfy_stack import variables as v
 from comfy_stack.env import Env

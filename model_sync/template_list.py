@@ -93,9 +93,12 @@ def run(args: argparse.Namespace) -> int:
         curated = {f.dest: f for f in manifest.files}
         sizes = {d: f.size for d, f in curated.items() if f.size is not None}
         if args.stat:
-            items = {m.dest: Item(m.dest, curated[m.dest].source if m.dest in curated else m.source)
-                     for t in templates for m in t.models
-                     if m.dest not in sizes and (m.source or m.dest in curated)}
+            items = {}
+            for t in templates:
+                for m in t.models:
+                    source = curated[m.dest].source if m.dest in curated else m.source
+                    if m.dest not in sizes and source is not None:
+                        items[m.dest] = Item(m.dest, source)
             runner = Runner(settings, Progress(None, settings.progress_interval))
             sizes |= {d: r.size for d, r in runner.stat_all(list(items.values())).items()}
     rows = [summary(t, sizes, curated) for t in templates]

@@ -1,7 +1,7 @@
 """Convert bundled API workflows to ComfyUI's UI (litegraph) format and back, using the
 captured node schemas; the tests convert both ways to prove the two forms agree.
 
-    python workflows/convert.py        # writes workflows/ui/<name>.json for every api/*.json
+    python -m workflows.convert        # writes workflows/ui/<name>.json for every api/*.json
 
 ComfyUI has no server-side converter (the frontend builds the API graph in the browser),
 so this is hand-written against the schemas' input order: connection inputs become
@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from comfy_stack.files import SHARED, write_atomic
+from workflows.validate import load_schemas
 
 HERE = Path(__file__).resolve().parent
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
@@ -60,7 +61,8 @@ def api_to_ui(prompt: dict, schemas: dict) -> dict:
     pending = []
     for col, (nid, node) in enumerate(prompt.items()):
         schema = schemas[node["class_type"]]
-        inputs, widgets = [], []
+        inputs: list[dict] = []
+        widgets: list = []
         for name, spec in _inputs(schema):
             value = node["inputs"].get(name)
             if isinstance(value, list):
@@ -88,14 +90,14 @@ def api_to_ui(prompt: dict, schemas: dict) -> dict:
         schema = schemas[n["type"]]
         n["outputs"] = [{"name": name, "type": typ, "links": out_links.get((str(n["id"]), i), []),
                          "slot_index": i}
-                        for i, (typ, name) in enumerate(zip(schema["output"], schema["output_name"]))]
+                        for i, (typ, name) in enumerate(zip(schema["output"], schema["output_name"], strict=True))]
     links = pending
     return {"last_node_id": max(int(k) for k in prompt), "last_link_id": link_id, "nodes": nodes,
             "links": links, "groups": [], "config": {}, "extra": {}, "version": 0.4}
 
 
 def ui_to_api(ui: dict, schemas: dict) -> dict:
-    by_link = {l[0]: l for l in ui["links"]}
+    by_link = {link[0]: link for link in ui["links"]}
     prompt = {}
     for n in sorted(ui["nodes"], key=lambda n: n["id"]):
         schema = schemas[n["type"]]
@@ -115,8 +117,6 @@ def ui_to_api(ui: dict, schemas: dict) -> dict:
 
 
 def main() -> int:
-    sys.path.insert(0, str(HERE))
-    from validate import load_schemas  # noqa: E402 - sibling script, not a package
     schemas = load_schemas()
     (HERE / "ui").mkdir(exist_ok=True)
     for f in sorted((HERE / "api").glob("*.json")):

@@ -31,8 +31,8 @@ def example(name: str) -> str:
 def with_basic_auth(script: str) -> str:
     """The gated script with its Basic-auth line in place of the token line."""
     lines = script.splitlines(keepends=True)
-    (token,) = [i for i, l in enumerate(lines) if l.startswith("http.headers[")]
-    (basic,) = [i for i, l in enumerate(lines) if l.startswith("# http.auth")]
+    (token,) = [i for i, line in enumerate(lines) if line.startswith("http.headers[")]
+    (basic,) = [i for i, line in enumerate(lines) if line.startswith("# http.auth")]
     lines[basic] = lines[basic][2:]
     del lines[token]
     return "".join(lines)

@@ -6,24 +6,19 @@ audio file uploaded and rewired into LoadAudio, whose SaveAudio output comes bac
 real /prompt 400 answer (tests/data/prompt_400_node_errors.json)."""
 from __future__ import annotations
 
-import argparse
 import base64
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 
-from auth_proxy.app import create_app
-from auth_proxy.settings import Settings
-from auth_proxy.state import Store
 from comfyctl import run as runmod
 from tests.support import REPO, fake_comfyui
+from tests.support.comfyctl import run_args
 
 DATA = REPO / "tests/data"
 RECORDED = json.loads((DATA / "smoke_ws_sequence.json").read_text(encoding="utf-8"))
-SMOKE = REPO / "workflows/api/smoke.json"
 
 
 def _swap_ids(obj, old: str, new: str):
@@ -58,14 +53,8 @@ def make_replay(recorded: dict):
 replay = make_replay(RECORDED)
 
 
-def args(tmp_path: Path, server: str, **kw) -> argparse.Namespace:
-    p = argparse.ArgumentParser()
-    runmod.add_arguments(p)
-    ns = p.parse_args([str(SMOKE), "--server", server, "--out", str(tmp_path / "out"), "--json",
-                       "--timeout", "30"])
-    for k, v in kw.items():
-        setattr(ns, k, v)
-    return ns
+def args(tmp_path: Path, server: str, **kw):
+    return run_args(tmp_path, server, flags=("--timeout", "30"), **kw)
 
 
 @pytest.fixture
@@ -92,13 +81,9 @@ async def test_replayed_run_downloads_the_recorded_outputs(tmp_path, upstream):
     assert all(Path(p).read_bytes().startswith(b"\x89PNG") for p in result["outputs"])
 
 
-async def test_replayed_run_through_the_proxy_with_a_token(tmp_path, upstream, aiohttp_server):
-    settings = replace(Settings(), host="127.0.0.1", port=0, upstream=f"http://127.0.0.1:{upstream.port}",
-                       state_dir=tmp_path / "auth", admin_password="replay-tests-password",
-                       progress_file=tmp_path / "none.json")
-    token = Store(settings.state_dir).create_token("replay")
-    proxy = await aiohttp_server(create_app(settings))
-    result = await runmod.run(args(tmp_path, f"http://127.0.0.1:{proxy.port}", token=token))
+async def test_replayed_run_through_the_proxy_with_a_token(tmp_path, upstream, proxy_for):
+    proxy = await proxy_for(f"http://127.0.0.1:{upstream.port}")
+    result = await runmod.run(args(tmp_path, proxy.origin, token=proxy.token))
     assert len(result["outputs"]) == len(_recorded_outputs())
 
 

@@ -16,7 +16,7 @@ from model_sync.manifest import load_manifest
 from model_sync.planner import select_files
 from tests.support import REPO
 
-from .conftest import cli_env, digests, run_cli, safetensors_bytes, tree, upload
+from tests.support.sync_cli import cli_env, digests, run_cli, safetensors_bytes, tree, upload
 
 PACKAGE_DIR = Path(comfyui_workflow_templates.get_templates_path())
 MANIFEST = REPO / "workflows/models.yaml"

@@ -16,21 +16,47 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import mimetypes
 import os
 import struct
+import time
 import uuid
 import zlib
+from collections import Counter
 from pathlib import Path
 from urllib.parse import unquote
 
 from aiohttp import WSMsgType, web
 
-OUTPUT_NODES = {"SaveImage", "SaveGLB", "Preview3D"}
 KNOWN_CLASSES = {"EmptyImage", "ImageInvert", "ImageScale", "SaveImage", "LoadImage", "PreviewImage",
                  "SaveGLB", "Preview3D", "Hy3D21ExportMesh"}
 # A minimal binary glTF header (magic, version 2, total length): enough to be a .glb file.
 TINY_GLB = b"glTF" + struct.pack("<II", 2, 12)
 STATE = web.AppKey("state", dict)
+# GET routes of ComfyUI-Manager (the pinned pack's manager_server.py) that change state.
+MANAGER_GET_ACTIONS = ("/manager/reboot", "/manager/queue/update_all", "/manager/queue/start",
+                       "/comfyui_manager/comfyui_switch_version", "/snapshot/restore", "/manager/policy/update",
+                       "/manager/channel_url_list", "/manager/db_mode")
+
+
+INDEX = """<!doctype html><title>ComfyUI</title><h1 id=app>ComfyUI app</h1><p id=ws>connecting</p>
+<script type=module>
+const api = new EventTarget();
+function connect() {
+  let opened = false;
+  const s = new WebSocket((location.protocol == "https:" ? "wss://" : "ws://") + location.host + "/ws?clientId=page");
+  s.onopen = () => { opened = true; };
+  s.onmessage = (e) => { document.getElementById("ws").textContent = JSON.parse(e.data).type; };
+  s.onclose = () => {
+    setTimeout(connect, 300);
+    if (opened) api.dispatchEvent(new CustomEvent("reconnecting"));
+  };
+}
+window.comfyAPI = {api: {api}, app: {app: {registerExtension: (ext) => { window.extensions = [...(window.extensions || []), ext.name]; }}}};
+connect();
+for (const url of await (await fetch("/extensions")).json()) await import(url);
+window.extensionsLoaded = true;
+</script>"""
 
 
 def tiny_png(width: int = 8, height: int = 8, value: int = 255) -> bytes:
@@ -107,25 +133,61 @@ def node_output(state: dict, node: dict, values: dict):
     return None
 
 
+async def run_in_turn(state: dict, prompt_id: str, prompt: dict, client_id: str | None) -> None:
+    """ComfyUI runs one prompt at a time, in queue order; a prompt deleted from the queue
+    (POST /queue {"delete": [...]}) before its turn never runs."""
+    async with state["run_lock"]:
+        if prompt_id in state["deleted"]:
+            return
+        state["running"] = prompt_id
+        try:
+            await state["executor"](state, prompt_id, prompt, client_id)
+        finally:
+            state["running"] = None
+
+
+def finish_error(state: dict, prompt_id: str, prompt: dict, messages: list) -> None:
+    """What ComfyUI's task_done records for a failed or interrupted run."""
+    state["history"][prompt_id] = {"prompt": [0, prompt_id, prompt, {}, []], "outputs": {},
+                                   "status": {"status_str": "error", "completed": False, "messages": messages}}
+    state["queue"].remove(prompt_id)
+
+
 async def execute(state: dict, prompt_id: str, prompt: dict, client_id: str | None) -> None:
     """Run a prompt the way ComfyUI reports it; SaveImage writes a real PNG."""
-    await asyncio.sleep(state["delay"])
-    await broadcast(state, {"type": "execution_start", "data": {"prompt_id": prompt_id, "timestamp": 0}}, client_id)
+    started = {"prompt_id": prompt_id, "timestamp": 0}
+    messages: list = [["execution_start", started]]
+    for _ in range(int(state["delay"] / 0.05)):  # an interrupt lands during the wait too
+        if prompt_id in state["interrupt"]:
+            break
+        await asyncio.sleep(0.05)
+    state["starts"][prompt_id] = time.time()
+    await broadcast(state, {"type": "execution_start", "data": started}, client_id)
     await broadcast(state, {"type": "execution_cached", "data": {"nodes": [], "prompt_id": prompt_id, "timestamp": 0}}, client_id)
+    messages.append(["execution_cached", {"nodes": [], "prompt_id": prompt_id, "timestamp": 0}])
     outputs: dict = {}
     values: dict = {}  # string results of nodes, for inputs linked to them
+    executed: list[str] = []
     for node_id, node in prompt.items():
         await broadcast(state, {"type": "executing", "data": {"node": node_id, "display_node": node_id, "prompt_id": prompt_id}}, client_id)
-        if node["class_type"] == "FailingNode" or node.get("inputs", {}).get("fail"):
-            await broadcast(state, {"type": "execution_error", "data": {
-                "prompt_id": prompt_id, "node_id": node_id, "node_type": node["class_type"],
-                "exception_message": "simulated failure", "exception_type": "RuntimeError",
-                "traceback": [], "executed": [], "current_inputs": {}, "current_outputs": {}}}, client_id)
-            state["history"][prompt_id] = {"prompt": [0, prompt_id, prompt, {}, []], "outputs": {},
-                                           "status": {"status_str": "error", "completed": False, "messages": []}}
-            state["queue"].remove(prompt_id)
+        if prompt_id in state["interrupt"]:  # ComfyUI checks between nodes and sampler steps
+            data = {"prompt_id": prompt_id, "node_id": node_id, "node_type": node["class_type"],
+                    "executed": executed, "timestamp": 0}
+            await broadcast(state, {"type": "execution_interrupted", "data": data})
+            finish_error(state, prompt_id, prompt, messages + [["execution_interrupted", data]])
             await broadcast(state, status_msg(state))
             return
+        if node["class_type"] == "FailingNode" or node.get("inputs", {}).get("fail"):
+            data = {"prompt_id": prompt_id, "node_id": node_id, "node_type": node["class_type"],
+                    "exception_message": "simulated failure", "exception_type": "RuntimeError",
+                    # traceback.format_tb(...), as ComfyUI's execution.py records it: frames only
+                    "traceback": ['  File "execution.py", line 496, in execute\n    output_data = ...\n'],
+                    "executed": executed, "current_inputs": {}, "current_outputs": [], "timestamp": 0}
+            await broadcast(state, {"type": "execution_error", "data": data}, client_id)
+            finish_error(state, prompt_id, prompt, messages + [["execution_error", data]])
+            await broadcast(state, status_msg(state))
+            return
+        executed.append(node_id)
         for step in range(1, 3):
             await broadcast(state, {"type": "progress", "data": {"value": step, "max": 2, "prompt_id": prompt_id, "node": node_id}}, client_id)
         # a binary preview frame: event type 1 (PREVIEW_IMAGE), format 2 (PNG), image bytes
@@ -137,41 +199,54 @@ async def execute(state: dict, prompt_id: str, prompt: dict, client_id: str | No
             outputs[node_id] = out
             await broadcast(state, {"type": "executed", "data": {"node": node_id, "display_node": node_id, "output": out, "prompt_id": prompt_id}}, client_id)
     await broadcast(state, {"type": "execution_success", "data": {"prompt_id": prompt_id, "timestamp": 0}}, client_id)
+    messages.append(["execution_success", {"prompt_id": prompt_id, "timestamp": 0}])
     # ComfyUI records the history only after execution_success (the prompt worker's
     # task_done), then sends the final executing/null; history_delay widens that gap.
     await asyncio.sleep(state["history_delay"])
     state["history"][prompt_id] = {"prompt": [0, prompt_id, prompt, {}, list(outputs)], "outputs": outputs,
-                                   "status": {"status_str": "success", "completed": True, "messages": []}}
+                                   "status": {"status_str": "success", "completed": True, "messages": messages}}
     state["queue"].remove(prompt_id)
     await broadcast(state, {"type": "executing", "data": {"node": None, "prompt_id": prompt_id}}, client_id)
     await broadcast(state, status_msg(state))
 
 
 def create_app(output_dir: Path, delay: float = 0.0, executor=None,
-               known_classes: set[str] | None = None, history_delay: float = 0.0) -> web.Application:
+               known_classes: set[str] | None = None, history_delay: float = 0.0,
+               web_dirs: dict[str, Path] | None = None) -> web.Application:
     """The stand-in's app.
 
     Extension points (for suites that need more than the built-in run): `executor` is an
     async callable `(state, prompt_id, prompt, client_id)` that replaces `execute`, e.g. to
     replay a recorded WebSocket sequence through `broadcast`; it must finish the prompt the
     way `execute` does (history entry, queue removal, final status). `known_classes` widens
-    the class names that POST /prompt accepts.
+    the class names that POST /prompt accepts. `web_dirs` maps pack names to front-end
+    extension folders, served at /extensions/NAME/ as ComfyUI serves a pack's WEB_DIRECTORY.
     """
+    web_dirs = dict(web_dirs or {})
     state = {"output": Path(output_dir), "input": Path(output_dir).parent / "input",
-             "user": Path(output_dir).parent / "user" / "default", "queue": [],
+             "user": Path(output_dir).parent / "user" / "default", "queue": [], "manager_calls": [],
+             "hits": Counter(), "in_flight": 0, "most_in_flight": 0,
              "history": {}, "sockets": {}, "delay": delay, "tasks": set(), "settings": {},
              "counter": 0, "executor": executor or execute, "history_delay": history_delay,
+             "run_lock": asyncio.Lock(), "running": None, "deleted": set(), "interrupt": set(), "starts": {},
              "known_classes": KNOWN_CLASSES | set(known_classes or ())}
     r = web.RouteTableDef()
 
     @r.get("/")
     async def index(_):
-        # ComfyUI serves its front end here; a page that opens the WebSocket like it does.
-        return web.Response(content_type="text/html", text=(
-            "<!doctype html><title>ComfyUI</title><h1 id=app>ComfyUI app</h1><p id=ws>connecting</p>"
-            "<script>const s=new WebSocket((location.protocol=='https:'?'wss://':'ws://')+location.host+"
-            "'/ws?clientId=page');s.onmessage=e=>{document.getElementById('ws').textContent="
-            "JSON.parse(e.data).type};</script>"))
+        # ComfyUI serves its front end here; a page that does what that front end does on
+        # the paths the suite tests: opens the WebSocket (on close: "reconnecting", then a
+        # new one 300 ms later), exposes `api` and `app` to extensions through
+        # window.comfyAPI and the /scripts shims, and imports every script /extensions lists.
+        return web.Response(content_type="text/html", text=INDEX)
+
+    @r.get("/scripts/{name}.js")
+    async def shim(request):
+        name = request.match_info["name"]
+        if name not in ("api", "app"):
+            return web.Response(status=404)
+        return web.Response(content_type="text/javascript",
+                            text=f"export const {name} = window.comfyAPI.{name}.{name};\n")
 
     @r.get("/system_stats")
     async def system_stats(_):
@@ -180,15 +255,18 @@ def create_app(output_dir: Path, delay: float = 0.0, executor=None,
 
     @r.get("/queue")
     async def get_queue(_):
-        running = [[0, p, {}, {}, []] for p in state["queue"][:1]]
-        pending = [[i, p, {}, {}, []] for i, p in enumerate(state["queue"][1:], 1)]
+        running = [[0, p, {}, {}, []] for p in state["queue"] if p == state["running"]]
+        pending = [[i, p, {}, {}, []] for i, p in enumerate(state["queue"], 1) if p != state["running"]]
         return web.json_response({"queue_running": running, "queue_pending": pending})
 
     @r.post("/queue")
     async def post_queue(request):
         body = await request.json()
-        if body.get("clear"):
-            state["queue"][1:] = []
+        pending = [p for p in state["queue"] if p != state["running"]]
+        doomed = pending if body.get("clear") else [p for p in body.get("delete", []) if p in pending]
+        for p in doomed:
+            state["queue"].remove(p)
+            state["deleted"].add(p)
         return web.Response(status=200)
 
     @r.get("/prompt")
@@ -213,7 +291,7 @@ def create_app(output_dir: Path, delay: float = 0.0, executor=None,
         prompt_id = body.get("prompt_id") or str(uuid.uuid4())
         state["counter"] += 1
         state["queue"].append(prompt_id)
-        task = asyncio.ensure_future(state["executor"](state, prompt_id, prompt, body.get("client_id")))
+        task = asyncio.ensure_future(run_in_turn(state, prompt_id, prompt, body.get("client_id")))
         state["tasks"].add(task)
         task.add_done_callback(state["tasks"].discard)
         return web.json_response({"prompt_id": prompt_id, "number": state["counter"], "node_errors": {}})
@@ -244,7 +322,13 @@ def create_app(output_dir: Path, delay: float = 0.0, executor=None,
         path = (base / sub / name).resolve()
         if not name or base.resolve() not in path.parents or not path.is_file():
             return web.Response(status=404)
-        return web.FileResponse(path)  # handles Range like ComfyUI's does
+        # As ComfyUI's: the type from the name, inline, with only HTML, JS and CSS forced to
+        # download (so an uploaded SVG is served as a page that runs its scripts).
+        ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        if ctype in {"text/html", "text/html-sandboxed", "application/xhtml+xml", "text/javascript", "text/css"}:
+            ctype = "application/octet-stream"
+        return web.FileResponse(path, headers={"Content-Disposition": f'filename="{name}"',
+                                               "Content-Type": ctype})  # handles Range like ComfyUI's
 
     async def upload(request):
         reader = await request.multipart()
@@ -278,7 +362,15 @@ def create_app(output_dir: Path, delay: float = 0.0, executor=None,
     r.post("/upload/mask")(upload)
 
     @r.post("/interrupt")
-    async def interrupt(_):
+    async def interrupt(request):
+        # ComfyUI interrupts the running prompt; given a prompt_id, only if that one runs.
+        try:
+            body = await request.json()
+        except ValueError:
+            body = {}
+        target = (body or {}).get("prompt_id") or state["running"]
+        if target and target == state["running"]:
+            state["interrupt"].add(target)
         return web.Response(status=200)
 
     @r.post("/free")
@@ -317,49 +409,58 @@ def create_app(output_dir: Path, delay: float = 0.0, executor=None,
         found = path.rglob("*") if recurse else path.glob("*")
         return web.json_response(sorted(f.relative_to(path).as_posix() for f in found if f.is_file()))
 
-    @r.get("/userdata/{file}")
-    async def userdata_get(request):
-        path = user_path(request, request.match_info["file"])
+    def user_file(request, param: str = "file") -> Path | web.Response:
+        """The existing file a route names, or ComfyUI's 403 (outside the folder) or 404."""
+        path = user_path(request, request.match_info[param])
         if path is None:
             return web.Response(status=403)
-        if not path.is_file():
-            return web.Response(status=404)
-        return web.FileResponse(path)
+        return path if path.is_file() else web.Response(status=404)
 
-    @r.post("/userdata/{file}")
-    async def userdata_post(request):
-        path = user_path(request, request.match_info["file"])
+    @r.get("/userdata/{file}")
+    async def userdata_get(request):
+        path = user_file(request)
+        return path if isinstance(path, web.Response) else web.FileResponse(path)
+
+    def writable(request, param: str) -> Path | web.Response:
+        """Where a route writes: ComfyUI's 403 outside the folder, or its 409 for an
+        existing file with overwrite=false."""
+        path = user_path(request, request.match_info[param])
         if path is None:
             return web.Response(status=403)
         if request.query.get("overwrite", "true") == "false" and path.exists():
             return web.Response(status=409, text="File already exists")
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(await request.read())
+        return path
+
+    def written(path: Path) -> web.Response:
         return web.json_response(path.relative_to(state["user"].resolve()).as_posix())
+
+    @r.post("/userdata/{file}")
+    async def userdata_post(request):
+        path = writable(request, "file")
+        if isinstance(path, web.Response):
+            return path
+        path.write_bytes(await request.read())
+        return written(path)
 
     @r.delete("/userdata/{file}")
     async def userdata_delete(request):
-        path = user_path(request, request.match_info["file"])
-        if path is None:
-            return web.Response(status=403)
-        if not path.is_file():
-            return web.Response(status=404)
+        path = user_file(request)
+        if isinstance(path, web.Response):
+            return path
         path.unlink()
         return web.Response(status=204)
 
     @r.post("/userdata/{file}/move/{dest}")
     async def userdata_move(request):
-        source = user_path(request, request.match_info["file"])
-        dest = user_path(request, request.match_info["dest"])
-        if source is None or dest is None:
-            return web.Response(status=403)
-        if not source.is_file():
-            return web.Response(status=404)
-        if request.query.get("overwrite", "true") == "false" and dest.exists():
-            return web.Response(status=409, text="File already exists")
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        source = user_file(request)
+        if isinstance(source, web.Response):
+            return source
+        dest = writable(request, "dest")
+        if isinstance(dest, web.Response):
+            return dest
         source.replace(dest)
-        return web.json_response(dest.relative_to(state["user"].resolve()).as_posix())
+        return written(dest)
 
     @r.get("/v2/userdata")
     async def userdata2(_):
@@ -388,7 +489,16 @@ def create_app(output_dir: Path, delay: float = 0.0, executor=None,
 
     @r.get("/extensions")
     async def extensions(_):
-        return web.json_response([])
+        return web.json_response([f"/extensions/{name}/{f.name}" for name, folder in sorted(web_dirs.items())
+                                  for f in sorted(Path(folder).glob("*.js"))])
+
+    # ComfyUI-Manager changes state on GET; the stand-in records that such a call arrived.
+    async def manager_action(request):
+        state["manager_calls"].append(request.path)
+        return web.json_response({})
+
+    for path in MANAGER_GET_ACTIONS:
+        r.get(path)(manager_action)
 
     @r.get("/ws")
     async def ws(request):
@@ -405,8 +515,21 @@ def create_app(output_dir: Path, delay: float = 0.0, executor=None,
             state["sockets"].pop(cid, None)
         return sock
 
+    @web.middleware
+    async def count(request, handler):
+        # What reached "ComfyUI", and how many requests it held at once (for the proxy's
+        # amplification tests).
+        state["hits"][request.path] += 1
+        state["last_request"] = request.raw_path
+        state["in_flight"] += 1
+        state["most_in_flight"] = max(state["most_in_flight"], state["in_flight"])
+        try:
+            return await handler(request)
+        finally:
+            state["in_flight"] -= 1
+
     core = list(r)
-    app = web.Application(client_max_size=1 << 30)
+    app = web.Application(client_max_size=1 << 30, middlewares=[count])
     app[STATE] = state
     for route in core:  # ComfyUI serves every core route under /api/ too
         app.router.add_route(route.method, route.path, route.handler)
@@ -452,10 +575,27 @@ def create_app(output_dir: Path, delay: float = 0.0, executor=None,
                 await sock.send_bytes(msg.data)
         return sock
 
+    async def slow(request):
+        await asyncio.sleep(float(request.query.get("s", "0.5")))
+        return web.json_response({"slept": True})
+
+    for name, folder in web_dirs.items():
+        app.router.add_static(f"/extensions/{name}", folder)
+
+    async def hits(_request):
+        return web.json_response({"hits": state["hits"], "most_in_flight": state["most_in_flight"],
+                                  "manager_calls": state["manager_calls"]})
+
     app.router.add_route("*", "/_test/echo{tail:.*}", echo)
+    app.router.add_get("/_test/hits", hits)
+    app.router.add_get("/_test/slow", slow)
     app.router.add_get("/_test/stream/{size}", stream)
     app.router.add_post("/_test/upload", upload_count)
     app.router.add_get("/_test/ws", ws_echo)
+
+    async def starts(_):  # when each prompt began running, for benchmarks
+        return web.json_response(state["starts"])
+    app.router.add_get("/_test/starts", starts)
     return app
 
 
@@ -464,11 +604,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--listen", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8188)
     p.add_argument("--output-directory", default="output")
+    # not a ComfyUI flag: seconds each prompt takes before it starts, for fault tests
+    p.add_argument("--fake-delay", type=float, default=0.0)
     args, _unknown = p.parse_known_args(argv)
     out = Path(args.output_directory)
     out.mkdir(parents=True, exist_ok=True)
     print(f"fake ComfyUI on {args.listen}:{args.port}", flush=True)
-    web.run_app(create_app(out), host=args.listen, port=args.port, print=None, access_log=None)
+    web.run_app(create_app(out, delay=args.fake_delay), host=args.listen, port=args.port, print=None,
+                access_log=None)
 
 
 if __name__ == "__main__":

@@ -66,10 +66,12 @@ def server(tmp_path_factory):
                 if isinstance(value, str) and V.is_upload({**spec.get("required", {}), **spec.get("optional", {})}[name]):
                     (data / "input" / value).write_bytes(upload_placeholder(value))
     c = RealComfyUI(data, ("--extra-model-paths-config", str(config))).start()
-    with urllib.request.urlopen(c.url + "/object_info", timeout=60) as r:
-        c.classes = set(json.load(r))
-    yield c
-    c.stop()
+    try:
+        with urllib.request.urlopen(c.url + "/object_info", timeout=60) as r:
+            c.classes = set(json.load(r))
+        yield c
+    finally:
+        c.stop()
 
 
 def test_real_comfyui_accepts_every_bundled_workflow(server):

@@ -1,26 +1,17 @@
 """Every bundled API workflow against the captured /object_info schemas and models.yaml."""
 import copy
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import yaml
 
 from model_sync.manifest import load_manifest
+from tests.support import REPO
+from tests.support.threaded_server import QuietHandler, ThreadedServer
+from workflows import convert, refresh_schemas
+from workflows import validate as V
 
-REPO = Path(__file__).resolve().parents[2]
 API = sorted((REPO / "workflows/api").glob("*.json"))
-
-
-def _validator():
-    spec = importlib.util.spec_from_file_location("wf_validate", REPO / "workflows/validate.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-V = _validator()
 SCHEMAS = V.load_schemas()
 MODELS = V.manifest_files()
 
@@ -72,27 +63,20 @@ def test_model_outside_profile_is_caught():
     assert any("not in profile" in e for e in errs)
 
 
-def _convert():
-    spec = importlib.util.spec_from_file_location("wf_convert", REPO / "workflows/convert.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.mark.parametrize("path", API, ids=[p.stem for p in API])
 def test_ui_and_api_forms_agree(path):
     ui_path = REPO / "workflows/ui" / path.name
-    assert ui_path.is_file(), f"no UI form for {path.name}; run python workflows/convert.py"
+    assert ui_path.is_file(), f"no UI form for {path.name}; run python -m workflows.convert"
     ui = json.loads(ui_path.read_text(encoding="utf-8"))
     api = json.loads(path.read_text(encoding="utf-8"))["prompt"]
-    assert _convert().ui_to_api(ui, SCHEMAS) == api
+    assert convert.ui_to_api(ui, SCHEMAS) == api
 
 
 def test_edited_ui_form_disagrees():
     ui = json.loads((REPO / "workflows/ui/wan22-ti2v-5b.json").read_text(encoding="utf-8"))
     api = json.loads((REPO / "workflows/api/wan22-ti2v-5b.json").read_text(encoding="utf-8"))["prompt"]
     next(n for n in ui["nodes"] if n["type"] == "KSampler")["widgets_values"][0] = 7
-    assert _convert().ui_to_api(ui, SCHEMAS) != api
+    assert convert.ui_to_api(ui, SCHEMAS) != api
 
 
 def test_every_node_class_is_core_or_a_pinned_pack():
@@ -136,15 +120,8 @@ def test_ui_form_carries_the_widgets_the_frontend_adds():
     assert by_type["Hy3D21LoadImageWithTransparency"]["widgets_values"] == ["example.png", "image"]
 
 
-def _refresh():
-    spec = importlib.util.spec_from_file_location("wf_refresh", REPO / "workflows/refresh_schemas.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_schema_capture_is_refused_unless_it_matches_the_lock():
-    r = _refresh()
+    r = refresh_schemas
     lock = yaml.safe_load((REPO / "custom_nodes/lock.yaml").read_text(encoding="utf-8"))
     info = {name: dict(schema) for name, schema in SCHEMAS.items()}
     info["SaveImageWebsocket"] = {"python_module": "custom_nodes.websocket_image_save"}
@@ -168,7 +145,7 @@ def test_captured_schemas_cover_every_pinned_pack_with_nodes():
 def test_capture_is_refused_when_the_servers_log_shows_a_failed_import():
     """Logs recorded from the pinned ComfyUI with all pinned packs (paths shown as in the
     image): once with torchaudio and gguf made unimportable, once healthy."""
-    r = _refresh()
+    r = refresh_schemas
     failed = r.failed_imports((REPO / "tests/data/comfyui_log_import_failed.txt").read_text(encoding="utf-8"))
     assert [p for p in failed if p.startswith("core module")] == [
         "core module nodes_audio.py failed to import (see the server's log; a missing dependency "
@@ -185,15 +162,12 @@ def test_capture_is_refused_when_the_servers_log_shows_a_failed_import():
 def test_refresh_writes_nothing_when_a_core_module_failed(tmp_path, monkeypatch, capsys):
     """The whole script against a server answering /object_info with the committed capture
     minus the audio modules' nodes, and /internal/logs/raw with the recorded failure."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
     info = {k: v for k, v in SCHEMAS.items() if not v.get("python_module", "").startswith("comfy_extras.nodes_audio")}
     log = (REPO / "tests/data/comfyui_log_import_failed.txt").read_text(encoding="utf-8")
     answers = {"/object_info": info, "/internal/logs/raw": {"entries": [{"t": "", "m": line}
                                                                          for line in log.splitlines(True)]}}
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self):
             body = json.dumps(answers[self.path]).encode()
             self.send_response(200)
@@ -202,19 +176,11 @@ def test_refresh_writes_nothing_when_a_core_module_failed(tmp_path, monkeypatch,
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, *a):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    r = _refresh()
+    r = refresh_schemas
     monkeypatch.setattr(r, "OUT", tmp_path / "schemas")
-    monkeypatch.setenv("COMFYUI_URL", f"http://127.0.0.1:{server.server_address[1]}")
-    try:
+    with ThreadedServer(Handler) as server:
+        monkeypatch.setenv("COMFYUI_URL", server.url)
         assert r.main() == 1
-    finally:
-        server.shutdown()
-        server.server_close()
     err = capsys.readouterr().err
     assert "core module nodes_audio.py failed to import" in err and "nothing written" in err
     assert not (tmp_path / "schemas").exists()
