@@ -8,7 +8,7 @@ VARIANT ?= cuda
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test lint format up down logs build build-cpu serve doctor lock image-lock schemas pin-models settings-docs bench bench-proxy bench-sync bench-jobs clean
+.PHONY: help venv test lint format test-image test-image-cuda up down logs build build-cpu bases serve doctor lock image-lock schemas pin-models settings-docs bench bench-proxy bench-sync bench-jobs clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -42,13 +42,30 @@ down: ## stop the Compose stack (volumes are kept)
 logs: ## follow the Compose stack's logs
 	docker compose --profile gpu --profile cpu logs -f
 
-build: ## build the CUDA image
-	docker build -f docker/Dockerfile --build-arg VARIANT=cuda -t $(IMAGE):cuda .
+# The image's outside sources can be pointed elsewhere (docs/build.md), e.g.
+#   make build-cpu PIP_INDEX_URL=https://mirrors.aliyun.com/pypi/simple GIT_MIRROR=https://ghfast.top/https://github.com/
+#   make build SOURCES_DIR=/srv/comfy-sources EXTRA_CA_CERTS=/etc/company-ca.pem UBUNTU_IMAGE=registry.local/ubuntu:24.04
+# Each variable goes to `python -m docker.build` unchanged; empty means the default.
+BUILD_VARS := SOURCES_DIR EXTRA_CA_CERTS UBUNTU_IMAGE CUDA_IMAGE CUDA_DEVEL APT_MIRROR PIP_INDEX_URL TORCH_INDEX_URL GIT_MIRROR DOCKER_BUILD_FLAGS
+export $(BUILD_VARS)
 
-build-cpu: ## build the CPU image
-	docker build -f docker/Dockerfile --build-arg VARIANT=cpu -t $(IMAGE):cpu .
+build: ## build the CUDA image (comfy-stack:cuda); docs/build.md lists the mirror and offline settings
+	$(PYTHON) -m docker.build --variant cuda --tag $(IMAGE):cuda
 
-serve: venv ## run the stack without Docker from a ComfyUI checkout (COMFYUI_DIR, COMFYUI_PYTHON)
+build-cpu: ## build the CPU image (comfy-stack:cpu)
+	$(PYTHON) -m docker.build --variant cpu --tag $(IMAGE):cpu
+
+bases: ## build the base images locally from Ubuntu's archive with mmdebstrap (no Docker Hub needed)
+	$(PYTHON) -m docker.bases $(if $(APT_MIRROR),--mirror $(APT_MIRROR))
+
+test-image: venv ## build the CPU image and test it end to end through port 8188 (needs Docker; starts dockerd if none runs)
+	COMFY_STACK_IMAGE_TIER=1 PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest tests/image $(PYTEST_ARGS)
+
+test-image-cuda: venv ## compile the CUDA variant's extensions and import them in a container (no GPU needed)
+	COMFY_STACK_IMAGE_TIER=1 COMFY_STACK_IMAGE_CUDA=1 PATH="$(abspath $(VENV))/bin:$$PATH" \
+	  $(PY) -m pytest tests/image/test_cuda_extensions.py $(PYTEST_ARGS)
+
+serve: venv ## run the stack without Docker (COMFYUI_DIR, COMFYUI_PYTHON; unset: fetch the pinned ComfyUI into the data folder)
 	$(VENV)/bin/comfyctl serve
 
 doctor: venv ## report what is misconfigured
@@ -58,7 +75,7 @@ lock: venv ## refresh custom_nodes/lock.yaml to the packs' current commits
 	$(PY) custom_nodes/refresh_lock.py
 
 image-lock: venv ## re-resolve docker/image-lock.txt (COMFYUI_DIR: a checkout with the pinned packs; needs PyPI)
-	$(PY) docker/lock_image.py $(COMFYUI_DIR)
+	$(PY) -m docker.lock_image $(COMFYUI_DIR)
 
 pin-models: venv ## write sizes, sha256 and hub commits into workflows/models.yaml (needs the network)
 	$(PY) -m model_sync pin --manifest workflows/models.yaml

@@ -92,6 +92,24 @@ HF_HUB_OFFLINE = Var(
     "packs cannot download weights behind your back; the model sync, which you ask for, still "
     "reaches the hub (set it for the whole container and hf:// sources fail with exit 2)",
     shown_default="`1` in ComfyUI's environment only")
+MANAGER_NETWORK_MODE = Var(
+    "MANAGER_NETWORK_MODE", "auto",
+    "ComfyUI-Manager's network mode: `auto` (at each start: `offline` when its channel cannot be "
+    "reached, else `public`), `public`, `private`, `offline`",
+    choice("auto", "public", "private", "offline"))
+SOURCES_DIR: Var[Path | None] = Var(
+    "SOURCES_DIR", None,
+    "without `COMFYUI_DIR`: a folder of `<name>-<commit>.tar.gz` sources for the pinned ComfyUI and "
+    "packs (docs/build.md); also an image build input", path, shown_default="none: from git")
+GIT_MIRROR = Var("GIT_MIRROR", "",
+                 "without `COMFYUI_DIR`: a URL prefix standing for `https://github.com/` when cloning; "
+                 "also an image build input", shown_default="none")
+TORCH_INDEX_URL = Var("TORCH_INDEX_URL", "",
+                      "without `COMFYUI_DIR`: where the torch stack comes from; also an image build input",
+                      shown_default="the CUDA 12.8 PyTorch index with an NVIDIA GPU, else the CPU one")
+COMFY_BASE_PYTHON: Var[Path | None] = Var(
+    "COMFY_BASE_PYTHON", None, "without `COMFYUI_DIR`: the Python 3.12 that ComfyUI's venv is made with",
+    path, shown_default="`python3.12` on PATH")
 CUDA_VERSION = Var("CUDA_VERSION", "",
                    "set by the CUDA image: the runtime whose minimum driver is checked at start and "
                    "by `comfyctl doctor`", shown_default="empty (CUDA image: its CUDA version)")
@@ -223,7 +241,8 @@ SERVE: tuple[Row, ...] = (
     (AUTH_PROXY_LISTEN, "--listen"), (COMFYUI_PORT, "--comfyui-port"), (COMFYUI_MODE, "--mode"),
     (COMFYUI_EXTRA_ARGS, "--extra-args"), (MODEL_SYNC_MODE, "--sync-mode"), (MODEL_PROFILES, "--profile"),
     (MODEL_SYNC_FROM, "--sync-from"), (MODEL_MANIFEST, "--manifest"), (COMFY_WORKFLOWS_DIR, None),
-    (COMFYUI_USER_PACKAGES, None), (HF_HUB_OFFLINE, None), (CUDA_VERSION, None),
+    (COMFYUI_USER_PACKAGES, None), (HF_HUB_OFFLINE, None), (CUDA_VERSION, None), (MANAGER_NETWORK_MODE, None),
+    (SOURCES_DIR, None), (GIT_MIRROR, None), (TORCH_INDEX_URL, None), (COMFY_BASE_PYTHON, None),
 )
 SYNC: tuple[Row, ...] = (
     (MODEL_PROFILES, "--profile"), (MODEL_SYNC_FROM, "--from"), (MODEL_SYNC_PROGRESS_FILE, "--progress-file"),

@@ -17,6 +17,21 @@ from comfyctl.errors import ConfigError
 
 
 @dataclass(frozen=True)
+class BootstrapSettings:
+    """What `serve` without a checkout makes ComfyUI from (comfyctl.bootstrap)."""
+    sources_dir: Path | None        # source tarballs; None: git
+    git_mirror: str                 # URL prefix standing for https://github.com/; empty: none
+    torch_index_url: str            # empty: the variant's PyTorch index
+    base_python: Path | None        # the Python 3.12 for the venv; None: python3.12 on PATH
+
+
+def managed_paths(data_dir: Path) -> tuple[Path, Path]:
+    """Where `serve` without a checkout keeps ComfyUI and its interpreter."""
+    root = data_dir / "comfyui"
+    return root / "ComfyUI", root / "venv" / "bin" / "python"
+
+
+@dataclass(frozen=True)
 class ServeSettings:
     comfyui_dir: Path
     comfyui_python: Path
@@ -34,6 +49,10 @@ class ServeSettings:
     # interpreter's own site-packages is read-only (the image): None installs into it.
     user_packages: Path | None = None
     state_dir: Path | None = None       # the proxy's; None: auth/ in the data directory
+    manager_network_mode: str = v.MANAGER_NETWORK_MODE.default   # comfyctl.manager_config
+    # No COMFYUI_DIR: comfyui_dir and comfyui_python are made under the data directory at
+    # start, from what this says (comfyctl.bootstrap); None with a checkout.
+    bootstrap: "BootstrapSettings | None" = None
     jobs_dir: Path | None = None        # the v2 job ledger's; None: jobs/ in the data directory
     hf_hub_offline: str = v.HF_HUB_OFFLINE.default   # ComfyUI's process only
     cuda_version: str = ""              # the CUDA image's runtime, for the driver check
@@ -58,13 +77,20 @@ class ServeSettings:
 def load(args, environ: Mapping[str, str] | Env | None = None) -> ServeSettings:
     env = environ if isinstance(environ, Env) else Env(environ, error=ConfigError)
     comfy_dir = env.get(v.COMFYUI_DIR, getattr(args, "comfyui_dir", None))
-    if comfy_dir is None:
-        raise ConfigError("COMFYUI_DIR is not set: point it (or --comfyui-dir) at a ComfyUI checkout")
     data_dir = env.get(v.COMFY_DATA_DIR, getattr(args, "data_dir", None)).resolve()
+    bootstrap = None
+    if comfy_dir is None:
+        # no checkout: `serve` makes the image's ComfyUI in the data directory
+        bootstrap = BootstrapSettings(sources_dir=env.get(v.SOURCES_DIR), git_mirror=env.get(v.GIT_MIRROR),
+                                      torch_index_url=env.get(v.TORCH_INDEX_URL),
+                                      base_python=env.get(v.COMFY_BASE_PYTHON))
+        comfy_dir, python = managed_paths(data_dir)
+    else:
+        python = env.get(v.COMFYUI_PYTHON, getattr(args, "comfyui_python", None)) or Path(sys.executable)
     user_packages = env.raw(v.COMFYUI_USER_PACKAGES)
     settings = ServeSettings(
         comfyui_dir=comfy_dir.resolve(),
-        comfyui_python=env.get(v.COMFYUI_PYTHON, getattr(args, "comfyui_python", None)) or Path(sys.executable),
+        comfyui_python=python,
         data_dir=data_dir,
         listen=env.get(v.AUTH_PROXY_LISTEN, getattr(args, "listen", None)),
         comfyui_port=env.get(v.COMFYUI_PORT, getattr(args, "comfyui_port", None)),
@@ -81,6 +107,8 @@ def load(args, environ: Mapping[str, str] | Env | None = None) -> ServeSettings:
         jobs_dir=env.get(v.COMFY_JOBS_DIR) if env.raw(v.COMFY_JOBS_DIR) else None,
         hf_hub_offline=env.get(v.HF_HUB_OFFLINE),
         cuda_version=env.get(v.CUDA_VERSION),
+        manager_network_mode=env.get(v.MANAGER_NETWORK_MODE),
+        bootstrap=bootstrap,
     )
     validate(settings)
     return settings
@@ -88,9 +116,9 @@ def load(args, environ: Mapping[str, str] | Env | None = None) -> ServeSettings:
 
 def validate(s: ServeSettings) -> None:
     """Fail fast, naming the setting and what to do."""
-    if not (s.comfyui_dir / "main.py").is_file():
+    if s.bootstrap is None and not (s.comfyui_dir / "main.py").is_file():
         raise ConfigError(f"COMFYUI_DIR={s.comfyui_dir} has no main.py: is it a ComfyUI checkout?")
-    if not os.access(s.comfyui_python, os.X_OK):
+    if s.bootstrap is None and not os.access(s.comfyui_python, os.X_OK):
         raise ConfigError(f"COMFYUI_PYTHON={s.comfyui_python} is not an executable interpreter")
     if s.listen.port == s.comfyui_port:
         raise ConfigError(f"AUTH_PROXY_LISTEN and COMFYUI_PORT both use port {s.comfyui_port}: "

@@ -50,11 +50,21 @@ def checks(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -
     except ComfyctlError as exc:
         return [Check("configuration", False, str(exc))]
     out.append(Check("configuration", True, f"ComfyUI at {s.comfyui_dir}, data in {s.data_dir}"))
+    if s.bootstrap and not s.comfyui_python.exists():
+        out.append(Check("ComfyUI's interpreter", True, f"COMFYUI_DIR is unset: the first `comfyctl serve` "
+                                                        f"fetches the pinned ComfyUI and makes its venv in "
+                                                        f"{s.comfyui_python.parents[2]}"))
+        return out + later_checks(s, env, storage)
     probe = subprocess.run([str(s.comfyui_python), "-c", "import torch, aiohttp, safetensors; print(torch.__version__)"],
                            capture_output=True, text=True, timeout=300)
     out.append(Check("ComfyUI's interpreter", probe.returncode == 0,
                      f"torch {probe.stdout.strip()}" if probe.returncode == 0 else
                      f"{s.comfyui_python} lacks ComfyUI's requirements: pip install -r {s.comfyui_dir}/requirements.txt"))
+    return out + later_checks(s, env, storage)
+
+
+def later_checks(s: config.ServeSettings, env: Env, storage) -> list[Check]:
+    out: list[Check] = []
     # serve creates the directory: it must be writable, or creatable in a writable parent
     existing = next(p for p in (s.data_dir, *s.data_dir.parents) if p.exists())
     writable = os.access(existing, os.W_OK)

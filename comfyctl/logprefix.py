@@ -28,6 +28,9 @@ def main(argv: list[str]) -> int:
 if __name__ == "__main__":
     code = main(sys.argv[1:])
     # a child killed by a signal: exit the same way so supervisord sees the same thing
+    # ("terminated by SIGTERM", an expected stop), with our forwarding handler out of the way:
+    # else the signal is caught and the exit status is 256 - 15
     if code < 0:
+        signal.signal(-code, signal.SIG_DFL)
         os.kill(os.getpid(), -code)
     raise SystemExit(code)

@@ -14,7 +14,7 @@ from auth_proxy import extension
 from comfy_stack import variables
 from comfy_stack.env import add_flags
 from comfy_stack.files import SHARED, write_atomic
-from comfyctl import config, model_paths, modes, supervisor, sync_job, workflows_install
+from comfyctl import bootstrap, config, manager_config, model_paths, modes, supervisor, sync_job, workflows_install
 from comfyctl.errors import ComfyctlError, MissingProgram, SyncFailed
 from model_sync import progress as sync_progress
 
@@ -25,15 +25,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_flags(p, variables.SERVE)
     p.add_argument("--dry-run", action="store_true", help="prepare everything, print supervisord's "
                                                            "configuration, start nothing")
-
-
-def manager_config(user_dir: Path) -> None:
-    """ComfyUI-Manager reads <user>/default/ComfyUI-Manager/config.ini. `normal` lets the
-    admin install nodes from the registry; ComfyUI listens on loopback only, so every such
-    request has passed the login proxy first. A config the user changed is left alone."""
-    path = user_dir / "default" / "ComfyUI-Manager" / "config.ini"
-    if not path.exists():
-        write_atomic(path, "[default]\nsecurity_level = normal\nnetwork_mode = public\n", mode=SHARED)
 
 
 def prepare(s: config.ServeSettings) -> tuple[Path, str]:
@@ -58,7 +49,7 @@ def prepare(s: config.ServeSettings) -> tuple[Path, str]:
         log.info("no MODEL_PROFILES and no MODEL_SYNC_FROM: no models to sync")
     model_paths.write(s.models_dir, run_dir / "extra_model_paths.yaml", s.data_dir / "custom_nodes",
                       extension.CUSTOM_NODES)
-    manager_config(s.data_dir / "user")
+    manager_config.write(s.data_dir / "user", s.manager_network_mode)
     report = workflows_install.install(s.workflows_dir, s.data_dir / "user" / "default" / "workflows")
     log.info("workflows: %d installed, %d updated, %d of yours kept", len(report.installed),
              len(report.updated), len(report.kept_user_edits))
@@ -79,6 +70,8 @@ def prepare(s: config.ServeSettings) -> tuple[Path, str]:
 def main(args: argparse.Namespace) -> int:
     try:
         s = config.load(args)
+        if s.bootstrap:
+            bootstrap.ensure(s)
         run_dir, text = prepare(s)
         if args.dry_run:
             print(text)

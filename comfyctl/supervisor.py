@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from comfy_stack.files import SHARED, write_atomic
+from comfyctl import user_packages
 from comfyctl.config import ServeSettings
 
 PREFIX_WRAPPER = "comfyctl.logprefix"
@@ -39,7 +40,8 @@ def comfyui_env(s: ServeSettings) -> dict[str, str]:
         # What ComfyUI-Manager installs for a node (`pip install` in ComfyUI's process)
         # goes to the data volume as a user install, and ComfyUI sees it there. Only
         # ComfyUI: the proxy and the sync keep PYTHONNOUSERSITE and never import it.
-        env |= {"PYTHONUSERBASE": str(s.user_packages), "PIP_USER": "1", "PYTHONNOUSERSITE": ""}
+        env |= {"PYTHONUSERBASE": str(s.user_packages), "PYTHONNOUSERSITE": "",
+                "PIP_CONFIG_FILE": str(user_packages.pip_config(s.data_dir / "run"))}
     return env
 
 
@@ -49,6 +51,10 @@ def render(s: ServeSettings, comfy_args: list[str], run_dir: Path, proxy_env: di
                  "--input-directory", str(s.data_dir / "input"),
                  "--output-directory", str(s.data_dir / "output"),
                  "--user-directory", str(s.data_dir / "user"),
+                 # ComfyUI's defaults put its database and its temp folder beside its code,
+                 # which is read-only in the image: both go to the data directory
+                 "--database-url", f"sqlite:///{s.data_dir / 'user' / 'comfyui.db'}",
+                 "--temp-directory", str(run_dir),
                  "--disable-auto-launch"] + comfy_args
     proxy_cmd = [sys.executable, "-m", "auth_proxy"]
     return "\n".join([

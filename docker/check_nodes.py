@@ -5,12 +5,13 @@ then asks /object_info for every class the lock lists and every class in the cap
 schemas (workflows/schemas/*.json, what the bundled workflows were validated against). A
 pack that silently failed to import, or dropped some of its nodes (packs catch their own
 import errors and log a warning), fails the image build instead of a user's first workflow.
-Usage: check_nodes.py LOCK COMFYUI_DIR [SCHEMAS_DIR]
+Usage: python -m docker.check_nodes LOCK COMFYUI_DIR [SCHEMAS_DIR]
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -32,9 +33,15 @@ def main(lock_path: str, comfy: str, schemas_dir: str | None = None) -> int:
     lock = yaml.safe_load(Path(lock_path).read_text())
     schemas = Path(schemas_dir) if schemas_dir else Path(__file__).resolve().parent.parent / "workflows" / "schemas"
     expected = captured_classes(schemas) if schemas.is_dir() else {}
-    log = tempfile.NamedTemporaryFile(prefix="comfyui-check-", suffix=".log", delete=False)
+    scratch = Path(tempfile.mkdtemp(prefix="comfyui-check-"))
+    dirs = {d: scratch / d for d in ("user", "input", "output", "temp")}
+    for d in dirs.values():
+        d.mkdir()
+    log = (scratch / "comfyui.log").open("wb")
     proc = subprocess.Popen([sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(PORT),
-                             "--disable-auto-launch"], cwd=comfy, stdout=log, stderr=subprocess.STDOUT)
+                             "--disable-auto-launch", *(a for d, path in dirs.items() for a in (f"--{d}-directory", str(path))),
+                             "--database-url", f"sqlite:///{scratch / 'comfyui.db'}"],
+                            cwd=comfy, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 600
         info = None
@@ -45,7 +52,7 @@ def main(lock_path: str, comfy: str, schemas_dir: str | None = None) -> int:
                     break
             except OSError:
                 time.sleep(1)
-        text = Path(log.name).read_text(errors="replace")
+        text = (scratch / "comfyui.log").read_text(errors="replace")
         if info is None:
             print(text[-5000:])
             raise SystemExit("ComfyUI did not start")
@@ -67,6 +74,8 @@ def main(lock_path: str, comfy: str, schemas_dir: str | None = None) -> int:
     finally:
         proc.terminate()
         proc.wait(30)
+        log.close()
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -13,9 +13,9 @@ uv does the resolving (`uv pip compile` for another interpreter version and plat
 from PyPI alone: pip can only resolve for a foreign platform from wheels, and oss2 and
 its Alibaba Cloud dependencies publish source archives only); this script only gathers
 the inputs and writes the result. Needs network access to PyPI and a ComfyUI checkout holding the pinned
-packs (as in the image: `docker run --rm IMAGE cat ...` or fetch_sources.py):
+packs (as in the image, or laid out by `python -m comfyctl.sources`):
 
-    python docker/lock_image.py COMFYUI_DIR            # or: make image-lock COMFYUI_DIR=...
+    python -m docker.lock_image COMFYUI_DIR            # or: make image-lock COMFYUI_DIR=...
 """
 from __future__ import annotations
 
@@ -25,6 +25,9 @@ import sys
 import tempfile
 import tomllib
 from pathlib import Path
+
+from comfyctl.runtime_install import (pack_requirements, requirement_lines, requirement_name,
+                                      torch_versions)
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "docker" / "image-lock.txt"
@@ -37,19 +40,16 @@ UV = str(Path(sys.executable).with_name("uv"))
 # they and their CUDA libraries are not part of the lock.
 VARIANT_SPECIFIC = re.compile(r"^(torch|torchvision|torchaudio|xformers|triton|nvidia-.*)$")
 
-sys.path.insert(0, str(REPO / "docker"))
-from pack_requirements import pack_requirements, requirement_lines, requirement_name  # noqa: E402
 
 
 def torch_pins(dockerfile: str) -> list[str]:
-    args = dict(re.findall(r"^ARG (\w+)=(\S+)", dockerfile, re.M))
-    return [f"torch=={args['TORCH_VERSION']}", f"torchvision=={args['TORCHVISION_VERSION']}",
-            f"torchaudio=={args['TORCHAUDIO_VERSION']}", f"xformers=={args['XFORMERS_VERSION']}"]
+    versions = torch_versions(dockerfile)
+    return [f"{name}=={versions[name]}" for name in ("torch", "torchvision", "torchaudio", "xformers")]
 
 
 def requirements(comfy: Path) -> list[str]:
     """What the Dockerfile installs besides the torch stack: ComfyUI's requirements, the
-    packs' (pack_requirements.py, as in the build), and our own package's dependencies."""
+    packs' (comfyctl.runtime_install, as in the build), and our own package's dependencies."""
     packs = pack_requirements(REPO / "custom_nodes/lock.yaml", comfy)
     return (requirement_lines(comfy / "requirements.txt") + [l for l in packs if not l.startswith("#")]
             + tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"])

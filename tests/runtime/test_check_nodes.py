@@ -1,4 +1,4 @@
-"""The image's build-time node check (docker/check_nodes.py), run as the build runs it,
+"""The image's build-time node check (python -m docker.check_nodes), run as the build runs it,
 against a directory whose main.py starts the ComfyUI stand-in and can print the log lines
 a failing pack leaves."""
 from __future__ import annotations
@@ -35,8 +35,8 @@ def check(tmp_path: Path, nodes: list[str], captured: dict[str, list[str]], log:
     for name, classes in captured.items():
         (schemas / f"{name}.json").write_text(json.dumps({c: {} for c in classes}))
     env = python_env(CHECK_NODES_PORT=str(free_port()), PYTHONPATH=str(REPO))
-    return subprocess.run([sys.executable, str(REPO / "docker/check_nodes.py"), str(lock), str(comfy), str(schemas)],
-                          env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "docker.check_nodes", str(lock), str(comfy), str(schemas)],
+                          env=env, capture_output=True, text=True, timeout=120, cwd=REPO)
 
 
 def test_passes_when_every_locked_and_captured_class_registers(tmp_path):

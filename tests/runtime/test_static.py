@@ -41,7 +41,10 @@ def test_compose_config_for_both_profiles():
     assert devices["driver"] == "nvidia" and "gpu" in devices["capabilities"]
     for svc in (g, cpu["services"]["comfy-cpu"]):
         assert [p["target"] for p in svc["ports"]] == [8188], "only the proxy's port is published"
-        assert svc["restart"] == "unless-stopped" and "healthz" in " ".join(svc["healthcheck"]["test"])
+        # healthy means ready: the image's HEALTHCHECK on /readyz applies, compose keeps it
+        assert svc["restart"] == "unless-stopped" and "healthcheck" not in svc
+        assert re.search(r"^HEALTHCHECK .*\n.*/readyz", (REPO / "docker/Dockerfile").read_text(), re.M)
+        assert [p.get("host_ip") for p in svc["ports"]] == ["0.0.0.0"]  # COMFY_BIND's default
         # every folder the image declares as a volume, and nothing else, is a named volume
         declared = json.loads(re.search(r"^VOLUME (\[.*\])$", (REPO / "docker/Dockerfile").read_text(), re.M).group(1))
         assert {v["target"] for v in svc["volumes"]} == set(declared) == {
@@ -60,7 +63,9 @@ def test_env_example_documents_every_variable_compose_reads():
 def test_dockerfile_pins_and_essentials():
     text = (REPO / "docker/Dockerfile").read_text()
     lock = yaml.safe_load((REPO / "custom_nodes/lock.yaml").read_text())
-    assert lock["comfyui"]["commit"] in text
+    from docker import build
+    # the image is labelled with the ComfyUI commit it carries (docker.build reads the lock)
+    assert f"{build.COMFYUI_LABEL}={lock['comfyui']['commit']}" in build.command(build.parser().parse_args([]))
     for pack in lock["packs"]:
         assert re.fullmatch(r"[0-9a-f]{40}", pack["commit"]), pack["name"]
         assert pack["why"]
@@ -68,7 +73,7 @@ def test_dockerfile_pins_and_essentials():
     assert {"ComfyUI-WanVideoWrapper", "ComfyUI-VideoHelperSuite", "ComfyUI-KJNodes", "ComfyUI-GGUF",
             "ComfyUI-Manager"} <= names and any("Hunyuan3d" in n for n in names)
     for needle in ("tini", "HEALTHCHECK", "USER 1000", "org.opencontainers.image", "TORCH_CUDA_ARCH_LIST=\"8.6;8.9;9.0\"",
-                   "check_nodes.py", "constraints.txt", "VOLUME",
+                   "docker.check_nodes", "docker.check_image", "constraints.txt", "VOLUME", "libopengl0",
                    # user-installed nodes (tests/runtime/test_user_packages.py shows the mechanism)
                    "venv --system-site-packages /opt/venv", "COMFYUI_USER_PACKAGES=/data/python",
                    "PYTHONNOUSERSITE=1", "PIP_CONSTRAINT=/opt/comfy-stack/custom_nodes/constraints.txt"):

@@ -108,9 +108,10 @@ def test_bad_configuration_fails_with_the_setting_named(checkout, tmp_path, env,
     assert needle in str(err.value)
 
 
-def test_missing_checkout_is_named(tmp_path):
-    with pytest.raises(ConfigError, match="COMFYUI_DIR is not set"):
-        config.load(ns(), {})
+def test_without_a_checkout_serve_makes_one_in_the_data_folder_and_a_bad_one_is_named(tmp_path):
+    s = config.load(ns(), {"COMFY_DATA_DIR": str(tmp_path / "d")})
+    assert s.bootstrap and s.comfyui_dir == tmp_path / "d" / "comfyui" / "ComfyUI"
+    assert s.comfyui_python == tmp_path / "d" / "comfyui" / "venv" / "bin" / "python"
     with pytest.raises(ConfigError, match="no main.py"):
         config.load(ns(), {"COMFYUI_DIR": str(tmp_path)})
 
@@ -194,8 +195,10 @@ def test_doctor_names_what_is_wrong(checkout, tmp_path):
     assert not results["OSS credentials"].ok and "OSS_ENDPOINT" in results["OSS credentials"].detail
     assert not results["admin password"].ok
     assert results["data directory"].ok
-    bad = doctor.checks(ns(), {})
+    bad = doctor.checks(ns(), {"COMFYUI_DIR": str(tmp_path / "nothing-here")})
     assert len(bad) == 1 and "COMFYUI_DIR" in bad[0].detail
+    unset = {c.name: c for c in doctor.checks(ns(), {"COMFY_DATA_DIR": str(tmp_path / "d")})}
+    assert "COMFYUI_DIR is unset" in unset["ComfyUI's interpreter"].detail and "data directory" in unset
 
 
 def test_only_comfyui_runs_offline(checkout, tmp_path):
@@ -209,3 +212,32 @@ def test_only_comfyui_runs_offline(checkout, tmp_path):
     assert 'HF_HUB_OFFLINE="1"' in comfy and "HF_HUB_OFFLINE" not in proxy
     for path in ("docker/Dockerfile", "deploy/k8s/base/deployment.yaml", "compose.yaml", ".env.example"):
         assert "HF_HUB_OFFLINE" not in (REPO / path).read_text(), path
+
+
+def test_logprefix_dies_the_way_its_program_died():
+    """supervisord must see "terminated by SIGTERM" for a program stopped with SIGTERM, not a
+    made-up exit status (the forwarding handler once turned it into 241)."""
+    import signal
+    import subprocess
+    script = "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"
+    out = subprocess.run([sys.executable, "-m", "comfyctl.logprefix", "p", "--", sys.executable, "-c", script],
+                         capture_output=True, timeout=60)
+    assert out.returncode == -signal.SIGTERM
+    ok = subprocess.run([sys.executable, "-m", "comfyctl.logprefix", "p", "--", sys.executable, "-c", "print(1)"],
+                        capture_output=True, timeout=60)
+    assert ok.returncode == 0 and ok.stdout == b"[p] 1\n"
+
+
+def test_comfyui_writes_nothing_beside_its_code(checkout, tmp_path):
+    """In the image ComfyUI's own folder is read-only to uid 1000: its database and temp
+    folder (ComfyUI's defaults put both there) go to the data directory."""
+    import shlex
+
+    from comfyctl import supervisor
+    s = config.load(ns(), {"COMFYUI_DIR": str(checkout), "COMFY_DATA_DIR": str(tmp_path / "d")})
+    text = supervisor.render(s, [], tmp_path / "d" / "run", {"AUTH_PROXY_LISTEN": "127.0.0.1:8188"})
+    command = shlex.split(text.split("[program:comfyui]")[1].split("command=", 1)[1].splitlines()[0])
+    flags = dict(zip(command, command[1:]))
+    for flag in ("--user-directory", "--input-directory", "--output-directory", "--temp-directory"):
+        assert flags[flag].startswith(str(tmp_path / "d")), flag
+    assert flags["--database-url"] == f"sqlite:///{tmp_path / 'd' / 'user' / 'comfyui.db'}"

@@ -73,3 +73,15 @@ def test_pip_constraint_holds_for_installs_from_comfyui(tmp_path, venv, checkout
     out = subprocess.run([str(venv), "-m", "pip", "install", str(wheel(tmp_path))], env=env,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode != 0 and not (tmp_path / "data" / "python").joinpath("lib").exists()
+
+
+def test_pip_list_in_comfyuis_environment_sees_the_whole_environment(tmp_path, venv, checkout):
+    """ComfyUI-Manager asks `pip list` what is installed: only installs are user installs."""
+    s = config.load(argparse.Namespace(), {"COMFYUI_DIR": str(checkout), "COMFY_DATA_DIR": str(tmp_path / "data"),
+                                    "COMFYUI_USER_PACKAGES": "python"})
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "PYTHON"))}
+    env |= supervisor.comfyui_env(s) | {"PIP_NO_INDEX": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    listed = subprocess.run([str(venv), "-m", "pip", "list", "--format=freeze"], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    assert any(line.startswith("pip==") for line in listed.stdout.splitlines()), listed.stdout

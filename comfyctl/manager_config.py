@@ -1,0 +1,59 @@
+"""ComfyUI-Manager's config.ini (<user>/default/ComfyUI-Manager/config.ini), written at start.
+
+Created with `security_level = normal` when absent: that lets the admin install nodes from
+the registry, and ComfyUI listens on loopback only, so every such request has passed the
+login proxy first. Other keys a user or the Manager's own UI set are kept.
+
+`network_mode` follows MANAGER_NETWORK_MODE. `public` makes the Manager fetch its node
+lists from GitHub and the Comfy registry at every start; on a box without internet each
+fetch fails with a traceback (about ten per start), so `auto` (the default) checks once at
+start whether the Manager's channel answers and picks `offline` when it does not.
+"""
+from __future__ import annotations
+
+import configparser
+import io
+import logging
+import urllib.request
+from pathlib import Path
+
+from comfy_stack.files import SHARED, write_atomic
+
+log = logging.getLogger(__name__)
+# ComfyUI-Manager's DEFAULT_CHANNEL (glob/manager_core.py); its start-up fetches go there.
+DEFAULT_CHANNEL = "https://raw.githubusercontent.com/ltdrdata/ComfyUI-Manager/main"
+PROBE_TIMEOUT = 5.0
+
+
+def reachable(channel: str, timeout: float = PROBE_TIMEOUT) -> bool:
+    """Whether the channel serves its node list (what the Manager fetches first)."""
+    try:
+        with urllib.request.urlopen(f"{channel.rstrip('/')}/custom-node-list.json", timeout=timeout) as r:
+            return r.status == 200
+    except (OSError, ValueError):
+        return False
+
+
+def write(user_dir: Path, mode: str, probe=reachable) -> str:
+    """Create or update config.ini; returns the network mode written."""
+    path = user_dir / "default" / "ComfyUI-Manager" / "config.ini"
+    cfg = configparser.ConfigParser(strict=False, interpolation=None)
+    if path.is_file():
+        cfg.read(path)
+    if not cfg.has_section("default"):
+        cfg.add_section("default")
+    section = cfg["default"]
+    section.setdefault("security_level", "normal")
+    if mode == "auto":
+        channel = section.get("channel_url", DEFAULT_CHANNEL)
+        mode = "public" if probe(channel) else "offline"
+        if mode == "offline":
+            log.info("ComfyUI-Manager's channel %s cannot be reached: its network mode is offline "
+                     "(set MANAGER_NETWORK_MODE to choose)", channel)
+    if section.get("network_mode") != mode or not path.is_file():
+        section["network_mode"] = mode
+        out = io.StringIO()
+        cfg.write(out)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, out.getvalue(), mode=SHARED, fsync=False)
+    return mode

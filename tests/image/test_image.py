@@ -1,0 +1,212 @@
+"""The CPU image as a user runs it (`docker compose --profile cpu up -d` with a .env), checked
+through its published port; `docker compose exec` only where the issue's user would use it
+(creating a token) or where only the inside can tell (processes, files, libraries).
+The tests run in file order on one stack: restart, then the second start, then shutdown."""
+from __future__ import annotations
+
+import http.cookiejar
+import json
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from tests.image.conftest import PASSWORD
+from tests.support import REPO, wait_until
+from tests.support.compose_stack import get
+
+pytestmark = pytest.mark.timeout(3600)
+SMOKE_PREFIX = "smoke/smoke"
+JSON = {"Accept": "application/json"}
+
+
+class Browser:
+    """A cookie-keeping client, as a browser is to the login proxy."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+
+    def request(self, path: str, data: bytes | None = None, headers: dict | None = None) -> tuple[int, bytes]:
+        req = urllib.request.Request(self.url + path, data=data, headers={"Origin": self.url, **(headers or {})})
+        try:
+            with self.opener.open(req, timeout=30) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    def login(self, password: str = PASSWORD) -> int:
+        body = urllib.parse.urlencode({"username": "admin", "password": password, "next": "/"}).encode()
+        status, _ = self.request("/login", body, {"Content-Type": "application/x-www-form-urlencoded"})
+        return status
+
+
+def token(stack, name: str) -> str:
+    out = stack.exec("python", "-m", "auth_proxy", "token", "create", name)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout.strip().splitlines()[-1]
+
+
+def processes(stack) -> list[dict]:
+    """Every process in the container: pid, uid and command line, from /proc."""
+    return json.loads(stack.python(
+        "import json, os\n"
+        "out = []\n"
+        "for pid in filter(str.isdigit, os.listdir('/proc')):\n"
+        "    try:\n"
+        "        cmd = open(f'/proc/{pid}/cmdline', 'rb').read().replace(b'\\0', b' ').decode().strip()\n"
+        "        uid = [l.split()[1] for l in open(f'/proc/{pid}/status') if l.startswith('Uid:')][0]\n"
+        "    except OSError:\n"
+        "        continue\n"
+        "    out.append({'pid': int(pid), 'uid': int(uid), 'cmd': cmd})\n"
+        "print(json.dumps(out))\n"))
+
+
+def comfyui_process(stack) -> dict:
+    procs = [p for p in processes(stack) if "main.py" in p["cmd"] and "logprefix" not in p["cmd"]]
+    assert len(procs) == 1, procs
+    return procs[0]
+
+
+def sync_summaries(logs: str) -> list[dict]:
+    return [json.loads(m)["summary"] for m in re.findall(r'(\{"summary": .*\})', logs)]
+
+
+def test_the_build_ran_on_a_base_with_a_uid_1000_user_and_needed_nothing_of_cuda(engine, inputs, image):
+    base = inputs.get("UBUNTU_IMAGE") or "ubuntu:24.04"
+    who = engine.run("run", "--rm", "--entrypoint", "getent", base, "passwd", "1000", check=False)
+    assert who.returncode == 0 and who.stdout.startswith("ubuntu:"), "the base must have Ubuntu's user 1000"
+    # no CUDA base pulled, no CUDA index asked, nothing compiled with nvcc (the legacy builder
+    # prints the Dockerfile's global ARG lines, which name the CUDA images: those do not count)
+    ran = [line for line in image[1].splitlines() if not line.startswith("Step ")]
+    for cuda in ("nvidia/cuda", "whl/cu128", "nvcc", "Building wheel for custom_rasterizer"):
+        assert not [line for line in ran if cuda in line], cuda
+    listed = engine.run("run", "--rm", "--entrypoint", "pip", image[0], "list", "--format=freeze").stdout
+    assert "xformers" not in listed and "custom_rasterizer" not in listed
+
+
+def test_healthy_means_ready_and_the_login_page_answers(stack):
+    status, _, _ = get(stack.url + "/readyz")
+    assert status == 200
+    status, body, _ = get(stack.url + "/login")
+    assert status == 200 and b"password" in body.lower()
+    status, _, _ = get(stack.url + "/system_stats", JSON)
+    assert status == 401
+
+
+def test_smoke_workflow_from_the_host_with_a_token_lands_on_the_output_volume(stack, tmp_path):
+    out = subprocess.run([sys.executable, "-m", "comfyctl", "run", str(REPO / "workflows/api/smoke.json"),
+                          "--server", stack.url, "--token", token(stack, "tier"), "--out", str(tmp_path),
+                          "--json"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    pngs = list(tmp_path.rglob("*.png"))
+    assert pngs and pngs[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    listed = stack.exec("find", "/data/output/smoke", "-name", "*.png").stdout.split()
+    assert any(p.endswith(pngs[0].name) for p in listed), listed
+
+
+def test_comfyuis_port_is_not_reachable_from_the_host(stack, engine):
+    ip = engine.run("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+                    stack.container()).stdout.strip()
+    for host in ("127.0.0.1", ip):
+        with socket.socket() as s:
+            s.settimeout(5)
+            assert s.connect_ex((host, 8189)) != 0, f"{host}:8189 answers"
+    with socket.socket() as s:  # while the proxy's port on the container's address does
+        s.settimeout(5)
+        assert s.connect_ex((ip, 8188)) == 0
+
+
+def test_both_programs_run_as_uid_1000(stack):
+    procs = processes(stack)
+    for needle in ("main.py", "-m auth_proxy", "supervisord"):
+        matching = [p for p in procs if needle in p["cmd"]]
+        assert matching and all(p["uid"] == 1000 for p in matching), (needle, procs)
+
+
+def test_the_bundled_workflows_are_in_comfyuis_workflows_folder(stack):
+    b = Browser(stack.url)
+    assert b.login() in (200, 303)
+    status, body = b.request("/api/userdata?dir=workflows", headers=JSON)
+    assert status == 200, body
+    listed = set(json.loads(body))
+    bundled = {p.name for p in (REPO / "workflows/ui").glob("*.json")}
+    assert bundled <= listed, bundled - listed
+
+
+def test_pymeshlab_loads_every_plugin_and_the_build_left_nothing_behind(stack):
+    out = stack.exec("python", "-m", "docker.check_image")
+    assert out.returncode == 0, out.stdout + out.stderr
+    # and directly: a mesh read and written through pymeshlab's I/O plugins
+    stack.python("import pymeshlab, tempfile, os\n"
+                 "d = tempfile.mkdtemp(); p = os.path.join(d, 'a.obj')\n"
+                 "open(p, 'w').write('v 0 0 0\\nv 1 0 0\\nv 0 1 0\\nf 1 2 3\\n')\n"
+                 "m = pymeshlab.MeshSet(); m.load_new_mesh(p); m.save_current_mesh(p + '.ply')\n"
+                 "assert m.current_mesh().vertex_number() == 3\n")
+    assert stack.exec("test", "-e", "/opt/ComfyUI/user").returncode != 0
+
+
+def test_manager_sees_torch_and_an_offline_start_is_quiet(stack):
+    proc = comfyui_process(stack)
+    # pip list with exactly ComfyUI's environment, as ComfyUI-Manager runs it
+    listed = stack.python(
+        "import os, subprocess, sys\n"
+        f"env = dict(l.split('=', 1) for l in open('/proc/{proc['pid']}/environ').read().split('\\0') if '=' in l)\n"
+        "print(subprocess.run([sys.executable, '-m', 'pip', 'list', '--format=freeze'], env=env,\n"
+        "                     capture_output=True, text=True).stdout)\n")
+    assert re.search(r"^torch==", listed, re.M), listed[:2000]
+    logs = stack.logs()
+    assert "PyTorch is not installed" not in logs
+    assert "'comfyui-frontend-package' dependency were fixed" not in logs   # no reinstall at start
+    assert "network_mode: offline" in logs            # the container has no internet here
+    assert "Traceback" not in logs, logs[logs.index("Traceback") - 2000:][:6000]
+    assert "Matplotlib is building the font cache" not in logs
+
+
+def test_no_build_setting_stays_in_the_image(engine, image):
+    env = json.loads(engine.run("image", "inspect", "-f", "{{json .Config.Env}}", image[0]).stdout)
+    assert not [e for e in env if e.startswith(("TORCH_INDEX", "PIP_INDEX_URL", "GIT_MIRROR", "APT_MIRROR"))], env
+
+
+def test_restart_keeps_password_tokens_and_browser_sessions(stack, engine):
+    b = Browser(stack.url)
+    assert b.login() in (200, 303)
+    assert b.request("/api/system_stats", headers=JSON)[0] == 200
+    t = token(stack, "kept")
+    stack.run("restart", timeout=300)
+    stack.wait_healthy(engine.docker)
+    assert b.request("/api/system_stats", headers=JSON)[0] == 200, "the browser session was lost"
+    assert get(stack.url + "/api/system_stats", {"Authorization": f"Bearer {t}", **JSON})[0] == 200
+    assert Browser(stack.url).login() in (200, 303)
+    assert Browser(stack.url).login("wrong-password-1") not in (200, 303)
+
+
+def test_a_second_start_with_the_models_present_syncs_nothing(stack):
+    summaries = sync_summaries(stack.logs())
+    assert len(summaries) >= 2, summaries            # the first start and the restart above
+    first, last = summaries[0], summaries[-1]
+    assert first["fetched"] == 1 and not first["errors"], first
+    assert last["fetched"] == 0 and last["bytes_transferred"] == 0 and not last["errors"], last
+    assert stack.exec("test", "-s", "/data/models/checkpoints/tier-tiny.safetensors").returncode == 0
+
+
+def test_down_finishes_inside_the_grace_period_and_both_programs_stop_cleanly(stack):
+    logs_before = len(stack.logs())
+    started = time.monotonic()
+    stack.run("--profile", "cpu", "stop", timeout=300)
+    took = time.monotonic() - started
+    grace = 60  # compose.yaml's stop_grace_period
+    assert took < grace, f"stopping took {took:.0f} s"
+    tail = stack.logs()[logs_before:]
+    assert re.search(r"stopped: auth_proxy \(exit status 0\)", tail), tail[-3000:]
+    assert re.search(r"stopped: comfyui \((exit status 0|terminated by SIGTERM)\)", tail), tail[-3000:]
+    state = stack.run("ps", "-a", "--format", "json").stdout
+    assert '"ExitCode":0' in state.replace(" ", "") or '"ExitCode": 0' in state, state
+    stack.run("down", timeout=300)
+    wait_until(lambda: not stack.run("ps", "-aq").stdout.strip(), timeout=60, what="the containers to be removed")
