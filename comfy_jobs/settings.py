@@ -24,6 +24,9 @@ class JobSettings:
     lease_s: float = v.COMFY_JOB_LEASE_SECONDS.default
     run_worker: bool = True
     worker_id: str = ""
+    worker_url: str = ""          # this worker's proxy as gateways reach it (UI pinning)
+    models_dir: Path | None = None  # placement: report what model_sync placed here
+    comfyui_url: str = v.COMFY_WORKER_COMFYUI_URL.default
     retention_days: float = v.COMFY_JOBS_RETENTION_DAYS.default
     webhook_url: str = ""
     webhook_secret: str = ""
@@ -60,6 +63,9 @@ def load_settings(environ: Mapping[str, str] | None = None, jobs_dir: Path | Non
         lease_s=env.get(v.COMFY_JOB_LEASE_SECONDS),
         run_worker=env.get(v.COMFY_JOBS_WORKER) == "1",
         worker_id=env.get(v.COMFY_JOBS_WORKER_ID).strip() or socket.gethostname(),
+        worker_url=env.get(v.COMFY_WORKER_URL).strip().rstrip("/"),
+        models_dir=Path(models) if (models := env.get(v.COMFY_WORKER_MODELS_DIR).strip()) else None,
+        comfyui_url=env.get(v.COMFY_WORKER_COMFYUI_URL),
         retention_days=env.get(v.COMFY_JOBS_RETENTION_DAYS),
         webhook_url=url,
         webhook_secret=secret,

@@ -5,6 +5,11 @@ default; a cluster runs one beside each ComfyUI (the same code, without the prox
 A run ComfyUI lost (crash, kill -9, restart) is submitted again, up to max_attempts; a run
 ComfyUI rejected fails with its node errors and is never retried; a run that succeeded is
 recorded as such before its outputs are fetched, so it is never run again.
+
+Each worker also writes its own row in the ledger on every beat (comfy_jobs/report.py): the
+models it has on disk (placement), the job it holds, the address of its proxy (the gateways'
+UI pinning). A drain (`comfyctl drain`, SIGTERM of `python -m comfy_jobs worker`) stops
+claiming, lets the job in hand finish, and leaves queued jobs to the other workers.
 """
 from __future__ import annotations
 
@@ -19,9 +24,11 @@ import uuid
 import aiohttp
 
 from comfy_jobs.comfy import ComfyUI, Located, Rejected, Unreachable
+from comfy_jobs.ledger import WorkerInfo
 from comfy_jobs.model import CANCELED, FAILED, SUCCEEDED, Job
 from comfy_jobs.outputs import MissingInput
 from comfy_jobs.progress import Tracker
+from comfy_jobs.report import placed_models
 
 log = logging.getLogger(__name__)
 POLL_S = 1.0            # how often the run is checked against /queue and /history
@@ -58,6 +65,8 @@ class Worker:
         self.comfy_up = False
         self._wake = asyncio.Event()
         self._stopping = False
+        self.draining = False
+        self.loaded: list[str] = []  # the models of the job run last (what ComfyUI holds)
         self.task: asyncio.Task | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -75,8 +84,9 @@ class Worker:
             self.current.kick()
 
     async def stop(self, drain: bool = False) -> None:
-        """drain: finish the job in hand first. Otherwise the lease is given back at once
-        and ComfyUI keeps running the job; the next worker to start resumes following it."""
+        """drain: finish the job in hand first (no other is claimed meanwhile). Otherwise
+        the lease is given back at once and ComfyUI keeps running the job; the next worker
+        to start resumes following it."""
         self._stopping = True
         self._wake.set()
         if self.task is None:
@@ -86,11 +96,41 @@ class Worker:
         with contextlib.suppress(asyncio.CancelledError):
             await self.task
 
+    def info(self) -> WorkerInfo:
+        models = placed_models(self.s.models_dir) if self.s.models_dir else None
+        return WorkerInfo(self.id, self.s.worker_url or None, models, self.loaded,
+                          self.current.job.id if self.current else None)
+
+    async def report(self, starting: bool = False) -> None:
+        """Write this worker's row; learn whether it was asked to drain."""
+        try:
+            if await self.ledger.worker_beat(self.info(), starting) and not self.draining:
+                log.info("worker %s: asked to drain; no new job is claimed", self.id)
+                self.draining = True
+        except Exception as exc:  # noqa: BLE001 - a database hiccup; the next report retries
+            log.warning("worker %s: could not report to the ledger: %s", self.id, exc)
+
+    async def _reports(self) -> None:
+        while True:
+            await asyncio.sleep(max(1.0, self.s.lease_s / 3))
+            await self.report()
+
+    async def _notices(self) -> None:
+        """Jobs submitted through another process (a gateway) wake this worker at once."""
+        while True:
+            await self.ledger.wait_for_work(30.0)
+            self._wake.set()
+
     async def run(self) -> None:
         await self.ledger.forget_own_leases(self.id)
-        listener = asyncio.create_task(self._listen())
+        await self.report(starting=True)
+        helpers = [asyncio.create_task(self._listen()), asyncio.create_task(self._reports()),
+                   asyncio.create_task(self._notices())]
         try:
             while not self._stopping:
+                if self.draining:
+                    await self._idle(1.0)
+                    continue
                 if not self.comfy_up:
                     self.comfy_up = await self.comfy.ready()
                     if not self.comfy_up:
@@ -101,8 +141,15 @@ class Worker:
                     await self._idle(1.0)
                     continue
                 await self._hold(job)
+                if job.needs:
+                    self.loaded = list(job.needs)
+                await self.report()  # idle again: placement and drains see it at once
         finally:
-            listener.cancel()
+            for t in helpers:
+                t.cancel()
+            if self._stopping and self.current is None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self.ledger.forget_worker(self.id))
 
     async def _idle(self, seconds: float) -> None:
         with contextlib.suppress(asyncio.TimeoutError):

@@ -164,6 +164,14 @@ COMFY_JOBS_WORKER = Var("COMFY_JOBS_WORKER", "1",
                         "(workers elsewhere run them)", choice("1", "0"))
 COMFY_JOBS_WORKER_ID = Var("COMFY_JOBS_WORKER_ID", "", "this worker's name in the ledger",
                            shown_default="the host name")
+COMFY_WORKER_URL = Var("COMFY_WORKER_URL", "",
+                       "a cluster worker's own proxy, as gateways reach it (e.g. `http://$(POD_IP):8188`): "
+                       "browser sessions pinned to this worker have their UI relayed there; empty: none")
+COMFY_WORKER_MODELS_DIR = Var("COMFY_WORKER_MODELS_DIR", "",
+                              "placement: the models directory whose model_sync records this worker reports; "
+                              "it then takes only jobs whose model files are there; empty: every job")
+COMFY_WORKER_COMFYUI_URL = Var("COMFY_WORKER_COMFYUI_URL", "http://127.0.0.1:8189",
+                               "`python -m comfy_jobs worker`: the ComfyUI it runs jobs on", http_url)
 COMFY_JOBS_RETENTION_DAYS = Var("COMFY_JOBS_RETENTION_DAYS", 30.0,
                                 "a job's `expires_at`: a queued job not started by then expires",
                                 number(minimum=0.001), shown_default="`30`")
@@ -214,7 +222,8 @@ STORAGE: tuple[Row, ...] = (
 JOBS: tuple[Row, ...] = (
     (COMFY_JOBS_DIR, None), (COMFY_JOBS_DATABASE_URL, None), (COMFY_JOB_MAX_ATTEMPTS, None),
     (COMFY_QUEUE_LIMIT, None), (COMFY_OUTPUTS_TO, None), (COMFY_JOB_LEASE_SECONDS, None),
-    (COMFY_JOBS_WORKER, None), (COMFY_JOBS_WORKER_ID, None), (COMFY_JOBS_RETENTION_DAYS, None),
+    (COMFY_JOBS_WORKER, None), (COMFY_JOBS_WORKER_ID, None), (COMFY_WORKER_URL, None),
+    (COMFY_WORKER_MODELS_DIR, None), (COMFY_WORKER_COMFYUI_URL, None), (COMFY_JOBS_RETENTION_DAYS, None),
     (COMFY_WEBHOOK_URL, None), (COMFY_WEBHOOK_SECRET, None), (COMFY_ASSET_MAX_MB, None),
 )
 RUN: tuple[Row, ...] = (
