@@ -66,5 +66,5 @@ def test_the_worker_that_ran_a_model_last_gets_the_next_job_for_it(cluster, tmp_
     cluster.add_worker(0.2, models_dir(tmp_path / "b", "checkpoints/m.safetensors"))
     for _ in range(3):  # one at a time, with both workers idle: worker-0 has the model loaded
         job_id = cluster.submit(gateway, needing("m.safetensors"))
-        wait_until(lambda: cluster.job(gateway, job_id)["status"] == "succeeded", timeout=30, what="a job")
+        wait_until(lambda j=job_id: cluster.job(gateway, j)["status"] == "succeeded", timeout=30, what="a job")
         assert ran_on(cluster, job_id) == "worker-0"
