@@ -24,7 +24,8 @@ async def serve_worker() -> int:
     settings = replace(load_settings(), run_worker=True)
     svc = JobsService(settings, settings.comfyui_url)
     await svc.start()
-    assert svc.worker is not None
+    assert svc.worker is not None and svc.worker.task is not None
+    running = svc.worker.task
     signals = asyncio.Queue[int]()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -33,7 +34,7 @@ async def serve_worker() -> int:
     log.info("worker %s: running jobs on %s", settings.worker_id, settings.comfyui_url)
     try:
         waiting = asyncio.create_task(signals.get())
-        await asyncio.wait([waiting, svc.worker.task], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[list-item]
+        await asyncio.wait([waiting, running], return_when=asyncio.FIRST_COMPLETED)
         if waiting.done():
             log.info("worker %s: draining (the job in hand finishes; a second signal stops now)", settings.worker_id)
             drain = asyncio.create_task(svc.worker.stop(drain=True))
@@ -43,8 +44,9 @@ async def serve_worker() -> int:
                 log.warning("worker %s: stopping now; the job in hand goes back to the queue", settings.worker_id)
                 await svc.worker.stop()
             second.cancel()
-        else:
+        else:  # the worker ended by itself: a bug, logged where it happened
             waiting.cancel()
+            return 1
     finally:
         await svc.stop()
     return 0
