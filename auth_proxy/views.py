@@ -106,7 +106,8 @@ async def upstream_ready(request: web.Request) -> tuple[bool, str]:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    ok, reason = await upstream_ready(request)
+    # A gateway has no ComfyUI of its own: it is ready when its ledger answers.
+    ok, reason = (True, "") if v2.is_gateway(request) else await upstream_ready(request)
     if ok and (problem := await v2.not_ready(request)):
         ok, reason = False, problem
     if ok:

@@ -65,10 +65,10 @@ def sqlite_engine(url: URL, immediate: bool, synchronous: str = "NORMAL") -> Eng
     return engine
 
 
-def postgres_engine(url: URL, pool_size: int) -> Engine:
+def postgres_engine(url: URL, pool_size: int, **kw) -> Engine:
     # pre_ping: a gateway outlives database failovers (RDS switches its primary) without
-    # handing out a dead connection; the ledger's threads are the only users of the pool.
-    return create_engine(url, pool_size=pool_size, max_overflow=2, pool_pre_ping=True, pool_recycle=1800)
+    # handing out a dead connection.
+    return create_engine(url, pool_size=pool_size, max_overflow=2, pool_pre_ping=True, pool_recycle=1800, **kw)
 
 
 def light(c: Connection) -> None:

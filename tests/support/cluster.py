@@ -10,6 +10,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from auth_proxy.sqlstate import SqlBackend
 from auth_proxy.state import Store
 from tests.support import free_port, python_env, wait_until
 from tests.support.jobs_stack import Proc, api_request
@@ -38,7 +39,8 @@ class Cluster:
         self.workers: list[Node] = []
         self.common = {"COMFY_JOBS_DATABASE_URL": db_url, "COMFY_OUTPUTS_TO": f"s3://{BUCKET}/assets",
                        "COMFY_JOB_LEASE_SECONDS": str(lease_s), "COMFY_QUEUE_LIMIT": "0", **s3.env()}
-        self.token = Store(base / "auth").create_token("tests")
+        # the gateways keep their tokens in the cluster's database, as `token create` there does
+        self.token = Store(base / "auth", SqlBackend(db_url)).create_token("tests")
 
     # --- gateways ------------------------------------------------------------------------
     def add_gateway(self, **env: str) -> Node:
@@ -67,6 +69,25 @@ class Cluster:
             COMFY_WORKER_COMFYUI_URL=f"http://127.0.0.1:{comfy_port}", **self.common, **extra, **env),
             self.base / f"{name}.log")
         node = Node(name, proc, 0, comfy, comfy_port)
+        self.workers.append(node)
+        self.start(node)
+        return node
+
+    def add_worker_proxy(self, delay: float = 0.0, **env: str) -> Node:
+        """A worker pod as the image runs it: ComfyUI and the proxy, which runs the worker
+        in-process and answers the gateways' relayed UI requests (COMFY_WORKER_URL)."""
+        n, port, comfy_port = len(self.workers), free_port(), free_port()
+        name = f"worker-{n}"
+        comfy = Proc([sys.executable, "-m", "tests.support.fake_comfyui", "--port", str(comfy_port),
+                      "--output-directory", str(self.base / f"{name}-comfy/output"), "--fake-delay", str(delay)],
+                     python_env(), self.base / f"{name}-comfy.log")
+        proc = Proc([sys.executable, "-m", "auth_proxy"], python_env(
+            AUTH_PROXY_LISTEN=f"127.0.0.1:{port}", AUTH_PROXY_UPSTREAM=f"http://127.0.0.1:{comfy_port}",
+            AUTH_PROXY_STATE_DIR=str(self.base / f"{name}-auth"), COMFY_ADMIN_PASSWORD=PASSWORD,
+            COMFY_JOBS_DIR=str(self.base / name), COMFY_JOBS_WORKER="1", COMFY_JOBS_WORKER_ID=name,
+            COMFY_WORKER_URL=f"http://127.0.0.1:{port}", MODEL_SYNC_PROGRESS_FILE=str(self.base / "none.json"),
+            **self.common, **env), self.base / f"{name}.log")
+        node = Node(name, proc, port, comfy, comfy_port)
         self.workers.append(node)
         self.start(node)
         return node
