@@ -27,6 +27,7 @@ from comfy_jobs.comfy import ComfyUI, Located, Rejected, Unreachable
 from comfy_jobs.ledger import WorkerInfo
 from comfy_jobs.model import CANCELED, FAILED, SUCCEEDED, Job
 from comfy_jobs.outputs import MissingInput
+from comfy_jobs.podcost import PodCost
 from comfy_jobs.progress import Tracker
 from comfy_jobs.report import placed_models
 
@@ -67,6 +68,7 @@ class Worker:
         self._stopping = False
         self.draining = False
         self.loaded: list[str] = []  # the models of the job run last (what ComfyUI holds)
+        self.cost = PodCost(settings.pod, session) if settings.pod else None
         self.task: asyncio.Task | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -138,8 +140,10 @@ class Worker:
                         continue
                 job = await self.ledger.claim(self.id, self.s.lease_s)
                 if job is None:
+                    await self._pod_cost(busy=False)
                     await self._idle(1.0)
                     continue
+                await self._pod_cost(busy=True)
                 await self._hold(job)
                 if job.needs:
                     self.loaded = list(job.needs)
@@ -150,6 +154,10 @@ class Worker:
             if self._stopping and self.current is None:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self.ledger.forget_worker(self.id))
+
+    async def _pod_cost(self, busy: bool) -> None:
+        if self.cost is not None:
+            await self.cost.set(busy)
 
     async def _idle(self, seconds: float) -> None:
         with contextlib.suppress(asyncio.TimeoutError):

@@ -172,6 +172,12 @@ COMFY_WORKER_MODELS_DIR = Var("COMFY_WORKER_MODELS_DIR", "",
                               "it then takes only jobs whose model files are there; empty: every job")
 COMFY_WORKER_COMFYUI_URL = Var("COMFY_WORKER_COMFYUI_URL", "http://127.0.0.1:8189",
                                "`python -m comfy_jobs worker`: the ComfyUI it runs jobs on", http_url)
+COMFY_POD_NAME = Var("COMFY_POD_NAME", "",
+                     "a worker pod's own name (the downward API's `metadata.name`): the worker then sets "
+                     "its `pod-deletion-cost` so that scale-in removes idle pods first; empty: not in a pod")
+COMFY_POD_NAMESPACE = Var("COMFY_POD_NAMESPACE", "default", "that pod's namespace (`metadata.namespace`)")
+KUBERNETES_SERVICE_HOST = Var("KUBERNETES_SERVICE_HOST", "", "the API server, as Kubernetes sets it in every pod")
+KUBERNETES_SERVICE_PORT = Var("KUBERNETES_SERVICE_PORT", "443", "the API server's port, as Kubernetes sets it")
 COMFY_JOBS_RETENTION_DAYS = Var("COMFY_JOBS_RETENTION_DAYS", 30.0,
                                 "a job's `expires_at`: a queued job not started by then expires",
                                 number(minimum=0.001), shown_default="`30`")
@@ -223,7 +229,9 @@ JOBS: tuple[Row, ...] = (
     (COMFY_JOBS_DIR, None), (COMFY_JOBS_DATABASE_URL, None), (COMFY_JOB_MAX_ATTEMPTS, None),
     (COMFY_QUEUE_LIMIT, None), (COMFY_OUTPUTS_TO, None), (COMFY_JOB_LEASE_SECONDS, None),
     (COMFY_JOBS_WORKER, None), (COMFY_JOBS_WORKER_ID, None), (COMFY_WORKER_URL, None),
-    (COMFY_WORKER_MODELS_DIR, None), (COMFY_WORKER_COMFYUI_URL, None), (COMFY_JOBS_RETENTION_DAYS, None),
+    (COMFY_WORKER_MODELS_DIR, None), (COMFY_WORKER_COMFYUI_URL, None), (COMFY_POD_NAME, None),
+    (COMFY_POD_NAMESPACE, None), (KUBERNETES_SERVICE_HOST, None), (KUBERNETES_SERVICE_PORT, None),
+    (COMFY_JOBS_RETENTION_DAYS, None),
     (COMFY_WEBHOOK_URL, None), (COMFY_WEBHOOK_SECRET, None), (COMFY_ASSET_MAX_MB, None),
 )
 RUN: tuple[Row, ...] = (
