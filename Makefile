@@ -32,15 +32,15 @@ format: venv ## sort imports and format the code (ruff format; line length 110);
 	$(VENV)/bin/ruff check --select I --fix .
 	$(VENV)/bin/ruff format .
 
-up: ## start the stack with Docker Compose (GPU); CPU: `make up PROFILE=cpu`
+up: ## start the stack with Docker Compose (GPU); CPU: `make up PROFILE=cpu`; the cluster layout on one host: `make up PROFILE=scale`
 	docker compose --profile $(or $(PROFILE),gpu) up -d
 	@echo "ComfyUI behind the login: http://localhost:8188"
 
 down: ## stop the Compose stack (volumes are kept)
-	docker compose --profile gpu --profile cpu down
+	docker compose --profile gpu --profile cpu --profile scale down
 
 logs: ## follow the Compose stack's logs
-	docker compose --profile gpu --profile cpu logs -f
+	docker compose --profile gpu --profile cpu --profile scale logs -f
 
 build: ## build the CUDA image
 	docker build -f docker/Dockerfile --build-arg VARIANT=cuda -t $(IMAGE):cuda .
