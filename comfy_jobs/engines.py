@@ -4,13 +4,14 @@
 Three kinds of write, each as durable as the contract needs and no more:
   DURABLE  a job answered 201, a terminal state, a cancel: fsynced before the call returns
            (SQLite synchronous=FULL; PostgreSQL's default synchronous_commit=on);
-  ORDERED  a claim, an attempt, an output: survive the process being killed (SQLite WAL with
+  ORDERED  a claim, an attempt: survive the process being killed (SQLite WAL with
            synchronous=NORMAL); on PostgreSQL also fsynced, because there a database failover
            must not hand a running job to a second worker;
-  LIGHT    heartbeats, progress, a worker's report: PostgreSQL commits them without waiting for
-           the WAL flush (`SET LOCAL synchronous_commit = off`: a crash of the database loses at
-           most the last fraction of a second of them, never reorders them, and they are
-           rewritten within seconds anyway).
+  LIGHT    heartbeats, progress, a worker's report, an output committed while the run goes:
+           PostgreSQL commits them without waiting for the WAL flush (`SET LOCAL
+           synchronous_commit = off`: a crash of the database loses at most the last fraction
+           of a second of them, never reorders them, and the next synchronous commit, such as
+           the job's end, flushes them; a lost output is fetched again from ComfyUI's history).
 """
 from __future__ import annotations
 

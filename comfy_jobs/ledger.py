@@ -106,9 +106,10 @@ class Ledger(Protocol):
         """Commit one output (once per node and name); False if it was already there."""
 
     async def finish(self, job_id: str, worker: str, status: str, error: dict | None,
-                     progress: dict | None = None) -> bool:
+                     progress: dict | None = None, attempt: tuple[str, str, str] | None = None) -> bool:
         """Move a job the worker holds to a terminal state (with its last progress, when
-        given); False if it no longer holds it."""
+        given, and ending its attempt (prompt_id, outcome, reason) in the same transaction);
+        False if it no longer holds it."""
 
     # --- assets ---------------------------------------------------------------------------
     async def put_asset(self, asset: Asset) -> None: ...

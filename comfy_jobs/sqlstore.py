@@ -350,9 +350,11 @@ class SqlLedger(SqlRest):
         await self._run(run)
 
     async def add_output(self, job_id, node_id, name, kind, asset):
+        # LIGHT: an output lost with the database is fetched again from ComfyUI's history at
+        # the end of the run, and the job's durable end flushes it (the log is written in order).
         def run():
             try:
-                with self._tx(Write.ORDERED) as c:
+                with self._tx(Write.LIGHT) as c:
                     self._put_asset(c, asset)
                     c.execute(Q.output_put, {"job_id": job_id, "node_id": node_id, "name": name, "kind": kind,
                                              "asset_id": asset.id})
@@ -361,12 +363,16 @@ class SqlLedger(SqlRest):
                 return False
         return await self._run(run)
 
-    async def finish(self, job_id, worker, status, error, progress=None):
+    async def finish(self, job_id, worker, status, error, progress=None, attempt=None):
         assert status in TERMINAL
 
         def run():
             values = {"job_id": job_id, "worker": worker, "status": status, "now": time.time(), "error": error}
             with self._tx(Write.DURABLE) as c:
+                if attempt is not None:
+                    prompt_id, outcome, reason = attempt
+                    c.execute(Q.attempt_end, {"pid": prompt_id, "now": values["now"], "outcome": outcome,
+                                              "reason": reason})
                 if progress is None:
                     n = c.execute(Q.finish, values).rowcount
                 else:

@@ -26,7 +26,7 @@ import aiohttp
 from comfy_jobs.comfy import ComfyUI, Located, Rejected, Unreachable
 from comfy_jobs.ledger import WorkerInfo
 from comfy_jobs.model import CANCELED, FAILED, SUCCEEDED, Job
-from comfy_jobs.outputs import MissingInput
+from comfy_jobs.outputs import MissingInput, pending
 from comfy_jobs.podcost import PodCost
 from comfy_jobs.progress import Tracker
 from comfy_jobs.report import placed_models
@@ -48,6 +48,9 @@ class Held:
         self.cancel = job.cancel_requested
         self.lost = False
         self.stream: asyncio.Queue | None = None
+        # (node, name) of the outputs committed, while the run goes and after: each is
+        # fetched from ComfyUI once
+        self.seen = {(o.node_id, o.name) for o in job.outputs}
 
     def kick(self) -> None:
         if self.stream is not None:
@@ -283,7 +286,7 @@ class Worker:
         """Until ComfyUI has a history entry for the run, or no longer knows it."""
         job = held.job
         stream = held.stream = self.streams.setdefault(prompt_id, asyncio.Queue())
-        tracker, seen = Tracker(job.workflow), {(o.node_id, o.name) for o in job.outputs}
+        tracker, seen = Tracker(job.workflow), held.seen
         # The WebSocket says when the run ends; /queue and /history are asked at once only to
         # resume a run, then every POLL_S in case the socket missed it (or ComfyUI died).
         interrupted, last_write = False, 0.0
@@ -337,6 +340,9 @@ class Worker:
         status = entry.get("status") or {}
         if status.get("status_str", "success") == "success":
             outputs = entry.get("outputs") or {}
+            if not pending(outputs, held.seen):  # all committed while it ran: one transaction
+                return await self._finish(held, SUCCEEDED, None, self._done(held),
+                                          attempt=(prompt_id, "succeeded", json.dumps(outputs)))
             # Recorded first: if we die while fetching the files, the next worker fetches
             # them instead of running the job again.
             await self.ledger.end_attempt(held.job.id, prompt_id, "succeeded", json.dumps(outputs))
@@ -359,23 +365,26 @@ class Worker:
             "traceback": "".join(tb) if isinstance(tb, list) else tb})
 
     async def _succeed(self, held: Held, prompt_id: str, outputs: dict) -> None:
-        seen = {(o.node_id, o.name) for o in held.job.outputs}
         for node_id, node_out in outputs.items():
             while True:
                 try:
-                    await self.files.commit(self.comfy, held.job, str(node_id), node_out, seen)
+                    await self.files.commit(self.comfy, held.job, str(node_id), node_out, held.seen)
                     break
                 except Unreachable as exc:
                     log.warning("job %s: fetching outputs: %s; retrying", held.job.id, exc)
                     await self._wait_for_comfy(held)
                     await asyncio.sleep(1.0)
-        done = {**(held.job.progress or {}), "value": 1.0, "nodes_done": max(len(held.job.workflow), 1),
-                "nodes_total": max(len(held.job.workflow), 1), "message": None}
-        await self._finish(held, SUCCEEDED, None, done)
+        await self._finish(held, SUCCEEDED, None, self._done(held))
 
-    async def _finish(self, held: Held, status: str, error: dict | None, progress: dict | None = None) -> None:
+    @staticmethod
+    def _done(held: Held) -> dict:
+        n = max(len(held.job.workflow), 1)
+        return {**(held.job.progress or {}), "value": 1.0, "nodes_done": n, "nodes_total": n, "message": None}
+
+    async def _finish(self, held: Held, status: str, error: dict | None, progress: dict | None = None,
+                      attempt: tuple[str, str, str] | None = None) -> None:
         job = held.job
-        if await self.ledger.finish(job.id, self.id, status, error, progress):
+        if await self.ledger.finish(job.id, self.id, status, error, progress, attempt):
             self.metrics.finished[status] += 1
             if job.started_at:
                 self.metrics.execution.observe(time.time() - job.started_at)

@@ -31,16 +31,24 @@ class Node:
 
 
 class Cluster:
-    def __init__(self, base: Path, db_url: str, s3, lease_s: float = 3.0):
+    """`s3`: assets go through that S3 server, as in a cluster; None: every process shares
+    one assets directory instead (as Compose's scale profile shares a volume)."""
+
+    def __init__(self, base: Path, db_url: str, s3=None, lease_s: float = 3.0):
         self.base, self.db_url, self.s3, self.lease_s = base, db_url, s3, lease_s
         base.mkdir(parents=True, exist_ok=True)
-        s3.client().create_bucket(Bucket=BUCKET)
         self.gateways: list[Node] = []
         self.workers: list[Node] = []
-        self.common = {"COMFY_JOBS_DATABASE_URL": db_url, "COMFY_OUTPUTS_TO": f"s3://{BUCKET}/assets",
-                       "COMFY_JOB_LEASE_SECONDS": str(lease_s), "COMFY_QUEUE_LIMIT": "0", **s3.env()}
+        self.common = {"COMFY_JOBS_DATABASE_URL": db_url, "COMFY_JOB_LEASE_SECONDS": str(lease_s),
+                       "COMFY_QUEUE_LIMIT": "0"}
+        if s3 is not None:
+            s3.client().create_bucket(Bucket=BUCKET)
+            self.common |= {"COMFY_OUTPUTS_TO": f"s3://{BUCKET}/assets", **s3.env()}
         # the gateways keep their tokens in the cluster's database, as `token create` there does
         self.token = Store(base / "auth", SqlBackend(db_url)).create_token("tests")
+
+    def jobs_dir(self, name: str) -> str:
+        return str(self.base / (name if self.s3 is not None else "shared-assets"))
 
     # --- gateways ------------------------------------------------------------------------
     def add_gateway(self, **env: str) -> Node:
@@ -48,7 +56,7 @@ class Cluster:
         proc = Proc([sys.executable, "-m", "auth_proxy"], python_env(
             AUTH_PROXY_LISTEN=f"127.0.0.1:{port}", AUTH_PROXY_UPSTREAM=f"http://127.0.0.1:{free_port()}",
             AUTH_PROXY_STATE_DIR=str(self.base / "auth"), COMFY_ADMIN_PASSWORD=PASSWORD,
-            COMFY_JOBS_DIR=str(self.base / f"gateway{n}"), COMFY_JOBS_WORKER="0",
+            COMFY_JOBS_DIR=self.jobs_dir(f"gateway{n}"), COMFY_JOBS_WORKER="0",
             COMFY_JOBS_WORKER_ID=f"gateway-{n}", MODEL_SYNC_PROGRESS_FILE=str(self.base / "none.json"),
             **self.common, **env), self.base / f"gateway{n}.log")
         node = Node(f"gateway-{n}", proc, port)
@@ -65,7 +73,7 @@ class Cluster:
                      python_env(), self.base / f"{name}-comfy.log")
         extra = {"COMFY_WORKER_MODELS_DIR": str(models_dir)} if models_dir else {}
         proc = Proc([sys.executable, "-m", "comfy_jobs", "worker"], python_env(
-            COMFY_JOBS_DIR=str(self.base / name), COMFY_JOBS_WORKER_ID=name,
+            COMFY_JOBS_DIR=self.jobs_dir(name), COMFY_JOBS_WORKER_ID=name,
             COMFY_WORKER_COMFYUI_URL=f"http://127.0.0.1:{comfy_port}", **self.common, **extra, **env),
             self.base / f"{name}.log")
         node = Node(name, proc, 0, comfy, comfy_port)
@@ -84,7 +92,7 @@ class Cluster:
         proc = Proc([sys.executable, "-m", "auth_proxy"], python_env(
             AUTH_PROXY_LISTEN=f"127.0.0.1:{port}", AUTH_PROXY_UPSTREAM=f"http://127.0.0.1:{comfy_port}",
             AUTH_PROXY_STATE_DIR=str(self.base / f"{name}-auth"), COMFY_ADMIN_PASSWORD=PASSWORD,
-            COMFY_JOBS_DIR=str(self.base / name), COMFY_JOBS_WORKER="1", COMFY_JOBS_WORKER_ID=name,
+            COMFY_JOBS_DIR=self.jobs_dir(name), COMFY_JOBS_WORKER="1", COMFY_JOBS_WORKER_ID=name,
             COMFY_WORKER_URL=f"http://127.0.0.1:{port}", MODEL_SYNC_PROGRESS_FILE=str(self.base / "none.json"),
             **self.common, **env), self.base / f"{name}.log")
         node = Node(name, proc, port, comfy, comfy_port)
