@@ -94,7 +94,8 @@ def spawn_proxy(tmp_path):
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append(upstream)
         env = python_env(AUTH_PROXY_LISTEN=f"127.0.0.1:{port}", AUTH_PROXY_UPSTREAM=f"http://127.0.0.1:{up_port}",
-                         AUTH_PROXY_STATE_DIR=str(base / "auth"), COMFY_ADMIN_PASSWORD=PASSWORD, **extra)
+                         AUTH_PROXY_STATE_DIR=str(base / "auth"), COMFY_JOBS_DIR=str(base / "jobs"),
+                         COMFY_ADMIN_PASSWORD=PASSWORD, **extra)
         token = subprocess.run([sys.executable, "-m", "auth_proxy", "token", "create", "bench"], cwd=REPO, env=env,
                                capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
         limit = (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, nofile)) if nofile else None
