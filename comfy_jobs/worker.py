@@ -23,13 +23,12 @@ import uuid
 
 import aiohttp
 
-from comfy_jobs.comfy import ComfyUI, Located, Rejected, Unreachable
-from comfy_jobs.ledger import WorkerInfo
+from comfy_jobs.comfy import ComfyUI, Located, Rejected, Unreachable, rejected_error
 from comfy_jobs.model import CANCELED, FAILED, SUCCEEDED, Job
 from comfy_jobs.outputs import MissingInput, pending
 from comfy_jobs.podcost import PodCost
+from comfy_jobs.presence import Presence
 from comfy_jobs.progress import Tracker
-from comfy_jobs.report import placed_models
 
 log = logging.getLogger(__name__)
 POLL_S = 1.0            # how often the run is checked against /queue and /history
@@ -57,7 +56,7 @@ class Held:
             self.stream.put_nowait(("kick", {}))
 
 
-class Worker:
+class Worker(Presence):
     def __init__(self, ledger, settings, comfy_url: str, session: aiohttp.ClientSession, files, hub, metrics):
         self.ledger, self.s, self.files, self.hub, self.metrics = ledger, settings, files, hub, metrics
         self.comfy = ComfyUI(comfy_url, session)
@@ -101,31 +100,6 @@ class Worker:
         with contextlib.suppress(asyncio.CancelledError):
             await self.task
 
-    def info(self) -> WorkerInfo:
-        models = placed_models(self.s.models_dir) if self.s.models_dir else None
-        return WorkerInfo(self.id, self.s.worker_url or None, models, self.loaded,
-                          self.current.job.id if self.current else None)
-
-    async def report(self, starting: bool = False) -> None:
-        """Write this worker's row; learn whether it was asked to drain."""
-        try:
-            if await self.ledger.worker_beat(self.info(), starting) and not self.draining:
-                log.info("worker %s: asked to drain; no new job is claimed", self.id)
-                self.draining = True
-        except Exception as exc:  # noqa: BLE001 - a database hiccup; the next report retries
-            log.warning("worker %s: could not report to the ledger: %s", self.id, exc)
-
-    async def _reports(self) -> None:
-        while True:
-            await asyncio.sleep(max(1.0, self.s.lease_s / 3))
-            await self.report()
-
-    async def _notices(self) -> None:
-        """Jobs submitted through another process (a gateway) wake this worker at once."""
-        while True:
-            await self.ledger.wait_for_work(30.0)
-            self._wake.set()
-
     async def run(self) -> None:
         await self.ledger.forget_own_leases(self.id)
         await self.report(starting=True)
@@ -157,10 +131,6 @@ class Worker:
             if self._stopping and self.current is None:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self.ledger.forget_worker(self.id))
-
-    async def _pod_cost(self, busy: bool) -> None:
-        if self.cost is not None:
-            await self.cost.set(busy)
 
     async def _idle(self, seconds: float) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
@@ -422,18 +392,3 @@ class Worker:
             event, fmt = struct.unpack(">II", msg.data[:8])
             if event == 1 and self.running_prompt in self.streams:
                 self.streams[self.running_prompt].put_nowait(("preview", (FORMATS.get(fmt, "image/jpeg"), msg.data[8:])))
-
-
-def rejected_error(body: dict, workflow: dict) -> dict:
-    """The job.error for a prompt ComfyUI refused, with its node errors."""
-    err: dict = body["error"] if isinstance(body.get("error"), dict) else {"message": str(body.get("error"))}
-    node_errors = body.get("node_errors") or {}
-    node_id = next(iter(node_errors), None)
-    message = err.get("message") or "ComfyUI rejected the workflow"
-    if node_id is not None:
-        first = (node_errors[node_id].get("errors") or [{}])[0]
-        message = f"{message}: node {node_id} ({node_errors[node_id].get('class_type')}): " \
-                  f"{first.get('message', '')} {first.get('details', '')}".strip()
-    return {"code": "invalid_workflow", "message": message, "node_id": node_id,
-            "class_type": (workflow.get(node_id) or {}).get("class_type") if node_id else None,
-            "traceback": None, "details": {"error": err, "node_errors": node_errors}}
