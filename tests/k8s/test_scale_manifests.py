@@ -80,6 +80,8 @@ def test_gateways_are_stateless_replicas_behind_one_service(rendered):
     (c,) = pod["containers"]
     env = {e["name"]: e for e in c["env"]}
     assert env["COMFY_JOBS_WORKER"]["value"] == "0"
+    ing_host = [d for d in docs if d["kind"] == "Ingress"][0]["spec"]["rules"][0]["host"]
+    assert env["AUTH_PROXY_ALLOWED_HOSTS"]["value"] == ing_host  # else the gateway answers 421
     assert env["COMFY_JOBS_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "comfy-db", "key": "url"}
     assert not [v for v in pod["volumes"] if "persistentVolumeClaim" in v or "ephemeral" in v]
     assert "nvidia.com/gpu" not in c["resources"].get("limits", {})
