@@ -170,7 +170,9 @@ COMFY_JOBS_DIR = Var("COMFY_JOBS_DIR", Path("/data/jobs"),
                      "the job ledger (SQLite) and the v2 assets (inputs and outputs)", path,
                      shown_default="`/data/jobs` (`comfyctl serve`: `jobs/` in the data directory)")
 COMFY_JOBS_DATABASE_URL = Var("COMFY_JOBS_DATABASE_URL", "",
-                              "the ledger's database as an SQLAlchemy URL", shown_default=(
+                              "the ledger's database as an SQLAlchemy URL; a cluster's PostgreSQL "
+                              "(`postgresql://user:password@host:5432/db`) also keeps the proxy's "
+                              "tokens, account and sessions (docs/scale-out.md)", shown_default=(
                                   "empty: `sqlite:///$COMFY_JOBS_DIR/ledger.db`"))
 COMFY_JOB_MAX_ATTEMPTS = Var("COMFY_JOB_MAX_ATTEMPTS", 2,
                              "submissions of a job to ComfyUI when ComfyUI loses the run (crash, OOM "
