@@ -81,6 +81,17 @@ class Cluster:
         self.start(node)
         return node
 
+    def add_worker_beside(self, comfy_url: str, **env: str) -> Node:
+        """A worker for a ComfyUI started elsewhere (a real one, in the opt-in tier)."""
+        name = f"worker-{len(self.workers)}"
+        proc = Proc([sys.executable, "-m", "comfy_jobs", "worker"], python_env(
+            COMFY_JOBS_DIR=self.jobs_dir(name), COMFY_JOBS_WORKER_ID=name, COMFY_WORKER_COMFYUI_URL=comfy_url,
+            **self.common, **env), self.base / f"{name}.log")
+        node = Node(name, proc, 0)
+        self.workers.append(node)
+        self.start(node)
+        return node
+
     def add_worker_proxy(self, delay: float = 0.0, **env: str) -> Node:
         """A worker pod as the image runs it: ComfyUI and the proxy, which runs the worker
         in-process and answers the gateways' relayed UI requests (COMFY_WORKER_URL)."""
