@@ -211,16 +211,19 @@ def main() -> int:
         "throughput_3_over_1": res["scaling"][3]["jobs_per_s"] / res["scaling"][1]["jobs_per_s"],
         "v2_added_start_ms_p50": d["v2_submit_to_start_ms"]["p50"] - d["direct_submit_to_start_ms"]["p50"],
         "v2_added_done_ms_p50": d["v2_submit_to_done_ms"]["p50"] - d["direct_submit_to_done_ms"]["p50"],
+        "v2_over_direct_start_p50": d["v2_submit_to_start_ms"]["p50"] / d["direct_submit_to_start_ms"]["p50"],
+        "v2_over_direct_done_p50": d["v2_submit_to_done_ms"]["p50"] / d["direct_submit_to_done_ms"]["p50"],
         "sqlite_ledger_over_raw": led["sqlite"] / led["sqlite_raw_driver"],
         "postgresql_ledger_over_raw": led["postgresql"] / led["postgresql_raw_driver"]}
     print(f"scaling: {BATCH} jobs of {JOB_S} s each, submitted at once")
     print(f"{'workers':>8}{'seconds':>10}{'jobs/s':>9}{'ideal':>8}{'efficiency':>12}")
     for n, s in res["scaling"].items():
         print(f"{n:>8}{s['seconds']:>10.2f}{s['jobs_per_s']:>9.2f}{s['ideal_jobs_per_s']:>8.2f}{s['efficiency']:>12.2f}")
-    print(f"\n{'one job at a time, ms':30}{'direct /prompt':>16}{'v2 (gateway)':>14}{'added':>8}")
+    print(f"\n{'one job at a time, ms':30}{'direct /prompt':>16}{'v2 (gateway)':>14}{'added':>8}{'ratio':>8}")
     for what in ("start", "done"):
         a, b = d[f"direct_submit_to_{what}_ms"], d[f"v2_submit_to_{what}_ms"]
-        print(f"{'submit-to-' + what + ' p50':30}{a['p50']:16.1f}{b['p50']:14.1f}{b['p50'] - a['p50']:8.1f}")
+        print(f"{'submit-to-' + what + ' p50':30}{a['p50']:16.1f}{b['p50']:14.1f}{b['p50'] - a['p50']:8.1f}"
+              f"{b['p50'] / a['p50']:8.1f}")
     print(f"\n{'ledger alone, jobs/s':30}{'ledger':>10}{'raw driver':>12}{'ratio':>8}")
     for db in ("sqlite", "postgresql"):
         print(f"{db:30}{led[db]:10.0f}{led[db + '_raw_driver']:12.0f}{led[db] / led[db + '_raw_driver']:8.2f}")
