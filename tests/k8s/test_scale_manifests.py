@@ -10,16 +10,10 @@ import subprocess
 import pytest
 import yaml
 
-from tests.support import REPO, need_tool
+from tests.support import need_tool
+from tests.support.k8s import render
 
 SCALE = ["ack-gpu-scale", "ack-gpu-scale-trial"]
-
-
-def render(overlay: str) -> str:
-    out = subprocess.run([need_tool("kubectl"), "kustomize", str(REPO / "deploy/k8s/overlays" / overlay)],
-                         capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    return out.stdout
 
 
 @pytest.fixture(scope="module", params=SCALE)
