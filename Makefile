@@ -8,7 +8,7 @@ VARIANT ?= cuda
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test lint format test-image test-image-cuda up down logs build build-cpu bases serve doctor lock image-lock schemas pin-models settings-docs bench bench-proxy bench-sync bench-jobs clean
+.PHONY: help venv test lint format test-image test-image-cuda up down logs build build-cpu bases serve doctor lock image-lock schemas pin-models settings-docs bench bench-proxy bench-sync bench-jobs bench-scale clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -32,15 +32,15 @@ format: venv ## sort imports and format the code (ruff format; line length 110);
 	$(VENV)/bin/ruff check --select I --fix .
 	$(VENV)/bin/ruff format .
 
-up: ## start the stack with Docker Compose (GPU); CPU: `make up PROFILE=cpu`
+up: ## start the stack with Docker Compose (GPU); CPU: `make up PROFILE=cpu`; the cluster layout on one host: `make up PROFILE=scale`
 	docker compose --profile $(or $(PROFILE),gpu) up -d
 	@echo "ComfyUI behind the login: http://localhost:8188"
 
 down: ## stop the Compose stack (volumes are kept)
-	docker compose --profile gpu --profile cpu down
+	docker compose --profile gpu --profile cpu --profile scale down
 
 logs: ## follow the Compose stack's logs
-	docker compose --profile gpu --profile cpu logs -f
+	docker compose --profile gpu --profile cpu --profile scale logs -f
 
 # The image's outside sources can be pointed elsewhere (docs/build.md), e.g.
 #   make build-cpu PIP_INDEX_URL=https://mirrors.aliyun.com/pypi/simple GIT_MIRROR=https://ghfast.top/https://github.com/
@@ -86,7 +86,7 @@ schemas: venv ## refresh workflows/schemas from a running ComfyUI (COMFYUI_URL, 
 settings-docs: venv ## regenerate the variable tables in docs/ from comfy_stack/variables.py
 	$(PY) -m comfy_stack.settings_docs
 
-bench: bench-proxy bench-sync bench-jobs ## run every benchmark
+bench: bench-proxy bench-sync bench-jobs bench-scale ## run every benchmark
 
 bench-proxy: venv ## proxy vs direct vs nginx; writes bench/results/proxy.json
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m bench.proxy
@@ -96,6 +96,9 @@ bench-sync: venv ## model_sync vs aws s3 cp vs boto3; writes bench/results/sync.
 
 bench-jobs: venv ## the v2 job API vs ComfyUI's own /prompt; writes bench/results/jobs.json
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m bench.jobs
+
+bench-scale: venv ## 1, 2, 3 workers on PostgreSQL: scaling efficiency, the gateway's dispatch overhead, the ledger alone; writes bench/results/scale.json
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m bench.scale
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache build *.egg-info

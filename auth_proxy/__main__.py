@@ -15,6 +15,7 @@ from auth_proxy.app import ARRIVAL, NORM_PATH, create_app
 from auth_proxy.errors import AuthProxyError
 from auth_proxy.server import serve
 from auth_proxy.settings import load_settings
+from auth_proxy.sqlstate import backend_for
 from auth_proxy.state import Store
 
 log = logging.getLogger("auth_proxy")
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings()
         if args.command == "token":
-            store = Store(settings.state_dir)
+            store = Store(settings.state_dir, backend_for(settings.jobs.database_url if settings.jobs else ""))
             if args.action == "create":
                 token = store.create_token(args.name)
                 print(f"created token {args.name!r}; it is shown only now. Send it as "

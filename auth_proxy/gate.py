@@ -18,7 +18,8 @@ from auth_proxy.ratelimit import LoginLimiter
 from auth_proxy.readiness import Readiness
 from auth_proxy.sessions import Sessions
 from auth_proxy.settings import Settings
-from auth_proxy.state import Store
+from auth_proxy.sqlstate import backend_for
+from auth_proxy.state import Admin, Store
 from auth_proxy.verified import VerifiedCredentials
 
 log = logging.getLogger(__name__)
@@ -46,9 +47,11 @@ class Relayed:
 class Gate:
     def __init__(self, settings: Settings):
         self.s = settings
-        self.store = Store(settings.state_dir)
-        self.admin = self.store.load_admin(settings.admin_user, settings.admin_password)
-        self.sessions = Sessions(settings.session_hours * 3600, settings.state_dir)
+        # files in the state directory, or the cluster's database shared by every replica
+        backend = backend_for(settings.jobs.database_url if settings.jobs else "")
+        self.store = Store(settings.state_dir, backend)
+        self._admin = self.store.load_admin(settings.admin_user, settings.admin_password)
+        self.sessions = Sessions(settings.session_hours * 3600, settings.state_dir, backend)
         self.verified = VerifiedCredentials()
         self.argon2_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="argon2")
         self.limiter = LoginLimiter(free=settings.login_max_failures, window_s=settings.login_window_s)
@@ -87,6 +90,11 @@ class Gate:
                 self.close_revoked()
             except Exception:  # noqa: BLE001 - a bad tokens file must not stop the watch
                 log.exception("checking open WebSockets' credentials failed; trying again")
+
+    @property
+    def admin(self) -> Admin:
+        """The account, as another replica may have changed it (a shared store)."""
+        return self.store.fresh(self._admin)
 
     async def in_argon2_pool(self, fn, *args):
         """argon2 takes ~0.1 s of CPU and 64 MiB per call: off the event loop, so relays

@@ -19,6 +19,8 @@ TEXT = {
         "mismatch": "The two passwords differ.", "same": "Choose a password other than the default.",
         "start_title": "ComfyUI is starting",
         "start_body": "ComfyUI is not answering yet. This page refreshes by itself.",
+        "worker": "Your session runs on worker {name}.",
+        "no_worker": "No worker is running yet: jobs wait in the queue until one starts.",
         "sync": "Syncing models: {done} of {total} files, {gb_done:.1f} of {gb_total:.1f} GB",
         "sync_failed": "The model sync failed: {err}",
         "logout": "Sign out",
@@ -41,6 +43,8 @@ TEXT = {
         "mismatch": "两次输入的密码不一致。", "same": "请勿使用默认密码。",
         "start_title": "ComfyUI 正在启动",
         "start_body": "ComfyUI 尚未就绪，本页面会自动刷新。",
+        "worker": "您的会话运行在工作节点 {name} 上。",
+        "no_worker": "尚无工作节点在运行：任务会在队列中等待，直到有节点启动。",
         "sync": "正在同步模型：{done}/{total} 个文件，{gb_done:.1f}/{gb_total:.1f} GB",
         "sync_failed": "模型同步失败：{err}",
         "logout": "退出登录",
@@ -137,9 +141,13 @@ def cross_site_page(lang: str, target: str) -> str:
     return _page(lang, t["cross_title"], body)
 
 
-def starting_page(lang: str, progress: Snapshot | None) -> str:
+def starting_page(lang: str, progress: Snapshot | None, worker: str | None = None) -> str:
+    """`worker`: in a cluster, the worker the browser session is pinned to ("" when none is up)."""
     t = TEXT[lang]
     extra = ""
+    if worker is not None:
+        line = t["worker"].format(name=worker) if worker else t["no_worker"]
+        extra = f'<p class="worker">{html.escape(line)}</p>'
     if progress:
         if progress.state == "failed" and progress.errors:
             extra = f'<p class="err">{html.escape(t["sync_failed"].format(err=progress.errors[-1]))}</p>'

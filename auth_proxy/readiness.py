@@ -46,10 +46,11 @@ class Readiness:
         self._comfyui: Shared[tuple[bool, str]] = Shared(1.0)
         self._also: Shared[str | None] = Shared(0.0)
 
-    async def get(self, gate, also: Callable[[], Awaitable[str | None]] | None = None) -> tuple[bool, str]:
+    async def get(self, gate, also: Callable[[], Awaitable[str | None]] | None = None,
+                  comfyui: bool = True) -> tuple[bool, str]:
         """(ready, why); `also`: a further check (the job ledger's) that returns what is
-        wrong, or None."""
-        ok, reason = await self._comfyui(lambda: self._ask_comfyui(gate))
+        wrong, or None; `comfyui`: False on a cluster's gateway, which has no ComfyUI."""
+        ok, reason = await self._comfyui(lambda: self._ask_comfyui(gate)) if comfyui else (True, "")
         if ok and also is not None and (problem := await self._also(also)):
             return False, problem
         return ok, reason

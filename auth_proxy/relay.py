@@ -24,7 +24,7 @@ from aiohttp import WSMsgType, web
 from multidict import CIMultiDict
 from yarl import URL
 
-from auth_proxy import pages
+from auth_proxy import pages, v2
 from auth_proxy.credentials import WS_PATHS
 from auth_proxy.gate import ARRIVAL, GATE, NORM_PATH, WHO, WS_LOGIN_ENDED, Relayed
 from auth_proxy.responses import error, html, lang, wants_json
@@ -42,13 +42,16 @@ CLAIMS = {"forwarded", "x-real-ip", "comfy-user"}
 CHUNK = 256 * 1024
 
 
-def upstream_headers(request: web.Request, upstream: str) -> CIMultiDict:
+def upstream_headers(request: web.Request, upstream: str, to_gate: bool = False) -> CIMultiDict:
+    """`to_gate`: the upstream is another gate (a cluster worker's proxy), which checks the
+    same credentials again, so they travel with the request."""
     up = urlsplit(upstream)
     seen = request[ARRIVAL]
+    strip = (STRIP_UP - {"authorization", "cookie"}) if to_gate else STRIP_UP
 
     def kept(name: str) -> bool:
         name = name.lower()
-        if name in STRIP_UP or name.startswith("x-forwarded-"):
+        if name in strip or name.startswith("x-forwarded-"):
             return False
         return seen.trusted or name not in CLAIMS
 
@@ -88,17 +91,20 @@ def upstream_url(request: web.Request, upstream: str, drop: frozenset[str] = fro
 
 
 async def relay_http(request: web.Request, session: aiohttp.ClientSession, upstream: str,
-                     url: URL, metrics) -> web.StreamResponse:
+                     url: URL, metrics, worker: str | None = None) -> web.StreamResponse:
+    """`worker`: the cluster worker (its proxy) this is relayed to, named in X-Comfy-Worker."""
     body = request.content if request.body_exists else None
     started = time.monotonic()
     async with session.request(request.method, url,
-                               headers=upstream_headers(request, upstream), data=body,
+                               headers=upstream_headers(request, upstream, worker is not None), data=body,
                                allow_redirects=False, auto_decompress=False) as up:
         metrics.observe_upstream(time.monotonic() - started)
         resp = web.StreamResponse(status=up.status, reason=up.reason)
         for k, v in up.headers.items():
             if k.lower() not in HOP_BY_HOP and k.lower() != "set-cookie":
                 resp.headers.add(k, v)
+        if worker is not None:
+            resp.headers["X-Comfy-Worker"] = worker
         if up.headers.get("Content-Length") is not None and "Content-Encoding" not in up.headers:
             resp.content_length = int(up.headers["Content-Length"])
         if up.status < 300 and serves_user_files(request[NORM_PATH], up.headers.get("Content-Type", "")):
@@ -112,8 +118,8 @@ async def relay_http(request: web.Request, session: aiohttp.ClientSession, upstr
 
 
 async def relay_ws(request: web.Request, session: aiohttp.ClientSession, upstream: str,
-                   url: URL, metrics) -> web.WebSocketResponse:
-    headers = upstream_headers(request, upstream)
+                   url: URL, metrics, worker: str | None = None) -> web.WebSocketResponse:
+    headers = upstream_headers(request, upstream, worker is not None)
     for k in ("Sec-WebSocket-Key", "Sec-WebSocket-Version", "Sec-WebSocket-Extensions"):
         headers.pop(k, None)
     up = await session.ws_connect(url, headers=headers,
@@ -182,22 +188,31 @@ async def relay(request: web.Request) -> web.StreamResponse:
         return error(403, "ComfyUI-Manager's own files are not served through the userdata routes")
     gate = request.config_dict[GATE]
     assert gate.client is not None
-    upstream = gate.s.upstream
+    upstream, worker = gate.s.upstream, None
+    if v2.is_gateway(request):  # a cluster's gateway: the worker this session is pinned to
+        target = await v2.ui_target(request)
+        if target is None:
+            return unavailable(request, worker="")
+        upstream, worker = target.url, target.worker
     try:
         if request.headers.get("Upgrade", "").lower() == "websocket":
-            url = upstream_url(request, upstream, frozenset({"token"}))
-            return await relay_ws(request, gate.client, upstream, url, gate.metrics)
+            # a worker's proxy (a gateway's upstream) checks ?token= again; ComfyUI never sees it
+            url = upstream_url(request, upstream, frozenset() if worker is not None else frozenset({"token"}))
+            return await relay_ws(request, gate.client, upstream, url, gate.metrics, worker)
         # ?token= is the WebSocket's way in; a plain GET of /ws must not carry it onwards either.
         drop = frozenset({"token"}) if request[NORM_PATH] in WS_PATHS else frozenset()
-        return await relay_http(request, gate.client, upstream, upstream_url(request, upstream, drop), gate.metrics)
+        return await relay_http(request, gate.client, upstream, upstream_url(request, upstream, drop), gate.metrics,
+                                worker)
     except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError,
             aiohttp.WSServerHandshakeError) as exc:
         log.info("ComfyUI unavailable for %s %s: %s", request.method, request[NORM_PATH], type(exc).__name__)
-        return unavailable(request)
+        return unavailable(request, worker)
 
 
-def unavailable(request: web.Request) -> web.Response:
+def unavailable(request: web.Request, worker: str | None = None) -> web.Response:
+    """`worker`: on a gateway, the worker the session is pinned to ("" when none is up)."""
     if wants_json(request):
-        return error(503, "ComfyUI is starting or restarting; retry shortly", **{"Retry-After": "5"})
-    progress = sync_progress.read(request.config_dict[GATE].s.progress_file)
-    return html(pages.starting_page(lang(request), progress), status=503, **{"Retry-After": "5"})
+        what = "no worker is up" if worker == "" else f"worker {worker}" if worker else "ComfyUI"
+        return error(503, f"{what}: starting or restarting; retry shortly", **{"Retry-After": "5"})
+    progress = None if worker is not None else sync_progress.read(request.config_dict[GATE].s.progress_file)
+    return html(pages.starting_page(lang(request), progress, worker), status=503, **{"Retry-After": "5"})

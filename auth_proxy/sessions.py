@@ -1,8 +1,9 @@
 """Browser sessions, kept server-side so that logout and a password change revoke them.
 
 The cookie carries only a random id. The proxy keeps each session under the sha256 of
-that id in AUTH_PROXY_STATE_DIR/sessions.json (mode 0600, written atomically), so a
-restart of the proxy or the container does not log browsers out, and a copy of the file
+that id (auth_proxy/state.py's backend: AUTH_PROXY_STATE_DIR/sessions.json, mode 0600,
+written atomically; or the cluster's PostgreSQL, shared by every gateway replica), so a
+restart of the proxy or the container does not log browsers out, and a copy of the store
 holds nothing a browser could present. A session also ends when the admin password
 changes (its generation no longer matches) or when it expires.
 """
@@ -15,12 +16,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from auth_proxy.errors import StateError
-from auth_proxy.state import read_json, write_json_atomic
+from auth_proxy.state import AuthBackend, FileBackend
 
 COOKIE = "comfy_session"
-SESSIONS_FILE = "sessions.json"
 log = logging.getLogger(__name__)
+SWEEP_EVERY_S = 600.0  # expired sessions are removed from a shared store this often
 
 
 @dataclass
@@ -35,57 +35,63 @@ def _key(sid: str) -> str:
 
 
 class Sessions:
-    def __init__(self, lifetime_s: float, state_dir: Path | None = None):
+    def __init__(self, lifetime_s: float, state_dir: Path | None = None, backend: AuthBackend | None = None):
         self.lifetime_s = lifetime_s
-        self.path = state_dir / SESSIONS_FILE if state_dir else None
-        self._by_key: dict[str, Session] = {}
-        self._load()
+        # no state dir and no backend: in memory only (sessions end with the process)
+        self.backend = backend or (FileBackend(state_dir) if state_dir else None)
+        self._memory: dict[str, dict] = {}
+        self._swept = 0.0
+        self._expire()  # at start: an unreadable file is reported now, not at the first login
+
+    def _get(self, key: str) -> dict | None:
+        return self.backend.session(key) if self.backend else self._memory.get(key)
 
     def create(self, user: str, generation: int) -> str:
         self._expire()
         sid = secrets.token_urlsafe(32)
-        self._by_key[_key(sid)] = Session(user, generation, time.time() + self.lifetime_s)
-        self._save()
+        record = asdict(Session(user, generation, time.time() + self.lifetime_s))
+        if self.backend:
+            self.backend.put_session(_key(sid), record)
+        else:
+            self._memory[_key(sid)] = record
         return sid
 
     def get(self, sid: str | None, generation: int) -> Session | None:
         if not sid:
             return None
         key = _key(sid)
-        s = self._by_key.get(key)
-        if s is None:
+        data = self._get(key)
+        if data is None:
+            return None
+        try:
+            s = Session(**data)
+        except TypeError:  # a record of another shape: as good as none
+            self.drop_key(key)
             return None
         if s.expires < time.time() or s.generation != generation:
-            self._by_key.pop(key, None)
-            self._save()
+            self.drop_key(key)
             return None
         return s
 
     def drop(self, sid: str | None) -> None:
-        if sid and self._by_key.pop(_key(sid), None) is not None:
-            self._save()
+        if sid:
+            self.drop_key(_key(sid))
+
+    def drop_key(self, key: str) -> None:
+        if self.backend:
+            self.backend.drop_session(key)
+        else:
+            self._memory.pop(key, None)
 
     def drop_all(self) -> None:
-        self._by_key.clear()
-        self._save()
+        if self.backend:
+            self.backend.drop_sessions()
+        self._memory.clear()
 
     def _expire(self) -> None:
         now = time.time()
-        for key in [k for k, v in self._by_key.items() if v.expires < now]:
-            del self._by_key[key]
-
-    def _load(self) -> None:
-        if self.path is None:
-            return
-        try:
-            data = read_json(self.path) or {}
-            self._by_key = {k: Session(**v) for k, v in data.get("sessions", {}).items()}
-        except (StateError, TypeError, AttributeError) as exc:
-            # Losing sessions only means logging in again; refusing to start would be worse.
-            log.warning("ignoring unreadable %s (%s): browsers will log in again", self.path, exc)
-            self._by_key = {}
-        self._expire()
-
-    def _save(self) -> None:
-        if self.path is not None:
-            write_json_atomic(self.path, {"sessions": {k: asdict(v) for k, v in self._by_key.items()}})
+        if self.backend is None:
+            self._memory = {k: v for k, v in self._memory.items() if v["expires"] >= now}
+        elif not self.backend.shared or now - self._swept > SWEEP_EVERY_S:
+            self._swept = now
+            self.backend.drop_sessions(expired_before=now)

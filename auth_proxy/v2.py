@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from auth_proxy.gate import GATE, NORM_PATH
+from auth_proxy.pinning import Pinning, Target
 from auth_proxy.v2_assets import AssetRoutes
 from auth_proxy.v2_common import CODES, ApiError, Routes, error
 from auth_proxy.v2_jobs import JobRoutes
@@ -49,6 +50,10 @@ class V2:
             ("GET", "/api/v2/assets/{id}/content", assets.content),
         ]
         self.routes = Routes(self.table)
+        # A gateway: no worker here and the ledger shared with workers elsewhere; the UI is
+        # relayed to the worker each browser session is pinned to (auth_proxy/pinning.py).
+        self.gateway = not service.s.run_worker and bool(service.s.database_url)
+        self.pinning = Pinning(service)
 
     def handler(self, fn):
         """An aiohttp handler for a v2 function `fn(request, **path_parts)`."""
@@ -88,6 +93,16 @@ class V2:
 
 
 V2_KEY = web.AppKey("v2", V2)
+
+
+def is_gateway(request: web.Request) -> bool:
+    v2 = request.config_dict.get(V2_KEY)
+    return bool(v2 and v2.gateway)
+
+
+async def ui_target(request: web.Request) -> Target | None:
+    """On a gateway: the worker this request's session is pinned to (None: no worker is up)."""
+    return await request.config_dict[V2_KEY].pinning.target(request)
 
 
 async def not_ready(request: web.Request) -> str | None:

@@ -104,6 +104,8 @@ class AssetRoutes:
             ctype = content_type_of(fields["file_path"])
         asset = Asset(new_asset_id(), digest, size, ctype, fields["file_path"], time.time(), tags=tags or ["input"])
         await self.svc.ledger.put_asset(asset)
+        if created_new:  # in a cluster the worker that runs the job fetches it from there
+            await self.svc.files.mirror_blob(digest)
         if idem is not None:
             await self.svc.ledger.idem_record("assets", idem, asset.id)
         headers = {"Idempotency-Replayed": "false"} if idem else {}

@@ -150,7 +150,8 @@ async def session(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     gate = request.config_dict[GATE]
-    ok, reason = await gate.readiness.get(gate, lambda: v2.not_ready(request))
+    # A cluster's gateway has no ComfyUI of its own: it is ready when its ledger answers.
+    ok, reason = await gate.readiness.get(gate, lambda: v2.not_ready(request), comfyui=not v2.is_gateway(request))
     if ok:
         return web.json_response({"status": "ready"})
     progress = sync_progress.read(request.config_dict[GATE].s.progress_file)

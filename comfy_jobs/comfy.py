@@ -133,3 +133,18 @@ class ComfyUI:
         ws_url = "ws" + self.base[4:] + "/ws"
         return self.s.ws_connect(ws_url, params={"clientId": client_id}, heartbeat=20, max_msg_size=0,
                                  timeout=aiohttp.ClientWSTimeout(ws_close=5))
+
+
+def rejected_error(body: dict, workflow: dict) -> dict:
+    """The job.error for a prompt ComfyUI refused, with its node errors."""
+    err: dict = body["error"] if isinstance(body.get("error"), dict) else {"message": str(body.get("error"))}
+    node_errors = body.get("node_errors") or {}
+    node_id = next(iter(node_errors), None)
+    message = err.get("message") or "ComfyUI rejected the workflow"
+    if node_id is not None:
+        first = (node_errors[node_id].get("errors") or [{}])[0]
+        message = f"{message}: node {node_id} ({node_errors[node_id].get('class_type')}): " \
+                  f"{first.get('message', '')} {first.get('details', '')}".strip()
+    return {"code": "invalid_workflow", "message": message, "node_id": node_id,
+            "class_type": (workflow.get(node_id) or {}).get("class_type") if node_id else None,
+            "traceback": None, "details": {"error": err, "node_errors": node_errors}}

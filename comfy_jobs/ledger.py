@@ -1,13 +1,15 @@
 """The storage interface of the job ledger: what the API routes and the workers need, and
 nothing about how it is stored. `sqlstore.SqlLedger` implements it for SQLite (the default,
-on the data volume) and is written so that a PostgreSQL backend reuses its queries.
+on the data volume) and PostgreSQL (`COMFY_JOBS_DATABASE_URL`, shared by a cluster's
+gateways and workers) with the same statements.
 
 Every method is a coroutine: the routes and the worker run on an event loop, and the
 backends do their blocking database work off it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Protocol
 
 from comfy_jobs.model import Asset, Job
@@ -32,6 +34,18 @@ class Claim:
     cancel was asked for meanwhile."""
     held: bool
     cancel_requested: bool = False
+
+
+@dataclass
+class WorkerInfo:
+    """A worker's own row: what it reports on each beat, and whether it was asked to drain."""
+    id: str
+    ui_url: str | None = None          # where a gateway relays a pinned browser (None: not pinnable)
+    models: list[str] | None = None    # files model_sync placed (folder/path); None: takes every job
+    loaded: list[str] = field(default_factory=list)  # the models of the job it ran last
+    job_id: str | None = None
+    draining: bool = False
+    seen_at: float = 0.0
 
 
 @dataclass
@@ -92,9 +106,10 @@ class Ledger(Protocol):
         """Commit one output (once per node and name); False if it was already there."""
 
     async def finish(self, job_id: str, worker: str, status: str, error: dict | None,
-                     progress: dict | None = None) -> bool:
+                     progress: dict | None = None, attempt: tuple[str, str, str] | None = None) -> bool:
         """Move a job the worker holds to a terminal state (with its last progress, when
-        given); False if it no longer holds it."""
+        given, and ending its attempt (prompt_id, outcome, reason) in the same transaction);
+        False if it no longer holds it."""
 
     # --- assets ---------------------------------------------------------------------------
     async def put_asset(self, asset: Asset) -> None: ...
@@ -115,6 +130,26 @@ class Ledger(Protocol):
     async def due_deliveries(self, now: float, limit: int) -> list[Delivery]: ...
 
     async def delivery_done(self, delivery_id: int, ok: bool, error: str, retry_at: float | None) -> None: ...
+
+    # --- workers (placement, drain, the gateways' UI pinning) ---------------------------
+    async def wait_for_work(self, timeout: float) -> None:
+        """Until a job may have become claimable anywhere (another process's NOTIFY), or timeout."""
+
+    async def worker_beat(self, info: WorkerInfo, starting: bool = False) -> bool:
+        """Record the worker's report; True when it has been asked to drain."""
+
+    async def request_drain(self, worker_id: str) -> bool:
+        """Ask a worker to stop claiming (`comfyctl drain`); False if no such worker."""
+
+    async def forget_worker(self, worker_id: str) -> None: ...
+
+    async def worker(self, worker_id: str) -> WorkerInfo | None: ...
+
+    async def workers(self, live_s: float) -> list[WorkerInfo]:
+        """Workers heard of within the last `live_s` seconds."""
+
+    async def pin(self, key: str, live: Sequence[WorkerInfo]) -> str | None:
+        """The worker a browser session's UI traffic goes to, the same from every gateway."""
 
     async def close(self) -> None: ...
 

@@ -84,6 +84,7 @@ class Job:
     outputs: list[Output] = field(default_factory=list)
     queue_position: int | None = None
     execution_s: float | None = None
+    needs: list[str] | None = None      # the model files it loads (placement)
 
     @property
     def terminal(self) -> bool:

@@ -1,10 +1,11 @@
 """The ledger's tables, in SQLAlchemy Core so one definition serves SQLite and PostgreSQL."""
 from __future__ import annotations
 
-from sqlalchemy import (JSON, Boolean, Column, Float, ForeignKey, Index, Integer, MetaData, String,
-                        Table, Text, UniqueConstraint)
+from sqlalchemy import (JSON, BigInteger, Boolean, Column, Float, ForeignKey, Index, Integer, MetaData,
+                        String, Table, Text, UniqueConstraint)
 
-SCHEMA_VERSION = 1
+# 2: jobs.needs (the model files a job loads, for placement), the workers and pins tables
+SCHEMA_VERSION = 2
 meta = MetaData()
 
 schema_info = Table("schema_info", meta, Column("version", Integer, nullable=False))
@@ -30,6 +31,8 @@ jobs = Table(
     Column("progress", JSON),
     Column("error", JSON),
     Column("run_started_at", Float),
+    # the model files the workflow loads (placement: workers that have them on disk)
+    Column("needs", JSON),
 )
 Index("jobs_status_seq", jobs.c.status, jobs.c.seq)
 
@@ -51,7 +54,7 @@ assets = Table(
     "assets", meta,
     Column("id", String(64), primary_key=True),
     Column("hash", String(80), nullable=False, index=True),
-    Column("size", Integer, nullable=False),
+    Column("size", BigInteger, nullable=False),  # videos pass 2 GiB
     Column("content_type", String(200), nullable=False),
     Column("file_path", Text),
     Column("created_at", Float, nullable=False),
@@ -97,3 +100,29 @@ deliveries = Table(
     Column("last_error", Text),
 )
 Index("deliveries_due", deliveries.c.done, deliveries.c.next_at)
+
+# One row per worker, written by the worker itself (its heartbeat): what placement and the
+# gateway's UI pinning read. `models`: the files model_sync placed on its disk (NULL: it
+# does not report them and takes every job); `loaded`: the models of the job it ran last.
+workers = Table(
+    "workers", meta,
+    Column("id", String(200), primary_key=True),
+    Column("ui_url", Text),             # where a gateway relays a pinned browser's requests
+    Column("models", JSON),
+    Column("loaded", JSON),
+    Column("job_id", String(64)),       # the job it holds now
+    Column("draining", Boolean, nullable=False, default=False),
+    Column("started_at", Float, nullable=False),
+    Column("seen_at", Float, nullable=False),
+)
+
+# A browser session (or token) pinned to one worker's UI, shared by every gateway replica.
+pins = Table(
+    "pins", meta,
+    Column("key", String(64), primary_key=True),
+    Column("worker_id", String(200), nullable=False),
+    Column("at", Float, nullable=False),
+)
+
+# What upgrades an older ledger in place (create_all adds missing tables, not columns).
+MIGRATIONS = {1: ["ALTER TABLE jobs ADD COLUMN needs JSON"]}

@@ -84,6 +84,10 @@ class JobsService:
     async def known_classes(self) -> set[str] | None:
         """ComfyUI's node classes (cached a minute), or None when it cannot be asked: a job
         is still accepted then, and ComfyUI's own check runs when the worker submits it."""
+        if not self.s.run_worker and self.s.database_url:
+            # A cluster's gateway has no ComfyUI: the worker's ComfyUI checks the classes when
+            # it is submitted there, and a job it rejects fails with invalid_workflow.
+            return None
         now = time.monotonic()
         if self._classes and now - self._classes[0] < OBJECT_INFO_TTL_S:
             return self._classes[1]

@@ -9,6 +9,7 @@ from pathlib import Path
 from collections.abc import Mapping
 
 from comfy_jobs.errors import ConfigError
+from comfy_jobs.podcost import PodRef
 from comfy_stack import variables as v
 from comfy_stack.env import Env
 from model_sync.settings import Storage, load_storage
@@ -24,6 +25,10 @@ class JobSettings:
     lease_s: float = v.COMFY_JOB_LEASE_SECONDS.default
     run_worker: bool = True
     worker_id: str = ""
+    worker_url: str = ""          # this worker's proxy as gateways reach it (UI pinning)
+    models_dir: Path | None = None  # placement: report what model_sync placed here
+    comfyui_url: str = v.COMFY_WORKER_COMFYUI_URL.default
+    pod: PodRef | None = None     # the worker's own pod, for its pod-deletion-cost
     retention_days: float = v.COMFY_JOBS_RETENTION_DAYS.default
     webhook_url: str = ""
     webhook_secret: str = ""
@@ -38,6 +43,15 @@ class JobSettings:
     @property
     def blobs_dir(self) -> Path:
         return self.jobs_dir / "blobs"
+
+
+def _pod(env: Env) -> PodRef | None:
+    name, host = env.get(v.COMFY_POD_NAME).strip(), env.get(v.KUBERNETES_SERVICE_HOST).strip()
+    if not name or not host:
+        return None
+    host = f"[{host}]" if ":" in host else host  # an IPv6 service address
+    return PodRef(f"https://{host}:{env.get(v.KUBERNETES_SERVICE_PORT).strip()}",
+                  env.get(v.COMFY_POD_NAMESPACE).strip(), name)
 
 
 def load_settings(environ: Mapping[str, str] | None = None, jobs_dir: Path | None = None) -> JobSettings:
@@ -60,6 +74,10 @@ def load_settings(environ: Mapping[str, str] | None = None, jobs_dir: Path | Non
         lease_s=env.get(v.COMFY_JOB_LEASE_SECONDS),
         run_worker=env.get(v.COMFY_JOBS_WORKER) == "1",
         worker_id=env.get(v.COMFY_JOBS_WORKER_ID).strip() or socket.gethostname(),
+        worker_url=env.get(v.COMFY_WORKER_URL).strip().rstrip("/"),
+        models_dir=Path(models) if (models := env.get(v.COMFY_WORKER_MODELS_DIR).strip()) else None,
+        comfyui_url=env.get(v.COMFY_WORKER_COMFYUI_URL),
+        pod=_pod(env),
         retention_days=env.get(v.COMFY_JOBS_RETENTION_DAYS),
         webhook_url=url,
         webhook_secret=secret,

@@ -1,90 +1,89 @@
-"""The ledger in SQL, through SQLAlchemy Core.
+"""The ledger in SQL, through SQLAlchemy Core: SQLite on one box, PostgreSQL in a cluster.
 
-Why SQLAlchemy Core (synchronous) rather than aiosqlite/asyncpg or a queue library: one
-table definition and one set of queries serve SQLite and PostgreSQL, including the claim
-(`FOR UPDATE SKIP LOCKED` compiles on PostgreSQL and is left out on SQLite, where the
-whole write is serialised anyway); ComfyUI itself depends on SQLAlchemy, so the image already
-carries it at the pinned version; and no async driver or greenlet is needed: the blocking
-calls run on threads of our own (SQLite allows one writer at a time, so one writing thread
-loses nothing). Queue libraries (procrastinate, pgqueuer) are PostgreSQL-only and own the
-job table, while the contract needs our own job records with attempts, outputs and assets.
+Why SQLAlchemy Core (synchronous) rather than aiosqlite/asyncpg: one table definition and
+one set of statements (comfy_jobs/queries.py) serve SQLite and PostgreSQL; ComfyUI itself
+depends on SQLAlchemy, so the image already carries it; and no async driver or greenlet is
+needed: the blocking calls run on threads of our own (SQLite allows one writer at a time,
+so one writing thread loses nothing).
+
+Why our own `FOR UPDATE SKIP LOCKED` claim rather than a queue library on PostgreSQL
+(procrastinate, pgqueuer): both own their job table and their worker loop, and run a task
+as a Python function in the worker; a v2 job is instead a record the contract exposes
+(status, attempts, outputs, assets, idempotency keys) driven through ComfyUI, and a claim
+must pick among queued jobs by what models each worker has on disk (placement), which no
+queue library's "next job" query does. What they add beyond the claim (LISTEN/NOTIFY
+wake-ups, lease expiry) is a few lines here: engines.Listener and the lease columns.
+SQLite keeps working with the same statements (one box needs no database server).
 """
 from __future__ import annotations
 
 import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+from contextlib import contextmanager
 
-from sqlalchemy import and_, create_engine, delete, event, func, insert, or_, select, update
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy import insert, select, text
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from comfy_jobs import engines
+from comfy_jobs import queries as Q
 from comfy_jobs import schema as S
+from comfy_jobs.engines import Write
 from comfy_jobs.errors import IdempotencyKeyReuse, LedgerError
-from comfy_jobs.ledger import Claim, Delivery, IdemKey, QueueFull
-from comfy_jobs.model import (ACTIVE, CANCELED, CANCELING, EXPIRED, QUEUED, RUNNING, TERMINAL, Asset,
-                              Job, Output)
+from comfy_jobs.ledger import Claim, IdemKey, QueueFull
+from comfy_jobs.model import CANCELED, EXPIRED, QUEUED, TERMINAL, Job, Output
+from comfy_jobs.placement import choose, needs_of
+from comfy_jobs.sqlrows import SqlRest, asset_of, job_of, views_of
 
 IDEM_TTL_S = 24 * 3600  # the contract: keys expire after 24 h
+SWEEP_EVERY_S = 5.0     # how often a claim also expires queued jobs past their deadline
+CANDIDATES = 16         # claimable jobs a claim looks at (and locks, briefly) at once
+WORKER_LIVE_S = 60.0    # a worker not heard of for this long is gone (placement, pinning)
 
 
-def _sqlite_engine(url: str, immediate: bool, synchronous: str = "NORMAL") -> Engine:
-    """`synchronous`: FULL fsyncs each commit (survives a power cut); NORMAL in WAL mode
-    survives the process being killed, and the next FULL commit makes it durable too."""
-    path = make_url(url).database
-    if path and path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url)
-
-    @event.listens_for(engine, "connect")
-    def _connect(dbapi_conn, _record):
-        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (below)
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
-        cur.execute(f"PRAGMA synchronous={synchronous}")
-        cur.execute("PRAGMA busy_timeout=15000")  # another process (a worker) may be writing
-        cur.close()
-
-    @event.listens_for(engine, "begin")
-    def _begin(conn):
-        # Writers take the lock up front: a deferred transaction that reads and then writes
-        # can fail with SQLITE_BUSY instead of waiting when two processes race.
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-    return engine
-
-
-class SqlLedger:
+class SqlLedger(SqlRest):
     def __init__(self, url: str, webhooks: bool = False):
         self.url = url
+        self.sa_url = sa_url = engines.normalise(url)
         self.webhooks = webhooks
-        self.sqlite = url.startswith("sqlite")
+        self.sqlite = sa_url.get_backend_name() == "sqlite"
+        self.postgres = sa_url.get_backend_name() == "postgresql"
         try:
             if self.sqlite:
-                # What the contract promises is fsynced: a job once answered 201, a terminal
-                # state, a cancel. Leases, progress and attempts are written without it: a
-                # power cut loses ComfyUI's run as well, and the job is simply run again.
-                self.w, self.r = _sqlite_engine(url, True), _sqlite_engine(url, False)
-                self.wd = _sqlite_engine(url, True, "FULL")
+                self.w, self.r = engines.sqlite_engine(sa_url, True), engines.sqlite_engine(sa_url, False)
+                self.wd = engines.sqlite_engine(sa_url, True, "FULL")
             else:
-                self.w = self.r = self.wd = create_engine(url, pool_pre_ping=True)
+                self.w = self.r = self.wd = engines.postgres_engine(sa_url, pool_size=8)
             with self.w.begin() as c:
-                S.meta.create_all(c)
-                version = c.execute(select(S.schema_info.c.version)).scalar()
-                if version is None:
-                    c.execute(insert(S.schema_info).values(version=S.SCHEMA_VERSION))
-                elif version > S.SCHEMA_VERSION:
-                    raise LedgerError(f"the ledger at {url} has schema {version}, newer than this "
-                                      f"program ({S.SCHEMA_VERSION}); run the newer version")
+                if self.postgres:
+                    engines.schema_lock(c)
+                self._create_schema(c)
         except SQLAlchemyError as exc:
-            raise LedgerError(f"cannot open the job ledger {make_url(url).render_as_string()}: {exc}; "
+            raise LedgerError(f"cannot open the job ledger {sa_url.render_as_string()}: {exc}; "
                               "check COMFY_JOBS_DIR / COMFY_JOBS_DATABASE_URL") from None
         # SQLite takes one writer at a time: one thread writes; reads (WAL) run beside it, so
         # that polling clients never queue behind a commit.
-        self.pool = ThreadPoolExecutor(max_workers=1 if self.sqlite else 4, thread_name_prefix="ledger-w")
+        self.pool = ThreadPoolExecutor(max_workers=1 if self.sqlite else 8, thread_name_prefix="ledger-w")
         self.rpool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ledger-r") if self.sqlite else self.pool
         self.closed = False
+        self._swept = 0.0
+        self._work = asyncio.Event()
+        self._listener: engines.Listener | None = None
+
+    def _create_schema(self, c: Connection) -> None:
+        S.meta.create_all(c)
+        version = c.execute(select(S.schema_info.c.version)).scalar()
+        if version is None:
+            c.execute(insert(S.schema_info).values(version=S.SCHEMA_VERSION))
+            return
+        if version > S.SCHEMA_VERSION:
+            raise LedgerError(f"the ledger at {self.sa_url.render_as_string()} has schema {version}, newer "
+                              f"than this program ({S.SCHEMA_VERSION}); run the newer version")
+        for v in range(version, S.SCHEMA_VERSION):
+            for statement in S.MIGRATIONS.get(v, ()):
+                c.execute(text(statement))
+        c.execute(S.schema_info.update().values(version=S.SCHEMA_VERSION))
 
     async def _run(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
@@ -92,10 +91,20 @@ class SqlLedger:
     async def _read(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.rpool, fn, *args)
 
+    @contextmanager
+    def _tx(self, kind: Write):
+        engine = self.wd if kind is Write.DURABLE else self.w
+        with engine.begin() as c:
+            if kind is Write.LIGHT and self.postgres:
+                engines.light(c)
+            yield c
+
     async def close(self) -> None:
         if self.closed:  # closing twice is harmless
             return
         self.closed = True
+        if self._listener:
+            self._listener.stop()
         await self._run(self._dispose)
         self.pool.shutdown(wait=True)
         self.rpool.shutdown(wait=True)
@@ -104,34 +113,25 @@ class SqlLedger:
         for engine in {self.w, self.r, self.wd}:
             engine.dispose()
 
-    # --- rows -> records ---------------------------------------------------------------
-    @staticmethod
-    def _job(row) -> Job:
-        m = row._mapping
-        run_s = (m["completed_at"] - m["run_started_at"]) if m["completed_at"] and m["run_started_at"] else None
-        return Job(id=m["id"], seq=m["seq"], status=m["status"], workflow=m["workflow"],
-                   created_at=m["created_at"], expires_at=m["expires_at"], started_at=m["started_at"],
-                   completed_at=m["completed_at"], attempts=m["attempts"], prompt_id=m["prompt_id"],
-                   lease_owner=m["lease_owner"], lease_until=m["lease_until"],
-                   cancel_requested=bool(m["cancel_requested"]), progress=m["progress"], error=m["error"],
-                   extra_data=m["extra_data"], metadata=m["metadata"], execution_s=run_s)
+    async def wait_for_work(self, timeout: float) -> None:
+        """Until a job may have become claimable (PostgreSQL's NOTIFY from any process), or
+        `timeout`. On SQLite only the timeout (the proxy wakes its own worker directly)."""
+        if self.postgres and self._listener is None:
+            loop = asyncio.get_running_loop()
+            self._listener = engines.Listener(self.sa_url, lambda: loop.call_soon_threadsafe(self._work.set))
+            self._listener.start()
+        try:
+            await asyncio.wait_for(self._work.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+        self._work.clear()
 
-    @staticmethod
-    def _asset(m) -> Asset:
-        return Asset(id=m["id"], hash=m["hash"], size=m["size"], content_type=m["content_type"],
-                     file_path=m["file_path"], created_at=m["created_at"], job_id=m["job_id"],
-                     tags=list(m["tags"] or []), remote_uri=m.get("uri"))
-
-    def _full(self, c: Connection, job: Job) -> Job:
-        rows = c.execute(select(S.outputs, S.assets, S.remotes.c.uri)
-                         .join(S.assets, S.assets.c.id == S.outputs.c.asset_id)
-                         .outerjoin(S.remotes, S.remotes.c.hash == S.assets.c.hash)
-                         .where(S.outputs.c.job_id == job.id).order_by(S.outputs.c.seq)).all()
-        job.outputs = [Output(m["node_id"], m["name"], m["kind"], self._asset(m))
-                       for m in (r._mapping for r in rows)]
+    def _full(self, c: Connection, job: Job, outputs: bool = True) -> Job:
+        if outputs:
+            job.outputs = [Output(m["node_id"], m["name"], m["kind"], asset_of(m))
+                           for m in (r._mapping for r in c.execute(Q.outputs_of, {"job_id": job.id}))]
         if job.status == QUEUED:
-            job.queue_position = c.execute(select(func.count()).select_from(S.jobs).where(
-                S.jobs.c.status == QUEUED, S.jobs.c.seq < job.seq)).scalar()
+            job.queue_position = c.execute(Q.ahead, {"seq": job.seq}).scalar()
         return job
 
     # --- jobs --------------------------------------------------------------------------
@@ -142,26 +142,29 @@ class SqlLedger:
     def _create_job(self, job_id, workflow, extra_data, metadata, idem, queue_limit, retention_s):
         for attempt in range(2):  # PostgreSQL: a concurrent insert of the same key loses the race once
             try:
-                with self.wd.begin() as c:
+                with self._tx(Write.DURABLE) as c:
                     if idem is not None:
                         ref = self._idem_lookup(c, "jobs", idem)
                         if ref is not None:
-                            return self._full(c, self._job(c.execute(
-                                select(S.jobs).where(S.jobs.c.id == ref)).one())), True
+                            return self._full(c, job_of(c.execute(Q.job_by_id, {"job_id": ref}).one())), True
                     if queue_limit:
-                        depth = c.execute(select(func.count()).select_from(S.jobs)
-                                          .where(S.jobs.c.status.in_(ACTIVE))).scalar() or 0
+                        depth = c.execute(Q.depth).scalar() or 0
                         if depth >= queue_limit:
                             raise QueueFull(depth, queue_limit)
                     now = time.time()
-                    row = c.execute(insert(S.jobs).values(
-                        id=job_id, status=QUEUED, workflow=workflow, extra_data=extra_data,
-                        metadata=metadata, created_at=now, expires_at=now + retention_s,
-                        attempts=0, cancel_requested=False).returning(*S.jobs.c)).one()
+                    needs = needs_of(workflow)
+                    seq = c.execute(Q.job_put, {
+                        "id": job_id, "workflow": workflow, "extra_data": extra_data, "metadata": metadata,
+                        "created_at": now, "expires_at": now + retention_s, "needs": needs}).scalar_one()
                     if idem is not None:
-                        c.execute(insert(S.idempotency).values(scope="jobs", key=idem.key, body_hash=idem.body_hash,
-                                                               ref_id=job_id, created_at=now))
-                    return self._full(c, self._job(row)), False
+                        c.execute(Q.idem_put, {"scope": "jobs", "key": idem.key, "body_hash": idem.body_hash,
+                                               "ref_id": job_id, "created_at": now})
+                    if self.postgres:
+                        engines.notify(c)
+                    # What was just written, without reading it back.
+                    job = Job(id=job_id, seq=seq, status=QUEUED, workflow=workflow, created_at=now,
+                              expires_at=now + retention_s, extra_data=extra_data, metadata=metadata, needs=needs)
+                    return self._full(c, job, outputs=False), False
             except IntegrityError as exc:
                 if idem is None or attempt:
                     raise LedgerError(f"could not record job {job_id}: {exc.orig}") from None
@@ -169,12 +172,12 @@ class SqlLedger:
 
     @staticmethod
     def _idem_lookup(c: Connection, scope: str, idem: IdemKey) -> str | None:
-        where = and_(S.idempotency.c.scope == scope, S.idempotency.c.key == idem.key)
-        row = c.execute(select(S.idempotency).where(where)).first()
+        key = {"scope": scope, "key": idem.key}
+        row = c.execute(Q.idem_get, key).first()
         if row is None:
             return None
         if row.created_at < time.time() - IDEM_TTL_S:
-            c.execute(delete(S.idempotency).where(where))
+            c.execute(Q.idem_drop, key)
             return None
         if row.body_hash != idem.body_hash:
             raise IdempotencyKeyReuse(idem.key)
@@ -182,23 +185,37 @@ class SqlLedger:
 
     async def idem_lookup(self, scope, idem):
         def run():
-            with self.w.begin() as c:
+            with self._tx(Write.ORDERED) as c:
                 return self._idem_lookup(c, scope, idem)
         return await self._run(run)
 
     async def idem_record(self, scope, idem, ref_id):
         def run():
-            with self.w.begin() as c:
-                c.execute(insert(S.idempotency).values(scope=scope, key=idem.key, body_hash=idem.body_hash,
-                                                       ref_id=ref_id, created_at=time.time()))
+            with self._tx(Write.ORDERED) as c:
+                c.execute(Q.idem_put, {"scope": scope, "key": idem.key, "body_hash": idem.body_hash,
+                                       "ref_id": ref_id, "created_at": time.time()})
         await self._run(run)
 
     async def get_job(self, job_id):
         def run():
             with self.r.connect() as c:
-                row = c.execute(select(S.jobs).where(S.jobs.c.id == job_id)).first()
-                return self._full(c, self._job(row)) if row else None
+                row = c.execute(Q.job_by_id, {"job_id": job_id}).first()
+                if row is None:
+                    return None
+                job = self._full(c, job_of(row))
+                if job.status == QUEUED:
+                    self._explain_wait(c, job)
+                return job
         return await self._read(run)
+
+    def _explain_wait(self, c: Connection, job: Job) -> None:
+        """A queued job that no live worker can take says why, in its progress message."""
+        from comfy_jobs.placement import waiting_reason
+        views = views_of(c.execute(Q.workers_seen, {"since": time.time() - WORKER_LIVE_S}).all())
+        reason = waiting_reason(job.needs, views)
+        if reason:
+            job.progress = {"value": 0.0, "nodes_done": 0, "nodes_total": max(len(job.workflow), 1),
+                            **(job.progress or {}), "message": reason}
 
     async def list_jobs(self, limit, before_seq, status):
         def run():
@@ -208,37 +225,32 @@ class SqlLedger:
             if status:
                 q = q.where(S.jobs.c.status == status)
             with self.r.connect() as c:
-                return [self._full(c, self._job(r)) for r in c.execute(q).all()]
+                return [self._full(c, job_of(r)) for r in c.execute(q).all()]
         return await self._read(run)
 
     async def request_cancel(self, job_id):
         def run():
-            with self.wd.begin() as c:
-                now = time.time()
-                c.execute(update(S.jobs).where(S.jobs.c.id == job_id, S.jobs.c.status == QUEUED)
-                          .values(status=CANCELED, completed_at=now, lease_owner=None, lease_until=None))
-                if c.execute(select(S.jobs.c.status).where(S.jobs.c.id == job_id)).scalar() == CANCELED:
+            now = time.time()
+            with self._tx(Write.DURABLE) as c:
+                if c.execute(Q.cancel_queued, {"job_id": job_id, "now": now}).first() is not None:
                     self._enqueue_webhook(c, job_id, CANCELED)
-                c.execute(update(S.jobs).where(S.jobs.c.id == job_id, S.jobs.c.status == RUNNING)
-                          .values(status=CANCELING, cancel_requested=True))
-                row = c.execute(select(S.jobs).where(S.jobs.c.id == job_id)).first()
-                return self._full(c, self._job(row)) if row else None
+                else:
+                    c.execute(Q.cancel_running, {"job_id": job_id})
+                row = c.execute(Q.job_by_id, {"job_id": job_id}).first()
+                return self._full(c, job_of(row)) if row else None
         return await self._run(run)
 
     async def counts(self):
         def run():
             with self.r.connect() as c:
-                rows = c.execute(select(S.jobs.c.status, func.count()).where(S.jobs.c.status.in_(ACTIVE))
-                                 .group_by(S.jobs.c.status)).all()
-            return {s: 0 for s in ACTIVE} | {s: n for s, n in rows}
+                rows = c.execute(Q.counts).all()
+            return {s: 0 for s in ("queued", "running", "canceling")} | {s: n for s, n in rows}
         return await self._read(run)
 
     async def recent_execution_s(self):
         def run():
             with self.r.connect() as c:
-                rows = c.execute(select(S.jobs.c.completed_at - S.jobs.c.run_started_at)
-                                 .where(S.jobs.c.status == "succeeded", S.jobs.c.run_started_at.is_not(None))
-                                 .order_by(S.jobs.c.seq.desc()).limit(20)).scalars().all()
+                rows = c.execute(Q.recent).scalars().all()
             return [float(x) for x in rows if x is not None]
         return await self._read(run)
 
@@ -246,178 +258,126 @@ class SqlLedger:
     async def claim(self, worker, lease_s):
         def run():
             now = time.time()
-            with self.w.begin() as c:
-                expired = c.execute(update(S.jobs).where(S.jobs.c.status == QUEUED, S.jobs.c.expires_at < now)
-                                    .values(status=EXPIRED, completed_at=now).returning(S.jobs.c.id)).scalars().all()
-                for job_id in expired:
-                    self._enqueue_webhook(c, job_id, EXPIRED)
-                candidate = (select(S.jobs.c.seq).where(or_(
-                    S.jobs.c.status == QUEUED,
-                    and_(S.jobs.c.status.in_((RUNNING, CANCELING)), S.jobs.c.lease_until < now))))
-                candidate = candidate.order_by(S.jobs.c.seq).limit(1).with_for_update(skip_locked=True)
-                row = c.execute(update(S.jobs).where(S.jobs.c.seq == candidate.scalar_subquery()).values(
-                    status=func.coalesce(func.nullif(S.jobs.c.status, QUEUED), RUNNING),
-                    lease_owner=worker, lease_until=now + lease_s,
-                    started_at=func.coalesce(S.jobs.c.started_at, now)).returning(*S.jobs.c)).first()
-                return self._full(c, self._job(row)) if row else None
+            with self._tx(Write.ORDERED) as c:
+                if now - self._swept >= SWEEP_EVERY_S:
+                    self._swept = now
+                    for job_id in c.execute(Q.expire, {"now": now}).scalars().all():
+                        self._enqueue_webhook(c, job_id, EXPIRED)
+                rows = c.execute(Q.candidates, {"now": now, "n": CANDIDATES}).all()
+                if not rows:
+                    return None
+                seq = rows[0].seq
+                if any(r.needs for r in rows):
+                    views = {v.id: v for v in views_of(
+                        c.execute(Q.workers_seen, {"since": now - WORKER_LIVE_S}).all())}
+                    me = views.get(worker)
+                    if me is not None:
+                        seq = choose(me, list(views.values()), [(r.seq, r.needs, r.created_at) for r in rows], now)
+                        if seq is None:
+                            return None
+                row = c.execute(Q.take, {"at_seq": seq, "now": now, "worker": worker,
+                                         "lease_until": now + lease_s}).first()
+                if row is None:
+                    return None
+                job = job_of(row)
+                # a job never tried has no outputs to read back
+                return self._full(c, job, outputs=job.prompt_id is not None)
         return await self._run(run)
 
     async def forget_own_leases(self, worker):
         """At start: runs this worker held before a restart are resumable at once, rather
         than after their lease runs out."""
         def run():
-            with self.w.begin() as c:
-                return c.execute(update(S.jobs).where(S.jobs.c.lease_owner == worker,
-                                                      S.jobs.c.status.in_((RUNNING, CANCELING)))
-                                 .values(lease_until=0)).rowcount
+            with self._tx(Write.ORDERED) as c:
+                n = c.execute(Q.forget, {"worker": worker}).rowcount
+                if n and self.postgres:
+                    engines.notify(c)
+                return n
         return await self._run(run)
-
-    def _held(self, job_id, worker):
-        return and_(S.jobs.c.id == job_id, S.jobs.c.lease_owner == worker,
-                    S.jobs.c.status.in_((RUNNING, CANCELING)))
 
     async def heartbeat(self, job_id, worker, lease_s):
         def run():
-            with self.w.begin() as c:
-                row = c.execute(update(S.jobs).where(self._held(job_id, worker))
-                                .values(lease_until=time.time() + lease_s)
-                                .returning(S.jobs.c.cancel_requested)).first()
+            with self._tx(Write.LIGHT) as c:
+                row = c.execute(Q.heartbeat, {"job_id": job_id, "worker": worker,
+                                              "lease_until": time.time() + lease_s}).first()
             return Claim(False) if row is None else Claim(True, bool(row[0]))
         return await self._run(run)
 
     async def release(self, job_id, worker):
         def run():
-            with self.w.begin() as c:
-                c.execute(update(S.jobs).where(self._held(job_id, worker)).values(lease_until=0))
+            with self._tx(Write.ORDERED) as c:
+                c.execute(Q.release, {"job_id": job_id, "worker": worker})
+                if self.postgres:
+                    engines.notify(c)
         await self._run(run)
 
     async def start_attempt(self, job_id, worker, prompt_id):
         def run():
             now = time.time()
-            with self.w.begin() as c:
-                n = c.execute(update(S.jobs).where(self._held(job_id, worker)).values(
-                    attempts=S.jobs.c.attempts + 1, prompt_id=prompt_id,
-                    run_started_at=func.coalesce(S.jobs.c.run_started_at, now))
-                    .returning(S.jobs.c.attempts)).scalar()
+            key = {"job_id": job_id, "worker": worker, "prompt_id": prompt_id, "now": now}
+            with self._tx(Write.ORDERED) as c:
+                n = c.execute(Q.attempt_count, key).scalar()
                 if n is None:
                     raise LedgerError(f"job {job_id} is no longer held by {worker}")
-                c.execute(insert(S.attempts).values(job_id=job_id, n=n, prompt_id=prompt_id, worker=worker,
-                                                    started_at=now))
+                c.execute(Q.attempt_put, {**key, "n": n})
                 return n
         return await self._run(run)
 
     async def abort_attempt(self, job_id, worker, prompt_id):
         def run():
-            with self.w.begin() as c:
-                c.execute(delete(S.attempts).where(S.attempts.c.prompt_id == prompt_id))
-                c.execute(update(S.jobs).where(self._held(job_id, worker), S.jobs.c.prompt_id == prompt_id)
-                          .values(attempts=S.jobs.c.attempts - 1, prompt_id=None))
+            with self._tx(Write.ORDERED) as c:
+                c.execute(Q.attempt_drop, {"prompt_id": prompt_id})
+                c.execute(Q.attempt_uncount, {"job_id": job_id, "worker": worker, "pid": prompt_id})
         await self._run(run)
 
     async def end_attempt(self, job_id, prompt_id, outcome, reason):
         def run():
-            with self.w.begin() as c:
-                c.execute(update(S.attempts).where(S.attempts.c.prompt_id == prompt_id, S.attempts.c.ended_at.is_(None))
-                          .values(ended_at=time.time(), outcome=outcome, reason=reason))
+            with self._tx(Write.ORDERED) as c:
+                c.execute(Q.attempt_end, {"pid": prompt_id, "now": time.time(), "outcome": outcome,
+                                          "reason": reason})
         await self._run(run)
 
     async def attempts_of(self, job_id):
         def run():
             with self.r.connect() as c:
-                return [dict(r._mapping) for r in c.execute(
-                    select(S.attempts).where(S.attempts.c.job_id == job_id).order_by(S.attempts.c.n))]
+                return [dict(r._mapping) for r in c.execute(Q.attempts_of, {"job_id": job_id})]
         return await self._read(run)
 
     async def set_progress(self, job_id, worker, progress):
         def run():
-            with self.w.begin() as c:
-                c.execute(update(S.jobs).where(self._held(job_id, worker)).values(progress=progress))
+            with self._tx(Write.LIGHT) as c:
+                c.execute(Q.progress, {"job_id": job_id, "worker": worker, "progress": progress})
         await self._run(run)
 
     async def add_output(self, job_id, node_id, name, kind, asset):
+        # LIGHT: an output lost with the database is fetched again from ComfyUI's history at
+        # the end of the run, and the job's durable end flushes it (the log is written in order).
         def run():
             try:
-                with self.w.begin() as c:
+                with self._tx(Write.LIGHT) as c:
                     self._put_asset(c, asset)
-                    c.execute(insert(S.outputs).values(job_id=job_id, node_id=node_id, name=name, kind=kind,
-                                                       asset_id=asset.id))
+                    c.execute(Q.output_put, {"job_id": job_id, "node_id": node_id, "name": name, "kind": kind,
+                                             "asset_id": asset.id})
                 return True
             except IntegrityError:
                 return False
         return await self._run(run)
 
-    async def finish(self, job_id, worker, status, error, progress=None):
+    async def finish(self, job_id, worker, status, error, progress=None, attempt=None):
         assert status in TERMINAL
 
         def run():
-            with self.wd.begin() as c:
-                values = dict(status=status, completed_at=time.time(), error=error, lease_owner=None,
-                              lease_until=None)
-                if progress is not None:
-                    values["progress"] = progress
-                n = c.execute(update(S.jobs).where(self._held(job_id, worker)).values(**values)).rowcount
+            values = {"job_id": job_id, "worker": worker, "status": status, "now": time.time(), "error": error}
+            with self._tx(Write.DURABLE) as c:
+                if attempt is not None:
+                    prompt_id, outcome, reason = attempt
+                    c.execute(Q.attempt_end, {"pid": prompt_id, "now": values["now"], "outcome": outcome,
+                                              "reason": reason})
+                if progress is None:
+                    n = c.execute(Q.finish, values).rowcount
+                else:
+                    n = c.execute(Q.finish_with_progress, {**values, "progress": progress}).rowcount
                 if n:
                     self._enqueue_webhook(c, job_id, status)
                 return bool(n)
         return await self._run(run)
-
-    # --- assets --------------------------------------------------------------------------
-    @staticmethod
-    def _put_asset(c: Connection, a: Asset) -> None:
-        if c.execute(select(S.assets.c.id).where(S.assets.c.id == a.id)).first() is None:
-            c.execute(insert(S.assets).values(id=a.id, hash=a.hash, size=a.size, content_type=a.content_type,
-                                              file_path=a.file_path, created_at=a.created_at, job_id=a.job_id,
-                                              tags=a.tags))
-
-    async def put_asset(self, asset):
-        def run():
-            with self.w.begin() as c:
-                self._put_asset(c, asset)
-        await self._run(run)
-
-    def _select_asset(self):
-        return select(S.assets, S.remotes.c.uri).outerjoin(S.remotes, S.remotes.c.hash == S.assets.c.hash)
-
-    async def get_asset(self, asset_id):
-        def run():
-            with self.r.connect() as c:
-                row = c.execute(self._select_asset().where(S.assets.c.id == asset_id)).first()
-            return self._asset(row._mapping) if row else None
-        return await self._read(run)
-
-    async def find_blob(self, digest):
-        def run():
-            with self.r.connect() as c:
-                row = c.execute(self._select_asset().where(S.assets.c.hash == digest).limit(1)).first()
-            return self._asset(row._mapping) if row else None
-        return await self._read(run)
-
-    async def set_remote(self, digest, uri):
-        def run():
-            with self.w.begin() as c:
-                if c.execute(select(S.remotes).where(S.remotes.c.hash == digest)).first() is None:
-                    c.execute(insert(S.remotes).values(hash=digest, uri=uri))
-        await self._run(run)
-
-    # --- webhook outbox ----------------------------------------------------------------
-    def _enqueue_webhook(self, c: Connection, job_id: str, status: str) -> None:
-        if self.webhooks:
-            c.execute(insert(S.deliveries).values(job_id=job_id, body={"type": f"job.{status}", "job_id": job_id},
-                                                  attempts=0, next_at=time.time(), done=False))
-
-    async def due_deliveries(self, now, limit):
-        def run():
-            with self.r.connect() as c:
-                rows = c.execute(select(S.deliveries).where(S.deliveries.c.done.is_(False),
-                                                            S.deliveries.c.next_at <= now)
-                                 .order_by(S.deliveries.c.id).limit(limit)).all()
-            return [Delivery(r.id, r.job_id, r.body, r.attempts) for r in rows]
-        return await self._read(run)
-
-    async def delivery_done(self, delivery_id, ok, error, retry_at):
-        def run():
-            with self.w.begin() as c:
-                c.execute(update(S.deliveries).where(S.deliveries.c.id == delivery_id).values(
-                    attempts=S.deliveries.c.attempts + 1, done=ok or retry_at is None,
-                    last_error=error or None, next_at=retry_at or time.time()))
-        await self._run(run)

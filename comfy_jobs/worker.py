@@ -5,6 +5,11 @@ default; a cluster runs one beside each ComfyUI (the same code, without the prox
 A run ComfyUI lost (crash, kill -9, restart) is submitted again, up to max_attempts; a run
 ComfyUI rejected fails with its node errors and is never retried; a run that succeeded is
 recorded as such before its outputs are fetched, so it is never run again.
+
+Each worker also writes its own row in the ledger on every beat (comfy_jobs/report.py): the
+models it has on disk (placement), the job it holds, the address of its proxy (the gateways'
+UI pinning). A drain (`comfyctl drain`, SIGTERM of `python -m comfy_jobs worker`) stops
+claiming, lets the job in hand finish, and leaves queued jobs to the other workers.
 """
 from __future__ import annotations
 
@@ -18,9 +23,11 @@ import uuid
 
 import aiohttp
 
-from comfy_jobs.comfy import ComfyUI, Located, Rejected, Unreachable
+from comfy_jobs.comfy import ComfyUI, Located, Rejected, Unreachable, rejected_error
 from comfy_jobs.model import CANCELED, FAILED, SUCCEEDED, Job
-from comfy_jobs.outputs import MissingInput
+from comfy_jobs.outputs import MissingInput, pending
+from comfy_jobs.podcost import PodCost
+from comfy_jobs.presence import Presence
 from comfy_jobs.progress import Tracker
 
 log = logging.getLogger(__name__)
@@ -40,13 +47,16 @@ class Held:
         self.cancel = job.cancel_requested
         self.lost = False
         self.stream: asyncio.Queue | None = None
+        # (node, name) of the outputs committed, while the run goes and after: each is
+        # fetched from ComfyUI once
+        self.seen = {(o.node_id, o.name) for o in job.outputs}
 
     def kick(self) -> None:
         if self.stream is not None:
             self.stream.put_nowait(("kick", {}))
 
 
-class Worker:
+class Worker(Presence):
     def __init__(self, ledger, settings, comfy_url: str, session: aiohttp.ClientSession, files, hub, metrics):
         self.ledger, self.s, self.files, self.hub, self.metrics = ledger, settings, files, hub, metrics
         self.comfy = ComfyUI(comfy_url, session)
@@ -58,6 +68,9 @@ class Worker:
         self.comfy_up = False
         self._wake = asyncio.Event()
         self._stopping = False
+        self.draining = False
+        self.loaded: list[str] = []  # the models of the job run last (what ComfyUI holds)
+        self.cost = PodCost(settings.pod, session) if settings.pod else None
         self.task: asyncio.Task | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -75,8 +88,9 @@ class Worker:
             self.current.kick()
 
     async def stop(self, drain: bool = False) -> None:
-        """drain: finish the job in hand first. Otherwise the lease is given back at once
-        and ComfyUI keeps running the job; the next worker to start resumes following it."""
+        """drain: finish the job in hand first (no other is claimed meanwhile). Otherwise
+        the lease is given back at once and ComfyUI keeps running the job; the next worker
+        to start resumes following it."""
         self._stopping = True
         self._wake.set()
         if self.task is None:
@@ -88,9 +102,14 @@ class Worker:
 
     async def run(self) -> None:
         await self.ledger.forget_own_leases(self.id)
-        listener = asyncio.create_task(self._listen())
+        await self.report(starting=True)
+        helpers = [asyncio.create_task(self._listen()), asyncio.create_task(self._reports()),
+                   asyncio.create_task(self._notices())]
         try:
             while not self._stopping:
+                if self.draining:
+                    await self._idle(1.0)
+                    continue
                 if not self.comfy_up:
                     self.comfy_up = await self.comfy.ready()
                     if not self.comfy_up:
@@ -98,11 +117,20 @@ class Worker:
                         continue
                 job = await self.ledger.claim(self.id, self.s.lease_s)
                 if job is None:
+                    await self._pod_cost(busy=False)
                     await self._idle(1.0)
                     continue
+                await self._pod_cost(busy=True)
                 await self._hold(job)
+                if job.needs:
+                    self.loaded = list(job.needs)
+                await self.report()  # idle again: placement and drains see it at once
         finally:
-            listener.cancel()
+            for t in helpers:
+                t.cancel()
+            if self._stopping and self.current is None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self.ledger.forget_worker(self.id))
 
     async def _idle(self, seconds: float) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
@@ -228,7 +256,7 @@ class Worker:
         """Until ComfyUI has a history entry for the run, or no longer knows it."""
         job = held.job
         stream = held.stream = self.streams.setdefault(prompt_id, asyncio.Queue())
-        tracker, seen = Tracker(job.workflow), {(o.node_id, o.name) for o in job.outputs}
+        tracker, seen = Tracker(job.workflow), held.seen
         # The WebSocket says when the run ends; /queue and /history are asked at once only to
         # resume a run, then every POLL_S in case the socket missed it (or ComfyUI died).
         interrupted, last_write = False, 0.0
@@ -282,6 +310,9 @@ class Worker:
         status = entry.get("status") or {}
         if status.get("status_str", "success") == "success":
             outputs = entry.get("outputs") or {}
+            if not pending(outputs, held.seen):  # all committed while it ran: one transaction
+                return await self._finish(held, SUCCEEDED, None, self._done(held),
+                                          attempt=(prompt_id, "succeeded", json.dumps(outputs)))
             # Recorded first: if we die while fetching the files, the next worker fetches
             # them instead of running the job again.
             await self.ledger.end_attempt(held.job.id, prompt_id, "succeeded", json.dumps(outputs))
@@ -304,23 +335,26 @@ class Worker:
             "traceback": "".join(tb) if isinstance(tb, list) else tb})
 
     async def _succeed(self, held: Held, prompt_id: str, outputs: dict) -> None:
-        seen = {(o.node_id, o.name) for o in held.job.outputs}
         for node_id, node_out in outputs.items():
             while True:
                 try:
-                    await self.files.commit(self.comfy, held.job, str(node_id), node_out, seen)
+                    await self.files.commit(self.comfy, held.job, str(node_id), node_out, held.seen)
                     break
                 except Unreachable as exc:
                     log.warning("job %s: fetching outputs: %s; retrying", held.job.id, exc)
                     await self._wait_for_comfy(held)
                     await asyncio.sleep(1.0)
-        done = {**(held.job.progress or {}), "value": 1.0, "nodes_done": max(len(held.job.workflow), 1),
-                "nodes_total": max(len(held.job.workflow), 1), "message": None}
-        await self._finish(held, SUCCEEDED, None, done)
+        await self._finish(held, SUCCEEDED, None, self._done(held))
 
-    async def _finish(self, held: Held, status: str, error: dict | None, progress: dict | None = None) -> None:
+    @staticmethod
+    def _done(held: Held) -> dict:
+        n = max(len(held.job.workflow), 1)
+        return {**(held.job.progress or {}), "value": 1.0, "nodes_done": n, "nodes_total": n, "message": None}
+
+    async def _finish(self, held: Held, status: str, error: dict | None, progress: dict | None = None,
+                      attempt: tuple[str, str, str] | None = None) -> None:
         job = held.job
-        if await self.ledger.finish(job.id, self.id, status, error, progress):
+        if await self.ledger.finish(job.id, self.id, status, error, progress, attempt):
             self.metrics.finished[status] += 1
             if job.started_at:
                 self.metrics.execution.observe(time.time() - job.started_at)
@@ -358,18 +392,3 @@ class Worker:
             event, fmt = struct.unpack(">II", msg.data[:8])
             if event == 1 and self.running_prompt in self.streams:
                 self.streams[self.running_prompt].put_nowait(("preview", (FORMATS.get(fmt, "image/jpeg"), msg.data[8:])))
-
-
-def rejected_error(body: dict, workflow: dict) -> dict:
-    """The job.error for a prompt ComfyUI refused, with its node errors."""
-    err: dict = body["error"] if isinstance(body.get("error"), dict) else {"message": str(body.get("error"))}
-    node_errors = body.get("node_errors") or {}
-    node_id = next(iter(node_errors), None)
-    message = err.get("message") or "ComfyUI rejected the workflow"
-    if node_id is not None:
-        first = (node_errors[node_id].get("errors") or [{}])[0]
-        message = f"{message}: node {node_id} ({node_errors[node_id].get('class_type')}): " \
-                  f"{first.get('message', '')} {first.get('details', '')}".strip()
-    return {"code": "invalid_workflow", "message": message, "node_id": node_id,
-            "class_type": (workflow.get(node_id) or {}).get("class_type") if node_id else None,
-            "traceback": None, "details": {"error": err, "node_errors": node_errors}}

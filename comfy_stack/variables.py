@@ -188,7 +188,9 @@ COMFY_JOBS_DIR = Var("COMFY_JOBS_DIR", Path("/data/jobs"),
                      "the job ledger (SQLite) and the v2 assets (inputs and outputs)", path,
                      shown_default="`/data/jobs` (`comfyctl serve`: `jobs/` in the data directory)")
 COMFY_JOBS_DATABASE_URL = Var("COMFY_JOBS_DATABASE_URL", "",
-                              "the ledger's database as an SQLAlchemy URL", shown_default=(
+                              "the ledger's database as an SQLAlchemy URL; a cluster's PostgreSQL "
+                              "(`postgresql://user:password@host:5432/db`) also keeps the proxy's "
+                              "tokens, account and sessions (docs/scale-out.md)", shown_default=(
                                   "empty: `sqlite:///$COMFY_JOBS_DIR/ledger.db`"))
 COMFY_JOB_MAX_ATTEMPTS = Var("COMFY_JOB_MAX_ATTEMPTS", 2,
                              "submissions of a job to ComfyUI when ComfyUI loses the run (crash, OOM "
@@ -207,6 +209,20 @@ COMFY_JOBS_WORKER = Var("COMFY_JOBS_WORKER", "1",
                         "(workers elsewhere run them)", choice("1", "0"))
 COMFY_JOBS_WORKER_ID = Var("COMFY_JOBS_WORKER_ID", "", "this worker's name in the ledger",
                            shown_default="the host name")
+COMFY_WORKER_URL = Var("COMFY_WORKER_URL", "",
+                       "a cluster worker's own proxy, as gateways reach it (e.g. `http://$(POD_IP):8188`): "
+                       "browser sessions pinned to this worker have their UI relayed there; empty: none")
+COMFY_WORKER_MODELS_DIR = Var("COMFY_WORKER_MODELS_DIR", "",
+                              "placement: the models directory whose model_sync records this worker reports; "
+                              "it then takes only jobs whose model files are there; empty: every job")
+COMFY_WORKER_COMFYUI_URL = Var("COMFY_WORKER_COMFYUI_URL", "http://127.0.0.1:8189",
+                               "`python -m comfy_jobs worker`: the ComfyUI it runs jobs on", http_url)
+COMFY_POD_NAME = Var("COMFY_POD_NAME", "",
+                     "a worker pod's own name (the downward API's `metadata.name`): the worker then sets "
+                     "its `pod-deletion-cost` so that scale-in removes idle pods first; empty: not in a pod")
+COMFY_POD_NAMESPACE = Var("COMFY_POD_NAMESPACE", "default", "that pod's namespace (`metadata.namespace`)")
+KUBERNETES_SERVICE_HOST = Var("KUBERNETES_SERVICE_HOST", "", "the API server, as Kubernetes sets it in every pod")
+KUBERNETES_SERVICE_PORT = Var("KUBERNETES_SERVICE_PORT", "443", "the API server's port, as Kubernetes sets it")
 COMFY_JOBS_RETENTION_DAYS = Var("COMFY_JOBS_RETENTION_DAYS", 30.0,
                                 "a job's `expires_at`: a queued job not started by then expires",
                                 number(minimum=0.001), shown_default="`30`")
@@ -261,7 +277,10 @@ STORAGE: tuple[Row, ...] = (
 JOBS: tuple[Row, ...] = (
     (COMFY_JOBS_DIR, None), (COMFY_JOBS_DATABASE_URL, None), (COMFY_JOB_MAX_ATTEMPTS, None),
     (COMFY_QUEUE_LIMIT, None), (COMFY_OUTPUTS_TO, None), (COMFY_JOB_LEASE_SECONDS, None),
-    (COMFY_JOBS_WORKER, None), (COMFY_JOBS_WORKER_ID, None), (COMFY_JOBS_RETENTION_DAYS, None),
+    (COMFY_JOBS_WORKER, None), (COMFY_JOBS_WORKER_ID, None), (COMFY_WORKER_URL, None),
+    (COMFY_WORKER_MODELS_DIR, None), (COMFY_WORKER_COMFYUI_URL, None), (COMFY_POD_NAME, None),
+    (COMFY_POD_NAMESPACE, None), (KUBERNETES_SERVICE_HOST, None), (KUBERNETES_SERVICE_PORT, None),
+    (COMFY_JOBS_RETENTION_DAYS, None),
     (COMFY_WEBHOOK_URL, None), (COMFY_WEBHOOK_SECRET, None), (COMFY_ASSET_MAX_MB, None),
 )
 RUN: tuple[Row, ...] = (

@@ -4,6 +4,12 @@ It runs inside the container and asks ComfyUI on loopback (no login there), so a
 that is running when the pod is asked to stop can finish. It never fails the hook: a
 preStop that exits non-zero only produces an event, and one that never returns holds the
 pod until terminationGracePeriodSeconds, so every way out is exit 0 with a log line.
+
+With the v2 job worker (a cluster's worker pod, or one box's proxy), it first tells the
+worker through the ledger to stop claiming (COMFY_JOBS_DATABASE_URL, or the SQLite ledger in
+COMFY_JOBS_DIR; the worker's name is COMFY_JOBS_WORKER_ID, by default the host name, which
+is the pod's name) and waits for the job in hand to finish; queued jobs stay for the other
+workers (or for this box's next start).
 """
 from __future__ import annotations
 
@@ -70,6 +76,54 @@ def drain(url: str, timeout: float, interval: float) -> str:
         time.sleep(min(interval, remaining))
 
 
+def drain_worker(timeout: float, interval: float) -> str:
+    """Ask this host's job worker to drain and wait until it holds no job: 'idle',
+    'no-worker' (no ledger, or no such worker) or 'timeout'."""
+    import asyncio
+
+    from comfy_jobs.errors import JobsError
+    from comfy_jobs.ledger import open_ledger
+    from comfy_jobs.settings import load_settings
+
+    try:
+        settings = load_settings()
+    except JobsError as exc:
+        log.warning("not draining the job worker: %s", exc)
+        return "no-worker"
+    if not settings.database_url and not (settings.jobs_dir / "ledger.db").is_file():
+        return "no-worker"
+
+    async def run() -> str:
+        try:
+            ledger = open_ledger(settings.db_url)
+        except JobsError as exc:
+            log.warning("not draining the job worker: %s", exc)
+            return "no-worker"
+        try:
+            if not await ledger.request_drain(settings.worker_id):
+                log.info("no job worker %r in the ledger; nothing to drain", settings.worker_id)
+                return "no-worker"
+            deadline = time.monotonic() + timeout
+            while True:
+                w = await ledger.worker(settings.worker_id)
+                if w is None or w.job_id is None:
+                    log.info("job worker %s claims no more jobs and holds none", settings.worker_id)
+                    return "idle"
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    log.warning("job worker %s still runs job %s after %.0f s; stopping anyway (another "
+                                "worker resumes it when the lease runs out)", settings.worker_id, w.job_id, timeout)
+                    return "timeout"
+                log.info("waiting for job worker %s to finish job %s (%.0f s left)", settings.worker_id,
+                         w.job_id, remaining)
+                await asyncio.sleep(min(interval, remaining))
+        finally:
+            await ledger.close()
+    return asyncio.run(run())
+
+
 def main(args: argparse.Namespace) -> int:
-    drain(args.url, args.timeout, args.interval)
+    started = time.monotonic()
+    drain_worker(args.timeout, args.interval)
+    drain(args.url, max(0.0, args.timeout - (time.monotonic() - started)), args.interval)
     return 0

@@ -29,3 +29,19 @@ def comfy(tmp_path_factory):
     c = RealComfyUI(tmp_path_factory.mktemp("comfy")).start()
     yield c
     c.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server on loopback for the whole run (tests/support/postgres.py)."""
+    from tests.support.postgres import start_postgres
+
+    pg = start_postgres()
+    yield pg
+    pg.stop()
+
+
+@pytest.fixture
+def pg_url(postgres):
+    """The URL of a fresh, empty database on that server."""
+    return postgres.new_database()

@@ -17,9 +17,11 @@ from comfy_jobs.sqlstore import SqlLedger
 from tests.support import python_env
 
 
-@pytest.fixture
-async def ledger(tmp_path):
-    led = SqlLedger(f"sqlite:///{tmp_path}/ledger.db")
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def ledger(request, tmp_path):
+    """The same tests against both backends: SQLite on disk and a real PostgreSQL."""
+    url = f"sqlite:///{tmp_path}/ledger.db" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    led = SqlLedger(url)
     yield led
     await led.close()
 

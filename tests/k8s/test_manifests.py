@@ -9,19 +9,12 @@ import subprocess
 import pytest
 import yaml
 
-from tests.support import REPO, need_tool
+from tests.support import need_tool
+from tests.support.k8s import render
 
 OVERLAYS = ["ack-gpu", "acs", "oss-mount", "cpu", "ack-gpu-ingress"]
 GPU_OVERLAYS = {"ack-gpu", "acs", "oss-mount", "ack-gpu-ingress"}
 SECRETISH = re.compile(r"PASSWORD|SECRET|TOKEN|ACCESS_KEY", re.I)
-
-
-def render(overlay: str) -> str:
-    kubectl = need_tool("kubectl")
-    out = subprocess.run([kubectl, "kustomize", str(REPO / "deploy/k8s/overlays" / overlay)],
-                         capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    return out.stdout
 
 
 @pytest.fixture(scope="module", params=OVERLAYS)

@@ -29,7 +29,7 @@ from urllib.parse import unquote
 from aiohttp import WSMsgType, web
 
 KNOWN_CLASSES = {"EmptyImage", "ImageInvert", "ImageScale", "SaveImage", "LoadImage", "PreviewImage",
-                 "SaveGLB", "Preview3D", "Hy3D21ExportMesh"}
+                 "SaveGLB", "Preview3D", "Hy3D21ExportMesh", "CheckpointLoaderSimple"}
 # A minimal binary glTF header (magic, version 2, total length): enough to be a .glb file.
 TINY_GLB = b"glTF" + struct.pack("<II", 2, 12)
 STATE = web.AppKey("state", dict)

@@ -74,14 +74,7 @@ class JobsStack:
         self.comfy.stop()
 
     def request(self, method: str, path: str, body=None, headers: dict | None = None):
-        req = urllib.request.Request(self.url(path), method=method, data=None if body is None else json.dumps(body).encode(),
-                                     headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json",
-                                              **(headers or {})})
-        try:
-            with urllib.request.urlopen(req, timeout=10) as r:
-                return r.status, json.loads(r.read() or b"null"), dict(r.headers)
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read() or b"null"), dict(e.headers)
+        return api_request(self.url(path), self.token, method, body, headers)
 
     def job(self, job_id: str) -> dict:
         return self.request("GET", f"/api/v2/jobs/{job_id}")[1]
@@ -97,3 +90,15 @@ class JobsStack:
             c.row_factory = sqlite3.Row
             return [dict(r) for r in c.execute("SELECT * FROM attempts WHERE job_id=? ORDER BY n", (job_id,))]
 
+
+
+def api_request(url: str, token: str, method: str, body=None, headers: dict | None = None):
+    """(status, JSON body, headers) of one request with the token, an error status included."""
+    req = urllib.request.Request(url, method=method, data=None if body is None else json.dumps(body).encode(),
+                                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json",
+                                          **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read() or b"null"), dict(r.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null"), dict(e.headers)
