@@ -52,7 +52,7 @@ class ServeSettings:
     manager_network_mode: str = v.MANAGER_NETWORK_MODE.default   # comfyctl.manager_config
     # No COMFYUI_DIR: comfyui_dir and comfyui_python are made under the data directory at
     # start, from what this says (comfyctl.bootstrap); None with a checkout.
-    bootstrap: "BootstrapSettings | None" = None
+    bootstrap: BootstrapSettings | None = None
     jobs_dir: Path | None = None        # the v2 job ledger's; None: jobs/ in the data directory
     hf_hub_offline: str = v.HF_HUB_OFFLINE.default   # ComfyUI's process only
     cuda_version: str = ""              # the CUDA image's runtime, for the driver check

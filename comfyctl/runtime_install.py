@@ -45,8 +45,8 @@ def renamed(line: str) -> str:
 
 def requirement_lines(path: Path) -> list[str]:
     """A requirements file's requirements, without comments, blanks and the torch stack."""
-    return [renamed(l) for l in path.read_text().splitlines()
-            if l.strip() and not l.startswith("#") and requirement_name(l) not in TORCH_STACK]
+    return [renamed(line) for line in path.read_text().splitlines()
+            if line.strip() and not line.startswith("#") and requirement_name(line) not in TORCH_STACK]
 
 
 def pack_requirements(lock_path: Path, comfy: Path) -> list[str]:
@@ -96,7 +96,7 @@ def freeze_torch(python: Path, constraints: Path) -> None:
     """Append the installed torch stack's exact versions to the constraints file."""
     frozen = subprocess.run([str(python), "-m", "pip", "freeze"], check=True, capture_output=True,
                             text=True).stdout.splitlines()
-    pins = [l for l in frozen if requirement_name(l) in TORCH_STACK and "==" in l]
+    pins = [line for line in frozen if requirement_name(line) in TORCH_STACK and "==" in line]
     with constraints.open("a") as f:
         f.write("".join(f"{p}\n" for p in pins))
 

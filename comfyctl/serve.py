@@ -13,7 +13,6 @@ from pathlib import Path
 from auth_proxy import extension
 from comfy_stack import variables
 from comfy_stack.env import add_flags
-from comfy_stack.files import SHARED, write_atomic
 from comfyctl import bootstrap, config, manager_config, model_paths, modes, supervisor, sync_job, workflows_install
 from comfyctl.errors import ComfyctlError, MissingProgram, SyncFailed
 from model_sync import progress as sync_progress

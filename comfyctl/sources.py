@@ -68,7 +68,7 @@ def absent_files(folder: Path | None) -> dict[str, list[str]]:
     index = folder / "SOURCES.tsv" if folder else None
     if not index or not index.is_file():
         return {}
-    rows = csv.reader((l for l in index.read_text().splitlines() if l and not l.startswith("#")),
+    rows = csv.reader((line for line in index.read_text().splitlines() if line and not line.startswith("#")),
                       delimiter="\t")
     return {r[0]: [f for f in r[4].split(",") if f and f != "-"] for r in rows if len(r) >= 5}
 

@@ -210,7 +210,7 @@ def test_manager_config_keeps_what_the_user_set_and_probes_their_channel(tmp_pat
 
 
 def test_the_build_context_leaves_out_history_environments_and_data():
-    ignored = [l.strip() for l in (REPO / ".dockerignore").read_text().splitlines() if l.strip() and not l.startswith("#")]
+    ignored = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines() if line.strip() and not line.startswith("#")]
     for path in (".git", ".venv", "data", ".env", "build/*"):
         assert path in ignored, path
     # but the two staged build inputs go in

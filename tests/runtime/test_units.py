@@ -237,7 +237,7 @@ def test_comfyui_writes_nothing_beside_its_code(checkout, tmp_path):
     s = config.load(ns(), {"COMFYUI_DIR": str(checkout), "COMFY_DATA_DIR": str(tmp_path / "d")})
     text = supervisor.render(s, [], tmp_path / "d" / "run", {"AUTH_PROXY_LISTEN": "127.0.0.1:8188"})
     command = shlex.split(text.split("[program:comfyui]")[1].split("command=", 1)[1].splitlines()[0])
-    flags = dict(zip(command, command[1:]))
+    flags = dict(zip(command, command[1:], strict=False))
     for flag in ("--user-directory", "--input-directory", "--output-directory", "--temp-directory"):
         assert flags[flag].startswith(str(tmp_path / "d")), flag
     assert flags["--database-url"] == f"sqlite:///{tmp_path / 'd' / 'user' / 'comfyui.db'}"
