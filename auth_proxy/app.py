@@ -20,6 +20,7 @@ from aiohttp import web
 
 from auth_proxy.gate import ARRIVAL, GATE, NORM_PATH, WHO, Gate, Who
 from auth_proxy.middlewares import PIPELINE
+from auth_proxy.responses import SERVER_NAME
 from auth_proxy.routes import add_routes
 from auth_proxy.settings import Settings
 
@@ -40,7 +41,7 @@ def create_app(settings: Settings) -> web.Application:
 
     async def no_version_banner(_request: web.Request, resp: web.StreamResponse) -> None:
         # aiohttp (and ComfyUI, relayed) would name their versions here.
-        resp.headers["Server"] = "comfy-stack"
+        resp.headers["Server"] = SERVER_NAME
 
     app.cleanup_ctx.append(lifetime)
     app.on_response_prepare.append(no_version_banner)
