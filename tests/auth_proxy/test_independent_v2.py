@@ -125,3 +125,36 @@ async def test_v2_needs_the_login_and_keeps_the_cross_site_rules(module_proxy):
                 assert r.status == 403, headers
         async with s.get(base + "/api/v2/jobs", headers={"Sec-Fetch-Site": "cross-site"}) as r:
             assert r.status == 403, "another site's page may not read the job list with the cookie"
+
+
+async def test_content_urls_name_this_server_whatever_the_client_claims(module_proxy, spawn_proxy):
+    """The absolute output URLs (which SDKs follow with their token) are built from the
+    host the client asked for; X-Forwarded-Host and -Proto are believed only from a
+    trusted proxy, and from the nearest hop (the first value is the client's own)."""
+    claims = {"X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "https"}
+    async with api(module_proxy) as s:
+        async with s.post(module_proxy.base + "/api/v2/jobs", json={"workflow": SMOKE}) as r:
+            job_id = (await r.json())["id"]
+        for _ in range(300):
+            async with s.get(module_proxy.base + f"/api/v2/jobs/{job_id}", headers=claims) as r:
+                job = await r.json()
+            if job["status"] in ("succeeded", "failed"):
+                break
+            await asyncio.sleep(0.1)
+        [out] = job["outputs"]
+        assert out["url"].startswith(module_proxy.base + "/api/v2/assets/"), out["url"]
+    behind = spawn_proxy(AUTH_PROXY_TRUSTED_PROXIES="127.0.0.0/8", AUTH_PROXY_ALLOWED_HOSTS="comfy.example.org")
+    forwarded = {"X-Forwarded-Host": "evil.example, comfy.example.org", "X-Forwarded-Proto": "http, https",
+                 "X-Forwarded-For": "198.51.100.9"}
+    async with api(behind) as s:
+        async with s.post(behind.base + "/api/v2/jobs", json={"workflow": SMOKE}, headers=forwarded) as r:
+            assert r.status == 201, await r.text()
+            job_id = (await r.json())["id"]
+        for _ in range(300):
+            async with s.get(behind.base + f"/api/v2/jobs/{job_id}", headers=forwarded) as r:
+                job = await r.json()
+            if job["status"] in ("succeeded", "failed"):
+                break
+            await asyncio.sleep(0.1)
+        [out] = job["outputs"]
+        assert out["url"].startswith("https://comfy.example.org/api/v2/assets/"), out["url"]
