@@ -186,3 +186,24 @@ async def test_an_unknown_user_and_a_wrong_password_look_the_same(make_stack, mo
                 answers.append((r.status, await r.json()))
     assert all(a == answers[0] for a in answers) and answers[0][0] == 401, answers
     assert len(checked) == 4 and len(set(checked)) == 1, checked
+
+
+XSS = '/"><script>alert(1)</script><img src=x onerror=alert(2)>'
+
+
+async def test_no_markup_from_the_url_reaches_the_proxy_pages(module_proxy):
+    """`next` in the login and password pages, and the path in the cross-site page, are
+    text: no tag or attribute of the URL's making."""
+    base = module_proxy.base
+    async with browser() as s:
+        async with s.get(base + "/login", params={"next": XSS}) as r:
+            page = await r.text()
+        assert "<script" not in page and "<img" not in page
+        await log_in(s, base)
+        async with s.get(base + "/_auth/password", params={"next": XSS}, headers={"Accept": "text/html"}) as r:
+            page = await r.text()
+        assert r.status == 200 and "<script" not in page and "<img" not in page
+        async with s.get(base + XSS.replace(" ", "%20"), headers={"Accept": "text/html", "Sec-Fetch-Site": "cross-site",
+                                                               "Sec-Fetch-Mode": "navigate"}) as r:
+            page = await r.text()
+        assert r.status == 403 and "<script" not in page and "<img" not in page and 'href="/"' in page
