@@ -20,6 +20,7 @@ from aiohttp import web
 
 from auth_proxy.gate import ARRIVAL, GATE, NORM_PATH, WHO, Gate, Who
 from auth_proxy.middlewares import PIPELINE
+from auth_proxy.responses import SERVER_NAME
 from auth_proxy.routes import add_routes
 from auth_proxy.settings import Settings
 
@@ -38,11 +39,15 @@ def create_app(settings: Settings) -> web.Application:
         yield
         await gate.stop()
 
-    async def no_version_banner(_request: web.Request, resp: web.StreamResponse) -> None:
+    async def own_headers(_request: web.Request, resp: web.StreamResponse) -> None:
         # aiohttp (and ComfyUI, relayed) would name their versions here.
-        resp.headers["Server"] = "comfy-stack"
+        resp.headers["Server"] = SERVER_NAME
+        if "Cache-Control" not in resp.headers:
+            # What the gate answers itself (pages, sessions, refusals) is kept by no cache
+            # (what it relays has its own policy: auth_proxy/relay.py).
+            resp.headers["Cache-Control"] = "no-store"
 
     app.cleanup_ctx.append(lifetime)
-    app.on_response_prepare.append(no_version_banner)
+    app.on_response_prepare.append(own_headers)
     add_routes(app)
     return app

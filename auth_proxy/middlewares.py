@@ -55,6 +55,11 @@ async def count_and_hide_errors(request: web.Request, handler):
 async def normalise(request: web.Request, handler):
     """What every later decision is made on: the path percent-decoded with dot segments
     resolved, the client's address, and the host it asked for (which must be ours)."""
+    if not request.raw_path.startswith("/"):
+        # An absolute-form target (`GET http://host/x`), CONNECT's host:port or OPTIONS's
+        # `*`: this is no forward proxy, and the relay appends the raw target to ComfyUI's
+        # address, which such a target would turn into another URL.
+        return error(400, "send the request target as a path (this server is not a forward proxy)")
     try:
         request[NORM_PATH] = normalise_path(request.raw_path.split("?", 1)[0])
     except BadPath:

@@ -105,6 +105,10 @@ async def relay_http(request: web.Request, session: aiohttp.ClientSession, upstr
                 resp.headers.add(k, v)
         if worker is not None:
             resp.headers["X-Comfy-Worker"] = worker
+        if "Cache-Control" not in up.headers:
+            # It was behind the login: no shared cache (a CDN, a caching Ingress) may hand it
+            # to the next visitor. A policy ComfyUI sent stands.
+            resp.headers["Cache-Control"] = "private"
         if up.headers.get("Content-Length") is not None and "Content-Encoding" not in up.headers:
             resp.content_length = int(up.headers["Content-Length"])
         if up.status < 300 and serves_user_files(request[NORM_PATH], up.headers.get("Content-Type", "")):

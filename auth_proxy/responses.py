@@ -23,6 +23,8 @@ class BadBody(ValueError):
 # a login, and reading it would only cost memory.
 BODY_LIMIT = 16 * 1024
 FIELD_LIMIT = 1024
+# What the proxy says in `Server`, on everything it answers: no name of a version.
+SERVER_NAME = "comfy-stack"
 CHALLENGES = ('Basic realm="ComfyUI", charset="UTF-8"', 'Bearer realm="ComfyUI"')
 
 

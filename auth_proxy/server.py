@@ -11,6 +11,10 @@ Three defences, each with its setting (docs/auth.md):
   429 and closed before they cost more than the accept;
 - the soft RLIMIT_NOFILE raised to the hard limit at start (often 1024 against 1048576).
 
+And requests aiohttp cannot parse are answered here too (`plain_errors`): aiohttp does so
+before any hook of the application runs, with its version in `Server` and the offending
+bytes in the body (a too-long Cookie header comes back with the session id in it).
+
 The cap needs to see connections before aiohttp parses anything, so the listening socket is
 opened here with a protocol that counts them and hands the rest to aiohttp's own request
 handler; aiohttp offers no hook for that.
@@ -23,9 +27,13 @@ import logging
 import resource
 import signal
 from collections import Counter
+from http import HTTPStatus
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 
+from auth_proxy.responses import SERVER_NAME
 from auth_proxy.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -57,8 +65,29 @@ class ConnectionCap:
             return False
         return any(ip in net for net in self.trusted)
 
-    def protocol(self, inner: asyncio.Protocol) -> CappedProtocol:
-        return CappedProtocol(self, inner)
+    def protocol(self, inner: RequestHandler) -> CappedProtocol:
+        return CappedProtocol(self, plain_errors(inner))
+
+
+class PlainErrors(RequestHandler):
+    """aiohttp's request handler, but its answers to requests it cannot parse (and to
+    failures outside the application) name the status only: no version banner, no quoted
+    request bytes."""
+    __slots__ = ()
+
+    def handle_error(self, request: BaseRequest, status: int = 500, exc: BaseException | None = None,
+                     message: str | None = None) -> web.StreamResponse:
+        phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+        resp = super().handle_error(request, status, exc, f"{status} {phrase}: the request could not be read\n")
+        resp.headers["Server"] = SERVER_NAME
+        return resp
+
+
+def plain_errors(handler: RequestHandler) -> RequestHandler:
+    # aiohttp's server makes the handler, and its __slots__ leave no room to replace a
+    # method on the instance; the subclass adds no state, so it can take the instance over.
+    handler.__class__ = PlainErrors
+    return handler
 
 
 class CappedProtocol(asyncio.Protocol):

@@ -115,7 +115,7 @@ class AssetRoutes:
     async def from_hash(self, request: web.Request) -> web.Response:
         try:
             body = await request.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's stack
             body = None
         if not isinstance(body, dict):
             raise ApiError(404, "blob_not_found", "send {\"hash\": \"blake3:...\"}")

@@ -39,11 +39,11 @@ def iso(ts: float | None) -> str | None:
 
 
 def origin(request: web.Request) -> str:
-    """scheme://host the client used (the first proxy's forwarded values when behind one),
-    for the absolute content URLs the contract asks for."""
-    proto = request.headers.get("X-Forwarded-Proto", request.scheme).split(",")[0].strip()
-    host = request.headers.get("X-Forwarded-Host", request.host).split(",")[0].strip()
-    return f"{proto}://{host}"
+    """scheme://host the client used, for the absolute content URLs the contract asks for.
+    Behind a trusted proxy the gate has already re-addressed the request to the forwarded
+    scheme and host (auth_proxy/forwarded.py, the nearest hop's values); anyone else's
+    X-Forwarded-* are their own claims, and SDKs follow these URLs with their token."""
+    return f"{request.scheme}://{request.host}"
 
 
 def asset_json(request: web.Request, a: Asset, created_new: bool | None = None) -> dict:

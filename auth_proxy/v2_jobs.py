@@ -30,7 +30,7 @@ async def read_json_body(request: web.Request, limit: int = MAX_BODY):
             raise ApiError(422, "invalid_request", f"the body is over {limit >> 20} MiB")
     try:
         return json.loads(data or b"null")
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's stack
         raise ApiError(422, "invalid_request", "the body is not valid JSON") from None
 
 

@@ -79,15 +79,14 @@ class ProxyProcess:
     env: dict
 
 
-@pytest.fixture
-def spawn_proxy(tmp_path):
-    """Start `python -m auth_proxy` in front of the stand-in (its own process too), with
-    extra environment, and optionally a lowered RLIMIT_NOFILE (soft, hard)."""
-    procs: list[subprocess.Popen] = []
+def spawner(root: Path, procs: list[subprocess.Popen]):
+    """`spawn(nofile=None, **env)`: start `python -m auth_proxy` in front of the stand-in
+    (its own process too) under `root`, with extra environment, and optionally a lowered
+    RLIMIT_NOFILE (soft, hard); the processes are added to `procs` for the caller to stop."""
     count = iter(range(100))
 
     def spawn(nofile: tuple[int, int] | None = None, **extra: str) -> ProxyProcess:
-        base = tmp_path / f"proc{next(count)}"
+        base = root / f"proc{next(count)}"
         up_port, port = free_port(), free_port()
         upstream = subprocess.Popen([sys.executable, "-m", "tests.support.fake_comfyui", "--port", str(up_port),
                                      "--output-directory", str(base / "out")], cwd=REPO, env=python_env(),
@@ -108,7 +107,24 @@ def spawn_proxy(tmp_path):
                    timeout=30, what="the proxy and its upstream")
         return ProxyProcess(proxy, f"http://127.0.0.1:{port}", token, log, env)
 
-    yield spawn
+    return spawn
+
+
+@pytest.fixture
+def spawn_proxy(tmp_path):
+    """A `spawner` for this test: its processes stop when the test ends."""
+    procs: list[subprocess.Popen] = []
+    yield spawner(tmp_path, procs)
+    for proc in reversed(procs):
+        stop_process(proc)
+
+
+@pytest.fixture(scope="module")
+def module_proxy(tmp_path_factory):
+    """One spawned proxy (and stand-in) shared by a module's tests, for checks that leave
+    no state behind."""
+    procs: list[subprocess.Popen] = []
+    yield spawner(tmp_path_factory.mktemp("proxy"), procs)()
     for proc in reversed(procs):
         stop_process(proc)
 

@@ -9,7 +9,7 @@ import stat
 import aiohttp
 
 from tests.support import stop_process
-from tests.support.proxy import PASSWORD
+from tests.support.proxy import PASSWORD, send_raw
 
 SECRETS = [f"SECRET{i}x" for i in range(12)]
 MALFORMED = [
@@ -25,18 +25,6 @@ MALFORMED = [
     f"GET /queue?token={SECRETS[10]} HTTP/1.1\r\nHost: x\r\nCookie: comfy_session={SECRETS[11]}\r\n"
     f"X-Long: {'y' * 9000}\r\n\r\n",
 ]
-
-
-async def send_raw(port: int, data: bytes) -> bytes:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(data)
-        await writer.drain()
-        return await asyncio.wait_for(reader.read(200), 5)
-    except (asyncio.TimeoutError, ConnectionError):
-        return b""
-    finally:
-        writer.close()
 
 
 async def test_no_secret_in_the_log_of_malformed_requests(spawn_proxy):

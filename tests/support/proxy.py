@@ -2,6 +2,7 @@
 token: what the `proxy_for` fixture (tests/conftest.py) starts."""
 from __future__ import annotations
 
+import asyncio
 import base64
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -52,3 +53,24 @@ def from_address(address: str) -> aiohttp.ClientSession:
     so that tests can play many clients."""
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(address, 0), limit=0),
                                  timeout=aiohttp.ClientTimeout(total=120))
+
+
+async def send_raw(port: int, data: bytes, limit: int = 200, timeout: float = 5.0) -> bytes:
+    """Write `data` as it is on a new loopback connection and return what comes back (up
+    to `limit` bytes, or until the server closes or `timeout` passes): for requests no
+    HTTP client would send."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    received = b""
+    try:
+        writer.write(data)
+        await writer.drain()
+        while len(received) < limit:
+            chunk = await asyncio.wait_for(reader.read(limit - len(received)), timeout)
+            if not chunk:
+                break
+            received += chunk
+    except (asyncio.TimeoutError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+    return received
