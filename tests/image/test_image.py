@@ -1,7 +1,8 @@
 """The CPU image as a user runs it (`docker compose --profile cpu up -d` with a .env), checked
 through its published port; `docker compose exec` only where the issue's user would use it
 (creating a token) or where only the inside can tell (processes, files, libraries).
-The tests run in file order on one stack: restart, then the second start, then shutdown."""
+The tests run in file order on one stack: restart, then the second start, then shutdown, then
+a start in new containers on the same volumes."""
 from __future__ import annotations
 
 import http.cookiejar
@@ -196,6 +197,35 @@ def test_a_second_start_with_the_models_present_syncs_nothing(stack):
     assert stack.exec("test", "-s", "/data/models/checkpoints/tier-tiny.safetensors").returncode == 0
 
 
+def v2(stack, tok: str, path: str, body: dict | None = None) -> tuple[int, bytes]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(stack.url + path, data=data, headers={
+        "Authorization": f"Bearer {tok}", "Content-Type": "application/json", **JSON})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+kept_job: dict = {}
+
+
+def test_a_v2_job_succeeds_with_its_output_kept(stack):
+    from tests.support.comfyui import SMOKE_PROMPT
+    tok = token(stack, "v2")
+    status, body = v2(stack, tok, "/api/v2/jobs", {"workflow": SMOKE_PROMPT})
+    assert status == 201, body
+    job_id = json.loads(body)["id"]
+    done = wait_until(lambda: (j := json.loads(v2(stack, tok, f"/api/v2/jobs/{job_id}")[1]))["status"]
+                      in ("succeeded", "failed", "canceled") and j, timeout=300, interval=1, what="the v2 job")
+    assert done["status"] == "succeeded", done
+    [out] = done["outputs"]
+    status, png = v2(stack, tok, f"/api/v2/assets/{out['id']}/content")
+    assert status == 200 and png[:8] == b"\x89PNG\r\n\x1a\n"
+    kept_job.update(token=tok, job=done, png=png)
+
+
 def test_down_finishes_inside_the_grace_period_and_both_programs_stop_cleanly(stack):
     logs_before = len(stack.logs())
     started = time.monotonic()
@@ -210,3 +240,16 @@ def test_down_finishes_inside_the_grace_period_and_both_programs_stop_cleanly(st
     assert '"ExitCode":0' in state.replace(" ", "") or '"ExitCode": 0' in state, state
     stack.run("down", timeout=300)
     wait_until(lambda: not stack.run("ps", "-aq").stdout.strip(), timeout=60, what="the containers to be removed")
+
+
+def test_v2_jobs_and_their_outputs_survive_down_and_up(stack, engine):
+    """After `down` (the containers removed, the volumes kept) a new container has every job."""
+    assert kept_job, "the v2 job test above did not run"
+    stack.run("--profile", "cpu", "up", "-d", timeout=600)
+    stack.wait_healthy(engine.docker)
+    tok, job = kept_job["token"], kept_job["job"]
+    status, body = v2(stack, tok, f"/api/v2/jobs/{job['id']}")
+    assert status == 200, body
+    assert json.loads(body)["status"] == "succeeded"
+    [out] = job["outputs"]
+    assert v2(stack, tok, f"/api/v2/assets/{out['id']}/content") == (200, kept_job["png"])

@@ -9,6 +9,7 @@ import subprocess
 
 import yaml
 
+from comfy_stack import variables
 from tests.support import REPO, need_tool
 
 
@@ -45,11 +46,13 @@ def test_compose_config_for_both_profiles():
         assert svc["restart"] == "unless-stopped" and "healthcheck" not in svc
         assert re.search(r"^HEALTHCHECK .*\n.*/readyz", (REPO / "docker/Dockerfile").read_text(), re.M)
         assert [p.get("host_ip") for p in svc["ports"]] == ["0.0.0.0"]  # COMFY_BIND's default
-        # every folder the image declares as a volume, and nothing else, is a named volume
+        # every folder the image declares as a volume, and nothing else, is a named volume;
+        # among them every folder that keeps state (one left in the container's layer is lost
+        # on `down` and with every new image: the job ledger was, and every v2 job with it)
         declared = json.loads(re.search(r"^VOLUME (\[.*\])$", (REPO / "docker/Dockerfile").read_text(), re.M).group(1))
         assert {v["target"] for v in svc["volumes"]} == set(declared) == {
             "/data/models", "/data/input", "/data/output", "/data/user", "/data/auth", "/data/custom_nodes",
-            "/data/python"}
+            "/data/python", "/data/jobs"} >= {str(variables.AUTH_PROXY_STATE_DIR.default), str(variables.COMFY_JOBS_DIR.default)}
         assert all(v["type"] == "volume" for v in svc["volumes"])
     assert cpu["services"]["comfy-cpu"]["environment"]["COMFYUI_MODE"] == "cpu"
 
