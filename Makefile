@@ -56,7 +56,7 @@ pin-models: venv ## write sizes, sha256 and hub commits into workflows/models.ya
 	$(PY) -m model_sync pin --manifest workflows/models.yaml
 
 schemas: venv ## refresh workflows/schemas from a running ComfyUI (COMFYUI_URL, COMFY_TOKEN)
-	$(PY) workflows/refresh_schemas.py
+	$(PY) -m workflows.refresh_schemas
 
 settings-docs: venv ## regenerate the variable tables in docs/ from comfy_stack/variables.py
 	$(PY) -m comfy_stack.settings_docs
@@ -64,10 +64,10 @@ settings-docs: venv ## regenerate the variable tables in docs/ from comfy_stack/
 bench: bench-proxy bench-sync ## run every benchmark
 
 bench-proxy: venv ## proxy vs direct vs nginx; writes bench/results/proxy.json
-	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) bench/proxy.py
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m bench.proxy
 
 bench-sync: venv ## model_sync vs aws s3 cp vs boto3; writes bench/results/sync.json
-	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) bench/sync.py
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m bench.sync
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -27,9 +27,7 @@ from pathlib import Path
 
 import aiohttp
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-from tests.support import free_port, python_env, stop_process, wait_until  # noqa: E402
+from tests.support import REPO, free_port, python_env, stop_process, wait_until
 
 SMALL_REQUESTS = 2000
 CONCURRENCY = 16

@@ -25,11 +25,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from tests.support import python_env  # noqa: E402
-from tests.support.s3_server import start_seaweedfs  # noqa: E402
+from tests.support import REPO, python_env
+from tests.support.s3_server import start_seaweedfs
 
 MB = 1024 * 1024
 BUCKET = "bench"

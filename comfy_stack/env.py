@@ -96,25 +96,24 @@ class Env:
 # --- parsers: text -> value, or ValueError saying what is expected --------------------------
 
 def integer(minimum: int | None = None) -> Callable[[str], int]:
-    def parse(raw: str) -> int:
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ValueError("expected a whole number") from None
-        if minimum is not None and value < minimum:
-            raise ValueError(f"out of range (at least {minimum})")
-        return value
-    return parse
+    return _bounded(int, "a whole number", minimum)
 
 
 def number(minimum: float | None = None) -> Callable[[str], float]:
-    def parse(raw: str) -> float:
+    return _bounded(float, "a number", minimum)
+
+
+N = TypeVar("N", int, float)
+
+
+def _bounded(kind: Callable[[str], N], what: str, minimum: N | None) -> Callable[[str], N]:
+    def parse(raw: str) -> N:
         try:
-            value = float(raw)
+            value = kind(raw)
         except ValueError:
-            raise ValueError("expected a number") from None
+            raise ValueError(f"expected {what}") from None
         if minimum is not None and value < minimum:
-            raise ValueError(f"out of range (at least {minimum:g})")
+            raise ValueError(f"out of range (at least {minimum})")
         return value
     return parse
 

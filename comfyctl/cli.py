@@ -10,6 +10,8 @@ import importlib
 import logging
 import sys
 
+from comfyctl.errors import EXIT_CODES
+
 # name -> (module, one-line help)
 COMMANDS = {
     "serve": ("comfyctl.serve", "run ComfyUI and the login proxy from a ComfyUI checkout"),
@@ -20,7 +22,10 @@ COMMANDS = {
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="comfyctl", description=__doc__.splitlines()[0])
+    codes = "\n".join(f"  {c:>2}  {m.replace('`', '')}" for c, m in sorted(EXIT_CODES.items()))
+    parser = argparse.ArgumentParser(prog="comfyctl", description=__doc__.splitlines()[0],
+                                     epilog=f"exit codes:\n{codes}",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     # The only option before the command takes no value, so the first word is the command:

@@ -14,7 +14,7 @@ from typing import Mapping
 from comfy_stack import variables as v
 from comfy_stack.env import Env
 from comfyctl import config, modes
-from comfyctl.errors import ComfyctlError, ConfigError
+from comfyctl.errors import ComfyctlError, ConfigError, ProblemsFound
 from model_sync.settings import load_storage
 
 
@@ -92,4 +92,4 @@ def main(args: argparse.Namespace) -> int:
         print(f"{'ok ' if c.ok else 'BAD'}  {c.name:<{width}}  {c.detail}")
     # a default password and an old driver are warned about, not fatal: both can still run
     bad = [c for c in results if not c.ok and c.name not in ("admin password", "GPU driver")]
-    return 5 if bad else 0
+    return ProblemsFound.exit_code if bad else 0

@@ -1,18 +1,14 @@
-"""Typed errors of comfyctl, each mapped to the exit code the command returns.
+"""Typed errors of comfyctl, each with the one exit code it means in every subcommand.
 
-| code | meaning |
-|---:|---|
-| 0 | success |
-| 1 | unexpected error |
-| 2 | bad configuration (the message names the setting and what to do) |
-| 3 | the model sync failed (`MODEL_SYNC_MODE=block`); its own message precedes |
-| 4 | a required program is missing (supervisord, ComfyUI's interpreter) |
-| 5 | `comfyctl doctor` found problems |
+`EXIT_CODES` is the table: `comfyctl --help` prints it and docs/runtime.md carries it
+(a test compares the two).
 """
 from __future__ import annotations
 
 
 class ComfyctlError(Exception):
+    """Base class: `str(err)` says what went wrong and what to do next."""
+
     exit_code = 1
 
 
@@ -20,9 +16,46 @@ class ConfigError(ComfyctlError):
     exit_code = 2
 
 
-class SyncFailed(ComfyctlError):
+class Rejected(ComfyctlError):
     exit_code = 3
 
 
-class MissingProgram(ComfyctlError):
+class NodeFailed(ComfyctlError):
     exit_code = 4
+
+
+class TimedOut(ComfyctlError):
+    exit_code = 5
+
+
+class Unreachable(ComfyctlError):
+    exit_code = 6
+
+
+class SyncFailed(ComfyctlError):
+    exit_code = 7
+
+
+class MissingProgram(ComfyctlError):
+    exit_code = 8
+
+
+class ProblemsFound(ComfyctlError):
+    exit_code = 9
+
+
+EXIT_CODES = {
+    0: "success",
+    ComfyctlError.exit_code: "unexpected error (a bug: please report it with the log)",
+    ConfigError.exit_code: "bad configuration or arguments: the message names the setting, flag or "
+                           "workflow input and what to do",
+    Rejected.exit_code: "`run`: the server rejected the prompt (ComfyUI's node errors are printed)",
+    NodeFailed.exit_code: "`run`: a node failed while running (`execution_error`), or the prompt was "
+                          "interrupted",
+    TimedOut.exit_code: "`run`: no result within `--timeout`",
+    Unreachable.exit_code: "`run`: the server cannot be reached or refused the credentials",
+    SyncFailed.exit_code: "`serve`: the model sync failed with `MODEL_SYNC_MODE=block` (its own exit "
+                          "code and message precede)",
+    MissingProgram.exit_code: "`serve`: a required program is missing (supervisord)",
+    ProblemsFound.exit_code: "`doctor`: something is misconfigured (each problem is listed)",
+}

@@ -1,9 +1,8 @@
 """`comfyctl run`: run a workflow on a ComfyUI server (bare, or through the login proxy)
 and download its outputs.
 
-Exit codes: 0 done; 2 bad arguments or a --set/--param/--input naming nothing in the
-workflow; 3 the server rejected the prompt (its node errors are printed); 4 a node failed
-while running; 5 timed out; 6 the server could not be reached or refused the credentials.
+Its exit codes (2 a bad argument or a --set/--param/--input naming nothing in the workflow,
+3 to 6 the prompt's fate) are those of every comfyctl command: comfyctl/errors.py.
 """
 from __future__ import annotations
 
@@ -22,25 +21,9 @@ import aiohttp
 from comfy_stack import variables as v
 from comfy_stack.env import Env, add_flags
 from comfy_stack.files import SHARED, atomic_writer
-from comfyctl.errors import ComfyctlError
+from comfyctl.errors import ComfyctlError, NodeFailed, Rejected, TimedOut, Unreachable
 from comfyctl.progress import NodeProgress
 from comfyctl.workflow import Workflow, WorkflowError, parse_value, split_assignment
-
-
-class Rejected(ComfyctlError):
-    exit_code = 3
-
-
-class NodeFailed(ComfyctlError):
-    exit_code = 4
-
-
-class TimedOut(ComfyctlError):
-    exit_code = 5
-
-
-class Unreachable(ComfyctlError):
-    exit_code = 6
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

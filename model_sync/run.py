@@ -2,6 +2,7 @@
 atomic placement, state records and (only after a clean run) --delete."""
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
@@ -9,14 +10,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, TypeVar
 
 from comfy_stack.files import SHARED, place
 
 from .backends import Backend, make_backend
 from .errors import (DiskSpaceError, EndpointError, SyncError, TransferError, TransientError,
                      VerificationError)
-from .partial import partial_path
 from .lock import FileLock, lock_path
+from .partial import partial_path
 from .planner import Action, Item, RemoteObject, Step, decide, plan_deletions
 from .progress import Progress
 from .settings import Settings
@@ -24,6 +26,7 @@ from .state import StateStore, local_stat
 from .verify import Digests, Expect, verify_file
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -55,8 +58,8 @@ class Runner:
         todo = [i for i in items if i.dest not in out]
         if todo:
             with ThreadPoolExecutor(self.s.stat_workers, thread_name_prefix="stat") as pool:
-                futures = {pool.submit(self._with_retries, f"stat {i.source}",
-                                       self.backend(i.source.scheme).stat, i.source): i
+                futures = {pool.submit(self.retry, f"stat {i.source}",
+                                       functools.partial(self.backend(i.source.scheme).stat, i.source)): i
                            for i in todo}
                 for fut in as_completed(futures):
                     out[futures[fut].dest] = fut.result()
@@ -140,7 +143,7 @@ class Runner:
             remote = step.remote
             backend = self.backend(item.source.scheme)
             if remote.listed:
-                remote = self._with_retries(f"stat {item.source}", backend.stat, item.source)
+                remote = self.retry(f"stat {item.source}", functools.partial(backend.stat, item.source))
             if item.size is not None and item.size != remote.size:
                 raise VerificationError(f"{item.dest}: the manifest says {item.size} bytes but "
                                         f"{item.source} has {remote.size}; fix the manifest")
@@ -165,9 +168,10 @@ class Runner:
               final: Path) -> None:
         part = partial_path(final)
         final.parent.mkdir(parents=True, exist_ok=True)
-        attempts = self.s.retries + 1
-        bad_bytes = 0
-        for attempt in range(1, attempts + 1):
+        bad_copies = 0
+
+        def attempt() -> None:
+            nonlocal bad_copies
             digests = Digests(expect)
             try:
                 backend.download(item.source, remote, part,
@@ -175,46 +179,45 @@ class Runner:
                                  lambda n: self.progress.advance(item.dest, n, network=False),
                                  digests)
                 sha = verify_file(part, expect, item.dest, digests)
-                place(part, final, mode=SHARED, fsync_dir=True)
-                backend.discard(item.source, part)   # resume bookkeeping only; the file moved
-                self.state.put(item.dest, str(item.source), remote.identity, final, sha)
-                self.progress.finish_file(item.dest, remote.size)
-                log.info("placed %s (%d bytes)", item.dest, remote.size)
-                return
-            except VerificationError as exc:
+            except VerificationError:   # from the check here, or the store's own (OSS CRC64)
                 # Never keep bytes that failed verification, and never resume from them.
                 backend.discard(item.source, part)
                 self.progress.rewind(item.dest)
-                last: SyncError = exc
-                bad_bytes += 1
-                if bad_bytes >= 3:
-                    # Three corrupt copies in a row: the source itself disagrees with what
-                    # it (or the manifest) claims; fetching again will not help.
-                    break
-            except (TransientError, EndpointError) as exc:
-                last = exc
-            if attempt < attempts:
-                delay = self.s.backoff * 2 ** (attempt - 1)
-                log.warning("%s (attempt %d of %d); retrying in %.1fs", last, attempt, attempts, delay)
-                time.sleep(delay)
-        if isinstance(last, TransientError):
-            raise TransferError(f"{last} (gave up after {attempts} attempts; the partial file is "
-                                "kept and the next run resumes it)")
-        raise last
+                bad_copies += 1
+                raise
+            place(part, final, mode=SHARED, fsync_dir=True)
+            backend.discard(item.source, part)   # resume bookkeeping only; the file moved
+            self.state.put(item.dest, str(item.source), remote.identity, final, sha)
 
-    def _with_retries(self, what: str, fn, *args):
+        # Three corrupt copies in a row: the source itself disagrees with what it (or the
+        # manifest) claims; fetching again will not help.
+        self.retry(f"fetch {item.dest}", attempt, also=(VerificationError,),
+                   keep_going=lambda exc: bad_copies < 3,
+                   gave_up="the partial file is kept and the next run resumes it")
+        self.progress.finish_file(item.dest, remote.size)
+        log.info("placed %s (%d bytes)", item.dest, remote.size)
+
+    def retry(self, what: str, fn: Callable[[], T], *, also: tuple[type[SyncError], ...] = (),
+              keep_going: Callable[[SyncError], bool] = lambda exc: True, gave_up: str = "") -> T:
+        """The one retry loop: `fn` again after a failure worth another attempt (a transient
+        one, an unreachable endpoint, and `also`), at most 1 + MODEL_SYNC_RETRIES times,
+        waiting MODEL_SYNC_BACKOFF doubled each time; `keep_going(exc)` False stops early.
+        A transient failure that outlasts every attempt becomes a TransferError (exit 9)."""
         attempts = self.s.retries + 1
         for attempt in range(1, attempts + 1):
             try:
-                return fn(*args)
-            except (TransientError, EndpointError) as exc:
-                if attempt == attempts:
-                    if isinstance(exc, TransientError):
-                        raise TransferError(f"{exc} (gave up after {attempts} attempts)") from None
-                    raise
+                return fn()
+            except (TransientError, EndpointError, *also) as exc:
+                last: SyncError = exc
+                if attempt == attempts or not keep_going(exc):
+                    break
                 delay = self.s.backoff * 2 ** (attempt - 1)
-                log.warning("%s: %s; retrying in %.1fs", what, exc, delay)
+                log.warning("%s: %s (attempt %d of %d); retrying in %.1fs", what, exc, attempt, attempts, delay)
                 time.sleep(delay)
+        if isinstance(last, TransientError):
+            note = f"; {gave_up}" if gave_up else ""
+            raise TransferError(f"{last} (gave up after {attempts} attempts{note})") from None
+        raise last
 
     def delete(self, dest: str) -> None:
         with FileLock(lock_path(self.s.state_dir, dest), dest, self.s.lock_stale_after,

@@ -1,7 +1,7 @@
 """Convert bundled API workflows to ComfyUI's UI (litegraph) format and back, using the
 captured node schemas; the tests convert both ways to prove the two forms agree.
 
-    python workflows/convert.py        # writes workflows/ui/<name>.json for every api/*.json
+    python -m workflows.convert        # writes workflows/ui/<name>.json for every api/*.json
 
 ComfyUI has no server-side converter (the frontend builds the API graph in the browser),
 so this is hand-written against the schemas' input order: connection inputs become
@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from comfy_stack.files import SHARED, write_atomic
+from workflows.validate import load_schemas
 
 HERE = Path(__file__).resolve().parent
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
@@ -97,8 +98,6 @@ def ui_to_api(ui: dict, schemas: dict) -> dict:
 
 
 def main() -> int:
-    sys.path.insert(0, str(HERE))
-    from validate import load_schemas  # noqa: E402 - sibling script, not a package
     schemas = load_schemas()
     (HERE / "ui").mkdir(exist_ok=True)
     for f in sorted((HERE / "api").glob("*.json")):

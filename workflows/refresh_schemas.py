@@ -1,8 +1,8 @@
 """Capture node schemas from a running ComfyUI into workflows/schemas/ (one JSON file per
 source: core.json for ComfyUI's own nodes, <pack>.json for each custom node pack), so
-workflows/validate.py can check the bundled workflows without a server.
+`python -m workflows.validate` can check the bundled workflows without a server.
 
-    COMFYUI_URL=http://127.0.0.1:8188 [COMFY_TOKEN=...] python workflows/refresh_schemas.py
+    COMFYUI_URL=http://127.0.0.1:8188 [COMFY_TOKEN=...] python -m workflows.refresh_schemas
 
 Run it against a server that has exactly the pinned packs (custom_nodes/lock.yaml).
 """

@@ -2,7 +2,7 @@
 against the model manifest: ComfyUI itself only finds these mistakes when a prompt is
 queued on a server that has every pack and model, so they are caught here instead.
 
-    python workflows/validate.py            # every workflows/api/*.json; exit 1 on a problem
+    python -m workflows.validate            # every workflows/api/*.json; exit 1 on a problem
 """
 from __future__ import annotations
 

@@ -10,13 +10,12 @@ import json
 import os
 import signal
 import threading
-import time
 
 import pytest
 
 from tests.support import stop_process, wait_until
 
-from .conftest import (PART, cli_env, digests, leftovers, oss_env, run_cli, safetensors_bytes,
+from tests.support.sync_cli import (PART, cli_env, digests, leftovers, oss_env, run_cli, safetensors_bytes,
                        spawn_cli, tree, upload)
 
 
@@ -128,7 +127,7 @@ def test_kill_9_then_rerun_refetches_at_most_one_part(kind, s3, oss, bucket, rel
         # Stop the body between chunks and let the client take in what the sockets hold:
         # every byte the relay counted has then reached the client before the kill.
         relay.pause()
-        time.sleep(0.5)
+        wait_until(relay.drained, timeout=10, what="the client to read all the relay sent")
         before = relay.body_bytes  # read now: once resumed, the relay may write to the dead socket
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
@@ -163,17 +162,25 @@ def test_two_processes_share_one_directory(s3, bucket, relay_for, tmp_path):
     relay.rate = 500_000                        # 0.4 s a file: the other process must wait
     env = cli_env(**s3.env(relay.url), MODEL_SYNC_LOCK_LOG_EVERY="0.1", MODEL_SYNC_FILE_WORKERS="2")
     args = ["mirror", f"s3://{bucket}/models", str(tmp_path / "m")]
+    log_paths = [tmp_path / f"p{i}.log" for i in range(2)]
     with FinalNameWatch(tmp_path / "m", files) as watch:
-        procs = [spawn_cli(args, env, tmp_path / f"p{i}.log") for i in range(2)]
+        # Bodies are held until one process waits for a file the other is fetching: however
+        # slowly each starts, their syncs overlap.
+        relay.pause()
+        procs = [spawn_cli(args, env, log) for log in log_paths]
         try:
+            wait_until(lambda: any("still waiting for loras/" in log.read_text() for log in log_paths),
+                       timeout=30, what="one process to wait for the other's lock")
+            relay.resume()
             for p in procs:
                 assert p.wait(60) == 0
         finally:
+            relay.resume()
             for p in procs:
                 stop_process(p)
     assert tree(tmp_path / "m") == digests(files)
     assert watch.bad == []
-    logs = [(tmp_path / f"p{i}.log").read_text() for i in range(2)]
+    logs = [log.read_text() for log in log_paths]
     outs = [(tmp_path / f"p{i}.out").read_text() for i in range(2)]
     sent = sum(json.loads(o.strip().splitlines()[-1])["summary"]["bytes_transferred"] for o in outs)
     assert sent == sum(map(len, files.values())) == relay.body_bytes   # each file fetched once

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import yaml
 
-from .conftest import cli_env, digests, oss_env, run_cli, safetensors_bytes, sample_files, tree, upload
+from tests.support.sync_cli import cli_env, digests, oss_env, run_cli, safetensors_bytes, sample_files, tree, upload
+from tests.support.threaded_server import QuietHandler, ThreadedServer
 
 
 def hf_manifest(path, entries):
@@ -87,13 +88,8 @@ def test_oss_errors_name_the_setting(s3, oss, bucket, tmp_path):
 
 def test_oss_ecs_ram_role_credentials_from_the_metadata_service(s3, oss, bucket, tmp_path):
     import json
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    class Metadata(BaseHTTPRequestHandler):
-        def log_message(self, *a):
-            pass
-
+    class Metadata(QuietHandler):
         def do_GET(self):
             if self.path != "/latest/meta-data/ram/security-credentials/comfy-role":
                 self.send_response(404)
@@ -108,14 +104,12 @@ def test_oss_ecs_ram_role_credentials_from_the_metadata_service(s3, oss, bucket,
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Metadata)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = ThreadedServer(Metadata).start()
     oss.keys["STS.role-key"] = "role-token"
     try:
         upload(s3, bucket, {"vae/a.pt": b"role" * 100})
         env = cli_env(OSS_ENDPOINT=oss.url, OSS_ECS_RAM_ROLE="comfy-role",
-                      OSS_ECS_METADATA_URL=f"http://127.0.0.1:{server.server_address[1]}"
-                                           "/latest/meta-data/ram/security-credentials")
+                      OSS_ECS_METADATA_URL=f"{server.url}/latest/meta-data/ram/security-credentials")
         res = run_cli(["mirror", f"oss://{bucket}/models", str(tmp_path / "m")], env)
         assert res.rc == 0, res.stderr[-2000:]
         assert (tmp_path / "m/vae/a.pt").read_bytes() == b"role" * 100
@@ -124,8 +118,7 @@ def test_oss_ecs_ram_role_credentials_from_the_metadata_service(s3, oss, bucket,
         assert wrong.rc == 4 and "OSS_ECS_RAM_ROLE" in wrong.stderr
     finally:
         del oss.keys["STS.role-key"]
-        server.shutdown()
-        server.server_close()
+        server.stop()
 
 
 def test_oss_unreachable_endpoint(bucket, tmp_path):

@@ -17,7 +17,7 @@ from model_sync.lock import FileLock
 from model_sync.verify import Expect, verify_file
 from tests.support import python_env, wait_until
 
-from .conftest import safetensors_bytes
+from tests.support.sync_cli import safetensors_bytes
 
 HOLD = """
 import sys, time

@@ -6,7 +6,7 @@ import hashlib
 
 import yaml
 
-from .conftest import cli_env, run_cli, safetensors_bytes
+from tests.support.sync_cli import cli_env, run_cli, safetensors_bytes
 
 COMMIT = "1234567890abcdef" * 2 + "12345678"
 

@@ -10,7 +10,7 @@ import yaml
 
 from tests.support import free_port
 
-from .conftest import cli_env, digests, leftovers, run_cli, sample_files, tree, upload
+from tests.support.sync_cli import cli_env, digests, leftovers, run_cli, sample_files, tree, upload
 
 
 def write_manifest(path, bucket, files):

@@ -15,8 +15,9 @@ import pytest
 
 from tests.support import REPO, free_port, python_env, stop_process, wait_until
 
-MAIN_PY = """import os, sys
-sys.path.insert(0, {repo!r})
+# Run as ComfyUI's main.py by supervisord, which passes on the PYTHONPATH (this checkout)
+# that python_env gives comfyctl serve.
+MAIN_PY = """import os
 open(os.path.join({data!r}, "fake.pid"), "w").write(str(os.getpid()))
 from tests.support.fake_comfyui import main
 main()
@@ -38,7 +39,7 @@ def served(tmp_path):
     comfy.mkdir()
     data = tmp_path / "data"
     data.mkdir()
-    (comfy / "main.py").write_text(MAIN_PY.format(repo=str(REPO), data=str(data)))
+    (comfy / "main.py").write_text(MAIN_PY.format(data=str(data)))
     port, comfy_port = free_port(), free_port()
     env = python_env(COMFYUI_DIR=str(comfy), COMFYUI_PYTHON=sys.executable, MODEL_SYNC_MODE="off",
                      AUTH_PROXY_LISTEN=f"127.0.0.1:{port}", COMFYUI_PORT=str(comfy_port),

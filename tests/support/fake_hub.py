@@ -11,9 +11,9 @@ with `X-Error-Code` as the hub sends.
 from __future__ import annotations
 
 import hashlib
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote
+
+from .threaded_server import QuietHandler, ThreadedServer
 
 
 class FakeHub:
@@ -21,18 +21,11 @@ class FakeHub:
         self.repos: dict[str, dict] = {}    # "owner/repo" -> {"commit", "token", "files": {path: bytes}}
         self.blobs: dict[str, bytes] = {}
         self.requests: list[tuple[str, str, str | None]] = []
-        hub = self
-
-        class Handler(_Handler):
-            owner = hub
         # The content URLs live on a second origin, as the hub's CDN does: huggingface_hub
         # follows redirects within the hub's origin and reads file metadata (commit, sha256,
         # size) from the redirect that leaves it.
-        self.servers = [ThreadingHTTPServer(("127.0.0.1", 0), Handler) for _ in range(2)]
-        for server in self.servers:
-            server.daemon_threads = True
-        self.url, self.cdn_url = (f"http://127.0.0.1:{s.server_address[1]}" for s in self.servers)
-        self._threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in self.servers]
+        self.servers = [ThreadedServer(_Handler, self) for _ in range(2)]
+        self.url, self.cdn_url = (s.url for s in self.servers)
 
     def add(self, repo: str, files: dict[str, bytes], commit: str = "c0ffee" * 6 + "abcd",
             token: str | None = None) -> None:
@@ -41,22 +34,17 @@ class FakeHub:
             self.blobs[hashlib.sha256(data).hexdigest()] = data
 
     def start(self) -> "FakeHub":
-        for thread in self._threads:
-            thread.start()
+        for server in self.servers:
+            server.start()
         return self
 
     def stop(self) -> None:
         for server in self.servers:
-            server.shutdown()
-            server.server_close()
+            server.stop()
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(QuietHandler):
     owner: FakeHub
-
-    def log_message(self, *args) -> None:
-        pass
 
     def do_HEAD(self) -> None:
         self._route()

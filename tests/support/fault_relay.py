@@ -18,8 +18,9 @@ import struct
 import threading
 import time
 from collections import deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
+
+from .threaded_server import QuietHandler, ThreadedServer
 
 HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "te", "upgrade"}
 
@@ -39,29 +40,42 @@ class FaultRelay:
         # client drain what is already in the sockets before it kills the client
         self.flowing = threading.Event()
         self.flowing.set()
-        relay = self
-
-        class Handler(_Handler):
-            owner = relay
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._sending = 0                   # object-GET writes under way (none start while paused)
+        self._conns: set[socket.socket] = set()   # connections that carried object-GET bodies
+        self.server = ThreadedServer(_Handler, self)
+        self.url = self.server.url
 
     def start(self) -> "FaultRelay":
-        self._thread.start()
+        self.server.start()
         return self
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
 
     def inject(self, *faults: str) -> None:
         with self.lock:
             self.faults.extend(faults)
 
     def pause(self) -> None:
-        self.flowing.clear()
+        with self.lock:
+            self.flowing.clear()
+
+    def drained(self) -> bool:
+        """Paused, no write under way, and every body byte sent has been read by the client:
+        nothing left in the relay's send queues nor in the client's receive queues."""
+        with self.lock:
+            if self.flowing.is_set() or self._sending:
+                return False
+            conns = list(self._conns)
+        queues = _tcp_queues()
+        for conn in conns:
+            try:
+                here, peer = conn.getsockname()[1], conn.getpeername()[1]
+            except OSError:
+                continue   # closed: nothing of it is in flight
+            if queues.get((here, peer), (0, 0))[0] or queues.get((peer, here), (0, 0))[1]:
+                return False
+        return True
 
     def resume(self) -> None:
         self.flowing.set()
@@ -80,9 +94,37 @@ class FaultRelay:
                 return f
             return None
 
+    def _begin_write(self, conn: socket.socket) -> None:
+        # Waits while paused; checked again under the lock so that no write starts after
+        # pause() has returned.
+        while True:
+            self.flowing.wait()
+            with self.lock:
+                if self.flowing.is_set():
+                    self._sending += 1
+                    self._conns.add(conn)
+                    return
+
+    def _end_write(self) -> None:
+        with self.lock:
+            self._sending -= 1
+
     def _count(self, n: int) -> None:
         with self.lock:
             self.body_bytes += n
+
+
+def _tcp_queues() -> dict[tuple[int, int], tuple[int, int]]:
+    """(local port, remote port) -> (bytes not yet taken by the peer, bytes not yet read by the
+    application) for every IPv4 TCP socket, from /proc/net/tcp (Linux)."""
+    out = {}
+    with open("/proc/net/tcp", encoding="ascii") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            local, remote, (tx, rx) = fields[1], fields[2], fields[4].split(":")
+            out[(int(local.split(":")[1], 16), int(remote.split(":")[1], 16))] = (int(tx, 16), int(rx, 16))
+    return out
 
 
 def _is_object_get(method: str, path: str) -> bool:
@@ -91,12 +133,8 @@ def _is_object_get(method: str, path: str) -> bool:
         and "list-type" not in parts.query
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(QuietHandler):
     owner: FaultRelay
-
-    def log_message(self, *args) -> None:
-        pass
 
     def do_HEAD(self) -> None:
         self._relay()
@@ -162,11 +200,19 @@ class _Handler(BaseHTTPRequestHandler):
             if counted and relay.rate:
                 time.sleep(len(chunk) / relay.rate)
             if counted:
-                relay.flowing.wait()
+                relay._begin_write(self.connection)
             try:
                 self.wfile.write(chunk)
+                if counted:
+                    relay._count(len(chunk))
             except (BrokenPipeError, ConnectionResetError):
                 self.close_connection = True   # the client went away (a killed process)
                 return
-            if counted:
-                relay._count(len(chunk))
+            finally:
+                if counted:
+                    relay._end_write()
+
+    def finish(self) -> None:
+        super().finish()
+        with self.owner.lock:
+            self.owner._conns.discard(self.connection)

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 from xml.sax.saxutils import escape
 
 from oss2.utils import Crc64
+
+from .threaded_server import QuietHandler, ThreadedServer
 
 ACCESS_KEY_ID = "oss-test-key-id"
 
@@ -26,22 +27,15 @@ class OSSAdapter:
         self.keys: dict[str, str | None] = {access_key_id: None}
         self._crc: dict[tuple[str, str, str], str] = {}
         self._crc_lock = threading.Lock()
-        adapter = self
-
-        class Handler(_Handler):
-            owner = adapter
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.server = ThreadedServer(_Handler, self)
+        self.url = self.server.url
 
     def start(self) -> "OSSAdapter":
-        self._thread.start()
+        self.server.start()
         return self
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.stop()
 
     def crc64(self, bucket: str, key: str, etag: str) -> str:
         with self._crc_lock:
@@ -56,12 +50,8 @@ class OSSAdapter:
         return str(crc.crc)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(QuietHandler):
     owner: OSSAdapter
-
-    def log_message(self, *args) -> None:
-        pass
 
     # --- helpers -------------------------------------------------------------------------------
     def _error(self, status: int, code: str, message: str) -> None:

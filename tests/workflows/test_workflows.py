@@ -1,26 +1,16 @@
 """Every bundled API workflow against the captured /object_info schemas and models.yaml."""
 import copy
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import yaml
 
 from model_sync.manifest import load_manifest
+from tests.support import REPO
+from workflows import convert, refresh_schemas
+from workflows import validate as V
 
-REPO = Path(__file__).resolve().parents[2]
 API = sorted((REPO / "workflows/api").glob("*.json"))
-
-
-def _validator():
-    spec = importlib.util.spec_from_file_location("wf_validate", REPO / "workflows/validate.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-V = _validator()
 SCHEMAS = V.load_schemas()
 MODELS = V.manifest_files()
 
@@ -69,27 +59,20 @@ def test_model_outside_profile_is_caught():
     assert any("not in profile" in e for e in errs)
 
 
-def _convert():
-    spec = importlib.util.spec_from_file_location("wf_convert", REPO / "workflows/convert.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.mark.parametrize("path", API, ids=[p.stem for p in API])
 def test_ui_and_api_forms_agree(path):
     ui_path = REPO / "workflows/ui" / path.name
-    assert ui_path.is_file(), f"no UI form for {path.name}; run python workflows/convert.py"
+    assert ui_path.is_file(), f"no UI form for {path.name}; run python -m workflows.convert"
     ui = json.loads(ui_path.read_text(encoding="utf-8"))
     api = json.loads(path.read_text(encoding="utf-8"))["prompt"]
-    assert _convert().ui_to_api(ui, SCHEMAS) == api
+    assert convert.ui_to_api(ui, SCHEMAS) == api
 
 
 def test_edited_ui_form_disagrees():
     ui = json.loads((REPO / "workflows/ui/wan22-ti2v-5b.json").read_text(encoding="utf-8"))
     api = json.loads((REPO / "workflows/api/wan22-ti2v-5b.json").read_text(encoding="utf-8"))["prompt"]
     next(n for n in ui["nodes"] if n["type"] == "KSampler")["widgets_values"][0] = 7
-    assert _convert().ui_to_api(ui, SCHEMAS) != api
+    assert convert.ui_to_api(ui, SCHEMAS) != api
 
 
 def test_every_node_class_is_core_or_a_pinned_pack():
@@ -133,15 +116,8 @@ def test_ui_form_carries_the_widgets_the_frontend_adds():
     assert by_type["Hy3D21LoadImageWithTransparency"]["widgets_values"] == ["example.png", "image"]
 
 
-def _refresh():
-    spec = importlib.util.spec_from_file_location("wf_refresh", REPO / "workflows/refresh_schemas.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_schema_capture_is_refused_unless_it_matches_the_lock():
-    r = _refresh()
+    r = refresh_schemas
     lock = yaml.safe_load((REPO / "custom_nodes/lock.yaml").read_text(encoding="utf-8"))
     info = {name: dict(schema) for name, schema in SCHEMAS.items()}
     info["SaveImageWebsocket"] = {"python_module": "custom_nodes.websocket_image_save"}
