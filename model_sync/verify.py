@@ -16,7 +16,6 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from oss2.utils import Crc64
 from safetensors import SafetensorError, safe_open
 
 from .errors import VerificationError
@@ -34,6 +33,13 @@ class Expect:
     crc32: int | None = None     # an S3 store's full-object x-amz-checksum-crc32
 
 
+def _crc64():
+    # Imported here: oss2 (with the Alibaba Cloud SDK it pulls in) takes longer to import
+    # than the rest of model_sync together, and only OSS sources publish a CRC64.
+    from oss2.utils import Crc64
+    return Crc64()
+
+
 class Digests:
     """The digests an Expect asks for, fed in file order.
 
@@ -42,7 +48,7 @@ class Digests:
     """
 
     def __init__(self, expect: Expect):
-        self.crc = Crc64() if expect.crc64 else None
+        self.crc = _crc64() if expect.crc64 else None
         self.md5 = hashlib.md5() if expect.md5 else None
         self.sha = hashlib.sha256() if expect.sha256 else None
         self.crc32 = 0 if expect.crc32 is not None else None
