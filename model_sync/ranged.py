@@ -6,7 +6,12 @@ the whole multi-GB object over. Here each fixed-size part is fetched with one ra
 written in place with pwrite, fsynced, and only then recorded in a small sidecar JSON next
 to the partial file. A later process that finds the sidecar with the same source identity
 and part size fetches only the parts not recorded, so a crash costs at most the parts that
-were in flight (one per parallel stream).
+were in flight (one per parallel stream). A file of a single part keeps no sidecar: a
+crash would lose that part whatever was recorded.
+
+The digests are fed in file order while parts arrive: a chunk written where hashing stands
+is hashed from memory, and whatever other streams wrote ahead of that point is read back
+from the page cache once the gap before it closes.
 """
 from __future__ import annotations
 
@@ -39,15 +44,16 @@ class RangedJob:
 def download_ranged(job: RangedJob, fetch: FetchRange, on_bytes: Callable[[int], None],
                     on_resume: Callable[[int], None] | None = None, digests=None) -> None:
     """`digests` (verify.Digests) is fed the file in order while parts are still arriving."""
-    side = sidecar_path(job.part)
-    state = read_json(side)
-    done: set[int] = set()
-    if (state and state.get("identity") == job.identity and state.get("size") == job.size
-            and state.get("part_size") == job.part_size and job.part.exists()):
-        done = {int(i) for i in state.get("done", [])}
-    else:
-        discard_partial(job.part)
     n_parts = max(1, -(-job.size // job.part_size))
+    side = sidecar_path(job.part)
+    done: set[int] = set()
+    if n_parts > 1:
+        state = read_json(side)
+        if (state and state.get("identity") == job.identity and state.get("size") == job.size
+                and state.get("part_size") == job.part_size and job.part.exists()):
+            done = {int(i) for i in state.get("done", [])}
+        else:
+            discard_partial(job.part)
     todo = [i for i in range(n_parts) if i not in done]
     if done:
         kept = sum(min(job.part_size, job.size - i * job.part_size) for i in done)
@@ -55,36 +61,55 @@ def download_ranged(job: RangedJob, fetch: FetchRange, on_bytes: Callable[[int],
                  job.part.name, len(done), n_parts, kept)
         if on_resume:
             on_resume(kept)
-    fd = os.open(job.part, os.O_RDWR | os.O_CREAT, 0o644)
+    # A file of one part has nothing to resume (a crash loses the part in flight, which is
+    # all of it), so it keeps no sidecar and is synced once, before it is placed.
+    fd = os.open(job.part, os.O_RDWR | os.O_CREAT | (os.O_TRUNC if n_parts == 1 else 0), 0o644)
     record_lock = threading.Lock()
     hash_lock = threading.Lock()
-    hashed = [0]   # parts [0, hashed) have been fed to `digests`
+    # Bytes written so far of each part (from its start), and the offset up to which the
+    # file has been fed to `digests`.
+    written = [min(job.part_size, job.size - i * job.part_size) if i in done else 0
+               for i in range(n_parts)]
+    hashed = [0]
+    hashing = digests is not None and digests.needed
 
-    def feed_prefix(block: bool = False) -> None:
-        # Read back (from the page cache) the parts that now form a contiguous prefix. One
-        # thread hashes at a time; the others go back to downloading instead of waiting, and
-        # the final blocking call after the last part catches anything they left.
-        if digests is None or not digests.needed or not hash_lock.acquire(blocking=block):
+    def hash_in_stream(pos: int, chunk: bytes) -> None:
+        # The chunk just written starts where hashing stands: feed it from memory instead of
+        # reading it back later (a one-part file is never read back at all). A thread that
+        # finds the lock taken leaves the bytes to the read-back below.
+        if not hash_lock.acquire(blocking=False):
             return
         try:
-            while True:
-                with record_lock:
-                    if hashed[0] not in done:
-                        return
-                i = hashed[0]
-                pos, end = i * job.part_size, min(job.size, (i + 1) * job.part_size)
-                while pos < end:
-                    chunk = os.pread(fd, min(4 * 1024 * 1024, end - pos), pos)
+            if hashed[0] == pos:
+                digests.update(chunk)
+                hashed[0] += len(chunk)
+        finally:
+            hash_lock.release()
+
+    def feed_prefix(block: bool = False) -> None:
+        # Read back (from the page cache) what was written beyond the hashing offset, as far
+        # as the bytes are contiguous. One thread hashes at a time; the others go back to
+        # downloading instead of waiting, and the final blocking call catches what is left.
+        if not hashing or not hash_lock.acquire(blocking=block):
+            return
+        try:
+            while hashed[0] < job.size:
+                i = hashed[0] // job.part_size
+                end = i * job.part_size + written[i]
+                if hashed[0] >= end:
+                    return
+                while hashed[0] < end:
+                    chunk = os.pread(fd, min(4 * 1024 * 1024, end - hashed[0]), hashed[0])
                     if not chunk:
-                        raise TransientError(f"{job.part.name}: short read at {pos}")
+                        raise TransientError(f"{job.part.name}: short read at {hashed[0]}")
                     digests.update(chunk)
-                    pos += len(chunk)
-                hashed[0] += 1
+                    hashed[0] += len(chunk)
         finally:
             hash_lock.release()
 
     try:
-        os.ftruncate(fd, job.size)
+        if n_parts > 1:
+            os.ftruncate(fd, job.size)
         feed_prefix()
 
         def one(i: int) -> None:
@@ -95,16 +120,20 @@ def download_ranged(job: RangedJob, fetch: FetchRange, on_bytes: Callable[[int],
                 if pos + len(chunk) > end:
                     raise TransientError(f"server sent more than the requested range {start}-{end}")
                 os.pwrite(fd, chunk, pos)
+                if hashing:
+                    hash_in_stream(pos, chunk)
                 pos += len(chunk)
+                written[i] = pos - start
                 on_bytes(len(chunk))
             if pos != end:
                 raise TransientError(f"truncated body: got {pos - start} of {end - start} bytes "
                                      f"for range {start}-{end - 1}")
-            os.fdatasync(fd)   # the record below must never claim bytes that are not on disk
-            with record_lock:
-                done.add(i)
-                write_json(side, {"identity": job.identity, "size": job.size,
-                                  "part_size": job.part_size, "done": sorted(done)}, fsync=False)
+            if n_parts > 1:
+                os.fdatasync(fd)   # the record below must never claim bytes that are not on disk
+                with record_lock:
+                    done.add(i)
+                    write_json(side, {"identity": job.identity, "size": job.size,
+                                      "part_size": job.part_size, "done": sorted(done)}, fsync=False)
             feed_prefix()
 
         if len(todo) <= 1 or job.threads <= 1:
