@@ -142,14 +142,20 @@ class Runner:
                 return
             remote = step.remote
             backend = self.backend(item.source.scheme)
-            if remote.listed:
+            one_get = step.action is Action.FETCH and remote.md5 and remote.size <= s.part_size
+            if remote.listed and not one_get:
+                # A listing has no store checksum; the HEAD brings the one a file is verified
+                # with (for S3 a CRC32, far cheaper to compute than MD5). A file fetched in
+                # one GET is checked against the listing's MD5 ETag instead, and the GET's
+                # If-Match pins it to the listed version: one request per small file, not two.
                 remote = self.retry(f"stat {item.source}", functools.partial(backend.stat, item.source))
             if item.size is not None and item.size != remote.size:
                 raise VerificationError(f"{item.dest}: the manifest says {item.size} bytes but "
                                         f"{item.source} has {remote.size}; fix the manifest")
-            # One store checksum is enough: a full-object CRC32 where S3 keeps one, else the MD5.
-            expect = Expect(remote.size, remote.crc64, None if remote.crc32 is not None else remote.md5,
-                            item.sha256 or remote.sha256, remote.crc32)
+            # One store checksum is enough: OSS's CRC64, a full-object CRC32 where S3 keeps
+            # one, else the MD5 of a single-part ETag.
+            md5 = remote.md5 if remote.crc64 is None and remote.crc32 is None else None
+            expect = Expect(remote.size, remote.crc64, md5, item.sha256 or remote.sha256, remote.crc32)
             self.progress.start_file(item.dest, remote.size)
             if step.action is Action.VERIFY:
                 try:

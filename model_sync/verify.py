@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import zlib
 import logging
+import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,14 @@ from .errors import VerificationError
 
 log = logging.getLogger(__name__)
 CHUNK = 4 * 1024 * 1024
+_MD5 = re.compile(r"^[0-9a-f]{32}$")
+
+
+def etag_md5(etag: str) -> str | None:
+    """The MD5 a single-part ETag is (S3 and OSS alike, in either case), or None: a multipart
+    ETag ends in "-N" and is no digest of the content."""
+    etag = etag.strip('"').lower()
+    return etag if _MD5.match(etag) else None
 
 
 @dataclass(frozen=True)
