@@ -8,7 +8,7 @@ VARIANT ?= cuda
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test up down logs build build-cpu serve doctor lock image-lock schemas pin-models settings-docs bench bench-proxy bench-sync clean
+.PHONY: help venv test lint format up down logs build build-cpu serve doctor lock image-lock schemas pin-models settings-docs bench bench-proxy bench-sync clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -21,8 +21,16 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 venv: $(VENV)/.installed ## create .venv with the project and its test tools
 
-test: venv ## run the test suite (the opt-in ComfyUI tier runs when COMFYUI_DIR and COMFYUI_PYTHON are set)
+test: venv lint ## lint, then run the test suite (the opt-in ComfyUI tier runs when COMFYUI_DIR and COMFYUI_PYTHON are set)
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv ## ruff (lint) and mypy (types), configured in pyproject.toml; .pre-commit-config.yaml adds hadolint and shellcheck
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+format: venv ## sort imports and format the code (ruff format; line length 110); not part of lint yet
+	$(VENV)/bin/ruff check --select I --fix .
+	$(VENV)/bin/ruff format .
 
 up: ## start the stack with Docker Compose (GPU); CPU: `make up PROFILE=cpu`
 	docker compose --profile $(or $(PROFILE),gpu) up -d

@@ -55,7 +55,7 @@ class Metrics:
                 f"comfy_proxy_open_websockets {self.open_websockets}",
                 "# HELP comfy_proxy_upstream_seconds Time to ComfyUI's response headers.",
                 "# TYPE comfy_proxy_upstream_seconds histogram"]
-        for bound, n in zip(BUCKETS, self.latency_buckets):
+        for bound, n in zip(BUCKETS, self.latency_buckets, strict=True):
             out.append(f'comfy_proxy_upstream_seconds_bucket{{le="{bound}"}} {n}')
         out += [f'comfy_proxy_upstream_seconds_bucket{{le="+Inf"}} {self.latency_count}',
                 f"comfy_proxy_upstream_seconds_sum {self.latency_sum:.6f}",

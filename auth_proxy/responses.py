@@ -2,6 +2,8 @@
 browsers, the session cookie, the same-origin test, and the small bodies of its own forms."""
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -83,7 +85,7 @@ def same_origin(request: web.Request) -> bool:
     return host in allowed
 
 
-async def read_fields(request: web.Request) -> tuple[dict, bool]:
+async def read_fields(request: web.Request) -> tuple[Mapping[str, Any], bool]:
     """The fields of a JSON object or a form, and whether it was JSON; BadBody otherwise."""
     is_json = request.content_type == "application/json"
     try:

@@ -110,7 +110,7 @@ async def readyz(request: web.Request) -> web.Response:
     if ok:
         return web.json_response({"status": "ready"})
     progress = sync_progress.read(request.config_dict[GATE].s.progress_file)
-    body = {"status": "starting", "reason": reason}
+    body: dict[str, object] = {"status": "starting", "reason": reason}
     if progress:
         body["model_sync"] = progress.summary()
     return web.json_response(body, status=503, headers={"Retry-After": "5"})

@@ -158,7 +158,7 @@ def cold_runs(tools: dict, sets: dict, work: Path, env: dict, rounds: int) -> di
             if t != "model_sync":
                 entry["model_sync_ratio"] = round(med["model_sync"] / med[t], 2)
                 entry["model_sync_ratio_per_round"] = [
-                    round(a["MB_per_s"] / b["MB_per_s"], 2) for a, b in zip(by_tool["model_sync"], v)]
+                    round(a["MB_per_s"] / b["MB_per_s"], 2) for a, b in zip(by_tool["model_sync"], v, strict=True)]
             tools_out[t] = entry
         best = max((t for t in tools_out if t != "model_sync"), key=lambda t: med[t])
         out[set_name] = sets[set_name] | {"tools": tools_out, "best_reference": best,

@@ -11,12 +11,18 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Generic, Iterable, Mapping, TypeVar
+from typing import Any, Generic, TypeVar, cast
 from urllib.parse import urlsplit
 
 T = TypeVar("T")
+
+
+def text(raw: str) -> Any:
+    """The value as written (the parser of plain-text variables)."""
+    return raw
 
 
 class SettingError(ValueError):
@@ -28,7 +34,7 @@ class Var(Generic[T]):
     name: str
     default: T
     doc: str                                  # one line of Markdown: what it does, what it takes
-    parse: Callable[[str], T] = str           # raises ValueError(what is expected) on bad input
+    parse: Callable[[str], T] = text          # raises ValueError(what is expected) on bad input
     shown_default: str | None = None          # for the docs, where the default depends on the program
     file_form: bool = False                   # NAME_FILE may name a file that holds the value
     aliases: tuple[str, ...] = ()             # older names still read, after the name itself
@@ -64,9 +70,10 @@ class Env:
         variable's parser, and a repeatable flag's values are each parsed and joined."""
         if isinstance(flag, list):
             if flag:
-                return tuple(w for item in flag for w in self._parse(var, item))  # type: ignore[return-value]
+                parsed = [cast("Iterable[object]", self._parse(var, item)) for item in flag]
+                return cast(T, tuple(w for values in parsed for w in values))
         elif flag not in (None, ""):
-            return self._parse(var, flag) if isinstance(flag, str) else flag  # type: ignore[return-value]
+            return self._parse(var, flag) if isinstance(flag, str) else cast(T, flag)
         raw = self.raw(var)
         if var.file_form:
             raw = self._from_file(var, raw)

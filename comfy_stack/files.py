@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO
 
 # mkstemp's own mode: a file stays private unless its writer says otherwise.
 PRIVATE = 0o600
@@ -29,18 +30,19 @@ def atomic_writer(path: Path, *, mode: int = PRIVATE, fsync: bool = True,
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp: Path | None = Path(name)
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
             if fsync:
                 f.flush()
                 os.fsync(f.fileno())
-        place(Path(tmp), path, mode=mode, fsync_dir=fsync_dir)
+        place(Path(name), path, mode=mode, fsync_dir=fsync_dir)
         tmp = None
     finally:
         if tmp is not None:
-            remove(Path(tmp))
+            remove(tmp)
 
 
 def write_atomic(path: Path, data: bytes | str, *, mode: int = PRIVATE, fsync: bool = True,

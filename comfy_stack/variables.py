@@ -73,7 +73,8 @@ CUDA_VERSION = Var("CUDA_VERSION", "",
 
 # --- the model sync (python -m model_sync) ----------------------------------------------------
 MODEL_PROFILES: Var[tuple[str, ...]] = Var(
-    "MODEL_PROFILES", (), "profiles of the manifest to sync, separated by commas or spaces", words,
+    "MODEL_PROFILES", (), "profiles of the manifest to sync, separated by commas or spaces; "
+    "`template:NAME` for the files an official ComfyUI template names", words,
     shown_default="empty (`model_sync sync`: every file; `comfyctl serve`: none)")
 MODEL_SYNC_FROM = Var("MODEL_SYNC_FROM", "",
                       "`oss://bucket/prefix` or `s3://...`: take files from there, and at start copy "
@@ -111,6 +112,11 @@ MODEL_SYNC_DELETE_MAX = Var("MODEL_SYNC_DELETE_MAX", 20, "`--delete` refuses to 
                             integer(minimum=0))
 MODEL_SYNC_MIN_FREE_MARGIN = Var("MODEL_SYNC_MIN_FREE_MARGIN", 256 * MiB,
                                  "bytes kept free beyond what the transfers need", integer(minimum=0))
+MODEL_SYNC_TEMPLATES_DIR: Var[Path | None] = Var(
+    "MODEL_SYNC_TEMPLATES_DIR", None,
+    "the `templates/` folder of ComfyUI's official templates package, for `template:NAME` "
+    "profiles; unset: found in this interpreter, else asked of `COMFYUI_PYTHON`", path,
+    shown_default="where ComfyUI installed it")
 
 # --- storage credentials and endpoints (read by model_sync's backends) ------------------------
 OSS_ENDPOINT = Var("OSS_ENDPOINT", "", "required for oss://, e.g. `https://oss-cn-hangzhou-internal.aliyuncs.com`")
@@ -162,7 +168,7 @@ SYNC: tuple[Row, ...] = (
     (MODEL_SYNC_STAT_WORKERS, None), (MODEL_SYNC_RETRIES, None), (MODEL_SYNC_BACKOFF, None),
     (MODEL_SYNC_TIMEOUT, None), (MODEL_SYNC_LOCK_STALE_AFTER, None), (MODEL_SYNC_LOCK_LOG_EVERY, None),
     (MODEL_SYNC_LOCK_TIMEOUT, None), (MODEL_SYNC_PROGRESS_INTERVAL, None), (MODEL_SYNC_DELETE_MAX, None),
-    (MODEL_SYNC_MIN_FREE_MARGIN, None),
+    (MODEL_SYNC_MIN_FREE_MARGIN, None), (MODEL_SYNC_TEMPLATES_DIR, "--templates-dir"),
 )
 STORAGE: tuple[Row, ...] = (
     (OSS_ENDPOINT, None), (OSS_ACCESS_KEY_ID, None), (OSS_ACCESS_KEY_SECRET, None), (OSS_SESSION_TOKEN, None),

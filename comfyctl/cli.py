@@ -18,6 +18,7 @@ COMMANDS = {
     "doctor": ("comfyctl.doctor", "report what is misconfigured"),
     "run": ("comfyctl.run", "run a workflow on a server and download its outputs"),
     "drain": ("comfyctl.drain", "wait until ComfyUI's queue is empty (for a preStop hook)"),
+    "templates": ("comfyctl.templates", "list ComfyUI's official templates, usable as template:NAME profiles"),
 }
 
 

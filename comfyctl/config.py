@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 from comfy_stack import variables as v
 from comfy_stack.env import Address, Env
 from comfyctl.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class ServeSettings:
@@ -94,5 +95,5 @@ def validate(s: ServeSettings) -> None:
                               "COMFYUI_PORT and must stay on loopback behind the proxy")
     if s.sync_mode != "off" and s.profiles and not s.manifest.is_file():
         raise ConfigError(f"MODEL_MANIFEST={s.manifest} does not exist (needed for MODEL_PROFILES)")
-    if s.sync_from and not s.sync_from.split("://")[0] in ("oss", "s3", "hf", "https"):
+    if s.sync_from and s.sync_from.split("://")[0] not in ("oss", "s3", "hf", "https"):
         raise ConfigError(f"MODEL_SYNC_FROM={s.sync_from!r}: expected oss://bucket/prefix or s3://bucket/prefix")

@@ -7,9 +7,9 @@ import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 from comfy_stack import variables as v
 from comfy_stack.env import Env

@@ -66,11 +66,11 @@ def driver_warning(gpus: list[Gpu], cuda_version: str | None) -> str | None:
     if not gpus or not gpus[0].driver or not cuda_version:
         return None
     try:
-        cuda = tuple(int(x) for x in cuda_version.split(".")[:2])
+        cuda_major, cuda_minor = (int(x) for x in (cuda_version.split(".") + ["0"])[:2])
         major = int(gpus[0].driver.split(".")[0])
     except ValueError:
         return None
-    need = MIN_DRIVER_FOR_CUDA.get(cuda)
+    need = MIN_DRIVER_FOR_CUDA.get((cuda_major, cuda_minor))
     if need is None or major >= need:
         return None
     return (f"driver {gpus[0].driver} is older than CUDA {cuda_version} needs (R{need}+): it runs only "

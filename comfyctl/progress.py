@@ -8,7 +8,7 @@ log the final state is printed once, at the end.
 from __future__ import annotations
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 
 class NodeProgress:
@@ -16,10 +16,10 @@ class NodeProgress:
         self.nodes = nodes
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), console=console or Console(stderr=True)) if enabled else None
-        self.tasks: dict[str, int] = {}
+        self.tasks: dict[str, TaskID] = {}
         self.current: str | None = None
 
-    def __enter__(self) -> "NodeProgress":
+    def __enter__(self) -> NodeProgress:
         if self.progress:
             self.progress.start()
         return self
@@ -30,14 +30,15 @@ class NodeProgress:
                 self._finish(self.current)
             self.progress.stop()
 
-    def _task(self, node: str) -> int:
+    def _task(self, node: str) -> TaskID:
+        assert self.progress is not None
         if node not in self.tasks:
             cls = self.nodes.get(node, {}).get("class_type", "")
             self.tasks[node] = self.progress.add_task(f"node {node} {cls}".rstrip(), total=None)
         return self.tasks[node]
 
     def _finish(self, node: str | None) -> None:
-        if node is None or node not in self.tasks:
+        if node is None or node not in self.tasks or self.progress is None:
             return
         task = self.progress.tasks[self.tasks[node]]
         self.progress.update(self.tasks[node], total=task.total or 1, completed=task.total or 1)

@@ -9,12 +9,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import mimetypes
 import sys
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 import aiohttp
 
@@ -32,7 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", default=[], metavar="NODE.INPUT=VALUE")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument("--input", action="append", default=[], metavar="NAME=FILE",
-                   help="upload FILE and use the name the server gives it for NAME (a parameter or NODE.INPUT)")
+                   help="upload FILE (an image, audio or video) and use the name the server gives it "
+                        "for NAME (a parameter or NODE.INPUT)")
     p.add_argument("--out", type=Path, default=Path("outputs"), help="where outputs go (default ./outputs)")
     p.add_argument("--json", action="store_true", help="print a JSON summary instead of paths")
     p.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the result (default 3600)")
@@ -48,7 +50,7 @@ class Server:
     password: str = field(default="", repr=False)
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> "Server":
+    def from_args(cls, args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Server:
         env = Env(environ, error=WorkflowError)
         return cls(env.get(v.COMFY_SERVER, args.server), env.get(v.COMFY_TOKEN, args.token),
                    env.get(v.COMFY_USER, args.user), env.get(v.COMFY_PASSWORD, args.password))
@@ -71,17 +73,21 @@ async def check(resp: aiohttp.ClientResponse, what: str) -> None:
 
 
 async def upload(session, base: str, path: Path) -> str:
-    form = aiohttp.FormData()
+    """Images, audio and video alike go to /upload/image in the form field `image`, as
+    ComfyUI's frontend uploads them; the file is streamed, not read into memory."""
     try:
-        data = path.read_bytes()
+        f = open(path, "rb")
     except OSError as exc:
         raise WorkflowError(f"--input {path}: cannot read it ({exc.strerror})") from None
-    form.add_field("image", data, filename=path.name)
-    async with session.post(base + "/upload/image", data=form) as r:
-        await check(r, "upload")
-        if r.status != 200:
-            raise Rejected(f"upload of {path} refused: {await r.text()}")
-        body = await r.json()
+    with f:
+        form = aiohttp.FormData()
+        form.add_field("image", f, filename=path.name,
+                       content_type=mimetypes.guess_type(path.name)[0] or "application/octet-stream")
+        async with session.post(base + "/upload/image", data=form) as r:
+            await check(r, "upload")
+            if r.status != 200:
+                raise Rejected(f"upload of {path} refused: {await r.text()}")
+            body = await r.json()
     return f"{body['subfolder']}/{body['name']}" if body.get("subfolder") else body["name"]
 
 

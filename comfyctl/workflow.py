@@ -25,7 +25,7 @@ class Workflow:
     params: dict[str, str]
 
     @classmethod
-    def load(cls, path: Path) -> "Workflow":
+    def load(cls, path: Path) -> Workflow:
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:

@@ -1,4 +1,5 @@
-"""Command line: `python -m model_sync sync ...`, `mirror URI DIR` and `pin --manifest F`."""
+"""Command line: `python -m model_sync sync ...`, `mirror URI DIR`, `pin --manifest F` and
+`templates [NAME ...]`."""
 from __future__ import annotations
 
 import argparse
@@ -11,6 +12,7 @@ from pathlib import Path
 from comfy_stack import variables as v
 from comfy_stack.env import flag_help
 
+from . import template_list
 from .errors import EXIT_CODES, ManifestError, SyncError, UsageError
 from .manifest import EXTENSIONS, FOLDER_KEYS, load_manifest
 from .planner import describe, select_files, select_mirror
@@ -18,6 +20,7 @@ from .pin import pin
 from .progress import Progress
 from .run import Runner, with_listing
 from .settings import load_settings
+from .templates import apply_templates
 from .uris import parse_uri
 
 log = logging.getLogger("model_sync")
@@ -43,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--models-dir", required=True)
     s.add_argument("--profile", action="append", dest="profiles", help=flag_help(v.MODEL_PROFILES))
     s.add_argument("--from", dest="from_prefix", help=flag_help(v.MODEL_SYNC_FROM))
+    s.add_argument("--templates-dir", help=flag_help(v.MODEL_SYNC_TEMPLATES_DIR))
     m = sub.add_parser("mirror", parents=[common], help="a whole oss:// or s3:// prefix of <folder>/<path>")
     m.add_argument("source")
     m.add_argument("models_dir")
@@ -53,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also replace sizes/sha256 that no longer match their sources")
     pn.add_argument("--dry-run", action="store_true", help="print what would change, write nothing")
     pn.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    template_list.add_arguments(sub.add_parser(
+        "templates", help="ComfyUI's official templates, usable as --profile template:NAME"))
     return p
 
 
@@ -82,16 +88,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "pin":
             return run_pin(args)
+        if args.command == "templates":
+            return template_list.main(args)
         settings = load_settings(
             models_dir=args.models_dir, manifest=getattr(args, "manifest", None),
             profiles=getattr(args, "profiles", None), from_prefix=getattr(args, "from_prefix", None),
             dry_run=args.dry_run, verify=args.verify, delete=args.delete,
-            progress_file=args.progress_file)
+            progress_file=args.progress_file, templates_dir=getattr(args, "templates_dir", None))
         progress = Progress(settings.progress_path, settings.progress_interval)
         progress.planning()
         runner = Runner(settings, progress)
         if args.command == "sync":
-            manifest = load_manifest(settings.manifest)
+            if settings.manifest is None:
+                raise UsageError("sync needs --manifest FILE")
+            manifest = apply_templates(load_manifest(settings.manifest), settings)
             items = select_files(manifest, settings.profiles, settings.from_prefix)
             known = {}
             if settings.from_prefix:

@@ -37,7 +37,7 @@ class FileLock:
             warnings.simplefilter("ignore")
             self._lock = SoftFileLock(str(path), lifetime=stale_after, thread_local=False)
 
-    def __enter__(self) -> "FileLock":
+    def __enter__(self) -> FileLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         start = time.monotonic()
         while True:

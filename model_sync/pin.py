@@ -50,7 +50,8 @@ def plan(manifest_path: Path, profiles: tuple[str, ...], stat_all) -> tuple[list
     that the source no longer matches; `stat_all(items)` gives each item's RemoteObject."""
     items = select_files(load_manifest(manifest_path), profiles, None)
     remotes = stat_all(items)
-    changes, conflicts = [], []
+    changes: list[Change] = []
+    conflicts: list[Change] = []
     for item in items:
         remote = remotes[item.dest]
         for field, old, new in (("size", item.size, remote.size), ("sha256", item.sha256, remote.sha256)):

@@ -13,8 +13,13 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from comfy_stack.files import read_json, write_json
+
+if TYPE_CHECKING:   # rich is imported only when a terminal shows the bars
+    from rich.progress import Progress as RichProgress
+    from rich.progress import TaskID
 
 log = logging.getLogger(__name__)
 # The models directory in the image, where the proxy looks when nothing says otherwise.
@@ -54,7 +59,7 @@ class Snapshot:
                                               "files_total")}
 
     @classmethod
-    def from_json(cls, data: dict) -> "Snapshot":
+    def from_json(cls, data: dict) -> Snapshot:
         """ValueError (or TypeError) when the file is not what this module writes."""
         return cls(str(data["state"]), int(data["bytes_done"]), int(data["bytes_total"]),
                    int(data["files_done"]), int(data["files_total"]),
@@ -75,7 +80,8 @@ def read(path: Path) -> Snapshot | None:
 
 
 class Progress:
-    def __init__(self, path: Path, interval: float, tty: bool | None = None, stream=None):
+    def __init__(self, path: Path | None, interval: float, tty: bool | None = None, stream=None):
+        """`path` None: no progress file (`pin` reads sources only)."""
         self.path, self.interval = path, interval
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty() if tty is None else tty
@@ -86,8 +92,8 @@ class Progress:
         self.errors: list[str] = []
         self.transferred = 0          # bytes that crossed the network (not counting verification)
         self._last_file = self._last_line = 0.0
-        self._rich = None
-        self._tasks: dict[str, int] = {}
+        self._rich: RichProgress | None = None
+        self._tasks: dict[str, TaskID] = {}
 
     # --- events -----------------------------------------------------------------------------
     def planning(self) -> None:
@@ -99,8 +105,8 @@ class Progress:
             self.state, self.files_total, self.bytes_total = "running", files_total, bytes_total
         if self.tty:
             from rich.console import Console
-            from rich.progress import (BarColumn, DownloadColumn, Progress as RichProgress,
-                                       TransferSpeedColumn, TimeRemainingColumn)
+            from rich.progress import BarColumn, DownloadColumn, TimeRemainingColumn, TransferSpeedColumn
+            from rich.progress import Progress as RichProgress
             self._rich = RichProgress("{task.description}", BarColumn(), DownloadColumn(),
                                       TransferSpeedColumn(), TimeRemainingColumn(),
                                       console=Console(file=self.stream, force_terminal=True),
@@ -180,12 +186,12 @@ class Progress:
 
     def _emit(self, force: bool = False) -> None:
         now = time.monotonic()
-        write_file = force or now - self._last_file >= 1.0
+        write_file = self.path is not None and (force or now - self._last_file >= 1.0)
         write_line = not self.tty and (force or now - self._last_line >= self.interval)
         if not (write_file or write_line):
             return
         snap = self.now()
-        if write_file:
+        if write_file and self.path is not None:
             self._last_file = now
             try:
                 write_json(self.path, snap.to_json(), fsync=False)

@@ -7,16 +7,16 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from comfy_stack.files import SHARED, place
 
 from .backends import Backend, make_backend
-from .errors import (DiskSpaceError, EndpointError, SyncError, TransferError, TransientError,
-                     VerificationError)
+from .errors import DiskSpaceError, EndpointError, SyncError, TransferError, TransientError, VerificationError
 from .lock import FileLock, lock_path
 from .partial import partial_path
 from .planner import Action, Item, RemoteObject, Step, decide, plan_deletions
@@ -210,10 +210,11 @@ class Runner:
         waiting MODEL_SYNC_BACKOFF doubled each time; `keep_going(exc)` False stops early.
         A transient failure that outlasts every attempt becomes a TransferError (exit 9)."""
         attempts = self.s.retries + 1
+        retryable: tuple[type[SyncError], ...] = (TransientError, EndpointError, *also)
         for attempt in range(1, attempts + 1):
             try:
                 return fn()
-            except (TransientError, EndpointError, *also) as exc:
+            except retryable as exc:
                 last: SyncError = exc
                 if attempt == attempts or not keep_going(exc):
                     break

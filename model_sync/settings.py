@@ -6,9 +6,9 @@ environment themselves.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 from comfy_stack import variables as v
 from comfy_stack.env import Env
@@ -59,6 +59,8 @@ class Settings:
     delete_max: int = v.MODEL_SYNC_DELETE_MAX.default
     min_free_margin: int = v.MODEL_SYNC_MIN_FREE_MARGIN.default
     storage: Storage = Storage()
+    templates_dir: Path | None = None    # official templates for template:NAME (else found installed)
+    comfyui_python: Path | None = None   # ComfyUI's interpreter, asked where the templates are
 
     @property
     def state_dir(self) -> Path:
@@ -83,7 +85,8 @@ def load_storage(env: Env) -> Storage:
 def load_settings(environ: Mapping[str, str] | None = None, *, models_dir: str | Path | None = None,
                   manifest: str | Path | None = None, profiles: list[str] | None = None,
                   from_prefix: str | None = None, progress_file: str | Path | None = None,
-                  dry_run: bool = False, verify: bool = False, delete: bool = False) -> Settings:
+                  dry_run: bool = False, verify: bool = False, delete: bool = False,
+                  templates_dir: str | Path | None = None) -> Settings:
     """Build Settings from CLI flags (None = not given) over the environment."""
     env = Env(environ, error=UsageError)
     if not models_dir:
@@ -104,4 +107,6 @@ def load_settings(environ: Mapping[str, str] | None = None, *, models_dir: str |
         progress_interval=env.get(v.MODEL_SYNC_PROGRESS_INTERVAL),
         delete_max=env.get(v.MODEL_SYNC_DELETE_MAX), min_free_margin=env.get(v.MODEL_SYNC_MIN_FREE_MARGIN),
         storage=load_storage(env),
+        templates_dir=env.get(v.MODEL_SYNC_TEMPLATES_DIR, templates_dir and str(templates_dir)),
+        comfyui_python=env.get(v.COMFYUI_PYTHON),
     )

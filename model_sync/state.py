@@ -70,7 +70,7 @@ class StateStore:
         remove(self._path(dest))
 
     def all_dests(self) -> list[str]:
-        out = []
+        out: list[str] = []
         if not self.root.is_dir():
             return out
         for dirpath, _dirs, files in os.walk(self.root):

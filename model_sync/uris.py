@@ -24,7 +24,7 @@ class SourceURI:
         rev = f"@{self.revision}" if self.revision else ""
         return f"{self.scheme}://{self.bucket}/{self.key}{rev}"
 
-    def child(self, rel: str) -> "SourceURI":
+    def child(self, rel: str) -> SourceURI:
         """The URI of `rel` under this prefix (for --from and mirror)."""
         rel = rel.lstrip("/")
         if self.scheme in ("http", "https"):

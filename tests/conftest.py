@@ -1,11 +1,24 @@
-import pytest
+"""Fixtures every suite may use; the helpers behind them live in tests/support/."""
+import itertools
 
-from tests.support import REPO
+import pytest
 
 
 @pytest.fixture
-def repo_root():
-    return REPO
+def proxy_for(tmp_path, aiohttp_server):
+    """`await proxy_for(upstream_url, **settings)`: the real proxy (auth_proxy.create_app) in
+    front of that upstream on loopback, with an API token (tests/support/proxy.py)."""
+    from auth_proxy.app import create_app
+    from auth_proxy.state import Store
+    from tests.support.proxy import Proxied, proxy_settings
+
+    count = itertools.count()
+
+    async def start(upstream: str, **overrides) -> Proxied:
+        settings = proxy_settings(upstream, tmp_path / f"proxy{next(count)}", **overrides)
+        token = Store(settings.state_dir).create_token("tests")
+        return Proxied(await aiohttp_server(create_app(settings)), settings, token)
+    return start
 
 
 @pytest.fixture(scope="module")

@@ -4,11 +4,14 @@ source: core.json for ComfyUI's own nodes, <pack>.json for each custom node pack
 
     COMFYUI_URL=http://127.0.0.1:8188 [COMFY_TOKEN=...] python -m workflows.refresh_schemas
 
-Run it against a server that has exactly the pinned packs (custom_nodes/lock.yaml).
+Run it against a server that has exactly the pinned packs (custom_nodes/lock.yaml), with
+the image's torch, torchvision and torchaudio, started just before: the capture is refused
+when the server's log shows a core module or a pack that failed to import.
 """
 from __future__ import annotations
 
 import json
+import re
 import sys
 import urllib.request
 from pathlib import Path
@@ -23,12 +26,43 @@ HERE = Path(__file__).resolve().parent
 OUT = HERE / "schemas"
 
 
-def fetch_object_info(url: str, token: str | None) -> dict:
-    req = urllib.request.Request(url.rstrip("/") + "/object_info")
+def fetch_json(url: str, route: str, token: str | None):
+    req = urllib.request.Request(url.rstrip("/") + route)
     if token:
         req.add_header("Authorization", f"Bearer {token}")
     with urllib.request.urlopen(req, timeout=120) as resp:
         return json.load(resp)
+
+
+def fetch_object_info(url: str, token: str | None) -> dict:
+    return fetch_json(url, "/object_info", token)
+
+
+def fetch_log(url: str, token: str | None) -> str:
+    """The server's own start-up log: ComfyUI keeps its last log lines for /internal/logs."""
+    return "".join(e.get("m", "") for e in fetch_json(url, "/internal/logs/raw", token)["entries"])
+
+
+# ComfyUI logs these once every node module has been loaded; the summary of the modules
+# that failed comes after them, so a log that still holds one of them holds the summary.
+END_OF_NODE_LOADING = ("Import times for custom nodes:", "Skipping loading of custom nodes")
+
+
+def failed_imports(log: str) -> list[str]:
+    """Problems the server's log reports: a core module (comfy_extras/, comfy_api_nodes/)
+    that failed to import leaves its nodes out of /object_info without an error anywhere
+    else (how the audio nodes went missing when torchaudio could not load), and so does a
+    pack that failed. ComfyUI sums up core failures as `IMPORT FAILED: nodes_x.py` and
+    marks packs `(IMPORT FAILED): <path>` in its import-time list."""
+    if not any(marker in log for marker in END_OF_NODE_LOADING):
+        return ["the server's log no longer reaches back to its start (it keeps its last 300 "
+                "lines): restart ComfyUI and capture at once, so a module that failed to import is seen"]
+    problems = [f"core module {m.strip()} failed to import (see the server's log; a missing "
+                "dependency such as torchaudio drops every node it defines)"
+                for m in re.findall(r"^IMPORT FAILED: (.+)$", log, re.M)]
+    problems += [f"{Path(m.strip()).name}: the pack failed to import (see the server's log)"
+                 for m in re.findall(r"\(IMPORT FAILED\): (.+)$", log, re.M)]
+    return problems
 
 
 # Files that ComfyUI's own repository puts in custom_nodes/ (an example node): core.
@@ -70,14 +104,17 @@ def main() -> int:
     except SettingError as exc:
         print(exc, file=sys.stderr)
         return 1
+    token = env.get(v.COMFY_TOKEN) or None
     try:
-        info = fetch_object_info(url, env.get(v.COMFY_TOKEN) or None)
-    except OSError as exc:
-        print(f"cannot read {url}/object_info ({exc}); start ComfyUI with the pinned packs "
-              "or set COMFYUI_URL / COMFY_TOKEN", file=sys.stderr)
+        info = fetch_object_info(url, token)
+        log = fetch_log(url, token)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"cannot read {url}/object_info and /internal/logs/raw ({exc}); start ComfyUI "
+              "with the pinned packs or set COMFYUI_URL / COMFY_TOKEN", file=sys.stderr)
         return 1
     groups = split_by_source(info)
-    problems = check_against_lock(groups, yaml.safe_load(LOCK.read_text(encoding="utf-8")))
+    problems = failed_imports(log)
+    problems += check_against_lock(groups, yaml.safe_load(LOCK.read_text(encoding="utf-8")))
     for problem in problems:
         print(problem, file=sys.stderr)
     if problems:

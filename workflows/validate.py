@@ -20,6 +20,7 @@ MODEL_INPUTS = {
     "vae_name": {"vae", "vae_approx"}, "clip_name": {"text_encoders", "clip", "clip_vision"},
     "clip_name1": {"text_encoders", "clip"}, "clip_name2": {"text_encoders", "clip"},
     "lora_name": {"loras"}, "model_name": {"upscale_models"},
+    "audio_encoder_name": {"audio_encoders"},
 }
 # Pack loaders whose input names say nothing of the folder they list (class, input).
 PACK_MODEL_INPUTS = {

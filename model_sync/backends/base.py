@@ -1,8 +1,9 @@
 """The interface every backend implements."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 from ..planner import RemoteObject
 from ..uris import SourceURI

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
 
 import oss2
 from oss2.credentials import Credentials, CredentialsProvider
@@ -25,8 +25,16 @@ from requests.exceptions import ConnectionError as RequestsConnectionError
 
 from comfy_stack.files import discard_partial
 
-from ..errors import (CredentialsError, EndpointError, NotFoundError, SyncError, TransferError,
-                      TransientError, UsageError, VerificationError)
+from ..errors import (
+    CredentialsError,
+    EndpointError,
+    NotFoundError,
+    SyncError,
+    TransferError,
+    TransientError,
+    UsageError,
+    VerificationError,
+)
 from ..planner import RemoteObject
 from ..settings import Settings, Storage
 from ..uris import SourceURI

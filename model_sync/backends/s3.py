@@ -3,21 +3,26 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import (BotoCoreError, ClientError, EndpointConnectionError,
-                                 FlexibleChecksumError, HTTPClientError, IncompleteReadError,
-                                 NoCredentialsError)
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    EndpointConnectionError,
+    FlexibleChecksumError,
+    HTTPClientError,
+    IncompleteReadError,
+    NoCredentialsError,
+)
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from comfy_stack.files import discard_partial
 
 from .. import ranged
-from ..errors import (CredentialsError, EndpointError, NotFoundError, SyncError, TransferError,
-                      TransientError)
+from ..errors import CredentialsError, EndpointError, NotFoundError, SyncError, TransferError, TransientError
 from ..planner import RemoteObject
 from ..settings import Settings
 from ..uris import SourceURI

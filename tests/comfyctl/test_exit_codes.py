@@ -18,7 +18,7 @@ def all_errors(cls=errors.ComfyctlError):
 
 
 def test_each_code_means_one_thing():
-    from comfyctl import run, workflow   # noqa: F401 - their errors are subclasses too
+    from comfyctl import run, workflow  # noqa: F401 - their errors are subclasses too
     codes: dict[int, type] = {}
     for cls in all_errors():
         if "exit_code" in vars(cls):

@@ -2,33 +2,17 @@
 real proxy with a token."""
 from __future__ import annotations
 
-import argparse
-import asyncio
 import json
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from auth_proxy.app import create_app
-from auth_proxy.settings import Settings
-from auth_proxy.state import Store
 from comfyctl import run as runmod
-from tests.support import REPO, python_env
-from tests.support import fake_comfyui
-
-SMOKE = REPO / "workflows/api/smoke.json"
-
-
-def args(tmp_path: Path, server: str, workflow: Path = SMOKE, **kw) -> argparse.Namespace:
-    p = argparse.ArgumentParser()
-    runmod.add_arguments(p)
-    ns = p.parse_args([str(workflow), "--server", server, "--out", str(tmp_path / "out"), "--json"])
-    for k, v in kw.items():
-        setattr(ns, k, v)
-    return ns
+from tests.support import REPO, fake_comfyui, python_env
+from tests.support.comfyctl import run_args as args
+from tests.support.comfyui import SMOKE_WORKFLOW as SMOKE
 
 
 @pytest.fixture
@@ -37,13 +21,9 @@ async def upstream(tmp_path, aiohttp_server):
 
 
 @pytest.fixture
-async def proxied(tmp_path, upstream, aiohttp_server):
-    settings = replace(Settings(), host="127.0.0.1", port=0, upstream=f"http://127.0.0.1:{upstream.port}",
-                       state_dir=tmp_path / "auth", admin_password="run-tests-password",
-                       progress_file=tmp_path / "none.json")
-    token = Store(settings.state_dir).create_token("run")
-    proxy = await aiohttp_server(create_app(settings))
-    return f"http://127.0.0.1:{proxy.port}", token
+async def proxied(upstream, proxy_for):
+    proxy = await proxy_for(f"http://127.0.0.1:{upstream.port}")
+    return proxy.origin, proxy.token
 
 
 async def test_runs_through_the_proxy_and_downloads_outputs(tmp_path, proxied):
@@ -161,7 +141,7 @@ async def test_progress_is_a_bar_per_node_on_stderr(tmp_path, upstream, capsys):
     result = await runmod.run(args(tmp_path, f"http://127.0.0.1:{upstream.port}", json=False))
     err = capsys.readouterr().err
     for node, cls in (("1", "EmptyImage"), ("2", "ImageInvert"), ("3", "ImageScale"), ("4", "SaveImage")):
-        line = next((l for l in err.splitlines() if f"node {node} {cls}" in l), None)
+        line = next((ln for ln in err.splitlines() if f"node {node} {cls}" in ln), None)
         assert line is not None, err
         assert "2/2" in line, line  # the stand-in reports two steps per node, as a sampler would
     assert result["outputs"]

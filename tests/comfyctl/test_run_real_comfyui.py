@@ -2,27 +2,20 @@
 through the proxy with a token (COMFYUI_DIR, COMFYUI_PYTHON)."""
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from auth_proxy.app import create_app
-from auth_proxy.settings import Settings
-from auth_proxy.state import Store
 from comfyctl import run as runmod
-from tests.comfyctl.test_run import args
+from tests.support.comfyctl import run_args as args
 
 pytestmark = pytest.mark.comfyui
 
 
-async def test_smoke_bare_and_through_the_proxy(comfy, tmp_path, aiohttp_server):
+async def test_smoke_bare_and_through_the_proxy(comfy, tmp_path, proxy_for):
     bare = await runmod.run(args(tmp_path / "bare", comfy.url, param=["width=48"]))
-    settings = replace(Settings(), host="127.0.0.1", port=0, upstream=comfy.url, state_dir=tmp_path / "auth",
-                       admin_password="real-run-password", progress_file=tmp_path / "none.json")
-    token = Store(settings.state_dir).create_token("run")
-    proxy = await aiohttp_server(create_app(settings))
-    proxied = await runmod.run(args(tmp_path / "proxied", f"http://127.0.0.1:{proxy.port}", token=token))
+    proxy = await proxy_for(comfy.url)
+    proxied = await runmod.run(args(tmp_path / "proxied", proxy.origin, token=proxy.token))
     for result in (bare, proxied):
         (path,) = [Path(p) for p in result["outputs"]]
         assert path.read_bytes().startswith(b"\x89PNG") and path.parent.name == "smoke"
@@ -55,3 +48,21 @@ async def test_mesh_from_the_hunyuan3d_pack_is_downloaded(comfy, tmp_path):
     assert mesh.relative_to(tmp_path / "out").parts[0] == "3D" and mesh.suffix == ".glb"
     assert mesh.read_bytes()[:4] == b"glTF"
     assert mesh.read_bytes() == (comfy.data / "output" / mesh.relative_to(tmp_path / "out")).read_bytes()
+
+
+async def test_audio_input_through_the_proxy(comfy, tmp_path, proxy_for):
+    """`--input audio=FILE` on the real server, behind the proxy: uploaded through
+    /upload/image, renamed by the server because its input folder holds another
+    speech.wav, wired into LoadAudio, and SaveAudio's FLAC downloaded."""
+    from tests.support import REPO
+    from tests.support.fake_comfyui import tiny_wav
+
+    (comfy.data / "input" / "speech.wav").write_bytes(tiny_wav(0.25))
+    speech = tmp_path / "speech.wav"
+    speech.write_bytes(tiny_wav(0.5))
+    proxy = await proxy_for(comfy.url)
+    result = await runmod.run(args(tmp_path, proxy.origin, token=proxy.token,
+                                   workflow=REPO / "tests/data/audio_roundtrip.json", input=[f"audio={speech}"]))
+    (out,) = [Path(p) for p in result["outputs"]]
+    assert out.suffix == ".flac" and out.read_bytes().startswith(b"fLaC")
+    assert (comfy.data / "input" / "speech (1).wav").read_bytes() == speech.read_bytes()

@@ -6,8 +6,15 @@ import threading
 
 import pytest
 
-from comfy_stack.files import (atomic_writer, copy_atomic, discard_partial, read_json, sidecar_path,
-                               write_atomic, write_json)
+from comfy_stack.files import (
+    atomic_writer,
+    copy_atomic,
+    discard_partial,
+    read_json,
+    sidecar_path,
+    write_atomic,
+    write_json,
+)
 
 
 def leftovers(folder):

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from model_sync.errors import (CredentialsError, NotFoundError, TransferError, TransientError,
-                               for_status)
+from model_sync.errors import CredentialsError, NotFoundError, TransferError, TransientError, for_status
 
 
 @pytest.mark.parametrize("status,kind,code", [

@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from tests.support import REPO, free_port, python_env, stop_process, wait_until
+from tests.support import REPO, free_port, http_status, python_env, wait_until
 
 # Run as ComfyUI's main.py by supervisord, which passes on the PYTHONPATH (this checkout)
 # that python_env gives comfyctl serve.
@@ -22,15 +22,6 @@ open(os.path.join({data!r}, "fake.pid"), "w").write(str(os.getpid()))
 from tests.support.fake_comfyui import main
 main()
 """
-
-
-def status(url: str) -> int:
-    try:
-        req = urllib.request.Request(url, headers={"Accept": "application/json"})
-        with urllib.request.urlopen(req, timeout=2) as r:
-            return r.status
-    except urllib.error.HTTPError as e:
-        return e.code
 
 
 @pytest.fixture
@@ -51,7 +42,7 @@ def served(tmp_path):
                             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: status(base + "/readyz") == 200, timeout=60, interval=0.2, what="the stack to be ready")
+        wait_until(lambda: http_status(base + "/readyz") == 200, timeout=60, interval=0.2, what="the stack to be ready")
         yield proc, base, data, tmp_path / "serve.log"
     finally:
         if proc.poll() is None:
@@ -67,12 +58,12 @@ def test_upstream_killed_is_restarted_and_readiness_follows(served):
     proc, base, data, log = served
     first = int((data / "fake.pid").read_text())
     os.kill(first, signal.SIGKILL)
-    wait_until(lambda: status(base + "/readyz") == 503, timeout=20, interval=0.02, what="/readyz to say 503")
-    wait_until(lambda: status(base + "/readyz") == 200, timeout=60, interval=0.2, what="ComfyUI to come back")
+    wait_until(lambda: http_status(base + "/readyz") == 503, timeout=20, interval=0.02, what="/readyz to say 503")
+    wait_until(lambda: http_status(base + "/readyz") == 200, timeout=60, interval=0.2, what="ComfyUI to come back")
     second = int((data / "fake.pid").read_text())
     assert second != first
     # the proxy still guards the restarted ComfyUI
-    assert status(base + "/queue") == 401
+    assert http_status(base + "/queue") == 401
     text = log.read_text()
     assert "[comfyui]" in text and "[auth_proxy]" in text, "both programs log with a prefix"
 

@@ -11,8 +11,7 @@ import urllib.request
 
 import pytest
 
-from tests.runtime.test_serve_process import status
-from tests.support import REPO, comfyui_paths, free_port, python_env, wait_until
+from tests.support import REPO, comfyui_paths, free_port, http_status, python_env, wait_until
 from tests.support.comfyui import SMOKE_PROMPT
 
 pytestmark = pytest.mark.comfyui
@@ -61,9 +60,9 @@ def test_serve_runs_the_smoke_workflow_and_restarts_comfyui(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "comfyctl", "serve", "--data-dir", str(data)], cwd=REPO, env=env,
                             stdout=open(tmp_path / "serve.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        wait_until(lambda: status(base + "/healthz") == 200, timeout=60, interval=0.05, what="the proxy")
+        wait_until(lambda: http_status(base + "/healthz") == 200, timeout=60, interval=0.05, what="the proxy")
         proxy_up = time.monotonic() - started
-        wait_until(lambda: status(base + "/readyz") == 200, timeout=180, interval=0.1, what="ComfyUI behind the proxy")
+        wait_until(lambda: http_status(base + "/readyz") == 200, timeout=180, interval=0.1, what="ComfyUI behind the proxy")
         ready = time.monotonic() - started
         print(f"\nserve -> proxy /healthz {proxy_up:.2f}s, -> /readyz 200 {ready:.2f}s")
         token = subprocess.run([sys.executable, "-m", "auth_proxy", "token", "create", "optin"], cwd=REPO,
@@ -81,8 +80,8 @@ def test_serve_runs_the_smoke_workflow_and_restarts_comfyui(tmp_path):
         assert first_folder == str(data / "custom_nodes")
         first = comfyui_pid(comfy_port)
         os.kill(first, signal.SIGKILL)
-        wait_until(lambda: status(base + "/readyz") == 503, timeout=30, interval=0.05, what="/readyz 503")
-        wait_until(lambda: status(base + "/readyz") == 200, timeout=180, interval=0.2, what="ComfyUI to come back")
+        wait_until(lambda: http_status(base + "/readyz") == 503, timeout=30, interval=0.05, what="/readyz 503")
+        wait_until(lambda: http_status(base + "/readyz") == 200, timeout=180, interval=0.2, what="ComfyUI to come back")
         assert comfyui_pid(comfy_port) != first
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

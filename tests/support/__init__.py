@@ -7,8 +7,11 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 import pytest
 
@@ -41,24 +44,14 @@ def wait_until(check: Callable[[], T], timeout: float = 10.0, interval: float = 
         time.sleep(interval)
 
 
-async def async_wait_until(check, timeout: float = 10.0, interval: float = 0.05,
-                           what: str = "condition"):
-    """`wait_until` for coroutines: `check` is an async callable."""
-    import asyncio
-
-    deadline = time.monotonic() + timeout
-    last_error: BaseException | None = None
-    while True:
-        try:
-            result = await check()
-            if result:
-                return result
-        except Exception as exc:  # noqa: BLE001
-            last_error = exc
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}"
-                               + (f" (last error: {last_error!r})" if last_error else ""))
-        await asyncio.sleep(interval)
+def http_status(url: str) -> int:
+    """The status a JSON client gets for GET `url` (an error status too, not an exception)."""
+    try:
+        req = urllib.request.Request(url, headers={"Accept": "application/json"})
+        with urllib.request.urlopen(req, timeout=2) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
 
 
 def free_port() -> int:

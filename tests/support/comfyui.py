@@ -1,20 +1,17 @@
-"""Starting a real ComfyUI for the opt-in tier (COMFYUI_DIR, COMFYUI_PYTHON)."""
+"""Starting a real ComfyUI for the opt-in tier (COMFYUI_DIR, COMFYUI_PYTHON), and the smoke
+workflow every tier runs."""
 from __future__ import annotations
 
+import json
 import subprocess
 import urllib.request
 from pathlib import Path
 
-from tests.support import comfyui_paths, free_port, stop_process, wait_until
+from tests.support import REPO, comfyui_paths, free_port, stop_process, wait_until
 
 # EmptyImage -> ImageInvert -> ImageScale -> SaveImage: runs on CPU in well under a second.
-SMOKE_PROMPT = {
-    "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}},
-    "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
-    "3": {"class_type": "ImageScale", "inputs": {"image": ["2", 0], "upscale_method": "nearest-exact",
-                                                 "width": 32, "height": 32, "crop": "disabled"}},
-    "4": {"class_type": "SaveImage", "inputs": {"images": ["3", 0], "filename_prefix": "smoke/smoke"}},
-}
+SMOKE_WORKFLOW = REPO / "workflows/api/smoke.json"
+SMOKE_PROMPT = json.loads(SMOKE_WORKFLOW.read_text(encoding="utf-8"))["prompt"]
 
 
 class RealComfyUI:
@@ -24,12 +21,14 @@ class RealComfyUI:
         self.data = data
         self.extra_args = extra_args
         self.proc: subprocess.Popen | None = None
+        self.log = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 120) -> "RealComfyUI":
+    def start(self, timeout: float = 120) -> RealComfyUI:
+        """Started and answering, or stopped again (never left running) with its log's end."""
         for d in ("output", "input", "user"):
             (self.data / d).mkdir(parents=True, exist_ok=True)
         self.log = open(self.data / "comfyui.log", "wb")
@@ -38,11 +37,20 @@ class RealComfyUI:
              "--output-directory", str(self.data / "output"), "--input-directory", str(self.data / "input"),
              "--user-directory", str(self.data / "user"), "--disable-auto-launch", *self.extra_args],
             cwd=self.dir, stdout=self.log, stderr=subprocess.STDOUT)
-        wait_until(lambda: urllib.request.urlopen(self.url + "/system_stats", timeout=2).status == 200,
-                   timeout=timeout, interval=0.5, what="ComfyUI to answer /system_stats")
+        try:
+            wait_until(lambda: self.proc.poll() is not None or
+                       urllib.request.urlopen(self.url + "/system_stats", timeout=2).status == 200,
+                       timeout=timeout, interval=0.5, what="ComfyUI to answer /system_stats")
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"ComfyUI exited with {self.proc.returncode}")
+        except (TimeoutError, RuntimeError) as exc:
+            self.stop()
+            tail = (self.data / "comfyui.log").read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"ComfyUI did not start ({exc}); the end of its log:\n{tail}") from None
         return self
 
     def stop(self) -> None:
         if self.proc:
             stop_process(self.proc)
-        self.log.close()
+        if self.log:
+            self.log.close()

@@ -25,7 +25,6 @@ from urllib.parse import unquote
 
 from aiohttp import WSMsgType, web
 
-OUTPUT_NODES = {"SaveImage", "SaveGLB", "Preview3D"}
 KNOWN_CLASSES = {"EmptyImage", "ImageInvert", "ImageScale", "SaveImage", "LoadImage", "PreviewImage",
                  "SaveGLB", "Preview3D", "Hy3D21ExportMesh"}
 # A minimal binary glTF header (magic, version 2, total length): enough to be a .glb file.
@@ -40,6 +39,23 @@ def tiny_png(width: int = 8, height: int = 8, value: int = 255) -> bytes:
     raw = b"".join(b"\x00" + bytes([value]) * width for _ in range(height))
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
             + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def tiny_wav(seconds: float = 0.25, rate: int = 16000) -> bytes:
+    """A valid mono 16-bit WAV of a 440 Hz tone (stdlib only), for audio upload inputs."""
+    import io
+    import math
+    import wave
+
+    frames = b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / rate)))
+                      for i in range(int(seconds * rate)))
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(frames)
+    return buf.getvalue()
 
 
 def status_msg(state: dict) -> dict:
@@ -249,7 +265,9 @@ def create_app(output_dir: Path, delay: float = 0.0, executor=None,
         folder.mkdir(parents=True, exist_ok=True)
         stem, ext = os.path.splitext(name)
         i = 1
-        while (folder / name).exists() and not overwrite:  # ComfyUI's "name (1).png" rule
+        # ComfyUI's "name (1).png" rule, except that a file with the same bytes is kept
+        # under its name (its compare_image_hash): uploading one file twice gives one name.
+        while (folder / name).exists() and not overwrite and (folder / name).read_bytes() != data:
             name = f"{stem} ({i}){ext}"
             i += 1
         (folder / name).write_bytes(data)

@@ -33,7 +33,7 @@ class FakeHub:
         for data in files.values():
             self.blobs[hashlib.sha256(data).hexdigest()] = data
 
-    def start(self) -> "FakeHub":
+    def start(self) -> FakeHub:
         for server in self.servers:
             server.start()
         return self

@@ -25,7 +25,7 @@ from .threaded_server import QuietHandler, ThreadedServer
 HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "te", "upgrade"}
 
 
-class FaultRelay:
+class FaultRelay(ThreadedServer):
     def __init__(self, upstream: str):
         u = urlsplit(upstream)
         self.upstream_host, self.upstream_port = u.hostname, u.port
@@ -43,15 +43,7 @@ class FaultRelay:
         self.flowing.set()
         self._sending = 0                   # object-GET writes under way (none start while paused)
         self._conns: set[socket.socket] = set()   # connections that carried object-GET bodies
-        self.server = ThreadedServer(_Handler, self)
-        self.url = self.server.url
-
-    def start(self) -> "FaultRelay":
-        self.server.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.stop()
+        super().__init__(_Handler)
 
     def inject(self, *faults: str) -> None:
         with self.lock:

@@ -20,7 +20,7 @@ from .threaded_server import QuietHandler, ThreadedServer
 ACCESS_KEY_ID = "oss-test-key-id"
 
 
-class OSSAdapter:
+class OSSAdapter(ThreadedServer):
     def __init__(self, s3_client, access_key_id: str = ACCESS_KEY_ID):
         self.s3 = s3_client
         # key id -> the x-oss-security-token it needs (None for a long-term key pair)
@@ -30,15 +30,7 @@ class OSSAdapter:
         # gateways in front of OSS do and as objects copied in by tools that drop it are
         self.without_crc64: set[tuple[str, str]] = set()
         self._crc_lock = threading.Lock()
-        self.server = ThreadedServer(_Handler, self)
-        self.url = self.server.url
-
-    def start(self) -> "OSSAdapter":
-        self.server.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.stop()
+        super().__init__(_Handler)
 
     def crc64(self, bucket: str, key: str, etag: str) -> str:
         with self._crc_lock:

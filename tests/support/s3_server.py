@@ -4,6 +4,7 @@ Both listen on 127.0.0.1 only and are stopped (and their data removed) by `stop(
 """
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import tempfile
@@ -45,8 +46,8 @@ class S3Server:
 
 
 def _up(url: str) -> bool:
-    import urllib.request
     import urllib.error
+    import urllib.request
     try:
         urllib.request.urlopen(url, timeout=1)
     except urllib.error.HTTPError:
@@ -76,9 +77,9 @@ def start_seaweedfs(buckets: list[str]) -> S3Server:
     workdir = Path(tempfile.mkdtemp(prefix="seaweed-"))
     s3_port = free_port()
     config = workdir / "s3.json"
-    config.write_text('{"identities": [{"name": "bench", "credentials": [{"accessKey": "%s", '
-                      '"secretKey": "%s"}], "actions": ["Admin", "Read", "Write", "List"]}]}'
-                      % (ACCESS_KEY, SECRET_KEY))
+    config.write_text(json.dumps({"identities": [{
+        "name": "bench", "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+        "actions": ["Admin", "Read", "Write", "List"]}]}))
     # Every port explicit: the defaults are fixed numbers and the gRPC ones "http port +
     # 10000", either of which can collide with other servers on a shared machine.
     names = ["master.port", "master.port.grpc", "volume.port", "volume.port.grpc",

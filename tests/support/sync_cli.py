@@ -60,7 +60,8 @@ def cli_env(**extra: str) -> dict[str, str]:
                      MODEL_SYNC_BACKOFF="0.05", MODEL_SYNC_RETRIES="4", MODEL_SYNC_TIMEOUT="10",
                      MODEL_SYNC_MIN_FREE_MARGIN="0", AWS_EC2_METADATA_DISABLED="true")
     for k in ("MODEL_PROFILES", "MODEL_SYNC_FROM", "MODEL_SYNC_PROGRESS_FILE", "OSS_ACCESS_KEY_ID",
-              "OSS_ACCESS_KEY_SECRET", "OSS_ENDPOINT", "HF_TOKEN", "HF_ENDPOINT"):
+              "OSS_ACCESS_KEY_SECRET", "OSS_ENDPOINT", "HF_TOKEN", "HF_ENDPOINT",
+              "MODEL_SYNC_TEMPLATES_DIR", "COMFYUI_PYTHON"):
         env.pop(k, None)
     env.update(extra)
     return env

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar
 
 
 class QuietHandler(BaseHTTPRequestHandler):
@@ -18,16 +18,22 @@ class QuietHandler(BaseHTTPRequestHandler):
         pass
 
 
+S = TypeVar("S", bound="ThreadedServer")
+
+
 class ThreadedServer:
+    """A stand-in either is one (a subclass: its handler's `owner` is the subclass instance)
+    or holds some (`ThreadedServer(handler, owner)`)."""
+
     def __init__(self, handler: type[BaseHTTPRequestHandler], owner: object = None):
-        bound = type(handler.__name__, (handler,), {"owner": owner})
+        bound = type(handler.__name__, (handler,), {"owner": owner if owner is not None else self})
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), bound)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
-    def start(self) -> "ThreadedServer":
+    def start(self: S) -> S:
         self._thread.start()
         return self
 
@@ -35,7 +41,7 @@ class ThreadedServer:
         self.httpd.shutdown()
         self.httpd.server_close()
 
-    def __enter__(self) -> "ThreadedServer":
+    def __enter__(self: S) -> S:
         return self.start()
 
     def __exit__(self, *exc) -> None:
