@@ -87,7 +87,9 @@ MODEL_SYNC_PART_SIZE = Var("MODEL_SYNC_PART_SIZE", 64 * MiB,
                            "bytes per ranged GET (and the most one stream can lose to a crash)",
                            integer(minimum=1))
 MODEL_SYNC_RANGE_THREADS = Var("MODEL_SYNC_RANGE_THREADS", 4, "parallel ranges per file", integer(minimum=1))
-MODEL_SYNC_FILE_WORKERS = Var("MODEL_SYNC_FILE_WORKERS", 4, "files at once", integer(minimum=1))
+MODEL_SYNC_FILE_WORKERS = Var("MODEL_SYNC_FILE_WORKERS", 4,
+                              "files larger than one part at once (files of one part: this times "
+                              "MODEL_SYNC_RANGE_THREADS)", integer(minimum=1))
 MODEL_SYNC_STAT_WORKERS = Var("MODEL_SYNC_STAT_WORKERS", 32, "HEAD requests at once while planning",
                               integer(minimum=1))
 MODEL_SYNC_RETRIES = Var("MODEL_SYNC_RETRIES", 5, "further attempts per file (and per HEAD)",

@@ -105,8 +105,17 @@ class Runner:
             else:
                 work.append(st)
         if work:
-            with ThreadPoolExecutor(self.s.file_workers, thread_name_prefix="file") as pool:
-                futures = {pool.submit(self.process, st, out): st for st in work}
+            # A file of one part is one stream, a larger one MODEL_SYNC_RANGE_THREADS streams:
+            # small files get as many streams at once as the large ones have in all. Their
+            # time goes to round trips and to the fsync before each rename, which overlap
+            # (the filesystem's journal commits the fsyncs that wait together as one).
+            large = [st for st in work if st.remote.size > self.s.part_size]
+            small = [st for st in work if st.remote.size <= self.s.part_size]
+            with ThreadPoolExecutor(self.s.file_workers, thread_name_prefix="file") as pool, \
+                    ThreadPoolExecutor(self.s.file_workers * self.s.range_threads,
+                                       thread_name_prefix="small") as small_pool:
+                futures = {pool.submit(self.process, st, out): st for st in large}
+                futures |= {small_pool.submit(self.process, st, out): st for st in small}
                 for fut in as_completed(futures):
                     exc = fut.exception()
                     if exc is None:
