@@ -9,15 +9,18 @@ and part size fetches only the parts not recorded, so a crash costs at most the 
 were in flight (one per parallel stream). A file of a single part keeps no sidecar: a
 crash would lose that part whatever was recorded.
 
-The digests are fed in file order while parts arrive: a chunk written where hashing stands
-is hashed from memory, and whatever other streams wrote ahead of that point is read back
-from the page cache once the gap before it closes.
+Digests are computed while parts arrive. A lone CRC32 (what S3 stores keep) is computed by
+each stream over its own part, from memory, and the parts' CRCs are combined. MD5 and sha256
+need the file in order: a chunk written where hashing stands is hashed from memory, and what
+other streams wrote ahead of that point is read back from the page cache once the gap closes.
 """
 from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
+import zlib
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -30,6 +33,13 @@ from .errors import TransientError
 log = logging.getLogger(__name__)
 
 FetchRange = Callable[[int, int], Iterable[bytes]]   # (start, end_exclusive) -> chunks
+# Every WRITE_BEHIND bytes a stream asks the kernel to start writing what it wrote to disk,
+# without waiting. Otherwise writeback starts only at the part's fdatasync, when the last
+# bytes arrive, and the disk sits idle while the network works and the network while the
+# disk does. On Linux POSIX_FADV_DONTNEED starts writeback of the dirty pages of the range
+# (mm/fadvise.c) and drops only pages already clean, which nothing reads back here.
+WRITE_BEHIND = 8 * 1024 * 1024
+_WRITE_BEHIND = sys.platform.startswith("linux")
 
 
 @dataclass(frozen=True)
@@ -71,8 +81,13 @@ def download_ranged(job: RangedJob, fetch: FetchRange, on_bytes: Callable[[int],
     written = [min(job.part_size, job.size - i * job.part_size) if i in done else 0
                for i in range(n_parts)]
     hashed = [0]
-    hashing = digests is not None and digests.needed
-
+    # A lone CRC32 (what S3 stores keep) is computed per part, in each stream, and the parts'
+    # CRCs combined: nothing is read back. MD5 and sha256 need the bytes in file order.
+    per_part = digests is not None and digests.crc32_only
+    hashing = digests is not None and digests.needed and not per_part
+    part_crc: dict[int, int] = {}
+    # Without in-order hashing nothing is read back, so the disk can take each chunk at once.
+    behind = not hashing and _WRITE_BEHIND
     def hash_in_stream(pos: int, chunk: bytes) -> None:
         # The chunk just written starts where hashing stands: feed it from memory instead of
         # reading it back later (a one-part file is never read back at all). A thread that
@@ -110,24 +125,34 @@ def download_ranged(job: RangedJob, fetch: FetchRange, on_bytes: Callable[[int],
     try:
         if n_parts > 1:
             os.ftruncate(fd, job.size)
+        if per_part:
+            for i in done:
+                part_crc[i] = _crc32_of(fd, i * job.part_size, min(job.size, (i + 1) * job.part_size))
         feed_prefix()
 
         def one(i: int) -> None:
             start = i * job.part_size
             end = min(job.size, start + job.part_size)
-            pos = start
+            pos = flushed = start
+            crc = 0
             for chunk in fetch(start, end):
                 if pos + len(chunk) > end:
                     raise TransientError(f"server sent more than the requested range {start}-{end}")
                 os.pwrite(fd, chunk, pos)
-                if hashing:
+                if per_part:
+                    crc = zlib.crc32(chunk, crc)
+                elif hashing:
                     hash_in_stream(pos, chunk)
                 pos += len(chunk)
                 written[i] = pos - start
                 on_bytes(len(chunk))
+                if behind and pos - flushed >= WRITE_BEHIND:
+                    os.posix_fadvise(fd, flushed, pos - flushed, os.POSIX_FADV_DONTNEED)
+                    flushed = pos
             if pos != end:
                 raise TransientError(f"truncated body: got {pos - start} of {end - start} bytes "
                                      f"for range {start}-{end - 1}")
+            part_crc[i] = crc
             if n_parts > 1:
                 os.fdatasync(fd)   # the record below must never claim bytes that are not on disk
                 with record_lock:
@@ -150,5 +175,19 @@ def download_ranged(job: RangedJob, fetch: FetchRange, on_bytes: Callable[[int],
                     raise failed[0].exception()  # type: ignore[misc]
         os.fsync(fd)
         feed_prefix(block=True)
+        if per_part:
+            digests.update_crc32_parts([(part_crc[i], min(job.part_size, job.size - i * job.part_size))
+                                        for i in range(n_parts)])
     finally:
         os.close(fd)
+
+
+def _crc32_of(fd: int, start: int, end: int) -> int:
+    crc = 0
+    while start < end:
+        chunk = os.pread(fd, min(4 * 1024 * 1024, end - start), start)
+        if not chunk:
+            raise TransientError(f"short read at {start}")
+        crc = zlib.crc32(chunk, crc)
+        start += len(chunk)
+    return crc
