@@ -8,7 +8,7 @@ VARIANT ?= cuda
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test lint format up down logs build build-cpu serve doctor lock image-lock schemas pin-models settings-docs bench bench-proxy bench-sync clean
+.PHONY: help venv test lint format up down logs build build-cpu serve doctor lock image-lock schemas pin-models settings-docs bench bench-proxy bench-sync bench-jobs clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -69,13 +69,16 @@ schemas: venv ## refresh workflows/schemas from a running ComfyUI (COMFYUI_URL, 
 settings-docs: venv ## regenerate the variable tables in docs/ from comfy_stack/variables.py
 	$(PY) -m comfy_stack.settings_docs
 
-bench: bench-proxy bench-sync ## run every benchmark
+bench: bench-proxy bench-sync bench-jobs ## run every benchmark
 
 bench-proxy: venv ## proxy vs direct vs nginx; writes bench/results/proxy.json
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m bench.proxy
 
 bench-sync: venv ## model_sync vs aws s3 cp vs boto3; writes bench/results/sync.json
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m bench.sync
+
+bench-jobs: venv ## the v2 job API vs ComfyUI's own /prompt; writes bench/results/jobs.json
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m bench.jobs
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -18,7 +18,7 @@ import enum
 
 from aiohttp import web
 
-from auth_proxy import views
+from auth_proxy import v2, views
 from auth_proxy.relay import relay
 
 
@@ -52,6 +52,7 @@ def add_routes(app: web.Application) -> None:
     add("/metrics", get, views.metrics)
 
     # Own APIs go here, each behind the login by default (e.g. `router.add_routes(jobs.routes)`).
+    v2.add_routes(app, add)  # the Comfy API v2 and its job ledger (auth_proxy/v2.py)
 
     # Last: everything else is ComfyUI's, relayed with the path as the client sent it.
     router.add_route("*", "/{tail:.*}", relay)

@@ -10,6 +10,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from auth_proxy.errors import ConfigError
+from comfy_jobs import errors as jobs_errors
+from comfy_jobs.settings import JobSettings
+from comfy_jobs.settings import load_settings as load_job_settings
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,8 @@ class Settings:
     progress_file: Path = Path("/data/models/.model_sync/progress.json")
     login_max_failures: int = 5
     login_window_s: float = 300.0
+    # The Comfy API v2 and its job ledger (comfy_jobs/settings.py); None: not served.
+    jobs: JobSettings | None = None
 
 
 def _int(env: dict, name: str, default: int) -> int:
@@ -74,8 +79,12 @@ def load_settings(environ: dict | None = None) -> Settings:
         hours = float(env.get("AUTH_PROXY_SESSION_HOURS", "12"))
     except ValueError:
         raise ConfigError("AUTH_PROXY_SESSION_HOURS must be a number of hours") from None
+    try:
+        jobs = load_job_settings(env)
+    except jobs_errors.ConfigError as exc:
+        raise ConfigError(str(exc)) from None
     return Settings(
-        host=host, port=port, upstream=upstream,
+        host=host, port=port, upstream=upstream, jobs=jobs,
         state_dir=Path(env.get("AUTH_PROXY_STATE_DIR", "/data/auth")),
         admin_user=env.get("COMFY_ADMIN_USER", "admin") or "admin",
         admin_password=password,

@@ -10,7 +10,7 @@ from urllib.parse import quote
 import aiohttp
 from aiohttp import web
 
-from auth_proxy import pages
+from auth_proxy import pages, v2
 from auth_proxy.credentials import check_login
 from auth_proxy.gate import GATE, WHO
 from auth_proxy.responses import (BadBody, error, html, lang, prefers_json, read_fields, safe_next,
@@ -107,6 +107,8 @@ async def upstream_ready(request: web.Request) -> tuple[bool, str]:
 
 async def readyz(request: web.Request) -> web.Response:
     ok, reason = await upstream_ready(request)
+    if ok and (problem := await v2.not_ready(request)):
+        ok, reason = False, problem
     if ok:
         return web.json_response({"status": "ready"})
     progress = sync_progress.read(request.config_dict[GATE].s.progress_file)
@@ -125,5 +127,6 @@ async def metrics(request: web.Request) -> web.Response:
             gate.metrics.queue_depth = len(q.get("queue_running", [])) + len(q.get("queue_pending", []))
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
         gate.metrics.queue_depth = None
-    return web.Response(text=gate.metrics.render(), content_type="text/plain", charset="utf-8",
+    text = gate.metrics.render() + await v2.metrics_text(request)
+    return web.Response(text=text, content_type="text/plain", charset="utf-8",
                         headers={"X-Content-Type-Options": "nosniff"})

@@ -142,6 +142,41 @@ HF_TOKEN = Var("HF_TOKEN", "", "a Hugging Face token, for gated or private repos
                aliases=("HUGGING_FACE_HUB_TOKEN",))
 HF_ENDPOINT = Var("HF_ENDPOINT", "", "a Hugging Face hub mirror", shown_default="`https://huggingface.co`")
 
+# --- the Comfy API v2 and its job ledger (comfy_jobs, served by the proxy) -------------------
+COMFY_JOBS_DIR = Var("COMFY_JOBS_DIR", Path("/data/jobs"),
+                     "the job ledger (SQLite) and the v2 assets (inputs and outputs)", path,
+                     shown_default="`/data/jobs` (`comfyctl serve`: `jobs/` in the data directory)")
+COMFY_JOBS_DATABASE_URL = Var("COMFY_JOBS_DATABASE_URL", "",
+                              "the ledger's database as an SQLAlchemy URL", shown_default=(
+                                  "empty: `sqlite:///$COMFY_JOBS_DIR/ledger.db`"))
+COMFY_JOB_MAX_ATTEMPTS = Var("COMFY_JOB_MAX_ATTEMPTS", 2,
+                             "submissions of a job to ComfyUI when ComfyUI loses the run (crash, OOM "
+                             "kill, restart) before the job fails with the reason", integer(minimum=1))
+COMFY_QUEUE_LIMIT = Var("COMFY_QUEUE_LIMIT", 100,
+                        "v2 jobs queued or running at once; one more is answered `429 queue_full` with "
+                        "`Retry-After`; `0`: no limit", integer(minimum=0))
+COMFY_OUTPUTS_TO = Var("COMFY_OUTPUTS_TO", "",
+                       "`oss://bucket/prefix` or `s3://bucket/prefix`: outputs are also uploaded there, "
+                       "verified, and served from there once the local copy is gone")
+COMFY_JOB_LEASE_SECONDS = Var("COMFY_JOB_LEASE_SECONDS", 30.0,
+                              "a worker's claim on a running job lasts this long unless it is renewed; "
+                              "then another worker resumes the job", number(minimum=3), shown_default="`30`")
+COMFY_JOBS_WORKER = Var("COMFY_JOBS_WORKER", "1",
+                        "`1`: the proxy runs the jobs on its ComfyUI; `0`: it only records them "
+                        "(workers elsewhere run them)", choice("1", "0"))
+COMFY_JOBS_WORKER_ID = Var("COMFY_JOBS_WORKER_ID", "", "this worker's name in the ledger",
+                           shown_default="the host name")
+COMFY_JOBS_RETENTION_DAYS = Var("COMFY_JOBS_RETENTION_DAYS", 30.0,
+                                "a job's `expires_at`: a queued job not started by then expires",
+                                number(minimum=0.001), shown_default="`30`")
+COMFY_WEBHOOK_URL = Var("COMFY_WEBHOOK_URL", "",
+                        "POST a signed event (Standard Webhooks) here when a job reaches a terminal state")
+COMFY_WEBHOOK_SECRET: Var[str] = Var("COMFY_WEBHOOK_SECRET", "",
+                                     "the signing secret, `whsec_` and base64 (needed with COMFY_WEBHOOK_URL)",
+                                     file_form=True)
+COMFY_ASSET_MAX_MB = Var("COMFY_ASSET_MAX_MB", 1024, "the largest upload `POST /api/v2/assets` takes, MiB",
+                         integer(minimum=1))
+
 # --- comfyctl run, and the scripts that talk to a running server ------------------------------
 COMFY_SERVER = Var("COMFY_SERVER", "http://127.0.0.1:8188", "the server `comfyctl run` talks to", http_url)
 COMFY_TOKEN = Var("COMFY_TOKEN", "", "an API token (`python -m auth_proxy token create NAME`)")
@@ -178,6 +213,12 @@ STORAGE: tuple[Row, ...] = (
     (ALIBABA_CLOUD_OIDC_PROVIDER_ARN, None), (ALIBABA_CLOUD_OIDC_TOKEN_FILE, None),
     (AWS_ENDPOINT_URL, None), (HF_TOKEN, None), (HF_ENDPOINT, None),
 )
+JOBS: tuple[Row, ...] = (
+    (COMFY_JOBS_DIR, None), (COMFY_JOBS_DATABASE_URL, None), (COMFY_JOB_MAX_ATTEMPTS, None),
+    (COMFY_QUEUE_LIMIT, None), (COMFY_OUTPUTS_TO, None), (COMFY_JOB_LEASE_SECONDS, None),
+    (COMFY_JOBS_WORKER, None), (COMFY_JOBS_WORKER_ID, None), (COMFY_JOBS_RETENTION_DAYS, None),
+    (COMFY_WEBHOOK_URL, None), (COMFY_WEBHOOK_SECRET, None), (COMFY_ASSET_MAX_MB, None),
+)
 RUN: tuple[Row, ...] = (
     (COMFY_SERVER, "--server"), (COMFY_TOKEN, "--token"), (COMFY_USER, "--user"),
     (COMFY_PASSWORD, "--password"), (COMFYUI_URL, None),
@@ -191,4 +232,5 @@ DOC_TABLES: dict[str, tuple[str, tuple[Row, ...]]] = {
     "sync": ("docs/sync-semantics.md", SYNC),
     "storage": ("docs/models.md", STORAGE),
     "run": ("docs/api.md", RUN),
+    "jobs": ("docs/api.md", JOBS),
 }

@@ -34,6 +34,7 @@ class ServeSettings:
     # interpreter's own site-packages is read-only (the image): None installs into it.
     user_packages: Path | None = None
     state_dir: Path | None = None       # the proxy's; None: auth/ in the data directory
+    jobs_dir: Path | None = None        # the v2 job ledger's; None: jobs/ in the data directory
     hf_hub_offline: str = v.HF_HUB_OFFLINE.default   # ComfyUI's process only
     cuda_version: str = ""              # the CUDA image's runtime, for the driver check
 
@@ -48,6 +49,10 @@ class ServeSettings:
     @property
     def proxy_state_dir(self) -> Path:
         return self.state_dir or self.data_dir / "auth"
+
+    @property
+    def proxy_jobs_dir(self) -> Path:
+        return self.jobs_dir or self.data_dir / "jobs"
 
 
 def load(args, environ: Mapping[str, str] | Env | None = None) -> ServeSettings:
@@ -73,6 +78,7 @@ def load(args, environ: Mapping[str, str] | Env | None = None) -> ServeSettings:
         # relative to the data directory; an absolute path stays as it is
         user_packages=(data_dir / user_packages).resolve() if user_packages else None,
         state_dir=env.get(v.AUTH_PROXY_STATE_DIR) if env.raw(v.AUTH_PROXY_STATE_DIR) else None,
+        jobs_dir=env.get(v.COMFY_JOBS_DIR) if env.raw(v.COMFY_JOBS_DIR) else None,
         hf_hub_offline=env.get(v.HF_HUB_OFFLINE),
         cuda_version=env.get(v.CUDA_VERSION),
     )

@@ -1,5 +1,5 @@
 """`comfyctl run`: run a workflow on a ComfyUI server (bare, or through the login proxy)
-and download its outputs.
+and download its outputs; `--v2` runs it through the Comfy API v2 instead (run_v2.py).
 
 Its exit codes (2 a bad argument or a --set/--param/--input naming nothing in the workflow,
 3 to 6 the prompt's fate) are those of every comfyctl command: comfyctl/errors.py.
@@ -38,6 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("outputs"), help="where outputs go (default ./outputs)")
     p.add_argument("--json", action="store_true", help="print a JSON summary instead of paths")
     p.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the result (default 3600)")
+    p.add_argument("--v2", action="store_true",
+                   help="run through the Comfy API v2 (/api/v2/jobs): a durable job, SSE progress, outputs as assets")
 
 
 @dataclass(frozen=True)
@@ -202,6 +204,9 @@ async def run(args) -> dict:
     deadline = time.monotonic() + args.timeout
     try:
         async with aiohttp.ClientSession(headers=server.auth_headers()) as session:
+            if args.v2:
+                from comfyctl.run_v2 import run_v2
+                return await run_v2(args, wf, session, base, deadline)
             for item in args.input:
                 key, file = split_assignment(item, "--input")
                 wf.set(key, await upload(session, base, Path(file)))

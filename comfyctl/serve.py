@@ -64,6 +64,7 @@ def prepare(s: config.ServeSettings) -> tuple[Path, str]:
     proxy_env = {"AUTH_PROXY_LISTEN": str(s.listen),
                  "AUTH_PROXY_UPSTREAM": f"http://127.0.0.1:{s.comfyui_port}",
                  "AUTH_PROXY_STATE_DIR": str(s.proxy_state_dir),
+                 "COMFY_JOBS_DIR": str(s.proxy_jobs_dir),
                  "MODEL_SYNC_PROGRESS_FILE": str(progress)}
     text = supervisor.render(s, comfy_args, run_dir, proxy_env)
     if s.sync_mode == "background" and cmds:

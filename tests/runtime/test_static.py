@@ -98,3 +98,12 @@ def test_the_image_carries_the_notice_its_licences_ask_for():
         assert pack["name"] in notice, pack["name"]
     assert "Tencent Hunyuan 3D 2.1 is licensed under the Tencent Hunyuan 3D 2.1 Community License" in notice
     assert re.search(r"^COPY .*\bNOTICE\b.* /opt/comfy-stack/", (REPO / "docker/Dockerfile").read_text(), re.M)
+
+
+def test_every_package_of_the_distribution_is_copied_into_the_image():
+    import tomllib
+    includes = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    dockerfile = (REPO / "docker/Dockerfile").read_text()
+    for pattern in includes:
+        package = pattern.rstrip("*")
+        assert re.search(rf"^COPY {package} /opt/comfy-stack/{package}$", dockerfile, re.M), package

@@ -18,6 +18,7 @@ import asyncio
 import json
 import os
 import struct
+import time
 import uuid
 import zlib
 from pathlib import Path
@@ -106,25 +107,61 @@ def node_output(state: dict, node: dict, values: dict):
     return None
 
 
+async def run_in_turn(state: dict, prompt_id: str, prompt: dict, client_id: str | None) -> None:
+    """ComfyUI runs one prompt at a time, in queue order; a prompt deleted from the queue
+    (POST /queue {"delete": [...]}) before its turn never runs."""
+    async with state["run_lock"]:
+        if prompt_id in state["deleted"]:
+            return
+        state["running"] = prompt_id
+        try:
+            await state["executor"](state, prompt_id, prompt, client_id)
+        finally:
+            state["running"] = None
+
+
+def finish_error(state: dict, prompt_id: str, prompt: dict, messages: list) -> None:
+    """What ComfyUI's task_done records for a failed or interrupted run."""
+    state["history"][prompt_id] = {"prompt": [0, prompt_id, prompt, {}, []], "outputs": {},
+                                   "status": {"status_str": "error", "completed": False, "messages": messages}}
+    state["queue"].remove(prompt_id)
+
+
 async def execute(state: dict, prompt_id: str, prompt: dict, client_id: str | None) -> None:
     """Run a prompt the way ComfyUI reports it; SaveImage writes a real PNG."""
-    await asyncio.sleep(state["delay"])
-    await broadcast(state, {"type": "execution_start", "data": {"prompt_id": prompt_id, "timestamp": 0}}, client_id)
+    started = {"prompt_id": prompt_id, "timestamp": 0}
+    messages: list = [["execution_start", started]]
+    for _ in range(int(state["delay"] / 0.05)):  # an interrupt lands during the wait too
+        if prompt_id in state["interrupt"]:
+            break
+        await asyncio.sleep(0.05)
+    state["starts"][prompt_id] = time.time()
+    await broadcast(state, {"type": "execution_start", "data": started}, client_id)
     await broadcast(state, {"type": "execution_cached", "data": {"nodes": [], "prompt_id": prompt_id, "timestamp": 0}}, client_id)
+    messages.append(["execution_cached", {"nodes": [], "prompt_id": prompt_id, "timestamp": 0}])
     outputs: dict = {}
     values: dict = {}  # string results of nodes, for inputs linked to them
+    executed: list[str] = []
     for node_id, node in prompt.items():
         await broadcast(state, {"type": "executing", "data": {"node": node_id, "display_node": node_id, "prompt_id": prompt_id}}, client_id)
-        if node["class_type"] == "FailingNode" or node.get("inputs", {}).get("fail"):
-            await broadcast(state, {"type": "execution_error", "data": {
-                "prompt_id": prompt_id, "node_id": node_id, "node_type": node["class_type"],
-                "exception_message": "simulated failure", "exception_type": "RuntimeError",
-                "traceback": [], "executed": [], "current_inputs": {}, "current_outputs": {}}}, client_id)
-            state["history"][prompt_id] = {"prompt": [0, prompt_id, prompt, {}, []], "outputs": {},
-                                           "status": {"status_str": "error", "completed": False, "messages": []}}
-            state["queue"].remove(prompt_id)
+        if prompt_id in state["interrupt"]:  # ComfyUI checks between nodes and sampler steps
+            data = {"prompt_id": prompt_id, "node_id": node_id, "node_type": node["class_type"],
+                    "executed": executed, "timestamp": 0}
+            await broadcast(state, {"type": "execution_interrupted", "data": data})
+            finish_error(state, prompt_id, prompt, messages + [["execution_interrupted", data]])
             await broadcast(state, status_msg(state))
             return
+        if node["class_type"] == "FailingNode" or node.get("inputs", {}).get("fail"):
+            data = {"prompt_id": prompt_id, "node_id": node_id, "node_type": node["class_type"],
+                    "exception_message": "simulated failure", "exception_type": "RuntimeError",
+                    # traceback.format_tb(...), as ComfyUI's execution.py records it: frames only
+                    "traceback": ['  File "execution.py", line 496, in execute\n    output_data = ...\n'],
+                    "executed": executed, "current_inputs": {}, "current_outputs": [], "timestamp": 0}
+            await broadcast(state, {"type": "execution_error", "data": data}, client_id)
+            finish_error(state, prompt_id, prompt, messages + [["execution_error", data]])
+            await broadcast(state, status_msg(state))
+            return
+        executed.append(node_id)
         for step in range(1, 3):
             await broadcast(state, {"type": "progress", "data": {"value": step, "max": 2, "prompt_id": prompt_id, "node": node_id}}, client_id)
         # a binary preview frame: event type 1 (PREVIEW_IMAGE), format 2 (PNG), image bytes
@@ -136,11 +173,12 @@ async def execute(state: dict, prompt_id: str, prompt: dict, client_id: str | No
             outputs[node_id] = out
             await broadcast(state, {"type": "executed", "data": {"node": node_id, "display_node": node_id, "output": out, "prompt_id": prompt_id}}, client_id)
     await broadcast(state, {"type": "execution_success", "data": {"prompt_id": prompt_id, "timestamp": 0}}, client_id)
+    messages.append(["execution_success", {"prompt_id": prompt_id, "timestamp": 0}])
     # ComfyUI records the history only after execution_success (the prompt worker's
     # task_done), then sends the final executing/null; history_delay widens that gap.
     await asyncio.sleep(state["history_delay"])
     state["history"][prompt_id] = {"prompt": [0, prompt_id, prompt, {}, list(outputs)], "outputs": outputs,
-                                   "status": {"status_str": "success", "completed": True, "messages": []}}
+                                   "status": {"status_str": "success", "completed": True, "messages": messages}}
     state["queue"].remove(prompt_id)
     await broadcast(state, {"type": "executing", "data": {"node": None, "prompt_id": prompt_id}}, client_id)
     await broadcast(state, status_msg(state))
@@ -160,6 +198,7 @@ def create_app(output_dir: Path, delay: float = 0.0, executor=None,
              "user": Path(output_dir).parent / "user" / "default", "queue": [],
              "history": {}, "sockets": {}, "delay": delay, "tasks": set(), "settings": {},
              "counter": 0, "executor": executor or execute, "history_delay": history_delay,
+             "run_lock": asyncio.Lock(), "running": None, "deleted": set(), "interrupt": set(), "starts": {},
              "known_classes": KNOWN_CLASSES | set(known_classes or ())}
     r = web.RouteTableDef()
 
@@ -179,15 +218,18 @@ def create_app(output_dir: Path, delay: float = 0.0, executor=None,
 
     @r.get("/queue")
     async def get_queue(_):
-        running = [[0, p, {}, {}, []] for p in state["queue"][:1]]
-        pending = [[i, p, {}, {}, []] for i, p in enumerate(state["queue"][1:], 1)]
+        running = [[0, p, {}, {}, []] for p in state["queue"] if p == state["running"]]
+        pending = [[i, p, {}, {}, []] for i, p in enumerate(state["queue"], 1) if p != state["running"]]
         return web.json_response({"queue_running": running, "queue_pending": pending})
 
     @r.post("/queue")
     async def post_queue(request):
         body = await request.json()
-        if body.get("clear"):
-            state["queue"][1:] = []
+        pending = [p for p in state["queue"] if p != state["running"]]
+        doomed = pending if body.get("clear") else [p for p in body.get("delete", []) if p in pending]
+        for p in doomed:
+            state["queue"].remove(p)
+            state["deleted"].add(p)
         return web.Response(status=200)
 
     @r.get("/prompt")
@@ -212,7 +254,7 @@ def create_app(output_dir: Path, delay: float = 0.0, executor=None,
         prompt_id = body.get("prompt_id") or str(uuid.uuid4())
         state["counter"] += 1
         state["queue"].append(prompt_id)
-        task = asyncio.ensure_future(state["executor"](state, prompt_id, prompt, body.get("client_id")))
+        task = asyncio.ensure_future(run_in_turn(state, prompt_id, prompt, body.get("client_id")))
         state["tasks"].add(task)
         task.add_done_callback(state["tasks"].discard)
         return web.json_response({"prompt_id": prompt_id, "number": state["counter"], "node_errors": {}})
@@ -277,7 +319,15 @@ def create_app(output_dir: Path, delay: float = 0.0, executor=None,
     r.post("/upload/mask")(upload)
 
     @r.post("/interrupt")
-    async def interrupt(_):
+    async def interrupt(request):
+        # ComfyUI interrupts the running prompt; given a prompt_id, only if that one runs.
+        try:
+            body = await request.json()
+        except ValueError:
+            body = {}
+        target = (body or {}).get("prompt_id") or state["running"]
+        if target and target == state["running"]:
+            state["interrupt"].add(target)
         return web.Response(status=200)
 
     @r.post("/free")
@@ -455,6 +505,10 @@ def create_app(output_dir: Path, delay: float = 0.0, executor=None,
     app.router.add_get("/_test/stream/{size}", stream)
     app.router.add_post("/_test/upload", upload_count)
     app.router.add_get("/_test/ws", ws_echo)
+
+    async def starts(_):  # when each prompt began running, for benchmarks
+        return web.json_response(state["starts"])
+    app.router.add_get("/_test/starts", starts)
     return app
 
 
@@ -463,11 +517,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--listen", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8188)
     p.add_argument("--output-directory", default="output")
+    # not a ComfyUI flag: seconds each prompt takes before it starts, for fault tests
+    p.add_argument("--fake-delay", type=float, default=0.0)
     args, _unknown = p.parse_known_args(argv)
     out = Path(args.output_directory)
     out.mkdir(parents=True, exist_ok=True)
     print(f"fake ComfyUI on {args.listen}:{args.port}", flush=True)
-    web.run_app(create_app(out), host=args.listen, port=args.port, print=None, access_log=None)
+    web.run_app(create_app(out, delay=args.fake_delay), host=args.listen, port=args.port, print=None,
+                access_log=None)
 
 
 if __name__ == "__main__":

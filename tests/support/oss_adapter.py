@@ -4,7 +4,8 @@ No OSS emulator exists on the package registries. This adapter speaks OSS's wire
 (path-style URLs as oss2 uses for IP endpoints, `Authorization: OSS <id>:<signature>`,
 ListObjectsV2 XML without the S3 namespace and with millisecond timestamps, OSS error XML,
 `x-oss-request-id`, and `x-oss-hash-crc64ecma` computed over each object with oss2's own
-CRC64) and keeps the bytes in the S3 server behind it.
+CRC64) and keeps the bytes in the S3 server behind it. Reads, listings and single-request
+uploads (PutObject) are covered; multipart uploads are not.
 """
 from __future__ import annotations
 
@@ -99,6 +100,32 @@ class _Handler(QuietHandler):
         if not key:
             return self._list(bucket, parse_qs(parts.query, keep_blank_values=True))
         self._object(head=False)
+
+    def do_PUT(self) -> None:
+        """PutObject, as oss2's put_object and resumable_upload below its multipart threshold
+        send it: OSS answers with the ETag and the CRC64 that oss2 checks against its own."""
+        from botocore.exceptions import ClientError
+        if not self._authorized():
+            return
+        parts = urlsplit(self.path)
+        if "uploadId" in parts.query or "uploads" in parts.query:
+            return self._error(501, "NotImplemented", "multipart uploads are not in this adapter")
+        bucket, _, key = unquote(parts.path).lstrip("/").partition("/")
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        try:
+            put = self.owner.s3.put_object(Bucket=bucket, Key=key, Body=body)
+        except ClientError as exc:
+            return self._s3_error(exc)
+        etag = put["ETag"].strip('"').upper()
+        crc = Crc64()
+        crc.update(body)
+        with self.owner._crc_lock:
+            self.owner._crc[(bucket, key, etag)] = str(crc.crc)
+        self.send_response(200)
+        for k, v in {"ETag": f'"{etag}"', "x-oss-hash-crc64ecma": str(crc.crc),
+                     "x-oss-request-id": uuid.uuid4().hex.upper(), "Content-Length": "0"}.items():
+            self.send_header(k, v)
+        self.end_headers()
 
     def _object(self, head: bool) -> None:
         from botocore.exceptions import ClientError

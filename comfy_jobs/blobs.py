@@ -1,0 +1,94 @@
+"""Asset bytes on the data volume, content-addressed by blake3 (the hash the v2 contract
+names): `<COMFY_JOBS_DIR>/blobs/ab/abcdef...`. Written atomically (temp file in the same
+folder, fsync, link to the final name so a concurrent writer of the same bytes cannot
+clobber it), so a name only ever holds complete, verified bytes."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import tempfile
+from pathlib import Path
+from collections.abc import AsyncIterator
+
+from blake3 import blake3
+
+from comfy_jobs.errors import AssetTooLarge, HashMismatch
+from comfy_stack.files import fsync_directory
+
+log = logging.getLogger(__name__)
+PREFIX = "blake3:"
+
+
+class BlobStore:
+    def __init__(self, root: Path, mirror=None):
+        self.root = root
+        self.mirror = mirror  # objstore.Mirror when COMFY_OUTPUTS_TO is set
+
+    def path(self, digest: str) -> Path:
+        hexd = digest.removeprefix(PREFIX)
+        if len(hexd) != 64 or any(c not in "0123456789abcdef" for c in hexd):
+            raise ValueError(f"not a blake3 digest: {digest!r}")
+        return self.root / hexd[:2] / hexd
+
+    def exists(self, digest: str) -> bool:
+        try:
+            return self.path(digest).is_file()
+        except ValueError:
+            return False
+
+    async def ingest(self, chunks: AsyncIterator[bytes], max_bytes: int | None = None,
+                     expected: str | None = None) -> tuple[str, int, bool]:
+        """Store a stream; returns (digest, size, created_new)."""
+        loop = asyncio.get_running_loop()
+        tmp_dir = self.root / "tmp"
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix=".in-")
+        h, size = blake3(), 0
+        try:
+            with os.fdopen(fd, "wb") as f:
+                async for chunk in chunks:
+                    size += len(chunk)
+                    if max_bytes is not None and size > max_bytes:
+                        raise AssetTooLarge(f"more than {max_bytes >> 20} MiB (COMFY_ASSET_MAX_MB)")
+                    h.update(chunk)
+                    await loop.run_in_executor(None, f.write, chunk)
+                await loop.run_in_executor(None, _flush_and_sync, f)
+            digest = PREFIX + h.hexdigest()
+            if expected is not None and expected != digest:
+                raise HashMismatch(f"the bytes hash to {digest}, not {expected}")
+            final = self.path(digest)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(tmp, final)
+                created = True
+            except FileExistsError:
+                created = False
+            if created:
+                await loop.run_in_executor(None, fsync_directory, final.parent)
+            return digest, size, created
+        finally:
+            os.unlink(tmp)
+
+    async def ensure_local(self, digest: str, remote_uri: str | None) -> Path | None:
+        """The blob's local path, fetched back (and verified) from object storage when the
+        local copy is gone; None when it is nowhere."""
+        path = self.path(digest)
+        if path.is_file():
+            return path
+        if not (remote_uri and self.mirror):
+            return None
+        log.info("fetching %s back from %s", digest, remote_uri)
+        await asyncio.get_running_loop().run_in_executor(None, self.mirror.fetch, remote_uri, digest, path)
+        return path if path.is_file() else None
+
+
+def _flush_and_sync(f) -> None:
+    f.flush()
+    os.fsync(f.fileno())
+
+
+def digest_file(path: Path) -> str:
+    h = blake3(max_threads=blake3.AUTO)
+    h.update_mmap(path)
+    return PREFIX + h.hexdigest()

@@ -1,0 +1,135 @@
+"""The few ComfyUI routes a worker uses, with ComfyUI's own semantics.
+
+ComfyUI keeps its queue and history in memory, and `/history/{id}` is `{}` both for a run
+not yet finished and for one lost in a crash; only asking `/queue` first, then
+`/history`, tells them apart: a prompt moves from the running list to the history under
+one lock (execution.PromptQueue.task_done), so a prompt in neither was lost.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=5)
+
+
+class Unreachable(Exception):
+    """ComfyUI did not answer. `sent` is False when the request certainly never reached it
+    (the connection was refused), so a submission did not happen."""
+    def __init__(self, what: str, sent: bool = True):
+        super().__init__(what)
+        self.sent = sent
+
+
+class FileGone(Exception):
+    """ComfyUI no longer has a file a run reported (a temp preview after a restart, say)."""
+
+
+class Rejected(Exception):
+    """ComfyUI answered POST /prompt with 400: its `error` and `node_errors`."""
+    def __init__(self, body: dict):
+        super().__init__(str(body.get("error")))
+        self.body = body
+
+
+@dataclass
+class Located:
+    state: str                 # "pending", "running", "done", "unknown"
+    entry: dict | None = None  # the history entry when done
+
+
+class ComfyUI:
+    def __init__(self, base_url: str, session: aiohttp.ClientSession):
+        self.base = base_url.rstrip("/")
+        self.s = session
+
+    async def _json(self, method: str, path: str, **kw):
+        try:
+            async with self.s.request(method, self.base + path, timeout=TIMEOUT, **kw) as r:
+                body = await r.read()
+                return r.status, (json.loads(body) if body else None)
+        except aiohttp.ClientConnectorError as exc:
+            raise Unreachable(f"ComfyUI at {self.base}: {exc}", sent=False) from None
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+            raise Unreachable(f"ComfyUI at {self.base}: {type(exc).__name__} {exc}") from None
+
+    async def ready(self) -> bool:
+        try:
+            status, _ = await self._json("GET", "/queue")
+            return status == 200
+        except Unreachable:
+            return False
+
+    async def object_info(self) -> dict:
+        status, body = await self._json("GET", "/object_info")
+        if status != 200 or not isinstance(body, dict):
+            raise Unreachable(f"ComfyUI /object_info answered {status}")
+        return body
+
+    async def submit(self, prompt_id: str, prompt: dict, client_id: str, extra_data: dict | None) -> None:
+        body = {"prompt": prompt, "prompt_id": prompt_id, "client_id": client_id}
+        if extra_data:
+            body["extra_data"] = extra_data
+        status, answer = await self._json("POST", "/prompt", json=body)
+        if status == 400:
+            raise Rejected(answer if isinstance(answer, dict) else {"error": answer})
+        if status != 200:
+            raise Unreachable(f"ComfyUI POST /prompt answered {status}")
+
+    async def locate(self, prompt_id: str) -> Located:
+        status, q = await self._json("GET", "/queue")
+        if status != 200 or not isinstance(q, dict):
+            raise Unreachable(f"ComfyUI /queue answered {status}")
+        if any(item[1] == prompt_id for item in q.get("queue_running", [])):
+            return Located("running")
+        if any(item[1] == prompt_id for item in q.get("queue_pending", [])):
+            return Located("pending")
+        status, h = await self._json("GET", f"/history/{prompt_id}")
+        if status != 200:
+            raise Unreachable(f"ComfyUI /history answered {status}")
+        if isinstance(h, dict) and prompt_id in h:
+            return Located("done", h[prompt_id])
+        return Located("unknown")
+
+    async def interrupt(self, prompt_id: str) -> None:
+        # Targeted: ComfyUI interrupts only if this prompt is the one running, and the
+        # delete takes it out of the pending queue if it has not started.
+        await self._json("POST", "/interrupt", json={"prompt_id": prompt_id})
+        await self._json("POST", "/queue", json={"delete": [prompt_id]})
+
+    @asynccontextmanager
+    async def view(self, filename: str, subfolder: str, kind: str):
+        """The response for one file ComfyUI saved, for streaming its body."""
+        params = {"filename": filename, "subfolder": subfolder, "type": kind}
+        try:
+            async with self.s.get(self.base + "/view", params=params,
+                                  timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=60)) as r:
+                if r.status == 404:
+                    raise FileGone(f"{kind}/{subfolder}/{filename}")
+                if r.status != 200:
+                    raise Unreachable(f"ComfyUI /view {subfolder}/{filename} answered {r.status}")
+                yield r
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise Unreachable(f"ComfyUI /view {filename}: {type(exc).__name__}") from None
+
+    async def upload_input(self, name: str, path: Path) -> str:
+        """Put a file in ComfyUI's input folder (works for a ComfyUI on another host too);
+        returns the name a loader node takes."""
+        form = aiohttp.FormData()
+        form.add_field("overwrite", "true")
+        with open(path, "rb") as f:
+            form.add_field("image", f, filename=name, content_type="application/octet-stream")
+            status, body = await self._json("POST", "/upload/image", data=form)
+        if status != 200 or not isinstance(body, dict):
+            raise Unreachable(f"ComfyUI /upload/image answered {status}")
+        return f"{body['subfolder']}/{body['name']}" if body.get("subfolder") else body["name"]
+
+    def websocket(self, client_id: str):
+        ws_url = "ws" + self.base[4:] + "/ws"
+        return self.s.ws_connect(ws_url, params={"clientId": client_id}, heartbeat=20, max_msg_size=0,
+                                 timeout=aiohttp.ClientWSTimeout(ws_close=5))

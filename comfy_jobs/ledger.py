@@ -1,0 +1,126 @@
+"""The storage interface of the job ledger: what the API routes and the workers need, and
+nothing about how it is stored. `sqlstore.SqlLedger` implements it for SQLite (the default,
+on the data volume) and is written so that a PostgreSQL backend reuses its queries.
+
+Every method is a coroutine: the routes and the worker run on an event loop, and the
+backends do their blocking database work off it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from comfy_jobs.model import Asset, Job
+
+
+class QueueFull(Exception):
+    def __init__(self, depth: int, limit: int):
+        super().__init__(f"{depth} jobs are queued or running, the limit (COMFY_QUEUE_LIMIT) is {limit}")
+        self.depth, self.limit = depth, limit
+
+
+@dataclass(frozen=True)
+class IdemKey:
+    """An Idempotency-Key and the digest of the request body it came with."""
+    key: str
+    body_hash: str
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a heartbeat learns: whether the worker still holds the job, and whether a
+    cancel was asked for meanwhile."""
+    held: bool
+    cancel_requested: bool = False
+
+
+@dataclass
+class Delivery:
+    id: int
+    job_id: str
+    body: dict
+    attempts: int
+
+
+class Ledger(Protocol):
+    # --- jobs, as the API sees them ----------------------------------------------------
+    async def create_job(self, job_id: str, workflow: dict, extra_data: dict | None,
+                         metadata: dict | None, idem: IdemKey | None,
+                         queue_limit: int, retention_s: float) -> tuple[Job, bool]:
+        """Record a queued job (durably, before answering). Returns (job, replayed): an
+        earlier job with the same key and body is returned as it is. Raises
+        IdempotencyKeyReuse (same key, other body) or QueueFull."""
+
+    async def get_job(self, job_id: str) -> Job | None: ...
+
+    async def list_jobs(self, limit: int, before_seq: int | None, status: str | None) -> list[Job]: ...
+
+    async def request_cancel(self, job_id: str) -> Job | None:
+        """A queued job is canceled at once; a running one becomes canceling."""
+
+    async def counts(self) -> dict[str, int]:
+        """Jobs per non-terminal status, for /metrics and the queue limit."""
+
+    async def recent_execution_s(self) -> list[float]: ...
+
+    # --- the worker's side ---------------------------------------------------------------
+    async def claim(self, worker: str, lease_s: float) -> Job | None:
+        """The oldest job that is queued, or running under a lease that ran out (its worker
+        died), now leased to `worker`."""
+
+    async def forget_own_leases(self, worker: str) -> int:
+        """At a worker's start: jobs it held before it restarted can be resumed at once."""
+
+    async def attempts_of(self, job_id: str) -> list[dict]: ...
+
+    async def heartbeat(self, job_id: str, worker: str, lease_s: float) -> Claim: ...
+
+    async def release(self, job_id: str, worker: str) -> None:
+        """Give a job back to the queue untouched (the worker is shutting down)."""
+
+    async def start_attempt(self, job_id: str, worker: str, prompt_id: str) -> int:
+        """Record the next submission to ComfyUI before it is made; returns its number."""
+
+    async def abort_attempt(self, job_id: str, worker: str, prompt_id: str) -> None:
+        """The submission certainly did not reach ComfyUI: it does not count."""
+
+    async def end_attempt(self, job_id: str, prompt_id: str, outcome: str, reason: str) -> None: ...
+
+    async def set_progress(self, job_id: str, worker: str, progress: dict) -> None: ...
+
+    async def add_output(self, job_id: str, node_id: str, name: str, kind: str, asset: Asset) -> bool:
+        """Commit one output (once per node and name); False if it was already there."""
+
+    async def finish(self, job_id: str, worker: str, status: str, error: dict | None,
+                     progress: dict | None = None) -> bool:
+        """Move a job the worker holds to a terminal state (with its last progress, when
+        given); False if it no longer holds it."""
+
+    # --- assets ---------------------------------------------------------------------------
+    async def put_asset(self, asset: Asset) -> None: ...
+
+    async def get_asset(self, asset_id: str) -> Asset | None: ...
+
+    async def find_blob(self, digest: str) -> Asset | None:
+        """Any asset over the blob with this hash (the blob exists), or None."""
+
+    async def set_remote(self, digest: str, uri: str) -> None: ...
+
+    async def idem_lookup(self, scope: str, idem: IdemKey) -> str | None:
+        """The id recorded for this key in `scope`; raises IdempotencyKeyReuse for another body."""
+
+    async def idem_record(self, scope: str, idem: IdemKey, ref_id: str) -> None: ...
+
+    # --- webhook outbox ----------------------------------------------------------------
+    async def due_deliveries(self, now: float, limit: int) -> list[Delivery]: ...
+
+    async def delivery_done(self, delivery_id: int, ok: bool, error: str, retry_at: float | None) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def open_ledger(url: str, webhooks: bool = False) -> Ledger:
+    """The ledger at `url` (an SQLAlchemy URL). `webhooks`: terminal states also enqueue a
+    webhook delivery in the same transaction, so none is lost to a crash."""
+    from comfy_jobs.sqlstore import SqlLedger
+    return SqlLedger(url, webhooks=webhooks)

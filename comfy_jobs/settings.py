@@ -1,0 +1,68 @@
+"""The job ledger's and worker's settings, read once into a frozen object that everything
+else receives. The variables (name, default, doc line) are declared in
+comfy_stack/variables.py; docs/api.md's table is generated from them."""
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from collections.abc import Mapping
+
+from comfy_jobs.errors import ConfigError
+from comfy_stack import variables as v
+from comfy_stack.env import Env
+from model_sync.settings import Storage, load_storage
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    jobs_dir: Path = v.COMFY_JOBS_DIR.default
+    database_url: str = ""
+    max_attempts: int = v.COMFY_JOB_MAX_ATTEMPTS.default
+    queue_limit: int = v.COMFY_QUEUE_LIMIT.default
+    outputs_to: str = ""
+    lease_s: float = v.COMFY_JOB_LEASE_SECONDS.default
+    run_worker: bool = True
+    worker_id: str = ""
+    retention_days: float = v.COMFY_JOBS_RETENTION_DAYS.default
+    webhook_url: str = ""
+    webhook_secret: str = ""
+    asset_max_bytes: int = v.COMFY_ASSET_MAX_MB.default << 20
+    # endpoints and credentials of COMFY_OUTPUTS_TO's store, as the model sync reads them
+    storage: Storage = Storage()
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.jobs_dir / 'ledger.db'}"
+
+    @property
+    def blobs_dir(self) -> Path:
+        return self.jobs_dir / "blobs"
+
+
+def load_settings(environ: Mapping[str, str] | None = None, jobs_dir: Path | None = None) -> JobSettings:
+    """`jobs_dir`: the program's own default when COMFY_JOBS_DIR is not set (comfyctl serve
+    keeps it in its data directory)."""
+    env = Env(environ, error=ConfigError)
+    url, secret = env.get(v.COMFY_WEBHOOK_URL).strip(), env.get(v.COMFY_WEBHOOK_SECRET).strip()
+    if url and not secret.startswith("whsec_"):
+        raise ConfigError("COMFY_WEBHOOK_URL needs COMFY_WEBHOOK_SECRET=whsec_<base64>, the Standard "
+                          "Webhooks secret that receivers verify the signatures with")
+    outputs_to = env.get(v.COMFY_OUTPUTS_TO).strip().rstrip("/")
+    if outputs_to and not outputs_to.startswith(("oss://", "s3://")):
+        raise ConfigError(f"COMFY_OUTPUTS_TO={outputs_to!r}: expected oss://bucket/prefix or s3://bucket/prefix")
+    return JobSettings(
+        jobs_dir=env.get(v.COMFY_JOBS_DIR) if env.is_set(v.COMFY_JOBS_DIR) or jobs_dir is None else jobs_dir,
+        database_url=env.get(v.COMFY_JOBS_DATABASE_URL).strip(),
+        max_attempts=env.get(v.COMFY_JOB_MAX_ATTEMPTS),
+        queue_limit=env.get(v.COMFY_QUEUE_LIMIT),
+        outputs_to=outputs_to,
+        lease_s=env.get(v.COMFY_JOB_LEASE_SECONDS),
+        run_worker=env.get(v.COMFY_JOBS_WORKER) == "1",
+        worker_id=env.get(v.COMFY_JOBS_WORKER_ID).strip() or socket.gethostname(),
+        retention_days=env.get(v.COMFY_JOBS_RETENTION_DAYS),
+        webhook_url=url,
+        webhook_secret=secret,
+        asset_max_bytes=env.get(v.COMFY_ASSET_MAX_MB) << 20,
+        storage=load_storage(env),
+    )

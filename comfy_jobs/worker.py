@@ -1,0 +1,375 @@
+"""The worker: claims a job from the ledger under a lease, heartbeats the lease, runs the
+job on its ComfyUI and records the outcome. The proxy runs one in its own process by
+default; a cluster runs one beside each ComfyUI (the same code, without the proxy).
+
+A run ComfyUI lost (crash, kill -9, restart) is submitted again, up to max_attempts; a run
+ComfyUI rejected fails with its node errors and is never retried; a run that succeeded is
+recorded as such before its outputs are fetched, so it is never run again.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import struct
+import time
+import uuid
+
+import aiohttp
+
+from comfy_jobs.comfy import ComfyUI, Located, Rejected, Unreachable
+from comfy_jobs.model import CANCELED, FAILED, SUCCEEDED, Job
+from comfy_jobs.outputs import MissingInput
+from comfy_jobs.progress import Tracker
+
+log = logging.getLogger(__name__)
+POLL_S = 1.0            # how often the run is checked against /queue and /history
+PROGRESS_EVERY_S = 0.5  # the contract throttles progress to about 2 a second
+FORMATS = {1: "image/jpeg", 2: "image/png"}  # ComfyUI's binary preview frames (server.py)
+
+
+class LeaseLost(Exception):
+    pass
+
+
+class Held:
+    """The job this worker holds, with what the heartbeat learnt about it."""
+    def __init__(self, job: Job):
+        self.job = job
+        self.cancel = job.cancel_requested
+        self.lost = False
+        self.stream: asyncio.Queue | None = None
+
+    def kick(self) -> None:
+        if self.stream is not None:
+            self.stream.put_nowait(("kick", {}))
+
+
+class Worker:
+    def __init__(self, ledger, settings, comfy_url: str, session: aiohttp.ClientSession, files, hub, metrics):
+        self.ledger, self.s, self.files, self.hub, self.metrics = ledger, settings, files, hub, metrics
+        self.comfy = ComfyUI(comfy_url, session)
+        self.id = settings.worker_id
+        self.client_id = f"comfy-jobs-{uuid.uuid4().hex[:12]}"
+        self.streams: dict[str, asyncio.Queue] = {}
+        self.running_prompt: str | None = None
+        self.current: Held | None = None
+        self.comfy_up = False
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self.task: asyncio.Task | None = None
+
+    # --- lifecycle -----------------------------------------------------------------------
+    def start(self) -> None:
+        self.task = asyncio.create_task(self.run(), name=f"worker {self.id}")
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def cancel_now(self, job_id: str) -> None:
+        """The API asked to cancel a job: act at once if it is ours (else the heartbeat of
+        whichever worker holds it learns it)."""
+        if self.current and self.current.job.id == job_id:
+            self.current.cancel = True
+            self.current.kick()
+
+    async def stop(self, drain: bool = False) -> None:
+        """drain: finish the job in hand first. Otherwise the lease is given back at once
+        and ComfyUI keeps running the job; the next worker to start resumes following it."""
+        self._stopping = True
+        self._wake.set()
+        if self.task is None:
+            return
+        if not drain:
+            self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+    async def run(self) -> None:
+        await self.ledger.forget_own_leases(self.id)
+        listener = asyncio.create_task(self._listen())
+        try:
+            while not self._stopping:
+                if not self.comfy_up:
+                    self.comfy_up = await self.comfy.ready()
+                    if not self.comfy_up:
+                        await self._idle(1.0)
+                        continue
+                job = await self.ledger.claim(self.id, self.s.lease_s)
+                if job is None:
+                    await self._idle(1.0)
+                    continue
+                await self._hold(job)
+        finally:
+            listener.cancel()
+
+    async def _idle(self, seconds: float) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        self._wake.clear()
+
+    async def _hold(self, job: Job) -> None:
+        held = self.current = Held(job)
+        if job.attempts == 0:
+            self.metrics.queued.observe(time.time() - job.created_at)
+        beat = asyncio.create_task(self._heartbeat(held))
+        try:
+            await self._drive(held)
+        except LeaseLost:
+            log.warning("job %s: lost the lease to another worker; leaving it to that one", job.id)
+        except asyncio.CancelledError:
+            await asyncio.shield(self.ledger.release(job.id, self.id))
+            raise
+        except Exception:  # noqa: BLE001 - one job's bug must not stop the worker
+            log.exception("job %s: unexpected error; the lease is given back for a retry", job.id)
+            await self.ledger.release(job.id, self.id)
+            await asyncio.sleep(1.0)
+        finally:
+            beat.cancel()
+            self.current = None
+            self.hub.finished(job.id)
+
+    async def _heartbeat(self, held: Held) -> None:
+        while True:
+            await asyncio.sleep(self.s.lease_s / 3)
+            try:
+                claim = await self.ledger.heartbeat(held.job.id, self.id, self.s.lease_s)
+            except Exception as exc:  # noqa: BLE001 - a database hiccup; the next beat retries
+                log.warning("job %s: heartbeat failed: %s", held.job.id, exc)
+                continue
+            if not claim.held:
+                held.lost = True
+                held.kick()
+                return
+            if claim.cancel_requested and not held.cancel:
+                held.cancel = True
+                held.kick()
+
+    # --- one job -----------------------------------------------------------------------
+    async def _drive(self, held: Held) -> None:
+        job = held.job
+        if job.prompt_id:  # an earlier attempt: does ComfyUI still have it?
+            past = await self.ledger.attempts_of(job.id)
+            if past and past[-1]["outcome"] == "succeeded":
+                return await self._succeed(held, past[-1]["prompt_id"], json.loads(past[-1]["reason"]))
+            loc = await self._locate(held, job.prompt_id)
+            if loc.state != "unknown":
+                log.info("job %s: resuming attempt %d, which ComfyUI still has (%s)", job.id, job.attempts, loc.state)
+                loc = await self._follow(held, job.prompt_id, loc)
+                if loc.state != "unknown" or held.cancel:
+                    return await self._conclude(held, job.prompt_id, loc)
+            await self._lost(job, job.prompt_id, "ComfyUI no longer knew the run when the job was resumed")
+        while True:
+            if held.cancel:
+                return await self._finish(held, CANCELED, None)
+            if job.attempts >= self.s.max_attempts:
+                return await self._finish(held, FAILED, {
+                    "code": "comfyui_lost_run", "message": f"ComfyUI lost the run {job.attempts} time(s) "
+                    "(crash, out-of-memory kill or restart); COMFY_JOB_MAX_ATTEMPTS allows no more"})
+            try:
+                graph = await self.files.resolve_inputs(self.comfy, job.workflow)
+            except MissingInput as exc:
+                return await self._finish(held, FAILED, {"code": "missing_asset", "message": str(exc)})
+            except Unreachable:
+                await self._wait_for_comfy(held)
+                continue
+            prompt_id = str(uuid.uuid4())
+            held.stream = self.streams[prompt_id] = asyncio.Queue()
+            job.attempts = await self.ledger.start_attempt(job.id, self.id, prompt_id)
+            job.prompt_id = prompt_id
+            self.metrics.attempts += 1
+            try:
+                await self.comfy.submit(prompt_id, graph, self.client_id, job.extra_data)
+            except Rejected as exc:
+                await self.ledger.end_attempt(job.id, prompt_id, "rejected", json.dumps(exc.body)[:4000])
+                return await self._finish(held, FAILED, rejected_error(exc.body, job.workflow))
+            except Unreachable as exc:
+                if not exc.sent:  # never reached ComfyUI: not an attempt
+                    await self.ledger.abort_attempt(job.id, self.id, prompt_id)
+                    job.attempts -= 1
+                    self.metrics.attempts -= 1
+                    await self._wait_for_comfy(held)
+                    continue
+            log.info("job %s: attempt %d submitted to ComfyUI as %s", job.id, job.attempts, prompt_id)
+            loc = await self._follow(held, prompt_id, Located("pending"))
+            if loc.state == "unknown" and not held.cancel:
+                await self._lost(job, prompt_id, "ComfyUI lost the run (it stopped or restarted)")
+                await self._wait_for_comfy(held)
+                continue
+            return await self._conclude(held, prompt_id, loc)
+
+    async def _lost(self, job: Job, prompt_id: str, reason: str) -> None:
+        log.warning("job %s: %s (attempt %d of %d)", job.id, reason, job.attempts, self.s.max_attempts)
+        self.metrics.lost += 1
+        await self.ledger.end_attempt(job.id, prompt_id, "lost", reason)
+
+    async def _wait_for_comfy(self, held: Held) -> None:
+        self.comfy_up = False
+        while not await self.comfy.ready():
+            self._check(held)
+            await asyncio.sleep(1.0)
+        self.comfy_up = True
+
+    def _check(self, held: Held) -> None:
+        if held.lost:
+            raise LeaseLost()
+
+    async def _locate(self, held: Held, prompt_id: str) -> Located:
+        while True:
+            self._check(held)
+            try:
+                return await self.comfy.locate(prompt_id)
+            except Unreachable:
+                await self._progress(held, None, "ComfyUI is not answering; waiting for it to come back")
+                await self._wait_for_comfy(held)
+
+    async def _follow(self, held: Held, prompt_id: str, loc: Located) -> Located:
+        """Until ComfyUI has a history entry for the run, or no longer knows it."""
+        job = held.job
+        stream = held.stream = self.streams.setdefault(prompt_id, asyncio.Queue())
+        tracker, seen = Tracker(job.workflow), {(o.node_id, o.name) for o in job.outputs}
+        # The WebSocket says when the run ends; /queue and /history are asked at once only to
+        # resume a run, then every POLL_S in case the socket missed it (or ComfyUI died).
+        interrupted, last_write = False, 0.0
+        next_poll = 0.0 if loc.state != "pending" else time.monotonic() + POLL_S
+        try:
+            while loc.state not in ("done", "unknown"):
+                self._check(held)
+                if held.cancel and not interrupted:
+                    with contextlib.suppress(Unreachable):
+                        await self.comfy.interrupt(prompt_id)
+                    interrupted = True
+                try:
+                    kind, data = await asyncio.wait_for(stream.get(), max(0.01, next_poll - time.monotonic()))
+                except asyncio.TimeoutError:
+                    kind, data = "tick", {}
+                if kind == "preview":
+                    self.hub.preview(job.id, tracker.current, *data)
+                    continue
+                if kind == "executed" and data.get("node") is not None:
+                    with contextlib.suppress(Unreachable):
+                        await self.files.commit(self.comfy, job, str(data["node"]), data.get("output") or {}, seen)
+                if tracker.feed(kind, data) and time.monotonic() - last_write >= PROGRESS_EVERY_S:
+                    last_write = time.monotonic()
+                    await self._progress(held, tracker)
+                if kind in ("execution_success", "execution_error", "execution_interrupted") or \
+                        (kind == "executing" and data.get("node") is None):
+                    next_poll = 0.0
+                if time.monotonic() >= next_poll:
+                    next_poll = time.monotonic() + POLL_S
+                    loc = await self._locate(held, prompt_id)
+                    if loc.state == "pending" and tracker.current is None:
+                        await self._progress(held, tracker, "waiting in ComfyUI's queue")
+            return loc
+        finally:
+            self.streams.pop(prompt_id, None)
+            held.stream = None
+
+    async def _progress(self, held: Held, tracker: Tracker | None, message: str | None = None) -> None:
+        snap = tracker.snapshot(message) if tracker else {
+            **(held.job.progress or {"value": 0.0, "nodes_done": 0, "nodes_total": max(len(held.job.workflow), 1)}),
+            "message": message}
+        held.job.progress = snap
+        await self.ledger.set_progress(held.job.id, self.id, snap)
+        self.hub.notify(held.job.id)
+
+    async def _conclude(self, held: Held, prompt_id: str, loc: Located) -> None:
+        if loc.state == "unknown":  # only reached when canceled: the queued prompt was deleted
+            await self.ledger.end_attempt(held.job.id, prompt_id, "canceled", "removed from ComfyUI's queue")
+            return await self._finish(held, CANCELED, None)
+        entry = loc.entry or {}
+        status = entry.get("status") or {}
+        if status.get("status_str", "success") == "success":
+            outputs = entry.get("outputs") or {}
+            # Recorded first: if we die while fetching the files, the next worker fetches
+            # them instead of running the job again.
+            await self.ledger.end_attempt(held.job.id, prompt_id, "succeeded", json.dumps(outputs))
+            return await self._succeed(held, prompt_id, outputs)
+        messages = {event: data for event, data in status.get("messages") or [] if isinstance(data, dict)}
+        if "execution_interrupted" in messages:
+            await self.ledger.end_attempt(held.job.id, prompt_id, "interrupted", "")
+            if held.cancel:
+                return await self._finish(held, CANCELED, None)
+            return await self._finish(held, FAILED, {"code": "interrupted",
+                                                     "message": "the run was interrupted in ComfyUI"})
+        err = messages.get("execution_error") or {}
+        await self.ledger.end_attempt(held.job.id, prompt_id, "failed", str(err.get("exception_message", ""))[:4000])
+        tb = err.get("traceback")
+        return await self._finish(held, FAILED, {
+            "code": "node_execution_error",
+            "message": err.get("exception_message") or "ComfyUI reported an error without details",
+            "node_id": str(err["node_id"]) if err.get("node_id") is not None else None,
+            "class_type": err.get("node_type"),
+            "traceback": "".join(tb) if isinstance(tb, list) else tb})
+
+    async def _succeed(self, held: Held, prompt_id: str, outputs: dict) -> None:
+        seen = {(o.node_id, o.name) for o in held.job.outputs}
+        for node_id, node_out in outputs.items():
+            while True:
+                try:
+                    await self.files.commit(self.comfy, held.job, str(node_id), node_out, seen)
+                    break
+                except Unreachable as exc:
+                    log.warning("job %s: fetching outputs: %s; retrying", held.job.id, exc)
+                    await self._wait_for_comfy(held)
+                    await asyncio.sleep(1.0)
+        done = {**(held.job.progress or {}), "value": 1.0, "nodes_done": max(len(held.job.workflow), 1),
+                "nodes_total": max(len(held.job.workflow), 1), "message": None}
+        await self._finish(held, SUCCEEDED, None, done)
+
+    async def _finish(self, held: Held, status: str, error: dict | None, progress: dict | None = None) -> None:
+        job = held.job
+        if await self.ledger.finish(job.id, self.id, status, error, progress):
+            self.metrics.finished[status] += 1
+            if job.started_at:
+                self.metrics.execution.observe(time.time() - job.started_at)
+            log.info("job %s: %s%s", job.id, status, f" ({error['code']}: {error['message']})" if error else "")
+        else:
+            log.warning("job %s: ended %s here, but the ledger gave it to another worker", job.id, status)
+
+    # --- ComfyUI's WebSocket -----------------------------------------------------------
+    async def _listen(self) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                async with self.comfy.websocket(self.client_id) as ws:
+                    backoff = 0.5
+                    async for msg in ws:
+                        self._dispatch(msg)
+            except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+                pass
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+    def _dispatch(self, msg: aiohttp.WSMessage) -> None:
+        if msg.type == aiohttp.WSMsgType.TEXT:
+            try:
+                m = json.loads(msg.data)
+            except ValueError:
+                return
+            data = m.get("data") if isinstance(m.get("data"), dict) else {}
+            pid = data.get("prompt_id")
+            if m.get("type") == "execution_start" and pid:
+                self.running_prompt = pid
+            if pid in self.streams:
+                self.streams[pid].put_nowait((m.get("type"), data))
+        elif msg.type == aiohttp.WSMsgType.BINARY and len(msg.data) > 8:
+            event, fmt = struct.unpack(">II", msg.data[:8])
+            if event == 1 and self.running_prompt in self.streams:
+                self.streams[self.running_prompt].put_nowait(("preview", (FORMATS.get(fmt, "image/jpeg"), msg.data[8:])))
+
+
+def rejected_error(body: dict, workflow: dict) -> dict:
+    """The job.error for a prompt ComfyUI refused, with its node errors."""
+    err: dict = body["error"] if isinstance(body.get("error"), dict) else {"message": str(body.get("error"))}
+    node_errors = body.get("node_errors") or {}
+    node_id = next(iter(node_errors), None)
+    message = err.get("message") or "ComfyUI rejected the workflow"
+    if node_id is not None:
+        first = (node_errors[node_id].get("errors") or [{}])[0]
+        message = f"{message}: node {node_id} ({node_errors[node_id].get('class_type')}): " \
+                  f"{first.get('message', '')} {first.get('details', '')}".strip()
+    return {"code": "invalid_workflow", "message": message, "node_id": node_id,
+            "class_type": (workflow.get(node_id) or {}).get("class_type") if node_id else None,
+            "traceback": None, "details": {"error": err, "node_errors": node_errors}}

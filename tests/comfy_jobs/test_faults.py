@@ -1,0 +1,150 @@
+"""Faults, each a test, with ComfyUI's stand-in and the proxy as real processes: after
+each, every job ends in the state the contract says, nothing runs again after it
+succeeded, and no output is lost."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.comfy_jobs.conftest import SMOKE
+from tests.support import wait_until
+from tests.support.jobs_stack import JobsStack
+
+
+@pytest.fixture
+def make_stack(tmp_path):
+    stacks = []
+
+    def make(delay: float, **env) -> JobsStack:
+        s = JobsStack(tmp_path / f"s{len(stacks)}", delay, **env)
+        stacks.append(s)
+        return s.start()
+    yield make
+    for s in stacks:
+        s.stop()
+
+
+def submit(stack: JobsStack, graph=SMOKE) -> str:
+    status, body, _ = stack.request("POST", "/api/v2/jobs", {"workflow": graph})
+    assert status == 201, body
+    return body["id"]
+
+
+def running_in_comfy(stack: JobsStack) -> str:
+    return wait_until(lambda: (stack.comfy_queue()["queue_running"] or [[None, None]])[0][1], timeout=15,
+                      what="ComfyUI to run the job")
+
+
+def final(stack: JobsStack, job_id: str, timeout: float = 40) -> dict:
+    return wait_until(lambda: (j := stack.job(job_id))["status"] in ("succeeded", "failed", "canceled") and j,
+                      timeout=timeout, interval=0.1, what=f"job {job_id} to end")
+
+
+def outputs_on_disk(stack: JobsStack) -> list[Path]:
+    return sorted((stack.base / "comfy/output").rglob("*.png"))
+
+
+def assert_ran_once_after_success(stack: JobsStack, job_id: str) -> None:
+    outcomes = [a["outcome"] for a in stack.ledger_attempts(job_id)]
+    assert outcomes.count("succeeded") == 1 and outcomes[-1] == "succeeded", outcomes
+
+
+def assert_output_kept(stack: JobsStack, job: dict) -> None:
+    [out] = job["outputs"]
+    status, _, headers = stack.request("GET", f"/api/v2/assets/{out['id']}")
+    assert status == 200
+    blob = stack.base / "jobs/blobs" / out["hash"][7:9] / out["hash"][7:]
+    assert blob.stat().st_size == out["size_bytes"]
+
+
+def test_comfyui_kill9_mid_job_is_resubmitted_when_it_is_back(make_stack):
+    stack = make_stack(delay=2.0)
+    job_id = submit(stack)
+    first = running_in_comfy(stack)
+    stack.comfy.kill9()
+    # The ledger tells the truth meanwhile: still running, waiting for ComfyUI.
+    wait_until(lambda: "waiting" in ((stack.job(job_id)["progress"] or {}).get("message") or ""), timeout=10,
+               what="the job to say it waits for ComfyUI")
+    assert stack.job(job_id)["status"] == "running"
+    stack.start_comfy()
+    job = final(stack, job_id)
+    assert job["status"] == "succeeded" and job["attempts"] == 2
+    attempts = stack.ledger_attempts(job_id)
+    assert [a["outcome"] for a in attempts] == ["lost", "succeeded"] and attempts[0]["prompt_id"] == first
+    assert len(outputs_on_disk(stack)) == 1
+    assert_output_kept(stack, job)
+
+
+def test_comfyui_lost_the_run_max_attempts_times_fails_with_the_reason(make_stack):
+    stack = make_stack(delay=30.0, COMFY_JOB_MAX_ATTEMPTS="2")
+    job_id = submit(stack)
+    seen = set()
+    for _ in range(2):
+        seen.add(wait_until(lambda: (p := running_in_comfy(stack)) not in seen and p, timeout=20,
+                            what="a new run"))
+        stack.comfy.kill9()
+        stack.start_comfy()
+    job = final(stack, job_id)
+    assert job["status"] == "failed" and job["error"]["code"] == "comfyui_lost_run"
+    assert "2 time(s)" in job["error"]["message"]
+    assert [a["outcome"] for a in stack.ledger_attempts(job_id)] == ["lost", "lost"]
+    assert stack.comfy_queue() == {"queue_running": [], "queue_pending": []}  # not submitted a third time
+
+
+def test_proxy_kill9_mid_job_resumes_the_same_run(make_stack):
+    stack = make_stack(delay=3.0)
+    job_id = submit(stack)
+    prompt = running_in_comfy(stack)
+    stack.proxy.kill9()
+    stack.start_proxy()
+    job = final(stack, job_id)
+    assert job["status"] == "succeeded" and job["attempts"] == 1
+    assert [(a["prompt_id"], a["outcome"]) for a in stack.ledger_attempts(job_id)] == [(prompt, "succeeded")]
+    assert len(outputs_on_disk(stack)) == 1  # ComfyUI ran it once
+    assert_output_kept(stack, job)
+
+
+def test_whole_stack_restarted_with_jobs_queued(make_stack):
+    stack = make_stack(delay=1.5)
+    ids = [submit(stack) for _ in range(3)]
+    running_in_comfy(stack)
+    stack.proxy.kill9()
+    stack.comfy.kill9()
+    statuses = {stack_job: None for stack_job in ids}
+    stack.start_comfy()
+    stack.start_proxy()
+    for job_id in ids:
+        job = final(stack, job_id, timeout=60)
+        statuses[job_id] = job["status"]
+        assert_ran_once_after_success(stack, job_id)
+        assert_output_kept(stack, job)
+    assert set(statuses.values()) == {"succeeded"}
+    assert len(outputs_on_disk(stack)) == 3  # one file per job: none ran twice
+
+
+def test_a_finished_job_never_runs_again_after_a_restart(make_stack):
+    stack = make_stack(delay=0.0)
+    job_id = submit(stack)
+    assert final(stack, job_id)["status"] == "succeeded"
+    stack.proxy.kill9()
+    stack.start_proxy()
+    second = submit(stack)
+    assert final(stack, second)["status"] == "succeeded"
+    assert len(outputs_on_disk(stack)) == 2
+    assert [a["outcome"] for a in stack.ledger_attempts(job_id)] == ["succeeded"]
+
+
+def test_duplicate_submit_across_a_proxy_restart_is_the_same_job(make_stack):
+    stack = make_stack(delay=0.5)
+    key = {"Idempotency-Key": "retry-after-crash"}
+    status, first, _ = stack.request("POST", "/api/v2/jobs", {"workflow": SMOKE}, key)
+    assert status == 201
+    stack.proxy.kill9()
+    stack.start_proxy()
+    status, again, headers = stack.request("POST", "/api/v2/jobs", {"workflow": SMOKE}, key)
+    assert status == 201 and again["id"] == first["id"] and headers["Idempotency-Replayed"] == "true"
+    status, other, _ = stack.request("POST", "/api/v2/jobs", {"workflow": {**SMOKE, "5": SMOKE["2"]}}, key)
+    assert status == 422 and other["error"]["code"] == "idempotency_key_reuse"
+    assert final(stack, first["id"])["status"] == "succeeded"
+    assert len(outputs_on_disk(stack)) == 1
