@@ -36,10 +36,30 @@ FetchRange = Callable[[int, int], Iterable[bytes]]   # (start, end_exclusive) ->
 # Every WRITE_BEHIND bytes a stream asks the kernel to start writing what it wrote to disk,
 # without waiting. Otherwise writeback starts only at the part's fdatasync, when the last
 # bytes arrive, and the disk sits idle while the network works and the network while the
-# disk does. On Linux POSIX_FADV_DONTNEED starts writeback of the dirty pages of the range
-# (mm/fadvise.c) and drops only pages already clean, which nothing reads back here.
+# disk does.
 WRITE_BEHIND = 8 * 1024 * 1024
-_WRITE_BEHIND = sys.platform.startswith("linux")
+
+
+def _write_behind_call() -> Callable[[int, int, int], None] | None:
+    """sync_file_range(SYNC_FILE_RANGE_WRITE) where libc has it, as PostgreSQL's
+    pg_flush_data does (Python's os module lacks it; ctypes reaches glibc's wrapper); else
+    POSIX_FADV_DONTNEED, which on Linux also starts writeback of a range's dirty pages."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        sync_file_range = libc.sync_file_range
+    except (OSError, AttributeError):
+        return lambda fd, off, n: os.posix_fadvise(fd, off, n, os.POSIX_FADV_DONTNEED)
+    sync_file_range.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+
+    def start_writeback(fd: int, off: int, n: int) -> None:
+        sync_file_range(fd, off, n, 2)   # SYNC_FILE_RANGE_WRITE; a failure only costs the overlap
+    return start_writeback
+
+
+_WRITE_BEHIND = _write_behind_call()
 
 
 @dataclass(frozen=True)
@@ -86,8 +106,8 @@ def download_ranged(job: RangedJob, fetch: FetchRange, on_bytes: Callable[[int],
     per_part = digests is not None and digests.crc32_only
     hashing = digests is not None and digests.needed and not per_part
     part_crc: dict[int, int] = {}
-    # Without in-order hashing nothing is read back, so the disk can take each chunk at once.
-    behind = not hashing and _WRITE_BEHIND
+    # Write-behind only where nothing is read back: the fallback may drop clean pages.
+    behind = None if hashing else _WRITE_BEHIND
     def hash_in_stream(pos: int, chunk: bytes) -> None:
         # The chunk just written starts where hashing stands: feed it from memory instead of
         # reading it back later (a one-part file is never read back at all). A thread that
@@ -147,7 +167,7 @@ def download_ranged(job: RangedJob, fetch: FetchRange, on_bytes: Callable[[int],
                 written[i] = pos - start
                 on_bytes(len(chunk))
                 if behind and pos - flushed >= WRITE_BEHIND:
-                    os.posix_fadvise(fd, flushed, pos - flushed, os.POSIX_FADV_DONTNEED)
+                    behind(fd, flushed, pos - flushed)
                     flushed = pos
             if pos != end:
                 raise TransientError(f"truncated body: got {pos - start} of {end - start} bytes "
