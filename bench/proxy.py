@@ -206,7 +206,8 @@ def downloads(paths: dict[str, tuple[int, dict]], rounds: int, rss_pid: int) -> 
 
 def start_proxy(tmp: Path, name: str, port: int, upstream: int) -> tuple[subprocess.Popen, str]:
     env = python_env(AUTH_PROXY_LISTEN=f"127.0.0.1:{port}", AUTH_PROXY_UPSTREAM=f"http://127.0.0.1:{upstream}",
-                     AUTH_PROXY_STATE_DIR=str(tmp / name), COMFY_ADMIN_PASSWORD=PASSWORD)
+                     AUTH_PROXY_STATE_DIR=str(tmp / name), COMFY_JOBS_DIR=str(tmp / f"{name}-jobs"),
+                     COMFY_ADMIN_PASSWORD=PASSWORD)
     token = subprocess.run([sys.executable, "-m", "auth_proxy", "token", "create", "bench"], cwd=REPO,
                            env=env, capture_output=True, text=True, check=True).stdout.split()[-1]
     proc = subprocess.Popen([sys.executable, "-m", "auth_proxy"], cwd=REPO, env=env,
