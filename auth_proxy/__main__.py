@@ -3,15 +3,17 @@ API tokens in AUTH_PROXY_STATE_DIR (exit codes in auth_proxy/errors.py)."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
 import time
 
-from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from auth_proxy.app import NORM_PATH, create_app
+from auth_proxy import logs
+from auth_proxy.app import ARRIVAL, NORM_PATH, create_app
 from auth_proxy.errors import AuthProxyError
+from auth_proxy.server import serve
 from auth_proxy.settings import load_settings
 from auth_proxy.state import Store
 
@@ -19,11 +21,13 @@ log = logging.getLogger("auth_proxy")
 
 
 class AccessLogger(AbstractAccessLogger):
-    """Logs the normalised path only: the query string may hold `?token=`, and headers
-    (Authorization, Cookie) are never logged."""
+    """Logs the client (behind a trusted proxy, the forwarded one) and the normalised path
+    only: the query string may hold `?token=`, and headers (Authorization, Cookie) are
+    never logged."""
 
     def log(self, request, response, time_taken):  # noqa: A003 - aiohttp's interface
-        self.logger.info("%s %s %s %d %.3fs", request.remote, request.method,
+        seen = request.get(ARRIVAL)
+        self.logger.info("%s %s %s %d %.3fs", seen.client if seen else request.remote, request.method,
                          request.get(NORM_PATH, "-"), response.status, time_taken)
 
 
@@ -41,7 +45,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure()
     try:
         settings = load_settings()
         if args.command == "token":
@@ -59,9 +63,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"revoked token {args.name!r}")
             return 0
         app = create_app(settings)
-        log.info("listening on %s:%d, relaying to %s", settings.host, settings.port, settings.upstream)
-        web.run_app(app, host=settings.host, port=settings.port, print=None,
-                    access_log_class=AccessLogger, access_log=logging.getLogger("auth_proxy.access"))
+        asyncio.run(serve(app, settings, access_log_class=AccessLogger,
+                          access_log=logging.getLogger("auth_proxy.access")))
         return 0
     except AuthProxyError as exc:
         print(f"auth_proxy: {exc}", file=sys.stderr)

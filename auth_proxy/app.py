@@ -18,12 +18,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from auth_proxy.gate import GATE, NORM_PATH, WHO, Gate, Who
+from auth_proxy.gate import ARRIVAL, GATE, NORM_PATH, WHO, Gate, Who
 from auth_proxy.middlewares import PIPELINE
 from auth_proxy.routes import add_routes
 from auth_proxy.settings import Settings
 
-__all__ = ["GATE", "NORM_PATH", "WHO", "Gate", "Who", "create_app"]
+__all__ = ["ARRIVAL", "GATE", "NORM_PATH", "WHO", "Gate", "Who", "create_app"]
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -38,6 +38,11 @@ def create_app(settings: Settings) -> web.Application:
         yield
         await gate.stop()
 
+    async def no_version_banner(_request: web.Request, resp: web.StreamResponse) -> None:
+        # aiohttp (and ComfyUI, relayed) would name their versions here.
+        resp.headers["Server"] = "comfy-stack"
+
     app.cleanup_ctx.append(lifetime)
+    app.on_response_prepare.append(no_version_banner)
     add_routes(app)
     return app

@@ -1,7 +1,7 @@
 """What every part of the gate shares: the settings, the account and its sessions, the
 limits, the counters and the upstream client, kept once per application under `GATE`;
-and the two things a request carries through the middlewares (its normalised path and
-who is asking)."""
+and what a request carries through the middlewares (its normalised path, where it came
+from, who is asking)."""
 from __future__ import annotations
 
 import asyncio
@@ -12,14 +12,19 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp import web
 
+from auth_proxy.forwarded import Arrival
 from auth_proxy.metrics import Metrics
 from auth_proxy.ratelimit import LoginLimiter
+from auth_proxy.readiness import Readiness
 from auth_proxy.sessions import Sessions
 from auth_proxy.settings import Settings
 from auth_proxy.state import Store
 from auth_proxy.verified import VerifiedCredentials
 
 log = logging.getLogger(__name__)
+# The close code of a WebSocket whose login ended (an application code, like HTTP's 401);
+# the front-end extension takes it as a cue to check the login.
+WS_LOGIN_ENDED = 4401
 
 
 @dataclass
@@ -27,6 +32,15 @@ class Who:
     user: str
     via: str  # "cookie", "basic", "bearer", "query-token"
     sid: str | None = None
+    token_digest: str | None = None  # which token, for bearer and query-token
+    generation: int = 0              # the password generation a cookie or Basic proved
+
+
+@dataclass
+class Relayed:
+    """A WebSocket being relayed: who opened it, and the event that ends it."""
+    who: Who
+    ended: asyncio.Event
 
 
 class Gate:
@@ -38,8 +52,41 @@ class Gate:
         self.verified = VerifiedCredentials()
         self.argon2_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="argon2")
         self.limiter = LoginLimiter(free=settings.login_max_failures, window_s=settings.login_window_s)
+        self.pending_logins = 0  # password checks waiting for or in the argon2 pool
         self.metrics = Metrics()
+        self.readiness = Readiness()
         self.client: aiohttp.ClientSession | None = None
+        self.sockets: dict[web.WebSocketResponse, Relayed] = {}  # the WebSockets being relayed
+        self._watch: asyncio.Task | None = None
+
+    def still_valid(self, who: Who) -> bool:
+        """Whether the credentials `who` proved still hold: the token is not revoked, the
+        session not ended or expired, the password not changed since."""
+        if who.token_digest is not None:
+            return any(rec.get("sha256") == who.token_digest for rec in self.store.tokens().values())
+        if who.sid is not None:
+            return self.sessions.get(who.sid, self.admin.generation) is not None
+        return who.generation == self.admin.generation
+
+    def close_revoked(self) -> None:
+        """Close every relayed WebSocket whose credentials no longer hold: a logout, a
+        password change, an expired session or a revoked token ends them too."""
+        for relayed in list(self.sockets.values()):
+            if not relayed.ended.is_set() and not self.still_valid(relayed.who):
+                log.info("closing a WebSocket of %s: its %s credentials ended", relayed.who.user, relayed.who.via)
+                # The relay closes it (with WS_LOGIN_ENDED), so that its own close handshake
+                # and this one never race.
+                relayed.ended.set()
+
+    async def watch_credentials(self) -> None:
+        # Token revocations come from another process (the CLI), and sessions expire on
+        # their own: looked for once a second.
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                self.close_revoked()
+            except Exception:  # noqa: BLE001 - a bad tokens file must not stop the watch
+                log.exception("checking open WebSockets' credentials failed; trying again")
 
     async def in_argon2_pool(self, fn, *args):
         """argon2 takes ~0.1 s of CPU and 64 MiB per call: off the event loop, so relays
@@ -49,7 +96,11 @@ class Gate:
     async def start(self) -> None:
         self.client = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
-            connector=aiohttp.TCPConnector(limit=0), auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar())
+            # Bounded, so that no burst of requests (or of relayed WebSockets) opens more
+            # connections to ComfyUI than it has file descriptors; more wait for one.
+            connector=aiohttp.TCPConnector(limit=self.s.upstream_connections),
+            auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar())
+        self._watch = asyncio.ensure_future(self.watch_credentials())
         if self.admin.must_change:
             log.warning("*" * 72)
             log.warning("the admin account %r still has the default password 'admin'.", self.admin.user)
@@ -58,6 +109,8 @@ class Gate:
             log.warning("*" * 72)
 
     async def stop(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
         if self.client is not None:
             await self.client.close()
         self.argon2_pool.shutdown(wait=False)
@@ -65,4 +118,5 @@ class Gate:
 
 GATE = web.AppKey("gate", Gate)
 NORM_PATH = web.RequestKey("norm_path", str)
+ARRIVAL = web.RequestKey("arrival", Arrival)
 WHO = web.RequestKey("who", Who)

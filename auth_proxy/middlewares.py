@@ -8,19 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from urllib.parse import quote
+from urllib.parse import quote, unquote_plus
 
 from aiohttp import web
 
+from auth_proxy import pages
 from auth_proxy.credentials import identify
-from auth_proxy.gate import GATE, NORM_PATH, WHO
+from auth_proxy.forwarded import arrival, host_allowed
+from auth_proxy.gate import ARRIVAL, GATE, NORM_PATH, WHO
 from auth_proxy.metrics import route_group
-from auth_proxy.paths import BadPath, normalise
-from auth_proxy.responses import error, same_origin, wants_json
+from auth_proxy.paths import BadPath
+from auth_proxy.paths import normalise as normalise_path
+from auth_proxy.responses import challenge, error, fetch_site, html, lang, safe_next, same_origin, wants_json
 from auth_proxy.routes import Access, access_of, is_open_path
 
 log = logging.getLogger(__name__)
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+# The pages of ComfyUI's front end that a link from another site may open.
+UI_PAGES = {"/"}
 MUST_CHANGE_MSG = ("the admin password is still the default: log in at /login in a browser "
                    "and set a new one (or set COMFY_ADMIN_PASSWORD) before using the API")
 
@@ -47,12 +52,24 @@ async def count_and_hide_errors(request: web.Request, handler):
 
 
 @web.middleware
-async def normalise_path(request: web.Request, handler):
-    """The one path every decision is made on: percent-decoded, dot segments resolved."""
+async def normalise(request: web.Request, handler):
+    """What every later decision is made on: the path percent-decoded with dot segments
+    resolved, the client's address, and the host it asked for (which must be ours)."""
     try:
-        request[NORM_PATH] = normalise(request.raw_path.split("?", 1)[0])
+        request[NORM_PATH] = normalise_path(request.raw_path.split("?", 1)[0])
     except BadPath:
         return error(400, "malformed path")
+    if any(ord(c) < 32 or ord(c) == 127 for c in unquote_plus(request.query_string)):
+        # No ComfyUI route takes them; ComfyUI-Manager writes some query values into its
+        # config.ini, where a CR starts a line of the attacker's (CVE-2026-22777).
+        return error(400, "control characters in the query string")
+    seen = arrival(request, request.config_dict[GATE].s.trusted_proxies)
+    request[ARRIVAL] = seen  # on the original request too: the access log reads it
+    if not host_allowed(seen.host, request.config_dict[GATE].s.allowed_hosts):
+        return error(421, f"this server does not answer to the host name in {seen.host!r}; "
+                          "if it is yours, add it to AUTH_PROXY_ALLOWED_HOSTS")
+    if seen.trusted:
+        request = request.clone(remote=seen.client, host=seen.host, scheme=seen.scheme)
     return await handler(request)
 
 
@@ -64,13 +81,13 @@ async def authenticate(request: web.Request, handler):
     norm = request[NORM_PATH]
     who = await identify(request, norm)
     if isinstance(who, web.StreamResponse):
-        return who
+        return challenge(request, who)
     if who is None:
         if access is Access.ANYONE:
             return await handler(request)
         if wants_json(request):
-            return error(401, "login required: send a session cookie, HTTP Basic or "
-                              "'Authorization: Bearer <token>'")
+            return challenge(request, error(401, "login required: send a session cookie, HTTP Basic or "
+                                                 "'Authorization: Bearer <token>'"))
         raise web.HTTPFound(f"/login?next={quote('/' if is_open_path(request, norm) else request.path_qs)}")
     request[WHO] = who
     return await handler(request)
@@ -78,13 +95,39 @@ async def authenticate(request: web.Request, handler):
 
 @web.middleware
 async def csrf(request: web.Request, handler):
-    """Cookie-authenticated writes and WebSockets must come from a page of this host."""
+    """Requests carrying credentials that a browser attaches by itself (the session cookie,
+    or Basic it remembered) are refused when another site's page made them, unless they are
+    a plain page load of the app; cookie writes and WebSockets must name this host.
+
+    The cookie is SameSite=Lax, so a cross-site top-level GET carries it, and a page on the
+    same host but another port is same-site and sends it even from an <img>; ComfyUI-Manager
+    changes state on GET (/manager/reboot, /snapshot/restore, ...), so checking only writes
+    would not do.
+    """
     who = request.get(WHO)
+    if who is not None and who.via in ("cookie", "basic"):
+        if fetch_site(request) in ("cross-site", "same-site") and not ui_page_load(request):
+            return cross_site_refused(request)
     if who is not None and who.via == "cookie" and (
             request.method not in SAFE_METHODS or request.headers.get("Upgrade", "").lower() == "websocket"):
         if not same_origin(request):
             return error(403, "cross-site request refused: Origin or Referer must match this host")
     return await handler(request)
+
+
+def ui_page_load(request: web.Request) -> bool:
+    """A top-level navigation to the app itself: what a link from elsewhere may open."""
+    return (request.method in ("GET", "HEAD") and request[NORM_PATH] in UI_PAGES
+            and request.headers.get("Sec-Fetch-Mode", "navigate") == "navigate"
+            and request.headers.get("Sec-Fetch-Dest", "document") == "document"
+            and request.headers.get("Upgrade", "").lower() != "websocket")
+
+
+def cross_site_refused(request: web.Request) -> web.Response:
+    if request.headers.get("Sec-Fetch-Mode") == "navigate" or not wants_json(request):
+        # A link someone followed: say so, and let them go on from this site if they meant it.
+        return html(pages.cross_site_page(lang(request), safe_next(request.path_qs)), status=403)
+    return error(403, "refused: another site's page made this request (Sec-Fetch-Site, Origin or Referer)")
 
 
 @web.middleware
@@ -99,4 +142,4 @@ async def forced_change(request: web.Request, handler):
 
 
 # The order is the design: each step trusts what the ones before it established.
-PIPELINE = [count_and_hide_errors, normalise_path, authenticate, csrf, forced_change]
+PIPELINE = [count_and_hide_errors, normalise, authenticate, csrf, forced_change]

@@ -2,6 +2,7 @@
 following the browser's Accept-Language. Plain HTML and one stylesheet: no script needed."""
 from __future__ import annotations
 
+import base64
 import html
 
 from model_sync.progress import Snapshot
@@ -21,6 +22,13 @@ TEXT = {
         "sync": "Syncing models: {done} of {total} files, {gb_done:.1f} of {gb_total:.1f} GB",
         "sync_failed": "The model sync failed: {err}",
         "logout": "Sign out",
+        "change_title_own": "Change the password",
+        "change_why_own": "Enter the current password and a new one (8 characters or more). Every other session is signed out.",
+        "current": "Current password", "wrong_current": "The current password is wrong.",
+        "need_current": "Enter the current password.",
+        "cross_title": "Opened from another site",
+        "cross_body": "This address was opened by a page of another site, so it was not loaded. If you meant to open it, continue here:",
+        "cross_home": "Or go to ComfyUI.",
     },
     "zh": {
         "title": "登录 - ComfyUI", "user": "用户名", "password": "密码",
@@ -36,6 +44,13 @@ TEXT = {
         "sync": "正在同步模型：{done}/{total} 个文件，{gb_done:.1f}/{gb_total:.1f} GB",
         "sync_failed": "模型同步失败：{err}",
         "logout": "退出登录",
+        "change_title_own": "修改密码",
+        "change_why_own": "请输入当前密码和新密码（至少 8 个字符）。其他所有会话都将退出登录。",
+        "current": "当前密码", "wrong_current": "当前密码错误。",
+        "need_current": "请输入当前密码。",
+        "cross_title": "来自其他网站的链接",
+        "cross_body": "此地址由其他网站的页面打开，因此未被加载。如果确实要打开，请点击：",
+        "cross_home": "或前往 ComfyUI。",
     },
 }
 
@@ -47,6 +62,11 @@ input{width:100%;box-sizing:border-box;padding:.5rem;border-radius:5px;border:1p
 background:#1e1e24;color:#eee}button{margin-top:1.2rem;width:100%;padding:.6rem;border:0;
 border-radius:5px;background:#4a7dff;color:#fff;font-size:1rem;cursor:pointer}
 .err{color:#ff8a8a}progress{width:100%}"""
+
+
+# A 32x32 icon (a white ring on the sign-in button's blue), PNG inside an ICO container.
+FAVICON = base64.b64decode(
+    "AAABAAEAICAAAAEAIACcAAAAFgAAAIlQTkcNChoKAAAADUlIRFIAAAAgAAAAIAgGAAAAc3p69AAAAGNJREFUeNrt1ssNACAIA1DmcydnxxEMH6GYNvGq74CArK3aeYQAAsYBbnkGsCYV4E0KIJoQwHqpB2ECeOvFBcio8FANVDxOAAGzAOXfsL0RQbTi9mEEMY4hFhKIlYxbMQHfAg7qXOgIsJRbDQAAAABJRU5ErkJggg==")
 
 
 def language(accept_language: str | None) -> str:
@@ -87,18 +107,34 @@ def login_page(lang: str, next_url: str, error: str | None = None) -> str:
     return _page(lang, t["title"], body)
 
 
-def change_page(lang: str, next_url: str, error: str | None = None) -> str:
+def change_page(lang: str, next_url: str, error: str | None = None, forced: bool = True) -> str:
+    """The password change: the forced first one (the default password is known to all, so
+    it is not asked for), or a change of the admin's own, which needs the current one."""
     t = TEXT[lang]
+    title, why = (t["change_title"], t["change_why"]) if forced else (t["change_title_own"], t["change_why_own"])
     err = f'<p class="err" role="alert">{html.escape(error)}</p>' if error else ""
-    body = (f'<h1>{t["change_title"]}</h1><p>{t["change_why"]}</p>{err}'
+    current = ("" if forced else
+               f'<label for="current_password">{t["current"]}</label>'
+               f'<input id="current_password" name="current_password" type="password" '
+               f'autocomplete="current-password" required autofocus>')
+    body = (f'<h1>{title}</h1><p>{why}</p>{err}'
             f'<form method="post" action="/_auth/password">'
-            f'<input type="hidden" name="next" value="{html.escape(next_url)}">'
+            f'<input type="hidden" name="next" value="{html.escape(next_url)}">{current}'
             f'<label for="new_password">{t["new"]}</label>'
             f'<input id="new_password" name="new_password" type="password" autocomplete="new-password" required>'
             f'<label for="repeat_password">{t["repeat"]}</label>'
             f'<input id="repeat_password" name="repeat_password" type="password" autocomplete="new-password" required>'
             f'<button type="submit">{t["change"]}</button></form>')
-    return _page(lang, t["change_title"], body)
+    return _page(lang, title, body)
+
+
+def cross_site_page(lang: str, target: str) -> str:
+    """`target` must already be a safe relative path (responses.safe_next)."""
+    t = TEXT[lang]
+    target = html.escape(target)
+    body = (f'<h1>{t["cross_title"]}</h1><p>{t["cross_body"]}</p><p><a href="{target}">{target}</a></p>'
+            f'<p><a href="/">{t["cross_home"]}</a></p>')
+    return _page(lang, t["cross_title"], body)
 
 
 def starting_page(lang: str, progress: Snapshot | None) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from urllib.parse import unquote_plus, urlsplit
 
@@ -24,7 +25,8 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from auth_proxy import pages
-from auth_proxy.gate import GATE, NORM_PATH
+from auth_proxy.credentials import WS_PATHS
+from auth_proxy.gate import ARRIVAL, GATE, NORM_PATH, WHO, WS_LOGIN_ENDED, Relayed
 from auth_proxy.responses import error, html, lang, wants_json
 from model_sync import progress as sync_progress
 
@@ -34,22 +36,45 @@ HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authoriza
               "trailer", "trailers", "transfer-encoding", "upgrade", "host", "content-length"}
 # Credentials for the proxy never reach ComfyUI.
 STRIP_UP = HOP_BY_HOP | {"authorization", "cookie", "origin", "referer"}
+# Claims about the client that only a trusted reverse proxy may make: ComfyUI would log a
+# forged address, and in --multi-user mode Comfy-User picks whose files a request reads.
+CLAIMS = {"forwarded", "x-real-ip", "comfy-user"}
 CHUNK = 256 * 1024
 
 
 def upstream_headers(request: web.Request, upstream: str) -> CIMultiDict:
     up = urlsplit(upstream)
-    headers = CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() not in STRIP_UP)
+    seen = request[ARRIVAL]
+
+    def kept(name: str) -> bool:
+        name = name.lower()
+        if name in STRIP_UP or name.startswith("x-forwarded-"):
+            return False
+        return seen.trusted or name not in CLAIMS
+
+    headers = CIMultiDict((k, v) for k, v in request.headers.items() if kept(k))
     headers["Host"] = up.netloc
     if "Origin" in request.headers:
         headers["Origin"] = f"{up.scheme}://{up.netloc}"
-    peer = request.remote or ""
-    prior = request.headers.get("X-Forwarded-For")
-    headers["X-Forwarded-For"] = f"{prior}, {peer}" if prior else peer
-    headers["X-Forwarded-Proto"] = request.headers.get("X-Forwarded-Proto", request.scheme)
-    headers["X-Forwarded-Host"] = request.headers.get("X-Forwarded-Host", request.host)
-    # Preserve everything but cookies the proxy set: ComfyUI itself sets none we need.
+    headers["X-Forwarded-For"] = seen.forwarded_for
+    headers["X-Forwarded-Proto"] = seen.scheme
+    headers["X-Forwarded-Host"] = seen.host
     return headers
+
+
+# Routes that serve files users put there (outputs, uploads, workflow files): ComfyUI
+# serves an uploaded SVG from /view inline, and /userdata/{file} with the type its name
+# says, so a script in one would run in this origin with the admin's session. Opened as a
+# page they are sandboxed (no script, an opaque origin); as <img>, fetch() or a
+# stylesheet they work as before. SVG and XML are sandboxed on any route. Errors (no file
+# served) are left as ComfyUI sends them: with nosniff, the front end's probe for an
+# absent user.css would be reported as a refused stylesheet instead of a plain 404.
+USER_FILES = re.compile(r"^(/api)?/(view|userdata/.+)$")
+ACTIVE_TYPES = ("image/svg+xml", "application/xml", "text/xml", "application/xhtml+xml")
+
+
+def serves_user_files(norm: str, content_type: str) -> bool:
+    return bool(USER_FILES.match(norm)) or content_type.split(";")[0].strip().lower() in ACTIVE_TYPES
 
 
 def upstream_url(request: web.Request, upstream: str, drop: frozenset[str] = frozenset()) -> URL:
@@ -76,6 +101,9 @@ async def relay_http(request: web.Request, session: aiohttp.ClientSession, upstr
                 resp.headers.add(k, v)
         if up.headers.get("Content-Length") is not None and "Content-Encoding" not in up.headers:
             resp.content_length = int(up.headers["Content-Length"])
+        if up.status < 300 and serves_user_files(request[NORM_PATH], up.headers.get("Content-Type", "")):
+            resp.headers["Content-Security-Policy"] = "sandbox"
+            resp.headers["X-Content-Type-Options"] = "nosniff"
         await resp.prepare(request)
         async for chunk in up.content.iter_chunked(CHUNK):
             await resp.write(chunk)
@@ -93,6 +121,9 @@ async def relay_ws(request: web.Request, session: aiohttp.ClientSession, upstrea
     down = web.WebSocketResponse(autoclose=False, autoping=True, max_msg_size=0)
     await down.prepare(request)
     metrics.open_websockets += 1
+    gate = request.config_dict[GATE]
+    ended = asyncio.Event()  # set by the gate when these credentials end
+    gate.sockets[down] = Relayed(request[WHO], ended)
 
     async def pump(src, dst, to_client: bool):
         async for msg in src:
@@ -110,24 +141,45 @@ async def relay_ws(request: web.Request, session: aiohttp.ClientSession, upstrea
 
     try:
         tasks = [asyncio.ensure_future(pump(up, down, True)),
-                 asyncio.ensure_future(pump(down, up, False))]
+                 asyncio.ensure_future(pump(down, up, False)),
+                 asyncio.ensure_future(ended.wait())]
         done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for t in pending:
             t.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
         for t in done:
             if t.exception() and not isinstance(t.exception(), ConnectionError):
                 log.debug("websocket relay ended: %r", t.exception())
     finally:
         metrics.open_websockets -= 1
+        gate.sockets.pop(down, None)
         if not up.closed:
             await up.close(code=down.close_code or 1000)
         if not down.closed:
-            await down.close(code=up.close_code or 1000)
+            await down.close(code=WS_LOGIN_ENDED if ended.is_set() else up.close_code or 1000,
+                             message=b"login ended" if ended.is_set() else b"")
     return down
+
+
+# ComfyUI-Manager keeps its config.ini (security_level among it) and snapshots in the user
+# folder that ComfyUI's userdata routes read and write (CVE-2025-67303); the front end
+# never asks for them, so they are not relayed, whatever the spelling (the normalised path
+# has %2F and .. resolved).
+MANAGER_FILES = re.compile(r"^(/api)?/(v2/)?userdata/(.*/)?comfyui-manager(/|$)", re.IGNORECASE)
+MANAGER_DIR_QUERY = re.compile(r"^\W*comfyui-manager(\W|$)", re.IGNORECASE)
+
+
+def manager_files(request: web.Request) -> bool:
+    if MANAGER_FILES.match(request[NORM_PATH]):
+        return True
+    return bool(re.match(r"^(/api)?/(v2/)?userdata$", request[NORM_PATH])) and any(
+        MANAGER_DIR_QUERY.match(request.query.get(name, "")) for name in ("dir", "path"))
 
 
 async def relay(request: web.Request) -> web.StreamResponse:
     """The catch-all route: everything that is not the proxy's own goes to ComfyUI."""
+    if manager_files(request):
+        return error(403, "ComfyUI-Manager's own files are not served through the userdata routes")
     gate = request.config_dict[GATE]
     assert gate.client is not None
     upstream = gate.s.upstream
@@ -135,7 +187,9 @@ async def relay(request: web.Request) -> web.StreamResponse:
         if request.headers.get("Upgrade", "").lower() == "websocket":
             url = upstream_url(request, upstream, frozenset({"token"}))
             return await relay_ws(request, gate.client, upstream, url, gate.metrics)
-        return await relay_http(request, gate.client, upstream, upstream_url(request, upstream), gate.metrics)
+        # ?token= is the WebSocket's way in; a plain GET of /ws must not carry it onwards either.
+        drop = frozenset({"token"}) if request[NORM_PATH] in WS_PATHS else frozenset()
+        return await relay_http(request, gate.client, upstream, upstream_url(request, upstream, drop), gate.metrics)
     except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError,
             aiohttp.WSServerHandshakeError) as exc:
         log.info("ComfyUI unavailable for %s %s: %s", request.method, request[NORM_PATH], type(exc).__name__)

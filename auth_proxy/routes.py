@@ -46,9 +46,11 @@ def add_routes(app: web.Application) -> None:
     add("/healthz", get, views.healthz, Access.OPEN)
     add("/readyz", get, views.readyz, Access.OPEN)
     add("/_auth/login.css", get, views.login_css, Access.OPEN)
+    add("/favicon.ico", get, views.favicon, Access.OPEN)
     add("/login", ("GET", "POST"), views.login, Access.OPEN)
     add("/logout", ("POST",), views.logout, Access.ANYONE)
     add("/_auth/password", ("GET", "POST"), views.password, Access.BEFORE_CHANGE)
+    add("/_auth/session", get, views.session, Access.BEFORE_CHANGE)
     add("/metrics", get, views.metrics)
 
     # Own APIs go here, each behind the login by default (e.g. `router.add_routes(jobs.routes)`).

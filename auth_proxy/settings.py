@@ -1,96 +1,77 @@
 """The proxy's settings, read once from the environment into a frozen dataclass.
 
-Every variable, its default and meaning is listed in docs/auth.md.
+Each variable, its default and its doc line are declared once in comfy_stack/variables.py
+(the table in docs/auth.md is generated from there); the dataclass's defaults are those
+declarations, so that a test or a program building Settings directly gets the same ones.
 """
 from __future__ import annotations
 
-import os
+import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from auth_proxy.errors import ConfigError
 from comfy_jobs import errors as jobs_errors
 from comfy_jobs.settings import JobSettings
 from comfy_jobs.settings import load_settings as load_job_settings
+from comfy_stack import variables as v
+from comfy_stack.env import Env
+from model_sync import progress
 
 
 @dataclass(frozen=True)
 class Settings:
-    host: str = "0.0.0.0"
-    port: int = 8188
-    upstream: str = "http://127.0.0.1:8189"
-    state_dir: Path = Path("/data/auth")
-    admin_user: str = "admin"
+    host: str = v.AUTH_PROXY_LISTEN.default.host
+    port: int = v.AUTH_PROXY_LISTEN.default.port
+    upstream: str = v.AUTH_PROXY_UPSTREAM.default
+    state_dir: Path = v.AUTH_PROXY_STATE_DIR.default
+    admin_user: str = v.COMFY_ADMIN_USER.default
     # A password given by the environment (or its file); None means "keep what the state
     # directory holds, or admin/admin with a forced change on a first start".
-    admin_password: str | None = None
-    session_hours: float = 12.0
+    admin_password: str | None = v.COMFY_ADMIN_PASSWORD.default
+    session_hours: float = v.AUTH_PROXY_SESSION_HOURS.default
     # "auto": Secure cookies when the request came over HTTPS (X-Forwarded-Proto too).
-    secure_cookies: str = "auto"
-    progress_file: Path = Path("/data/models/.model_sync/progress.json")
-    login_max_failures: int = 5
-    login_window_s: float = 300.0
+    secure_cookies: str = v.AUTH_PROXY_SECURE_COOKIES.default
+    progress_file: Path = progress.path_for(progress.IMAGE_MODELS_DIR)
+    login_max_failures: int = v.AUTH_PROXY_LOGIN_MAX_FAILURES.default
+    # Failures are forgotten this long after their delay has run out; at least as long as
+    # the longest delay (ratelimit.py), so that waiting one out never wipes the count.
+    login_window_s: float = 900.0
+    max_pending_logins: int = v.AUTH_PROXY_MAX_PENDING_LOGINS.default
+    allowed_hosts: tuple[str, ...] = v.AUTH_PROXY_ALLOWED_HOSTS.default
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = v.AUTH_PROXY_TRUSTED_PROXIES.default
+    header_timeout_s: float = v.AUTH_PROXY_HEADER_TIMEOUT.default
+    max_client_connections: int = v.AUTH_PROXY_MAX_CLIENT_CONNECTIONS.default
+    upstream_connections: int = v.AUTH_PROXY_UPSTREAM_CONNECTIONS.default
     # The Comfy API v2 and its job ledger (comfy_jobs/settings.py); None: not served.
     jobs: JobSettings | None = None
 
 
-def _int(env: dict, name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
-
-
-def parse_listen(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"AUTH_PROXY_LISTEN={value!r}: expected HOST:PORT, e.g. 0.0.0.0:8188")
-    return host.strip("[]") or "0.0.0.0", int(port)
-
-
-def load_settings(environ: dict | None = None) -> Settings:
-    env = dict(os.environ if environ is None else environ)
-    host, port = parse_listen(env.get("AUTH_PROXY_LISTEN", "0.0.0.0:8188"))
-    upstream = env.get("AUTH_PROXY_UPSTREAM", "http://127.0.0.1:8189").rstrip("/")
-    parts = urlsplit(upstream)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"AUTH_PROXY_UPSTREAM={upstream!r}: expected a URL like http://127.0.0.1:8189")
-    password = env.get("COMFY_ADMIN_PASSWORD") or None
-    pw_file = env.get("COMFY_ADMIN_PASSWORD_FILE")
-    if password and pw_file:
-        raise ConfigError("set COMFY_ADMIN_PASSWORD or COMFY_ADMIN_PASSWORD_FILE, not both")
-    if pw_file:
-        try:
-            password = Path(pw_file).read_text(encoding="utf-8").strip() or None
-        except OSError as exc:
-            raise ConfigError(f"COMFY_ADMIN_PASSWORD_FILE={pw_file}: cannot read it ({exc.strerror})") from None
-        if password is None:
-            raise ConfigError(f"COMFY_ADMIN_PASSWORD_FILE={pw_file} is empty")
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    env = Env(environ, error=ConfigError)
+    listen = env.get(v.AUTH_PROXY_LISTEN)
+    password = env.get(v.COMFY_ADMIN_PASSWORD) or None
     if password is not None and len(password) < 8:
         raise ConfigError("the admin password must have at least 8 characters")
-    secure = env.get("AUTH_PROXY_SECURE_COOKIES", "auto").lower()
-    if secure not in ("auto", "always", "never"):
-        raise ConfigError(f"AUTH_PROXY_SECURE_COOKIES={secure!r}: expected auto, always or never")
     try:
-        hours = float(env.get("AUTH_PROXY_SESSION_HOURS", "12"))
-    except ValueError:
-        raise ConfigError("AUTH_PROXY_SESSION_HOURS must be a number of hours") from None
-    try:
-        jobs = load_job_settings(env)
+        jobs = load_job_settings(environ)
     except jobs_errors.ConfigError as exc:
         raise ConfigError(str(exc)) from None
     return Settings(
-        host=host, port=port, upstream=upstream, jobs=jobs,
-        state_dir=Path(env.get("AUTH_PROXY_STATE_DIR", "/data/auth")),
-        admin_user=env.get("COMFY_ADMIN_USER", "admin") or "admin",
+        host=listen.host, port=listen.port, jobs=jobs,
+        upstream=env.get(v.AUTH_PROXY_UPSTREAM),
+        state_dir=env.get(v.AUTH_PROXY_STATE_DIR),
+        admin_user=env.get(v.COMFY_ADMIN_USER) or v.COMFY_ADMIN_USER.default,
         admin_password=password,
-        session_hours=hours,
-        secure_cookies=secure,
-        progress_file=Path(env.get("MODEL_SYNC_PROGRESS_FILE",
-                                   "/data/models/.model_sync/progress.json")),
-        login_max_failures=_int(env, "AUTH_PROXY_LOGIN_MAX_FAILURES", 5),
+        session_hours=env.get(v.AUTH_PROXY_SESSION_HOURS),
+        secure_cookies=env.get(v.AUTH_PROXY_SECURE_COOKIES),
+        progress_file=env.get(v.MODEL_SYNC_PROGRESS_FILE) or Settings.progress_file,
+        login_max_failures=env.get(v.AUTH_PROXY_LOGIN_MAX_FAILURES),
+        max_pending_logins=env.get(v.AUTH_PROXY_MAX_PENDING_LOGINS),
+        allowed_hosts=env.get(v.AUTH_PROXY_ALLOWED_HOSTS),
+        trusted_proxies=env.get(v.AUTH_PROXY_TRUSTED_PROXIES),
+        header_timeout_s=env.get(v.AUTH_PROXY_HEADER_TIMEOUT),
+        max_client_connections=env.get(v.AUTH_PROXY_MAX_CLIENT_CONNECTIONS),
+        upstream_connections=env.get(v.AUTH_PROXY_UPSTREAM_CONNECTIONS),
     )

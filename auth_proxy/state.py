@@ -60,9 +60,23 @@ class Admin:
     generation: int  # bumped on every password change; sessions of older ones are void
 
 
+def private_dir(path: Path) -> None:
+    """The state directory, readable by its owner only (it holds the password hash)."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StateError(f"cannot create {path}: {exc.strerror}; check AUTH_PROXY_STATE_DIR") from None
+    if path.stat().st_mode & 0o077:
+        try:
+            path.chmod(0o700)
+        except OSError as exc:
+            log.warning("cannot make %s private (mode 0700): %s", path, exc.strerror)
+
+
 class Store:
     def __init__(self, state_dir: Path):
         self.dir = state_dir
+        private_dir(state_dir)
         self._tokens_cache: tuple[tuple[int, int], dict] | None = None
 
     # --- admin -----------------------------------------------------------------------

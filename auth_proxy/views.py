@@ -13,8 +13,18 @@ from aiohttp import web
 from auth_proxy import pages, v2
 from auth_proxy.credentials import check_login
 from auth_proxy.gate import GATE, WHO
-from auth_proxy.responses import (BadBody, error, html, lang, prefers_json, read_fields, safe_next,
-                                  see_other, start_session)
+from auth_proxy.responses import (
+    BadBody,
+    error,
+    fetch_site,
+    html,
+    lang,
+    prefers_json,
+    read_fields,
+    safe_next,
+    see_other,
+    start_session,
+)
 from auth_proxy.sessions import COOKIE
 from auth_proxy.state import DEFAULT_PASSWORD
 from model_sync import progress as sync_progress
@@ -30,17 +40,27 @@ async def login_css(_request: web.Request) -> web.Response:
     return web.Response(text=pages.CSS, content_type="text/css")
 
 
+async def favicon(_request: web.Request) -> web.Response:
+    # The proxy's own, so that a browser's automatic request for it needs no login.
+    return web.Response(body=pages.FAVICON, content_type="image/x-icon",
+                        headers={"Cache-Control": "max-age=86400"})
+
+
 async def login(request: web.Request) -> web.StreamResponse:
     gate = request.config_dict[GATE]
     language = lang(request)
     if request.method == "GET":
         return html(pages.login_page(language, safe_next(request.query.get("next"))))
+    if fetch_site(request) in ("same-site", "cross-site"):
+        # Another site's page (fetch with mode no-cors, a hidden form) could otherwise
+        # spend the admin's failed-login allowance from the victim's browser.
+        return error(403, "a login must come from this server's own login page")
     try:
-        data, is_json = await read_fields(request)
-    except BadBody:
-        return error(400, "send JSON {\"username\": ..., \"password\": ...} or form fields")
-    user, password = str(data.get("username", "")), str(data.get("password", ""))
-    next_url = safe_next(str(data.get("next", "")) or request.query.get("next"))
+        data, is_json = await read_fields(request, ("username", "password", "next"))
+    except BadBody as exc:
+        return error(400, f"{exc}: send JSON {{\"username\": ..., \"password\": ...}} or form fields")
+    user, password = data.get("username", ""), data.get("password", "")
+    next_url = safe_next(data.get("next") or request.query.get("next"))
     result = await check_login(request, user, password, "cookie")
     if isinstance(result, web.Response):
         if is_json:
@@ -59,56 +79,78 @@ async def login(request: web.Request) -> web.StreamResponse:
 
 async def logout(request: web.Request) -> web.StreamResponse:
     who = request.get(WHO)
+    gate = request.config_dict[GATE]
     if who and who.sid:
-        request.config_dict[GATE].sessions.drop(who.sid)
+        gate.sessions.drop(who.sid)
+        gate.close_revoked()
     resp = web.json_response({"ok": True}) if prefers_json(request) else see_other("/login")
     resp.del_cookie(COOKIE, path="/")
     return resp
 
 
 async def password(request: web.Request) -> web.StreamResponse:
+    """The password is changed only from a browser session (not with a token or Basic,
+    which a script or a stolen token holds), and, except for the forced first change from
+    the well-known default, only by someone who knows the current one: a session alone
+    (a script that ran in this origin, a browser left open) must not be enough to take
+    the account for good."""
     gate = request.config_dict[GATE]
     language = lang(request)
+    forced = gate.admin.must_change
     next_url = safe_next(request.query.get("next"))
+    if request[WHO].via != "cookie":
+        return error(403, "change the password in a browser: log in at /login, then open /_auth/password")
     if request.method == "GET":
-        return html(pages.change_page(language, next_url))
+        return html(pages.change_page(language, next_url, forced=forced))
     try:
-        data, is_json = await read_fields(request)
+        data, is_json = await read_fields(request, ("current_password", "new_password", "repeat_password", "next"))
     except BadBody as exc:
-        return error(400, f"{exc}: send new_password (and repeat_password) as JSON or form fields")
-    new = str(data.get("new_password", ""))
-    repeat = str(data.get("repeat_password", data.get("new_password", "")))
-    next_url = safe_next(str(data.get("next", "")) or next_url)
+        return error(400, f"{exc}: send current_password, new_password (and repeat_password) "
+                          "as JSON or form fields")
+    new = data.get("new_password", "")
+    repeat = data.get("repeat_password", new)
+    next_url = safe_next(data.get("next") or next_url)
     t = pages.TEXT[language]
-    problem = (t["short"] if len(new) < 8 else t["mismatch"] if not hmac.compare_digest(new, repeat)
-               else t["same"] if new == DEFAULT_PASSWORD else None)
-    if problem:
+
+    def refuse(status: int, key: str, **fmt: str) -> web.Response:
         if is_json:
-            return error(400, pages.TEXT["en"]["short"] if len(new) < 8 else "invalid new password")
-        return html(pages.change_page(language, next_url, problem), status=400)
+            return error(status, pages.TEXT["en"][key].format(**fmt), **({"Retry-After": fmt["s"]} if fmt else {}))
+        resp = html(pages.change_page(language, next_url, t[key].format(**fmt), forced=forced), status=status)
+        if fmt:
+            resp.headers["Retry-After"] = fmt["s"]
+        return resp
+
+    if not forced:
+        if "current_password" not in data:
+            return refuse(400, "need_current")
+        checked = await check_login(request, gate.admin.user, data["current_password"], "cookie")
+        if isinstance(checked, web.Response):
+            if checked.status == 429:
+                return refuse(429, "limited", s=checked.headers["Retry-After"])
+            return refuse(403, "wrong_current")
+    problem = ("short" if len(new) < 8 else "mismatch" if not hmac.compare_digest(new, repeat)
+               else "same" if new == DEFAULT_PASSWORD else None)
+    if problem:
+        return refuse(400, problem)
     await gate.in_argon2_pool(gate.store.change_password, gate.admin, new)
     gate.verified.clear()
     gate.sessions.drop_all()  # every earlier session ends with the old password
+    gate.close_revoked()
     log.info("the admin password was changed; earlier sessions are revoked")
     resp = web.json_response({"ok": True}) if is_json else see_other(next_url)
     return start_session(resp, request)
 
 
-async def upstream_ready(request: web.Request) -> tuple[bool, str]:
-    gate = request.config_dict[GATE]
-    assert gate.client is not None
-    try:
-        async with gate.client.get(gate.s.upstream + "/system_stats",
-                                   timeout=aiohttp.ClientTimeout(total=3)) as r:
-            return (r.status == 200, f"ComfyUI answered {r.status}")
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-        return False, f"ComfyUI at {gate.s.upstream} is not answering ({type(exc).__name__})"
+async def session(request: web.Request) -> web.Response:
+    """Who is logged in: the front-end extension asks this to tell an ended login (401)
+    from a server that is away."""
+    who = request[WHO]
+    return web.json_response({"user": who.user, "via": who.via})
 
 
 async def readyz(request: web.Request) -> web.Response:
-    ok, reason = await upstream_ready(request)
-    if ok and (problem := await v2.not_ready(request)):
-        ok, reason = False, problem
+    gate = request.config_dict[GATE]
+    ok, reason = await gate.readiness.get(gate, lambda: v2.not_ready(request))
     if ok:
         return web.json_response({"status": "ready"})
     progress = sync_progress.read(request.config_dict[GATE].s.progress_file)

@@ -9,6 +9,7 @@ Docker and Kubernetes pass secrets) the file it names, else the declared default
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import shlex
 from collections.abc import Callable, Iterable, Mapping
@@ -144,6 +145,14 @@ def shell_words(raw: str) -> tuple[str, ...]:
         return tuple(shlex.split(raw))
     except ValueError as exc:
         raise ValueError(f"cannot be split into arguments: {exc}") from None
+
+
+def networks(raw: str) -> tuple:
+    """IP addresses or networks, separated by commas or spaces: `10.0.0.0/8, 127.0.0.1`."""
+    try:
+        return tuple(ipaddress.ip_network(w, strict=False) for w in words(raw))
+    except ValueError as exc:
+        raise ValueError(f"{exc}; expected addresses or networks such as 10.0.0.0/8, 127.0.0.1") from None
 
 
 def path(raw: str) -> Path:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from comfy_stack.env import (Address, Row, Var, address, choice, http_url, integer, number,
-                             path, port, shell_words, words)
+from comfy_stack.env import (Address, Row, Var, address, choice, http_url, integer, networks,
+                             number, path, port, shell_words, words)
 
 REPO = Path(__file__).resolve().parents[1]
 MiB = 1024 * 1024
@@ -35,7 +35,32 @@ AUTH_PROXY_SECURE_COOKIES = Var(
     "https` from an ingress); `always`; `never`", choice("auto", "always", "never"))
 AUTH_PROXY_LOGIN_MAX_FAILURES = Var(
     "AUTH_PROXY_LOGIN_MAX_FAILURES", 5,
-    "failed logins per address or user name in 5 minutes before delays start", integer(minimum=1))
+    "failed logins per client before delays start (the admin's name across all clients gets ten "
+    "times as many)", integer(minimum=1))
+AUTH_PROXY_MAX_PENDING_LOGINS = Var(
+    "AUTH_PROXY_MAX_PENDING_LOGINS", 8,
+    "password checks waiting or running at once; more are told `429` with `Retry-After: 1`",
+    integer(minimum=1))
+AUTH_PROXY_ALLOWED_HOSTS: Var[tuple[str, ...]] = Var(
+    "AUTH_PROXY_ALLOWED_HOSTS", (),
+    "host names this server answers to besides the built-in ones (docs/auth.md), separated by "
+    "commas or spaces; `*.example.com` matches subdomains; `*` turns the check off", words)
+AUTH_PROXY_TRUSTED_PROXIES: Var[tuple] = Var(
+    "AUTH_PROXY_TRUSTED_PROXIES", (),
+    "addresses or networks (`10.0.0.0/8`, `127.0.0.1`) of reverse proxies whose `X-Forwarded-For`, "
+    "`-Host` and `-Proto` are believed", networks)
+AUTH_PROXY_HEADER_TIMEOUT = Var(
+    "AUTH_PROXY_HEADER_TIMEOUT", 15.0,
+    "seconds a connection has to send a request's headers; an idle keep-alive connection is "
+    "closed after as long", number(minimum=0.1), shown_default="`15`")
+AUTH_PROXY_MAX_CLIENT_CONNECTIONS = Var(
+    "AUTH_PROXY_MAX_CLIENT_CONNECTIONS", 100,
+    "open connections per client address (trusted proxies are not limited); more are refused",
+    integer(minimum=1))
+AUTH_PROXY_UPSTREAM_CONNECTIONS = Var(
+    "AUTH_PROXY_UPSTREAM_CONNECTIONS", 256,
+    "connections to ComfyUI at most (open WebSockets included); more requests wait for one",
+    integer(minimum=1))
 
 # --- the stack (comfyctl serve, the image's entrypoint) ---------------------------------------
 COMFYUI_DIR: Var[Path | None] = Var("COMFYUI_DIR", None, "the ComfyUI checkout", path,
@@ -190,6 +215,9 @@ PROXY: tuple[Row, ...] = (
     (AUTH_PROXY_LISTEN, None), (AUTH_PROXY_UPSTREAM, None), (AUTH_PROXY_STATE_DIR, None),
     (COMFY_ADMIN_USER, None), (COMFY_ADMIN_PASSWORD, None), (AUTH_PROXY_SESSION_HOURS, None),
     (AUTH_PROXY_SECURE_COOKIES, None), (AUTH_PROXY_LOGIN_MAX_FAILURES, None),
+    (AUTH_PROXY_MAX_PENDING_LOGINS, None), (AUTH_PROXY_ALLOWED_HOSTS, None),
+    (AUTH_PROXY_TRUSTED_PROXIES, None), (AUTH_PROXY_HEADER_TIMEOUT, None),
+    (AUTH_PROXY_MAX_CLIENT_CONNECTIONS, None), (AUTH_PROXY_UPSTREAM_CONNECTIONS, None),
     (MODEL_SYNC_PROGRESS_FILE, None),
 )
 SERVE: tuple[Row, ...] = (

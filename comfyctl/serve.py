@@ -10,6 +10,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from auth_proxy import extension
 from comfy_stack import variables
 from comfy_stack.env import add_flags
 from comfy_stack.files import SHARED, write_atomic
@@ -55,7 +56,8 @@ def prepare(s: config.ServeSettings) -> tuple[Path, str]:
                              "MODEL_SYNC_MODE=background to start anyway")
     elif not cmds:
         log.info("no MODEL_PROFILES and no MODEL_SYNC_FROM: no models to sync")
-    model_paths.write(s.models_dir, run_dir / "extra_model_paths.yaml", s.data_dir / "custom_nodes")
+    model_paths.write(s.models_dir, run_dir / "extra_model_paths.yaml", s.data_dir / "custom_nodes",
+                      extension.CUSTOM_NODES)
     manager_config(s.data_dir / "user")
     report = workflows_install.install(s.workflows_dir, s.data_dir / "user" / "default" / "workflows")
     log.info("workflows: %d installed, %d updated, %d of yours kept", len(report.installed),

@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from tests.auth_proxy.conftest import PASSWORD
 from tests.support import CHROMIUM_ARGS, chromium_path
+from tests.support.proxy import PASSWORD
 
 pytestmark = pytest.mark.browser
 

@@ -2,14 +2,12 @@
 the three ways in; no spelling of a path gets around the gate."""
 from __future__ import annotations
 
-import base64
-
 import aiohttp
 import pytest
 from yarl import URL
 
 from auth_proxy.app import create_app
-from tests.auth_proxy.conftest import PASSWORD, login
+from tests.support.proxy import PASSWORD, basic, login
 
 # (method, path, body) for ComfyUI's routes that leak or control something.
 ROUTES = [
@@ -23,10 +21,6 @@ ROUTES = [
 ]
 ROUTES += [(m, "/api" + p, b) for m, p, b in ROUTES]
 ids = [f"{m} {p}" for m, p, _ in ROUTES]
-
-
-def basic(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 @pytest.mark.parametrize("method,path,body", ROUTES, ids=ids)

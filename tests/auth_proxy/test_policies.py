@@ -9,8 +9,7 @@ import aiohttp
 
 from auth_proxy.app import GATE
 from auth_proxy.state import Store
-from tests.auth_proxy.conftest import PASSWORD, login
-from tests.auth_proxy.test_gate import basic
+from tests.support.proxy import PASSWORD, basic, login
 
 SMOKE = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
          "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "t"}}}
@@ -102,7 +101,7 @@ async def test_password_change_revokes_other_sessions(stack, http):
     await login(http, stack)
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as other:
         await login(other, stack)
-        form = {"new_password": "another-secret-9", "repeat_password": "another-secret-9"}
+        form = {"current_password": PASSWORD, "new_password": "another-secret-9", "repeat_password": "another-secret-9"}
         async with http.post(stack.url("/_auth/password"), data=form, headers={"Origin": stack.origin},
                              allow_redirects=False) as r:
             assert r.status == 303
@@ -171,7 +170,7 @@ async def test_basic_pays_for_argon2_once_and_a_password_change_forgets_it(stack
         async with script.get(stack.url("/queue"), headers={"Authorization": basic("admin", "not-it")}) as r:
             assert r.status == 401
         await login(http, stack)
-        form = {"new_password": "another-secret-9", "repeat_password": "another-secret-9"}
+        form = {"current_password": PASSWORD, "new_password": "another-secret-9", "repeat_password": "another-secret-9"}
         async with http.post(stack.url("/_auth/password"), data=form, headers={"Origin": stack.origin},
                              allow_redirects=False) as r:
             assert r.status == 303

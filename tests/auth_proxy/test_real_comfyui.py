@@ -4,28 +4,21 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from dataclasses import replace
 
 import aiohttp
 import pytest
 
-from auth_proxy.app import create_app
-from auth_proxy.settings import Settings
-from auth_proxy.state import Store
-from tests.auth_proxy.conftest import PASSWORD
 from tests.support import CHROMIUM_ARGS, chromium_path
 from tests.support.comfyui import SMOKE_PROMPT
+from tests.support.proxy import PASSWORD
 
 pytestmark = pytest.mark.comfyui
 
 
 @pytest.fixture
-async def proxy(comfy, tmp_path, aiohttp_server):
-    settings = replace(Settings(), host="127.0.0.1", port=0, upstream=comfy.url, state_dir=tmp_path / "auth",
-                       admin_password=PASSWORD, progress_file=tmp_path / "none.json")
-    token = Store(settings.state_dir).create_token("t")
-    server = await aiohttp_server(create_app(settings))
-    return f"http://127.0.0.1:{server.port}", token
+async def proxy(comfy, proxy_for):
+    p = await proxy_for(comfy.url)
+    return p.origin, p.token
 
 
 async def test_smoke_workflow_through_the_proxy_with_a_token(comfy, proxy):

@@ -10,10 +10,9 @@ import sys
 from pathlib import Path
 
 import aiohttp
-import pytest
 
-from tests.auth_proxy.conftest import PASSWORD
-from tests.support import REPO, free_port, python_env, stop_process, wait_until
+from tests.support import REPO, peak_rss_mb, stop_process
+from tests.support.proxy import PASSWORD
 
 
 async def test_headers_keep_comfyui_origin_check_happy(stack, http):
@@ -77,36 +76,6 @@ async def test_prompt_runs_and_its_image_is_fetched(stack, http):
     async with http.get(stack.url("/view"), params=image, headers={**auth, "Range": "bytes=0-7"}) as r:
         assert r.status == 206 and await r.read() == b"\x89PNG\r\n\x1a\n"
     await ws.close()
-
-
-@pytest.fixture
-def proxy_process(tmp_path):
-    """The proxy as its own process (so its memory can be read) in front of the stand-in."""
-    up_port, port = free_port(), free_port()
-    upstream = subprocess.Popen([sys.executable, "-m", "tests.support.fake_comfyui", "--port", str(up_port),
-                                 "--output-directory", str(tmp_path / "out")], cwd=REPO, env=python_env(),
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    log = tmp_path / "proxy.log"
-    env = python_env(AUTH_PROXY_LISTEN=f"127.0.0.1:{port}", AUTH_PROXY_UPSTREAM=f"http://127.0.0.1:{up_port}",
-                     AUTH_PROXY_STATE_DIR=str(tmp_path / "auth"), COMFY_ADMIN_PASSWORD=PASSWORD)
-    token = subprocess.run([sys.executable, "-m", "auth_proxy", "token", "create", "bench"], cwd=REPO, env=env,
-                           capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
-    with open(log, "wb") as out:
-        proxy = subprocess.Popen([sys.executable, "-m", "auth_proxy"], cwd=REPO, env=env, stdout=out,
-                                 stderr=subprocess.STDOUT)
-    import urllib.request
-    wait_until(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1).status == 200,
-               timeout=20, what="the proxy and its upstream")
-    yield proxy, f"http://127.0.0.1:{port}", token, log, env
-    stop_process(proxy)
-    stop_process(upstream)
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmHWM")
 
 
 async def test_large_bodies_stream_through_in_bounded_memory(proxy_process):

@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from tests.auth_proxy.conftest import login
+from tests.support.proxy import login
 
 WORKFLOW = json.dumps({"last_node_id": 1, "nodes": [{"id": 1, "type": "EmptyImage"}]}).encode()
 

@@ -94,8 +94,7 @@ def test_repo_paths_in_defaults_point_into_this_checkout():
 
 def test_only_the_settings_mechanism_reads_the_environment():
     """Everything else receives a settings object (DESIGN: each variable is read once)."""
-    # auth_proxy/settings.py moves onto comfy_stack.env with the gate's pipeline.
-    allowed = {"comfy_stack/env.py", "auth_proxy/settings.py"}
+    allowed = {"comfy_stack/env.py"}
     reads = re.compile(r"(?<!`)\bos\.environ\b(?!`)|\bgetenv\(")
     readers = {str(p.relative_to(REPO))
                for package in ("auth_proxy", "model_sync", "comfyctl", "comfy_stack", "workflows", "custom_nodes")

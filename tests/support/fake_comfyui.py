@@ -16,11 +16,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import mimetypes
 import os
 import struct
 import time
 import uuid
 import zlib
+from collections import Counter
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -31,6 +33,30 @@ KNOWN_CLASSES = {"EmptyImage", "ImageInvert", "ImageScale", "SaveImage", "LoadIm
 # A minimal binary glTF header (magic, version 2, total length): enough to be a .glb file.
 TINY_GLB = b"glTF" + struct.pack("<II", 2, 12)
 STATE = web.AppKey("state", dict)
+# GET routes of ComfyUI-Manager (the pinned pack's manager_server.py) that change state.
+MANAGER_GET_ACTIONS = ("/manager/reboot", "/manager/queue/update_all", "/manager/queue/start",
+                       "/comfyui_manager/comfyui_switch_version", "/snapshot/restore", "/manager/policy/update",
+                       "/manager/channel_url_list", "/manager/db_mode")
+
+
+INDEX = """<!doctype html><title>ComfyUI</title><h1 id=app>ComfyUI app</h1><p id=ws>connecting</p>
+<script type=module>
+const api = new EventTarget();
+function connect() {
+  let opened = false;
+  const s = new WebSocket((location.protocol == "https:" ? "wss://" : "ws://") + location.host + "/ws?clientId=page");
+  s.onopen = () => { opened = true; };
+  s.onmessage = (e) => { document.getElementById("ws").textContent = JSON.parse(e.data).type; };
+  s.onclose = () => {
+    setTimeout(connect, 300);
+    if (opened) api.dispatchEvent(new CustomEvent("reconnecting"));
+  };
+}
+window.comfyAPI = {api: {api}, app: {app: {registerExtension: (ext) => { window.extensions = [...(window.extensions || []), ext.name]; }}}};
+connect();
+for (const url of await (await fetch("/extensions")).json()) await import(url);
+window.extensionsLoaded = true;
+</script>"""
 
 
 def tiny_png(width: int = 8, height: int = 8, value: int = 255) -> bytes:
@@ -185,17 +211,21 @@ async def execute(state: dict, prompt_id: str, prompt: dict, client_id: str | No
 
 
 def create_app(output_dir: Path, delay: float = 0.0, executor=None,
-               known_classes: set[str] | None = None, history_delay: float = 0.0) -> web.Application:
+               known_classes: set[str] | None = None, history_delay: float = 0.0,
+               web_dirs: dict[str, Path] | None = None) -> web.Application:
     """The stand-in's app.
 
     Extension points (for suites that need more than the built-in run): `executor` is an
     async callable `(state, prompt_id, prompt, client_id)` that replaces `execute`, e.g. to
     replay a recorded WebSocket sequence through `broadcast`; it must finish the prompt the
     way `execute` does (history entry, queue removal, final status). `known_classes` widens
-    the class names that POST /prompt accepts.
+    the class names that POST /prompt accepts. `web_dirs` maps pack names to front-end
+    extension folders, served at /extensions/NAME/ as ComfyUI serves a pack's WEB_DIRECTORY.
     """
+    web_dirs = dict(web_dirs or {})
     state = {"output": Path(output_dir), "input": Path(output_dir).parent / "input",
-             "user": Path(output_dir).parent / "user" / "default", "queue": [],
+             "user": Path(output_dir).parent / "user" / "default", "queue": [], "manager_calls": [],
+             "hits": Counter(), "in_flight": 0, "most_in_flight": 0,
              "history": {}, "sockets": {}, "delay": delay, "tasks": set(), "settings": {},
              "counter": 0, "executor": executor or execute, "history_delay": history_delay,
              "run_lock": asyncio.Lock(), "running": None, "deleted": set(), "interrupt": set(), "starts": {},
@@ -204,12 +234,19 @@ def create_app(output_dir: Path, delay: float = 0.0, executor=None,
 
     @r.get("/")
     async def index(_):
-        # ComfyUI serves its front end here; a page that opens the WebSocket like it does.
-        return web.Response(content_type="text/html", text=(
-            "<!doctype html><title>ComfyUI</title><h1 id=app>ComfyUI app</h1><p id=ws>connecting</p>"
-            "<script>const s=new WebSocket((location.protocol=='https:'?'wss://':'ws://')+location.host+"
-            "'/ws?clientId=page');s.onmessage=e=>{document.getElementById('ws').textContent="
-            "JSON.parse(e.data).type};</script>"))
+        # ComfyUI serves its front end here; a page that does what that front end does on
+        # the paths the suite tests: opens the WebSocket (on close: "reconnecting", then a
+        # new one 300 ms later), exposes `api` and `app` to extensions through
+        # window.comfyAPI and the /scripts shims, and imports every script /extensions lists.
+        return web.Response(content_type="text/html", text=INDEX)
+
+    @r.get("/scripts/{name}.js")
+    async def shim(request):
+        name = request.match_info["name"]
+        if name not in ("api", "app"):
+            return web.Response(status=404)
+        return web.Response(content_type="text/javascript",
+                            text=f"export const {name} = window.comfyAPI.{name}.{name};\n")
 
     @r.get("/system_stats")
     async def system_stats(_):
@@ -285,7 +322,13 @@ def create_app(output_dir: Path, delay: float = 0.0, executor=None,
         path = (base / sub / name).resolve()
         if not name or base.resolve() not in path.parents or not path.is_file():
             return web.Response(status=404)
-        return web.FileResponse(path)  # handles Range like ComfyUI's does
+        # As ComfyUI's: the type from the name, inline, with only HTML, JS and CSS forced to
+        # download (so an uploaded SVG is served as a page that runs its scripts).
+        ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        if ctype in {"text/html", "text/html-sandboxed", "application/xhtml+xml", "text/javascript", "text/css"}:
+            ctype = "application/octet-stream"
+        return web.FileResponse(path, headers={"Content-Disposition": f'filename="{name}"',
+                                               "Content-Type": ctype})  # handles Range like ComfyUI's
 
     async def upload(request):
         reader = await request.multipart()
@@ -366,49 +409,58 @@ def create_app(output_dir: Path, delay: float = 0.0, executor=None,
         found = path.rglob("*") if recurse else path.glob("*")
         return web.json_response(sorted(f.relative_to(path).as_posix() for f in found if f.is_file()))
 
-    @r.get("/userdata/{file}")
-    async def userdata_get(request):
-        path = user_path(request, request.match_info["file"])
+    def user_file(request, param: str = "file") -> Path | web.Response:
+        """The existing file a route names, or ComfyUI's 403 (outside the folder) or 404."""
+        path = user_path(request, request.match_info[param])
         if path is None:
             return web.Response(status=403)
-        if not path.is_file():
-            return web.Response(status=404)
-        return web.FileResponse(path)
+        return path if path.is_file() else web.Response(status=404)
 
-    @r.post("/userdata/{file}")
-    async def userdata_post(request):
-        path = user_path(request, request.match_info["file"])
+    @r.get("/userdata/{file}")
+    async def userdata_get(request):
+        path = user_file(request)
+        return path if isinstance(path, web.Response) else web.FileResponse(path)
+
+    def writable(request, param: str) -> Path | web.Response:
+        """Where a route writes: ComfyUI's 403 outside the folder, or its 409 for an
+        existing file with overwrite=false."""
+        path = user_path(request, request.match_info[param])
         if path is None:
             return web.Response(status=403)
         if request.query.get("overwrite", "true") == "false" and path.exists():
             return web.Response(status=409, text="File already exists")
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(await request.read())
+        return path
+
+    def written(path: Path) -> web.Response:
         return web.json_response(path.relative_to(state["user"].resolve()).as_posix())
+
+    @r.post("/userdata/{file}")
+    async def userdata_post(request):
+        path = writable(request, "file")
+        if isinstance(path, web.Response):
+            return path
+        path.write_bytes(await request.read())
+        return written(path)
 
     @r.delete("/userdata/{file}")
     async def userdata_delete(request):
-        path = user_path(request, request.match_info["file"])
-        if path is None:
-            return web.Response(status=403)
-        if not path.is_file():
-            return web.Response(status=404)
+        path = user_file(request)
+        if isinstance(path, web.Response):
+            return path
         path.unlink()
         return web.Response(status=204)
 
     @r.post("/userdata/{file}/move/{dest}")
     async def userdata_move(request):
-        source = user_path(request, request.match_info["file"])
-        dest = user_path(request, request.match_info["dest"])
-        if source is None or dest is None:
-            return web.Response(status=403)
-        if not source.is_file():
-            return web.Response(status=404)
-        if request.query.get("overwrite", "true") == "false" and dest.exists():
-            return web.Response(status=409, text="File already exists")
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        source = user_file(request)
+        if isinstance(source, web.Response):
+            return source
+        dest = writable(request, "dest")
+        if isinstance(dest, web.Response):
+            return dest
         source.replace(dest)
-        return web.json_response(dest.relative_to(state["user"].resolve()).as_posix())
+        return written(dest)
 
     @r.get("/v2/userdata")
     async def userdata2(_):
@@ -437,7 +489,16 @@ def create_app(output_dir: Path, delay: float = 0.0, executor=None,
 
     @r.get("/extensions")
     async def extensions(_):
-        return web.json_response([])
+        return web.json_response([f"/extensions/{name}/{f.name}" for name, folder in sorted(web_dirs.items())
+                                  for f in sorted(Path(folder).glob("*.js"))])
+
+    # ComfyUI-Manager changes state on GET; the stand-in records that such a call arrived.
+    async def manager_action(request):
+        state["manager_calls"].append(request.path)
+        return web.json_response({})
+
+    for path in MANAGER_GET_ACTIONS:
+        r.get(path)(manager_action)
 
     @r.get("/ws")
     async def ws(request):
@@ -454,8 +515,21 @@ def create_app(output_dir: Path, delay: float = 0.0, executor=None,
             state["sockets"].pop(cid, None)
         return sock
 
+    @web.middleware
+    async def count(request, handler):
+        # What reached "ComfyUI", and how many requests it held at once (for the proxy's
+        # amplification tests).
+        state["hits"][request.path] += 1
+        state["last_request"] = request.raw_path
+        state["in_flight"] += 1
+        state["most_in_flight"] = max(state["most_in_flight"], state["in_flight"])
+        try:
+            return await handler(request)
+        finally:
+            state["in_flight"] -= 1
+
     core = list(r)
-    app = web.Application(client_max_size=1 << 30)
+    app = web.Application(client_max_size=1 << 30, middlewares=[count])
     app[STATE] = state
     for route in core:  # ComfyUI serves every core route under /api/ too
         app.router.add_route(route.method, route.path, route.handler)
@@ -501,7 +575,20 @@ def create_app(output_dir: Path, delay: float = 0.0, executor=None,
                 await sock.send_bytes(msg.data)
         return sock
 
+    async def slow(request):
+        await asyncio.sleep(float(request.query.get("s", "0.5")))
+        return web.json_response({"slept": True})
+
+    for name, folder in web_dirs.items():
+        app.router.add_static(f"/extensions/{name}", folder)
+
+    async def hits(_request):
+        return web.json_response({"hits": state["hits"], "most_in_flight": state["most_in_flight"],
+                                  "manager_calls": state["manager_calls"]})
+
     app.router.add_route("*", "/_test/echo{tail:.*}", echo)
+    app.router.add_get("/_test/hits", hits)
+    app.router.add_get("/_test/slow", slow)
     app.router.add_get("/_test/stream/{size}", stream)
     app.router.add_post("/_test/upload", upload_count)
     app.router.add_get("/_test/ws", ws_echo)

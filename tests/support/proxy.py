@@ -2,8 +2,11 @@
 token: what the `proxy_for` fixture (tests/conftest.py) starts."""
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, replace
 from pathlib import Path
+
+import aiohttp
 
 from auth_proxy.settings import Settings
 
@@ -30,3 +33,22 @@ class Proxied:
 
     def url(self, path: str = "") -> str:
         return self.origin + path
+
+
+def basic(user: str, password: str) -> str:
+    """An `Authorization` value for HTTP Basic."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+async def login(http: aiohttp.ClientSession, proxy, password: str = PASSWORD) -> None:
+    """Log `http` in as the admin through `proxy` (anything with `.url(path)`), as a
+    browser's login form would, keeping the session cookie in its jar."""
+    async with http.post(proxy.url("/login"), json={"username": "admin", "password": password}) as r:
+        assert r.status == 200, await r.text()
+
+
+def from_address(address: str) -> aiohttp.ClientSession:
+    """A client whose connections come from `address` (any of 127.0.0.0/8 is this machine),
+    so that tests can play many clients."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(address, 0), limit=0),
+                                 timeout=aiohttp.ClientTimeout(total=120))
