@@ -8,7 +8,9 @@ Two upstreams on loopback:
 and the paths to them:
   direct        client -> upstream
   proxy         client -> auth_proxy -> upstream (a session cookie from a real login for the
-                download, a Bearer token for the rest)
+                download, a Bearer token for the rest); the download's body zero-copy
+                (AUTH_PROXY_RELAY=splice, the default)
+  proxy plain   the same with AUTH_PROXY_RELAY=plain: every chunk copied through the event loop
   nginx         client -> nginx with the buffers people set for large downloads
                 (proxy_buffering on, proxy_buffer_size 1m, proxy_buffers 8 1m,
                 proxy_busy_buffers_size 2m, proxy_max_temp_file_size 0) -> upstream
@@ -17,8 +19,10 @@ and the paths to them:
 The 1 GiB download is measured BENCH_PROXY_ROUNDS (5) times per path, the order rotating every
 round; the client is the same minimal socket reader for every path, so it costs each the same.
 Also: small-request throughput and p50/p99 latency, WebSocket echo messages/s, Basic against
-Bearer, and the download proxy's peak RSS over its whole life (start-up, a login, every
-download). Prints a table with ratios and writes bench/results/proxy.json.
+Bearer, the CPU seconds each download cost the process serving it (a figure the machine's
+load does not skew as much as MB/s), and the download proxy's peak RSS over its whole life
+(start-up, a login, every download), with its argon2 workers' (auth_proxy/hashing.py) beside
+it. Prints a table with ratios and writes bench/results/proxy.json.
 Targets: download >= 1.1x tuned nginx (median of the per-round ratios), proxy peak RSS < 60 MB.
 """
 from __future__ import annotations
@@ -185,29 +189,52 @@ async def interactive(base: str, headers: dict) -> dict:
             "ws_msgs_per_s": await websocket(base, headers)}
 
 
-def downloads(paths: dict[str, tuple[int, dict]], rounds: int, rss_pid: int) -> dict:
+def children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user and system) of a process and its children (nginx's worker)."""
+    total = 0.0
+    for p in [pid, *children(pid)]:
+        fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def downloads(paths: dict[str, tuple[int, dict, int]], rounds: int, rss_pid: int) -> dict:
+    """Each path: (port, request headers, the pid of the server whose CPU time it costs)."""
     runs: dict[str, list[float]] = {name: [] for name in paths}
+    cpu: dict[str, list[float]] = {name: [] for name in paths}
     names = list(paths)
     peak = 0.0
     for r in range(rounds):
         for name in names[r % len(names):] + names[:r % len(names)]:
-            port, headers = paths[name]
+            port, headers, pid = paths[name]
+            before = cpu_s(pid)
             runs[name].append(round(download(port, headers), 1))
+            cpu[name].append(round(cpu_s(pid) - before, 2))
             peak = max(peak, rss_mb(rss_pid))
         print(f"  download round {r + 1}/{rounds}", file=sys.stderr)
     per_round = [round(p / n, 3) for p, n in zip(runs["proxy"], runs["nginx"], strict=True)]
     return {"MB_per_s": runs, "median_MB_per_s": {k: statistics.median(v) for k, v in runs.items()},
+            "server_cpu_s_per_GiB": {k: statistics.median(v) for k, v in cpu.items()},
             "proxy_over_nginx_per_round": per_round,
             "proxy_over_nginx": statistics.median(per_round),
             "proxy_over_direct": statistics.median(p / d for p, d in zip(runs["proxy"], runs["direct"],
                                                                           strict=True)),
+            "over_nginx": {name: statistics.median(p / n for p, n in zip(runs[name], runs["nginx"], strict=True))
+                           for name in names if name != "nginx"},
             "proxy_rss_after_a_download_MB": round(peak, 1)}
 
 
-def start_proxy(tmp: Path, name: str, port: int, upstream: int) -> tuple[subprocess.Popen, str]:
+def start_proxy(tmp: Path, name: str, port: int, upstream: int, **extra: str) -> tuple[subprocess.Popen, str]:
     env = python_env(AUTH_PROXY_LISTEN=f"127.0.0.1:{port}", AUTH_PROXY_UPSTREAM=f"http://127.0.0.1:{upstream}",
                      AUTH_PROXY_STATE_DIR=str(tmp / name), COMFY_JOBS_DIR=str(tmp / f"{name}-jobs"),
-                     COMFY_ADMIN_PASSWORD=PASSWORD)
+                     COMFY_ADMIN_PASSWORD=PASSWORD, **extra)
     token = subprocess.run([sys.executable, "-m", "auth_proxy", "token", "create", "bench"], cwd=REPO,
                            env=env, capture_output=True, text=True, check=True).stdout.split()[-1]
     proc = subprocess.Popen([sys.executable, "-m", "auth_proxy"], cwd=REPO, env=env,
@@ -217,12 +244,16 @@ def start_proxy(tmp: Path, name: str, port: int, upstream: int) -> tuple[subproc
 
 def report(res: dict) -> None:
     d = res["download"]
-    print(f"1 GiB /view download, MB/s over {len(d['MB_per_s']['proxy'])} rounds (median; each round):")
+    print(f"1 GiB /view download, MB/s over {len(d['MB_per_s']['proxy'])} rounds (median; each round), "
+          "and the CPU seconds the serving process spent (median):")
     for name, runs in d["MB_per_s"].items():
-        print(f"  {name:16}{d['median_MB_per_s'][name]:9.0f}   " + " ".join(f"{x:.0f}" for x in runs))
+        print(f"  {name:16}{d['median_MB_per_s'][name]:9.0f}   " + " ".join(f"{x:.0f}" for x in runs)
+              + f"   cpu {d['server_cpu_s_per_GiB'][name]:.2f} s")
     print(f"  proxy / tuned nginx {d['proxy_over_nginx']:.2f} (per round: "
           + " ".join(f"{x:.2f}" for x in d["proxy_over_nginx_per_round"])
           + f"), proxy / direct {d['proxy_over_direct']:.2f}")
+    print("  each path / tuned nginx (median of per-round ratios): "
+          + ", ".join(f"{name} {x:.2f}" for name, x in d["over_nginx"].items()))
     i = res["interactive"]
     dd, p, n = i["direct"], i["proxy"], i["nginx"]
     rows = [(f"req/s, {CONCURRENCY} at once", dd["loaded"]["req_per_s"], p["loaded"]["req_per_s"], n["loaded"]["req_per_s"]),
@@ -238,7 +269,8 @@ def report(res: dict) -> None:
           f"{pb['p50_ms'] / dd['small']['p50_ms']:14.2f}   ({pb['p50_ms'] / p['small']['p50_ms']:.2f}x Bearer)")
     s = res["summary"]
     print(f"download proxy's peak RSS {s['proxy_peak_rss_MB']:.1f} MB over its life (start-up, a login, "
-          f"{len(d['MB_per_s']['proxy'])} downloads; {d['proxy_rss_after_a_download_MB']:.1f} MB after one)")
+          f"{len(d['MB_per_s']['proxy'])} downloads; {d['proxy_rss_after_a_download_MB']:.1f} MB after one); "
+          f"its argon2 workers' peak RSS: {', '.join(f'{w:.1f}' for w in s['hash_workers_peak_rss_MB'])} MB")
     print(f"targets: download >= {TARGET_RATIO}x tuned nginx: {'met' if s['download_target_met'] else 'NOT met'}; "
           f"peak RSS < {TARGET_RSS_MB:.0f} MB: {'met' if s['rss_target_met'] else 'NOT met'}; "
           f"load average {s['load_average'][0]:.1f} at start, {s['load_average'][1]:.1f} at the end")
@@ -252,7 +284,8 @@ def main() -> int:
     rounds = int(os.environ.get("BENCH_PROXY_ROUNDS", "5"))
     load_start = os.getloadavg()[0]
     tmp = Path(tempfile.mkdtemp(prefix="bench-proxy-"))
-    ports = {k: free_port() for k in ("files", "comfy", "tuned", "untuned", "proxy_files", "proxy_comfy")}
+    ports = {k: free_port() for k in ("files", "comfy", "tuned", "untuned", "proxy_files", "proxy_plain",
+                                      "proxy_comfy")}
     procs: list[subprocess.Popen] = []
     try:
         tmp.chmod(0o755)   # nginx's workers drop root and must read the file
@@ -267,19 +300,29 @@ def main() -> int:
                                        str(ports["comfy"]), "--output-directory", str(tmp / "out")],
                                       cwd=REPO, env=python_env(), stdout=subprocess.DEVNULL))
         proxy_files, _ = start_proxy(tmp, "proxy-files", ports["proxy_files"], ports["files"])
+        proxy_plain, _ = start_proxy(tmp, "proxy-plain", ports["proxy_plain"], ports["files"],
+                                     AUTH_PROXY_RELAY="plain")
         proxy_comfy, token = start_proxy(tmp, "proxy-comfy", ports["proxy_comfy"], ports["comfy"])
-        procs += [proxy_files, proxy_comfy]
+        procs += [proxy_files, proxy_plain, proxy_comfy]
         for key, method, path in (("files", "HEAD", VIEW), ("tuned", "HEAD", VIEW), ("untuned", "HEAD", VIEW),
                                   ("comfy", "GET", "/system_stats"), ("proxy_files", "GET", "/healthz"),
+                                  ("proxy_plain", "GET", "/healthz"),
                                   ("proxy_comfy", "GET", "/healthz")):
             wait_until(functools.partial(answers, ports[key], method, path), timeout=30,
                        what=f"{key} on port {ports[key]}")
         cookie = login_cookie(ports["proxy_files"])
-        res: dict = {"download": downloads({"direct": (ports["files"], {}),
-                                            "proxy": (ports["proxy_files"], {"Cookie": cookie}),
-                                            "nginx": (ports["tuned"], {}),
-                                            "nginx untuned": (ports["untuned"], {})}, rounds, proxy_files.pid)}
+        plain_cookie = login_cookie(ports["proxy_plain"])
+        files, nginx_proxy = procs[0].pid, procs[1].pid
+        res: dict = {"download": downloads({"direct": (ports["files"], {}, files),
+                                            "proxy": (ports["proxy_files"], {"Cookie": cookie}, proxy_files.pid),
+                                            "proxy plain": (ports["proxy_plain"], {"Cookie": plain_cookie},
+                                                            proxy_plain.pid),
+                                            "nginx": (ports["tuned"], {}, nginx_proxy),
+                                            "nginx untuned": (ports["untuned"], {}, nginx_proxy)},
+                                           rounds, proxy_files.pid)}
         peak = rss_mb(proxy_files.pid, "VmHWM:")
+        # the argon2 workers (auth_proxy/hashing.py), where the login's 64 MiB went
+        workers = [rss_mb(c, "VmHWM:") for c in children(proxy_files.pid)]
         bearer = {"Authorization": f"Bearer {token}"}
         res["interactive"] = {
             "direct": asyncio.run(interactive(f"http://127.0.0.1:{ports['comfy']}", {})),
@@ -299,6 +342,7 @@ def main() -> int:
         "download_ratio_vs_tuned_nginx": d["proxy_over_nginx"],
         "download_target_met": d["proxy_over_nginx"] >= TARGET_RATIO,
         "proxy_peak_rss_MB": round(peak, 1), "rss_target_met": peak < TARGET_RSS_MB,
+        "hash_workers_peak_rss_MB": [round(w, 1) for w in workers],
         "added_p50_ms_vs_direct": i["proxy"]["small"]["p50_ms"] - i["direct"]["small"]["p50_ms"],
         "basic_p50_ratio_vs_bearer": res["proxy_basic"]["p50_ms"] / i["proxy"]["small"]["p50_ms"],
         "load_average": [load_start, os.getloadavg()[0]], "cpus": os.cpu_count(),
