@@ -43,7 +43,7 @@ def _start() -> subprocess.Popen:
 def _ask(request: dict):
     for attempt in range(2):
         try:
-            worker = _idle.get_nowait()
+            worker = _idle.get_nowait() if not attempt else _start()   # the retry: a fresh one
         except queue.Empty:
             worker = _start()
         assert worker.stdin is not None and worker.stdout is not None
