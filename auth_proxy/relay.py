@@ -104,11 +104,10 @@ async def relay_http(request: web.Request, session: aiohttp.ClientSession, upstr
         if up.status < 300 and serves_user_files(request[NORM_PATH], up.headers.get("Content-Type", "")):
             resp.headers["Content-Security-Policy"] = "sandbox"
             resp.headers["X-Content-Type-Options"] = "nosniff"
-        zero_copy = splicing and splice.eligible(request, up)
-        await resp.prepare(request)
-        if zero_copy:
+        if splicing and splice.eligible(request, up):
             await splice.relay_body(request, resp, up)
         else:
+            await resp.prepare(request)
             async for chunk in up.content.iter_chunked(CHUNK):
                 await resp.write(chunk)
         await resp.write_eof()

@@ -139,26 +139,32 @@ async def drained(transport: asyncio.WriteTransport, dst: Splicer) -> None:
 
 
 async def relay_body(request: web.Request, resp: web.StreamResponse, up: aiohttp.ClientResponse) -> None:
-    """The body of `up` to the client, `resp` prepared; see the module's docstring."""
+    """Prepares `resp` and sends it the body of `up`; called right after `eligible()`, with no
+    await between them, so the upstream socket is still open. See the module's docstring."""
     assert up.connection is not None and up.connection.transport is not None
     length = int(up.headers["Content-Length"])
     upstream = up.connection.transport
     first = up.content.read_nowait()
     upstream.pause_reading()   # in the same step as the read above: see the module's docstring
-    client = request.transport
-    assert client is not None
-    src, dst = plain_socket(upstream), plain_socket(client)
-    assert src is not None and dst is not None
-    if first:
-        await resp.write(first)
-    splicer = Splicer(src, dst)
+    src = plain_socket(upstream)
+    assert src is not None
     try:
-        await drained(client, splicer)
-        await splicer.run(length - len(first))
-    except BaseException:
-        # Headers promised more than the client got: it must see the connection end.
-        client.close()
-        raise
+        await resp.prepare(request)
+        if first:
+            await resp.write(first)
+        client = request.transport
+        dst = plain_socket(client)
+        if client is None or dst is None:
+            raise ConnectionResetError("client went away")
+        splicer = Splicer(src, dst)
+        try:
+            await drained(client, splicer)
+            await splicer.run(length - len(first))
+        except BaseException:
+            # Headers promised more than the client got: it must see the connection end.
+            client.close()
+            raise
+        finally:
+            splicer.close()
     finally:
-        splicer.close()
         up.close()
