@@ -16,7 +16,6 @@ now and then, for a worker that was still starting.
 from __future__ import annotations
 
 import json
-import os
 import queue
 import secrets
 import signal
@@ -34,10 +33,9 @@ PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
 
 
 def _start() -> subprocess.Popen:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [PACKAGE_ROOT, env.get("PYTHONPATH")]))
+    # `-m` puts the working directory first on sys.path: this checkout or site-packages.
     return subprocess.Popen([sys.executable, "-m", "auth_proxy.hashing"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, env=env, cwd=PACKAGE_ROOT)
+                            stdout=subprocess.PIPE, cwd=PACKAGE_ROOT)
 
 
 def _ask(request: dict):
