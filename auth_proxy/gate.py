@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp import web
 
+from auth_proxy import hashing
 from auth_proxy.forwarded import Arrival
 from auth_proxy.metrics import Metrics
 from auth_proxy.ratelimit import LoginLimiter
@@ -61,6 +62,7 @@ class Gate:
         self.client: aiohttp.ClientSession | None = None
         self.sockets: dict[web.WebSocketResponse, Relayed] = {}  # the WebSockets being relayed
         self._watch: asyncio.Task | None = None
+        self._dummy: asyncio.Future | None = None
 
     def still_valid(self, who: Who) -> bool:
         """Whether the credentials `who` proved still hold: the token is not revoked, the
@@ -98,7 +100,8 @@ class Gate:
 
     async def in_argon2_pool(self, fn, *args):
         """argon2 takes ~0.1 s of CPU and 64 MiB per call: off the event loop, so relays
-        keep flowing, and at most two at a time, so a burst of logins cannot exhaust memory."""
+        keep flowing, and at most two at a time, so a burst of logins cannot exhaust memory.
+        The threads wait for hashing.py's worker processes, where that memory is spent."""
         return await asyncio.get_running_loop().run_in_executor(self.argon2_pool, fn, *args)
 
     async def start(self) -> None:
@@ -109,6 +112,9 @@ class Gate:
             connector=aiohttp.TCPConnector(limit=self.s.upstream_connections),
             auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar())
         self._watch = asyncio.ensure_future(self.watch_credentials())
+        # The wrong-user check's hash, made now, so that the first such login costs no more
+        # than later ones.
+        self._dummy = asyncio.ensure_future(self.in_argon2_pool(hashing.dummy_hash))
         if self.admin.must_change:
             log.warning("*" * 72)
             log.warning("the admin account %r still has the default password 'admin'.", self.admin.user)

@@ -24,7 +24,7 @@ from aiohttp import WSMsgType, web
 from multidict import CIMultiDict
 from yarl import URL
 
-from auth_proxy import pages, v2
+from auth_proxy import pages, splice, v2
 from auth_proxy.credentials import WS_PATHS
 from auth_proxy.gate import ARRIVAL, GATE, NORM_PATH, WHO, WS_LOGIN_ENDED, Relayed
 from auth_proxy.responses import error, html, lang, wants_json
@@ -91,7 +91,8 @@ def upstream_url(request: web.Request, upstream: str, drop: frozenset[str] = fro
 
 
 async def relay_http(request: web.Request, session: aiohttp.ClientSession, upstream: str,
-                     url: URL, metrics, worker: str | None = None) -> web.StreamResponse:
+                     url: URL, metrics, worker: str | None = None,
+                     splicing: bool = False) -> web.StreamResponse:
     """`worker`: the cluster worker (its proxy) this is relayed to, named in X-Comfy-Worker."""
     body = request.content if request.body_exists else None
     started = time.monotonic()
@@ -114,9 +115,12 @@ async def relay_http(request: web.Request, session: aiohttp.ClientSession, upstr
         if up.status < 300 and serves_user_files(request[NORM_PATH], up.headers.get("Content-Type", "")):
             resp.headers["Content-Security-Policy"] = "sandbox"
             resp.headers["X-Content-Type-Options"] = "nosniff"
-        await resp.prepare(request)
-        async for chunk in up.content.iter_chunked(CHUNK):
-            await resp.write(chunk)
+        if splicing and splice.eligible(request, up):
+            await splice.relay_body(request, resp, up)
+        else:
+            await resp.prepare(request)
+            async for chunk in up.content.iter_chunked(CHUNK):
+                await resp.write(chunk)
         await resp.write_eof()
         return resp
 
@@ -206,7 +210,7 @@ async def relay(request: web.Request) -> web.StreamResponse:
         # ?token= is the WebSocket's way in; a plain GET of /ws must not carry it onwards either.
         drop = frozenset({"token"}) if request[NORM_PATH] in WS_PATHS else frozenset()
         return await relay_http(request, gate.client, upstream, upstream_url(request, upstream, drop), gate.metrics,
-                                worker)
+                                worker, splicing=gate.s.relay == "splice")
     except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError,
             aiohttp.WSServerHandshakeError) as exc:
         log.info("ComfyUI unavailable for %s %s: %s", request.method, request[NORM_PATH], type(exc).__name__)

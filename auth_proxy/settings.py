@@ -44,6 +44,7 @@ class Settings:
     header_timeout_s: float = v.AUTH_PROXY_HEADER_TIMEOUT.default
     max_client_connections: int = v.AUTH_PROXY_MAX_CLIENT_CONNECTIONS.default
     upstream_connections: int = v.AUTH_PROXY_UPSTREAM_CONNECTIONS.default
+    relay: str = v.AUTH_PROXY_RELAY.default   # "splice" or "plain" (auth_proxy/splice.py)
     # The Comfy API v2 and its job ledger (comfy_jobs/settings.py); None: not served.
     jobs: JobSettings | None = None
 
@@ -74,4 +75,5 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         header_timeout_s=env.get(v.AUTH_PROXY_HEADER_TIMEOUT),
         max_client_connections=env.get(v.AUTH_PROXY_MAX_CLIENT_CONNECTIONS),
         upstream_connections=env.get(v.AUTH_PROXY_UPSTREAM_CONNECTIONS),
+        relay=env.get(v.AUTH_PROXY_RELAY),
     )

@@ -19,9 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
-
+from auth_proxy import hashing
 from auth_proxy.errors import StateError, TokenError
 from comfy_stack.files import PRIVATE, write_json
 
@@ -31,10 +29,6 @@ TOKENS_FILE = "tokens.json"
 SESSIONS_FILE = "sessions.json"
 ADMIN_REFRESH_S = 1.0  # shared backend: how stale a replica's copy of the account may be
 DEFAULT_PASSWORD = "admin"
-_hasher = PasswordHasher()
-# Verifying against this when the user name is wrong costs what a real check costs, so
-# timing does not tell an unknown user from a wrong password.
-_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
@@ -189,7 +183,7 @@ class Store:
         data = self.backend.load_admin()
         if data is None:
             password = configured_password or DEFAULT_PASSWORD
-            admin = Admin(user, _hasher.hash(password), configured_password is None, 1)
+            admin = Admin(user, hashing.hash_password(password), configured_password is None, 1)
             self.save_admin(admin)
             return admin
         admin = self._admin_of(data)
@@ -198,7 +192,7 @@ class Store:
             self.save_admin(admin)
         if configured_password is not None and not self._matches(admin.password_hash, configured_password):
             # The environment is the source of truth when it names a password.
-            admin.password_hash = _hasher.hash(configured_password)
+            admin.password_hash = hashing.hash_password(configured_password)
             admin.must_change = False
             admin.generation += 1
             self.save_admin(admin)
@@ -227,18 +221,15 @@ class Store:
 
     @staticmethod
     def _matches(password_hash: str, password: str) -> bool:
-        try:
-            return _hasher.verify(password_hash, password)
-        except (VerificationError, InvalidHashError):
-            return False
+        return hashing.verify(password_hash, password)
 
     def check_password(self, admin: Admin, user: str, password: str) -> bool:
         user_ok = hmac.compare_digest(user.encode(), admin.user.encode())
-        ok = self._matches(admin.password_hash if user_ok else _DUMMY_HASH, password)
+        ok = self._matches(admin.password_hash if user_ok else hashing.dummy_hash(), password)
         return user_ok and ok
 
     def change_password(self, admin: Admin, new_password: str) -> None:
-        admin.password_hash = _hasher.hash(new_password)
+        admin.password_hash = hashing.hash_password(new_password)
         admin.must_change = False
         admin.generation += 1
         self.save_admin(admin)

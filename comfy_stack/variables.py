@@ -61,6 +61,11 @@ AUTH_PROXY_UPSTREAM_CONNECTIONS = Var(
     "AUTH_PROXY_UPSTREAM_CONNECTIONS", 256,
     "connections to ComfyUI at most (open WebSockets included); more requests wait for one",
     integer(minimum=1))
+AUTH_PROXY_RELAY = Var(
+    "AUTH_PROXY_RELAY", "splice",
+    "`splice`: large plain responses (a GET answered `200` with `Content-Length`, not compressed) "
+    "are moved from ComfyUI's socket to the client's inside the kernel (`os.splice`), the rest "
+    "is copied; `plain`: every response is copied through the proxy", choice("splice", "plain"))
 
 # --- the stack (comfyctl serve, the image's entrypoint) ---------------------------------------
 COMFYUI_DIR: Var[Path | None] = Var("COMFYUI_DIR", None, "the ComfyUI checkout", path,
@@ -130,7 +135,9 @@ MODEL_SYNC_PART_SIZE = Var("MODEL_SYNC_PART_SIZE", 64 * MiB,
                            "bytes per ranged GET (and the most one stream can lose to a crash)",
                            integer(minimum=1))
 MODEL_SYNC_RANGE_THREADS = Var("MODEL_SYNC_RANGE_THREADS", 4, "parallel ranges per file", integer(minimum=1))
-MODEL_SYNC_FILE_WORKERS = Var("MODEL_SYNC_FILE_WORKERS", 4, "files at once", integer(minimum=1))
+MODEL_SYNC_FILE_WORKERS = Var("MODEL_SYNC_FILE_WORKERS", 4,
+                              "files larger than one part at once (files of one part: this times "
+                              "MODEL_SYNC_RANGE_THREADS)", integer(minimum=1))
 MODEL_SYNC_STAT_WORKERS = Var("MODEL_SYNC_STAT_WORKERS", 32, "HEAD requests at once while planning",
                               integer(minimum=1))
 MODEL_SYNC_RETRIES = Var("MODEL_SYNC_RETRIES", 5, "further attempts per file (and per HEAD)",
@@ -250,7 +257,7 @@ PROXY: tuple[Row, ...] = (
     (AUTH_PROXY_MAX_PENDING_LOGINS, None), (AUTH_PROXY_ALLOWED_HOSTS, None),
     (AUTH_PROXY_TRUSTED_PROXIES, None), (AUTH_PROXY_HEADER_TIMEOUT, None),
     (AUTH_PROXY_MAX_CLIENT_CONNECTIONS, None), (AUTH_PROXY_UPSTREAM_CONNECTIONS, None),
-    (MODEL_SYNC_PROGRESS_FILE, None),
+    (AUTH_PROXY_RELAY, None), (MODEL_SYNC_PROGRESS_FILE, None),
 )
 SERVE: tuple[Row, ...] = (
     (COMFYUI_DIR, "--comfyui-dir"), (COMFYUI_PYTHON, "--comfyui-python"), (COMFY_DATA_DIR, "--data-dir"),

@@ -7,7 +7,8 @@ such filesystems do honour, and breaks a marker whose owner is provably dead on 
 A holder on *another* host cannot be probed, so we add a lease: the holder touches the
 marker every `stale_after / 4` seconds (a heartbeat thread) and SoftFileLock's `lifetime`
 lets a waiter break a marker whose heartbeat stopped for `stale_after` seconds (a pod that
-was evicted mid-download).
+was evicted mid-download). One thread per process beats for every lock it holds, so a
+run of thousands of small files does not start and join a thread per file.
 """
 from __future__ import annotations
 
@@ -35,8 +36,6 @@ class FileLock:
             # heartbeat below is what keeps a live holder's marker young.
             warnings.simplefilter("ignore")
             self._lock = SoftFileLock(str(path), lifetime=stale_after, thread_local=False)
-        self._stop = threading.Event()
-        self._beat: threading.Thread | None = None
 
     def __enter__(self) -> FileLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -55,24 +54,12 @@ class FileLock:
                         "file, or raise MODEL_SYNC_LOCK_TIMEOUT") from None
                 log.info("still waiting for %s: another process holds %s (%s), %.0fs so far",
                          self.what, self.path.name, self._holder(), waited)
-        self._stop.clear()
-        self._beat = threading.Thread(target=self._heartbeat, name=f"lock-heartbeat {self.what}",
-                                      daemon=True)
-        self._beat.start()
+        _HEARTBEAT.add(self)
         return self
 
     def __exit__(self, *exc) -> None:
-        self._stop.set()
-        if self._beat is not None:
-            self._beat.join()
+        _HEARTBEAT.remove(self)
         self._lock.release()
-
-    def _heartbeat(self) -> None:
-        while not self._stop.wait(self.stale_after / 4):
-            try:
-                os.utime(self.path)
-            except OSError as exc:
-                log.warning("cannot refresh lock %s: %s", self.path, exc)
 
     def _holder(self) -> str:
         try:
@@ -80,6 +67,52 @@ class FileLock:
         except OSError:
             return "unknown"
         return f"pid {lines[0]} on {lines[1]}" if len(lines) >= 2 else "unknown"
+
+
+class _Heartbeat:
+    """Touches the marker of every lock this process holds at least every `stale_after / 4`
+    seconds of that lock (all of them at the shortest interval among those held)."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._held: set[FileLock] = set()
+        self._thread: threading.Thread | None = None
+
+    def add(self, lock: FileLock) -> None:
+        with self._cond:
+            self._held.add(lock)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="lock-heartbeat", daemon=True)
+                self._thread.start()
+            self._cond.notify()   # its interval may be shorter than the one waited for
+
+    def remove(self, lock: FileLock) -> None:
+        with self._cond:
+            self._held.discard(lock)
+
+    def _run(self) -> None:
+        last = time.monotonic()
+        while True:
+            with self._cond:
+                while not self._held:
+                    self._cond.wait()
+                    last = time.monotonic()
+                left = last + min(lock.stale_after for lock in self._held) / 4 - time.monotonic()
+                if left > 0:
+                    self._cond.wait(left)   # woken early by a new lock: recompute, touch nothing
+                    continue
+                due = list(self._held)
+            last = time.monotonic()
+            for lock in due:
+                try:
+                    os.utime(lock.path)
+                except FileNotFoundError:
+                    pass   # released (and removed) since the list was taken
+                except OSError as exc:
+                    log.warning("cannot refresh lock %s: %s", lock.path, exc)
+
+
+_HEARTBEAT = _Heartbeat()
 
 
 def lock_path(state_dir: Path, dest: str) -> Path:

@@ -105,8 +105,17 @@ class Runner:
             else:
                 work.append(st)
         if work:
-            with ThreadPoolExecutor(self.s.file_workers, thread_name_prefix="file") as pool:
-                futures = {pool.submit(self.process, st, out): st for st in work}
+            # A file of one part is one stream, a larger one MODEL_SYNC_RANGE_THREADS streams:
+            # small files get as many streams at once as the large ones have in all. Their
+            # time goes to round trips and to the fsync before each rename, which overlap
+            # (the filesystem's journal commits the fsyncs that wait together as one).
+            large = [st for st in work if st.remote.size > self.s.part_size]
+            small = [st for st in work if st.remote.size <= self.s.part_size]
+            with ThreadPoolExecutor(self.s.file_workers, thread_name_prefix="file") as pool, \
+                    ThreadPoolExecutor(self.s.file_workers * self.s.range_threads,
+                                       thread_name_prefix="small") as small_pool:
+                futures = {pool.submit(self.process, st, out): st for st in large}
+                futures |= {small_pool.submit(self.process, st, out): st for st in small}
                 for fut in as_completed(futures):
                     exc = fut.exception()
                     if exc is None:
@@ -142,14 +151,20 @@ class Runner:
                 return
             remote = step.remote
             backend = self.backend(item.source.scheme)
-            if remote.listed:
+            one_get = step.action is Action.FETCH and remote.md5 and remote.size <= s.part_size
+            if remote.listed and not one_get:
+                # A listing has no store checksum; the HEAD brings the one a file is verified
+                # with (for S3 a CRC32, far cheaper to compute than MD5). A file fetched in
+                # one GET is checked against the listing's MD5 ETag instead, and the GET's
+                # If-Match pins it to the listed version: one request per small file, not two.
                 remote = self.retry(f"stat {item.source}", functools.partial(backend.stat, item.source))
             if item.size is not None and item.size != remote.size:
                 raise VerificationError(f"{item.dest}: the manifest says {item.size} bytes but "
                                         f"{item.source} has {remote.size}; fix the manifest")
-            # One store checksum is enough: a full-object CRC32 where S3 keeps one, else the MD5.
-            expect = Expect(remote.size, remote.crc64, None if remote.crc32 is not None else remote.md5,
-                            item.sha256 or remote.sha256, remote.crc32)
+            # One store checksum is enough: OSS's CRC64, a full-object CRC32 where S3 keeps
+            # one, else the MD5 of a single-part ETag.
+            md5 = remote.md5 if remote.crc64 is None and remote.crc32 is None else None
+            expect = Expect(remote.size, remote.crc64, md5, item.sha256 or remote.sha256, remote.crc32)
             self.progress.start_file(item.dest, remote.size)
             if step.action is Action.VERIFY:
                 try:

@@ -11,18 +11,26 @@ from __future__ import annotations
 
 import hashlib
 import json
-import zlib
 import logging
+import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from oss2.utils import Crc64
 from safetensors import SafetensorError, safe_open
 
 from .errors import VerificationError
 
 log = logging.getLogger(__name__)
 CHUNK = 4 * 1024 * 1024
+_MD5 = re.compile(r"^[0-9a-f]{32}$")
+
+
+def etag_md5(etag: str) -> str | None:
+    """The MD5 a single-part ETag is (S3 and OSS alike, in either case), or None: a multipart
+    ETag ends in "-N" and is no digest of the content."""
+    etag = etag.strip('"').lower()
+    return etag if _MD5.match(etag) else None
 
 
 @dataclass(frozen=True)
@@ -34,6 +42,13 @@ class Expect:
     crc32: int | None = None     # an S3 store's full-object x-amz-checksum-crc32
 
 
+def _crc64():
+    # Imported here: oss2 (with the Alibaba Cloud SDK it pulls in) takes longer to import
+    # than the rest of model_sync together, and only OSS sources publish a CRC64.
+    from oss2.utils import Crc64
+    return Crc64()
+
+
 class Digests:
     """The digests an Expect asks for, fed in file order.
 
@@ -42,7 +57,7 @@ class Digests:
     """
 
     def __init__(self, expect: Expect):
-        self.crc = Crc64() if expect.crc64 else None
+        self.crc = _crc64() if expect.crc64 else None
         self.md5 = hashlib.md5() if expect.md5 else None
         self.sha = hashlib.sha256() if expect.sha256 else None
         self.crc32 = 0 if expect.crc32 is not None else None
@@ -53,6 +68,11 @@ class Digests:
     def needed(self) -> bool:
         return any(d is not None for d in (self.crc, self.md5, self.sha, self.crc32))
 
+    @property
+    def crc32_only(self) -> bool:
+        """Only a CRC32 is asked for: it can be computed per part, in any order, and combined."""
+        return self.crc32 is not None and self.crc is None and self.md5 is None and self.sha is None
+
     def update(self, chunk: bytes) -> None:
         for d in (self.crc, self.md5, self.sha):
             if d is not None:
@@ -60,6 +80,54 @@ class Digests:
         if self.crc32 is not None:
             self.crc32 = zlib.crc32(chunk, self.crc32)
         self.fed += len(chunk)
+
+    def update_crc32_parts(self, parts: list[tuple[int, int]]) -> None:
+        """Feed the file as consecutive parts of which only (CRC32, length) is known."""
+        assert self.crc32_only and self.crc32 is not None
+        for crc, length in parts:
+            self.crc32 = crc32_combine(self.crc32, crc, length)
+            self.fed += length
+
+
+# CRC32 of a concatenation from the CRCs of its pieces, as zlib's crc32_combine does
+# (zlib 1.2.12's multmodp/x2nmodp); Python's zlib module does not expose it. Arithmetic on
+# polynomials over GF(2) modulo the CRC-32 polynomial, bit-reflected as zlib keeps it.
+_POLY = 0xEDB88320
+
+
+def _multmodp(a: int, b: int) -> int:
+    """a(x) * b(x) modulo the polynomial."""
+    m, p = 1 << 31, 0
+    while True:
+        if a & m:
+            p ^= b
+            if a & (m - 1) == 0:
+                return p
+        m >>= 1
+        b = (b >> 1) ^ _POLY if b & 1 else b >> 1
+
+
+def _x2n_table() -> list[int]:
+    table, p = [], 1 << 30          # x^1
+    for _ in range(32):
+        table.append(p)
+        p = _multmodp(p, p)
+    return table
+
+
+_X2N = _x2n_table()
+
+
+def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
+    """The CRC32 of A + B from crc1 = crc32(A), crc2 = crc32(B) and len2 = len(B)."""
+    p, k = 1 << 31, 3               # x^0; the shift is 8 * len2 bits = len2 * 2^3
+    n = len2
+    while n:
+        if n & 1:
+            p = _multmodp(_X2N[k & 31], p)
+        n >>= 1
+        k += 1
+    return _multmodp(p, crc1) ^ crc2
 
 
 def verify_file(path: Path, expect: Expect, what: str, digests: Digests | None = None) -> str | None:

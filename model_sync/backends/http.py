@@ -40,7 +40,8 @@ class HTTPBackend:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.session = requests.Session()
-        adapter = requests.adapters.HTTPAdapter(pool_maxsize=settings.file_workers + settings.stat_workers)
+        adapter = requests.adapters.HTTPAdapter(pool_maxsize=settings.file_workers * settings.range_threads
+                                                + settings.stat_workers)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
 

@@ -38,6 +38,7 @@ from ..errors import (
 from ..planner import RemoteObject
 from ..settings import Settings, Storage
 from ..uris import SourceURI
+from ..verify import etag_md5
 
 log = logging.getLogger(__name__)
 _CRED_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied",
@@ -145,17 +146,22 @@ class OSSBackend:
         return self._buckets[name]
 
     @staticmethod
-    def _remote(size: int, etag: str, crc: str | None) -> RemoteObject:
+    def _remote(size: int, etag: str, crc: str | None, kind: str | None = None) -> RemoteObject:
         etag = (etag or "").strip('"')
+        # Without a CRC64 (objects copied in by tools that drop it, S3-compatible gateways in
+        # front of OSS) the ETag is the digest left: OSS makes it the content's MD5 for a
+        # "Normal" object (PutObject, PostObject); multipart ETags end in "-N" and appendable
+        # objects' are no MD5 at all, so those are checked by size only.
+        md5 = etag_md5(etag) if kind == "Normal" else None
         return RemoteObject(size=int(size), identity=f"oss:{etag}:{size}", etag=etag,
-                            crc64=str(crc) if crc else None)
+                            crc64=str(crc) if crc else None, md5=md5)
 
     def stat(self, uri: SourceURI) -> RemoteObject:
         try:
             head = self.bucket(uri.bucket).head_object(uri.key)
         except OssError as exc:
             raise translate(exc, str(uri)) from None
-        return self._remote(head.content_length, head.etag, head.server_crc)
+        return self._remote(head.content_length, head.etag, head.server_crc, head.object_type)
 
     def list(self, prefix: SourceURI) -> dict[str, RemoteObject]:
         base = prefix.key.rstrip("/") + "/" if prefix.key else ""
@@ -164,7 +170,8 @@ class OSSBackend:
             for obj in oss2.ObjectIteratorV2(self.bucket(prefix.bucket), prefix=base):
                 if obj.key.endswith("/"):
                     continue
-                # Listings carry no CRC64: a HEAD per new file fills it in at download time.
+                # Listings carry no CRC64: a HEAD per new file fills it in at download time
+                # (and the MD5 is left to that HEAD too, which may bring the cheaper CRC64).
                 out[obj.key[len(base):]] = replace(self._remote(obj.size, obj.etag, None), listed=True)
         except OssError as exc:
             raise translate(exc, str(prefix)) from None

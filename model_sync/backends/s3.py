@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,10 +26,10 @@ from ..errors import CredentialsError, EndpointError, NotFoundError, SyncError, 
 from ..planner import RemoteObject
 from ..settings import Settings
 from ..uris import SourceURI
+from ..verify import etag_md5
 
 log = logging.getLogger(__name__)
 CHUNK = 1024 * 1024
-_MD5 = re.compile(r"^[0-9a-f]{32}$")
 _CRED_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "ExpiredToken",
                "InvalidToken", "403", "AuthorizationHeaderMalformed"}
 
@@ -83,7 +82,7 @@ class S3Backend:
                 listed: bool = False) -> RemoteObject:
         etag = (etag or "").strip('"')
         return RemoteObject(size=int(size), identity=f"etag:{etag}:{size}", etag=etag,
-                            md5=etag if _MD5.match(etag) else None, crc32=crc32, listed=listed)
+                            md5=etag_md5(etag), crc32=crc32, listed=listed)
 
     def stat(self, uri: SourceURI) -> RemoteObject:
         try:

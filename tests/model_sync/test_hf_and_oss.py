@@ -2,6 +2,8 @@
 (sync with --from, credential and not-found errors) against the OSS adapter."""
 from __future__ import annotations
 
+import os
+
 import yaml
 
 from tests.support.sync_cli import cli_env, digests, oss_env, run_cli, safetensors_bytes, sample_files, tree, upload
@@ -64,6 +66,33 @@ def test_oss_sync_from_prefix_then_warm(s3, oss, bucket, tmp_path):
     assert tree(tmp_path / "m") == digests(files)
     warm = run_cli(args, env)
     assert warm.summary["skipped"] == len(files) and warm.summary["bytes_transferred"] == 0
+
+
+def test_oss_object_without_crc64_is_verified_by_its_etag_md5(s3, oss, bucket, relay_for, tmp_path):
+    files = {"vae/v.pt": os.urandom(200_000),                          # 4 parts of 64 KiB
+             "checkpoints/m.safetensors": safetensors_bytes(20_000, 4)}  # 2 parts
+    upload(s3, bucket, files)
+    oss.without_crc64.update((bucket, f"models/{rel}") for rel in files)
+    relay = relay_for(oss.url)
+    env = oss_env(relay.url)
+    args = ["mirror", f"oss://{bucket}/models", str(tmp_path)]
+    # No CRC64 for oss2 to compare: a byte flipped on the way is caught by the MD5 alone.
+    relay.inject("corrupt")
+    first = run_cli(args, env)
+    assert first.rc == 0, first.stderr[-3000:]
+    assert relay.faults_done == ["corrupt"] and "MD5 " in first.stderr
+    assert tree(tmp_path) == digests(files)
+    target = tmp_path / "vae/v.pt"
+    st = os.stat(target)
+    with open(target, "r+b") as f:       # bit rot: same size, same inode, same mtime
+        f.seek(1234)
+        f.write(bytes([f.read(1)[0] ^ 1]))
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    checked = run_cli(args + ["--verify"], env)
+    assert checked.rc == 0, checked.stderr[-3000:]
+    assert "vae/v.pt: MD5 " in checked.stderr
+    assert checked.summary["verified"] == 1 and checked.summary["fetched"] == 1
+    assert tree(tmp_path) == digests(files)
 
 
 def test_oss_errors_name_the_setting(s3, oss, bucket, tmp_path):

@@ -10,7 +10,7 @@ import yaml
 
 from tests.support import free_port
 
-from tests.support.sync_cli import cli_env, digests, leftovers, run_cli, sample_files, tree, upload
+from tests.support.sync_cli import PART, cli_env, digests, leftovers, run_cli, sample_files, tree, upload
 
 
 def write_manifest(path, bucket, files):
@@ -94,6 +94,26 @@ def test_verify_rehashes_and_refetches_a_corrupted_file(checksum, s3, bucket, tm
     assert tree(tmp_path) == digests(files)
     again = run_cli(args + ["--verify"], env)
     assert again.summary["verified"] == 1 and again.summary["bytes_transferred"] == 0
+
+
+def test_a_small_listed_file_costs_one_get_and_is_still_verified(s3, bucket, relay_for, tmp_path):
+    small = {f"loras/s{i}.pt": os.urandom(1000 + i) for i in range(5)}
+    files = small | {"vae/big.pt": os.urandom(4 * PART)}
+    client = s3.client(checksums=False)   # no stored CRC32: the ETag's MD5 is the only digest
+    for rel, data in files.items():
+        client.put_object(Bucket=bucket, Key=f"models/{rel}", Body=data)
+    relay = relay_for(s3.url)
+    relay.inject("corrupt")          # the first object GET: loras/s0.pt, caught by its MD5
+    res = run_cli(["mirror", f"s3://{bucket}/models", str(tmp_path)],
+                  cli_env(**s3.env(relay.url), MODEL_SYNC_FILE_WORKERS="1"))
+    assert res.rc == 0, res.stderr[-3000:]
+    assert relay.faults_done == ["corrupt"] and "MD5 " in res.stderr
+    assert tree(tmp_path) == digests(files)
+    # Each small file: one GET pinned to the listed ETag, no HEAD; the big one: a HEAD (for a
+    # stored checksum) and one ranged GET per part. Plus the corrupted GET, fetched again.
+    assert relay.heads == 1
+    assert relay.object_gets == len(small) + 4 + 1
+    assert leftovers(tmp_path) == []
 
 
 def test_file_present_without_record_is_adopted_after_verification(s3, bucket, tmp_path):

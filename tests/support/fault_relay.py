@@ -33,6 +33,7 @@ class FaultRelay(ThreadedServer):
         self.lock = threading.Lock()
         self.body_bytes = 0         # object-GET body bytes sent to clients
         self.object_gets = 0
+        self.heads = 0              # HEAD requests relayed
         self.faults_done: list[str] = []
         self.rate: float | None = None   # bytes per second for object GET bodies, None = unlimited
         self.stall_seconds = 3.0
@@ -76,6 +77,7 @@ class FaultRelay(ThreadedServer):
         with self.lock:
             self.body_bytes = 0
             self.object_gets = 0
+            self.heads = 0
 
     def _next_fault(self) -> str | None:
         with self.lock:
@@ -129,6 +131,8 @@ class _Handler(QuietHandler):
     owner: FaultRelay
 
     def do_HEAD(self) -> None:
+        with self.owner.lock:
+            self.owner.heads += 1
         self._relay()
 
     def do_GET(self) -> None:

@@ -27,6 +27,9 @@ class OSSAdapter(ThreadedServer):
         # key id -> the x-oss-security-token it needs (None for a long-term key pair)
         self.keys: dict[str, str | None] = {access_key_id: None}
         self._crc: dict[tuple[str, str, str], str] = {}
+        # (bucket, key) of objects served without x-oss-hash-crc64ecma, as S3-compatible
+        # gateways in front of OSS do and as objects copied in by tools that drop it are
+        self.without_crc64: set[tuple[str, str]] = set()
         self._crc_lock = threading.Lock()
         super().__init__(_Handler)
 
@@ -143,11 +146,12 @@ class _Handler(QuietHandler):
         if if_match and if_match.strip('"').upper() != etag:
             return self._error(412, "PreconditionFailed", "If-Match does not match the ETag")
         size = meta["ContentLength"]
-        crc = self.owner.crc64(bucket, key, etag)
-        common = {"ETag": f'"{etag}"', "x-oss-hash-crc64ecma": crc, "x-oss-object-type": "Normal",
+        common = {"ETag": f'"{etag}"', "x-oss-object-type": "Normal",
                   "x-oss-request-id": uuid.uuid4().hex.upper(), "Accept-Ranges": "bytes",
                   "Last-Modified": meta["LastModified"].strftime("%a, %d %b %Y %H:%M:%S GMT"),
                   "Content-Type": "application/octet-stream", "x-oss-storage-class": "Standard"}
+        if (bucket, key) not in self.owner.without_crc64:
+            common["x-oss-hash-crc64ecma"] = self.owner.crc64(bucket, key, etag)
         if head:
             self.send_response(200)
             for k, v in common.items():
