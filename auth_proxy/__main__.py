@@ -1,5 +1,6 @@
 """`python -m auth_proxy` serves; `python -m auth_proxy token create|list|revoke` manages
 API tokens in AUTH_PROXY_STATE_DIR (exit codes in auth_proxy/errors.py)."""
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,14 @@ class AccessLogger(AbstractAccessLogger):
 
     def log(self, request, response, time_taken):  # noqa: A003 - aiohttp's interface
         seen = request.get(ARRIVAL)
-        self.logger.info("%s %s %s %d %.3fs", seen.client if seen else request.remote, request.method,
-                         request.get(NORM_PATH, "-"), response.status, time_taken)
+        self.logger.info(
+            "%s %s %s %d %.3fs",
+            seen.client if seen else request.remote,
+            request.method,
+            request.get(NORM_PATH, "-"),
+            response.status,
+            time_taken,
+        )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -50,11 +57,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings()
         if args.command == "token":
-            store = Store(settings.state_dir, backend_for(settings.jobs.database_url if settings.jobs else ""))
+            store = Store(
+                settings.state_dir, backend_for(settings.jobs.database_url if settings.jobs else "")
+            )
             if args.action == "create":
                 token = store.create_token(args.name)
-                print(f"created token {args.name!r}; it is shown only now. Send it as "
-                      f"'Authorization: Bearer <token>':", file=sys.stderr)
+                print(
+                    f"created token {args.name!r}; it is shown only now. Send it as "
+                    f"'Authorization: Bearer <token>':",
+                    file=sys.stderr,
+                )
                 print(token)
             elif args.action == "list":
                 for name, rec in sorted(store.tokens().items()):
@@ -64,8 +76,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"revoked token {args.name!r}")
             return 0
         app = create_app(settings)
-        asyncio.run(serve(app, settings, access_log_class=AccessLogger,
-                          access_log=logging.getLogger("auth_proxy.access")))
+        asyncio.run(
+            serve(
+                app,
+                settings,
+                access_log_class=AccessLogger,
+                access_log=logging.getLogger("auth_proxy.access"),
+            )
+        )
         return 0
     except AuthProxyError as exc:
         print(f"auth_proxy: {exc}", file=sys.stderr)

@@ -14,6 +14,7 @@ Then the route: one of the proxy's own (auth_proxy/routes.py lists them all, and
 new ones such as the v2 job API are added) or the catch-all relay to ComfyUI. Because
 middlewares wrap every route of the application, a route added later cannot skip the gate.
 """
+
 from __future__ import annotations
 
 from aiohttp import web

@@ -1,6 +1,7 @@
 """The ways in: a session cookie, HTTP Basic, a Bearer token, or `?token=` on the
 WebSocket only; and the password check they share with the login form, behind the
 failed-login limits."""
+
 from __future__ import annotations
 
 import base64

@@ -7,6 +7,7 @@
 | 3 | the state directory cannot be read or written |
 | 4 | no such token (`token revoke`) or a token name already in use (`token create`) |
 """
+
 from __future__ import annotations
 
 

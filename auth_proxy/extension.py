@@ -5,6 +5,7 @@ extra_model_paths.yaml, so ComfyUI serves its script at /extensions/comfy_stack_
 and the front end loads it like any pack's. It is package data, so it is there in an
 installed wheel as in a checkout.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

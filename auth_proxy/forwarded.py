@@ -14,6 +14,7 @@ The Host check stops DNS rebinding: a page on a name the attacker controls, re-p
 this server, arrives with that name in Host (and in Origin, so same-origin checks pass).
 A name is answered only when it is built in (below) or in AUTH_PROXY_ALLOWED_HOSTS.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -29,12 +30,12 @@ INTERNAL_SUFFIXES = (".localhost", ".svc", ".svc.cluster.local", ".cluster.local
 
 @dataclass(frozen=True)
 class Arrival:
-    peer: str            # the address the connection came from
-    client: str          # the client's address: the peer, or the last untrusted X-Forwarded-For hop
-    host: str            # host[:port] the client asked for
-    scheme: str          # "http" or "https", as the client used it
-    forwarded_for: str   # the X-Forwarded-For chain to send on, ending with the peer
-    trusted: bool        # the peer is a trusted proxy
+    peer: str  # the address the connection came from
+    client: str  # the client's address: the peer, or the last untrusted X-Forwarded-For hop
+    host: str  # host[:port] the client asked for
+    scheme: str  # "http" or "https", as the client used it
+    forwarded_for: str  # the X-Forwarded-For chain to send on, ending with the peer
+    trusted: bool  # the peer is a trusted proxy
 
 
 def _ip(value: str):
@@ -50,7 +51,9 @@ def _trusted(address: str, networks: tuple) -> bool:
 
 
 def _last(request: web.Request, name: str) -> str | None:
-    values = [v.strip() for header in request.headers.getall(name, []) for v in header.split(",") if v.strip()]
+    values = [
+        v.strip() for header in request.headers.getall(name, []) for v in header.split(",") if v.strip()
+    ]
     return values[-1] if values else None
 
 
@@ -69,8 +72,14 @@ def arrival(request: web.Request, trusted_proxies: tuple) -> Arrival:
             break
     scheme = (_last(request, "X-Forwarded-Proto") or request.scheme).lower()
     chain = ", ".join([*hops, peer])
-    return Arrival(peer, client, _last(request, "X-Forwarded-Host") or request.host,
-                   scheme if scheme in ("http", "https") else request.scheme, chain, True)
+    return Arrival(
+        peer,
+        client,
+        _last(request, "X-Forwarded-Host") or request.host,
+        scheme if scheme in ("http", "https") else request.scheme,
+        chain,
+        True,
+    )
 
 
 @lru_cache(maxsize=1)

@@ -2,6 +2,7 @@
 limits, the counters and the upstream client, kept once per application under `GATE`;
 and what a request carries through the middlewares (its normalised path, where it came
 from, who is asking)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -35,12 +36,13 @@ class Who:
     via: str  # "cookie", "basic", "bearer", "query-token"
     sid: str | None = None
     token_digest: str | None = None  # which token, for bearer and query-token
-    generation: int = 0              # the password generation a cookie or Basic proved
+    generation: int = 0  # the password generation a cookie or Basic proved
 
 
 @dataclass
 class Relayed:
     """A WebSocket being relayed: who opened it, and the event that ends it."""
+
     who: Who
     ended: asyncio.Event
 
@@ -78,7 +80,9 @@ class Gate:
         password change, an expired session or a revoked token ends them too."""
         for relayed in list(self.sockets.values()):
             if not relayed.ended.is_set() and not self.still_valid(relayed.who):
-                log.info("closing a WebSocket of %s: its %s credentials ended", relayed.who.user, relayed.who.via)
+                log.info(
+                    "closing a WebSocket of %s: its %s credentials ended", relayed.who.user, relayed.who.via
+                )
                 # The relay closes it (with WS_LOGIN_ENDED), so that its own close handshake
                 # and this one never race.
                 relayed.ended.set()
@@ -110,7 +114,9 @@ class Gate:
             # Bounded, so that no burst of requests (or of relayed WebSockets) opens more
             # connections to ComfyUI than it has file descriptors; more wait for one.
             connector=aiohttp.TCPConnector(limit=self.s.upstream_connections),
-            auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar())
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
         self._watch = asyncio.ensure_future(self.watch_credentials())
         # The wrong-user check's hash, made now, so that the first such login costs no more
         # than later ones.

@@ -13,6 +13,7 @@ outlives the proxy. concurrent.futures' process pool was tried first: its worker
 task queue's write end (so they outlive a killed proxy) and its exit handler waited forever,
 now and then, for a worker that was still starting.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,14 +35,18 @@ PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
 
 def _start() -> subprocess.Popen:
     # `-m` puts the working directory first on sys.path: this checkout or site-packages.
-    return subprocess.Popen([sys.executable, "-m", "auth_proxy.hashing"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, cwd=PACKAGE_ROOT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "auth_proxy.hashing"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=PACKAGE_ROOT,
+    )
 
 
 def _ask(request: dict):
     for attempt in range(2):
         try:
-            worker = _idle.get_nowait() if not attempt else _start()   # the retry: a fresh one
+            worker = _idle.get_nowait() if not attempt else _start()  # the retry: a fresh one
         except queue.Empty:
             worker = _start()
         assert worker.stdin is not None and worker.stdout is not None

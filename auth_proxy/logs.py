@@ -7,6 +7,7 @@ traceback. Every record therefore passes a filter on the handler that (1) turns 
 the quoted bytes or a traceback, and (2) masks anything shaped like a credential in any
 record's message and traceback.
 """
+
 from __future__ import annotations
 
 import logging
@@ -22,7 +23,9 @@ SECRETS = [
     re.compile(r"(?i)\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+"),
     re.compile(r"(?i)(comfy_session=)[^;\s'\"]*"),
     re.compile(r"(?i)((?:authorization|cookie|set-cookie)\s*[:=]\s*)[^\r\n'\"]*"),
-    re.compile(r"(?i)((?:password|new_password|current_password|repeat_password)[\"']?\s*[:=]\s*[\"']?)[^&\s'\"]*"),
+    re.compile(
+        r"(?i)((?:password|new_password|current_password|repeat_password)[\"']?\s*[:=]\s*[\"']?)[^&\s'\"]*"
+    ),
 ]
 
 
@@ -37,7 +40,9 @@ class Redact(logging.Filter):
         if record.name.startswith("aiohttp.server") and record.exc_info and record.exc_info[1] is not None:
             exc = record.exc_info[1]
             # The parser's message quotes the request's bytes; its type says enough.
-            record.msg = f"{record.getMessage()}: {type(exc).__name__} (a malformed request; details withheld)"
+            record.msg = (
+                f"{record.getMessage()}: {type(exc).__name__} (a malformed request; details withheld)"
+            )
             record.args = ()
             record.exc_info = record.exc_text = None
             record.levelno, record.levelname = logging.WARNING, "WARNING"

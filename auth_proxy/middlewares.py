@@ -4,6 +4,7 @@ auth_proxy/app.py): hide errors, normalise, authenticate, CSRF, forced password 
 Each middleware reads what the earlier ones left on the request (`NORM_PATH`, `WHO`) and
 the route's access level from auth_proxy/routes.py.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -26,8 +27,10 @@ log = logging.getLogger(__name__)
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 # The pages of ComfyUI's front end that a link from another site may open.
 UI_PAGES = {"/"}
-MUST_CHANGE_MSG = ("the admin password is still the default: log in at /login in a browser "
-                   "and set a new one (or set COMFY_ADMIN_PASSWORD) before using the API")
+MUST_CHANGE_MSG = (
+    "the admin password is still the default: log in at /login in a browser "
+    "and set a new one (or set COMFY_ADMIN_PASSWORD) before using the API"
+)
 
 
 @web.middleware
@@ -71,8 +74,11 @@ async def normalise(request: web.Request, handler):
     seen = arrival(request, request.config_dict[GATE].s.trusted_proxies)
     request[ARRIVAL] = seen  # on the original request too: the access log reads it
     if not host_allowed(seen.host, request.config_dict[GATE].s.allowed_hosts):
-        return error(421, f"this server does not answer to the host name in {seen.host!r}; "
-                          "if it is yours, add it to AUTH_PROXY_ALLOWED_HOSTS")
+        return error(
+            421,
+            f"this server does not answer to the host name in {seen.host!r}; "
+            "if it is yours, add it to AUTH_PROXY_ALLOWED_HOSTS",
+        )
     if seen.trusted:
         request = request.clone(remote=seen.client, host=seen.host, scheme=seen.scheme)
     return await handler(request)
@@ -91,8 +97,13 @@ async def authenticate(request: web.Request, handler):
         if access is Access.ANYONE:
             return await handler(request)
         if wants_json(request):
-            return challenge(request, error(401, "login required: send a session cookie, HTTP Basic or "
-                                                 "'Authorization: Bearer <token>'"))
+            return challenge(
+                request,
+                error(
+                    401,
+                    "login required: send a session cookie, HTTP Basic or 'Authorization: Bearer <token>'",
+                ),
+            )
         raise web.HTTPFound(f"/login?next={quote('/' if is_open_path(request, norm) else request.path_qs)}")
     request[WHO] = who
     return await handler(request)
@@ -113,8 +124,11 @@ async def csrf(request: web.Request, handler):
     if who is not None and who.via in ("cookie", "basic"):
         if fetch_site(request) in ("cross-site", "same-site") and not ui_page_load(request):
             return cross_site_refused(request)
-    if who is not None and who.via == "cookie" and (
-            request.method not in SAFE_METHODS or request.headers.get("Upgrade", "").lower() == "websocket"):
+    if (
+        who is not None
+        and who.via == "cookie"
+        and (request.method not in SAFE_METHODS or request.headers.get("Upgrade", "").lower() == "websocket")
+    ):
         if not same_origin(request):
             return error(403, "cross-site request refused: Origin or Referer must match this host")
     return await handler(request)
@@ -122,10 +136,13 @@ async def csrf(request: web.Request, handler):
 
 def ui_page_load(request: web.Request) -> bool:
     """A top-level navigation to the app itself: what a link from elsewhere may open."""
-    return (request.method in ("GET", "HEAD") and request[NORM_PATH] in UI_PAGES
-            and request.headers.get("Sec-Fetch-Mode", "navigate") == "navigate"
-            and request.headers.get("Sec-Fetch-Dest", "document") == "document"
-            and request.headers.get("Upgrade", "").lower() != "websocket")
+    return (
+        request.method in ("GET", "HEAD")
+        and request[NORM_PATH] in UI_PAGES
+        and request.headers.get("Sec-Fetch-Mode", "navigate") == "navigate"
+        and request.headers.get("Sec-Fetch-Dest", "document") == "document"
+        and request.headers.get("Upgrade", "").lower() != "websocket"
+    )
 
 
 def cross_site_refused(request: web.Request) -> web.Response:

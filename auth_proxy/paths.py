@@ -5,6 +5,7 @@ resolved, so that no spelling (`%2e%2e`, `//`, `%252e`) changes what a path mean
 gate. Which routes are open without a login is said in auth_proxy/routes.py, by route: a
 request that does not reach one of those routes is relayed, and only after the login.
 """
+
 from __future__ import annotations
 
 import posixpath

@@ -9,6 +9,7 @@ to the worker pod's own proxy (COMFY_WORKER_URL), which checks the same credenti
 live in the same database) before ComfyUI, which listens on its pod's loopback only.
 API clients use the v2 job API, which needs no pinning.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -19,13 +20,13 @@ from aiohttp import web
 
 from auth_proxy.gate import WHO
 
-LIVE_S = 30.0     # a worker not heard of for this long gets no new pins
-CACHE_S = 2.0     # the live workers and each pin, read from the ledger at most this often
+LIVE_S = 30.0  # a worker not heard of for this long gets no new pins
+CACHE_S = 2.0  # the live workers and each pin, read from the ledger at most this often
 
 
 @dataclass(frozen=True)
 class Target:
-    url: str       # the worker's proxy
+    url: str  # the worker's proxy
     worker: str
 
 
@@ -45,7 +46,9 @@ class Pinning:
     async def target(self, request: web.Request) -> Target | None:
         """Where this request's session is relayed, or None when no worker can take it."""
         who = request.get(WHO)
-        key = hashlib.sha256((who.sid or f"{who.via}:{who.user}").encode()).hexdigest() if who else "anonymous"
+        key = (
+            hashlib.sha256((who.sid or f"{who.via}:{who.user}").encode()).hexdigest() if who else "anonymous"
+        )
         live = await self.live()
         by_id = {w.id: w for w in live}
         now = time.monotonic()

@@ -14,6 +14,7 @@ many addresses, with a cap short enough that the admin still gets in. Only one c
 per key at a time (`begin`/`end`), and the table holds at most `max_keys` keys (the least
 recently failed go first), so neither a burst nor a flood of addresses outgrows it.
 """
+
 from __future__ import annotations
 
 import time
@@ -33,8 +34,15 @@ class _Record:
 
 
 class LoginLimiter:
-    def __init__(self, free: int = 5, window_s: float = 900.0, cap_s: float = 900.0,
-                 max_keys: int = 10_000, user_free: int | None = None, user_cap_s: float = 60.0):
+    def __init__(
+        self,
+        free: int = 5,
+        window_s: float = 900.0,
+        cap_s: float = 900.0,
+        max_keys: int = 10_000,
+        user_free: int | None = None,
+        user_cap_s: float = 60.0,
+    ):
         self.window_s, self.max_keys = max(window_s, cap_s), max_keys
         self.limits = {"ip": Limit(free, cap_s), "user": Limit(user_free or free * 10, user_cap_s)}
         self._records: OrderedDict[str, _Record] = OrderedDict()

@@ -5,6 +5,7 @@ into EMFILE): ComfyUI is asked at most once a second however many ask, one check
 time, callers meanwhile sharing its answer. The job ledger's check is shared the same way
 by concurrent callers but not kept, so that a broken ledger shows at the next /readyz.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -46,8 +47,9 @@ class Readiness:
         self._comfyui: Shared[tuple[bool, str]] = Shared(1.0)
         self._also: Shared[str | None] = Shared(0.0)
 
-    async def get(self, gate, also: Callable[[], Awaitable[str | None]] | None = None,
-                  comfyui: bool = True) -> tuple[bool, str]:
+    async def get(
+        self, gate, also: Callable[[], Awaitable[str | None]] | None = None, comfyui: bool = True
+    ) -> tuple[bool, str]:
         """(ready, why); `also`: a further check (the job ledger's) that returns what is
         wrong, or None; `comfyui`: False on a cluster's gateway, which has no ComfyUI."""
         ok, reason = await self._comfyui(lambda: self._ask_comfyui(gate)) if comfyui else (True, "")
@@ -59,8 +61,9 @@ class Readiness:
     async def _ask_comfyui(gate) -> tuple[bool, str]:
         assert gate.client is not None
         try:
-            async with gate.client.get(gate.s.upstream + "/system_stats",
-                                       timeout=aiohttp.ClientTimeout(total=3)) as r:
+            async with gate.client.get(
+                gate.s.upstream + "/system_stats", timeout=aiohttp.ClientTimeout(total=3)
+            ) as r:
                 return r.status == 200, f"ComfyUI answered {r.status}"
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             # Not the address: /readyz is public, and where ComfyUI listens is not.

@@ -11,6 +11,7 @@ Host is a loopback name, so requests go upstream with Host set to the upstream's
 and, when the browser sent an Origin, that Origin rewritten to match. The public host
 travels in X-Forwarded-Host.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -32,8 +33,19 @@ from model_sync import progress as sync_progress
 
 log = logging.getLogger(__name__)
 
-HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
-              "trailer", "trailers", "transfer-encoding", "upgrade", "host", "content-length"}
+HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "trailers",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+}
 # Credentials for the proxy never reach ComfyUI.
 STRIP_UP = HOP_BY_HOP | {"authorization", "cookie", "origin", "referer"}
 # Claims about the client that only a trusted reverse proxy may make: ComfyUI would log a
@@ -90,15 +102,26 @@ def upstream_url(request: web.Request, upstream: str, drop: frozenset[str] = fro
     return URL(upstream + path + sep + query, encoded=True)
 
 
-async def relay_http(request: web.Request, session: aiohttp.ClientSession, upstream: str,
-                     url: URL, metrics, worker: str | None = None,
-                     splicing: bool = False) -> web.StreamResponse:
+async def relay_http(
+    request: web.Request,
+    session: aiohttp.ClientSession,
+    upstream: str,
+    url: URL,
+    metrics,
+    worker: str | None = None,
+    splicing: bool = False,
+) -> web.StreamResponse:
     """`worker`: the cluster worker (its proxy) this is relayed to, named in X-Comfy-Worker."""
     body = request.content if request.body_exists else None
     started = time.monotonic()
-    async with session.request(request.method, url,
-                               headers=upstream_headers(request, upstream, worker is not None), data=body,
-                               allow_redirects=False, auto_decompress=False) as up:
+    async with session.request(
+        request.method,
+        url,
+        headers=upstream_headers(request, upstream, worker is not None),
+        data=body,
+        allow_redirects=False,
+        auto_decompress=False,
+    ) as up:
         metrics.observe_upstream(time.monotonic() - started)
         resp = web.StreamResponse(status=up.status, reason=up.reason)
         for k, v in up.headers.items():
@@ -125,13 +148,18 @@ async def relay_http(request: web.Request, session: aiohttp.ClientSession, upstr
         return resp
 
 
-async def relay_ws(request: web.Request, session: aiohttp.ClientSession, upstream: str,
-                   url: URL, metrics, worker: str | None = None) -> web.WebSocketResponse:
+async def relay_ws(
+    request: web.Request,
+    session: aiohttp.ClientSession,
+    upstream: str,
+    url: URL,
+    metrics,
+    worker: str | None = None,
+) -> web.WebSocketResponse:
     headers = upstream_headers(request, upstream, worker is not None)
     for k in ("Sec-WebSocket-Key", "Sec-WebSocket-Version", "Sec-WebSocket-Extensions"):
         headers.pop(k, None)
-    up = await session.ws_connect(url, headers=headers,
-                                  autoclose=False, autoping=True, max_msg_size=0)
+    up = await session.ws_connect(url, headers=headers, autoclose=False, autoping=True, max_msg_size=0)
     down = web.WebSocketResponse(autoclose=False, autoping=True, max_msg_size=0)
     await down.prepare(request)
     metrics.open_websockets += 1
@@ -154,9 +182,11 @@ async def relay_ws(request: web.Request, session: aiohttp.ClientSession, upstrea
             await dst.close(code=code)
 
     try:
-        tasks = [asyncio.ensure_future(pump(up, down, True)),
-                 asyncio.ensure_future(pump(down, up, False)),
-                 asyncio.ensure_future(ended.wait())]
+        tasks = [
+            asyncio.ensure_future(pump(up, down, True)),
+            asyncio.ensure_future(pump(down, up, False)),
+            asyncio.ensure_future(ended.wait()),
+        ]
         done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for t in pending:
             t.cancel()
@@ -170,8 +200,10 @@ async def relay_ws(request: web.Request, session: aiohttp.ClientSession, upstrea
         if not up.closed:
             await up.close(code=down.close_code or 1000)
         if not down.closed:
-            await down.close(code=WS_LOGIN_ENDED if ended.is_set() else up.close_code or 1000,
-                             message=b"login ended" if ended.is_set() else b"")
+            await down.close(
+                code=WS_LOGIN_ENDED if ended.is_set() else up.close_code or 1000,
+                message=b"login ended" if ended.is_set() else b"",
+            )
     return down
 
 
@@ -187,7 +219,8 @@ def manager_files(request: web.Request) -> bool:
     if MANAGER_FILES.match(request[NORM_PATH]):
         return True
     return bool(re.match(r"^(/api)?/(v2/)?userdata$", request[NORM_PATH])) and any(
-        MANAGER_DIR_QUERY.match(request.query.get(name, "")) for name in ("dir", "path"))
+        MANAGER_DIR_QUERY.match(request.query.get(name, "")) for name in ("dir", "path")
+    )
 
 
 async def relay(request: web.Request) -> web.StreamResponse:
@@ -209,10 +242,20 @@ async def relay(request: web.Request) -> web.StreamResponse:
             return await relay_ws(request, gate.client, upstream, url, gate.metrics, worker)
         # ?token= is the WebSocket's way in; a plain GET of /ws must not carry it onwards either.
         drop = frozenset({"token"}) if request[NORM_PATH] in WS_PATHS else frozenset()
-        return await relay_http(request, gate.client, upstream, upstream_url(request, upstream, drop), gate.metrics,
-                                worker, splicing=gate.s.relay == "splice")
-    except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError,
-            aiohttp.WSServerHandshakeError) as exc:
+        return await relay_http(
+            request,
+            gate.client,
+            upstream,
+            upstream_url(request, upstream, drop),
+            gate.metrics,
+            worker,
+            splicing=gate.s.relay == "splice",
+        )
+    except (
+        aiohttp.ClientConnectorError,
+        aiohttp.ServerDisconnectedError,
+        aiohttp.WSServerHandshakeError,
+    ) as exc:
         log.info("ComfyUI unavailable for %s %s: %s", request.method, request[NORM_PATH], type(exc).__name__)
         return unavailable(request, worker)
 

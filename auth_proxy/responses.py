@@ -1,5 +1,6 @@
 """How the gate answers and reads what it is sent: JSON errors for programs, pages for
 browsers, the session cookie, the same-origin test, and the small bodies of its own forms."""
+
 from __future__ import annotations
 
 import json
@@ -66,10 +67,13 @@ def prefers_json(request: web.Request) -> bool:
 def wants_json(request: web.Request) -> bool:
     """Anything but a browser loading a page gets JSON errors, never a redirect: a page
     load is a GET whose Accept asks for text/html (curl, requests and aiohttp send */*)."""
-    return (request.method not in ("GET", "HEAD") or "text/html" not in request.headers.get("Accept", "")
-            or is_api_path(request.get(NORM_PATH, request.path))
-            or "Authorization" in request.headers
-            or request.headers.get("Upgrade", "").lower() == "websocket")
+    return (
+        request.method not in ("GET", "HEAD")
+        or "text/html" not in request.headers.get("Accept", "")
+        or is_api_path(request.get(NORM_PATH, request.path))
+        or "Authorization" in request.headers
+        or request.headers.get("Upgrade", "").lower() == "websocket"
+    )
 
 
 def lang(request: web.Request) -> str:
@@ -87,8 +91,15 @@ def start_session(resp: web.StreamResponse, request: web.Request) -> web.StreamR
     """A new server-side session for the admin, and its cookie on `resp`."""
     gate = request.config_dict[GATE]
     sid = gate.sessions.create(gate.admin.user, gate.admin.generation)
-    resp.set_cookie(COOKIE, sid, httponly=True, samesite="Lax", secure=secure(request),
-                    path="/", max_age=int(gate.sessions.lifetime_s))
+    resp.set_cookie(
+        COOKIE,
+        sid,
+        httponly=True,
+        samesite="Lax",
+        secure=secure(request),
+        path="/",
+        max_age=int(gate.sessions.lifetime_s),
+    )
     return resp
 
 
@@ -162,7 +173,9 @@ async def read_fields(request: web.Request, names: tuple[str, ...]) -> tuple[dic
         try:
             data = json.loads(body) if is_json else dict(parse_qsl(body.decode(), keep_blank_values=True))
         except (ValueError, RecursionError):  # RecursionError: nesting deeper than Python's stack
-            raise BadBody("the body is not valid JSON" if is_json else "the form is not valid UTF-8") from None
+            raise BadBody(
+                "the body is not valid JSON" if is_json else "the form is not valid UTF-8"
+            ) from None
     if not isinstance(data, Mapping):
         raise BadBody("send a JSON object")
     fields = {}

@@ -12,6 +12,7 @@ Adding routes (the v2 job API, say): write the handlers in their own module with
 for the shared parts (settings, upstream client, metrics). Paths under /api/v2/ are the
 job API's; everything not registered here is ComfyUI's and is relayed.
 """
+
 from __future__ import annotations
 
 import enum
@@ -23,10 +24,10 @@ from auth_proxy.relay import relay
 
 
 class Access(enum.Enum):
-    OPEN = "open"            # no credentials looked at: health, the login page and its stylesheet
-    ANYONE = "anyone"        # credentials read when sent, not required: logout
+    OPEN = "open"  # no credentials looked at: health, the login page and its stylesheet
+    ANYONE = "anyone"  # credentials read when sent, not required: logout
     BEFORE_CHANGE = "before-change"  # login required, but open while the default password must change
-    LOGIN = "login"          # the default for every route: login required, after the forced change
+    LOGIN = "login"  # the default for every route: login required, after the forced change
 
 
 ACCESS = web.AppKey("access", dict)
@@ -67,5 +68,7 @@ def access_of(request: web.Request) -> Access:
 
 def is_open_path(request: web.Request, norm: str) -> bool:
     """`norm` names one of the routes open without a login (a page not worth returning to)."""
-    return any(resource.canonical == norm and level is Access.OPEN
-               for resource, level in request.config_dict.get(ACCESS, {}).items())
+    return any(
+        resource.canonical == norm and level is Access.OPEN
+        for resource, level in request.config_dict.get(ACCESS, {}).items()
+    )

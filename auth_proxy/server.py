@@ -19,6 +19,7 @@ The cap needs to see connections before aiohttp parses anything, so the listenin
 opened here with a protocol that counts them and hands the rest to aiohttp's own request
 handler; aiohttp offers no hook for that.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -37,8 +38,10 @@ from auth_proxy.responses import SERVER_NAME
 from auth_proxy.settings import Settings
 
 log = logging.getLogger(__name__)
-TOO_MANY = (b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain\r\nConnection: close\r\n"
-            b"Content-Length: 38\r\n\r\ntoo many connections from this client\n")
+TOO_MANY = (
+    b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+    b"Content-Length: 38\r\n\r\ntoo many connections from this client\n"
+)
 
 
 def raise_open_files_limit() -> tuple[int, int]:
@@ -73,12 +76,20 @@ class PlainErrors(RequestHandler):
     """aiohttp's request handler, but its answers to requests it cannot parse (and to
     failures outside the application) name the status only: no version banner, no quoted
     request bytes."""
+
     __slots__ = ()
 
-    def handle_error(self, request: BaseRequest, status: int = 500, exc: BaseException | None = None,
-                     message: str | None = None) -> web.StreamResponse:
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
         phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
-        resp = super().handle_error(request, status, exc, f"{status} {phrase}: the request could not be read\n")
+        resp = super().handle_error(
+            request, status, exc, f"{status} {phrase}: the request could not be read\n"
+        )
         resp.headers["Server"] = SERVER_NAME
         return resp
 
@@ -144,8 +155,9 @@ async def serve(app: web.Application, settings: Settings, **runner_args) -> None
     loop = asyncio.get_running_loop()
     handler = runner.server
     assert handler is not None
-    server = await loop.create_server(lambda: cap.protocol(handler()), settings.host, settings.port,
-                                      reuse_address=True, backlog=1024)
+    server = await loop.create_server(
+        lambda: cap.protocol(handler()), settings.host, settings.port, reuse_address=True, backlog=1024
+    )
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

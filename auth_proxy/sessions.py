@@ -7,6 +7,7 @@ restart of the proxy or the container does not log browsers out, and a copy of t
 holds nothing a browser could present. A session also ends when the admin password
 changes (its generation no longer matches) or when it expires.
 """
+
 from __future__ import annotations
 
 import hashlib

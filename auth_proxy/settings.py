@@ -4,6 +4,7 @@ Each variable, its default and its doc line are declared once in comfy_stack/var
 (the table in docs/auth.md is generated from there); the dataclass's defaults are those
 declarations, so that a test or a program building Settings directly gets the same ones.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -40,11 +41,13 @@ class Settings:
     login_window_s: float = 900.0
     max_pending_logins: int = v.AUTH_PROXY_MAX_PENDING_LOGINS.default
     allowed_hosts: tuple[str, ...] = v.AUTH_PROXY_ALLOWED_HOSTS.default
-    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = v.AUTH_PROXY_TRUSTED_PROXIES.default
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (
+        v.AUTH_PROXY_TRUSTED_PROXIES.default
+    )
     header_timeout_s: float = v.AUTH_PROXY_HEADER_TIMEOUT.default
     max_client_connections: int = v.AUTH_PROXY_MAX_CLIENT_CONNECTIONS.default
     upstream_connections: int = v.AUTH_PROXY_UPSTREAM_CONNECTIONS.default
-    relay: str = v.AUTH_PROXY_RELAY.default   # "splice" or "plain" (auth_proxy/splice.py)
+    relay: str = v.AUTH_PROXY_RELAY.default  # "splice" or "plain" (auth_proxy/splice.py)
     # The Comfy API v2 and its job ledger (comfy_jobs/settings.py); None: not served.
     jobs: JobSettings | None = None
 
@@ -60,7 +63,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     except jobs_errors.ConfigError as exc:
         raise ConfigError(str(exc)) from None
     return Settings(
-        host=listen.host, port=listen.port, jobs=jobs,
+        host=listen.host,
+        port=listen.port,
+        jobs=jobs,
         upstream=env.get(v.AUTH_PROXY_UPSTREAM),
         state_dir=env.get(v.AUTH_PROXY_STATE_DIR),
         admin_user=env.get(v.COMFY_ADMIN_USER) or v.COMFY_ADMIN_USER.default,

@@ -23,6 +23,7 @@ headers and that first part go through aiohttp's writer, and splicing starts onc
 buffer has drained, so the bytes stay in order; the connection stays open for the next
 request when the whole body went through, and is closed when it did not.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -46,7 +47,11 @@ def plain_socket(transport: asyncio.BaseTransport | None) -> socket.socket | Non
     if transport is None or transport.is_closing() or transport.get_extra_info("sslcontext") is not None:
         return None
     sock = transport.get_extra_info("socket")
-    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.type != socket.SOCK_STREAM:
+    if (
+        sock is None
+        or sock.family not in (socket.AF_INET, socket.AF_INET6)
+        or sock.type != socket.SOCK_STREAM
+    ):
         return None
     return sock
 
@@ -73,7 +78,7 @@ class Splicer:
         self.r, self.w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         try:
             self.size = fcntl.fcntl(self.w, F_SETPIPE_SZ, PIPE_SIZE)
-        except OSError:   # above /proc/sys/fs/pipe-max-size: the default 64 KiB pipe still works
+        except OSError:  # above /proc/sys/fs/pipe-max-size: the default 64 KiB pipe still works
             self.size = 65536
         self.moved = 0
 
@@ -87,6 +92,7 @@ class Splicer:
         def wake() -> None:
             if not ready.done():
                 ready.set_result(None)
+
         if read:
             self.loop.add_reader(self.src, wake)
         if write:
@@ -114,7 +120,8 @@ class Splicer:
                     raise aiohttp.ClientPayloadError(f"reading ComfyUI's response failed: {exc}") from exc
                 if n == 0:
                     raise aiohttp.ClientPayloadError(
-                        f"ComfyUI closed the connection after {count - left} of {count} body bytes")
+                        f"ComfyUI closed the connection after {count - left} of {count} body bytes"
+                    )
                 if n > 0:
                     left, in_pipe, progressed = left - n, in_pipe + n, True
             if in_pipe:
@@ -122,7 +129,7 @@ class Splicer:
                     n = os.splice(self.r, self.dst, in_pipe, flags=FLAGS)
                 except BlockingIOError:
                     n = 0
-                except OSError as exc:   # EPIPE, ECONNRESET: the client went away
+                except OSError as exc:  # EPIPE, ECONNRESET: the client went away
                     raise ConnectionResetError(f"client went away: {exc}") from exc
                 if n > 0:
                     in_pipe, self.moved, progressed = in_pipe - n, self.moved + n, True
@@ -145,7 +152,7 @@ async def relay_body(request: web.Request, resp: web.StreamResponse, up: aiohttp
     length = int(up.headers["Content-Length"])
     upstream = up.connection.transport
     first = up.content.read_nowait()
-    upstream.pause_reading()   # in the same step as the read above: see the module's docstring
+    upstream.pause_reading()  # in the same step as the read above: see the module's docstring
     src = plain_socket(upstream)
     assert src is not None
     try:

@@ -6,6 +6,7 @@ Each call is one short statement on an indexed row, made where the gate needs it
 are synchronous); the token list is read at most once a second (so a revocation reaches every
 replica within a second) and a session on every request that presents its cookie.
 """
+
 from __future__ import annotations
 
 import time
@@ -18,11 +19,19 @@ from comfy_jobs import engines
 
 TOKENS_FOR_S = 1.0
 meta = MetaData()
-admin_t = Table("auth_admin", meta, Column("id", Integer, primary_key=True), Column("data", JSON, nullable=False))
-tokens_t = Table("auth_tokens", meta, Column("name", String(200), primary_key=True),
-                 Column("data", JSON, nullable=False))
-sessions_t = Table("auth_sessions", meta, Column("key", String(64), primary_key=True),
-                   Column("data", JSON, nullable=False), Column("expires", Float, nullable=False, index=True))
+admin_t = Table(
+    "auth_admin", meta, Column("id", Integer, primary_key=True), Column("data", JSON, nullable=False)
+)
+tokens_t = Table(
+    "auth_tokens", meta, Column("name", String(200), primary_key=True), Column("data", JSON, nullable=False)
+)
+sessions_t = Table(
+    "auth_sessions",
+    meta,
+    Column("key", String(64), primary_key=True),
+    Column("data", JSON, nullable=False),
+    Column("expires", Float, nullable=False, index=True),
+)
 
 
 class SqlBackend:
@@ -41,8 +50,9 @@ class SqlBackend:
                     engines.schema_lock(c)
                 meta.create_all(c)
         except SQLAlchemyError as exc:
-            raise StateError(f"cannot open the gate's state in {self.where}: {exc}; check COMFY_JOBS_DATABASE_URL") \
-                from None
+            raise StateError(
+                f"cannot open the gate's state in {self.where}: {exc}; check COMFY_JOBS_DATABASE_URL"
+            ) from None
         self._tokens: tuple[float, dict[str, dict]] = (0.0, {})
 
     def _do(self, fn):
@@ -61,6 +71,7 @@ class SqlBackend:
         def run(c):
             if not c.execute(update(admin_t).where(admin_t.c.id == 1).values(data=data)).rowcount:
                 c.execute(insert(admin_t).values(id=1, data=data))
+
         self._do(run)
 
     def tokens(self) -> dict[str, dict]:
@@ -83,10 +94,14 @@ class SqlBackend:
         return bool(n)
 
     def session(self, key: str) -> dict | None:
-        return self._do(lambda c: c.execute(select(sessions_t.c.data).where(sessions_t.c.key == key)).scalar())
+        return self._do(
+            lambda c: c.execute(select(sessions_t.c.data).where(sessions_t.c.key == key)).scalar()
+        )
 
     def put_session(self, key: str, record: dict) -> None:
-        self._do(lambda c: c.execute(insert(sessions_t).values(key=key, data=record, expires=record["expires"])))
+        self._do(
+            lambda c: c.execute(insert(sessions_t).values(key=key, data=record, expires=record["expires"]))
+        )
 
     def drop_session(self, key: str) -> None:
         self._do(lambda c: c.execute(delete(sessions_t).where(sessions_t.c.key == key)))

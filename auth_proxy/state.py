@@ -7,6 +7,7 @@ file; a cluster's gateways share them in PostgreSQL instead (auth_proxy/sqlstate
 COMFY_JOBS_DATABASE_URL), so a token, a password change or a logout on one replica holds
 on every replica.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -50,6 +51,7 @@ def read_json(path: Path) -> dict | None:
 class AuthBackend(Protocol):
     """Where the account, the tokens and the browser sessions are kept. Every call is quick
     and synchronous (a file, or one indexed row), as the gate's checks are."""
+
     shared: bool  # several processes write it: re-read rather than trust a cached copy
 
     def load_admin(self) -> dict | None: ...
@@ -57,6 +59,7 @@ class AuthBackend(Protocol):
     def tokens(self) -> dict[str, dict]: ...
     def add_token(self, name: str, record: dict) -> bool:
         """False when the name is taken."""
+
     def drop_token(self, name: str) -> bool: ...
     def session(self, key: str) -> dict | None: ...
     def put_session(self, key: str, record: dict) -> None: ...
@@ -67,6 +70,7 @@ class AuthBackend(Protocol):
 
 class FileBackend:
     """admin.json, tokens.json and sessions.json in the state directory (one box)."""
+
     shared = False
 
     def __init__(self, state_dir: Path):
@@ -117,7 +121,9 @@ class FileBackend:
                 self._sessions = {k: dict(v) for k, v in data.get("sessions", {}).items()}
             except (StateError, AttributeError, TypeError) as exc:
                 # Losing sessions only means logging in again; refusing to start would be worse.
-                log.warning("ignoring unreadable %s (%s): browsers will log in again", self.dir / SESSIONS_FILE, exc)
+                log.warning(
+                    "ignoring unreadable %s (%s): browsers will log in again", self.dir / SESSIONS_FILE, exc
+                )
                 self._sessions = {}
         return self._sessions
 
@@ -137,7 +143,9 @@ class FileBackend:
 
     def drop_sessions(self, expired_before: float | None = None) -> None:
         sessions = self._all_sessions()
-        gone = [k for k, v in sessions.items() if expired_before is None or v.get("expires", 0) < expired_before]
+        gone = [
+            k for k, v in sessions.items() if expired_before is None or v.get("expires", 0) < expired_before
+        ]
         for k in gone:
             del sessions[k]
         if gone or expired_before is None:
@@ -201,7 +209,9 @@ class Store:
 
     @staticmethod
     def _admin_of(data: dict) -> Admin:
-        return Admin(data["user"], data["password_hash"], bool(data["must_change"]), int(data.get("generation", 1)))
+        return Admin(
+            data["user"], data["password_hash"], bool(data["must_change"]), int(data.get("generation", 1))
+        )
 
     def fresh(self, admin: Admin) -> Admin:
         """`admin`, updated in place from a shared backend when another replica may have
@@ -216,8 +226,14 @@ class Store:
         return admin
 
     def save_admin(self, admin: Admin) -> None:
-        self.backend.save_admin({"user": admin.user, "password_hash": admin.password_hash,
-                                 "must_change": admin.must_change, "generation": admin.generation})
+        self.backend.save_admin(
+            {
+                "user": admin.user,
+                "password_hash": admin.password_hash,
+                "must_change": admin.must_change,
+                "generation": admin.generation,
+            }
+        )
 
     @staticmethod
     def _matches(password_hash: str, password: str) -> bool:

@@ -7,6 +7,7 @@ per v2 prefix (the contract's 404 and 405, never a relay to ComfyUI), and a midd
 right inside the gate's error counter that answers the gate's own refusals of v2 paths
 (401, 403, 429) in the contract's error envelope.
 """
+
 from __future__ import annotations
 
 import json
@@ -57,11 +58,13 @@ class V2:
 
     def handler(self, fn):
         """An aiohttp handler for a v2 function `fn(request, **path_parts)`."""
+
         async def handle(request: web.Request) -> web.StreamResponse:
             try:
                 return await fn(request, **request.match_info)
             except ApiError as exc:
                 return exc.response()
+
         return handle
 
     async def fallback(self, request: web.Request) -> web.Response:
@@ -71,8 +74,13 @@ class V2:
         if found is None or found[0] != "405":
             return error(404, "not_found", f"no v2 route {request.method} {norm}")
         allowed = set(found[1]) | ({"HEAD"} if "GET" in found[1] else set())
-        return error(405, "method_not_allowed", f"{request.method} is not allowed on {norm}", None,
-                     Allow=", ".join(sorted(allowed)))
+        return error(
+            405,
+            "method_not_allowed",
+            f"{request.method} is not allowed on {norm}",
+            None,
+            Allow=", ".join(sorted(allowed)),
+        )
 
     async def not_ready(self) -> str | None:
         try:
@@ -126,14 +134,20 @@ async def v2_envelope(request: web.Request, handler):
         if exc.status < 400 or not owns(request.path):
             raise
         return error(exc.status, CODES.get(exc.status, "error"), exc.reason)
-    if resp.status >= 400 and owns(request.path) and isinstance(resp, web.Response) \
-            and isinstance(resp.body, (bytes, bytearray)):
+    if (
+        resp.status >= 400
+        and owns(request.path)
+        and isinstance(resp, web.Response)
+        and isinstance(resp.body, (bytes, bytearray))
+    ):
         try:
             body = json.loads(resp.body)
         except (ValueError, TypeError):
             return resp
         if isinstance(body, dict) and isinstance(body.get("error"), str):
-            headers = {k: v for k, v in resp.headers.items() if k.lower() in ("retry-after", "www-authenticate")}
+            headers = {
+                k: v for k, v in resp.headers.items() if k.lower() in ("retry-after", "www-authenticate")
+            }
             return error(resp.status, CODES.get(resp.status, "error"), body["error"], None, **headers)
     return resp
 

@@ -1,5 +1,6 @@
 """The Comfy API v2 job routes: submit, list, get, cancel, the workflow behind a job, and
 the live SSE stream. The contract: spec/openapi.yaml in Comfy-Org/comfy-api-proxy."""
+
 from __future__ import annotations
 
 import hashlib
@@ -18,7 +19,7 @@ from comfy_jobs.model import TERMINAL
 from comfy_jobs.workflow import Invalid, asset_refs, check_body, check_graph, ref_id
 
 log = logging.getLogger(__name__)
-MAX_BODY = 32 << 20         # a workflow with embedded data; the gate's 1 MiB is for its forms
+MAX_BODY = 32 << 20  # a workflow with embedded data; the gate's 1 MiB is for its forms
 KEEPALIVE_S = 15.0
 
 
@@ -66,19 +67,38 @@ class JobRoutes:
         for node_id, name, ref in asset_refs(workflow):
             rid = ref_id(ref)
             if rid is None or await self.svc.ledger.get_asset(rid) is None:
-                raise ApiError(422, "missing_asset", f"node {node_id} input {name!r}: no asset {rid!r}; upload it "
-                               "with POST /api/v2/assets first", {"node_id": node_id, "input": name, "id": rid})
+                raise ApiError(
+                    422,
+                    "missing_asset",
+                    f"node {node_id} input {name!r}: no asset {rid!r}; upload it "
+                    "with POST /api/v2/assets first",
+                    {"node_id": node_id, "input": name, "id": rid},
+                )
         idem = idem_key(request, body)
         try:
             job, replayed = await self.svc.ledger.create_job(
-                "job_" + uuid.uuid4().hex, workflow, extra, meta, idem, self.svc.s.queue_limit,
-                self.svc.s.retention_days * 86400)
+                "job_" + uuid.uuid4().hex,
+                workflow,
+                extra,
+                meta,
+                idem,
+                self.svc.s.queue_limit,
+                self.svc.s.retention_days * 86400,
+            )
         except IdempotencyKeyReuse:
-            raise ApiError(422, "idempotency_key_reuse", "this Idempotency-Key was used with a different "
-                           "body; use a new key for a new job") from None
+            raise ApiError(
+                422,
+                "idempotency_key_reuse",
+                "this Idempotency-Key was used with a different body; use a new key for a new job",
+            ) from None
         except QueueFull as exc:
-            raise ApiError(429, "queue_full", f"{exc}; retry later", {"depth": exc.depth, "limit": exc.limit},
-                           **{"Retry-After": str(await self.retry_after(exc.depth - exc.limit + 1))}) from None
+            raise ApiError(
+                429,
+                "queue_full",
+                f"{exc}; retry later",
+                {"depth": exc.depth, "limit": exc.limit},
+                **{"Retry-After": str(await self.retry_after(exc.depth - exc.limit + 1))},
+            ) from None
         if not replayed:
             self.svc.submitted()
             log.info("job %s queued (%d nodes)", job.id, len(workflow))
@@ -106,8 +126,17 @@ class JobRoutes:
         jobs = await self.svc.ledger.list_jobs(limit if not wanted else 1000, before, q.get("status"))
         if wanted:
             jobs = [j for j in jobs if all((j.metadata or {}).get(k) == v for k, v in wanted.items())][:limit]
-        items = [{"id": j.id, "status": j.status, "created_at": iso(j.created_at), "completed_at": iso(j.completed_at),
-                  "metadata": j.metadata or {}, "urls": job_urls(j.id)} for j in jobs]
+        items = [
+            {
+                "id": j.id,
+                "status": j.status,
+                "created_at": iso(j.created_at),
+                "completed_at": iso(j.completed_at),
+                "metadata": j.metadata or {},
+                "urls": job_urls(j.id),
+            }
+            for j in jobs
+        ]
         body: dict[str, object] = {"jobs": items}
         if len(jobs) == limit:
             body["next_cursor"] = str(jobs[-1].seq)
@@ -135,8 +164,13 @@ class JobRoutes:
         from the ledger (so a job run by another process streams too); the hub only wakes
         the loop early and holds the previews."""
         job = await self._job(id)
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-                                           "X-Accel-Buffering": "no"})
+        resp = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",
+            }
+        )
         await resp.prepare(request)
 
         async def send(event: str, data: dict) -> None:

@@ -7,6 +7,7 @@ under an HMAC of (password generation, user, password) with a key that lives onl
 process, so the memory holds nothing that reveals or replays the password, and changing
 the password (a new generation) forgets every entry.
 """
+
 from __future__ import annotations
 
 import hashlib

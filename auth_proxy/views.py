@@ -1,5 +1,6 @@
 """The proxy's own pages: login, logout, the password change, health, readiness and
 metrics. Which of them need a login is decided in auth_proxy/routes.py, not here."""
+
 from __future__ import annotations
 
 import asyncio
@@ -42,8 +43,9 @@ async def login_css(_request: web.Request) -> web.Response:
 
 async def favicon(_request: web.Request) -> web.Response:
     # The proxy's own, so that a browser's automatic request for it needs no login.
-    return web.Response(body=pages.FAVICON, content_type="image/x-icon",
-                        headers={"Cache-Control": "max-age=86400"})
+    return web.Response(
+        body=pages.FAVICON, content_type="image/x-icon", headers={"Cache-Control": "max-age=86400"}
+    )
 
 
 async def login(request: web.Request) -> web.StreamResponse:
@@ -72,8 +74,11 @@ async def login(request: web.Request) -> web.StreamResponse:
             resp.headers["Retry-After"] = result.headers["Retry-After"]
         return resp
     target = f"/_auth/password?next={quote(next_url)}" if gate.admin.must_change else next_url
-    resp = (web.json_response({"ok": True, "must_change_password": gate.admin.must_change})
-            if is_json else see_other(target))
+    resp = (
+        web.json_response({"ok": True, "must_change_password": gate.admin.must_change})
+        if is_json
+        else see_other(target)
+    )
     return start_session(resp, request)
 
 
@@ -103,10 +108,13 @@ async def password(request: web.Request) -> web.StreamResponse:
     if request.method == "GET":
         return html(pages.change_page(language, next_url, forced=forced))
     try:
-        data, is_json = await read_fields(request, ("current_password", "new_password", "repeat_password", "next"))
+        data, is_json = await read_fields(
+            request, ("current_password", "new_password", "repeat_password", "next")
+        )
     except BadBody as exc:
-        return error(400, f"{exc}: send current_password, new_password (and repeat_password) "
-                          "as JSON or form fields")
+        return error(
+            400, f"{exc}: send current_password, new_password (and repeat_password) as JSON or form fields"
+        )
     new = data.get("new_password", "")
     repeat = data.get("repeat_password", new)
     next_url = safe_next(data.get("next") or next_url)
@@ -114,7 +122,9 @@ async def password(request: web.Request) -> web.StreamResponse:
 
     def refuse(status: int, key: str, **fmt: str) -> web.Response:
         if is_json:
-            return error(status, pages.TEXT["en"][key].format(**fmt), **({"Retry-After": fmt["s"]} if fmt else {}))
+            return error(
+                status, pages.TEXT["en"][key].format(**fmt), **({"Retry-After": fmt["s"]} if fmt else {})
+            )
         resp = html(pages.change_page(language, next_url, t[key].format(**fmt), forced=forced), status=status)
         if fmt:
             resp.headers["Retry-After"] = fmt["s"]
@@ -128,8 +138,15 @@ async def password(request: web.Request) -> web.StreamResponse:
             if checked.status == 429:
                 return refuse(429, "limited", s=checked.headers["Retry-After"])
             return refuse(403, "wrong_current")
-    problem = ("short" if len(new) < 8 else "mismatch" if not hmac.compare_digest(new, repeat)
-               else "same" if new == DEFAULT_PASSWORD else None)
+    problem = (
+        "short"
+        if len(new) < 8
+        else "mismatch"
+        if not hmac.compare_digest(new, repeat)
+        else "same"
+        if new == DEFAULT_PASSWORD
+        else None
+    )
     if problem:
         return refuse(400, problem)
     await gate.in_argon2_pool(gate.store.change_password, gate.admin, new)
@@ -151,7 +168,9 @@ async def session(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     gate = request.config_dict[GATE]
     # A cluster's gateway has no ComfyUI of its own: it is ready when its ledger answers.
-    ok, reason = await gate.readiness.get(gate, lambda: v2.not_ready(request), comfyui=not v2.is_gateway(request))
+    ok, reason = await gate.readiness.get(
+        gate, lambda: v2.not_ready(request), comfyui=not v2.is_gateway(request)
+    )
     if ok:
         return web.json_response({"status": "ready"})
     progress = sync_progress.read(request.config_dict[GATE].s.progress_file)
@@ -171,5 +190,6 @@ async def metrics(request: web.Request) -> web.Response:
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
         gate.metrics.queue_depth = None
     text = gate.metrics.render() + await v2.metrics_text(request)
-    return web.Response(text=text, content_type="text/plain", charset="utf-8",
-                        headers={"X-Content-Type-Options": "nosniff"})
+    return web.Response(
+        text=text, content_type="text/plain", charset="utf-8", headers={"X-Content-Type-Options": "nosniff"}
+    )

@@ -15,6 +15,7 @@ Prints a table with ratios and writes bench/results/jobs.json. Run it as
 `python -m bench.jobs` from the repository (make bench-jobs). Timings are noisy on a shared
 machine; the load average at the start and end is recorded beside them.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -36,8 +37,10 @@ SEQUENTIAL = 40
 BURST = 200
 CONCURRENCY = 16
 LEDGER_CYCLES = 300
-GRAPH = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
-         "4": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "bench/b"}}}
+GRAPH = {
+    "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
+    "4": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "bench/b"}},
+}
 
 
 async def starts(session, comfy: str) -> dict:
@@ -68,8 +71,9 @@ async def wait_history(session, comfy: str, pid: str) -> None:
 
 async def v2_submit(session, base: str) -> tuple[str, float]:
     t0 = time.time()
-    async with session.post(base + "/api/v2/jobs", json={"workflow": GRAPH},
-                            headers={"Idempotency-Key": str(uuid.uuid4())}) as r:
+    async with session.post(
+        base + "/api/v2/jobs", json={"workflow": GRAPH}, headers={"Idempotency-Key": str(uuid.uuid4())}
+    ) as r:
         assert r.status == 201, await r.text()
         return (await r.json())["id"], t0
 
@@ -78,13 +82,16 @@ def ledger_status(stack: JobsStack) -> dict[str, str]:
     """Every job's status, read from the SQLite file beside the proxy: watching this way
     puts no load on the proxy, as watching /history puts none on ComfyUI's queue."""
     import sqlite3
+
     with sqlite3.connect(f"file:{stack.base / 'jobs/ledger.db'}?mode=ro", uri=True) as c:
         return dict(c.execute("SELECT id, status FROM jobs"))
 
 
 async def v2_wait(stack: JobsStack, job_ids: set[str], interval: float) -> None:
     while True:
-        done = {k: v for k, v in ledger_status(stack).items() if k in job_ids and v in ("succeeded", "failed")}
+        done = {
+            k: v for k, v in ledger_status(stack).items() if k in job_ids and v in ("succeeded", "failed")
+        }
         if len(done) == len(job_ids):
             assert set(done.values()) == {"succeeded"}, done
             return
@@ -105,14 +112,17 @@ async def bounded(n: int, fn):
     async def one(_):
         async with sem:
             return await fn()
+
     return await asyncio.gather(*[one(i) for i in range(n)])
 
 
 async def measure(stack: JobsStack) -> dict:
     comfy, base = f"http://127.0.0.1:{stack.comfy_port}", stack.url()
     res: dict = {}
-    async with aiohttp.ClientSession() as plain, \
-            aiohttp.ClientSession(headers={"Authorization": f"Bearer {stack.token}"}) as api:
+    async with (
+        aiohttp.ClientSession() as plain,
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {stack.token}"}) as api,
+    ):
         # warm both paths (connections, the ledger's first writes, object_info cache)
         for _ in range(3):
             await direct_one(plain, comfy)
@@ -171,18 +181,27 @@ def main() -> int:
         res["ledger_cycles_per_s"] = asyncio.run(ledger_cycles(Path(tmp)))
     res["load_average"] = {"before": load_before, "after": os.getloadavg(), "cpus": os.cpu_count()}
     d, v = res["direct_submit_to_start_ms"], res["v2_submit_to_start_ms"]
-    res["ratios"] = {"v2_over_direct_start_p50": v["p50"] / d["p50"],
-                     "v2_added_start_ms_p50": v["p50"] - d["p50"],
-                     "v2_over_direct_throughput": res["v2_jobs_per_s"] / res["direct_jobs_per_s"]}
-    rows = [("submit-to-start p50 ms", d["p50"], v["p50"]), ("submit-to-start p90 ms", d["p90"], v["p90"]),
-            (f"jobs/s, {BURST} at once", res["direct_jobs_per_s"], res["v2_jobs_per_s"])]
+    res["ratios"] = {
+        "v2_over_direct_start_p50": v["p50"] / d["p50"],
+        "v2_added_start_ms_p50": v["p50"] - d["p50"],
+        "v2_over_direct_throughput": res["v2_jobs_per_s"] / res["direct_jobs_per_s"],
+    }
+    rows = [
+        ("submit-to-start p50 ms", d["p50"], v["p50"]),
+        ("submit-to-start p90 ms", d["p90"], v["p90"]),
+        (f"jobs/s, {BURST} at once", res["direct_jobs_per_s"], res["v2_jobs_per_s"]),
+    ]
     print(f"{'':28}{'direct /prompt':>16}{'v2 (ledger)':>14}{'ratio':>8}")
     for name, a, b in rows:
         print(f"{name:28}{a:16.2f}{b:14.2f}{b / a:8.2f}")
-    print(f"ledger alone: {res['ledger_cycles_per_s']:.0f} jobs/s (create, claim, attempt, finish; SQLite, "
-          "the job's creation and end fsynced)")
-    print(f"load average {load_before[0]:.1f} before, {res['load_average']['after'][0]:.1f} after, on "
-          f"{os.cpu_count()} CPUs (a shared machine makes these noisy)")
+    print(
+        f"ledger alone: {res['ledger_cycles_per_s']:.0f} jobs/s (create, claim, attempt, finish; SQLite, "
+        "the job's creation and end fsynced)"
+    )
+    print(
+        f"load average {load_before[0]:.1f} before, {res['load_average']['after'][0]:.1f} after, on "
+        f"{os.cpu_count()} CPUs (a shared machine makes these noisy)"
+    )
     out = REPO / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "jobs.json").write_text(json.dumps(res, indent=1) + "\n")

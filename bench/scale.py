@@ -16,6 +16,7 @@ assets on one shared directory (as Compose's scale profile shares a volume). Mea
 Prints a table with ratios and writes bench/results/scale.json. `python -m bench.scale`
 (part of `make bench`). The load average is recorded beside the timings.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -38,8 +39,10 @@ JOB_S = 0.5
 BATCH = 18
 SEQUENTIAL = 30
 CYCLES = 300
-GRAPH = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
-         "4": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "bench/s"}}}
+GRAPH = {
+    "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
+    "4": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "bench/s"}},
+}
 
 
 def statuses(cluster: Cluster, ids: set[str]) -> dict[str, str]:
@@ -48,8 +51,9 @@ def statuses(cluster: Cluster, ids: set[str]) -> dict[str, str]:
 
 async def submit(api: aiohttp.ClientSession, base: str) -> tuple[str, float]:
     t0 = time.time()
-    async with api.post(base + "/api/v2/jobs", json={"workflow": GRAPH},
-                        headers={"Idempotency-Key": str(uuid.uuid4())}) as r:
+    async with api.post(
+        base + "/api/v2/jobs", json={"workflow": GRAPH}, headers={"Idempotency-Key": str(uuid.uuid4())}
+    ) as r:
         assert r.status == 201, await r.text()
         return (await r.json())["id"], t0
 
@@ -78,8 +82,12 @@ async def scaling(pg, tmp: Path) -> dict:
                 ids = await asyncio.gather(*[submit(api, base) for _ in range(BATCH)])
                 end = await wait_done(cluster, {i for i, _ in ids})
             rate = BATCH / (end - t0)
-            out[n] = {"seconds": end - t0, "jobs_per_s": rate, "ideal_jobs_per_s": n / JOB_S,
-                      "efficiency": rate / (n / JOB_S)}
+            out[n] = {
+                "seconds": end - t0,
+                "jobs_per_s": rate,
+                "ideal_jobs_per_s": n / JOB_S,
+                "efficiency": rate / (n / JOB_S),
+            }
         finally:
             cluster.stop()
     return out
@@ -92,8 +100,10 @@ async def dispatch(pg, tmp: Path) -> dict:
         worker = cluster.add_worker(0.0)
         comfy, base = f"http://127.0.0.1:{worker.comfy_port}", cluster.url(gateway)
         start_direct, start_v2, done_direct, done_v2 = [], [], [], []
-        async with aiohttp.ClientSession() as plain, \
-                aiohttp.ClientSession(headers={"Authorization": f"Bearer {cluster.token}"}) as api:
+        async with (
+            aiohttp.ClientSession() as plain,
+            aiohttp.ClientSession(headers={"Authorization": f"Bearer {cluster.token}"}) as api,
+        ):
             for i in range(SEQUENTIAL + 3):  # the first three warm both paths
                 t0 = time.time()
                 async with plain.post(comfy + "/prompt", json={"prompt": GRAPH}) as r:
@@ -116,8 +126,12 @@ async def dispatch(pg, tmp: Path) -> dict:
                     done_v2.append(t_done - t0)
     finally:
         cluster.stop()
-    return {"direct_submit_to_start_ms": summary(start_direct), "v2_submit_to_start_ms": summary(start_v2),
-            "direct_submit_to_done_ms": summary(done_direct), "v2_submit_to_done_ms": summary(done_v2)}
+    return {
+        "direct_submit_to_start_ms": summary(start_direct),
+        "v2_submit_to_start_ms": summary(start_v2),
+        "direct_submit_to_done_ms": summary(done_direct),
+        "v2_submit_to_done_ms": summary(done_v2),
+    }
 
 
 def summary(seconds: list[float]) -> dict:
@@ -142,8 +156,10 @@ def raw_cycles(connect, param: str, durable, ordered) -> float:
     """The same four transactions as plain SQL on one connection, each as durable as the
     ledger makes it (`durable`/`ordered` set the commit's fsync), as a driver's users write it."""
     c = connect()
-    c.execute("CREATE TABLE IF NOT EXISTS raw_jobs (seq INTEGER PRIMARY KEY, id TEXT UNIQUE, status TEXT, "
-              "workflow TEXT, owner TEXT, lease REAL, attempts INTEGER)")
+    c.execute(
+        "CREATE TABLE IF NOT EXISTS raw_jobs (seq INTEGER PRIMARY KEY, id TEXT UNIQUE, status TEXT, "
+        "workflow TEXT, owner TEXT, lease REAL, attempts INTEGER)"
+    )
     c.execute("CREATE TABLE IF NOT EXISTS raw_attempts (job_id TEXT, n INTEGER, prompt_id TEXT)")
     c.commit()
     q = param
@@ -151,13 +167,17 @@ def raw_cycles(connect, param: str, durable, ordered) -> float:
     t0 = time.monotonic()
     for i in range(CYCLES):
         durable(c)
-        c.execute(f"INSERT INTO raw_jobs (seq, id, status, workflow, attempts) VALUES ({q}, {q}, 'queued', {q}, 0)",
-                  (i, f"job_{i}", wf))
+        c.execute(
+            f"INSERT INTO raw_jobs (seq, id, status, workflow, attempts) VALUES ({q}, {q}, 'queued', {q}, 0)",
+            (i, f"job_{i}", wf),
+        )
         c.commit()
         ordered(c)
         seq = c.execute("SELECT seq FROM raw_jobs WHERE status = 'queued' ORDER BY seq LIMIT 1").fetchone()[0]
-        c.execute(f"UPDATE raw_jobs SET status = 'running', owner = 'bench', lease = {q} WHERE seq = {q}",
-                  (time.time() + 30, seq))
+        c.execute(
+            f"UPDATE raw_jobs SET status = 'running', owner = 'bench', lease = {q} WHERE seq = {q}",
+            (time.time() + 30, seq),
+        )
         c.execute(f"SELECT workflow FROM raw_jobs WHERE seq = {q}", (seq,)).fetchone()
         c.commit()
         ordered(c)
@@ -179,12 +199,18 @@ def raw_sqlite(path: Path) -> float:
         c = sqlite3.connect(path)
         c.execute("PRAGMA journal_mode=WAL")
         return c
-    return raw_cycles(connect, "?", lambda c: c.execute("PRAGMA synchronous=FULL"),
-                      lambda c: c.execute("PRAGMA synchronous=NORMAL"))
+
+    return raw_cycles(
+        connect,
+        "?",
+        lambda c: c.execute("PRAGMA synchronous=FULL"),
+        lambda c: c.execute("PRAGMA synchronous=NORMAL"),
+    )
 
 
 def raw_postgres(url: str) -> float:
     import psycopg
+
     return raw_cycles(lambda: psycopg.connect(url), "%s", lambda c: None, lambda c: None)
 
 
@@ -200,7 +226,8 @@ def main() -> int:
                 "sqlite": asyncio.run(ledger_cycles(f"sqlite:///{tmp}/ledger.db")),
                 "sqlite_raw_driver": raw_sqlite(Path(tmp) / "raw.db"),
                 "postgresql": asyncio.run(ledger_cycles(pg.new_database())),
-                "postgresql_raw_driver": raw_postgres(pg.new_database())}
+                "postgresql_raw_driver": raw_postgres(pg.new_database()),
+            }
     finally:
         pg.stop()
     res["load_average"] = {"before": load_before, "after": os.getloadavg(), "cpus": os.cpu_count()}
@@ -214,21 +241,30 @@ def main() -> int:
         "v2_over_direct_start_p50": d["v2_submit_to_start_ms"]["p50"] / d["direct_submit_to_start_ms"]["p50"],
         "v2_over_direct_done_p50": d["v2_submit_to_done_ms"]["p50"] / d["direct_submit_to_done_ms"]["p50"],
         "sqlite_ledger_over_raw": led["sqlite"] / led["sqlite_raw_driver"],
-        "postgresql_ledger_over_raw": led["postgresql"] / led["postgresql_raw_driver"]}
+        "postgresql_ledger_over_raw": led["postgresql"] / led["postgresql_raw_driver"],
+    }
     print(f"scaling: {BATCH} jobs of {JOB_S} s each, submitted at once")
     print(f"{'workers':>8}{'seconds':>10}{'jobs/s':>9}{'ideal':>8}{'efficiency':>12}")
     for n, s in res["scaling"].items():
-        print(f"{n:>8}{s['seconds']:>10.2f}{s['jobs_per_s']:>9.2f}{s['ideal_jobs_per_s']:>8.2f}{s['efficiency']:>12.2f}")
+        print(
+            f"{n:>8}{s['seconds']:>10.2f}{s['jobs_per_s']:>9.2f}{s['ideal_jobs_per_s']:>8.2f}{s['efficiency']:>12.2f}"
+        )
     print(f"\n{'one job at a time, ms':30}{'direct /prompt':>16}{'v2 (gateway)':>14}{'added':>8}{'ratio':>8}")
     for what in ("start", "done"):
         a, b = d[f"direct_submit_to_{what}_ms"], d[f"v2_submit_to_{what}_ms"]
-        print(f"{'submit-to-' + what + ' p50':30}{a['p50']:16.1f}{b['p50']:14.1f}{b['p50'] - a['p50']:8.1f}"
-              f"{b['p50'] / a['p50']:8.1f}")
+        print(
+            f"{'submit-to-' + what + ' p50':30}{a['p50']:16.1f}{b['p50']:14.1f}{b['p50'] - a['p50']:8.1f}"
+            f"{b['p50'] / a['p50']:8.1f}"
+        )
     print(f"\n{'ledger alone, jobs/s':30}{'ledger':>10}{'raw driver':>12}{'ratio':>8}")
     for db in ("sqlite", "postgresql"):
-        print(f"{db:30}{led[db]:10.0f}{led[db + '_raw_driver']:12.0f}{led[db] / led[db + '_raw_driver']:8.2f}")
-    print(f"\nload average {load_before[0]:.1f} before, {res['load_average']['after'][0]:.1f} after, on "
-          f"{os.cpu_count()} CPUs (a shared machine makes these noisy)")
+        print(
+            f"{db:30}{led[db]:10.0f}{led[db + '_raw_driver']:12.0f}{led[db] / led[db + '_raw_driver']:8.2f}"
+        )
+    print(
+        f"\nload average {load_before[0]:.1f} before, {res['load_average']['after'][0]:.1f} after, on "
+        f"{os.cpu_count()} CPUs (a shared machine makes these noisy)"
+    )
     out = REPO / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     (out / "scale.json").write_text(json.dumps(res, indent=1) + "\n")

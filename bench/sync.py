@@ -18,6 +18,7 @@ Per tool and set: the median MB/s over BENCH_SYNC_ROUNDS (3) rounds, CPU seconds
 ratio model_sync / reference, both of the medians and per round (the same round's figures).
 Prints a table and writes bench/results/sync.json.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,7 +39,7 @@ from tests.support.s3_server import start_seaweedfs
 
 MB = 1024 * 1024
 BUCKET = "bench"
-TARGET = 1.2          # issue: cold throughput at least 1.2x the download_file loop
+TARGET = 1.2  # issue: cold throughput at least 1.2x the download_file loop
 LOOP = "boto3 download_file loop"
 
 # The references, as their users run them. Each gets BUCKET, the prefix and the destination.
@@ -83,7 +84,7 @@ def safetensors_file(path: Path, size: int, seed: int) -> None:
         left = n
         i = seed
         while left:
-            chunk = bytes([i % 251]) + block[1:min(MB, left)]
+            chunk = bytes([i % 251]) + block[1 : min(MB, left)]
             f.write(chunk)
             left -= len(chunk)
             i += 1
@@ -91,6 +92,7 @@ def safetensors_file(path: Path, size: int, seed: int) -> None:
 
 def make_sets(client, work: Path) -> dict[str, dict]:
     from boto3.s3.transfer import TransferConfig
+
     large_n, large_mb = env_int("BENCH_SYNC_LARGE_N", 3), env_int("BENCH_SYNC_LARGE_MB", 256)
     small_n, small_kb = env_int("BENCH_SYNC_SMALL_N", 2000), env_int("BENCH_SYNC_SMALL_KB", 1)
     # Single-part uploads, so the ETag is an MD5 and model_sync verifies every byte it gets.
@@ -99,18 +101,26 @@ def make_sets(client, work: Path) -> dict[str, dict]:
         path = work / f"large{i}.safetensors"
         safetensors_file(path, large_mb * MB, i)
         for prefix in ("mixed", "large"):
-            client.upload_file(str(path), BUCKET, f"{prefix}/diffusion_models/large{i}.safetensors", Config=cfg)
+            client.upload_file(
+                str(path), BUCKET, f"{prefix}/diffusion_models/large{i}.safetensors", Config=cfg
+            )
         path.unlink()
 
     def put(i: int) -> None:
-        body = (i.to_bytes(4, "little") * 256 * small_kb)[:small_kb * 1024]
+        body = (i.to_bytes(4, "little") * 256 * small_kb)[: small_kb * 1024]
         client.put_object(Bucket=BUCKET, Key=f"mixed/loras/set{i // 100}/f{i}.pt", Body=body)
+
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(put, range(small_n)))
     large = large_n * large_mb * MB
-    return {"mixed": {"files": large_n + small_n, "bytes": large + small_n * small_kb * 1024,
-                      "shape": f"{large_n} x {large_mb} MiB + {small_n} x {small_kb} KiB"},
-            "large": {"files": large_n, "bytes": large, "shape": f"{large_n} x {large_mb} MiB"}}
+    return {
+        "mixed": {
+            "files": large_n + small_n,
+            "bytes": large + small_n * small_kb * 1024,
+            "shape": f"{large_n} x {large_mb} MiB + {small_n} x {small_kb} KiB",
+        },
+        "large": {"files": large_n, "bytes": large, "shape": f"{large_n} x {large_mb} MiB"},
+    }
 
 
 def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
@@ -135,16 +145,21 @@ def cold_runs(tools: dict, sets: dict, work: Path, env: dict, rounds: int) -> di
     names = list(tools)
     for r in range(rounds):
         for set_name, meta in sets.items():
-            for name in names[r % len(names):] + names[:r % len(names)]:
+            for name in names[r % len(names) :] + names[: r % len(names)]:
                 dest = work / f"cold-{set_name}-{r}-{name.split()[0]}"
-                subprocess.run(["sync"], check=False)   # earlier runs' writeback is not ours
+                subprocess.run(["sync"], check=False)  # earlier runs' writeback is not ours
                 wall, cpu, _ = timed(tools[name](set_name, dest), env)
                 got = tree_bytes(dest)
                 if got != meta["bytes"]:
                     raise RuntimeError(f"{name} produced {got} bytes of {set_name}, expected {meta['bytes']}")
-                runs[set_name][name].append({"round": r, "seconds": round(wall, 3),
-                                             "MB_per_s": round(meta["bytes"] / MB / wall, 1),
-                                             "cpu_seconds": round(cpu, 2)})
+                runs[set_name][name].append(
+                    {
+                        "round": r,
+                        "seconds": round(wall, 3),
+                        "MB_per_s": round(meta["bytes"] / MB / wall, 1),
+                        "cpu_seconds": round(cpu, 2),
+                    }
+                )
                 shutil.rmtree(dest)
             print(f"  round {r + 1}/{rounds}: {set_name} done", file=sys.stderr)
     out = {}
@@ -152,18 +167,25 @@ def cold_runs(tools: dict, sets: dict, work: Path, env: dict, rounds: int) -> di
         med = {t: statistics.median(x["MB_per_s"] for x in v) for t, v in by_tool.items()}
         tools_out = {}
         for t, v in by_tool.items():
-            entry = {"median_MB_per_s": round(med[t], 1),
-                     "median_cpu_seconds": round(statistics.median(x["cpu_seconds"] for x in v), 2),
-                     "rounds": v}
+            entry = {
+                "median_MB_per_s": round(med[t], 1),
+                "median_cpu_seconds": round(statistics.median(x["cpu_seconds"] for x in v), 2),
+                "rounds": v,
+            }
             if t != "model_sync":
                 entry["model_sync_ratio"] = round(med["model_sync"] / med[t], 2)
                 entry["model_sync_ratio_per_round"] = [
-                    round(a["MB_per_s"] / b["MB_per_s"], 2) for a, b in zip(by_tool["model_sync"], v, strict=True)]
+                    round(a["MB_per_s"] / b["MB_per_s"], 2)
+                    for a, b in zip(by_tool["model_sync"], v, strict=True)
+                ]
             tools_out[t] = entry
         best = max((t for t in tools_out if t != "model_sync"), key=lambda t: med[t])
-        out[set_name] = sets[set_name] | {"tools": tools_out, "best_reference": best,
-                                          "target": f">= {TARGET}x {LOOP}",
-                                          "target_met": tools_out[LOOP]["model_sync_ratio"] >= TARGET}
+        out[set_name] = sets[set_name] | {
+            "tools": tools_out,
+            "best_reference": best,
+            "target": f">= {TARGET}x {LOOP}",
+            "target_met": tools_out[LOOP]["model_sync_ratio"] >= TARGET,
+        }
     return out
 
 
@@ -176,44 +198,76 @@ def warm_runs(py: str, work: Path, env: dict, meta: dict) -> dict:
     for p in sorted(dest.rglob("*")):
         if p.is_file() and ".model_sync" not in p.parts:
             folder, _, rel = p.relative_to(dest).as_posix().partition("/")
-            lines.append(f"  - {{folder: {folder}, path: {rel}, size: {p.stat().st_size}, "
-                         f"source: 's3://{BUCKET}/unused/{rel}', profiles: [all]}}")
+            lines.append(
+                f"  - {{folder: {folder}, path: {rel}, size: {p.stat().st_size}, "
+                f"source: 's3://{BUCKET}/unused/{rel}', profiles: [all]}}"
+            )
     manifest.write_text("\n".join(lines) + "\n")
-    wall_s, _, out_s = timed([py, "-m", "model_sync", "sync", "--manifest", str(manifest),
-                              "--models-dir", str(dest), "--from", f"s3://{BUCKET}/mixed", "-q"], env)
+    wall_s, _, out_s = timed(
+        [
+            py,
+            "-m",
+            "model_sync",
+            "sync",
+            "--manifest",
+            str(manifest),
+            "--models-dir",
+            str(dest),
+            "--from",
+            f"s3://{BUCKET}/mixed",
+            "-q",
+        ],
+        env,
+    )
     t = time.perf_counter()
     subprocess.run([py, "-c", "import model_sync.cli"], env=env, check=True)
     import_s = time.perf_counter() - t
     summ_m = json.loads(out_m.strip().splitlines()[-1])["summary"]
     summ_s = json.loads(out_s.strip().splitlines()[-1])["summary"]
-    warm = {"files": meta["files"],
-            "mirror": {"seconds": round(wall_m, 3), "bytes_transferred": summ_m["bytes_transferred"],
-                       "skipped": summ_m["skipped"]},
-            "sync_manifest_from": {"seconds": round(wall_s, 3), "bytes_transferred": summ_s["bytes_transferred"],
-                                   "skipped": summ_s["skipped"]},
-            "interpreter_and_import_seconds": round(import_s, 3)}
-    warm["target_met"] = (max(wall_m, wall_s) < 2.0
-                          and summ_m["bytes_transferred"] == summ_s["bytes_transferred"] == 0)
+    warm = {
+        "files": meta["files"],
+        "mirror": {
+            "seconds": round(wall_m, 3),
+            "bytes_transferred": summ_m["bytes_transferred"],
+            "skipped": summ_m["skipped"],
+        },
+        "sync_manifest_from": {
+            "seconds": round(wall_s, 3),
+            "bytes_transferred": summ_s["bytes_transferred"],
+            "skipped": summ_s["skipped"],
+        },
+        "interpreter_and_import_seconds": round(import_s, 3),
+    }
+    warm["target_met"] = (
+        max(wall_m, wall_s) < 2.0 and summ_m["bytes_transferred"] == summ_s["bytes_transferred"] == 0
+    )
     return warm
 
 
 def report(result: dict) -> None:
     for set_name, c in result["cold"].items():
-        print(f"cold {set_name}: {c['shape']} ({c['bytes'] / MB:.0f} MiB), median of "
-              f"{result['rounds']} rounds")
+        print(
+            f"cold {set_name}: {c['shape']} ({c['bytes'] / MB:.0f} MiB), median of {result['rounds']} rounds"
+        )
         print(f"  {'tool':36} {'MB/s':>8} {'CPU s':>7} {'model_sync/x':>13}  per round")
         for name, v in c["tools"].items():
             ratio = v.get("model_sync_ratio", "")
             per = " ".join(f"{x:.2f}" for x in v.get("model_sync_ratio_per_round", []))
-            print(f"  {name:36} {v['median_MB_per_s']:8.1f} {v['median_cpu_seconds']:7.2f} {ratio!s:>13}  {per}")
-        print(f"  target {c['target']}: {'met' if c['target_met'] else 'NOT met'} "
-              f"(best reference: {c['best_reference']})")
+            print(
+                f"  {name:36} {v['median_MB_per_s']:8.1f} {v['median_cpu_seconds']:7.2f} {ratio!s:>13}  {per}"
+            )
+        print(
+            f"  target {c['target']}: {'met' if c['target_met'] else 'NOT met'} "
+            f"(best reference: {c['best_reference']})"
+        )
     w = result["warm"]
     print(f"warm: {w['files']} files present")
     for k in ("mirror", "sync_manifest_from"):
         print(f"  {k:36} {w[k]['seconds']:8.2f} s  {w[k]['bytes_transferred']} bytes transferred")
-    print(f"  (interpreter + import alone: {w['interpreter_and_import_seconds']:.2f} s); "
-          f"target < 2 s and nothing transferred: {'met' if w['target_met'] else 'NOT met'}")
+    print(
+        f"  (interpreter + import alone: {w['interpreter_and_import_seconds']:.2f} s); "
+        f"target < 2 s and nothing transferred: {'met' if w['target_met'] else 'NOT met'}"
+    )
 
 
 def main() -> int:
@@ -230,16 +284,26 @@ def main() -> int:
             "model_sync": lambda s, d: [py, "-m", "model_sync", "mirror", f"s3://{BUCKET}/{s}", str(d), "-q"],
             LOOP: lambda s, d: [py, "-c", BOTO_LOOP, BUCKET, s, str(d)],
             "boto3 transfer manager, all queued": lambda s, d: [py, "-c", BOTO_QUEUED, BUCKET, s, str(d)],
-            "aws s3 cp --recursive": lambda s, d: [aws, "s3", "cp", "--recursive", "--only-show-errors",
-                                                   f"s3://{BUCKET}/{s}", str(d)],
+            "aws s3 cp --recursive": lambda s, d: [
+                aws,
+                "s3",
+                "cp",
+                "--recursive",
+                "--only-show-errors",
+                f"s3://{BUCKET}/{s}",
+                str(d),
+            ],
         }
         # One untimed pass, so that the server reads from its page cache in every timed run.
         timed(tools[LOOP]("mixed", work / "warmup"), env)
         shutil.rmtree(work / "warmup")
         result = {
             "server": "SeaweedFS (weed mini -master.telemetry=false) S3 gateway on 127.0.0.1",
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                        "load_average_at_start": os.getloadavg()[0]},
+            "machine": {
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "load_average_at_start": os.getloadavg()[0],
+            },
             "rounds": rounds,
             "cold": cold_runs(tools, sets, work, env, rounds),
             "warm": warm_runs(py, work, env, sets["mixed"]),
@@ -253,8 +317,10 @@ def main() -> int:
     out = REPO / "bench/results/sync.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"load average {result['machine']['load_average_at_start']:.1f} at start, "
-          f"{result['machine']['load_average_at_end']:.1f} at the end -> {out.relative_to(REPO)}")
+    print(
+        f"load average {result['machine']['load_average_at_start']:.1f} at start, "
+        f"{result['machine']['load_average_at_end']:.1f} at the end -> {out.relative_to(REPO)}"
+    )
     return 0
 
 

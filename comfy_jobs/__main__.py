@@ -6,6 +6,7 @@ cluster, so that every gateway can serve them). SIGTERM or SIGINT drains: no new
 claimed, the job in hand finishes, then the program exits 0; a second signal stops at once
 (the lease is given back and another worker resumes the job). Exit codes: comfy_jobs/errors.py.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,12 +37,17 @@ async def serve_worker() -> int:
         waiting = asyncio.create_task(signals.get())
         await asyncio.wait([waiting, running], return_when=asyncio.FIRST_COMPLETED)
         if waiting.done():
-            log.info("worker %s: draining (the job in hand finishes; a second signal stops now)", settings.worker_id)
+            log.info(
+                "worker %s: draining (the job in hand finishes; a second signal stops now)",
+                settings.worker_id,
+            )
             drain = asyncio.create_task(svc.worker.stop(drain=True))
             second = asyncio.create_task(signals.get())
             await asyncio.wait([drain, second], return_when=asyncio.FIRST_COMPLETED)
             if not drain.done():
-                log.warning("worker %s: stopping now; the job in hand goes back to the queue", settings.worker_id)
+                log.warning(
+                    "worker %s: stopping now; the job in hand goes back to the queue", settings.worker_id
+                )
                 await svc.worker.stop()
             second.cancel()
         else:  # the worker ended by itself: a bug, logged where it happened

@@ -2,14 +2,15 @@
 names): `<COMFY_JOBS_DIR>/blobs/ab/abcdef...`. Written atomically (temp file in the same
 folder, fsync, link to the final name so a concurrent writer of the same bytes cannot
 clobber it), so a name only ever holds complete, verified bytes."""
+
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
 import tempfile
-from pathlib import Path
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from blake3 import blake3
 
@@ -37,8 +38,9 @@ class BlobStore:
         except ValueError:
             return False
 
-    async def ingest(self, chunks: AsyncIterator[bytes], max_bytes: int | None = None,
-                     expected: str | None = None) -> tuple[str, int, bool]:
+    async def ingest(
+        self, chunks: AsyncIterator[bytes], max_bytes: int | None = None, expected: str | None = None
+    ) -> tuple[str, int, bool]:
         """Store a stream; returns (digest, size, created_new)."""
         loop = asyncio.get_running_loop()
         tmp_dir = self.root / "tmp"

@@ -5,6 +5,7 @@ not yet finished and for one lost in a crash; only asking `/queue` first, then
 `/history`, tells them apart: a prompt moves from the running list to the history under
 one lock (execution.PromptQueue.task_done), so a prompt in neither was lost.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -21,6 +22,7 @@ TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=5)
 class Unreachable(Exception):
     """ComfyUI did not answer. `sent` is False when the request certainly never reached it
     (the connection was refused), so a submission did not happen."""
+
     def __init__(self, what: str, sent: bool = True):
         super().__init__(what)
         self.sent = sent
@@ -32,6 +34,7 @@ class FileGone(Exception):
 
 class Rejected(Exception):
     """ComfyUI answered POST /prompt with 400: its `error` and `node_errors`."""
+
     def __init__(self, body: dict):
         super().__init__(str(body.get("error")))
         self.body = body
@@ -39,7 +42,7 @@ class Rejected(Exception):
 
 @dataclass
 class Located:
-    state: str                 # "pending", "running", "done", "unknown"
+    state: str  # "pending", "running", "done", "unknown"
     entry: dict | None = None  # the history entry when done
 
 
@@ -107,8 +110,11 @@ class ComfyUI:
         """The response for one file ComfyUI saved, for streaming its body."""
         params = {"filename": filename, "subfolder": subfolder, "type": kind}
         try:
-            async with self.s.get(self.base + "/view", params=params,
-                                  timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=60)) as r:
+            async with self.s.get(
+                self.base + "/view",
+                params=params,
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=5, sock_read=60),
+            ) as r:
                 if r.status == 404:
                     raise FileGone(f"{kind}/{subfolder}/{filename}")
                 if r.status != 200:
@@ -131,8 +137,13 @@ class ComfyUI:
 
     def websocket(self, client_id: str):
         ws_url = "ws" + self.base[4:] + "/ws"
-        return self.s.ws_connect(ws_url, params={"clientId": client_id}, heartbeat=20, max_msg_size=0,
-                                 timeout=aiohttp.ClientWSTimeout(ws_close=5))
+        return self.s.ws_connect(
+            ws_url,
+            params={"clientId": client_id},
+            heartbeat=20,
+            max_msg_size=0,
+            timeout=aiohttp.ClientWSTimeout(ws_close=5),
+        )
 
 
 def rejected_error(body: dict, workflow: dict) -> dict:
@@ -143,8 +154,15 @@ def rejected_error(body: dict, workflow: dict) -> dict:
     message = err.get("message") or "ComfyUI rejected the workflow"
     if node_id is not None:
         first = (node_errors[node_id].get("errors") or [{}])[0]
-        message = f"{message}: node {node_id} ({node_errors[node_id].get('class_type')}): " \
-                  f"{first.get('message', '')} {first.get('details', '')}".strip()
-    return {"code": "invalid_workflow", "message": message, "node_id": node_id,
-            "class_type": (workflow.get(node_id) or {}).get("class_type") if node_id else None,
-            "traceback": None, "details": {"error": err, "node_errors": node_errors}}
+        message = (
+            f"{message}: node {node_id} ({node_errors[node_id].get('class_type')}): "
+            f"{first.get('message', '')} {first.get('details', '')}".strip()
+        )
+    return {
+        "code": "invalid_workflow",
+        "message": message,
+        "node_id": node_id,
+        "class_type": (workflow.get(node_id) or {}).get("class_type") if node_id else None,
+        "traceback": None,
+        "details": {"error": err, "node_errors": node_errors},
+    }

@@ -13,6 +13,7 @@ Three kinds of write, each as durable as the contract needs and no more:
            of a second of them, never reorders them, and the next synchronous commit, such as
            the job's end, flushes them; a lost output is fetched again from ComfyUI's history).
 """
+
 from __future__ import annotations
 
 import enum
@@ -69,7 +70,9 @@ def sqlite_engine(url: URL, immediate: bool, synchronous: str = "NORMAL") -> Eng
 def postgres_engine(url: URL, pool_size: int, **kw) -> Engine:
     # pre_ping: a gateway outlives database failovers (RDS switches its primary) without
     # handing out a dead connection.
-    return create_engine(url, pool_size=pool_size, max_overflow=2, pool_pre_ping=True, pool_recycle=1800, **kw)
+    return create_engine(
+        url, pool_size=pool_size, max_overflow=2, pool_pre_ping=True, pool_recycle=1800, **kw
+    )
 
 
 def light(c: Connection) -> None:
@@ -104,6 +107,7 @@ class Listener:
 
     def _run(self) -> None:
         import psycopg
+
         dsn = self.url.set(drivername="postgresql").render_as_string(hide_password=False)
         while not self._stop.is_set():
             try:

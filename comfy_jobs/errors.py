@@ -5,6 +5,7 @@
 | 2 | a setting is wrong (the message names the variable) |
 | 3 | the ledger cannot be opened or written |
 """
+
 from __future__ import annotations
 
 

@@ -1,5 +1,6 @@
 """In-process wake-ups for the SSE streams, and the one thing the ledger does not keep:
 the latest live preview of each running job (the contract keeps only the most recent)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -27,8 +28,14 @@ class Hub:
 
     def preview(self, job_id: str, node_id: str | None, content_type: str, data: bytes) -> None:
         self._n += 1
-        self.previews[job_id] = (self._n, {"node_id": node_id or "", "content_type": content_type,
-                                           "data_base64": base64.b64encode(data).decode()})
+        self.previews[job_id] = (
+            self._n,
+            {
+                "node_id": node_id or "",
+                "content_type": content_type,
+                "data_base64": base64.b64encode(data).decode(),
+            },
+        )
         self.notify(job_id)
 
     def finished(self, job_id: str) -> None:

@@ -6,10 +6,11 @@ gateways and workers) with the same statements.
 Every method is a coroutine: the routes and the worker run on an event loop, and the
 backends do their blocking database work off it.
 """
+
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from comfy_jobs.model import Asset, Job
@@ -24,6 +25,7 @@ class QueueFull(Exception):
 @dataclass(frozen=True)
 class IdemKey:
     """An Idempotency-Key and the digest of the request body it came with."""
+
     key: str
     body_hash: str
 
@@ -32,6 +34,7 @@ class IdemKey:
 class Claim:
     """What a heartbeat learns: whether the worker still holds the job, and whether a
     cancel was asked for meanwhile."""
+
     held: bool
     cancel_requested: bool = False
 
@@ -39,9 +42,10 @@ class Claim:
 @dataclass
 class WorkerInfo:
     """A worker's own row: what it reports on each beat, and whether it was asked to drain."""
+
     id: str
-    ui_url: str | None = None          # where a gateway relays a pinned browser (None: not pinnable)
-    models: list[str] | None = None    # files model_sync placed (folder/path); None: takes every job
+    ui_url: str | None = None  # where a gateway relays a pinned browser (None: not pinnable)
+    models: list[str] | None = None  # files model_sync placed (folder/path); None: takes every job
     loaded: list[str] = field(default_factory=list)  # the models of the job it ran last
     job_id: str | None = None
     draining: bool = False
@@ -58,9 +62,16 @@ class Delivery:
 
 class Ledger(Protocol):
     # --- jobs, as the API sees them ----------------------------------------------------
-    async def create_job(self, job_id: str, workflow: dict, extra_data: dict | None,
-                         metadata: dict | None, idem: IdemKey | None,
-                         queue_limit: int, retention_s: float) -> tuple[Job, bool]:
+    async def create_job(
+        self,
+        job_id: str,
+        workflow: dict,
+        extra_data: dict | None,
+        metadata: dict | None,
+        idem: IdemKey | None,
+        queue_limit: int,
+        retention_s: float,
+    ) -> tuple[Job, bool]:
         """Record a queued job (durably, before answering). Returns (job, replayed): an
         earlier job with the same key and body is returned as it is. Raises
         IdempotencyKeyReuse (same key, other body) or QueueFull."""
@@ -105,8 +116,15 @@ class Ledger(Protocol):
     async def add_output(self, job_id: str, node_id: str, name: str, kind: str, asset: Asset) -> bool:
         """Commit one output (once per node and name); False if it was already there."""
 
-    async def finish(self, job_id: str, worker: str, status: str, error: dict | None,
-                     progress: dict | None = None, attempt: tuple[str, str, str] | None = None) -> bool:
+    async def finish(
+        self,
+        job_id: str,
+        worker: str,
+        status: str,
+        error: dict | None,
+        progress: dict | None = None,
+        attempt: tuple[str, str, str] | None = None,
+    ) -> bool:
         """Move a job the worker holds to a terminal state (with its last progress, when
         given, and ending its attempt (prompt_id, outcome, reason) in the same transaction);
         False if it no longer holds it."""
@@ -158,4 +176,5 @@ def open_ledger(url: str, webhooks: bool = False) -> Ledger:
     """The ledger at `url` (an SQLAlchemy URL). `webhooks`: terminal states also enqueue a
     webhook delivery in the same transaction, so none is lost to a crash."""
     from comfy_jobs.sqlstore import SqlLedger
+
     return SqlLedger(url, webhooks=webhooks)

@@ -4,6 +4,7 @@ queued -> running -> succeeded | failed; queued -> canceled | expired;
 running -> canceling -> canceled (or succeeded/failed when the run ended first).
 A lost run goes back through running with one more attempt; it never leaves a terminal state.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -34,8 +35,13 @@ class JobError:
     details: dict | None = None
 
     def to_dict(self) -> dict:
-        d: dict[str, object] = {"code": self.code, "message": self.message, "node_id": self.node_id,
-             "class_type": self.class_type, "traceback": self.traceback}
+        d: dict[str, object] = {
+            "code": self.code,
+            "message": self.message,
+            "node_id": self.node_id,
+            "class_type": self.class_type,
+            "traceback": self.traceback,
+        }
         if self.details:
             d["details"] = self.details
         return d
@@ -44,7 +50,7 @@ class JobError:
 @dataclass
 class Asset:
     id: str
-    hash: str            # "blake3:<hex>"
+    hash: str  # "blake3:<hex>"
     size: int
     content_type: str
     file_path: str | None
@@ -58,7 +64,7 @@ class Asset:
 class Output:
     node_id: str
     name: str
-    type: str            # image, video, audio, text, file, latent
+    type: str  # image, video, audio, text, file, latent
     asset: Asset
 
 
@@ -84,7 +90,7 @@ class Job:
     outputs: list[Output] = field(default_factory=list)
     queue_position: int | None = None
     execution_s: float | None = None
-    needs: list[str] | None = None      # the model files it loads (placement)
+    needs: list[str] | None = None  # the model files it loads (placement)
 
     @property
     def terminal(self) -> bool:

@@ -6,6 +6,7 @@ Each blob is stored once under <prefix>/<first two hex digits>/<blake3 hex>, upl
 then checked (the stored size, and the MD5 S3 reports for a single-part upload), and only
 then recorded; a blob fetched back is verified against its blake3 before it is served.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -15,12 +16,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from comfy_jobs.blobs import digest_file
 from model_sync.backends import make_backend
 from model_sync.settings import Settings as SyncSettings
 from model_sync.settings import Storage
 from model_sync.uris import SourceURI, parse_uri
-
-from comfy_jobs.blobs import digest_file
 
 
 class MirrorError(Exception):
@@ -57,13 +57,22 @@ class Mirror:
                 self.backend.client.upload_file(str(path), uri.bucket, uri.key)
         else:
             import oss2  # oss2 checks each part's CRC64 against the server's (enable_crc)
-            oss2.resumable_upload(self.backend.bucket(uri.bucket), uri.key, str(path),
-                                  store=oss2.ResumableStore(root=str(self.work_dir / ".oss-upload")),
-                                  multipart_threshold=64 << 20, part_size=16 << 20)
+
+            oss2.resumable_upload(
+                self.backend.bucket(uri.bucket),
+                uri.key,
+                str(path),
+                store=oss2.ResumableStore(root=str(self.work_dir / ".oss-upload")),
+                multipart_threshold=64 << 20,
+                part_size=16 << 20,
+            )
         remote = self.backend.stat(uri)
-        if remote.size != size or (self.base.scheme == "s3" and size <= 64 << 20 and remote.md5 and remote.md5 != md5):
-            raise MirrorError(f"{uri} does not match the local file after the upload "
-                              f"({remote.size} bytes, {size} expected)")
+        if remote.size != size or (
+            self.base.scheme == "s3" and size <= 64 << 20 and remote.md5 and remote.md5 != md5
+        ):
+            raise MirrorError(
+                f"{uri} does not match the local file after the upload ({remote.size} bytes, {size} expected)"
+            )
         return str(uri)
 
     def fetch(self, uri_text: str, digest: str, dest: Path) -> None:

@@ -2,6 +2,7 @@
 folder (through its upload route, so a ComfyUI on another host works too), and every file
 a run saved out of ComfyUI (through /view) into assets, committed one by one as they
 appear, so a job's results outlive ComfyUI's history and temp folder."""
+
 from __future__ import annotations
 
 import copy
@@ -43,7 +44,8 @@ class Files:
             if not path:
                 raise MissingInput(f"node {node_id} input {name!r}: asset {ref_id(ref)} is gone")
             graph[node_id]["inputs"][name] = await comfy.upload_input(
-                input_name(asset.id, asset.hash, asset.file_path), path)
+                input_name(asset.id, asset.hash, asset.file_path), path
+            )
         return graph
 
     async def commit(self, comfy: ComfyUI, job: Job, node_id: str, node_out: dict, seen: set) -> None:
@@ -57,8 +59,12 @@ class Files:
                     async with comfy.view(name, item.get("subfolder", ""), item.get("type", "output")) as r:
                         digest, size, _ = await self.blobs.ingest(r.content.iter_chunked(CHUNK))
                 except FileGone as exc:
-                    log.error("job %s: ComfyUI no longer has %s (node %s); it is not an output", job.id,
-                              exc, node_id)
+                    log.error(
+                        "job %s: ComfyUI no longer has %s (node %s); it is not an output",
+                        job.id,
+                        exc,
+                        node_id,
+                    )
                     seen.add((node_id, name))
                     continue
                 ctype = content_type_of(name)
@@ -80,7 +86,9 @@ class Files:
             await self.ledger.set_remote(digest, uri)
         except Exception as exc:  # noqa: BLE001 - the local copy stays; the job is not failed for it
             self.mirror.failures += 1
-            log.error("could not upload %s to %s: %s (the local copy is kept)", digest, self.mirror.prefix, exc)
+            log.error(
+                "could not upload %s to %s: %s (the local copy is kept)", digest, self.mirror.prefix, exc
+            )
 
 
 def items_of(node_id: str, node_out: dict):
@@ -98,5 +106,8 @@ def items_of(node_id: str, node_out: dict):
 
 def pending(outputs: dict, seen: set) -> bool:
     """Whether a run's outputs (its history entry's) hold anything not committed yet."""
-    return any((str(node_id), name) not in seen for node_id, node_out in outputs.items()
-               for _key, name, _item in items_of(str(node_id), node_out))
+    return any(
+        (str(node_id), name) not in seen
+        for node_id, node_out in outputs.items()
+        for _key, name, _item in items_of(str(node_id), node_out)
+    )

@@ -13,6 +13,7 @@ of the job it ran last (those are what its ComfyUI has loaded). Rules:
    holds a job back for long;
 3. a job no live worker can take stays queued, and its status says which files are missing.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -25,7 +26,7 @@ PREFER_S = 3.0
 @dataclass(frozen=True)
 class WorkerView:
     id: str
-    models: frozenset[str] | None   # names as loaders give them, and folder/name; None: takes every job
+    models: frozenset[str] | None  # names as loaders give them, and folder/name; None: takes every job
     loaded: frozenset[str]
     idle: bool
     draining: bool
@@ -33,9 +34,13 @@ class WorkerView:
 
 def needs_of(workflow: dict) -> list[str] | None:
     """The model file names a workflow loads, sorted, or None when it loads none."""
-    found = {value.strip() for node in workflow.values() if isinstance(node, dict)
-             for value in (node.get("inputs") or {}).values()
-             if isinstance(value, str) and value.strip().lower().endswith(MODEL_EXTENSIONS)}
+    found = {
+        value.strip()
+        for node in workflow.values()
+        if isinstance(node, dict)
+        for value in (node.get("inputs") or {}).values()
+        if isinstance(value, str) and value.strip().lower().endswith(MODEL_EXTENSIONS)
+    }
     return sorted(found) or None
 
 
@@ -54,16 +59,24 @@ def can_take(w: WorkerView, needs: Sequence[str] | None) -> bool:
     return not needs or w.models is None or all(n in w.models for n in needs)
 
 
-def choose(me: WorkerView, peers: Sequence[WorkerView], jobs: Sequence[tuple[int, list | None, float]],
-           now: float) -> int | None:
+def choose(
+    me: WorkerView, peers: Sequence[WorkerView], jobs: Sequence[tuple[int, list | None, float]], now: float
+) -> int | None:
     """The seq of the job `me` should take among `jobs` (seq, needs, created_at), oldest
     first, or None."""
     for seq, needs, created in jobs:
         if not can_take(me, needs):
             continue
         if needs and not set(needs) <= me.loaded and now - created < PREFER_S:
-            favourite = any(p.idle and not p.draining and p.id != me.id and can_take(p, needs)
-                            and p.models is not None and set(needs) <= p.loaded for p in peers)
+            favourite = any(
+                p.idle
+                and not p.draining
+                and p.id != me.id
+                and can_take(p, needs)
+                and p.models is not None
+                and set(needs) <= p.loaded
+                for p in peers
+            )
             if favourite:
                 continue
         return seq
@@ -78,6 +91,8 @@ def waiting_reason(needs: Sequence[str] | None, workers: Sequence[WorkerView]) -
     if not live:
         return "waiting for a worker: none is running"
     missing = sorted(n for n in (needs or ()) if not any(w.models is None or n in w.models for w in live))
-    return (f"waiting for a worker that has {', '.join(missing) or ', '.join(needs or ())} on disk: "
-            f"no running worker has {'it' if len(missing) == 1 else 'them all'} "
-            f"(workers: {', '.join(w.id for w in live)}); add them to the model sync's profiles")
+    return (
+        f"waiting for a worker that has {', '.join(missing) or ', '.join(needs or ())} on disk: "
+        f"no running worker has {'it' if len(missing) == 1 else 'them all'} "
+        f"(workers: {', '.join(w.id for w in live)}); add them to the model sync's profiles"
+    )

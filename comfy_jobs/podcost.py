@@ -9,6 +9,7 @@ One merge-patch of the pod's own annotation through the API server, with the pod
 account (deploy/k8s/overlays/ack-gpu-scale/rbac.yaml allows get and patch on pods); off when
 the worker does not run in a pod (COMFY_POD_NAME unset).
 """
+
 from __future__ import annotations
 
 import json
@@ -27,7 +28,7 @@ SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 @dataclass(frozen=True)
 class PodRef:
-    api: str          # https://KUBERNETES_SERVICE_HOST:KUBERNETES_SERVICE_PORT
+    api: str  # https://KUBERNETES_SERVICE_HOST:KUBERNETES_SERVICE_PORT
     namespace: str
     name: str
     token_file: Path = SERVICE_ACCOUNT / "token"
@@ -38,8 +39,11 @@ class PodCost:
     def __init__(self, pod: PodRef, session: aiohttp.ClientSession):
         self.pod, self.session = pod, session
         self.current: int | None = None
-        self._ssl: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(pod.ca_file)) \
-            if pod.ca_file and pod.api.startswith("https:") else True
+        self._ssl: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=str(pod.ca_file))
+            if pod.ca_file and pod.api.startswith("https:")
+            else True
+        )
 
     async def set(self, busy: bool) -> None:
         cost = BUSY_COST if busy else IDLE_COST
@@ -49,9 +53,12 @@ class PodCost:
         try:
             token = self.pod.token_file.read_text().strip()  # the kubelet rotates it: read each time
             async with self.session.patch(
-                    url, data=json.dumps({"metadata": {"annotations": {ANNOTATION: str(cost)}}}), ssl=self._ssl,
-                    headers={"Authorization": f"Bearer {token}", "Content-Type": "application/merge-patch+json"},
-                    timeout=aiohttp.ClientTimeout(total=10)) as r:
+                url,
+                data=json.dumps({"metadata": {"annotations": {ANNOTATION: str(cost)}}}),
+                ssl=self._ssl,
+                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/merge-patch+json"},
+                timeout=aiohttp.ClientTimeout(total=10),
+            ) as r:
                 if r.status >= 300:
                     raise RuntimeError(f"{r.status} {(await r.text())[:200]}")
             self.current = cost

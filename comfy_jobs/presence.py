@@ -1,6 +1,7 @@
 """What a worker tells the others about itself, mixed into comfy_jobs.worker.Worker: its row
 in the ledger (the models on its disk, the models of its last job, the job in hand, its
 proxy's address), read back for a drain request; and its pod's deletion cost."""
+
 from __future__ import annotations
 
 import asyncio
@@ -16,18 +17,23 @@ log = logging.getLogger("comfy_jobs.worker")
 class Presence:
     # the Worker's
     id: str
-    s: Any          # JobSettings
-    ledger: Any     # comfy_jobs.ledger.Ledger
+    s: Any  # JobSettings
+    ledger: Any  # comfy_jobs.ledger.Ledger
     loaded: list[str]
     draining: bool
-    current: Any    # worker.Held | None
-    cost: Any       # podcost.PodCost | None
+    current: Any  # worker.Held | None
+    cost: Any  # podcost.PodCost | None
     _wake: asyncio.Event
 
     def info(self) -> WorkerInfo:
         models = placed_models(self.s.models_dir) if self.s.models_dir else None
-        return WorkerInfo(self.id, self.s.worker_url or None, models, self.loaded,
-                          self.current.job.id if self.current else None)
+        return WorkerInfo(
+            self.id,
+            self.s.worker_url or None,
+            models,
+            self.loaded,
+            self.current.job.id if self.current else None,
+        )
 
     async def report(self, starting: bool = False) -> None:
         """Write this worker's row; learn whether it was asked to drain."""
@@ -52,4 +58,3 @@ class Presence:
     async def _pod_cost(self, busy: bool) -> None:
         if self.cost is not None:
             await self.cost.set(busy)
-

@@ -1,5 +1,6 @@
 """The contract's progress snapshot, computed from ComfyUI's WebSocket messages: node
 counts plus the sampler steps of the node running now."""
+
 from __future__ import annotations
 
 
@@ -39,6 +40,13 @@ class Tracker:
         cls = (self.workflow.get(self.current) or {}).get("class_type") if self.current else None
         if message is None and cls:
             message = f"{cls} {self.step}/{self.steps}" if self.steps else cls
-        return {"value": round(value, 4), "nodes_done": done, "nodes_total": self.total,
-                "current_node": self.current, "current_node_class": cls, "step": self.step,
-                "steps": self.steps, "message": message}
+        return {
+            "value": round(value, 4),
+            "nodes_done": done,
+            "nodes_total": self.total,
+            "current_node": self.current,
+            "current_node_class": cls,
+            "step": self.step,
+            "steps": self.steps,
+            "message": message,
+        }

@@ -7,6 +7,7 @@ once here, each call only binds its values, and SQLAlchemy compiles each stateme
 dialect. They are dialect-neutral: `FOR UPDATE SKIP LOCKED` compiles on PostgreSQL and is
 left out on SQLite (where BEGIN IMMEDIATE serialises writers anyway).
 """
+
 from __future__ import annotations
 
 from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
@@ -20,8 +21,9 @@ HELD_STATES = (RUNNING, CANCELING)
 
 
 def _held():
-    return and_(J.c.id == bindparam("job_id"), J.c.lease_owner == bindparam("worker"),
-                J.c.status.in_(HELD_STATES))
+    return and_(
+        J.c.id == bindparam("job_id"), J.c.lease_owner == bindparam("worker"), J.c.status.in_(HELD_STATES)
+    )
 
 
 def _claimable():
@@ -32,70 +34,154 @@ def _claimable():
 # --- idempotency ---------------------------------------------------------------------------
 idem_get = select(IDEM).where(IDEM.c.scope == bindparam("scope"), IDEM.c.key == bindparam("key"))
 idem_drop = delete(IDEM).where(IDEM.c.scope == bindparam("scope"), IDEM.c.key == bindparam("key"))
-idem_put = insert(IDEM).values(scope=bindparam("scope"), key=bindparam("key"), body_hash=bindparam("body_hash"),
-                            ref_id=bindparam("ref_id"), created_at=bindparam("created_at"))
+idem_put = insert(IDEM).values(
+    scope=bindparam("scope"),
+    key=bindparam("key"),
+    body_hash=bindparam("body_hash"),
+    ref_id=bindparam("ref_id"),
+    created_at=bindparam("created_at"),
+)
 
 # --- jobs, as the API sees them --------------------------------------------------------------
 depth = select(func.count()).select_from(J).where(J.c.status.in_(ACTIVE))
-job_put = insert(J).values(
-    id=bindparam("id"), status=QUEUED, workflow=bindparam("workflow"), extra_data=bindparam("extra_data"),
-    metadata=bindparam("metadata"), created_at=bindparam("created_at"), expires_at=bindparam("expires_at"),
-    attempts=0, cancel_requested=False, needs=bindparam("needs")).returning(J.c.seq)
+job_put = (
+    insert(J)
+    .values(
+        id=bindparam("id"),
+        status=QUEUED,
+        workflow=bindparam("workflow"),
+        extra_data=bindparam("extra_data"),
+        metadata=bindparam("metadata"),
+        created_at=bindparam("created_at"),
+        expires_at=bindparam("expires_at"),
+        attempts=0,
+        cancel_requested=False,
+        needs=bindparam("needs"),
+    )
+    .returning(J.c.seq)
+)
 job_by_id = select(J).where(J.c.id == bindparam("job_id"))
 ahead = select(func.count()).select_from(J).where(J.c.status == QUEUED, J.c.seq < bindparam("seq"))
-outputs_of = (select(OUT, AS, R.c.uri).join(AS, AS.c.id == OUT.c.asset_id).outerjoin(R, R.c.hash == AS.c.hash)
-              .where(OUT.c.job_id == bindparam("job_id")).order_by(OUT.c.seq))
-cancel_queued = (update(J).where(J.c.id == bindparam("job_id"), J.c.status == QUEUED)
-                 .values(status=CANCELED, completed_at=bindparam("now"), lease_owner=None, lease_until=None)
-                 .returning(J.c.seq))
-cancel_running = (update(J).where(J.c.id == bindparam("job_id"), J.c.status == RUNNING)
-                  .values(status=CANCELING, cancel_requested=True))
+outputs_of = (
+    select(OUT, AS, R.c.uri)
+    .join(AS, AS.c.id == OUT.c.asset_id)
+    .outerjoin(R, R.c.hash == AS.c.hash)
+    .where(OUT.c.job_id == bindparam("job_id"))
+    .order_by(OUT.c.seq)
+)
+cancel_queued = (
+    update(J)
+    .where(J.c.id == bindparam("job_id"), J.c.status == QUEUED)
+    .values(status=CANCELED, completed_at=bindparam("now"), lease_owner=None, lease_until=None)
+    .returning(J.c.seq)
+)
+cancel_running = (
+    update(J)
+    .where(J.c.id == bindparam("job_id"), J.c.status == RUNNING)
+    .values(status=CANCELING, cancel_requested=True)
+)
 counts = select(J.c.status, func.count()).where(J.c.status.in_(ACTIVE)).group_by(J.c.status)
-recent = (select(J.c.completed_at - J.c.run_started_at)
-          .where(J.c.status == SUCCEEDED, J.c.run_started_at.is_not(None))
-          .order_by(J.c.seq.desc()).limit(20))
+recent = (
+    select(J.c.completed_at - J.c.run_started_at)
+    .where(J.c.status == SUCCEEDED, J.c.run_started_at.is_not(None))
+    .order_by(J.c.seq.desc())
+    .limit(20)
+)
 queued_needs = select(J.c.needs).where(J.c.status == QUEUED, J.c.needs.is_not(None))
 
 # --- the worker's side ---------------------------------------------------------------------
-expire = (update(J).where(J.c.status == QUEUED, J.c.expires_at < bindparam("now"))
-          .values(status=EXPIRED, completed_at=bindparam("now")).returning(J.c.id))
+expire = (
+    update(J)
+    .where(J.c.status == QUEUED, J.c.expires_at < bindparam("now"))
+    .values(status=EXPIRED, completed_at=bindparam("now"))
+    .returning(J.c.id)
+)
 # The few oldest claimable jobs, locked for this transaction only; a worker claiming at the
 # same moment skips them (and looks at the next ones) instead of waiting for the lock.
-candidates = (select(J.c.seq, J.c.needs, J.c.created_at).where(_claimable()).order_by(J.c.seq)
-              .limit(bindparam("n")).with_for_update(skip_locked=True))
-take = (update(J).where(J.c.seq == bindparam("at_seq"), _claimable()).values(
-    status=func.coalesce(func.nullif(J.c.status, QUEUED), RUNNING), lease_owner=bindparam("worker"),
-    lease_until=bindparam("lease_until"), started_at=func.coalesce(J.c.started_at, bindparam("now")))
-    .returning(*J.c))
-forget = (update(J).where(J.c.lease_owner == bindparam("worker"), J.c.status.in_(HELD_STATES))
-          .values(lease_until=0))
-heartbeat = update(J).where(_held()).values(lease_until=bindparam("lease_until")).returning(J.c.cancel_requested)
+candidates = (
+    select(J.c.seq, J.c.needs, J.c.created_at)
+    .where(_claimable())
+    .order_by(J.c.seq)
+    .limit(bindparam("n"))
+    .with_for_update(skip_locked=True)
+)
+take = (
+    update(J)
+    .where(J.c.seq == bindparam("at_seq"), _claimable())
+    .values(
+        status=func.coalesce(func.nullif(J.c.status, QUEUED), RUNNING),
+        lease_owner=bindparam("worker"),
+        lease_until=bindparam("lease_until"),
+        started_at=func.coalesce(J.c.started_at, bindparam("now")),
+    )
+    .returning(*J.c)
+)
+forget = (
+    update(J).where(J.c.lease_owner == bindparam("worker"), J.c.status.in_(HELD_STATES)).values(lease_until=0)
+)
+heartbeat = (
+    update(J).where(_held()).values(lease_until=bindparam("lease_until")).returning(J.c.cancel_requested)
+)
 release = update(J).where(_held()).values(lease_until=0)
-attempt_count = (update(J).where(_held()).values(
-    attempts=J.c.attempts + 1, prompt_id=bindparam("prompt_id"),
-    run_started_at=func.coalesce(J.c.run_started_at, bindparam("now"))).returning(J.c.attempts))
-attempt_put = insert(A).values(job_id=bindparam("job_id"), n=bindparam("n"), prompt_id=bindparam("prompt_id"),
-                               worker=bindparam("worker"), started_at=bindparam("now"))
+attempt_count = (
+    update(J)
+    .where(_held())
+    .values(
+        attempts=J.c.attempts + 1,
+        prompt_id=bindparam("prompt_id"),
+        run_started_at=func.coalesce(J.c.run_started_at, bindparam("now")),
+    )
+    .returning(J.c.attempts)
+)
+attempt_put = insert(A).values(
+    job_id=bindparam("job_id"),
+    n=bindparam("n"),
+    prompt_id=bindparam("prompt_id"),
+    worker=bindparam("worker"),
+    started_at=bindparam("now"),
+)
 attempt_drop = delete(A).where(A.c.prompt_id == bindparam("prompt_id"))
-attempt_uncount = (update(J).where(_held(), J.c.prompt_id == bindparam("pid"))
-                   .values(attempts=J.c.attempts - 1, prompt_id=None))
-attempt_end = (update(A).where(A.c.prompt_id == bindparam("pid"), A.c.ended_at.is_(None))
-               .values(ended_at=bindparam("now"), outcome=bindparam("outcome"), reason=bindparam("reason")))
+attempt_uncount = (
+    update(J)
+    .where(_held(), J.c.prompt_id == bindparam("pid"))
+    .values(attempts=J.c.attempts - 1, prompt_id=None)
+)
+attempt_end = (
+    update(A)
+    .where(A.c.prompt_id == bindparam("pid"), A.c.ended_at.is_(None))
+    .values(ended_at=bindparam("now"), outcome=bindparam("outcome"), reason=bindparam("reason"))
+)
 attempts_of = select(A).where(A.c.job_id == bindparam("job_id")).order_by(A.c.n)
 progress = update(J).where(_held()).values(progress=bindparam("progress"))
-_end: dict = dict(status=bindparam("status"), completed_at=bindparam("now"), error=bindparam("error"),
-            lease_owner=None, lease_until=None)
+_end: dict = dict(
+    status=bindparam("status"),
+    completed_at=bindparam("now"),
+    error=bindparam("error"),
+    lease_owner=None,
+    lease_until=None,
+)
 finish = update(J).where(_held()).values(**_end)
 finish_with_progress = update(J).where(_held()).values(**_end, progress=bindparam("progress"))
 
 # --- assets ----------------------------------------------------------------------------------
 asset_exists = select(AS.c.id).where(AS.c.id == bindparam("id"))
-asset_put = insert(AS).values(id=bindparam("id"), hash=bindparam("hash"), size=bindparam("size"),
-                              content_type=bindparam("content_type"), file_path=bindparam("file_path"),
-                              created_at=bindparam("created_at"), job_id=bindparam("job_id"),
-                              tags=bindparam("tags"))
-output_put = insert(OUT).values(job_id=bindparam("job_id"), node_id=bindparam("node_id"), name=bindparam("name"),
-                              kind=bindparam("kind"), asset_id=bindparam("asset_id"))
+asset_put = insert(AS).values(
+    id=bindparam("id"),
+    hash=bindparam("hash"),
+    size=bindparam("size"),
+    content_type=bindparam("content_type"),
+    file_path=bindparam("file_path"),
+    created_at=bindparam("created_at"),
+    job_id=bindparam("job_id"),
+    tags=bindparam("tags"),
+)
+output_put = insert(OUT).values(
+    job_id=bindparam("job_id"),
+    node_id=bindparam("node_id"),
+    name=bindparam("name"),
+    kind=bindparam("kind"),
+    asset_id=bindparam("asset_id"),
+)
 _asset = select(AS, R.c.uri).outerjoin(R, R.c.hash == AS.c.hash)
 asset_by_id = _asset.where(AS.c.id == bindparam("id"))
 asset_by_hash = _asset.where(AS.c.hash == bindparam("hash")).limit(1)
@@ -103,23 +189,54 @@ remote_exists = select(R.c.hash).where(R.c.hash == bindparam("hash"))
 remote_put = insert(R).values(hash=bindparam("hash"), uri=bindparam("uri"))
 
 # --- webhook outbox --------------------------------------------------------------------------
-delivery_put = insert(D).values(job_id=bindparam("job_id"), body=bindparam("body"), attempts=0,
-                                next_at=bindparam("now"), done=False)
-deliveries_due = (select(D).where(D.c.done.is_(False), D.c.next_at <= bindparam("now"))
-                  .order_by(D.c.id).limit(bindparam("n")))
-delivery_end = update(D).where(D.c.id == bindparam("did")).values(
-    attempts=D.c.attempts + 1, done=bindparam("done"), last_error=bindparam("error"), next_at=bindparam("next_at"))
+delivery_put = insert(D).values(
+    job_id=bindparam("job_id"), body=bindparam("body"), attempts=0, next_at=bindparam("now"), done=False
+)
+deliveries_due = (
+    select(D)
+    .where(D.c.done.is_(False), D.c.next_at <= bindparam("now"))
+    .order_by(D.c.id)
+    .limit(bindparam("n"))
+)
+delivery_end = (
+    update(D)
+    .where(D.c.id == bindparam("did"))
+    .values(
+        attempts=D.c.attempts + 1,
+        done=bindparam("done"),
+        last_error=bindparam("error"),
+        next_at=bindparam("next_at"),
+    )
+)
 
 # --- workers and pins ------------------------------------------------------------------------
 worker_get = select(W).where(W.c.id == bindparam("id"))
 workers_seen = select(W).where(W.c.seen_at >= bindparam("since")).order_by(W.c.id)
-worker_put = insert(W).values(id=bindparam("id"), ui_url=bindparam("ui_url"), models=bindparam("models"),
-                              loaded=bindparam("loaded"), job_id=bindparam("job_id"), draining=False,
-                              started_at=bindparam("now"), seen_at=bindparam("now"))
-worker_beat = update(W).where(W.c.id == bindparam("wid")).values(
-    ui_url=bindparam("ui_url"), models=bindparam("models"), loaded=bindparam("loaded"),
-    job_id=bindparam("job_id"), seen_at=bindparam("now")).returning(W.c.draining)
-worker_restart = update(W).where(W.c.id == bindparam("wid")).values(draining=False, started_at=bindparam("now"))
+worker_put = insert(W).values(
+    id=bindparam("id"),
+    ui_url=bindparam("ui_url"),
+    models=bindparam("models"),
+    loaded=bindparam("loaded"),
+    job_id=bindparam("job_id"),
+    draining=False,
+    started_at=bindparam("now"),
+    seen_at=bindparam("now"),
+)
+worker_beat = (
+    update(W)
+    .where(W.c.id == bindparam("wid"))
+    .values(
+        ui_url=bindparam("ui_url"),
+        models=bindparam("models"),
+        loaded=bindparam("loaded"),
+        job_id=bindparam("job_id"),
+        seen_at=bindparam("now"),
+    )
+    .returning(W.c.draining)
+)
+worker_restart = (
+    update(W).where(W.c.id == bindparam("wid")).values(draining=False, started_at=bindparam("now"))
+)
 worker_drain = update(W).where(W.c.id == bindparam("wid")).values(draining=True)
 worker_gone = delete(W).where(W.c.id == bindparam("id"))
 pin_get = select(P.c.worker_id).where(P.c.key == bindparam("key"))

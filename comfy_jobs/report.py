@@ -1,6 +1,7 @@
 """What a worker reports about its disk: the model files model_sync placed and verified
 (its state records, comfy_jobs reads them and never writes), each still there at the size
 it was verified at."""
+
 from __future__ import annotations
 
 from pathlib import Path

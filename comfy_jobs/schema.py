@@ -1,8 +1,22 @@
 """The ledger's tables, in SQLAlchemy Core so one definition serves SQLite and PostgreSQL."""
+
 from __future__ import annotations
 
-from sqlalchemy import (JSON, BigInteger, Boolean, Column, Float, ForeignKey, Index, Integer, MetaData,
-                        String, Table, Text, UniqueConstraint)
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 
 # 2: jobs.needs (the model files a job loads, for placement), the workers and pins tables
 SCHEMA_VERSION = 2
@@ -11,7 +25,8 @@ meta = MetaData()
 schema_info = Table("schema_info", meta, Column("version", Integer, nullable=False))
 
 jobs = Table(
-    "jobs", meta,
+    "jobs",
+    meta,
     # seq orders the queue and the listing (ids are random, creation times can tie)
     Column("seq", Integer, primary_key=True, autoincrement=True),
     Column("id", String(64), nullable=False, unique=True),
@@ -37,21 +52,23 @@ jobs = Table(
 Index("jobs_status_seq", jobs.c.status, jobs.c.seq)
 
 attempts = Table(
-    "attempts", meta,
+    "attempts",
+    meta,
     Column("job_id", String(64), ForeignKey("jobs.id"), nullable=False),
     Column("n", Integer, nullable=False),
     Column("prompt_id", String(64), nullable=False, unique=True),
     Column("worker", String(200), nullable=False),
     Column("started_at", Float, nullable=False),
     Column("ended_at", Float),
-    Column("outcome", String(32)),   # lost, rejected, failed, interrupted, canceled, succeeded
+    Column("outcome", String(32)),  # lost, rejected, failed, interrupted, canceled, succeeded
     # why it ended; for a success, the history's outputs (JSON), kept until they are fetched,
     # so that a worker that dies meanwhile leaves the next one the files, not a rerun
     Column("reason", Text),
 )
 
 assets = Table(
-    "assets", meta,
+    "assets",
+    meta,
     Column("id", String(64), primary_key=True),
     Column("hash", String(80), nullable=False, index=True),
     Column("size", BigInteger, nullable=False),  # videos pass 2 GiB
@@ -64,13 +81,15 @@ assets = Table(
 
 # One row per blob that was mirrored to object storage (COMFY_OUTPUTS_TO).
 remotes = Table(
-    "remotes", meta,
+    "remotes",
+    meta,
     Column("hash", String(80), primary_key=True),
     Column("uri", Text, nullable=False),
 )
 
 outputs = Table(
-    "outputs", meta,
+    "outputs",
+    meta,
     Column("seq", Integer, primary_key=True, autoincrement=True),
     Column("job_id", String(64), ForeignKey("jobs.id"), nullable=False, index=True),
     Column("node_id", String(64), nullable=False),
@@ -81,7 +100,8 @@ outputs = Table(
 )
 
 idempotency = Table(
-    "idempotency", meta,
+    "idempotency",
+    meta,
     Column("scope", String(16), primary_key=True),
     Column("key", String(255), primary_key=True),
     Column("body_hash", String(64), nullable=False),
@@ -90,7 +110,8 @@ idempotency = Table(
 )
 
 deliveries = Table(
-    "deliveries", meta,
+    "deliveries",
+    meta,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("job_id", String(64), nullable=False),
     Column("body", JSON, nullable=False),
@@ -105,12 +126,13 @@ Index("deliveries_due", deliveries.c.done, deliveries.c.next_at)
 # gateway's UI pinning read. `models`: the files model_sync placed on its disk (NULL: it
 # does not report them and takes every job); `loaded`: the models of the job it ran last.
 workers = Table(
-    "workers", meta,
+    "workers",
+    meta,
     Column("id", String(200), primary_key=True),
-    Column("ui_url", Text),             # where a gateway relays a pinned browser's requests
+    Column("ui_url", Text),  # where a gateway relays a pinned browser's requests
     Column("models", JSON),
     Column("loaded", JSON),
-    Column("job_id", String(64)),       # the job it holds now
+    Column("job_id", String(64)),  # the job it holds now
     Column("draining", Boolean, nullable=False, default=False),
     Column("started_at", Float, nullable=False),
     Column("seen_at", Float, nullable=False),
@@ -118,7 +140,8 @@ workers = Table(
 
 # A browser session (or token) pinned to one worker's UI, shared by every gateway replica.
 pins = Table(
-    "pins", meta,
+    "pins",
+    meta,
     Column("key", String(64), primary_key=True),
     Column("worker_id", String(200), nullable=False),
     Column("at", Float, nullable=False),

@@ -1,6 +1,7 @@
 """Everything the v2 API needs from comfy_jobs, started and stopped as one: the ledger, the
 blob store (and its object-storage mirror), the live-event hub, the in-process worker and
 the webhook sender."""
+
 from __future__ import annotations
 
 import asyncio
@@ -47,20 +48,28 @@ class JobsService:
         mirror = None
         if self.s.outputs_to:
             from comfy_jobs.objstore import Mirror
+
             mirror = Mirror(self.s.outputs_to, self.s.jobs_dir, self.s.storage)
         self.blobs = BlobStore(self.s.blobs_dir, mirror)
         self.files = Files(self.ledger, self.blobs, self.hub, mirror)
-        self.session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar(),
-                                             connector=aiohttp.TCPConnector(limit=0))
+        self.session = aiohttp.ClientSession(
+            cookie_jar=aiohttp.DummyCookieJar(), connector=aiohttp.TCPConnector(limit=0)
+        )
         if self.s.run_worker:
-            self.worker = Worker(self.ledger, self.s, self.comfy_url, self.session, self.files, self.hub,
-                                 self.metrics)
+            self.worker = Worker(
+                self.ledger, self.s, self.comfy_url, self.session, self.files, self.hub, self.metrics
+            )
             self.worker.start()
         if self.s.webhook_url:
-            self.sender = Sender(self.ledger, self.s.webhook_url, self.s.webhook_secret, self.session, self.metrics)
+            self.sender = Sender(
+                self.ledger, self.s.webhook_url, self.s.webhook_secret, self.session, self.metrics
+            )
             self._tasks.append(asyncio.create_task(self.sender.run(), name="webhooks"))
-        log.info("v2 jobs: ledger %s, worker %s", self.s.db_url.split("://")[0],
-                 self.s.worker_id if self.worker else "elsewhere (COMFY_JOBS_WORKER=0)")
+        log.info(
+            "v2 jobs: ledger %s, worker %s",
+            self.s.db_url.split("://")[0],
+            self.s.worker_id if self.worker else "elsewhere (COMFY_JOBS_WORKER=0)",
+        )
 
     async def stop(self) -> None:
         if self.worker:

@@ -1,12 +1,13 @@
 """The job ledger's and worker's settings, read once into a frozen object that everything
 else receives. The variables (name, default, doc line) are declared in
 comfy_stack/variables.py; docs/api.md's table is generated from them."""
+
 from __future__ import annotations
 
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Mapping
 
 from comfy_jobs.errors import ConfigError
 from comfy_jobs.podcost import PodRef
@@ -25,10 +26,10 @@ class JobSettings:
     lease_s: float = v.COMFY_JOB_LEASE_SECONDS.default
     run_worker: bool = True
     worker_id: str = ""
-    worker_url: str = ""          # this worker's proxy as gateways reach it (UI pinning)
+    worker_url: str = ""  # this worker's proxy as gateways reach it (UI pinning)
     models_dir: Path | None = None  # placement: report what model_sync placed here
     comfyui_url: str = v.COMFY_WORKER_COMFYUI_URL.default
-    pod: PodRef | None = None     # the worker's own pod, for its pod-deletion-cost
+    pod: PodRef | None = None  # the worker's own pod, for its pod-deletion-cost
     retention_days: float = v.COMFY_JOBS_RETENTION_DAYS.default
     webhook_url: str = ""
     webhook_secret: str = ""
@@ -50,8 +51,11 @@ def _pod(env: Env) -> PodRef | None:
     if not name or not host:
         return None
     host = f"[{host}]" if ":" in host else host  # an IPv6 service address
-    return PodRef(f"https://{host}:{env.get(v.KUBERNETES_SERVICE_PORT).strip()}",
-                  env.get(v.COMFY_POD_NAMESPACE).strip(), name)
+    return PodRef(
+        f"https://{host}:{env.get(v.KUBERNETES_SERVICE_PORT).strip()}",
+        env.get(v.COMFY_POD_NAMESPACE).strip(),
+        name,
+    )
 
 
 def load_settings(environ: Mapping[str, str] | None = None, jobs_dir: Path | None = None) -> JobSettings:
@@ -60,11 +64,15 @@ def load_settings(environ: Mapping[str, str] | None = None, jobs_dir: Path | Non
     env = Env(environ, error=ConfigError)
     url, secret = env.get(v.COMFY_WEBHOOK_URL).strip(), env.get(v.COMFY_WEBHOOK_SECRET).strip()
     if url and not secret.startswith("whsec_"):
-        raise ConfigError("COMFY_WEBHOOK_URL needs COMFY_WEBHOOK_SECRET=whsec_<base64>, the Standard "
-                          "Webhooks secret that receivers verify the signatures with")
+        raise ConfigError(
+            "COMFY_WEBHOOK_URL needs COMFY_WEBHOOK_SECRET=whsec_<base64>, the Standard "
+            "Webhooks secret that receivers verify the signatures with"
+        )
     outputs_to = env.get(v.COMFY_OUTPUTS_TO).strip().rstrip("/")
     if outputs_to and not outputs_to.startswith(("oss://", "s3://")):
-        raise ConfigError(f"COMFY_OUTPUTS_TO={outputs_to!r}: expected oss://bucket/prefix or s3://bucket/prefix")
+        raise ConfigError(
+            f"COMFY_OUTPUTS_TO={outputs_to!r}: expected oss://bucket/prefix or s3://bucket/prefix"
+        )
     return JobSettings(
         jobs_dir=env.get(v.COMFY_JOBS_DIR) if env.is_set(v.COMFY_JOBS_DIR) or jobs_dir is None else jobs_dir,
         database_url=env.get(v.COMFY_JOBS_DATABASE_URL).strip(),

@@ -15,6 +15,7 @@ queue library's "next job" query does. What they add beyond the claim (LISTEN/NO
 wake-ups, lease expiry) is a few lines here: engines.Listener and the lease columns.
 SQLite keeps working with the same statements (one box needs no database server).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -37,9 +38,9 @@ from comfy_jobs.placement import choose, needs_of
 from comfy_jobs.sqlrows import SqlRest, asset_of, job_of, views_of
 
 IDEM_TTL_S = 24 * 3600  # the contract: keys expire after 24 h
-SWEEP_EVERY_S = 5.0     # how often a claim also expires queued jobs past their deadline
-CANDIDATES = 16         # claimable jobs a claim looks at (and locks, briefly) at once
-WORKER_LIVE_S = 60.0    # a worker not heard of for this long is gone (placement, pinning)
+SWEEP_EVERY_S = 5.0  # how often a claim also expires queued jobs past their deadline
+CANDIDATES = 16  # claimable jobs a claim looks at (and locks, briefly) at once
+WORKER_LIVE_S = 60.0  # a worker not heard of for this long is gone (placement, pinning)
 
 
 class SqlLedger(SqlRest):
@@ -60,12 +61,16 @@ class SqlLedger(SqlRest):
                     engines.schema_lock(c)
                 self._create_schema(c)
         except SQLAlchemyError as exc:
-            raise LedgerError(f"cannot open the job ledger {sa_url.render_as_string()}: {exc}; "
-                              "check COMFY_JOBS_DIR / COMFY_JOBS_DATABASE_URL") from None
+            raise LedgerError(
+                f"cannot open the job ledger {sa_url.render_as_string()}: {exc}; "
+                "check COMFY_JOBS_DIR / COMFY_JOBS_DATABASE_URL"
+            ) from None
         # SQLite takes one writer at a time: one thread writes; reads (WAL) run beside it, so
         # that polling clients never queue behind a commit.
         self.pool = ThreadPoolExecutor(max_workers=1 if self.sqlite else 8, thread_name_prefix="ledger-w")
-        self.rpool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ledger-r") if self.sqlite else self.pool
+        self.rpool = (
+            ThreadPoolExecutor(max_workers=2, thread_name_prefix="ledger-r") if self.sqlite else self.pool
+        )
         self.closed = False
         self._swept = 0.0
         self._work = asyncio.Event()
@@ -78,8 +83,10 @@ class SqlLedger(SqlRest):
             c.execute(insert(S.schema_info).values(version=S.SCHEMA_VERSION))
             return
         if version > S.SCHEMA_VERSION:
-            raise LedgerError(f"the ledger at {self.sa_url.render_as_string()} has schema {version}, newer "
-                              f"than this program ({S.SCHEMA_VERSION}); run the newer version")
+            raise LedgerError(
+                f"the ledger at {self.sa_url.render_as_string()} has schema {version}, newer "
+                f"than this program ({S.SCHEMA_VERSION}); run the newer version"
+            )
         for v in range(version, S.SCHEMA_VERSION):
             for statement in S.MIGRATIONS.get(v, ()):
                 c.execute(text(statement))
@@ -128,16 +135,19 @@ class SqlLedger(SqlRest):
 
     def _full(self, c: Connection, job: Job, outputs: bool = True) -> Job:
         if outputs:
-            job.outputs = [Output(m["node_id"], m["name"], m["kind"], asset_of(m))
-                           for m in (r._mapping for r in c.execute(Q.outputs_of, {"job_id": job.id}))]
+            job.outputs = [
+                Output(m["node_id"], m["name"], m["kind"], asset_of(m))
+                for m in (r._mapping for r in c.execute(Q.outputs_of, {"job_id": job.id}))
+            ]
         if job.status == QUEUED:
             job.queue_position = c.execute(Q.ahead, {"seq": job.seq}).scalar()
         return job
 
     # --- jobs --------------------------------------------------------------------------
     async def create_job(self, job_id, workflow, extra_data, metadata, idem, queue_limit, retention_s):
-        return await self._run(self._create_job, job_id, workflow, extra_data, metadata, idem,
-                               queue_limit, retention_s)
+        return await self._run(
+            self._create_job, job_id, workflow, extra_data, metadata, idem, queue_limit, retention_s
+        )
 
     def _create_job(self, job_id, workflow, extra_data, metadata, idem, queue_limit, retention_s):
         for attempt in range(2):  # PostgreSQL: a concurrent insert of the same key loses the race once
@@ -153,17 +163,43 @@ class SqlLedger(SqlRest):
                             raise QueueFull(depth, queue_limit)
                     now = time.time()
                     needs = needs_of(workflow)
-                    seq = c.execute(Q.job_put, {
-                        "id": job_id, "workflow": workflow, "extra_data": extra_data, "metadata": metadata,
-                        "created_at": now, "expires_at": now + retention_s, "needs": needs}).scalar_one()
+                    seq = c.execute(
+                        Q.job_put,
+                        {
+                            "id": job_id,
+                            "workflow": workflow,
+                            "extra_data": extra_data,
+                            "metadata": metadata,
+                            "created_at": now,
+                            "expires_at": now + retention_s,
+                            "needs": needs,
+                        },
+                    ).scalar_one()
                     if idem is not None:
-                        c.execute(Q.idem_put, {"scope": "jobs", "key": idem.key, "body_hash": idem.body_hash,
-                                               "ref_id": job_id, "created_at": now})
+                        c.execute(
+                            Q.idem_put,
+                            {
+                                "scope": "jobs",
+                                "key": idem.key,
+                                "body_hash": idem.body_hash,
+                                "ref_id": job_id,
+                                "created_at": now,
+                            },
+                        )
                     if self.postgres:
                         engines.notify(c)
                     # What was just written, without reading it back.
-                    job = Job(id=job_id, seq=seq, status=QUEUED, workflow=workflow, created_at=now,
-                              expires_at=now + retention_s, extra_data=extra_data, metadata=metadata, needs=needs)
+                    job = Job(
+                        id=job_id,
+                        seq=seq,
+                        status=QUEUED,
+                        workflow=workflow,
+                        created_at=now,
+                        expires_at=now + retention_s,
+                        extra_data=extra_data,
+                        metadata=metadata,
+                        needs=needs,
+                    )
                     return self._full(c, job, outputs=False), False
             except IntegrityError as exc:
                 if idem is None or attempt:
@@ -187,13 +223,23 @@ class SqlLedger(SqlRest):
         def run():
             with self._tx(Write.ORDERED) as c:
                 return self._idem_lookup(c, scope, idem)
+
         return await self._run(run)
 
     async def idem_record(self, scope, idem, ref_id):
         def run():
             with self._tx(Write.ORDERED) as c:
-                c.execute(Q.idem_put, {"scope": scope, "key": idem.key, "body_hash": idem.body_hash,
-                                       "ref_id": ref_id, "created_at": time.time()})
+                c.execute(
+                    Q.idem_put,
+                    {
+                        "scope": scope,
+                        "key": idem.key,
+                        "body_hash": idem.body_hash,
+                        "ref_id": ref_id,
+                        "created_at": time.time(),
+                    },
+                )
+
         await self._run(run)
 
     async def get_job(self, job_id):
@@ -206,16 +252,23 @@ class SqlLedger(SqlRest):
                 if job.status == QUEUED:
                     self._explain_wait(c, job)
                 return job
+
         return await self._read(run)
 
     def _explain_wait(self, c: Connection, job: Job) -> None:
         """A queued job that no live worker can take says why, in its progress message."""
         from comfy_jobs.placement import waiting_reason
+
         views = views_of(c.execute(Q.workers_seen, {"since": time.time() - WORKER_LIVE_S}).all())
         reason = waiting_reason(job.needs, views)
         if reason:
-            job.progress = {"value": 0.0, "nodes_done": 0, "nodes_total": max(len(job.workflow), 1),
-                            **(job.progress or {}), "message": reason}
+            job.progress = {
+                "value": 0.0,
+                "nodes_done": 0,
+                "nodes_total": max(len(job.workflow), 1),
+                **(job.progress or {}),
+                "message": reason,
+            }
 
     async def list_jobs(self, limit, before_seq, status):
         def run():
@@ -226,6 +279,7 @@ class SqlLedger(SqlRest):
                 q = q.where(S.jobs.c.status == status)
             with self.r.connect() as c:
                 return [self._full(c, job_of(r)) for r in c.execute(q).all()]
+
         return await self._read(run)
 
     async def request_cancel(self, job_id):
@@ -238,6 +292,7 @@ class SqlLedger(SqlRest):
                     c.execute(Q.cancel_running, {"job_id": job_id})
                 row = c.execute(Q.job_by_id, {"job_id": job_id}).first()
                 return self._full(c, job_of(row)) if row else None
+
         return await self._run(run)
 
     async def counts(self):
@@ -245,6 +300,7 @@ class SqlLedger(SqlRest):
             with self.r.connect() as c:
                 rows = c.execute(Q.counts).all()
             return {s: 0 for s in ("queued", "running", "canceling")} | {s: n for s, n in rows}
+
         return await self._read(run)
 
     async def recent_execution_s(self):
@@ -252,6 +308,7 @@ class SqlLedger(SqlRest):
             with self.r.connect() as c:
                 rows = c.execute(Q.recent).scalars().all()
             return [float(x) for x in rows if x is not None]
+
         return await self._read(run)
 
     # --- the worker's side -------------------------------------------------------------
@@ -268,39 +325,49 @@ class SqlLedger(SqlRest):
                     return None
                 seq = rows[0].seq
                 if any(r.needs for r in rows):
-                    views = {v.id: v for v in views_of(
-                        c.execute(Q.workers_seen, {"since": now - WORKER_LIVE_S}).all())}
+                    views = {
+                        v.id: v
+                        for v in views_of(c.execute(Q.workers_seen, {"since": now - WORKER_LIVE_S}).all())
+                    }
                     me = views.get(worker)
                     if me is not None:
-                        seq = choose(me, list(views.values()), [(r.seq, r.needs, r.created_at) for r in rows], now)
+                        seq = choose(
+                            me, list(views.values()), [(r.seq, r.needs, r.created_at) for r in rows], now
+                        )
                         if seq is None:
                             return None
-                row = c.execute(Q.take, {"at_seq": seq, "now": now, "worker": worker,
-                                         "lease_until": now + lease_s}).first()
+                row = c.execute(
+                    Q.take, {"at_seq": seq, "now": now, "worker": worker, "lease_until": now + lease_s}
+                ).first()
                 if row is None:
                     return None
                 job = job_of(row)
                 # a job never tried has no outputs to read back
                 return self._full(c, job, outputs=job.prompt_id is not None)
+
         return await self._run(run)
 
     async def forget_own_leases(self, worker):
         """At start: runs this worker held before a restart are resumable at once, rather
         than after their lease runs out."""
+
         def run():
             with self._tx(Write.ORDERED) as c:
                 n = c.execute(Q.forget, {"worker": worker}).rowcount
                 if n and self.postgres:
                     engines.notify(c)
                 return n
+
         return await self._run(run)
 
     async def heartbeat(self, job_id, worker, lease_s):
         def run():
             with self._tx(Write.LIGHT) as c:
-                row = c.execute(Q.heartbeat, {"job_id": job_id, "worker": worker,
-                                              "lease_until": time.time() + lease_s}).first()
+                row = c.execute(
+                    Q.heartbeat, {"job_id": job_id, "worker": worker, "lease_until": time.time() + lease_s}
+                ).first()
             return Claim(False) if row is None else Claim(True, bool(row[0]))
+
         return await self._run(run)
 
     async def release(self, job_id, worker):
@@ -309,6 +376,7 @@ class SqlLedger(SqlRest):
                 c.execute(Q.release, {"job_id": job_id, "worker": worker})
                 if self.postgres:
                     engines.notify(c)
+
         await self._run(run)
 
     async def start_attempt(self, job_id, worker, prompt_id):
@@ -321,6 +389,7 @@ class SqlLedger(SqlRest):
                     raise LedgerError(f"job {job_id} is no longer held by {worker}")
                 c.execute(Q.attempt_put, {**key, "n": n})
                 return n
+
         return await self._run(run)
 
     async def abort_attempt(self, job_id, worker, prompt_id):
@@ -328,25 +397,31 @@ class SqlLedger(SqlRest):
             with self._tx(Write.ORDERED) as c:
                 c.execute(Q.attempt_drop, {"prompt_id": prompt_id})
                 c.execute(Q.attempt_uncount, {"job_id": job_id, "worker": worker, "pid": prompt_id})
+
         await self._run(run)
 
     async def end_attempt(self, job_id, prompt_id, outcome, reason):
         def run():
             with self._tx(Write.ORDERED) as c:
-                c.execute(Q.attempt_end, {"pid": prompt_id, "now": time.time(), "outcome": outcome,
-                                          "reason": reason})
+                c.execute(
+                    Q.attempt_end,
+                    {"pid": prompt_id, "now": time.time(), "outcome": outcome, "reason": reason},
+                )
+
         await self._run(run)
 
     async def attempts_of(self, job_id):
         def run():
             with self.r.connect() as c:
                 return [dict(r._mapping) for r in c.execute(Q.attempts_of, {"job_id": job_id})]
+
         return await self._read(run)
 
     async def set_progress(self, job_id, worker, progress):
         def run():
             with self._tx(Write.LIGHT) as c:
                 c.execute(Q.progress, {"job_id": job_id, "worker": worker, "progress": progress})
+
         await self._run(run)
 
     async def add_output(self, job_id, node_id, name, kind, asset):
@@ -356,23 +431,40 @@ class SqlLedger(SqlRest):
             try:
                 with self._tx(Write.LIGHT) as c:
                     self._put_asset(c, asset)
-                    c.execute(Q.output_put, {"job_id": job_id, "node_id": node_id, "name": name, "kind": kind,
-                                             "asset_id": asset.id})
+                    c.execute(
+                        Q.output_put,
+                        {
+                            "job_id": job_id,
+                            "node_id": node_id,
+                            "name": name,
+                            "kind": kind,
+                            "asset_id": asset.id,
+                        },
+                    )
                 return True
             except IntegrityError:
                 return False
+
         return await self._run(run)
 
     async def finish(self, job_id, worker, status, error, progress=None, attempt=None):
         assert status in TERMINAL
 
         def run():
-            values = {"job_id": job_id, "worker": worker, "status": status, "now": time.time(), "error": error}
+            values = {
+                "job_id": job_id,
+                "worker": worker,
+                "status": status,
+                "now": time.time(),
+                "error": error,
+            }
             with self._tx(Write.DURABLE) as c:
                 if attempt is not None:
                     prompt_id, outcome, reason = attempt
-                    c.execute(Q.attempt_end, {"pid": prompt_id, "now": values["now"], "outcome": outcome,
-                                              "reason": reason})
+                    c.execute(
+                        Q.attempt_end,
+                        {"pid": prompt_id, "now": values["now"], "outcome": outcome, "reason": reason},
+                    )
                 if progress is None:
                     n = c.execute(Q.finish, values).rowcount
                 else:
@@ -380,4 +472,5 @@ class SqlLedger(SqlRest):
                 if n:
                     self._enqueue_webhook(c, job_id, status)
                 return bool(n)
+
         return await self._run(run)

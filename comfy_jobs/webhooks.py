@@ -4,6 +4,7 @@
 library). Deliveries sit in the ledger's outbox, written in the same transaction as the
 state change, so a crash loses none; they are retried with backoff and never hold up a job.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -47,24 +48,41 @@ class Sender:
         job = await self.ledger.get_job(job_id)
         data: dict[str, object] = {"id": job_id, "status": kind.removeprefix("job.")}
         if job is not None:
-            data.update(status=job.status, created_at=iso(job.created_at), completed_at=iso(job.completed_at),
-                        error=job.error, outputs=[{"node_id": o.node_id, "name": o.name, "type": o.type,
-                                                   "id": o.asset.id, "hash": o.asset.hash,
-                                                   "size_bytes": o.asset.size,
-                                                   "content_type": o.asset.content_type} for o in job.outputs])
+            data.update(
+                status=job.status,
+                created_at=iso(job.created_at),
+                completed_at=iso(job.completed_at),
+                error=job.error,
+                outputs=[
+                    {
+                        "node_id": o.node_id,
+                        "name": o.name,
+                        "type": o.type,
+                        "id": o.asset.id,
+                        "hash": o.asset.hash,
+                        "size_bytes": o.asset.size,
+                        "content_type": o.asset.content_type,
+                    }
+                    for o in job.outputs
+                ],
+            )
         return {"type": kind, "timestamp": iso(time.time()), "data": data}
 
     async def deliver(self, d) -> None:
         body = json.dumps(await self.payload(d.job_id, d.body["type"]), separators=(",", ":"))
         msg_id = f"msg_{d.id}_{d.job_id}"  # the same on every retry, so receivers can de-duplicate
         now = datetime.now(timezone.utc)
-        headers = {"content-type": "application/json", "webhook-id": msg_id,
-                   "webhook-timestamp": str(int(now.timestamp())),
-                   "webhook-signature": self.signer.sign(msg_id, now, body)}
+        headers = {
+            "content-type": "application/json",
+            "webhook-id": msg_id,
+            "webhook-timestamp": str(int(now.timestamp())),
+            "webhook-signature": self.signer.sign(msg_id, now, body),
+        }
         error = ""
         try:
-            async with self.session.post(self.url, data=body.encode(), headers=headers,
-                                         timeout=aiohttp.ClientTimeout(total=15)) as r:
+            async with self.session.post(
+                self.url, data=body.encode(), headers=headers, timeout=aiohttp.ClientTimeout(total=15)
+            ) as r:
                 if 200 <= r.status < 300:
                     await self.ledger.delivery_done(d.id, True, "", None)
                     return

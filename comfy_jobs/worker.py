@@ -11,6 +11,7 @@ models it has on disk (placement), the job it holds, the address of its proxy (t
 UI pinning). A drain (`comfyctl drain`, SIGTERM of `python -m comfy_jobs worker`) stops
 claiming, lets the job in hand finish, and leaves queued jobs to the other workers.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -31,7 +32,7 @@ from comfy_jobs.presence import Presence
 from comfy_jobs.progress import Tracker
 
 log = logging.getLogger(__name__)
-POLL_S = 1.0            # how often the run is checked against /queue and /history
+POLL_S = 1.0  # how often the run is checked against /queue and /history
 PROGRESS_EVERY_S = 0.5  # the contract throttles progress to about 2 a second
 FORMATS = {1: "image/jpeg", 2: "image/png"}  # ComfyUI's binary preview frames (server.py)
 
@@ -42,6 +43,7 @@ class LeaseLost(Exception):
 
 class Held:
     """The job this worker holds, with what the heartbeat learnt about it."""
+
     def __init__(self, job: Job):
         self.job = job
         self.cancel = job.cancel_requested
@@ -103,8 +105,11 @@ class Worker(Presence):
     async def run(self) -> None:
         await self.ledger.forget_own_leases(self.id)
         await self.report(starting=True)
-        helpers = [asyncio.create_task(self._listen()), asyncio.create_task(self._reports()),
-                   asyncio.create_task(self._notices())]
+        helpers = [
+            asyncio.create_task(self._listen()),
+            asyncio.create_task(self._reports()),
+            asyncio.create_task(self._notices()),
+        ]
         try:
             while not self._stopping:
                 if self.draining:
@@ -183,7 +188,12 @@ class Worker(Presence):
                 return await self._succeed(held, past[-1]["prompt_id"], json.loads(past[-1]["reason"]))
             loc = await self._locate(held, job.prompt_id)
             if loc.state != "unknown":
-                log.info("job %s: resuming attempt %d, which ComfyUI still has (%s)", job.id, job.attempts, loc.state)
+                log.info(
+                    "job %s: resuming attempt %d, which ComfyUI still has (%s)",
+                    job.id,
+                    job.attempts,
+                    loc.state,
+                )
                 loc = await self._follow(held, job.prompt_id, loc)
                 if loc.state != "unknown" or held.cancel:
                     return await self._conclude(held, job.prompt_id, loc)
@@ -192,9 +202,15 @@ class Worker(Presence):
             if held.cancel:
                 return await self._finish(held, CANCELED, None)
             if job.attempts >= self.s.max_attempts:
-                return await self._finish(held, FAILED, {
-                    "code": "comfyui_lost_run", "message": f"ComfyUI lost the run {job.attempts} time(s) "
-                    "(crash, out-of-memory kill or restart); COMFY_JOB_MAX_ATTEMPTS allows no more"})
+                return await self._finish(
+                    held,
+                    FAILED,
+                    {
+                        "code": "comfyui_lost_run",
+                        "message": f"ComfyUI lost the run {job.attempts} time(s) "
+                        "(crash, out-of-memory kill or restart); COMFY_JOB_MAX_ATTEMPTS allows no more",
+                    },
+                )
             try:
                 graph = await self.files.resolve_inputs(self.comfy, job.workflow)
             except MissingInput as exc:
@@ -277,12 +293,15 @@ class Worker(Presence):
                     continue
                 if kind == "executed" and data.get("node") is not None:
                     with contextlib.suppress(Unreachable):
-                        await self.files.commit(self.comfy, job, str(data["node"]), data.get("output") or {}, seen)
+                        await self.files.commit(
+                            self.comfy, job, str(data["node"]), data.get("output") or {}, seen
+                        )
                 if tracker.feed(kind, data) and time.monotonic() - last_write >= PROGRESS_EVERY_S:
                     last_write = time.monotonic()
                     await self._progress(held, tracker)
-                if kind in ("execution_success", "execution_error", "execution_interrupted") or \
-                        (kind == "executing" and data.get("node") is None):
+                if kind in ("execution_success", "execution_error", "execution_interrupted") or (
+                    kind == "executing" and data.get("node") is None
+                ):
                     next_poll = 0.0
                 if time.monotonic() >= next_poll:
                     next_poll = time.monotonic() + POLL_S
@@ -295,9 +314,17 @@ class Worker(Presence):
             held.stream = None
 
     async def _progress(self, held: Held, tracker: Tracker | None, message: str | None = None) -> None:
-        snap = tracker.snapshot(message) if tracker else {
-            **(held.job.progress or {"value": 0.0, "nodes_done": 0, "nodes_total": max(len(held.job.workflow), 1)}),
-            "message": message}
+        snap = (
+            tracker.snapshot(message)
+            if tracker
+            else {
+                **(
+                    held.job.progress
+                    or {"value": 0.0, "nodes_done": 0, "nodes_total": max(len(held.job.workflow), 1)}
+                ),
+                "message": message,
+            }
+        )
         held.job.progress = snap
         await self.ledger.set_progress(held.job.id, self.id, snap)
         self.hub.notify(held.job.id)
@@ -311,8 +338,13 @@ class Worker(Presence):
         if status.get("status_str", "success") == "success":
             outputs = entry.get("outputs") or {}
             if not pending(outputs, held.seen):  # all committed while it ran: one transaction
-                return await self._finish(held, SUCCEEDED, None, self._done(held),
-                                          attempt=(prompt_id, "succeeded", json.dumps(outputs)))
+                return await self._finish(
+                    held,
+                    SUCCEEDED,
+                    None,
+                    self._done(held),
+                    attempt=(prompt_id, "succeeded", json.dumps(outputs)),
+                )
             # Recorded first: if we die while fetching the files, the next worker fetches
             # them instead of running the job again.
             await self.ledger.end_attempt(held.job.id, prompt_id, "succeeded", json.dumps(outputs))
@@ -322,17 +354,25 @@ class Worker(Presence):
             await self.ledger.end_attempt(held.job.id, prompt_id, "interrupted", "")
             if held.cancel:
                 return await self._finish(held, CANCELED, None)
-            return await self._finish(held, FAILED, {"code": "interrupted",
-                                                     "message": "the run was interrupted in ComfyUI"})
+            return await self._finish(
+                held, FAILED, {"code": "interrupted", "message": "the run was interrupted in ComfyUI"}
+            )
         err = messages.get("execution_error") or {}
-        await self.ledger.end_attempt(held.job.id, prompt_id, "failed", str(err.get("exception_message", ""))[:4000])
+        await self.ledger.end_attempt(
+            held.job.id, prompt_id, "failed", str(err.get("exception_message", ""))[:4000]
+        )
         tb = err.get("traceback")
-        return await self._finish(held, FAILED, {
-            "code": "node_execution_error",
-            "message": err.get("exception_message") or "ComfyUI reported an error without details",
-            "node_id": str(err["node_id"]) if err.get("node_id") is not None else None,
-            "class_type": err.get("node_type"),
-            "traceback": "".join(tb) if isinstance(tb, list) else tb})
+        return await self._finish(
+            held,
+            FAILED,
+            {
+                "code": "node_execution_error",
+                "message": err.get("exception_message") or "ComfyUI reported an error without details",
+                "node_id": str(err["node_id"]) if err.get("node_id") is not None else None,
+                "class_type": err.get("node_type"),
+                "traceback": "".join(tb) if isinstance(tb, list) else tb,
+            },
+        )
 
     async def _succeed(self, held: Held, prompt_id: str, outputs: dict) -> None:
         for node_id, node_out in outputs.items():
@@ -351,14 +391,22 @@ class Worker(Presence):
         n = max(len(held.job.workflow), 1)
         return {**(held.job.progress or {}), "value": 1.0, "nodes_done": n, "nodes_total": n, "message": None}
 
-    async def _finish(self, held: Held, status: str, error: dict | None, progress: dict | None = None,
-                      attempt: tuple[str, str, str] | None = None) -> None:
+    async def _finish(
+        self,
+        held: Held,
+        status: str,
+        error: dict | None,
+        progress: dict | None = None,
+        attempt: tuple[str, str, str] | None = None,
+    ) -> None:
         job = held.job
         if await self.ledger.finish(job.id, self.id, status, error, progress, attempt):
             self.metrics.finished[status] += 1
             if job.started_at:
                 self.metrics.execution.observe(time.time() - job.started_at)
-            log.info("job %s: %s%s", job.id, status, f" ({error['code']}: {error['message']})" if error else "")
+            log.info(
+                "job %s: %s%s", job.id, status, f" ({error['code']}: {error['message']})" if error else ""
+            )
         else:
             log.warning("job %s: ended %s here, but the ledger gave it to another worker", job.id, status)
 
@@ -391,4 +439,6 @@ class Worker(Presence):
         elif msg.type == aiohttp.WSMsgType.BINARY and len(msg.data) > 8:
             event, fmt = struct.unpack(">II", msg.data[:8])
             if event == 1 and self.running_prompt in self.streams:
-                self.streams[self.running_prompt].put_nowait(("preview", (FORMATS.get(fmt, "image/jpeg"), msg.data[8:])))
+                self.streams[self.running_prompt].put_nowait(
+                    ("preview", (FORMATS.get(fmt, "image/jpeg"), msg.data[8:]))
+                )

@@ -6,6 +6,7 @@ asked), and that every asset reference names an asset we hold. ComfyUI's own val
 (types, ranges, files) runs when the worker submits; what it rejects fails the job with
 ComfyUI's node errors.
 """
+
 from __future__ import annotations
 
 import mimetypes
@@ -39,33 +40,48 @@ def check_body(body) -> tuple[dict, dict | None, dict | None]:
             raise Invalid("invalid_request", f"{name!r} is reserved by the Comfy API v2 and not accepted yet")
     unknown = sorted(set(body) - ALLOWED)
     if unknown:
-        raise Invalid("invalid_request", f"unknown field(s) {', '.join(unknown)}; expected workflow, "
-                                         "extra_data, metadata")
+        raise Invalid(
+            "invalid_request",
+            f"unknown field(s) {', '.join(unknown)}; expected workflow, extra_data, metadata",
+        )
     workflow = body.get("workflow")
     if not isinstance(workflow, dict):
         raise Invalid("invalid_workflow", "'workflow' must be an API-format workflow object")
     extra = body.get("extra_data")
     if extra is not None:
-        if not isinstance(extra, dict) or set(extra) - {"api_key_comfy_org"} or \
-                not isinstance(extra.get("api_key_comfy_org", ""), str):
+        if (
+            not isinstance(extra, dict)
+            or set(extra) - {"api_key_comfy_org"}
+            or not isinstance(extra.get("api_key_comfy_org", ""), str)
+        ):
             raise Invalid("invalid_request", "extra_data takes only {\"api_key_comfy_org\": \"...\"}")
     meta = body.get("metadata")
     if meta is not None:
         if not isinstance(meta, dict) or len(meta) > 16:
             raise Invalid("metadata_invalid", "metadata must be a map of at most 16 string labels")
         for k, v in meta.items():
-            if not META_KEY.match(str(k)) or not isinstance(v, str) or len(v.encode()) > 256 \
-                    or any(ord(c) < 32 or 0x7F <= ord(c) <= 0x9F for c in v):
-                raise Invalid("metadata_invalid", f"metadata label {str(k)[:40]!r}: a key is 1-40 of "
-                                                  "A-Z a-z 0-9 _ - . and a value a string of at most 256 bytes")
+            if (
+                not META_KEY.match(str(k))
+                or not isinstance(v, str)
+                or len(v.encode()) > 256
+                or any(ord(c) < 32 or 0x7F <= ord(c) <= 0x9F for c in v)
+            ):
+                raise Invalid(
+                    "metadata_invalid",
+                    f"metadata label {str(k)[:40]!r}: a key is 1-40 of "
+                    "A-Z a-z 0-9 _ - . and a value a string of at most 256 bytes",
+                )
     check_graph(workflow)
     return workflow, extra or None, meta or None
 
 
 def check_graph(graph: dict, known_classes: set[str] | None = None) -> None:
     if {"nodes", "links"} <= set(graph):
-        raise Invalid("workflow_format_ui", "this is a UI-format workflow (the editor's save file); "
-                      "export it with 'Export (API)' and send that")
+        raise Invalid(
+            "workflow_format_ui",
+            "this is a UI-format workflow (the editor's save file); "
+            "export it with 'Export (API)' and send that",
+        )
     if not graph:
         raise Invalid("invalid_workflow", "the workflow has no nodes")
     errors: dict[str, list[dict]] = {}
@@ -74,8 +90,9 @@ def check_graph(graph: dict, known_classes: set[str] | None = None) -> None:
             errors[str(node_id)] = [{"field": "class_type", "reason": "missing_class_type"}]
             continue
         if known_classes is not None and node["class_type"] not in known_classes:
-            errors[str(node_id)] = [{"field": "class_type", "reason": "unknown_class",
-                                     "class_type": node["class_type"]}]
+            errors[str(node_id)] = [
+                {"field": "class_type", "reason": "unknown_class", "class_type": node["class_type"]}
+            ]
         inputs = node.get("inputs", {})
         if not isinstance(inputs, dict):
             errors[str(node_id)] = [{"field": "inputs", "reason": "not_an_object"}]
@@ -83,17 +100,26 @@ def check_graph(graph: dict, known_classes: set[str] | None = None) -> None:
         for name, value in inputs.items():
             if is_link(value) and str(value[0]) not in graph:
                 errors.setdefault(str(node_id), []).append(
-                    {"field": name, "reason": "link_to_missing_node", "node": str(value[0])})
+                    {"field": name, "reason": "link_to_missing_node", "node": str(value[0])}
+                )
     if errors:
         first_id, first = next(iter(errors.items()))
         cls = graph.get(first_id, {}).get("class_type") if isinstance(graph.get(first_id), dict) else None
-        raise Invalid("invalid_workflow", f"Node {first_id} ({cls or '?'}): {first[0]['field']}: "
-                      f"{first[0]['reason'].replace('_', ' ')}", {"node_errors": errors})
+        raise Invalid(
+            "invalid_workflow",
+            f"Node {first_id} ({cls or '?'}): {first[0]['field']}: {first[0]['reason'].replace('_', ' ')}",
+            {"node_errors": errors},
+        )
 
 
 def is_link(value) -> bool:
-    return (isinstance(value, list) and len(value) == 2 and isinstance(value[0], (str, int))
-            and isinstance(value[1], int) and not isinstance(value[1], bool))
+    return (
+        isinstance(value, list)
+        and len(value) == 2
+        and isinstance(value[0], (str, int))
+        and isinstance(value[1], int)
+        and not isinstance(value[1], bool)
+    )
 
 
 def asset_refs(graph: dict) -> list[tuple[str, str, dict]]:

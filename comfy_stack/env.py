@@ -6,6 +6,7 @@ its own frozen settings object; everything else receives that object. For every 
 command-line flag wins, else the variable, else (for a variable with a `_FILE` form, the way
 Docker and Kubernetes pass secrets) the file it names, else the declared default.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,11 +35,11 @@ class SettingError(ValueError):
 class Var(Generic[T]):
     name: str
     default: T
-    doc: str                                  # one line of Markdown: what it does, what it takes
-    parse: Callable[[str], T] = text          # raises ValueError(what is expected) on bad input
-    shown_default: str | None = None          # for the docs, where the default depends on the program
-    file_form: bool = False                   # NAME_FILE may name a file that holds the value
-    aliases: tuple[str, ...] = ()             # older names still read, after the name itself
+    doc: str  # one line of Markdown: what it does, what it takes
+    parse: Callable[[str], T] = text  # raises ValueError(what is expected) on bad input
+    shown_default: str | None = None  # for the docs, where the default depends on the program
+    file_form: bool = False  # NAME_FILE may name a file that holds the value
+    aliases: tuple[str, ...] = ()  # older names still read, after the name itself
 
     @property
     def file_name(self) -> str:
@@ -49,8 +50,7 @@ class Env:
     """One program's environment, copied once; `get` applies the precedence above and raises
     `error` (the program's own configuration error) naming the variable."""
 
-    def __init__(self, environ: Mapping[str, str] | None = None,
-                 error: type[Exception] = SettingError):
+    def __init__(self, environ: Mapping[str, str] | None = None, error: type[Exception] = SettingError):
         self._env = dict(os.environ if environ is None else environ)
         self.error = error
 
@@ -103,6 +103,7 @@ class Env:
 
 # --- parsers: text -> value, or ValueError saying what is expected --------------------------
 
+
 def integer(minimum: int | None = None) -> Callable[[str], int]:
     return _bounded(int, "a whole number", minimum)
 
@@ -123,6 +124,7 @@ def _bounded(kind: Callable[[str], N], what: str, minimum: N | None) -> Callable
         if minimum is not None and value < minimum:
             raise ValueError(f"out of range (at least {minimum})")
         return value
+
     return parse
 
 
@@ -132,6 +134,7 @@ def choice(*options: str) -> Callable[[str], str]:
         if value not in options:
             raise ValueError(f"use one of {', '.join(options)}")
         return value
+
     return parse
 
 
@@ -193,7 +196,7 @@ def http_url(raw: str) -> str:
 
 # --- documentation --------------------------------------------------------------------------
 
-Row = tuple[Var, str | None]    # a variable and the program's flag for it (None: no flag)
+Row = tuple[Var, str | None]  # a variable and the program's flag for it (None: no flag)
 
 
 def shown_default(var: Var) -> str:
@@ -216,8 +219,9 @@ def add_flags(parser: argparse.ArgumentParser, rows: Iterable[Row]) -> None:
     """The flags of a program's variables; a list-valued variable's flag is repeatable."""
     for var, flag in rows:
         if flag:
-            parser.add_argument(flag, help=flag_help(var),
-                                action="append" if isinstance(var.default, tuple) else "store")
+            parser.add_argument(
+                flag, help=flag_help(var), action="append" if isinstance(var.default, tuple) else "store"
+            )
 
 
 def markdown_table(rows: Iterable[Row]) -> str:
@@ -228,11 +232,14 @@ def markdown_table(rows: Iterable[Row]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for var, flag in rows:
         names = " or ".join(f"`{n}`" for n in (var.name, *var.aliases))
-        cells = [names, *([f"`{flag}`" if flag else ""] if with_flags else []),
-                 shown_default(var), var.doc]
+        cells = [names, *([f"`{flag}`" if flag else ""] if with_flags else []), shown_default(var), var.doc]
         lines.append("| " + " | ".join(cells) + " |")
         if var.file_form:
-            cells = [f"`{var.file_name}`", *([""] if with_flags else []), "empty",
-                     f"a file holding `{var.name}` (Docker and Kubernetes secrets); not both"]
+            cells = [
+                f"`{var.file_name}`",
+                *([""] if with_flags else []),
+                "empty",
+                f"a file holding `{var.name}` (Docker and Kubernetes secrets); not both",
+            ]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -5,6 +5,7 @@ rename is atomic), is flushed and fsynced, gets its permission bits, and only th
 the destination with `os.replace`; the temp file is removed in `finally` whatever happens.
 A unique name (not `dest + ".tmp"`) keeps two writers from clobbering each other's temp file.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,9 @@ SHARED = 0o644
 
 
 @contextmanager
-def atomic_writer(path: Path, *, mode: int = PRIVATE, fsync: bool = True,
-                  fsync_dir: bool = False) -> Iterator[IO[bytes]]:
+def atomic_writer(
+    path: Path, *, mode: int = PRIVATE, fsync: bool = True, fsync_dir: bool = False
+) -> Iterator[IO[bytes]]:
     """A binary file to write into; on a clean exit of the block it becomes `path`.
 
     `fsync=False` where losing the newest version to a power cut costs only a redo (state
@@ -45,18 +47,25 @@ def atomic_writer(path: Path, *, mode: int = PRIVATE, fsync: bool = True,
             remove(tmp)
 
 
-def write_atomic(path: Path, data: bytes | str, *, mode: int = PRIVATE, fsync: bool = True,
-                 fsync_dir: bool = False) -> Path:
+def write_atomic(
+    path: Path, data: bytes | str, *, mode: int = PRIVATE, fsync: bool = True, fsync_dir: bool = False
+) -> Path:
     """Replace `path` with `data` (text is written as UTF-8) in one step."""
     with atomic_writer(path, mode=mode, fsync=fsync, fsync_dir=fsync_dir) as f:
         f.write(data.encode("utf-8") if isinstance(data, str) else data)
     return Path(path)
 
 
-def write_json(path: Path, obj: object, *, indent: int | None = None, sort_keys: bool = True,
-               mode: int = PRIVATE, fsync: bool = True) -> Path:
-    return write_atomic(path, json.dumps(obj, indent=indent, sort_keys=sort_keys), mode=mode,
-                        fsync=fsync)
+def write_json(
+    path: Path,
+    obj: object,
+    *,
+    indent: int | None = None,
+    sort_keys: bool = True,
+    mode: int = PRIVATE,
+    fsync: bool = True,
+) -> Path:
+    return write_atomic(path, json.dumps(obj, indent=indent, sort_keys=sort_keys), mode=mode, fsync=fsync)
 
 
 def copy_atomic(src: Path, dest: Path, *, mode: int = PRIVATE) -> Path:

@@ -6,6 +6,7 @@
 Each table stands between `<!-- variables:NAME -->` and `<!-- /variables:NAME -->`; the
 prose around it is the docs' own.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,14 +45,18 @@ def rendered(root: Path = REPO) -> dict[Path, tuple[str, str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m comfy_stack.settings_docs", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m comfy_stack.settings_docs", description=__doc__.splitlines()[0]
+    )
     p.add_argument("--check", action="store_true", help="change nothing; exit 1 if a table is stale")
     args = p.parse_args(argv)
     stale = [(path, new) for path, (old, new) in rendered().items() if old != new]
     for path, new in stale:
         if args.check:
-            print(f"{path.relative_to(REPO)}: variable table out of date; run make settings-docs",
-                  file=sys.stderr)
+            print(
+                f"{path.relative_to(REPO)}: variable table out of date; run make settings-docs",
+                file=sys.stderr,
+            )
         else:
             write_atomic(path, new, mode=SHARED)
             print(f"rewrote {path.relative_to(REPO)}")

@@ -13,6 +13,7 @@ comfy_stack.variables; pip reads PIP_INDEX_URL itself.
 The CUDA extensions of the Hunyuan3D pack are built in the image only: without them its
 texturing nodes do not run, the rest of the pack does.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -24,10 +25,10 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from comfy_stack.files import SHARED, write_atomic
 from comfyctl import runtime_install, sources
 from comfyctl.config import BootstrapSettings, ServeSettings
 from comfyctl.errors import ConfigError
-from comfy_stack.files import SHARED, write_atomic
 
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]
@@ -47,24 +48,34 @@ def variant() -> str:
 def base_python(configured: Path | None) -> str:
     exe = str(configured) if configured else shutil.which(f"python{PYTHON_VERSION}")
     if not exe:
-        raise ConfigError(f"no python{PYTHON_VERSION} on PATH to make ComfyUI's venv with: install Python "
-                          f"{PYTHON_VERSION}, set COMFY_BASE_PYTHON to one, or point COMFYUI_DIR at a checkout")
-    out = subprocess.run([exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                         capture_output=True, text=True)
+        raise ConfigError(
+            f"no python{PYTHON_VERSION} on PATH to make ComfyUI's venv with: install Python "
+            f"{PYTHON_VERSION}, set COMFY_BASE_PYTHON to one, or point COMFYUI_DIR at a checkout"
+        )
+    out = subprocess.run(
+        [exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], capture_output=True, text=True
+    )
     if out.returncode != 0:
-        raise ConfigError(f"{exe} does not run ({out.stderr.strip()[-300:]}): set COMFY_BASE_PYTHON to a Python "
-                          f"{PYTHON_VERSION}")
+        raise ConfigError(
+            f"{exe} does not run ({out.stderr.strip()[-300:]}): set COMFY_BASE_PYTHON to a Python "
+            f"{PYTHON_VERSION}"
+        )
     if out.stdout.strip() != PYTHON_VERSION:
-        raise ConfigError(f"{exe} is Python {out.stdout.strip() or '?'}; docker/image-lock.txt is for "
-                          f"Python {PYTHON_VERSION} (set COMFY_BASE_PYTHON)")
+        raise ConfigError(
+            f"{exe} is Python {out.stdout.strip() or '?'}; docker/image-lock.txt is for "
+            f"Python {PYTHON_VERSION} (set COMFY_BASE_PYTHON)"
+        )
     return exe
 
 
 def wanted(kind: str, index: str | None) -> dict[str, str]:
     """What a copy must have been made from to be reused."""
     digest = {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in (LOCK, IMAGE_LOCK, CONSTRAINTS)}
-    return digest | {"torch": json.dumps(runtime_install.torch_versions(DOCKERFILE.read_text())),
-                     "variant": kind, "torch_index": index or runtime_install.TORCH_INDEX[kind]}
+    return digest | {
+        "torch": json.dumps(runtime_install.torch_versions(DOCKERFILE.read_text())),
+        "variant": kind,
+        "torch_index": index or runtime_install.TORCH_INDEX[kind],
+    }
 
 
 def ensure(s: ServeSettings) -> None:
@@ -81,8 +92,12 @@ def ensure(s: ServeSettings) -> None:
     exe = base_python(settings.base_python)
     record.unlink(missing_ok=True)
     root.mkdir(parents=True, exist_ok=True)
-    log.info("fetching the pinned ComfyUI and packs into %s and installing its venv (%s torch); "
-             "this downloads several GB once", root, kind)
+    log.info(
+        "fetching the pinned ComfyUI and packs into %s and installing its venv (%s torch); "
+        "this downloads several GB once",
+        root,
+        kind,
+    )
     work = Path(tempfile.mkdtemp(prefix=".new-", dir=root))
     try:
         sources.fetch(LOCK, work, settings.sources_dir, settings.git_mirror or None)
@@ -93,8 +108,13 @@ def ensure(s: ServeSettings) -> None:
         subprocess.run([exe, "-m", "venv", str(root / "venv")], check=True)
         constraints = root / "constraints.txt"
         shutil.copyfile(CONSTRAINTS, constraints)  # freeze_torch appends the torch pins to it
-        runtime_install.install_torch(python, kind, runtime_install.torch_versions(DOCKERFILE.read_text()),
-                                      settings.torch_index_url or None, IMAGE_LOCK)
+        runtime_install.install_torch(
+            python,
+            kind,
+            runtime_install.torch_versions(DOCKERFILE.read_text()),
+            settings.torch_index_url or None,
+            IMAGE_LOCK,
+        )
         runtime_install.install_requirements(python, comfy, LOCK, IMAGE_LOCK, constraints)
     except (sources.SourceError, subprocess.CalledProcessError) as exc:
         raise ConfigError(f"could not make ComfyUI's environment in {root}: {exc}") from None
@@ -102,4 +122,3 @@ def ensure(s: ServeSettings) -> None:
         shutil.rmtree(work, ignore_errors=True)
     write_atomic(record, json.dumps(want, indent=1), mode=SHARED)
     log.info("ComfyUI and its venv are ready in %s", root)
-

@@ -3,6 +3,7 @@
 A subcommand module exposes `add_arguments(parser)` and `main(args) -> int`; it is
 imported only when chosen, so `comfyctl run` does not pay for what `serve` imports.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,15 +19,21 @@ COMMANDS = {
     "doctor": ("comfyctl.doctor", "report what is misconfigured"),
     "run": ("comfyctl.run", "run a workflow on a server and download its outputs"),
     "drain": ("comfyctl.drain", "wait until ComfyUI's queue is empty (for a preStop hook)"),
-    "templates": ("comfyctl.templates", "list ComfyUI's official templates, usable as template:NAME profiles"),
+    "templates": (
+        "comfyctl.templates",
+        "list ComfyUI's official templates, usable as template:NAME profiles",
+    ),
 }
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     codes = "\n".join(f"  {c:>2}  {m.replace('`', '')}" for c, m in sorted(EXIT_CODES.items()))
-    parser = argparse.ArgumentParser(prog="comfyctl", description=__doc__.splitlines()[0],
-                                     epilog=f"exit codes:\n{codes}",
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="comfyctl",
+        description=__doc__.splitlines()[0],
+        epilog=f"exit codes:\n{codes}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     # The only option before the command takes no value, so the first word is the command:

@@ -3,6 +3,7 @@
 Each setting is taken from its command-line flag, else its environment variable, else
 its default; docs/runtime.md lists them all.
 """
+
 from __future__ import annotations
 
 import os
@@ -19,10 +20,11 @@ from comfyctl.errors import ConfigError
 @dataclass(frozen=True)
 class BootstrapSettings:
     """What `serve` without a checkout makes ComfyUI from (comfyctl.bootstrap)."""
-    sources_dir: Path | None        # source tarballs; None: git
-    git_mirror: str                 # URL prefix standing for https://github.com/; empty: none
-    torch_index_url: str            # empty: the variant's PyTorch index
-    base_python: Path | None        # the Python 3.12 for the venv; None: python3.12 on PATH
+
+    sources_dir: Path | None  # source tarballs; None: git
+    git_mirror: str  # URL prefix standing for https://github.com/; empty: none
+    torch_index_url: str  # empty: the variant's PyTorch index
+    base_python: Path | None  # the Python 3.12 for the venv; None: python3.12 on PATH
 
 
 def managed_paths(data_dir: Path) -> tuple[Path, Path]:
@@ -36,8 +38,8 @@ class ServeSettings:
     comfyui_dir: Path
     comfyui_python: Path
     data_dir: Path
-    listen: Address             # the proxy's public HOST:PORT
-    comfyui_port: int           # ComfyUI's loopback port
+    listen: Address  # the proxy's public HOST:PORT
+    comfyui_port: int  # ComfyUI's loopback port
     mode: str
     extra_args: tuple[str, ...]
     sync_mode: str
@@ -48,14 +50,14 @@ class ServeSettings:
     # Where pip puts packages that nodes installed through ComfyUI-Manager need, when the
     # interpreter's own site-packages is read-only (the image): None installs into it.
     user_packages: Path | None = None
-    state_dir: Path | None = None       # the proxy's; None: auth/ in the data directory
-    manager_network_mode: str = v.MANAGER_NETWORK_MODE.default   # comfyctl.manager_config
+    state_dir: Path | None = None  # the proxy's; None: auth/ in the data directory
+    manager_network_mode: str = v.MANAGER_NETWORK_MODE.default  # comfyctl.manager_config
     # No COMFYUI_DIR: comfyui_dir and comfyui_python are made under the data directory at
     # start, from what this says (comfyctl.bootstrap); None with a checkout.
     bootstrap: BootstrapSettings | None = None
-    jobs_dir: Path | None = None        # the v2 job ledger's; None: jobs/ in the data directory
-    hf_hub_offline: str = v.HF_HUB_OFFLINE.default   # ComfyUI's process only
-    cuda_version: str = ""              # the CUDA image's runtime, for the driver check
+    jobs_dir: Path | None = None  # the v2 job ledger's; None: jobs/ in the data directory
+    hf_hub_offline: str = v.HF_HUB_OFFLINE.default  # ComfyUI's process only
+    cuda_version: str = ""  # the CUDA image's runtime, for the driver check
 
     @property
     def models_dir(self) -> Path:
@@ -81,9 +83,12 @@ def load(args, environ: Mapping[str, str] | Env | None = None) -> ServeSettings:
     bootstrap = None
     if comfy_dir is None:
         # no checkout: `serve` makes the image's ComfyUI in the data directory
-        bootstrap = BootstrapSettings(sources_dir=env.get(v.SOURCES_DIR), git_mirror=env.get(v.GIT_MIRROR),
-                                      torch_index_url=env.get(v.TORCH_INDEX_URL),
-                                      base_python=env.get(v.COMFY_BASE_PYTHON))
+        bootstrap = BootstrapSettings(
+            sources_dir=env.get(v.SOURCES_DIR),
+            git_mirror=env.get(v.GIT_MIRROR),
+            torch_index_url=env.get(v.TORCH_INDEX_URL),
+            base_python=env.get(v.COMFY_BASE_PYTHON),
+        )
         comfy_dir, python = managed_paths(data_dir)
     else:
         python = env.get(v.COMFYUI_PYTHON, getattr(args, "comfyui_python", None)) or Path(sys.executable)
@@ -121,13 +126,19 @@ def validate(s: ServeSettings) -> None:
     if s.bootstrap is None and not os.access(s.comfyui_python, os.X_OK):
         raise ConfigError(f"COMFYUI_PYTHON={s.comfyui_python} is not an executable interpreter")
     if s.listen.port == s.comfyui_port:
-        raise ConfigError(f"AUTH_PROXY_LISTEN and COMFYUI_PORT both use port {s.comfyui_port}: "
-                          "ComfyUI must listen on a port of its own behind the proxy")
+        raise ConfigError(
+            f"AUTH_PROXY_LISTEN and COMFYUI_PORT both use port {s.comfyui_port}: "
+            "ComfyUI must listen on a port of its own behind the proxy"
+        )
     for flag in ("--listen", "--port"):
         if flag in s.extra_args:
-            raise ConfigError(f"COMFYUI_EXTRA_ARGS contains {flag}: ComfyUI's address is set by "
-                              "COMFYUI_PORT and must stay on loopback behind the proxy")
+            raise ConfigError(
+                f"COMFYUI_EXTRA_ARGS contains {flag}: ComfyUI's address is set by "
+                "COMFYUI_PORT and must stay on loopback behind the proxy"
+            )
     if s.sync_mode != "off" and s.profiles and not s.manifest.is_file():
         raise ConfigError(f"MODEL_MANIFEST={s.manifest} does not exist (needed for MODEL_PROFILES)")
     if s.sync_from and s.sync_from.split("://")[0] not in ("oss", "s3", "hf", "https"):
-        raise ConfigError(f"MODEL_SYNC_FROM={s.sync_from!r}: expected oss://bucket/prefix or s3://bucket/prefix")
+        raise ConfigError(
+            f"MODEL_SYNC_FROM={s.sync_from!r}: expected oss://bucket/prefix or s3://bucket/prefix"
+        )

@@ -1,4 +1,5 @@
 """`comfyctl doctor`: what is misconfigured, checked without starting anything."""
+
 from __future__ import annotations
 
 import argparse
@@ -51,15 +52,31 @@ def checks(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -
         return [Check("configuration", False, str(exc))]
     out.append(Check("configuration", True, f"ComfyUI at {s.comfyui_dir}, data in {s.data_dir}"))
     if s.bootstrap and not s.comfyui_python.exists():
-        out.append(Check("ComfyUI's interpreter", True, f"COMFYUI_DIR is unset: the first `comfyctl serve` "
-                                                        f"fetches the pinned ComfyUI and makes its venv in "
-                                                        f"{s.comfyui_python.parents[2]}"))
+        out.append(
+            Check(
+                "ComfyUI's interpreter",
+                True,
+                f"COMFYUI_DIR is unset: the first `comfyctl serve` "
+                f"fetches the pinned ComfyUI and makes its venv in "
+                f"{s.comfyui_python.parents[2]}",
+            )
+        )
         return out + later_checks(s, env, storage)
-    probe = subprocess.run([str(s.comfyui_python), "-c", "import torch, aiohttp, safetensors; print(torch.__version__)"],
-                           capture_output=True, text=True, timeout=300)
-    out.append(Check("ComfyUI's interpreter", probe.returncode == 0,
-                     f"torch {probe.stdout.strip()}" if probe.returncode == 0 else
-                     f"{s.comfyui_python} lacks ComfyUI's requirements: pip install -r {s.comfyui_dir}/requirements.txt"))
+    probe = subprocess.run(
+        [str(s.comfyui_python), "-c", "import torch, aiohttp, safetensors; print(torch.__version__)"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    out.append(
+        Check(
+            "ComfyUI's interpreter",
+            probe.returncode == 0,
+            f"torch {probe.stdout.strip()}"
+            if probe.returncode == 0
+            else f"{s.comfyui_python} lacks ComfyUI's requirements: pip install -r {s.comfyui_dir}/requirements.txt",
+        )
+    )
     return out + later_checks(s, env, storage)
 
 
@@ -68,22 +85,47 @@ def later_checks(s: config.ServeSettings, env: Env, storage) -> list[Check]:
     # serve creates the directory: it must be writable, or creatable in a writable parent
     existing = next(p for p in (s.data_dir, *s.data_dir.parents) if p.exists())
     writable = os.access(existing, os.W_OK)
-    out.append(Check("data directory", writable, str(s.data_dir) if writable else f"{s.data_dir} is not writable"))
+    out.append(
+        Check("data directory", writable, str(s.data_dir) if writable else f"{s.data_dir} is not writable")
+    )
     for name, port in (("proxy port", s.proxy_port), ("ComfyUI port", s.comfyui_port)):
         free = port_free(port)
-        out.append(Check(name, free, f"{port} is free" if free else f"{port} is in use: stop what uses it or change the port"))
+        out.append(
+            Check(
+                name,
+                free,
+                f"{port} is free" if free else f"{port} is in use: stop what uses it or change the port",
+            )
+        )
     password = env.is_set(v.COMFY_ADMIN_PASSWORD)
     stored = (s.data_dir / "auth" / "admin.json").exists()
-    out.append(Check("admin password", bool(password or stored),
-                     "set" if password else "stored from an earlier start" if stored else
-                     "none set: admin/admin until the first login changes it (set COMFY_ADMIN_PASSWORD)"))
+    out.append(
+        Check(
+            "admin password",
+            bool(password or stored),
+            "set"
+            if password
+            else "stored from an earlier start"
+            if stored
+            else "none set: admin/admin until the first login changes it (set COMFY_ADMIN_PASSWORD)",
+        )
+    )
     if s.sync_from.startswith("oss://"):
-        creds = (storage.oss_access_key_id and storage.oss_access_key_secret) or storage.oss_ecs_ram_role \
+        creds = (
+            (storage.oss_access_key_id and storage.oss_access_key_secret)
+            or storage.oss_ecs_ram_role
             or env.is_set(v.ALIBABA_CLOUD_ROLE_ARN)
-        out.append(Check("OSS credentials", bool(creds and storage.oss_endpoint),
-                         "present" if creds and storage.oss_endpoint else
-                         "MODEL_SYNC_FROM is oss:// but OSS_ENDPOINT or credentials (OSS_ACCESS_KEY_ID/"
-                         "OSS_ACCESS_KEY_SECRET, OSS_ECS_RAM_ROLE or RRSA) are missing"))
+        )
+        out.append(
+            Check(
+                "OSS credentials",
+                bool(creds and storage.oss_endpoint),
+                "present"
+                if creds and storage.oss_endpoint
+                else "MODEL_SYNC_FROM is oss:// but OSS_ENDPOINT or credentials (OSS_ACCESS_KEY_ID/"
+                "OSS_ACCESS_KEY_SECRET, OSS_ECS_RAM_ROLE or RRSA) are missing",
+            )
+        )
     gpus = modes.detect_gpus()
     choice = modes.choose_memory_flags(s.mode, gpus)
     out.append(Check("ComfyUI mode", True, f"{' '.join(choice.flags) or 'default'}: {choice.why}"))

@@ -11,6 +11,7 @@ COMFY_JOBS_DIR; the worker's name is COMFY_JOBS_WORKER_ID, by default the host n
 is the pod's name) and waits for the job in hand to finish; queued jobs stay for the other
 workers (or for this box's next start).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,20 +38,27 @@ class QueueState:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", default=DEFAULT_URL,
-                        help=f"ComfyUI's own address, not the proxy's (default {DEFAULT_URL})")
-    parser.add_argument("--timeout", type=float, default=600.0,
-                        help="give up waiting after this many seconds (default 600); keep it "
-                             "below the pod's terminationGracePeriodSeconds")
-    parser.add_argument("--interval", type=float, default=2.0,
-                        help="seconds between looks at the queue (default 2)")
+    parser.add_argument(
+        "--url", default=DEFAULT_URL, help=f"ComfyUI's own address, not the proxy's (default {DEFAULT_URL})"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=600.0,
+        help="give up waiting after this many seconds (default 600); keep it "
+        "below the pod's terminationGracePeriodSeconds",
+    )
+    parser.add_argument(
+        "--interval", type=float, default=2.0, help="seconds between looks at the queue (default 2)"
+    )
 
 
 def read_queue(url: str, timeout: float = 5.0) -> QueueState:
     with urllib.request.urlopen(url.rstrip("/") + "/queue", timeout=timeout) as resp:
         body = json.load(resp)
-    return QueueState(running=len(body.get("queue_running") or []),
-                      pending=len(body.get("queue_pending") or []))
+    return QueueState(
+        running=len(body.get("queue_running") or []), pending=len(body.get("queue_pending") or [])
+    )
 
 
 def drain(url: str, timeout: float, interval: float) -> str:
@@ -68,11 +76,19 @@ def drain(url: str, timeout: float, interval: float) -> str:
             return "idle"
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            log.warning("still %d running and %d pending after %.0f s; stopping anyway",
-                        state.running, state.pending, timeout)
+            log.warning(
+                "still %d running and %d pending after %.0f s; stopping anyway",
+                state.running,
+                state.pending,
+                timeout,
+            )
             return "timeout"
-        log.info("waiting for ComfyUI's queue to empty: %d running, %d pending "
-                 "(%.0f s left)", state.running, state.pending, remaining)
+        log.info(
+            "waiting for ComfyUI's queue to empty: %d running, %d pending (%.0f s left)",
+            state.running,
+            state.pending,
+            remaining,
+        )
         time.sleep(min(interval, remaining))
 
 
@@ -111,14 +127,24 @@ def drain_worker(timeout: float, interval: float) -> str:
                     return "idle"
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    log.warning("job worker %s still runs job %s after %.0f s; stopping anyway (another "
-                                "worker resumes it when the lease runs out)", settings.worker_id, w.job_id, timeout)
+                    log.warning(
+                        "job worker %s still runs job %s after %.0f s; stopping anyway (another "
+                        "worker resumes it when the lease runs out)",
+                        settings.worker_id,
+                        w.job_id,
+                        timeout,
+                    )
                     return "timeout"
-                log.info("waiting for job worker %s to finish job %s (%.0f s left)", settings.worker_id,
-                         w.job_id, remaining)
+                log.info(
+                    "waiting for job worker %s to finish job %s (%.0f s left)",
+                    settings.worker_id,
+                    w.job_id,
+                    remaining,
+                )
                 await asyncio.sleep(min(interval, remaining))
         finally:
             await ledger.close()
+
     return asyncio.run(run())
 
 

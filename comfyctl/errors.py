@@ -3,6 +3,7 @@
 `EXIT_CODES` is the table: `comfyctl --help` prints it and docs/runtime.md carries it
 (a test compares the two).
 """
+
 from __future__ import annotations
 
 
@@ -48,14 +49,14 @@ EXIT_CODES = {
     0: "success",
     ComfyctlError.exit_code: "unexpected error (a bug: please report it with the log)",
     ConfigError.exit_code: "bad configuration or arguments: the message names the setting, flag or "
-                           "workflow input and what to do",
+    "workflow input and what to do",
     Rejected.exit_code: "`run`: the server rejected the prompt (ComfyUI's node errors are printed)",
     NodeFailed.exit_code: "`run`: a node failed while running (`execution_error`), or the prompt was "
-                          "interrupted",
+    "interrupted",
     TimedOut.exit_code: "`run`: no result within `--timeout`",
     Unreachable.exit_code: "`run`: the server cannot be reached or refused the credentials",
     SyncFailed.exit_code: "`serve`: the model sync failed with `MODEL_SYNC_MODE=block` (its own exit "
-                          "code and message precede)",
+    "code and message precede)",
     MissingProgram.exit_code: "`serve`: a required program is missing (supervisord)",
     ProblemsFound.exit_code: "`doctor`: something is misconfigured (each problem is listed)",
 }

@@ -1,5 +1,6 @@
 """Run a command with each output line prefixed by a name: `python -m comfyctl.logprefix
 NAME -- CMD...`. Signals are passed on so supervisord's stop reaches the program."""
+
 from __future__ import annotations
 
 import os

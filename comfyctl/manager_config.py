@@ -9,6 +9,7 @@ lists from GitHub and the Comfy registry at every start; on a box without intern
 fetch fails with a traceback (about ten per start), so `auto` (the default) checks once at
 start whether the Manager's channel answers and picks `offline` when it does not.
 """
+
 from __future__ import annotations
 
 import configparser
@@ -48,8 +49,11 @@ def write(user_dir: Path, mode: str, probe=reachable) -> str:
         channel = section.get("channel_url", DEFAULT_CHANNEL)
         mode = "public" if probe(channel) else "offline"
         if mode == "offline":
-            log.info("ComfyUI-Manager's channel %s cannot be reached: its network mode is offline "
-                     "(set MANAGER_NETWORK_MODE to choose)", channel)
+            log.info(
+                "ComfyUI-Manager's channel %s cannot be reached: its network mode is offline "
+                "(set MANAGER_NETWORK_MODE to choose)",
+                channel,
+            )
     if section.get("network_mode") != mode or not path.is_file():
         section["network_mode"] = mode
         out = io.StringIO()

@@ -5,6 +5,7 @@ ComfyUI reads this file (--extra-model-paths-config) as `section: {base_path, is
 the folders the sync writes (clip -> text_encoders, unet -> diffusion_models) so that a
 file placed under either name is found.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,8 +33,7 @@ def folder_map() -> dict[str, str]:
     return out
 
 
-def render(models_dir: Path, custom_nodes_dir: Path | None = None,
-           extensions_dir: Path | None = None) -> str:
+def render(models_dir: Path, custom_nodes_dir: Path | None = None, extensions_dir: Path | None = None) -> str:
     section = {"base_path": str(models_dir), "is_default": True, **folder_map()}
     if custom_nodes_dir is not None:
         # An absolute path ignores base_path; is_default puts it first in ComfyUI's list of
@@ -44,12 +44,14 @@ def render(models_dir: Path, custom_nodes_dir: Path | None = None,
         # the gate's front-end extension (auth_proxy/extension.py).
         folders = [str(extensions_dir)] if extensions_dir is not None else []
         section["custom_nodes"] = "\n".join([*folders, str(custom_nodes_dir)])
-    return ("# Written by comfy-stack at every start; edits are overwritten.\n"
-            + yaml.safe_dump({"comfy_stack": section}, sort_keys=False))
+    return "# Written by comfy-stack at every start; edits are overwritten.\n" + yaml.safe_dump(
+        {"comfy_stack": section}, sort_keys=False
+    )
 
 
-def write(models_dir: Path, dest: Path, custom_nodes_dir: Path | None = None,
-          extensions_dir: Path | None = None) -> Path:
+def write(
+    models_dir: Path, dest: Path, custom_nodes_dir: Path | None = None, extensions_dir: Path | None = None
+) -> Path:
     for key in FOLDER_KEYS:
         if key not in ALIASES:
             (models_dir / key).mkdir(parents=True, exist_ok=True)

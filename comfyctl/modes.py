@@ -1,4 +1,5 @@
 """Choosing ComfyUI's memory and attention flags from COMFYUI_MODE and the hardware."""
+
 from __future__ import annotations
 
 import logging
@@ -40,8 +41,12 @@ def detect_gpus(nvidia_smi: str | None = None) -> list[Gpu]:
     if not exe:
         return []
     try:
-        out = subprocess.run([exe, "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=20)
+        out = subprocess.run(
+            [exe, "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return []
     if out.returncode != 0:
@@ -73,10 +78,12 @@ def driver_warning(gpus: list[Gpu], cuda_version: str | None) -> str | None:
     need = MIN_DRIVER_FOR_CUDA.get((cuda_major, cuda_minor))
     if need is None or major >= need:
         return None
-    return (f"driver {gpus[0].driver} is older than CUDA {cuda_version} needs (R{need}+): it runs only "
-            f"through CUDA forward compatibility on data-center GPUs. Use a driver >= {need} (ACK: node "
-            f"pool label ack.aliyun.com/nvidia-driver-version; ACS: pod label "
-            f"alibabacloud.com/gpu-driver-version; see docs/deploy-ack.md)")
+    return (
+        f"driver {gpus[0].driver} is older than CUDA {cuda_version} needs (R{need}+): it runs only "
+        f"through CUDA forward compatibility on data-center GPUs. Use a driver >= {need} (ACK: node "
+        f"pool label ack.aliyun.com/nvidia-driver-version; ACS: pod label "
+        f"alibabacloud.com/gpu-driver-version; see docs/deploy-ack.md)"
+    )
 
 
 def choose_memory_flags(mode: str, gpus: list[Gpu]) -> Choice:
@@ -86,15 +93,22 @@ def choose_memory_flags(mode: str, gpus: list[Gpu]) -> Choice:
         return Choice(["--cpu"], "no NVIDIA GPU found (nvidia-smi absent or failing): running on the CPU")
     gpu = gpus[0]
     if gpu.memory_mib < LOWVRAM_BELOW_MIB:
-        return Choice(["--lowvram"], f"{gpu.name} has {gpu.memory_mib} MiB, under {LOWVRAM_BELOW_MIB} MiB: "
-                                     "offloading model parts to system memory")
+        return Choice(
+            ["--lowvram"],
+            f"{gpu.name} has {gpu.memory_mib} MiB, under {LOWVRAM_BELOW_MIB} MiB: "
+            "offloading model parts to system memory",
+        )
     return Choice([], f"{gpu.name} has {gpu.memory_mib} MiB: ComfyUI's normal memory management")
 
 
 def importable(python: Path, module: str) -> bool:
     try:
-        return subprocess.run([str(python), "-c", f"import {module}"], capture_output=True,
-                              timeout=120).returncode == 0
+        return (
+            subprocess.run(
+                [str(python), "-c", f"import {module}"], capture_output=True, timeout=120
+            ).returncode
+            == 0
+        )
     except (OSError, subprocess.TimeoutExpired):
         return False
 
@@ -111,8 +125,13 @@ def choose_attention_flags(python: Path, on_cpu: bool) -> Choice:
     return Choice(["--use-pytorch-cross-attention"], "neither sageattention nor xformers: PyTorch SDPA")
 
 
-def comfyui_flags(mode: str, python: Path, extra: tuple[str, ...], nvidia_smi: str | None = None,
-                  cuda_version: str | None = None) -> list[str]:
+def comfyui_flags(
+    mode: str,
+    python: Path,
+    extra: tuple[str, ...],
+    nvidia_smi: str | None = None,
+    cuda_version: str | None = None,
+) -> list[str]:
     gpus = detect_gpus(nvidia_smi) if mode != "cpu" else []
     warning = driver_warning(gpus, cuda_version)
     if warning:

@@ -5,6 +5,7 @@ the node reports `progress` (sampler steps, decoded frames). A node that reports
 shown complete once the next one starts. On a terminal the bars update live (rich); in a
 log the final state is printed once, at the end.
 """
+
 from __future__ import annotations
 
 from rich.console import Console
@@ -14,8 +15,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 class NodeProgress:
     def __init__(self, nodes: dict, enabled: bool = True, console: Console | None = None):
         self.nodes = nodes
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeElapsedColumn(), console=console or Console(stderr=True)) if enabled else None
+        self.progress = (
+            Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console or Console(stderr=True),
+            )
+            if enabled
+            else None
+        )
         self.tasks: dict[str, TaskID] = {}
         self.current: str | None = None
 

@@ -4,6 +4,7 @@ and download its outputs; `--v2` runs it through the Comfy API v2 instead (run_v
 Its exit codes (2 a bad argument or a --set/--param/--input naming nothing in the workflow,
 3 to 6 the prompt's fate) are those of every comfyctl command: comfyctl/errors.py.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,14 +33,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_flags(p, v.RUN)
     p.add_argument("--set", action="append", default=[], metavar="NODE.INPUT=VALUE")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
-    p.add_argument("--input", action="append", default=[], metavar="NAME=FILE",
-                   help="upload FILE (an image, audio or video) and use the name the server gives it "
-                        "for NAME (a parameter or NODE.INPUT)")
+    p.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        metavar="NAME=FILE",
+        help="upload FILE (an image, audio or video) and use the name the server gives it "
+        "for NAME (a parameter or NODE.INPUT)",
+    )
     p.add_argument("--out", type=Path, default=Path("outputs"), help="where outputs go (default ./outputs)")
     p.add_argument("--json", action="store_true", help="print a JSON summary instead of paths")
-    p.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the result (default 3600)")
-    p.add_argument("--v2", action="store_true",
-                   help="run through the Comfy API v2 (/api/v2/jobs): a durable job, SSE progress, outputs as assets")
+    p.add_argument(
+        "--timeout", type=float, default=3600, help="seconds to wait for the result (default 3600)"
+    )
+    p.add_argument(
+        "--v2",
+        action="store_true",
+        help="run through the Comfy API v2 (/api/v2/jobs): a durable job, SSE progress, outputs as assets",
+    )
 
 
 @dataclass(frozen=True)
@@ -54,8 +65,12 @@ class Server:
     @classmethod
     def from_args(cls, args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Server:
         env = Env(environ, error=WorkflowError)
-        return cls(env.get(v.COMFY_SERVER, args.server), env.get(v.COMFY_TOKEN, args.token),
-                   env.get(v.COMFY_USER, args.user), env.get(v.COMFY_PASSWORD, args.password))
+        return cls(
+            env.get(v.COMFY_SERVER, args.server),
+            env.get(v.COMFY_TOKEN, args.token),
+            env.get(v.COMFY_USER, args.user),
+            env.get(v.COMFY_PASSWORD, args.password),
+        )
 
     def auth_headers(self) -> dict[str, str]:
         if self.token:
@@ -68,8 +83,10 @@ class Server:
 async def check(resp: aiohttp.ClientResponse, what: str) -> None:
     if resp.status in (401, 403):
         detail = (await resp.text())[:300]
-        raise Unreachable(f"{what}: the server refused the credentials ({resp.status}): {detail}; "
-                          "pass --token or --user/--password")
+        raise Unreachable(
+            f"{what}: the server refused the credentials ({resp.status}): {detail}; "
+            "pass --token or --user/--password"
+        )
     if resp.status >= 400 and resp.status != 400:
         raise Unreachable(f"{what}: HTTP {resp.status}: {(await resp.text())[:300]}")
 
@@ -83,8 +100,12 @@ async def upload(session, base: str, path: Path) -> str:
         raise WorkflowError(f"--input {path}: cannot read it ({exc.strerror})") from None
     with f:
         form = aiohttp.FormData()
-        form.add_field("image", f, filename=path.name,
-                       content_type=mimetypes.guess_type(path.name)[0] or "application/octet-stream")
+        form.add_field(
+            "image",
+            f,
+            filename=path.name,
+            content_type=mimetypes.guess_type(path.name)[0] or "application/octet-stream",
+        )
         async with session.post(base + "/upload/image", data=form) as r:
             await check(r, "upload")
             if r.status != 200:
@@ -97,7 +118,9 @@ def describe_node_errors(body: dict) -> str:
     lines = [body.get("error", {}).get("message", "prompt rejected")]
     for node, err in (body.get("node_errors") or {}).items():
         for e in err.get("errors", []):
-            lines.append(f"  node {node} ({err.get('class_type')}): {e.get('message')} {e.get('details', '')}".rstrip())
+            lines.append(
+                f"  node {node} ({err.get('class_type')}): {e.get('message')} {e.get('details', '')}".rstrip()
+            )
     return "\n".join(lines)
 
 
@@ -119,16 +142,19 @@ async def follow(ws, prompt_id: str, bars: NodeProgress, deadline: float) -> Non
         if body.get("prompt_id") not in (None, prompt_id):
             continue
         if kind == "execution_error":
-            raise NodeFailed(f"node {body.get('node_id')} ({body.get('node_type')}) failed: "
-                             f"{body.get('exception_type', '')}: {body.get('exception_message', '').strip()}")
+            raise NodeFailed(
+                f"node {body.get('node_id')} ({body.get('node_type')}) failed: "
+                f"{body.get('exception_type', '')}: {body.get('exception_message', '').strip()}"
+            )
         if kind == "execution_interrupted":
             raise NodeFailed("the prompt was interrupted on the server")
         if kind == "progress":
             bars.step(body.get("node"), body.get("value"), body.get("max"))
         if kind == "executing" and body.get("node") is not None:
             bars.executing(body["node"])
-        if kind == "execution_success" or (kind == "executing" and body.get("node") is None
-                                           and body.get("prompt_id") == prompt_id):
+        if kind == "execution_success" or (
+            kind == "executing" and body.get("node") is None and body.get("prompt_id") == prompt_id
+        ):
             return
 
 
@@ -193,8 +219,10 @@ async def run(args) -> dict:
         for item in items:
             key, value = split_assignment(item, flag)
             if flag == "--param" and key not in wf.params:
-                raise WorkflowError(f"--param {key}: this workflow's parameters are "
-                                    f"{', '.join(sorted(wf.params)) or 'none'} (use --set NODE.INPUT=VALUE)")
+                raise WorkflowError(
+                    f"--param {key}: this workflow's parameters are "
+                    f"{', '.join(sorted(wf.params)) or 'none'} (use --set NODE.INPUT=VALUE)"
+                )
             wf.set(key, parse_value(value))
     for item in args.input:
         wf.target(split_assignment(item, "--input")[0])  # fail before uploading anything
@@ -206,12 +234,15 @@ async def run(args) -> dict:
         async with aiohttp.ClientSession(headers=server.auth_headers()) as session:
             if args.v2:
                 from comfyctl.run_v2 import run_v2
+
                 return await run_v2(args, wf, session, base, deadline)
             for item in args.input:
                 key, file = split_assignment(item, "--input")
                 wf.set(key, await upload(session, base, Path(file)))
             ws = await session.ws_connect(base.replace("http", "ws", 1) + f"/ws?clientId={client_id}")
-            async with session.post(base + "/prompt", json={"prompt": wf.prompt, "client_id": client_id}) as r:
+            async with session.post(
+                base + "/prompt", json={"prompt": wf.prompt, "client_id": client_id}
+            ) as r:
                 await check(r, "queueing the prompt")
                 body = await r.json()
                 if r.status == 400 or body.get("node_errors"):
@@ -223,7 +254,9 @@ async def run(args) -> dict:
             entry = await read_history(session, base, prompt_id, deadline)
             paths = await download_outputs(session, base, entry.get("outputs", {}), args.out)
     except aiohttp.WSServerHandshakeError as exc:
-        raise Unreachable(f"{base}/ws refused the connection ({exc.status}); check the URL and credentials") from None
+        raise Unreachable(
+            f"{base}/ws refused the connection ({exc.status}); check the URL and credentials"
+        ) from None
     except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
         raise Unreachable(f"cannot reach {base}: {exc}") from None
     return {"prompt_id": prompt_id, "outputs": [str(p) for p in paths]}

@@ -5,6 +5,7 @@ there), progress comes from its SSE stream, and outputs are downloaded as assets
 The submission carries an Idempotency-Key, so a connection that breaks while submitting is
 retried without queueing the job twice.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -26,6 +27,7 @@ TERMINAL = ("succeeded", "failed", "canceled", "expired")
 async def v2_error(resp: aiohttp.ClientResponse, what: str):
     """The exception for a refused v2 request (the contract's {"error": {code, message}})."""
     from comfyctl.run import Rejected, Unreachable
+
     try:
         err = (await resp.json()).get("error") or {}
     except (ValueError, aiohttp.ContentTypeError):
@@ -57,16 +59,21 @@ async def upload_asset(session, base: str, path: Path) -> dict:
         if r.status not in (200, 201):
             raise await v2_error(r, f"uploading {path}")
         asset = await r.json()
-    return {"__type": "core/ASSET", "info": {"id": asset["id"], "hash": asset["hash"], "file_path": path.name}}
+    return {
+        "__type": "core/ASSET",
+        "info": {"id": asset["id"], "hash": asset["hash"], "file_path": path.name},
+    }
 
 
 async def submit(session, base: str, prompt: dict) -> dict:
     from comfyctl.run import Unreachable
+
     key = str(uuid.uuid4())
     for attempt in range(3):
         try:
-            async with session.post(base + "/api/v2/jobs", json={"workflow": prompt},
-                                    headers={"Idempotency-Key": key}) as r:
+            async with session.post(
+                base + "/api/v2/jobs", json={"workflow": prompt}, headers={"Idempotency-Key": key}
+            ) as r:
                 if r.status == 429:
                     await asyncio.sleep(min(60, int(r.headers.get("Retry-After", "5"))))
                     continue
@@ -84,6 +91,7 @@ async def follow(session, base: str, job: dict, bars: NodeProgress, deadline: fl
     """Live events until the terminal status; the job as GET answers it then. The stream is
     only a live view: when it drops, poll once and reconnect."""
     from comfyctl.run import TimedOut
+
     self_url, events_url = base + job["urls"]["self"], base + job["urls"]["events"]
     while True:
         if time.monotonic() >= deadline:
@@ -131,6 +139,7 @@ async def download(session, job: dict, out_dir: Path) -> list[Path]:
 async def run_v2(args, wf, session, base: str, deadline: float) -> dict:
     from comfyctl.run import NodeFailed, Rejected
     from comfyctl.workflow import split_assignment
+
     for item in args.input:
         key, file = split_assignment(item, "--input")
         wf.set(key, await upload_asset(session, base, Path(file)))

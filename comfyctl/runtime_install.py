@@ -8,6 +8,7 @@ become constraints: no pack may replace it. Everything else is installed under t
 lock (one resolution of ComfyUI, the packs and our own package; `make image-lock`).
 Only the standard library and PyYAML, so Ubuntu's python3 can drive the venv's pip.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,14 @@ TORCH_STACK = {"torch", "torchvision", "torchaudio", "xformers"}
 # The server has no display: the GUI build of OpenCV (which three packs name) and the
 # headless one (which rembg names) install into the same cv2 folder, and whichever comes
 # last wins. Every request for the GUI build is read as the headless one.
-RENAMED = {"opencv-python": "opencv-python-headless", "opencv-contrib-python": "opencv-contrib-python-headless"}
-TORCH_INDEX = {"cuda": "https://download.pytorch.org/whl/cu128", "cpu": "https://download.pytorch.org/whl/cpu"}
+RENAMED = {
+    "opencv-python": "opencv-python-headless",
+    "opencv-contrib-python": "opencv-contrib-python-headless",
+}
+TORCH_INDEX = {
+    "cuda": "https://download.pytorch.org/whl/cu128",
+    "cpu": "https://download.pytorch.org/whl/cpu",
+}
 
 
 def requirement_name(line: str) -> str:
@@ -40,13 +47,16 @@ def renamed(line: str) -> str:
     if name not in RENAMED:
         return line
     spec = re.split(r"[\s;<>=!~\[@]", line.strip(), maxsplit=1)[0]
-    return RENAMED[name] + line.strip()[len(spec):]
+    return RENAMED[name] + line.strip()[len(spec) :]
 
 
 def requirement_lines(path: Path) -> list[str]:
     """A requirements file's requirements, without comments, blanks and the torch stack."""
-    return [renamed(line) for line in path.read_text().splitlines()
-            if line.strip() and not line.startswith("#") and requirement_name(line) not in TORCH_STACK]
+    return [
+        renamed(line)
+        for line in path.read_text().splitlines()
+        if line.strip() and not line.startswith("#") and requirement_name(line) not in TORCH_STACK
+    ]
 
 
 def pack_requirements(lock_path: Path, comfy: Path) -> list[str]:
@@ -80,7 +90,9 @@ def pip(python: Path, *args: str) -> None:
     subprocess.run([str(python), "-m", "pip", *args], check=True)
 
 
-def install_torch(python: Path, variant: str, versions: dict[str, str], index: str | None, image_lock: Path) -> None:
+def install_torch(
+    python: Path, variant: str, versions: dict[str, str], index: str | None, image_lock: Path
+) -> None:
     """torch, torchvision, torchaudio from the variant's index, xformers where CUDA is; then
     their own dependencies (numpy, sympy, CUDA libraries...) from the ordinary index at the
     image lock's versions: the PyTorch index carries copies of some of them, and a mirror of
@@ -94,8 +106,9 @@ def install_torch(python: Path, variant: str, versions: dict[str, str], index: s
 
 def freeze_torch(python: Path, constraints: Path) -> None:
     """Append the installed torch stack's exact versions to the constraints file."""
-    frozen = subprocess.run([str(python), "-m", "pip", "freeze"], check=True, capture_output=True,
-                            text=True).stdout.splitlines()
+    frozen = subprocess.run(
+        [str(python), "-m", "pip", "freeze"], check=True, capture_output=True, text=True
+    ).stdout.splitlines()
     pins = [line for line in frozen if requirement_name(line) in TORCH_STACK and "==" in line]
     with constraints.open("a") as f:
         f.write("".join(f"{p}\n" for p in pins))
@@ -105,31 +118,41 @@ def install_requirements(python: Path, comfy: Path, lock: Path, image_lock: Path
     """ComfyUI's requirements, then the packs', every one at the image lock's version."""
     freeze_torch(python, constraints)
     with tempfile.TemporaryDirectory() as tmp:
-        for name, lines in (("comfyui", requirement_lines(comfy / "requirements.txt")),
-                            ("packs", pack_requirements(lock, comfy))):
+        for name, lines in (
+            ("comfyui", requirement_lines(comfy / "requirements.txt")),
+            ("packs", pack_requirements(lock, comfy)),
+        ):
             req = Path(tmp, f"{name}.txt")
             req.write_text("\n".join(lines) + "\n")
             pip(python, "install", "-r", str(req), "-c", str(constraints), "-c", str(image_lock))
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m comfyctl.runtime_install", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m comfyctl.runtime_install", description=__doc__.splitlines()[0]
+    )
     p.add_argument("--python", type=Path, required=True, help="the interpreter whose environment is filled")
     sub = p.add_subparsers(dest="step", required=True)
     t = sub.add_parser("torch", help="the torch stack from the variant's index")
     t.add_argument("--variant", choices=sorted(TORCH_INDEX), required=True)
-    t.add_argument("--index-url", help="the PyTorch index (default: the variant's own on download.pytorch.org)")
+    t.add_argument(
+        "--index-url", help="the PyTorch index (default: the variant's own on download.pytorch.org)"
+    )
     t.add_argument("--image-lock", type=Path, required=True, help="docker/image-lock.txt")
     t.add_argument("pins", nargs="+", help="torch==V torchvision==V torchaudio==V xformers==V")
     r = sub.add_parser("requirements", help="ComfyUI's and the packs' requirements under the image lock")
     r.add_argument("--comfyui", type=Path, required=True)
     r.add_argument("--lock", type=Path, required=True, help="custom_nodes/lock.yaml")
     r.add_argument("--image-lock", type=Path, required=True, help="docker/image-lock.txt")
-    r.add_argument("--constraints", type=Path, required=True, help="custom_nodes/constraints.txt (appended to)")
+    r.add_argument(
+        "--constraints", type=Path, required=True, help="custom_nodes/constraints.txt (appended to)"
+    )
     args = p.parse_args(argv)
     try:
         if args.step == "torch":
-            install_torch(args.python, args.variant, parse_pins(args.pins), args.index_url or None, args.image_lock)
+            install_torch(
+                args.python, args.variant, parse_pins(args.pins), args.index_url or None, args.image_lock
+            )
         else:
             install_requirements(args.python, args.comfyui, args.lock, args.image_lock, args.constraints)
     except subprocess.CalledProcessError as exc:

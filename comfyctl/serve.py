@@ -1,6 +1,7 @@
 """`comfyctl serve`: the whole stack from a ComfyUI checkout; the image's entrypoint runs
 the same code. Validate, sync models, write extra_model_paths.yaml, install the bundled
 workflows, then hand over to supervisord (ComfyUI on loopback, the proxy in front)."""
+
 from __future__ import annotations
 
 import argparse
@@ -13,7 +14,16 @@ from pathlib import Path
 from auth_proxy import extension
 from comfy_stack import variables
 from comfy_stack.env import add_flags
-from comfyctl import bootstrap, config, manager_config, model_paths, modes, supervisor, sync_job, workflows_install
+from comfyctl import (
+    bootstrap,
+    config,
+    manager_config,
+    model_paths,
+    modes,
+    supervisor,
+    sync_job,
+    workflows_install,
+)
 from comfyctl.errors import ComfyctlError, MissingProgram, SyncFailed
 from model_sync import progress as sync_progress
 
@@ -22,8 +32,11 @@ log = logging.getLogger(__name__)
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_flags(p, variables.SERVE)
-    p.add_argument("--dry-run", action="store_true", help="prepare everything, print supervisord's "
-                                                           "configuration, start nothing")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="prepare everything, print supervisord's configuration, start nothing",
+    )
 
 
 def prepare(s: config.ServeSettings) -> tuple[Path, str]:
@@ -42,22 +55,31 @@ def prepare(s: config.ServeSettings) -> tuple[Path, str]:
         log.info("syncing models before starting (MODEL_SYNC_MODE=block)")
         code = sync_job.run(cmds)
         if code != 0:
-            raise SyncFailed(f"the model sync failed (exit {code}); fix the cause above, or set "
-                             "MODEL_SYNC_MODE=background to start anyway")
+            raise SyncFailed(
+                f"the model sync failed (exit {code}); fix the cause above, or set "
+                "MODEL_SYNC_MODE=background to start anyway"
+            )
     elif not cmds:
         log.info("no MODEL_PROFILES and no MODEL_SYNC_FROM: no models to sync")
-    model_paths.write(s.models_dir, run_dir / "extra_model_paths.yaml", s.data_dir / "custom_nodes",
-                      extension.CUSTOM_NODES)
+    model_paths.write(
+        s.models_dir, run_dir / "extra_model_paths.yaml", s.data_dir / "custom_nodes", extension.CUSTOM_NODES
+    )
     manager_config.write(s.data_dir / "user", s.manager_network_mode)
     report = workflows_install.install(s.workflows_dir, s.data_dir / "user" / "default" / "workflows")
-    log.info("workflows: %d installed, %d updated, %d of yours kept", len(report.installed),
-             len(report.updated), len(report.kept_user_edits))
+    log.info(
+        "workflows: %d installed, %d updated, %d of yours kept",
+        len(report.installed),
+        len(report.updated),
+        len(report.kept_user_edits),
+    )
     comfy_args = modes.comfyui_flags(s.mode, s.comfyui_python, s.extra_args, cuda_version=s.cuda_version)
-    proxy_env = {"AUTH_PROXY_LISTEN": str(s.listen),
-                 "AUTH_PROXY_UPSTREAM": f"http://127.0.0.1:{s.comfyui_port}",
-                 "AUTH_PROXY_STATE_DIR": str(s.proxy_state_dir),
-                 "COMFY_JOBS_DIR": str(s.proxy_jobs_dir),
-                 "MODEL_SYNC_PROGRESS_FILE": str(progress)}
+    proxy_env = {
+        "AUTH_PROXY_LISTEN": str(s.listen),
+        "AUTH_PROXY_UPSTREAM": f"http://127.0.0.1:{s.comfyui_port}",
+        "AUTH_PROXY_STATE_DIR": str(s.proxy_state_dir),
+        "COMFY_JOBS_DIR": str(s.proxy_jobs_dir),
+        "MODEL_SYNC_PROGRESS_FILE": str(progress),
+    }
     text = supervisor.render(s, comfy_args, run_dir, proxy_env)
     if s.sync_mode == "background" and cmds:
         args = [str(s.manifest), str(s.models_dir), str(progress), s.sync_from, *s.profiles]
@@ -75,7 +97,9 @@ def main(args: argparse.Namespace) -> int:
         if args.dry_run:
             print(text)
             return 0
-        supervisord = shutil.which("supervisord") or shutil.which("supervisord", path=str(Path(sys.executable).parent))
+        supervisord = shutil.which("supervisord") or shutil.which(
+            "supervisord", path=str(Path(sys.executable).parent)
+        )
         if not supervisord:
             raise MissingProgram("supervisord is not installed: pip install supervisor")
         log.info("starting ComfyUI on 127.0.0.1:%d behind the proxy on %s", s.comfyui_port, s.listen)

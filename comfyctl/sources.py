@@ -15,6 +15,7 @@ to check, so its name must carry the locked commit; a repository without one com
 
 Only the standard library and PyYAML: the image's source stage runs it with Ubuntu's python3.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,15 +45,17 @@ class Source:
     name: str
     repo: str
     commit: str
-    dest: Path          # relative to the destination folder
+    dest: Path  # relative to the destination folder
 
 
 def pinned(lock_path: Path) -> list[Source]:
     """ComfyUI first, then every pack under ComfyUI/custom_nodes."""
     lock = yaml.safe_load(lock_path.read_text())
     out = [Source("ComfyUI", lock["comfyui"]["repo"], lock["comfyui"]["commit"], Path("ComfyUI"))]
-    out += [Source(p["name"], p["repo"], p["commit"], Path("ComfyUI/custom_nodes") / p["name"])
-            for p in lock["packs"]]
+    out += [
+        Source(p["name"], p["repo"], p["commit"], Path("ComfyUI/custom_nodes") / p["name"])
+        for p in lock["packs"]
+    ]
     return out
 
 
@@ -68,8 +71,9 @@ def absent_files(folder: Path | None) -> dict[str, list[str]]:
     index = folder / "SOURCES.tsv" if folder else None
     if not index or not index.is_file():
         return {}
-    rows = csv.reader((line for line in index.read_text().splitlines() if line and not line.startswith("#")),
-                      delimiter="\t")
+    rows = csv.reader(
+        (line for line in index.read_text().splitlines() if line and not line.startswith("#")), delimiter="\t"
+    )
     return {r[0]: [f for f in r[4].split(",") if f and f != "-"] for r in rows if len(r) >= 5}
 
 
@@ -96,13 +100,16 @@ def clone(src: Source, dest: Path, mirror: str | None) -> None:
         subprocess.run(git + ["remote", "add", "origin", src.repo], check=True)
         subprocess.run(git + ["fetch", "-q", "--depth", "1", "origin", src.commit], check=True)
         subprocess.run(git + ["checkout", "-q", "FETCH_HEAD"], check=True)
-        got = subprocess.run(git + ["rev-parse", "HEAD"], check=True, capture_output=True,
-                             text=True).stdout.strip()
+        got = subprocess.run(
+            git + ["rev-parse", "HEAD"], check=True, capture_output=True, text=True
+        ).stdout.strip()
     except subprocess.CalledProcessError as exc:
         where = f" through the mirror {mirror}" if mirror else ""
-        raise SourceError(f"{src.name}: git could not fetch {src.repo}@{src.commit[:12]}{where} "
-                          f"({exc}); set a git mirror, or a directory holding "
-                          f"{src.name}-{src.commit}.tar.gz") from None
+        raise SourceError(
+            f"{src.name}: git could not fetch {src.repo}@{src.commit[:12]}{where} "
+            f"({exc}); set a git mirror, or a directory holding "
+            f"{src.name}-{src.commit}.tar.gz"
+        ) from None
     if got != src.commit:
         raise SourceError(f"{src.name}: {src.repo} gave {got}, custom_nodes/lock.yaml pins {src.commit}")
     shutil.rmtree(dest / ".git")

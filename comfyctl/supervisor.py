@@ -1,5 +1,6 @@
 """supervisord's configuration: ComfyUI and the proxy, restarted when they die, logging
 to the container's stdout with a prefix, stopped cleanly on SIGTERM."""
+
 from __future__ import annotations
 
 import shlex
@@ -13,24 +14,34 @@ from comfyctl.config import ServeSettings
 PREFIX_WRAPPER = "comfyctl.logprefix"
 
 
-def _program(name: str, command: list[str], directory: Path, env: dict[str, str], stopwait: int,
-             priority: int) -> str:
+def _program(
+    name: str, command: list[str], directory: Path, env: dict[str, str], stopwait: int, priority: int
+) -> str:
     # stdout goes through a tiny prefixer so the two programs' lines can be told apart in
     # one stream; supervisord has no line prefix of its own.
     wrapped = [sys.executable, "-m", PREFIX_WRAPPER, name, "--"] + command
     envs = ",".join(f'{k}="{v}"' for k, v in env.items() if '"' not in v and "%" not in v)
-    return "\n".join([
-        f"[program:{name}]",
-        f"command={' '.join(shlex.quote(c) for c in wrapped)}",
-        f"directory={directory}",
-        f"priority={priority}",
-        "autostart=true", "autorestart=true", "startsecs=2", "startretries=1000",
-        "stopsignal=TERM", f"stopwaitsecs={stopwait}", "stopasgroup=true", "killasgroup=true",
-        "stdout_logfile=/dev/stdout", "stdout_logfile_maxbytes=0",
-        "redirect_stderr=true",
-        f"environment={envs}" if envs else "",
-        "",
-    ])
+    return "\n".join(
+        [
+            f"[program:{name}]",
+            f"command={' '.join(shlex.quote(c) for c in wrapped)}",
+            f"directory={directory}",
+            f"priority={priority}",
+            "autostart=true",
+            "autorestart=true",
+            "startsecs=2",
+            "startretries=1000",
+            "stopsignal=TERM",
+            f"stopwaitsecs={stopwait}",
+            "stopasgroup=true",
+            "killasgroup=true",
+            "stdout_logfile=/dev/stdout",
+            "stdout_logfile_maxbytes=0",
+            "redirect_stderr=true",
+            f"environment={envs}" if envs else "",
+            "",
+        ]
+    )
 
 
 def comfyui_env(s: ServeSettings) -> dict[str, str]:
@@ -40,45 +51,64 @@ def comfyui_env(s: ServeSettings) -> dict[str, str]:
         # What ComfyUI-Manager installs for a node (`pip install` in ComfyUI's process)
         # goes to the data volume as a user install, and ComfyUI sees it there. Only
         # ComfyUI: the proxy and the sync keep PYTHONNOUSERSITE and never import it.
-        env |= {"PYTHONUSERBASE": str(s.user_packages), "PYTHONNOUSERSITE": "",
-                "PIP_CONFIG_FILE": str(user_packages.pip_config(s.data_dir / "run"))}
+        env |= {
+            "PYTHONUSERBASE": str(s.user_packages),
+            "PYTHONNOUSERSITE": "",
+            "PIP_CONFIG_FILE": str(user_packages.pip_config(s.data_dir / "run")),
+        }
     return env
 
 
 def render(s: ServeSettings, comfy_args: list[str], run_dir: Path, proxy_env: dict[str, str]) -> str:
-    comfy_cmd = [str(s.comfyui_python), "main.py", "--listen", "127.0.0.1", "--port", str(s.comfyui_port),
-                 "--extra-model-paths-config", str(run_dir / "extra_model_paths.yaml"),
-                 "--input-directory", str(s.data_dir / "input"),
-                 "--output-directory", str(s.data_dir / "output"),
-                 "--user-directory", str(s.data_dir / "user"),
-                 # ComfyUI's defaults put its database and its temp folder beside its code,
-                 # which is read-only in the image: both go to the data directory
-                 "--database-url", f"sqlite:///{s.data_dir / 'user' / 'comfyui.db'}",
-                 "--temp-directory", str(run_dir),
-                 "--disable-auto-launch"] + comfy_args
+    comfy_cmd = [
+        str(s.comfyui_python),
+        "main.py",
+        "--listen",
+        "127.0.0.1",
+        "--port",
+        str(s.comfyui_port),
+        "--extra-model-paths-config",
+        str(run_dir / "extra_model_paths.yaml"),
+        "--input-directory",
+        str(s.data_dir / "input"),
+        "--output-directory",
+        str(s.data_dir / "output"),
+        "--user-directory",
+        str(s.data_dir / "user"),
+        # ComfyUI's defaults put its database and its temp folder beside its code,
+        # which is read-only in the image: both go to the data directory
+        "--database-url",
+        f"sqlite:///{s.data_dir / 'user' / 'comfyui.db'}",
+        "--temp-directory",
+        str(run_dir),
+        "--disable-auto-launch",
+    ] + comfy_args
     proxy_cmd = [sys.executable, "-m", "auth_proxy"]
-    return "\n".join([
-        "[supervisord]",
-        "nodaemon=true",
-        f"pidfile={run_dir / 'supervisord.pid'}",
-        f"logfile={run_dir / 'supervisord.log'}",
-        "logfile_maxbytes=10MB", "logfile_backups=1",
-        "loglevel=info",
-        "",
-        "[unix_http_server]",
-        f"file={run_dir / 'supervisor.sock'}",
-        "chmod=0700",
-        "",
-        "[rpcinterface:supervisor]",
-        "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
-        "",
-        "[supervisorctl]",
-        f"serverurl=unix://{run_dir / 'supervisor.sock'}",
-        "",
-        # ComfyUI gets time to finish writing an output; the proxy stops at once.
-        _program("comfyui", comfy_cmd, s.comfyui_dir, comfyui_env(s), 30, 10),
-        _program("auth_proxy", proxy_cmd, Path.cwd(), proxy_env, 10, 20),
-    ])
+    return "\n".join(
+        [
+            "[supervisord]",
+            "nodaemon=true",
+            f"pidfile={run_dir / 'supervisord.pid'}",
+            f"logfile={run_dir / 'supervisord.log'}",
+            "logfile_maxbytes=10MB",
+            "logfile_backups=1",
+            "loglevel=info",
+            "",
+            "[unix_http_server]",
+            f"file={run_dir / 'supervisor.sock'}",
+            "chmod=0700",
+            "",
+            "[rpcinterface:supervisor]",
+            "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+            "",
+            "[supervisorctl]",
+            f"serverurl=unix://{run_dir / 'supervisor.sock'}",
+            "",
+            # ComfyUI gets time to finish writing an output; the proxy stops at once.
+            _program("comfyui", comfy_cmd, s.comfyui_dir, comfyui_env(s), 30, 10),
+            _program("auth_proxy", proxy_cmd, Path.cwd(), proxy_env, 10, 20),
+        ]
+    )
 
 
 def write(text: str, dest: Path) -> Path:

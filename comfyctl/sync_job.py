@@ -3,6 +3,7 @@ MODEL_SYNC_FROM is a bucket prefix, every other model under it (how a user adds 
 model: upload it under the prefix and restart). Runs in-process for
 MODEL_SYNC_MODE=block, and as `python -m comfyctl.sync_job` under supervisord for
 `background`."""
+
 from __future__ import annotations
 
 import logging
@@ -13,13 +14,21 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 
-def commands(manifest: Path, models_dir: Path, profiles: tuple[str, ...], sync_from: str,
-             progress_file: Path) -> list[list[str]]:
+def commands(
+    manifest: Path, models_dir: Path, profiles: tuple[str, ...], sync_from: str, progress_file: Path
+) -> list[list[str]]:
     base = [sys.executable, "-m", "model_sync"]
     cmds = []
     if profiles:
-        cmd = base + ["sync", "--manifest", str(manifest), "--models-dir", str(models_dir),
-                      "--progress-file", str(progress_file)]
+        cmd = base + [
+            "sync",
+            "--manifest",
+            str(manifest),
+            "--models-dir",
+            str(models_dir),
+            "--progress-file",
+            str(progress_file),
+        ]
         for p in profiles:
             cmd += ["--profile", p]
         if sync_from:

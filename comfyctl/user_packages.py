@@ -8,6 +8,7 @@ installed, reports "PyTorch is not installed" and reinstalls ComfyUI's frontend 
 start. A config file section applies to its own command only, so `[install] user = true`
 is exactly the install-only setting (https://pip.pypa.io/en/stable/topics/configuration/).
 """
+
 from __future__ import annotations
 
 from pathlib import Path

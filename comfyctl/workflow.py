@@ -5,6 +5,7 @@ A bundled API workflow is `{"prompt": {...ComfyUI API graph...}, "params": {"see
 names lives beside the graph, not in it. A bare API graph (what ComfyUI's "Export (API)"
 writes) works too, with `--set` only.
 """
+
 from __future__ import annotations
 
 import copy
@@ -33,11 +34,14 @@ class Workflow:
         if isinstance(data, dict) and isinstance(data.get("prompt"), dict):
             prompt, params = data["prompt"], dict(data.get("params") or {})
         elif isinstance(data, dict) and "nodes" in data and "links" in data:
-            raise WorkflowError(f"{path} is a UI workflow; use its API form (workflows/api/, or "
-                                "'Export (API)' in ComfyUI)")
+            raise WorkflowError(
+                f"{path} is a UI workflow; use its API form (workflows/api/, or 'Export (API)' in ComfyUI)"
+            )
         else:
             prompt, params = data, {}
-        if not isinstance(prompt, dict) or not all(isinstance(n, dict) and "class_type" in n for n in prompt.values()):
+        if not isinstance(prompt, dict) or not all(
+            isinstance(n, dict) and "class_type" in n for n in prompt.values()
+        ):
             raise WorkflowError(f"{path}: not an API-format workflow (nodes with class_type)")
         return cls(copy.deepcopy(prompt), params)
 
@@ -48,14 +52,19 @@ class Workflow:
         node, sep, name = spec.partition(".")
         if not sep:
             known = ", ".join(sorted(self.params)) or "none"
-            raise WorkflowError(f"{spec!r} is neither NODE.INPUT nor a parameter of this workflow "
-                                f"(its parameters: {known})")
+            raise WorkflowError(
+                f"{spec!r} is neither NODE.INPUT nor a parameter of this workflow (its parameters: {known})"
+            )
         if node not in self.prompt:
-            raise WorkflowError(f"node {node!r} is not in the workflow (nodes: {', '.join(sorted(self.prompt))})")
+            raise WorkflowError(
+                f"node {node!r} is not in the workflow (nodes: {', '.join(sorted(self.prompt))})"
+            )
         inputs = self.prompt[node].setdefault("inputs", {})
         if name not in inputs:
-            raise WorkflowError(f"node {node} ({self.prompt[node]['class_type']}) has no input {name!r} "
-                                f"(inputs: {', '.join(sorted(inputs))})")
+            raise WorkflowError(
+                f"node {node} ({self.prompt[node]['class_type']}) has no input {name!r} "
+                f"(inputs: {', '.join(sorted(inputs))})"
+            )
         if isinstance(inputs[name], list):
             raise WorkflowError(f"{node}.{name} is a link from another node, not a value")
         return node, name

@@ -5,6 +5,7 @@ A record (`.comfy-stack-installed.json`) holds the sha256 of each file as we ins
 it. A file is (re)written only when it is absent or still exactly what we installed, so a
 newer bundled version replaces an untouched copy, and an edited copy is left alone.
 """
+
 from __future__ import annotations
 
 import hashlib

@@ -4,6 +4,7 @@ Needs network access to the repositories (`git ls-remote`). Only the `commit:` l
 change, so comments and order survive; review the diff, then rebuild the image: its
 build-time check fails if a pack no longer loads.
 """
+
 from __future__ import annotations
 
 import re

@@ -14,6 +14,7 @@ Needs root, mmdebstrap and docker. On a host without Ubuntu's keyring, the ubunt
 package is taken from the mirror and its 2018 archive key checked against the fingerprint
 below before anything is trusted with it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,15 +35,22 @@ UBUNTU = "comfy-stack-base/ubuntu:24.04"
 CUDA_RUNTIME = "comfy-stack-base/cuda-runtime:12.8-ubuntu24.04"
 CUDA_DEVEL = "comfy-stack-base/cuda-devel:12.8-ubuntu24.04"
 # What NVIDIA's runtime image sets (its Dockerfile), so the image behaves the same way.
-CUDA_ENV = ["CUDA_VERSION=12.8.1", "NVIDIA_VISIBLE_DEVICES=all", "NVIDIA_DRIVER_CAPABILITIES=compute,utility",
-            "NVIDIA_REQUIRE_CUDA=cuda>=12.8", "LD_LIBRARY_PATH=/usr/local/nvidia/lib:/usr/local/nvidia/lib64"]
+CUDA_ENV = [
+    "CUDA_VERSION=12.8.1",
+    "NVIDIA_VISIBLE_DEVICES=all",
+    "NVIDIA_DRIVER_CAPABILITIES=compute,utility",
+    "NVIDIA_REQUIRE_CUDA=cuda>=12.8",
+    "LD_LIBRARY_PATH=/usr/local/nvidia/lib:/usr/local/nvidia/lib64",
+]
 # Ubuntu 24.04's CUDA compiler is 12.0, which supports GCC up to 12.
 DEVEL_PACKAGES = ["nvidia-cuda-toolkit", "gcc-12", "g++-12"]
 DEVEL_ENV = ["NVCC_CCBIN=/usr/bin/g++-12"]
 
 
 def sources_list(mirror: str, components: str) -> list[str]:
-    return [f"deb {mirror} {suite} {components}" for suite in (SUITE, f"{SUITE}-updates", f"{SUITE}-security")]
+    return [
+        f"deb {mirror} {suite} {components}" for suite in (SUITE, f"{SUITE}-updates", f"{SUITE}-security")
+    ]
 
 
 def keyring(mirror: str, tmp: Path) -> Path:
@@ -52,8 +60,9 @@ def keyring(mirror: str, tmp: Path) -> Path:
     subprocess.run(["curl", "-fsSL", "-o", str(deb), f"{mirror}/{KEYRING_DEB}"], check=True)
     subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp / "keyring")], check=True)
     ring = tmp / "keyring/usr/share/keyrings/ubuntu-archive-keyring.gpg"
-    shown = subprocess.run(["gpg", "--show-keys", "--with-colons", str(ring)], check=True,
-                           capture_output=True, text=True).stdout
+    shown = subprocess.run(
+        ["gpg", "--show-keys", "--with-colons", str(ring)], check=True, capture_output=True, text=True
+    ).stdout
     if f"fpr:::::::::{ARCHIVE_KEY}:" not in shown:
         raise SystemExit(f"{mirror}/{KEYRING_DEB} does not hold Ubuntu's archive key {ARCHIVE_KEY}")
     return ring
@@ -63,19 +72,44 @@ def exists(tag: str) -> bool:
     return subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode == 0
 
 
-def build(tag: str, mirror: str, ring: Path, include: list[str], env: list[str], components: str, tmp: Path,
-          force: bool = False) -> None:
+def build(
+    tag: str,
+    mirror: str,
+    ring: Path,
+    include: list[str],
+    env: list[str],
+    components: str,
+    tmp: Path,
+    force: bool = False,
+) -> None:
     # A rebuilt base is a new image: every layer built on the old one would be rebuilt too.
     if exists(tag) and not force:
         print(f"{tag} exists (--force rebuilds it)")
         return
-    hooks = ['chroot "$1" groupadd --gid 1000 ubuntu',
-             'chroot "$1" useradd --uid 1000 --gid 1000 --create-home --shell /bin/bash ubuntu']
-    cmd = ["mmdebstrap", "--variant=minbase", f"--include={','.join(['apt', 'ca-certificates', *include])}",
-           f"--keyring={ring}", f"--components={components.replace(' ', ',')}",
-           *(f"--customize-hook={h}" for h in hooks), SUITE, str(tmp / "root.tar"), *sources_list(mirror, components)]
-    importer = ["docker", "import", *(a for e in env for a in ("--change", f"ENV {e}")),
-                "--change", 'CMD ["/bin/bash"]', str(tmp / "root.tar"), tag]
+    hooks = [
+        'chroot "$1" groupadd --gid 1000 ubuntu',
+        'chroot "$1" useradd --uid 1000 --gid 1000 --create-home --shell /bin/bash ubuntu',
+    ]
+    cmd = [
+        "mmdebstrap",
+        "--variant=minbase",
+        f"--include={','.join(['apt', 'ca-certificates', *include])}",
+        f"--keyring={ring}",
+        f"--components={components.replace(' ', ',')}",
+        *(f"--customize-hook={h}" for h in hooks),
+        SUITE,
+        str(tmp / "root.tar"),
+        *sources_list(mirror, components),
+    ]
+    importer = [
+        "docker",
+        "import",
+        *(a for e in env for a in ("--change", f"ENV {e}")),
+        "--change",
+        'CMD ["/bin/bash"]',
+        str(tmp / "root.tar"),
+        tag,
+    ]
     for step in (cmd, importer):
         print("+", " ".join(step), flush=True)
         if subprocess.run(step).returncode != 0:
@@ -85,14 +119,20 @@ def build(tag: str, mirror: str, ring: Path, include: list[str], env: list[str],
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m docker.bases", description=__doc__.splitlines()[0])
-    p.add_argument("--mirror", default=DEFAULT_MIRROR, help=f"Ubuntu archive mirror (default {DEFAULT_MIRROR})")
+    p.add_argument(
+        "--mirror", default=DEFAULT_MIRROR, help=f"Ubuntu archive mirror (default {DEFAULT_MIRROR})"
+    )
     p.add_argument("--cuda", action="store_true", help="also the CUDA runtime and devel stand-ins")
-    p.add_argument("--force", action="store_true", help="rebuild images that exist (and so every layer on them)")
+    p.add_argument(
+        "--force", action="store_true", help="rebuild images that exist (and so every layer on them)"
+    )
     args = p.parse_args(argv)
     for tool in ("mmdebstrap", "docker"):
         if not shutil.which(tool):
-            print(f"{tool} is not installed (apt-get install {'mmdebstrap' if tool == 'mmdebstrap' else 'docker.io'})",
-                  file=sys.stderr)
+            print(
+                f"{tool} is not installed (apt-get install {'mmdebstrap' if tool == 'mmdebstrap' else 'docker.io'})",
+                file=sys.stderr,
+            )
             return 2
     mirror = args.mirror.rstrip("/")
     with tempfile.TemporaryDirectory() as name:

@@ -6,6 +6,7 @@ pointed elsewhere as a build argument, and runs `docker build`. Each option also
 environment variable named in its help (make passes them through); docs/build.md explains
 them. Prints the time the build took and the image's size.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,16 +40,27 @@ def parser() -> argparse.ArgumentParser:
     env = os.environ.get
     p.add_argument("--variant", choices=("cuda", "cpu"), default=env("VARIANT") or "cuda", help="env VARIANT")
     p.add_argument("--tag", default=env("IMAGE_TAG"), help="env IMAGE_TAG (default comfy-stack:VARIANT)")
-    p.add_argument("--sources-dir", type=Path, default=env("SOURCES_DIR") or None,
-                   help="env SOURCES_DIR: folder of <name>-<commit>.tar.gz sources (an air-gapped build)")
-    p.add_argument("--extra-ca", type=Path, default=env("EXTRA_CA_CERTS") or None,
-                   help="env EXTRA_CA_CERTS: PEM file of CA certificates the build and the image trust")
+    p.add_argument(
+        "--sources-dir",
+        type=Path,
+        default=env("SOURCES_DIR") or None,
+        help="env SOURCES_DIR: folder of <name>-<commit>.tar.gz sources (an air-gapped build)",
+    )
+    p.add_argument(
+        "--extra-ca",
+        type=Path,
+        default=env("EXTRA_CA_CERTS") or None,
+        help="env EXTRA_CA_CERTS: PEM file of CA certificates the build and the image trust",
+    )
     for opt, (var, _arg) in SOURCES.items():
         p.add_argument("--" + opt.replace("_", "-"), default=env(var) or None, help=f"env {var}")
     p.add_argument("--target", help="build only up to this stage (e.g. extensions-cuda)")
     p.add_argument("--docker", default=env("DOCKER") or "docker", help="env DOCKER: the docker client")
-    p.add_argument("--flags", default=env("DOCKER_BUILD_FLAGS") or "",
-                   help="env DOCKER_BUILD_FLAGS: more `docker build` flags, e.g. '--network host --pull'")
+    p.add_argument(
+        "--flags",
+        default=env("DOCKER_BUILD_FLAGS") or "",
+        help="env DOCKER_BUILD_FLAGS: more `docker build` flags, e.g. '--network host --pull'",
+    )
     return p
 
 
@@ -73,6 +85,7 @@ def stage(sources_dir: Path | None, extra_ca: Path | None) -> None:
 
 def comfyui_commit() -> str:
     import re
+
     text = (REPO / "custom_nodes/lock.yaml").read_text()
     return re.search(r"^comfyui:\n(?:  .*\n)*?  commit: ([0-9a-f]{40})", text, re.M).group(1)
 
@@ -91,9 +104,17 @@ def command(args: argparse.Namespace) -> list[str]:
         # The legacy builder runs every stage: the CUDA ones become the CPU base (see the
         # Dockerfile's head), so a CPU build pulls nothing of CUDA with either builder.
         build_args |= {"CUDA_IMAGE": "base-cpu", "CUDA_DEVEL": "base-cpu"}
-    cmd = [args.docker, "build", "-f", str(REPO / "docker/Dockerfile"), "-t", args.tag or f"comfy-stack:{args.variant}",
-           # which ComfyUI the image carries, readable with `docker image inspect`
-           "--label", f"{COMFYUI_LABEL}={comfyui_commit()}"]
+    cmd = [
+        args.docker,
+        "build",
+        "-f",
+        str(REPO / "docker/Dockerfile"),
+        "-t",
+        args.tag or f"comfy-stack:{args.variant}",
+        # which ComfyUI the image carries, readable with `docker image inspect`
+        "--label",
+        f"{COMFYUI_LABEL}={comfyui_commit()}",
+    ]
     for k, v in build_args.items():
         cmd += ["--build-arg", f"{k}={v}"]
     if args.target:

@@ -8,6 +8,7 @@ what the build must not leave behind. Run in the image (`python -m docker.check_
 - matplotlib's font cache is already built (else every start spends half a minute on it);
 - the node check left no state in ComfyUI's own folders.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -50,11 +51,20 @@ def installed(name: str) -> bool:
 
 def problems() -> list[str]:
     found = pymeshlab_problems()
-    opencv = [n for n in ("opencv-python", "opencv-python-headless", "opencv-contrib-python",
-                          "opencv-contrib-python-headless") if installed(n)]
+    opencv = [
+        n
+        for n in (
+            "opencv-python",
+            "opencv-python-headless",
+            "opencv-contrib-python",
+            "opencv-contrib-python-headless",
+        )
+        if installed(n)
+    ]
     if len(opencv) != 1:
         found.append(f"expected one OpenCV distribution, found {opencv}")
     import matplotlib
+
     cache = Path(matplotlib.get_cachedir())
     if not list(cache.glob("fontlist-*.json")):
         found.append(f"matplotlib's font cache is not built in {cache}")
@@ -70,7 +80,9 @@ def main() -> int:
     for p in found:
         print(f"check_image: {p}", file=sys.stderr)
     if not found:
-        print("check_image: pymeshlab plugins, OpenCV, matplotlib cache and ComfyUI's folders are as expected")
+        print(
+            "check_image: pymeshlab plugins, OpenCV, matplotlib cache and ComfyUI's folders are as expected"
+        )
     return 1 if found else 0
 
 

@@ -7,6 +7,7 @@ pack that silently failed to import, or dropped some of its nodes (packs catch t
 import errors and log a warning), fails the image build instead of a user's first workflow.
 Usage: python -m docker.check_nodes LOCK COMFYUI_DIR [SCHEMAS_DIR]
 """
+
 from __future__ import annotations
 
 import json
@@ -31,17 +32,33 @@ def captured_classes(schemas_dir: Path) -> dict[str, str]:
 
 def main(lock_path: str, comfy: str, schemas_dir: str | None = None) -> int:
     lock = yaml.safe_load(Path(lock_path).read_text())
-    schemas = Path(schemas_dir) if schemas_dir else Path(__file__).resolve().parent.parent / "workflows" / "schemas"
+    schemas = (
+        Path(schemas_dir) if schemas_dir else Path(__file__).resolve().parent.parent / "workflows" / "schemas"
+    )
     expected = captured_classes(schemas) if schemas.is_dir() else {}
     scratch = Path(tempfile.mkdtemp(prefix="comfyui-check-"))
     dirs = {d: scratch / d for d in ("user", "input", "output", "temp")}
     for d in dirs.values():
         d.mkdir()
     log = (scratch / "comfyui.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(PORT),
-                             "--disable-auto-launch", *(a for d, path in dirs.items() for a in (f"--{d}-directory", str(path))),
-                             "--database-url", f"sqlite:///{scratch / 'comfyui.db'}"],
-                            cwd=comfy, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "main.py",
+            "--cpu",
+            "--listen",
+            "127.0.0.1",
+            "--port",
+            str(PORT),
+            "--disable-auto-launch",
+            *(a for d, path in dirs.items() for a in (f"--{d}-directory", str(path))),
+            "--database-url",
+            f"sqlite:///{scratch / 'comfyui.db'}",
+        ],
+        cwd=comfy,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 600
         info = None
@@ -68,8 +85,10 @@ def main(lock_path: str, comfy: str, schemas_dir: str | None = None) -> int:
         if failed or missing:
             print(text[-5000:])
             return 1
-        print(f"ComfyUI started; {len(info)} node classes; every pinned pack registered its nodes, "
-              f"and all {len(expected)} captured classes are present")
+        print(
+            f"ComfyUI started; {len(info)} node classes; every pinned pack registered its nodes, "
+            f"and all {len(expected)} captured classes are present"
+        )
         return 0
     finally:
         proc.terminate()

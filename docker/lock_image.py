@@ -17,17 +17,18 @@ packs (as in the image, or laid out by `python -m comfyctl.sources`):
 
     python -m docker.lock_image COMFYUI_DIR            # or: make image-lock COMFYUI_DIR=...
 """
+
 from __future__ import annotations
 
 import re
 import subprocess
 import sys
 import tempfile
-import tomllib
 from pathlib import Path
 
-from comfyctl.runtime_install import (pack_requirements, requirement_lines, requirement_name,
-                                      torch_versions)
+import tomllib
+
+from comfyctl.runtime_install import pack_requirements, requirement_lines, requirement_name, torch_versions
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "docker" / "image-lock.txt"
@@ -41,7 +42,6 @@ UV = str(Path(sys.executable).with_name("uv"))
 VARIANT_SPECIFIC = re.compile(r"^(torch|torchvision|torchaudio|xformers|triton|nvidia-.*)$")
 
 
-
 def torch_pins(dockerfile: str) -> list[str]:
     versions = torch_versions(dockerfile)
     return [f"{name}=={versions[name]}" for name in ("torch", "torchvision", "torchaudio", "xformers")]
@@ -51,18 +51,36 @@ def requirements(comfy: Path) -> list[str]:
     """What the Dockerfile installs besides the torch stack: ComfyUI's requirements, the
     packs' (comfyctl.runtime_install, as in the build), and our own package's dependencies."""
     packs = pack_requirements(REPO / "custom_nodes/lock.yaml", comfy)
-    return (requirement_lines(comfy / "requirements.txt") + [l for l in packs if not l.startswith("#")]
-            + tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"])
+    return (
+        requirement_lines(comfy / "requirements.txt")
+        + [l for l in packs if not l.startswith("#")]
+        + tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    )
 
 
 def resolve(reqs: list[str], pins: list[str]) -> dict[str, str]:
     with tempfile.TemporaryDirectory() as tmp:
         req_file, out = Path(tmp, "req.txt"), Path(tmp, "lock.txt")
         req_file.write_text("\n".join(reqs + pins) + "\n")
-        cmd = [UV, "pip", "compile", str(req_file), "-c", str(REPO / "custom_nodes/constraints.txt"),
-               "--python-version", PYTHON_VERSION, "--python-platform", PLATFORM,
-               "--index-url", "https://pypi.org/simple", "--no-header", "--no-annotate",
-               "--quiet", "-o", str(out)]
+        cmd = [
+            UV,
+            "pip",
+            "compile",
+            str(req_file),
+            "-c",
+            str(REPO / "custom_nodes/constraints.txt"),
+            "--python-version",
+            PYTHON_VERSION,
+            "--python-platform",
+            PLATFORM,
+            "--index-url",
+            "https://pypi.org/simple",
+            "--no-header",
+            "--no-annotate",
+            "--quiet",
+            "-o",
+            str(out),
+        ]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode != 0:
             raise SystemExit(f"could not resolve the image's requirements:\n{done.stderr[-4000:]}")
@@ -77,11 +95,17 @@ def main(argv: list[str]) -> int:
     comfy = Path(argv[0])
     pins = torch_pins((REPO / "docker/Dockerfile").read_text())
     versions = resolve(requirements(comfy), pins)
-    lines = [f"{name}=={version}" for name, version in sorted(versions.items(), key=lambda kv: kv[0].lower())
-             if not VARIANT_SPECIFIC.match(requirement_name(name))]
-    OUT.write_text("# Written by docker/lock_image.py; every Python package of the image except the\n"
-                   f"# torch stack ({', '.join(pins)}), for Python {PYTHON_VERSION} on x86_64.\n"
-                   + "\n".join(lines) + "\n")
+    lines = [
+        f"{name}=={version}"
+        for name, version in sorted(versions.items(), key=lambda kv: kv[0].lower())
+        if not VARIANT_SPECIFIC.match(requirement_name(name))
+    ]
+    OUT.write_text(
+        "# Written by docker/lock_image.py; every Python package of the image except the\n"
+        f"# torch stack ({', '.join(pins)}), for Python {PYTHON_VERSION} on x86_64.\n"
+        + "\n".join(lines)
+        + "\n"
+    )
     print(f"{OUT.relative_to(REPO)}: {len(lines)} packages")
     return 0
 

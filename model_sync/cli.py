@@ -1,5 +1,6 @@
 """Command line: `python -m model_sync sync ...`, `mirror URI DIR`, `pin --manifest F` and
 `templates [NAME ...]`."""
+
 from __future__ import annotations
 
 import argparse
@@ -15,8 +16,8 @@ from comfy_stack.env import flag_help
 from . import template_list
 from .errors import EXIT_CODES, ManifestError, SyncError, UsageError
 from .manifest import EXTENSIONS, FOLDER_KEYS, load_manifest
-from .planner import describe, select_files, select_mirror
 from .pin import pin
+from .planner import describe, select_files, select_mirror
 from .progress import Progress
 from .run import Runner, with_listing
 from .settings import load_settings
@@ -28,17 +29,23 @@ log = logging.getLogger("model_sync")
 
 def build_parser() -> argparse.ArgumentParser:
     codes = "\n".join(f"  {c:>2}  {m}" for c, m in sorted(EXIT_CODES.items()))
-    p = argparse.ArgumentParser(prog="python -m model_sync",
-                                description="Put model files into ComfyUI's folders, verified.",
-                                epilog=f"exit codes:\n{codes}",
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m model_sync",
+        description="Put model files into ComfyUI's folders, verified.",
+        epilog=f"exit codes:\n{codes}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = p.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
-    common.add_argument("--verify", action="store_true",
-                        help="re-hash present files instead of trusting their state records")
-    common.add_argument("--delete", action="store_true",
-                        help="remove files this tool placed earlier that are no longer selected")
+    common.add_argument(
+        "--verify", action="store_true", help="re-hash present files instead of trusting their state records"
+    )
+    common.add_argument(
+        "--delete",
+        action="store_true",
+        help="remove files this tool placed earlier that are no longer selected",
+    )
     common.add_argument("--progress-file", help=flag_help(v.MODEL_SYNC_PROGRESS_FILE))
     common.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     s = sub.add_parser("sync", parents=[common], help="files of a manifest's profiles")
@@ -53,12 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
     pn = sub.add_parser("pin", help="write sources' sizes, sha256 and hub commits into a manifest")
     pn.add_argument("--manifest", required=True)
     pn.add_argument("--profile", action="append", dest="profiles", help="only these profiles (repeatable)")
-    pn.add_argument("--update", action="store_true",
-                    help="also replace sizes/sha256 that no longer match their sources")
+    pn.add_argument(
+        "--update", action="store_true", help="also replace sizes/sha256 that no longer match their sources"
+    )
     pn.add_argument("--dry-run", action="store_true", help="print what would change, write nothing")
     pn.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
-    template_list.add_arguments(sub.add_parser(
-        "templates", help="ComfyUI's official templates, usable as --profile template:NAME"))
+    template_list.add_arguments(
+        sub.add_parser("templates", help="ComfyUI's official templates, usable as --profile template:NAME")
+    )
     return p
 
 
@@ -66,8 +75,9 @@ def run_pin(args) -> int:
     with tempfile.TemporaryDirectory() as scratch:  # pin reads sources only; nothing lands here
         settings = load_settings(models_dir=scratch, manifest=args.manifest, profiles=args.profiles)
         runner = Runner(settings, Progress(None, settings.progress_interval))
-        changes = pin(Path(args.manifest), settings.profiles, runner.stat_all,
-                      update=args.update, dry_run=args.dry_run)
+        changes = pin(
+            Path(args.manifest), settings.profiles, runner.stat_all, update=args.update, dry_run=args.dry_run
+        )
     for change in changes:
         print(change)
     verb = "would change" if args.dry_run else "changed"
@@ -77,13 +87,17 @@ def run_pin(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     # The libraries log every retried request, oss2 with a traceback at ERROR level; the
     # retry loop here logs each failure once, with what happens next.
     for noisy in ("botocore", "boto3", "urllib3", "oss2", "credentials"):
-        logging.getLogger(noisy).setLevel(logging.WARNING if noisy in ("botocore", "boto3", "urllib3")
-                                          else logging.CRITICAL)
+        logging.getLogger(noisy).setLevel(
+            logging.WARNING if noisy in ("botocore", "boto3", "urllib3") else logging.CRITICAL
+        )
     progress = None
     try:
         if args.command == "pin":
@@ -91,10 +105,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "templates":
             return template_list.main(args)
         settings = load_settings(
-            models_dir=args.models_dir, manifest=getattr(args, "manifest", None),
-            profiles=getattr(args, "profiles", None), from_prefix=getattr(args, "from_prefix", None),
-            dry_run=args.dry_run, verify=args.verify, delete=args.delete,
-            progress_file=args.progress_file, templates_dir=getattr(args, "templates_dir", None))
+            models_dir=args.models_dir,
+            manifest=getattr(args, "manifest", None),
+            profiles=getattr(args, "profiles", None),
+            from_prefix=getattr(args, "from_prefix", None),
+            dry_run=args.dry_run,
+            verify=args.verify,
+            delete=args.delete,
+            progress_file=args.progress_file,
+            templates_dir=getattr(args, "templates_dir", None),
+        )
         progress = Progress(settings.progress_path, settings.progress_interval)
         progress.planning()
         runner = Runner(settings, progress)
@@ -128,11 +148,22 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         runner.check_space(steps)
         out = runner.execute(steps, deletions)
-        print(json.dumps({"summary": {
-            "files": len(steps), "fetched": len(out.fetched), "verified": len(out.verified),
-            "skipped": len(out.skipped), "deleted": len(out.deleted),
-            "bytes_transferred": progress.transferred, "errors": [str(e) for e in out.errors]}}),
-            flush=True)
+        print(
+            json.dumps(
+                {
+                    "summary": {
+                        "files": len(steps),
+                        "fetched": len(out.fetched),
+                        "verified": len(out.verified),
+                        "skipped": len(out.skipped),
+                        "deleted": len(out.deleted),
+                        "bytes_transferred": progress.transferred,
+                        "errors": [str(e) for e in out.errors],
+                    }
+                }
+            ),
+            flush=True,
+        )
         if out.errors:
             for err in out.errors:
                 log.error("%s", err)

@@ -1,4 +1,5 @@
 """Typed errors of model_sync, each with the exit code documented in docs/sync-semantics.md."""
+
 from __future__ import annotations
 
 
@@ -57,8 +58,9 @@ class TransientError(SyncError):
     exit_code = 9
 
 
-def for_status(status: int, what: str, hint: str, *, denied: str = "", missing: str = "HTTP 404",
-               detail: str = "") -> SyncError:
+def for_status(
+    status: int, what: str, hint: str, *, denied: str = "", missing: str = "HTTP 404", detail: str = ""
+) -> SyncError:
     """What an HTTP status from a source means, for every backend that speaks plain HTTP
     (HTTPS URLs, the Hugging Face hub): refused credentials, a missing file, a failure worth
     retrying (429, 5xx), or one that retrying cannot fix. `hint` says what to check."""

@@ -10,6 +10,7 @@ lets a waiter break a marker whose heartbeat stopped for `stale_after` seconds (
 was evicted mid-download). One thread per process beats for every lock it holds, so a
 run of thousands of small files does not start and join a thread per file.
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,8 +28,7 @@ log = logging.getLogger(__name__)
 
 
 class FileLock:
-    def __init__(self, path: Path, what: str, stale_after: float, log_every: float,
-                 timeout: float):
+    def __init__(self, path: Path, what: str, stale_after: float, log_every: float, timeout: float):
         self.path, self.what = path, what
         self.stale_after, self.log_every, self.timeout = stale_after, log_every, timeout
         with warnings.catch_warnings():
@@ -51,9 +51,15 @@ class FileLock:
                     raise LockTimeoutError(
                         f"gave up after {waited:.0f}s waiting for {self.what} (lock {self.path}, "
                         f"held by {self._holder()}); if no other sync is running, delete the lock "
-                        "file, or raise MODEL_SYNC_LOCK_TIMEOUT") from None
-                log.info("still waiting for %s: another process holds %s (%s), %.0fs so far",
-                         self.what, self.path.name, self._holder(), waited)
+                        "file, or raise MODEL_SYNC_LOCK_TIMEOUT"
+                    ) from None
+                log.info(
+                    "still waiting for %s: another process holds %s (%s), %.0fs so far",
+                    self.what,
+                    self.path.name,
+                    self._holder(),
+                    waited,
+                )
         _HEARTBEAT.add(self)
         return self
 
@@ -84,7 +90,7 @@ class _Heartbeat:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="lock-heartbeat", daemon=True)
                 self._thread.start()
-            self._cond.notify()   # its interval may be shorter than the one waited for
+            self._cond.notify()  # its interval may be shorter than the one waited for
 
     def remove(self, lock: FileLock) -> None:
         with self._cond:
@@ -99,7 +105,7 @@ class _Heartbeat:
                     last = time.monotonic()
                 left = last + min(lock.stale_after for lock in self._held) / 4 - time.monotonic()
                 if left > 0:
-                    self._cond.wait(left)   # woken early by a new lock: recompute, touch nothing
+                    self._cond.wait(left)  # woken early by a new lock: recompute, touch nothing
                     continue
                 due = list(self._held)
             last = time.monotonic()
@@ -107,7 +113,7 @@ class _Heartbeat:
                 try:
                     os.utime(lock.path)
                 except FileNotFoundError:
-                    pass   # released (and removed) since the list was taken
+                    pass  # released (and removed) since the list was taken
                 except OSError as exc:
                     log.warning("cannot refresh lock %s: %s", lock.path, exc)
 

@@ -3,6 +3,7 @@
 Validation is strict because a typo in a folder key or path would otherwise surface as a
 model that ComfyUI silently does not list, an hour into a pod's life.
 """
+
 from __future__ import annotations
 
 import posixpath
@@ -16,15 +17,36 @@ from .uris import SourceURI, parse_uri
 
 # ComfyUI's folder_paths keys (plus the legacy aliases it still maps) and the ones the
 # bundled packs register. A manifest may add more under `folders:`.
-FOLDER_KEYS = frozenset({
-    "checkpoints", "configs", "loras", "vae", "text_encoders", "clip", "diffusion_models",
-    "unet", "clip_vision", "style_models", "embeddings", "diffusers", "vae_approx",
-    "controlnet", "t2i_adapter", "gligen", "upscale_models", "latent_upscale_models",
-    "hypernetworks", "photomaker", "classifiers", "model_patches", "audio_encoders",
-    "unet_gguf", "clip_gguf",
-})
-EXTENSIONS = frozenset({".safetensors", ".sft", ".ckpt", ".pt", ".pt2", ".pth", ".bin",
-                        ".pkl", ".gguf"})
+FOLDER_KEYS = frozenset(
+    {
+        "checkpoints",
+        "configs",
+        "loras",
+        "vae",
+        "text_encoders",
+        "clip",
+        "diffusion_models",
+        "unet",
+        "clip_vision",
+        "style_models",
+        "embeddings",
+        "diffusers",
+        "vae_approx",
+        "controlnet",
+        "t2i_adapter",
+        "gligen",
+        "upscale_models",
+        "latent_upscale_models",
+        "hypernetworks",
+        "photomaker",
+        "classifiers",
+        "model_patches",
+        "audio_encoders",
+        "unet_gguf",
+        "clip_gguf",
+    }
+)
+EXTENSIONS = frozenset({".safetensors", ".sft", ".ckpt", ".pt", ".pt2", ".pth", ".bin", ".pkl", ".gguf"})
 
 
 @dataclass(frozen=True)
@@ -51,22 +73,34 @@ class Manifest:
     extensions: frozenset[str] = field(default=EXTENSIONS)
 
 
-def check_destination(folder: str, path: str, folders: frozenset[str],
-                      extensions: frozenset[str], where: str) -> None:
+def check_destination(
+    folder: str, path: str, folders: frozenset[str], extensions: frozenset[str], where: str
+) -> None:
     """Raise ManifestError unless <folder>/<path> is a safe, recognised model destination."""
     if folder not in folders:
-        raise ManifestError(f"{where}: unknown folder key {folder!r}; use one of "
-                            f"{', '.join(sorted(folders))} or declare it under `folders:`")
+        raise ManifestError(
+            f"{where}: unknown folder key {folder!r}; use one of "
+            f"{', '.join(sorted(folders))} or declare it under `folders:`"
+        )
     norm = posixpath.normpath(path) if path else ""
-    if not path or path.startswith("/") or norm != path or norm.startswith("..") \
-            or "\\" in path or any(part.startswith(".") for part in path.split("/")):
-        raise ManifestError(f"{where}: path {path!r} must be a plain relative path "
-                            "(no leading /, no .. or hidden parts)")
+    if (
+        not path
+        or path.startswith("/")
+        or norm != path
+        or norm.startswith("..")
+        or "\\" in path
+        or any(part.startswith(".") for part in path.split("/"))
+    ):
+        raise ManifestError(
+            f"{where}: path {path!r} must be a plain relative path (no leading /, no .. or hidden parts)"
+        )
     ext = posixpath.splitext(path)[1].lower()
     if ext not in extensions:
-        raise ManifestError(f"{where}: unrecognised extension {ext or '(none)'!r} in {path!r}; "
-                            f"ComfyUI lists {', '.join(sorted(extensions))} "
-                            "(declare others under `extensions:`)")
+        raise ManifestError(
+            f"{where}: unrecognised extension {ext or '(none)'!r} in {path!r}; "
+            f"ComfyUI lists {', '.join(sorted(extensions))} "
+            "(declare others under `extensions:`)"
+        )
 
 
 def parse_manifest(data: object, origin: str = "manifest") -> Manifest:
@@ -119,8 +153,10 @@ def parse_manifest(data: object, origin: str = "manifest") -> Manifest:
         key = entry.get("key") or f"{folder}/{path}"
         mf = ManifestFile(folder, path, source, str(key).lstrip("/"), tuple(file_profiles), size, sha)
         if mf.dest in seen:
-            raise ManifestError(f"{where}: destination {mf.dest} is also given by "
-                                f"files[{seen[mf.dest]}]; keep one entry per destination")
+            raise ManifestError(
+                f"{where}: destination {mf.dest} is also given by "
+                f"files[{seen[mf.dest]}]; keep one entry per destination"
+            )
         seen[mf.dest] = i
         files.append(mf)
     return Manifest(dict(profiles), tuple(files), folders, extensions)

@@ -1,4 +1,5 @@
 """The hidden name a model file's bytes have until they are verified."""
+
 from __future__ import annotations
 
 from pathlib import Path

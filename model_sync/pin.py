@@ -6,6 +6,7 @@ file's sha256 as its ETag, its size, and the commit a branch points at; OSS/S3/H
 report sizes). The manifest is edited with ruamel.yaml's round-trip mode so its comments
 and layout survive; PyYAML would drop them.
 """
+
 from __future__ import annotations
 
 import io
@@ -16,9 +17,9 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
-from .errors import ManifestError, VerificationError
 from comfy_stack.files import write_atomic
 
+from .errors import ManifestError, VerificationError
 from .manifest import load_manifest, parse_manifest
 from .planner import RemoteObject, select_files
 from .uris import SourceURI
@@ -88,14 +89,17 @@ def write(manifest_path: Path, changes: list[Change]) -> None:
     write_atomic(manifest_path, out.getvalue().encode("utf-8"), mode=manifest_path.stat().st_mode & 0o7777)
 
 
-def pin(manifest_path: Path, profiles: tuple[str, ...], stat_all, *, update: bool, dry_run: bool) -> list[Change]:
+def pin(
+    manifest_path: Path, profiles: tuple[str, ...], stat_all, *, update: bool, dry_run: bool
+) -> list[Change]:
     changes, conflicts = plan(manifest_path, profiles, stat_all)
     for c in conflicts:
         log.warning("source differs from the manifest: %s", c)
     if conflicts and not update:
         raise VerificationError(
             f"{len(conflicts)} pinned value(s) no longer match their sources ({conflicts[0]}); "
-            "check that the source is the file you meant, then rerun with --update to accept")
+            "check that the source is the file you meant, then rerun with --update to accept"
+        )
     todo = changes + (conflicts if update else [])
     if todo and not dry_run:
         write(manifest_path, todo)

@@ -4,6 +4,7 @@ Inputs are plain data gathered by the caller (manifest entries, a remote listing
 results, state records, local stat results) so every decision can be tested and printed by
 --dry-run before anything is touched.
 """
+
 from __future__ import annotations
 
 import logging
@@ -20,28 +21,28 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Item:
-    dest: str                 # "<folder>/<path>", relative to the models directory
+    dest: str  # "<folder>/<path>", relative to the models directory
     source: SourceURI
-    size: int | None = None   # from the manifest
+    size: int | None = None  # from the manifest
     sha256: str | None = None
 
 
 @dataclass(frozen=True)
 class RemoteObject:
     size: int
-    identity: str             # what "unchanged" compares: ETag, CRC64, commit+etag, ...
+    identity: str  # what "unchanged" compares: ETag, CRC64, commit+etag, ...
     etag: str | None = None
     crc64: str | None = None
     sha256: str | None = None  # when the store publishes it (the hub's LFS ETag)
-    md5: str | None = None     # single-part ETag of an S3 object
-    crc32: int | None = None   # an S3 object's full-object CRC32 checksum
-    listed: bool = False       # from a listing, which may lack checksums (OSS has no CRC there)
+    md5: str | None = None  # single-part ETag of an S3 object
+    crc32: int | None = None  # an S3 object's full-object CRC32 checksum
+    listed: bool = False  # from a listing, which may lack checksums (OSS has no CRC there)
     revision: str | None = None  # the commit an hf:// revision resolved to (for `pin`)
 
 
 class Action(str, Enum):
-    SKIP = "skip"             # state record and local file match the remote: not read at all
-    VERIFY = "verify"         # file present: hash it against the remote, fetch only on mismatch
+    SKIP = "skip"  # state record and local file match the remote: not read at all
+    VERIFY = "verify"  # file present: hash it against the remote, fetch only on mismatch
     FETCH = "fetch"
 
 
@@ -53,8 +54,7 @@ class Step:
     remote: RemoteObject
 
 
-def select_files(manifest: Manifest, profiles: tuple[str, ...],
-                 from_prefix: str | None) -> list[Item]:
+def select_files(manifest: Manifest, profiles: tuple[str, ...], from_prefix: str | None) -> list[Item]:
     """Manifest entries of the selected profiles (all entries when none is given).
 
     An entry with no profiles belongs to every selection. With `from_prefix`, the file
@@ -62,8 +62,10 @@ def select_files(manifest: Manifest, profiles: tuple[str, ...],
     """
     unknown = [p for p in profiles if p not in manifest.profiles]
     if unknown:
-        raise UsageError(f"unknown profile(s) {', '.join(unknown)}: the manifest declares "
-                         f"{', '.join(sorted(manifest.profiles)) or 'none'} (check --profile / MODEL_PROFILES)")
+        raise UsageError(
+            f"unknown profile(s) {', '.join(unknown)}: the manifest declares "
+            f"{', '.join(sorted(manifest.profiles)) or 'none'} (check --profile / MODEL_PROFILES)"
+        )
     prefix = None
     if from_prefix:
         try:
@@ -80,8 +82,9 @@ def select_files(manifest: Manifest, profiles: tuple[str, ...],
     return items
 
 
-def select_mirror(prefix: SourceURI, keys: list[str], folders: frozenset[str],
-                  extensions: frozenset[str]) -> list[Item]:
+def select_mirror(
+    prefix: SourceURI, keys: list[str], folders: frozenset[str], extensions: frozenset[str]
+) -> list[Item]:
     """Every `<folder>/<path>` under a mirrored prefix that ComfyUI would load."""
     items = []
     for rel in sorted(keys):
@@ -95,12 +98,18 @@ def select_mirror(prefix: SourceURI, keys: list[str], folders: frozenset[str],
     return items
 
 
-def decide(item: Item, remote: RemoteObject, record: StateRecord | None,
-           local: LocalStat | None, verify: bool) -> Step:
+def decide(
+    item: Item, remote: RemoteObject, record: StateRecord | None, local: LocalStat | None, verify: bool
+) -> Step:
     """What to do with one file; "unchanged" is defined in docs/sync-semantics.md."""
     if item.size is not None and item.size != remote.size:
-        return Step(item, Action.FETCH, f"manifest size {item.size} != source size {remote.size}"
-                    " (the fetch will fail verification: fix the manifest)", remote)
+        return Step(
+            item,
+            Action.FETCH,
+            f"manifest size {item.size} != source size {remote.size}"
+            " (the fetch will fail verification: fix the manifest)",
+            remote,
+        )
     if local is None:
         return Step(item, Action.FETCH, "missing", remote)
     if record is None:
@@ -126,17 +135,22 @@ def plan_deletions(items: list[Item], recorded: list[str], delete_max: int) -> l
     if len(doomed) > delete_max:
         raise DeleteRefusedError(
             f"--delete would remove {len(doomed)} files (cap {delete_max}: MODEL_SYNC_DELETE_MAX); "
-            f"first ones: {', '.join(doomed[:5])}. Check --profile/--from, or raise the cap.")
+            f"first ones: {', '.join(doomed[:5])}. Check --profile/--from, or raise the cap."
+        )
     return doomed
 
 
 def describe(steps: list[Step], deletions: list[str]) -> list[str]:
     """Human-readable plan lines for --dry-run."""
-    lines = [f"{s.action.value:6} {s.item.dest}  <- {s.item.source}  ({s.remote.size} bytes; {s.reason})"
-             for s in steps]
+    lines = [
+        f"{s.action.value:6} {s.item.dest}  <- {s.item.source}  ({s.remote.size} bytes; {s.reason})"
+        for s in steps
+    ]
     lines += [f"delete {d}" for d in deletions]
     fetch = sum(s.remote.size for s in steps if s.action is Action.FETCH)
-    lines.append(f"plan: {sum(s.action is Action.FETCH for s in steps)} to fetch ({fetch} bytes), "
-                 f"{sum(s.action is Action.VERIFY for s in steps)} to verify, "
-                 f"{sum(s.action is Action.SKIP for s in steps)} unchanged, {len(deletions)} to delete")
+    lines.append(
+        f"plan: {sum(s.action is Action.FETCH for s in steps)} to fetch ({fetch} bytes), "
+        f"{sum(s.action is Action.VERIFY for s in steps)} to verify, "
+        f"{sum(s.action is Action.SKIP for s in steps)} unchanged, {len(deletions)} to delete"
+    )
     return lines

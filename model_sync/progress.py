@@ -4,6 +4,7 @@ This module owns the progress file: where it is (`path_for`), its format (`Snaps
 how it is read (`read`), by the sync that writes it and by the proxy's starting page and
 /readyz that show it. It is rewritten atomically at most once a second.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from comfy_stack.files import read_json, write_json
 
-if TYPE_CHECKING:   # rich is imported only when a terminal shows the bars
+if TYPE_CHECKING:  # rich is imported only when a terminal shows the bars
     from rich.progress import Progress as RichProgress
     from rich.progress import TaskID
 
@@ -55,17 +56,26 @@ class Snapshot:
 
     def summary(self) -> dict:
         """The counters alone: what /readyz and the JSON log lines report."""
-        return {k: getattr(self, k) for k in ("state", "bytes_done", "bytes_total", "files_done",
-                                              "files_total")}
+        return {
+            k: getattr(self, k) for k in ("state", "bytes_done", "bytes_total", "files_done", "files_total")
+        }
 
     @classmethod
     def from_json(cls, data: dict) -> Snapshot:
         """ValueError (or TypeError) when the file is not what this module writes."""
-        return cls(str(data["state"]), int(data["bytes_done"]), int(data["bytes_total"]),
-                   int(data["files_done"]), int(data["files_total"]),
-                   tuple(FileProgress(str(c["path"]), int(c["bytes_done"]), int(c["bytes_total"]))
-                         for c in data.get("current") or ()),
-                   tuple(str(e) for e in data.get("errors") or ()), float(data.get("updated_at") or 0))
+        return cls(
+            str(data["state"]),
+            int(data["bytes_done"]),
+            int(data["bytes_total"]),
+            int(data["files_done"]),
+            int(data["files_total"]),
+            tuple(
+                FileProgress(str(c["path"]), int(c["bytes_done"]), int(c["bytes_total"]))
+                for c in data.get("current") or ()
+            ),
+            tuple(str(e) for e in data.get("errors") or ()),
+            float(data.get("updated_at") or 0),
+        )
 
 
 def read(path: Path) -> Snapshot | None:
@@ -90,7 +100,7 @@ class Progress:
         self.bytes_done = self.bytes_total = self.files_done = self.files_total = 0
         self.current: dict[str, list[int]] = {}
         self.errors: list[str] = []
-        self.transferred = 0          # bytes that crossed the network (not counting verification)
+        self.transferred = 0  # bytes that crossed the network (not counting verification)
         self._last_file = self._last_line = 0.0
         self._rich: RichProgress | None = None
         self._tasks: dict[str, TaskID] = {}
@@ -107,10 +117,16 @@ class Progress:
             from rich.console import Console
             from rich.progress import BarColumn, DownloadColumn, TimeRemainingColumn, TransferSpeedColumn
             from rich.progress import Progress as RichProgress
-            self._rich = RichProgress("{task.description}", BarColumn(), DownloadColumn(),
-                                      TransferSpeedColumn(), TimeRemainingColumn(),
-                                      console=Console(file=self.stream, force_terminal=True),
-                                      transient=False)
+
+            self._rich = RichProgress(
+                "{task.description}",
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                console=Console(file=self.stream, force_terminal=True),
+                transient=False,
+            )
             self._rich.start()
             self._tasks["*"] = self._rich.add_task("total", total=bytes_total)
         self._emit(force=True)
@@ -175,10 +191,16 @@ class Progress:
     # --- output -----------------------------------------------------------------------------
     def now(self) -> Snapshot:
         with self._lock:
-            return Snapshot(self.state, self.bytes_done, self.bytes_total, self.files_done,
-                            self.files_total,
-                            tuple(FileProgress(p, c[0], c[1]) for p, c in sorted(self.current.items())),
-                            tuple(self.errors), time.time())
+            return Snapshot(
+                self.state,
+                self.bytes_done,
+                self.bytes_total,
+                self.files_done,
+                self.files_total,
+                tuple(FileProgress(p, c[0], c[1]) for p, c in sorted(self.current.items())),
+                tuple(self.errors),
+                time.time(),
+            )
 
     def snapshot(self) -> dict:
         """What the progress file holds now."""

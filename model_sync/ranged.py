@@ -14,6 +14,7 @@ each stream over its own part, from memory, and the parts' CRCs are combined. MD
 need the file in order: a chunk written where hashing stands is hashed from memory, and what
 other streams wrote ahead of that point is read back from the page cache once the gap closes.
 """
+
 from __future__ import annotations
 
 import logging
@@ -32,7 +33,7 @@ from .errors import TransientError
 
 log = logging.getLogger(__name__)
 
-FetchRange = Callable[[int, int], Iterable[bytes]]   # (start, end_exclusive) -> chunks
+FetchRange = Callable[[int, int], Iterable[bytes]]  # (start, end_exclusive) -> chunks
 # Every WRITE_BEHIND bytes a stream asks the kernel to start writing what it wrote to disk,
 # without waiting. Otherwise writeback starts only at the part's fdatasync, when the last
 # bytes arrive, and the disk sits idle while the network works and the network while the
@@ -48,6 +49,7 @@ def _write_behind_call() -> Callable[[int, int, int], None] | None:
         return None
     try:
         import ctypes
+
         libc = ctypes.CDLL(None, use_errno=True)
         sync_file_range = libc.sync_file_range
     except (OSError, AttributeError):
@@ -55,7 +57,8 @@ def _write_behind_call() -> Callable[[int, int, int], None] | None:
     sync_file_range.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
 
     def start_writeback(fd: int, off: int, n: int) -> None:
-        sync_file_range(fd, off, n, 2)   # SYNC_FILE_RANGE_WRITE; a failure only costs the overlap
+        sync_file_range(fd, off, n, 2)  # SYNC_FILE_RANGE_WRITE; a failure only costs the overlap
+
     return start_writeback
 
 
@@ -64,31 +67,42 @@ _WRITE_BEHIND = _write_behind_call()
 
 @dataclass(frozen=True)
 class RangedJob:
-    part: Path            # the partial file
+    part: Path  # the partial file
     size: int
-    identity: str         # the source's identity: a changed source invalidates finished parts
+    identity: str  # the source's identity: a changed source invalidates finished parts
     part_size: int
     threads: int
 
 
-def download_ranged(job: RangedJob, fetch: FetchRange, on_bytes: Callable[[int], None],
-                    on_resume: Callable[[int], None] | None = None, digests=None) -> None:
+def download_ranged(
+    job: RangedJob,
+    fetch: FetchRange,
+    on_bytes: Callable[[int], None],
+    on_resume: Callable[[int], None] | None = None,
+    digests=None,
+) -> None:
     """`digests` (verify.Digests) is fed the file in order while parts are still arriving."""
     n_parts = max(1, -(-job.size // job.part_size))
     side = sidecar_path(job.part)
     done: set[int] = set()
     if n_parts > 1:
         state = read_json(side)
-        if (state and state.get("identity") == job.identity and state.get("size") == job.size
-                and state.get("part_size") == job.part_size and job.part.exists()):
+        if (
+            state
+            and state.get("identity") == job.identity
+            and state.get("size") == job.size
+            and state.get("part_size") == job.part_size
+            and job.part.exists()
+        ):
             done = {int(i) for i in state.get("done", [])}
         else:
             discard_partial(job.part)
     todo = [i for i in range(n_parts) if i not in done]
     if done:
         kept = sum(min(job.part_size, job.size - i * job.part_size) for i in done)
-        log.info("resuming %s: %d of %d parts (%d bytes) already there",
-                 job.part.name, len(done), n_parts, kept)
+        log.info(
+            "resuming %s: %d of %d parts (%d bytes) already there", job.part.name, len(done), n_parts, kept
+        )
         if on_resume:
             on_resume(kept)
     # A file of one part has nothing to resume (a crash loses the part in flight, which is
@@ -98,8 +112,7 @@ def download_ranged(job: RangedJob, fetch: FetchRange, on_bytes: Callable[[int],
     hash_lock = threading.Lock()
     # Bytes written so far of each part (from its start), and the offset up to which the
     # file has been fed to `digests`.
-    written = [min(job.part_size, job.size - i * job.part_size) if i in done else 0
-               for i in range(n_parts)]
+    written = [min(job.part_size, job.size - i * job.part_size) if i in done else 0 for i in range(n_parts)]
     hashed = [0]
     # A lone CRC32 (what S3 stores keep) is computed per part, in each stream, and the parts'
     # CRCs combined: nothing is read back. MD5 and sha256 need the bytes in file order.
@@ -108,6 +121,7 @@ def download_ranged(job: RangedJob, fetch: FetchRange, on_bytes: Callable[[int],
     part_crc: dict[int, int] = {}
     # Write-behind only where nothing is read back: the fallback may drop clean pages.
     behind = None if hashing else _WRITE_BEHIND
+
     def hash_in_stream(pos: int, chunk: bytes) -> None:
         # The chunk just written starts where hashing stands: feed it from memory instead of
         # reading it back later (a one-part file is never read back at all). A thread that
@@ -170,15 +184,24 @@ def download_ranged(job: RangedJob, fetch: FetchRange, on_bytes: Callable[[int],
                     behind(fd, flushed, pos - flushed)
                     flushed = pos
             if pos != end:
-                raise TransientError(f"truncated body: got {pos - start} of {end - start} bytes "
-                                     f"for range {start}-{end - 1}")
+                raise TransientError(
+                    f"truncated body: got {pos - start} of {end - start} bytes for range {start}-{end - 1}"
+                )
             part_crc[i] = crc
             if n_parts > 1:
-                os.fdatasync(fd)   # the record below must never claim bytes that are not on disk
+                os.fdatasync(fd)  # the record below must never claim bytes that are not on disk
                 with record_lock:
                     done.add(i)
-                    write_json(side, {"identity": job.identity, "size": job.size,
-                                      "part_size": job.part_size, "done": sorted(done)}, fsync=False)
+                    write_json(
+                        side,
+                        {
+                            "identity": job.identity,
+                            "size": job.size,
+                            "part_size": job.part_size,
+                            "done": sorted(done),
+                        },
+                        fsync=False,
+                    )
             feed_prefix()
 
         if len(todo) <= 1 or job.threads <= 1:
@@ -196,8 +219,9 @@ def download_ranged(job: RangedJob, fetch: FetchRange, on_bytes: Callable[[int],
         os.fsync(fd)
         feed_prefix(block=True)
         if per_part:
-            digests.update_crc32_parts([(part_crc[i], min(job.part_size, job.size - i * job.part_size))
-                                        for i in range(n_parts)])
+            digests.update_crc32_parts(
+                [(part_crc[i], min(job.part_size, job.size - i * job.part_size)) for i in range(n_parts)]
+            )
     finally:
         os.close(fd)
 

@@ -1,5 +1,6 @@
 """Carry out a plan: free-space check, per-file locks, transfers with retries, verification,
 atomic placement, state records and (only after a clean run) --delete."""
+
 from __future__ import annotations
 
 import functools
@@ -51,24 +52,32 @@ class Runner:
         return self._backends[key]
 
     # --- planning ------------------------------------------------------------------------------
-    def stat_all(self, items: list[Item], known: dict[str, RemoteObject] | None = None
-                 ) -> dict[str, RemoteObject]:
+    def stat_all(
+        self, items: list[Item], known: dict[str, RemoteObject] | None = None
+    ) -> dict[str, RemoteObject]:
         """Remote size+identity per destination: from a listing when given, else HEADs."""
         out = dict(known or {})
         todo = [i for i in items if i.dest not in out]
         if todo:
             with ThreadPoolExecutor(self.s.stat_workers, thread_name_prefix="stat") as pool:
-                futures = {pool.submit(self.retry, f"stat {i.source}",
-                                       functools.partial(self.backend(i.source.scheme).stat, i.source)): i
-                           for i in todo}
+                futures = {
+                    pool.submit(
+                        self.retry,
+                        f"stat {i.source}",
+                        functools.partial(self.backend(i.source.scheme).stat, i.source),
+                    ): i
+                    for i in todo
+                }
                 for fut in as_completed(futures):
                     out[futures[fut].dest] = fut.result()
         return out
 
     def steps(self, items: list[Item], remotes: dict[str, RemoteObject]) -> list[Step]:
         md = self.s.models_dir
-        return [decide(i, remotes[i.dest], self.state.get(i.dest), local_stat(md / i.dest),
-                       self.s.verify) for i in items]
+        return [
+            decide(i, remotes[i.dest], self.state.get(i.dest), local_stat(md / i.dest), self.s.verify)
+            for i in items
+        ]
 
     def deletions(self, items: list[Item]) -> list[str]:
         return plan_deletions(items, self.state.all_dests(), self.s.delete_max) if self.s.delete else []
@@ -80,7 +89,7 @@ class Runner:
                 continue
             part = partial_path(self.s.models_dir / st.item.dest)
             try:
-                have = os.stat(part).st_blocks * 512   # allocated, so sparse partials count right
+                have = os.stat(part).st_blocks * 512  # allocated, so sparse partials count right
             except FileNotFoundError:
                 have = 0
             need += max(0, st.remote.size - have)
@@ -91,7 +100,8 @@ class Runner:
                 f"not enough space in {self.s.models_dir}: the transfers need {need} bytes "
                 f"({need / 2**30:.2f} GiB) plus a {self.s.min_free_margin} byte margin, "
                 f"{free} bytes ({free / 2**30:.2f} GiB) are free. Free space, grow the volume, "
-                "or choose fewer profiles.")
+                "or choose fewer profiles."
+            )
 
     # --- execution -----------------------------------------------------------------------------
     def execute(self, steps: list[Step], deletions: list[str]) -> Outcome:
@@ -111,17 +121,23 @@ class Runner:
             # (the filesystem's journal commits the fsyncs that wait together as one).
             large = [st for st in work if st.remote.size > self.s.part_size]
             small = [st for st in work if st.remote.size <= self.s.part_size]
-            with ThreadPoolExecutor(self.s.file_workers, thread_name_prefix="file") as pool, \
-                    ThreadPoolExecutor(self.s.file_workers * self.s.range_threads,
-                                       thread_name_prefix="small") as small_pool:
+            with (
+                ThreadPoolExecutor(self.s.file_workers, thread_name_prefix="file") as pool,
+                ThreadPoolExecutor(
+                    self.s.file_workers * self.s.range_threads, thread_name_prefix="small"
+                ) as small_pool,
+            ):
                 futures = {pool.submit(self.process, st, out): st for st in large}
                 futures |= {small_pool.submit(self.process, st, out): st for st in small}
                 for fut in as_completed(futures):
                     exc = fut.exception()
                     if exc is None:
                         continue
-                    err = exc if isinstance(exc, SyncError) else TransferError(
-                        f"{futures[fut].item.dest}: {type(exc).__name__}: {exc}")
+                    err = (
+                        exc
+                        if isinstance(exc, SyncError)
+                        else TransferError(f"{futures[fut].item.dest}: {type(exc).__name__}: {exc}")
+                    )
                     if not isinstance(exc, SyncError):
                         log.error("unexpected failure for %s", futures[fut].item.dest, exc_info=exc)
                     out.errors.append(err)
@@ -131,16 +147,18 @@ class Runner:
                 self.delete(dest)
                 out.deleted.append(dest)
         elif deletions:
-            log.warning("--delete skipped: %d file(s) failed, nothing is deleted after an error",
-                        len(out.errors))
+            log.warning(
+                "--delete skipped: %d file(s) failed, nothing is deleted after an error", len(out.errors)
+            )
         self.progress.end(not out.errors)
         return out
 
     def process(self, step: Step, out: Outcome) -> None:
         item, s = step.item, self.s
         final = s.models_dir / item.dest
-        with FileLock(lock_path(s.state_dir, item.dest), item.dest, s.lock_stale_after,
-                      s.lock_log_every, s.lock_timeout):
+        with FileLock(
+            lock_path(s.state_dir, item.dest), item.dest, s.lock_stale_after, s.lock_log_every, s.lock_timeout
+        ):
             # Another process may have placed the file while we waited for the lock.
             fresh = decide(item, step.remote, self.state.get(item.dest), local_stat(final), False)
             if fresh.action is not Action.SKIP or not s.verify:
@@ -159,8 +177,10 @@ class Runner:
                 # If-Match pins it to the listed version: one request per small file, not two.
                 remote = self.retry(f"stat {item.source}", functools.partial(backend.stat, item.source))
             if item.size is not None and item.size != remote.size:
-                raise VerificationError(f"{item.dest}: the manifest says {item.size} bytes but "
-                                        f"{item.source} has {remote.size}; fix the manifest")
+                raise VerificationError(
+                    f"{item.dest}: the manifest says {item.size} bytes but "
+                    f"{item.source} has {remote.size}; fix the manifest"
+                )
             # One store checksum is enough: OSS's CRC64, a full-object CRC32 where S3 keeps
             # one, else the MD5 of a single-part ETag.
             md5 = remote.md5 if remote.crc64 is None and remote.crc32 is None else None
@@ -179,8 +199,7 @@ class Runner:
             self.fetch(item, remote, backend, expect, final)
             out.fetched.append(item.dest)
 
-    def fetch(self, item: Item, remote: RemoteObject, backend: Backend, expect: Expect,
-              final: Path) -> None:
+    def fetch(self, item: Item, remote: RemoteObject, backend: Backend, expect: Expect, final: Path) -> None:
         part = partial_path(final)
         final.parent.mkdir(parents=True, exist_ok=True)
         bad_copies = 0
@@ -189,31 +208,46 @@ class Runner:
             nonlocal bad_copies
             digests = Digests(expect)
             try:
-                backend.download(item.source, remote, part,
-                                 lambda n: self.progress.advance(item.dest, n),
-                                 lambda n: self.progress.advance(item.dest, n, network=False),
-                                 digests)
+                backend.download(
+                    item.source,
+                    remote,
+                    part,
+                    lambda n: self.progress.advance(item.dest, n),
+                    lambda n: self.progress.advance(item.dest, n, network=False),
+                    digests,
+                )
                 sha = verify_file(part, expect, item.dest, digests)
-            except VerificationError:   # from the check here, or the store's own (OSS CRC64)
+            except VerificationError:  # from the check here, or the store's own (OSS CRC64)
                 # Never keep bytes that failed verification, and never resume from them.
                 backend.discard(item.source, part)
                 self.progress.rewind(item.dest)
                 bad_copies += 1
                 raise
             place(part, final, mode=SHARED, fsync_dir=True)
-            backend.discard(item.source, part)   # resume bookkeeping only; the file moved
+            backend.discard(item.source, part)  # resume bookkeeping only; the file moved
             self.state.put(item.dest, str(item.source), remote.identity, final, sha)
 
         # Three corrupt copies in a row: the source itself disagrees with what it (or the
         # manifest) claims; fetching again will not help.
-        self.retry(f"fetch {item.dest}", attempt, also=(VerificationError,),
-                   keep_going=lambda exc: bad_copies < 3,
-                   gave_up="the partial file is kept and the next run resumes it")
+        self.retry(
+            f"fetch {item.dest}",
+            attempt,
+            also=(VerificationError,),
+            keep_going=lambda exc: bad_copies < 3,
+            gave_up="the partial file is kept and the next run resumes it",
+        )
         self.progress.finish_file(item.dest, remote.size)
         log.info("placed %s (%d bytes)", item.dest, remote.size)
 
-    def retry(self, what: str, fn: Callable[[], T], *, also: tuple[type[SyncError], ...] = (),
-              keep_going: Callable[[SyncError], bool] = lambda exc: True, gave_up: str = "") -> T:
+    def retry(
+        self,
+        what: str,
+        fn: Callable[[], T],
+        *,
+        also: tuple[type[SyncError], ...] = (),
+        keep_going: Callable[[SyncError], bool] = lambda exc: True,
+        gave_up: str = "",
+    ) -> T:
         """The one retry loop: `fn` again after a failure worth another attempt (a transient
         one, an unreachable endpoint, and `also`), at most 1 + MODEL_SYNC_RETRIES times,
         waiting MODEL_SYNC_BACKOFF doubled each time; `keep_going(exc)` False stops early.
@@ -228,7 +262,9 @@ class Runner:
                 if attempt == attempts or not keep_going(exc):
                     break
                 delay = self.s.backoff * 2 ** (attempt - 1)
-                log.warning("%s: %s (attempt %d of %d); retrying in %.1fs", what, exc, attempt, attempts, delay)
+                log.warning(
+                    "%s: %s (attempt %d of %d); retrying in %.1fs", what, exc, attempt, attempts, delay
+                )
                 time.sleep(delay)
         if isinstance(last, TransientError):
             note = f"; {gave_up}" if gave_up else ""
@@ -236,8 +272,13 @@ class Runner:
         raise last
 
     def delete(self, dest: str) -> None:
-        with FileLock(lock_path(self.s.state_dir, dest), dest, self.s.lock_stale_after,
-                      self.s.lock_log_every, self.s.lock_timeout):
+        with FileLock(
+            lock_path(self.s.state_dir, dest),
+            dest,
+            self.s.lock_stale_after,
+            self.s.lock_log_every,
+            self.s.lock_timeout,
+        ):
             try:
                 os.unlink(self.s.models_dir / dest)
             except FileNotFoundError:
@@ -252,8 +293,7 @@ def with_listing(items: list[Item], listing: dict[str, RemoteObject], base) -> d
     for i in items:
         src = i.source
         if src.scheme == base.scheme and src.bucket == base.bucket:
-            rel = src.key[len(base.key):].lstrip("/") if base.key else src.key
+            rel = src.key[len(base.key) :].lstrip("/") if base.key else src.key
             if (not base.key or src.key.startswith(base.key.rstrip("/") + "/")) and rel in listing:
                 out[i.dest] = listing[rel]
     return out
-

@@ -4,6 +4,7 @@ A record says "this local file (size, mtime, inode) was verified against this so
 identity". A warm start compares records with a stat() of each file and the source's
 identity, so unchanged multi-GB files are never read again.
 """
+
 from __future__ import annotations
 
 import os
@@ -57,8 +58,7 @@ class StateStore:
         except TypeError:
             return None
 
-    def put(self, dest: str, source: str, identity: str, path: Path,
-            sha256: str | None) -> StateRecord:
+    def put(self, dest: str, source: str, identity: str, path: Path, sha256: str | None) -> StateRecord:
         st = local_stat(path)
         assert st is not None
         rec = StateRecord(dest, source, identity, st.size, st.mtime_ns, st.ino, sha256, time.time())

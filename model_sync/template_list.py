@@ -5,6 +5,7 @@ Sizes come from the manifest (`--manifest`, where it has pinned a file), from th
 themselves with `--stat` (one HEAD per file), or else from the template index, which
 publishes a total per template (marked `*`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,15 +45,28 @@ def summary(t: Template, sizes: dict[str, int], curated: dict) -> dict:
     """One template as printed: a file the manifest has shows the manifest's source, as the
     sync uses it."""
     known = [sizes[m.dest] for m in t.models if m.dest in sizes]
-    return {"name": t.name, "profile": t.profile, "title": t.title,
-            "size_bytes": sum(known) if t.models and len(known) == len(t.models) else None,
-            "index_size_gb": t.size_gb,
-            "models": [{"folder": m.folder, "path": m.path, "url": m.url, "size": sizes.get(m.dest),
-                        "source": str(curated[m.dest].source) if m.dest in curated
-                        else str(m.source) if m.source else None}
-                       for m in t.models],
-            "problems": list(t.problems) + [unsourced_problem(m) for m in t.unsourced
-                                            if m.dest not in curated]}
+    return {
+        "name": t.name,
+        "profile": t.profile,
+        "title": t.title,
+        "size_bytes": sum(known) if t.models and len(known) == len(t.models) else None,
+        "index_size_gb": t.size_gb,
+        "models": [
+            {
+                "folder": m.folder,
+                "path": m.path,
+                "url": m.url,
+                "size": sizes.get(m.dest),
+                "source": str(curated[m.dest].source)
+                if m.dest in curated
+                else str(m.source)
+                if m.source
+                else None,
+            }
+            for m in t.models
+        ],
+        "problems": list(t.problems) + [unsourced_problem(m) for m in t.unsourced if m.dest not in curated],
+    }
 
 
 def size_text(row: dict) -> str:
@@ -67,8 +81,10 @@ def print_table(rows: list[dict], total: int) -> None:
     for r in rows:
         note = f"  ({len(r['problems'])} problem(s): see `templates {r['name']}`)" if r["problems"] else ""
         print(f"{r['name']:<{width}}  {len(r['models']):>6}  {size_text(r):>9}  {r['title']}{note}")
-    print(f"{len(rows)} of {total} templates listed; * = the template index's published size. "
-          "Sync one with --profile template:NAME (MODEL_PROFILES=template:NAME).")
+    print(
+        f"{len(rows)} of {total} templates listed; * = the template index's published size. "
+        "Sync one with --profile template:NAME (MODEL_PROFILES=template:NAME)."
+    )
 
 
 def print_details(row: dict) -> None:

@@ -15,6 +15,7 @@ Only `https://huggingface.co/<owner>/<repo>/resolve/<revision>/<path>` URLs beco
 Any other URL (a Civitai download, a hub `blob` page) is reported, never turned into a
 guessed source: such a file must come from `--from` or be added to the manifest.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -40,11 +41,13 @@ PACKAGES = ("comfyui_workflow_templates_json", "comfyui_workflow_templates")
 HUB_HOSTS = ("huggingface.co", "www.huggingface.co")
 # Run in ComfyUI's interpreter when the package is not importable here (a bare-metal
 # `comfyctl serve` keeps ComfyUI's packages in COMFYUI_PYTHON's environment).
-_FIND = ("import importlib.util, os, sys\n"
-         "for name in sys.argv[1:]:\n"
-         "    spec = importlib.util.find_spec(name)\n"
-         "    for where in (spec and spec.submodule_search_locations) or ():\n"
-         "        print(os.path.join(where, 'templates'))\n")
+_FIND = (
+    "import importlib.util, os, sys\n"
+    "for name in sys.argv[1:]:\n"
+    "    spec = importlib.util.find_spec(name)\n"
+    "    for where in (spec and spec.submodule_search_locations) or ():\n"
+    "        print(os.path.join(where, 'templates'))\n"
+)
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,7 @@ class TemplateModel:
     folder: str
     path: str
     url: str
-    source: SourceURI | None      # None: the URL is not a hub resolve URL (see `problem`)
+    source: SourceURI | None  # None: the URL is not a hub resolve URL (see `problem`)
 
     @property
     def dest(self) -> str:
@@ -63,9 +66,9 @@ class TemplateModel:
 class Template:
     name: str
     title: str
-    size_gb: float | None          # the index's published download size, when it has one
+    size_gb: float | None  # the index's published download size, when it has one
     models: tuple[TemplateModel, ...]
-    problems: tuple[str, ...]      # entries that cannot be synced as the template gives them
+    problems: tuple[str, ...]  # entries that cannot be synced as the template gives them
 
     @property
     def profile(self) -> str:
@@ -77,13 +80,15 @@ class Template:
 
 
 def unsourced_problem(m: TemplateModel) -> str:
-    return (f"{m.dest}: {m.url} is not a hub resolve URL (https://huggingface.co/<owner>/<repo>/"
-            "resolve/<revision>/<path>); add the file to the manifest with a source, or sync "
-            "with --from a bucket holding it")
+    return (
+        f"{m.dest}: {m.url} is not a hub resolve URL (https://huggingface.co/<owner>/<repo>/"
+        "resolve/<revision>/<path>); add the file to the manifest with a source, or sync "
+        "with --from a bucket holding it"
+    )
 
 
 def template_names(profiles: tuple[str, ...]) -> list[str]:
-    return [p[len(PREFIX):] for p in profiles if p.startswith(PREFIX)]
+    return [p[len(PREFIX) :] for p in profiles if p.startswith(PREFIX)]
 
 
 def hub_source(url: str) -> SourceURI | None:
@@ -91,8 +96,13 @@ def hub_source(url: str) -> SourceURI | None:
     (no @ for main, the default); anything else -> None."""
     parts = urlsplit(url)
     bits = [unquote(b) for b in parts.path.split("/")[1:]]
-    if parts.scheme != "https" or parts.hostname not in HUB_HOSTS or len(bits) < 5 \
-            or bits[2] != "resolve" or not all(bits):
+    if (
+        parts.scheme != "https"
+        or parts.hostname not in HUB_HOSTS
+        or len(bits) < 5
+        or bits[2] != "resolve"
+        or not all(bits)
+    ):
         return None
     revision = "" if bits[3] == "main" else bits[3]
     return SourceURI("hf", f"{bits[0]}/{bits[1]}", "/".join(bits[4:]), revision)
@@ -111,8 +121,9 @@ def _candidates_here() -> list[Path]:
 
 def _candidates_in(python: Path) -> list[Path]:
     try:
-        out = subprocess.run([str(python), "-c", _FIND, *PACKAGES], capture_output=True,
-                             text=True, timeout=60)
+        out = subprocess.run(
+            [str(python), "-c", _FIND, *PACKAGES], capture_output=True, text=True, timeout=60
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         log.warning("cannot ask %s where the templates are: %s", python, exc)
         return []
@@ -124,15 +135,19 @@ def find_templates_dir(explicit: Path | None, comfyui_python: Path | None) -> Pa
     if explicit is not None:
         if (explicit / "index.json").is_file():
             return explicit
-        raise UsageError(f"MODEL_SYNC_TEMPLATES_DIR / --templates-dir {explicit} has no index.json: "
-                         "point it at the templates/ folder of ComfyUI's templates package")
+        raise UsageError(
+            f"MODEL_SYNC_TEMPLATES_DIR / --templates-dir {explicit} has no index.json: "
+            "point it at the templates/ folder of ComfyUI's templates package"
+        )
     for candidate in _candidates_here() + (_candidates_in(comfyui_python) if comfyui_python else []):
         if (candidate / "index.json").is_file():
             return candidate
     where = f"here or in COMFYUI_PYTHON={comfyui_python}" if comfyui_python else "here"
-    raise UsageError(f"ComfyUI's official templates are not installed {where}: install ComfyUI's "
-                     "requirements (comfyui-workflow-templates), set COMFYUI_PYTHON to ComfyUI's "
-                     "interpreter, or MODEL_SYNC_TEMPLATES_DIR to the package's templates/ folder")
+    raise UsageError(
+        f"ComfyUI's official templates are not installed {where}: install ComfyUI's "
+        "requirements (comfyui-workflow-templates), set COMFYUI_PYTHON to ComfyUI's "
+        "interpreter, or MODEL_SYNC_TEMPLATES_DIR to the package's templates/ folder"
+    )
 
 
 def embedded_models(graph: dict) -> list[dict]:
@@ -151,8 +166,9 @@ def embedded_models(graph: dict) -> list[dict]:
     return [m for m in found if m.get("url")]
 
 
-def resolve(name: str, graph: dict, folders: frozenset[str], extensions: frozenset[str]
-            ) -> tuple[tuple[TemplateModel, ...], tuple[str, ...]]:
+def resolve(
+    name: str, graph: dict, folders: frozenset[str], extensions: frozenset[str]
+) -> tuple[tuple[TemplateModel, ...], tuple[str, ...]]:
     """The template's files, one per destination, and the entries that cannot be synced as
     given: a folder or file name ComfyUI would not list, or one destination named with two
     different sources (which one is meant is not guessed)."""
@@ -170,8 +186,10 @@ def resolve(name: str, graph: dict, folders: frozenset[str], extensions: frozens
         if known is None:
             models[model.dest] = model
         elif (known.source or known.url) != (model.source or model.url):
-            problems.append(f"{model.dest}: named with two sources, {known.url} and {url}; "
-                            "add the file to the manifest with the one you want")
+            problems.append(
+                f"{model.dest}: named with two sources, {known.url} and {url}; "
+                "add the file to the manifest with the one you want"
+            )
     return tuple(models.values()), tuple(problems)
 
 
@@ -189,8 +207,12 @@ class Library:
                 categories = json.loads((self.dir / "index.json").read_text(encoding="utf-8"))
             except (OSError, ValueError) as exc:
                 raise ManifestError(f"cannot read {self.dir / 'index.json'}: {exc}") from None
-            self._index = {t["name"]: t for c in categories for t in c.get("templates") or []
-                           if isinstance(t, dict) and t.get("name")}
+            self._index = {
+                t["name"]: t
+                for c in categories
+                for t in c.get("templates") or []
+                if isinstance(t, dict) and t.get("name")
+            }
         return self._index
 
     def load(self, name: str, folders: frozenset[str], extensions: frozenset[str]) -> Template:
@@ -198,8 +220,10 @@ class Library:
         if "/" in name or name.startswith(".") or not path.is_file():
             close = difflib.get_close_matches(name, list(self.index()), n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else ""
-            raise UsageError(f"no official template {name!r} in {self.dir}{hint}; "
-                             "`python -m model_sync templates` lists them")
+            raise UsageError(
+                f"no official template {name!r} in {self.dir}{hint}; "
+                "`python -m model_sync templates` lists them"
+            )
         try:
             graph = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
@@ -207,13 +231,18 @@ class Library:
         entry = self.index().get(name, {})
         size = entry.get("size")
         models, problems = resolve(name, graph, folders, extensions)
-        return Template(name, str(entry.get("title") or name),
-                        float(size) if isinstance(size, (int, float)) and size > 0 else None,
-                        models, problems)
+        return Template(
+            name,
+            str(entry.get("title") or name),
+            float(size) if isinstance(size, (int, float)) and size > 0 else None,
+            models,
+            problems,
+        )
 
 
-def with_templates(manifest: Manifest, profiles: tuple[str, ...], library: Library,
-                   from_prefix: str | None) -> Manifest:
+def with_templates(
+    manifest: Manifest, profiles: tuple[str, ...], library: Library, from_prefix: str | None
+) -> Manifest:
     """The manifest plus a profile for each `template:NAME` selected.
 
     A destination the manifest already has keeps the manifest's entry (its pinned size,
@@ -234,8 +263,13 @@ def with_templates(manifest: Manifest, profiles: tuple[str, ...], library: Libra
             known = files.get(m.dest)
             if known is not None:
                 if known.source != m.source:
-                    log.info("%s names %s at %s; the manifest's source %s is used", t.profile,
-                             m.dest, m.url, known.source)
+                    log.info(
+                        "%s names %s at %s; the manifest's source %s is used",
+                        t.profile,
+                        m.dest,
+                        m.url,
+                        known.source,
+                    )
                 files[m.dest] = replace(known, profiles=known.profiles + (t.profile,))
             else:
                 # Without a hub source the file can only come from --from (checked above);

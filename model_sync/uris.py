@@ -1,4 +1,5 @@
 """Source URIs: oss://bucket/key, s3://bucket/key, hf://owner/repo/path@revision, https://..."""
+
 from __future__ import annotations
 
 import posixpath
@@ -13,10 +14,10 @@ SCHEMES = ("oss", "s3", "hf", "https", "http")
 @dataclass(frozen=True)
 class SourceURI:
     scheme: str
-    bucket: str = ""      # oss/s3 bucket, hf "owner/repo"
-    key: str = ""         # oss/s3 object key or prefix, hf path in the repo
-    revision: str = ""    # hf only
-    url: str = ""         # http(s) only
+    bucket: str = ""  # oss/s3 bucket, hf "owner/repo"
+    key: str = ""  # oss/s3 object key or prefix, hf path in the repo
+    revision: str = ""  # hf only
+    url: str = ""  # http(s) only
 
     def __str__(self) -> str:
         if self.scheme in ("http", "https"):
@@ -39,8 +40,9 @@ def parse_uri(text: str, *, prefix: bool = False) -> SourceURI:
         raise ManifestError(f"bad source URI {text!r}: expected oss://, s3://, hf:// or https://")
     scheme = text.split("://", 1)[0].lower()
     if scheme not in SCHEMES:
-        raise ManifestError(f"bad source URI {text!r}: unsupported scheme {scheme!r} "
-                            f"(use one of {', '.join(SCHEMES)})")
+        raise ManifestError(
+            f"bad source URI {text!r}: unsupported scheme {scheme!r} (use one of {', '.join(SCHEMES)})"
+        )
     if scheme in ("http", "https"):
         parts = urlsplit(text)
         if not parts.netloc or (not prefix and parts.path in ("", "/")):

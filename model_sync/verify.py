@@ -7,6 +7,7 @@ the manifest's sha256. A .safetensors file
 also has its header parsed by the safetensors library and its data offsets checked against
 the file size, which catches truncation even when no digest is published.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -39,13 +40,14 @@ class Expect:
     crc64: str | None = None
     md5: str | None = None
     sha256: str | None = None
-    crc32: int | None = None     # an S3 store's full-object x-amz-checksum-crc32
+    crc32: int | None = None  # an S3 store's full-object x-amz-checksum-crc32
 
 
 def _crc64():
     # Imported here: oss2 (with the Alibaba Cloud SDK it pulls in) takes longer to import
     # than the rest of model_sync together, and only OSS sources publish a CRC64.
     from oss2.utils import Crc64
+
     return Crc64()
 
 
@@ -62,7 +64,7 @@ class Digests:
         self.sha = hashlib.sha256() if expect.sha256 else None
         self.crc32 = 0 if expect.crc32 is not None else None
         self.fed = 0
-        self.vouched_crc64: str | None = None   # checked by oss2 against the server already
+        self.vouched_crc64: str | None = None  # checked by oss2 against the server already
 
     @property
     def needed(self) -> bool:
@@ -108,7 +110,7 @@ def _multmodp(a: int, b: int) -> int:
 
 
 def _x2n_table() -> list[int]:
-    table, p = [], 1 << 30          # x^1
+    table, p = [], 1 << 30  # x^1
     for _ in range(32):
         table.append(p)
         p = _multmodp(p, p)
@@ -120,7 +122,7 @@ _X2N = _x2n_table()
 
 def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
     """The CRC32 of A + B from crc1 = crc32(A), crc2 = crc32(B) and len2 = len(B)."""
-    p, k = 1 << 31, 3               # x^0; the shift is 8 * len2 bits = len2 * 2^3
+    p, k = 1 << 31, 3  # x^0; the shift is 8 * len2 bits = len2 * 2^3
     n = len2
     while n:
         if n & 1:
@@ -149,8 +151,9 @@ def verify_file(path: Path, expect: Expect, what: str, digests: Digests | None =
                     digests.update(chunk)
     crc, md5, sha = digests.crc, digests.md5, digests.sha
     if digests.crc32 is not None and digests.crc32 != expect.crc32:
-        raise VerificationError(f"{what}: CRC32 {digests.crc32:08x} != source x-amz-checksum-crc32 "
-                                f"{expect.crc32:08x}")
+        raise VerificationError(
+            f"{what}: CRC32 {digests.crc32:08x} != source x-amz-checksum-crc32 {expect.crc32:08x}"
+        )
     if crc is not None and str(crc.crc) != str(expect.crc64):
         raise VerificationError(f"{what}: CRC64 {crc.crc} != source x-oss-hash-crc64ecma {expect.crc64}")
     if md5 is not None and md5.hexdigest() != expect.md5:
@@ -172,10 +175,10 @@ def check_safetensors(path: Path, size: int, what: str) -> None:
         # the file; we add that the data region ends exactly at the file size.
         with safe_open(str(path), framework="numpy"):
             pass
-        end = max((int(m["data_offsets"][1]) for k, m in header.items() if k != "__metadata__"),
-                  default=0)
+        end = max((int(m["data_offsets"][1]) for k, m in header.items() if k != "__metadata__"), default=0)
     except (OSError, ValueError, KeyError, TypeError, SafetensorError) as exc:
         raise VerificationError(f"{what}: not a valid safetensors file ({exc})") from None
     if 8 + header_len + end != size:
-        raise VerificationError(f"{what}: safetensors data ends at byte {8 + header_len + end}, "
-                                f"the file has {size}")
+        raise VerificationError(
+            f"{what}: safetensors data ends at byte {8 + header_len + end}, the file has {size}"
+        )

@@ -1,4 +1,5 @@
 """Fixtures every suite may use; the helpers behind them live in tests/support/."""
+
 import itertools
 
 import pytest
@@ -18,6 +19,7 @@ def proxy_for(tmp_path, aiohttp_server):
         settings = proxy_settings(upstream, tmp_path / f"proxy{next(count)}", **overrides)
         token = Store(settings.state_dir).create_token("tests")
         return Proxied(await aiohttp_server(create_app(settings)), settings, token)
+
     return start
 
 

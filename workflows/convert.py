@@ -12,6 +12,7 @@ nodes that predate the flag), "image" after an image or video input with an uplo
 button, and two nulls after an audio one (its player and button), as the official
 templates carry them.
 """
+
 from __future__ import annotations
 
 import json
@@ -82,18 +83,37 @@ def api_to_ui(prompt: dict, schemas: dict) -> dict:
             elif _is_widget(spec) and name in node["inputs"]:
                 widgets.append(value)
                 widgets.extend(_extra_widgets(name, spec))
-        nodes.append({"id": int(nid), "type": node["class_type"], "pos": [60 + 340 * col, 120],
-                      "size": [300, 120], "flags": {}, "order": col, "mode": 0,
-                      "inputs": inputs, "properties": {"Node name for S&R": node["class_type"]},
-                      "widgets_values": widgets})
+        nodes.append(
+            {
+                "id": int(nid),
+                "type": node["class_type"],
+                "pos": [60 + 340 * col, 120],
+                "size": [300, 120],
+                "flags": {},
+                "order": col,
+                "mode": 0,
+                "inputs": inputs,
+                "properties": {"Node name for S&R": node["class_type"]},
+                "widgets_values": widgets,
+            }
+        )
     for n in nodes:
         schema = schemas[n["type"]]
-        n["outputs"] = [{"name": name, "type": typ, "links": out_links.get((str(n["id"]), i), []),
-                         "slot_index": i}
-                        for i, (typ, name) in enumerate(zip(schema["output"], schema["output_name"], strict=True))]
+        n["outputs"] = [
+            {"name": name, "type": typ, "links": out_links.get((str(n["id"]), i), []), "slot_index": i}
+            for i, (typ, name) in enumerate(zip(schema["output"], schema["output_name"], strict=True))
+        ]
     links = pending
-    return {"last_node_id": max(int(k) for k in prompt), "last_link_id": link_id, "nodes": nodes,
-            "links": links, "groups": [], "config": {}, "extra": {}, "version": 0.4}
+    return {
+        "last_node_id": max(int(k) for k in prompt),
+        "last_link_id": link_id,
+        "nodes": nodes,
+        "links": links,
+        "groups": [],
+        "config": {},
+        "extra": {},
+        "version": 0.4,
+    }
 
 
 def ui_to_api(ui: dict, schemas: dict) -> dict:
@@ -108,10 +128,10 @@ def ui_to_api(ui: dict, schemas: dict) -> dict:
             if name in linked:
                 inputs[name] = [str(linked[name][1]), linked[name][2]]
                 if _is_widget(spec):
-                    del values[:1 + len(_extra_widgets(name, spec))]
+                    del values[: 1 + len(_extra_widgets(name, spec))]
             elif _is_widget(spec) and values:
                 inputs[name] = values.pop(0)
-                del values[:len(_extra_widgets(name, spec))]
+                del values[: len(_extra_widgets(name, spec))]
         prompt[str(n["id"])] = {"class_type": n["type"], "inputs": inputs}
     return prompt
 
@@ -121,8 +141,9 @@ def main() -> int:
     (HERE / "ui").mkdir(exist_ok=True)
     for f in sorted((HERE / "api").glob("*.json")):
         doc = json.loads(f.read_text(encoding="utf-8"))
-        write_atomic(HERE / "ui" / f.name, json.dumps(api_to_ui(doc["prompt"], schemas), indent=1) + "\n",
-                     mode=SHARED)
+        write_atomic(
+            HERE / "ui" / f.name, json.dumps(api_to_ui(doc["prompt"], schemas), indent=1) + "\n", mode=SHARED
+        )
         print(f"ui/{f.name}")
     return 0
 

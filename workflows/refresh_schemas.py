@@ -8,6 +8,7 @@ Run it against a server that has exactly the pinned packs (custom_nodes/lock.yam
 the image's torch, torchvision and torchaudio, started just before: the capture is refused
 when the server's log shows a core module or a pack that failed to import.
 """
+
 from __future__ import annotations
 
 import json
@@ -55,13 +56,19 @@ def failed_imports(log: str) -> list[str]:
     pack that failed. ComfyUI sums up core failures as `IMPORT FAILED: nodes_x.py` and
     marks packs `(IMPORT FAILED): <path>` in its import-time list."""
     if not any(marker in log for marker in END_OF_NODE_LOADING):
-        return ["the server's log no longer reaches back to its start (it keeps its last 300 "
-                "lines): restart ComfyUI and capture at once, so a module that failed to import is seen"]
-    problems = [f"core module {m.strip()} failed to import (see the server's log; a missing "
-                "dependency such as torchaudio drops every node it defines)"
-                for m in re.findall(r"^IMPORT FAILED: (.+)$", log, re.M)]
-    problems += [f"{Path(m.strip()).name}: the pack failed to import (see the server's log)"
-                 for m in re.findall(r"\(IMPORT FAILED\): (.+)$", log, re.M)]
+        return [
+            "the server's log no longer reaches back to its start (it keeps its last 300 "
+            "lines): restart ComfyUI and capture at once, so a module that failed to import is seen"
+        ]
+    problems = [
+        f"core module {m.strip()} failed to import (see the server's log; a missing "
+        "dependency such as torchaudio drops every node it defines)"
+        for m in re.findall(r"^IMPORT FAILED: (.+)$", log, re.M)
+    ]
+    problems += [
+        f"{Path(m.strip()).name}: the pack failed to import (see the server's log)"
+        for m in re.findall(r"\(IMPORT FAILED\): (.+)$", log, re.M)
+    ]
     return problems
 
 
@@ -88,8 +95,11 @@ def check_against_lock(groups: dict[str, dict], lock: dict) -> list[str]:
     would pass validation but not exist in the image), or a pinned pack's required nodes
     missing (it failed to import on the capturing server)."""
     pinned = {p["name"]: p for p in lock["packs"]}
-    problems = [f"{g}: not a pinned pack (remove it from the server, or pin it in {LOCK.name})"
-                for g in groups if g != "core" and g not in pinned]
+    problems = [
+        f"{g}: not a pinned pack (remove it from the server, or pin it in {LOCK.name})"
+        for g in groups
+        if g != "core" and g not in pinned
+    ]
     for name, pack in pinned.items():
         missing = [n for n in pack.get("nodes", []) if n not in groups.get(name, {})]
         if missing:
@@ -109,8 +119,11 @@ def main() -> int:
         info = fetch_object_info(url, token)
         log = fetch_log(url, token)
     except (OSError, ValueError, KeyError) as exc:
-        print(f"cannot read {url}/object_info and /internal/logs/raw ({exc}); start ComfyUI "
-              "with the pinned packs or set COMFYUI_URL / COMFY_TOKEN", file=sys.stderr)
+        print(
+            f"cannot read {url}/object_info and /internal/logs/raw ({exc}); start ComfyUI "
+            "with the pinned packs or set COMFYUI_URL / COMFY_TOKEN",
+            file=sys.stderr,
+        )
         return 1
     groups = split_by_source(info)
     problems = failed_imports(log)

@@ -4,6 +4,7 @@ queued on a server that has every pack and model, so they are caught here instea
 
     python -m workflows.validate            # every workflows/api/*.json; exit 1 on a problem
 """
+
 from __future__ import annotations
 
 import json
@@ -16,10 +17,14 @@ HERE = Path(__file__).resolve().parent
 # Inputs whose COMBO options are the files on the server at capture time; they are
 # checked against models.yaml instead (input name -> the manifest folders it may name).
 MODEL_INPUTS = {
-    "unet_name": {"diffusion_models", "unet"}, "ckpt_name": {"checkpoints"},
-    "vae_name": {"vae", "vae_approx"}, "clip_name": {"text_encoders", "clip", "clip_vision"},
-    "clip_name1": {"text_encoders", "clip"}, "clip_name2": {"text_encoders", "clip"},
-    "lora_name": {"loras"}, "model_name": {"upscale_models"},
+    "unet_name": {"diffusion_models", "unet"},
+    "ckpt_name": {"checkpoints"},
+    "vae_name": {"vae", "vae_approx"},
+    "clip_name": {"text_encoders", "clip", "clip_vision"},
+    "clip_name1": {"text_encoders", "clip"},
+    "clip_name2": {"text_encoders", "clip"},
+    "lora_name": {"loras"},
+    "model_name": {"upscale_models"},
     "audio_encoder_name": {"audio_encoders"},
 }
 # Pack loaders whose input names say nothing of the folder they list (class, input).

@@ -1,4 +1,5 @@
 """The interface every backend implements."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -17,9 +18,15 @@ class Backend(Protocol):
     def list(self, prefix: SourceURI) -> dict[str, RemoteObject]:
         """Every object under a prefix, keyed by its path relative to the prefix."""
 
-    def download(self, uri: SourceURI, remote: RemoteObject, part: Path,
-                 on_bytes: Callable[[int], None], on_resume: Callable[[int], None],
-                 digests: Digests) -> None:
+    def download(
+        self,
+        uri: SourceURI,
+        remote: RemoteObject,
+        part: Path,
+        on_bytes: Callable[[int], None],
+        on_resume: Callable[[int], None],
+        digests: Digests,
+    ) -> None:
         """Fill `part` with the object's bytes, resuming what an earlier attempt left there,
         feeding `digests` in file order where the transfer allows it."""
 

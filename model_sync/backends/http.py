@@ -1,4 +1,5 @@
 """https:// (and http:// on loopback for tests) with resume through Range/If-Range."""
+
 from __future__ import annotations
 
 import logging
@@ -16,14 +17,17 @@ from ..settings import Settings
 from ..uris import SourceURI
 
 log = logging.getLogger(__name__)
-CHUNK = 64 * 1024   # small reads: a reset loses at most one read of data
+CHUNK = 64 * 1024  # small reads: a reset loses at most one read of data
 
 
 def translate(exc: Exception, what: str, hint: str = "check the URL") -> SyncError:
     if isinstance(exc, requests.HTTPError) and exc.response is not None:
         return for_status(exc.response.status_code, what, hint)
-    if isinstance(exc, requests.ConnectionError) and not isinstance(
-            exc, (requests.exceptions.ChunkedEncodingError,)) and "refused" in str(exc).lower():
+    if (
+        isinstance(exc, requests.ConnectionError)
+        and not isinstance(exc, (requests.exceptions.ChunkedEncodingError,))
+        and "refused" in str(exc).lower()
+    ):
         return EndpointError(f"{what}: cannot connect ({exc}); {hint}")
     if isinstance(exc, requests.RequestException):
         return TransientError(f"{what}: {type(exc).__name__}: {exc}")
@@ -40,8 +44,9 @@ class HTTPBackend:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.session = requests.Session()
-        adapter = requests.adapters.HTTPAdapter(pool_maxsize=settings.file_workers * settings.range_threads
-                                                + settings.stat_workers)
+        adapter = requests.adapters.HTTPAdapter(
+            pool_maxsize=settings.file_workers * settings.range_threads + settings.stat_workers
+        )
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
 
@@ -53,23 +58,31 @@ class HTTPBackend:
 
     def stat(self, uri: SourceURI) -> RemoteObject:
         try:
-            r = self.session.head(self.url(uri), headers=self.headers(), allow_redirects=True,
-                                  timeout=self.settings.timeout)
+            r = self.session.head(
+                self.url(uri), headers=self.headers(), allow_redirects=True, timeout=self.settings.timeout
+            )
             r.raise_for_status()
         except requests.RequestException as exc:
             raise translate(exc, str(uri), self.hint) from None
         if "Content-Length" not in r.headers:
             raise TransferError(f"{uri}: the server sends no Content-Length; cannot verify the size")
         size = int(r.headers["Content-Length"])
-        return RemoteObject(size=size, identity=f"http:{_validator(r.headers)}:{size}",
-                            etag=r.headers.get("ETag"))
+        return RemoteObject(
+            size=size, identity=f"http:{_validator(r.headers)}:{size}", etag=r.headers.get("ETag")
+        )
 
     def list(self, prefix: SourceURI) -> dict[str, RemoteObject]:
         raise NotFoundError(f"{prefix}: plain HTTP(S) has no listing; mirror an oss:// or s3:// prefix")
 
-    def download(self, uri: SourceURI, remote: RemoteObject, part: Path,
-                 on_bytes: Callable[[int], None], on_resume: Callable[[int], None],
-                 digests=None) -> None:
+    def download(
+        self,
+        uri: SourceURI,
+        remote: RemoteObject,
+        part: Path,
+        on_bytes: Callable[[int], None],
+        on_resume: Callable[[int], None],
+        digests=None,
+    ) -> None:
         # One stream per file: an HTTPS origin (a CDN, the hub) is usually fastest with one
         # connection per file and many files in parallel; resume appends from what is there.
         side = sidecar_path(part)
@@ -84,8 +97,9 @@ class HTTPBackend:
                 headers["If-Range"] = remote.etag
         write_json(side, {"identity": remote.identity}, fsync=False)
         try:
-            with self.session.get(self.url(uri), headers=headers, stream=True,
-                                  timeout=self.settings.timeout) as r:
+            with self.session.get(
+                self.url(uri), headers=headers, stream=True, timeout=self.settings.timeout
+            ) as r:
                 r.raise_for_status()
                 if have and r.status_code == 206:
                     on_resume(have)

@@ -10,6 +10,7 @@ Credentials, first match wins:
    for STS credentials and we hand them to oss2 through its CredentialsProvider interface.
    This path is not exercised by the test suite (STS cannot be reached from it).
 """
+
 from __future__ import annotations
 
 import logging
@@ -41,8 +42,13 @@ from ..uris import SourceURI
 from ..verify import etag_md5
 
 log = logging.getLogger(__name__)
-_CRED_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied",
-               "SecurityTokenExpired", "InvalidSecurityToken"}
+_CRED_CODES = {
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "AccessDenied",
+    "SecurityTokenExpired",
+    "InvalidSecurityToken",
+}
 
 
 class _RRSACredentials(CredentialsProvider):
@@ -56,17 +62,18 @@ class _RRSACredentials(CredentialsProvider):
 
     def __init__(self):
         from alibabacloud_credentials.provider.oidc import OIDCRoleArnCredentialsProvider
+
         self._provider = OIDCRoleArnCredentialsProvider()
 
     def get_credentials(self):
         from alibabacloud_credentials.exceptions import CredentialException
         from Tea.exceptions import RetryError, TeaException
+
         try:
             cred = self._provider.get_credentials()
         except (CredentialException, RetryError, TeaException, OSError, ValueError) as exc:
             raise ClientError(f"cannot get RRSA credentials from STS: {exc}") from None
-        return Credentials(cred.get_access_key_id(), cred.get_access_key_secret(),
-                           cred.get_security_token())
+        return Credentials(cred.get_access_key_id(), cred.get_access_key_secret(), cred.get_security_token())
 
 
 def make_auth(s: Storage):
@@ -75,18 +82,25 @@ def make_auth(s: Storage):
         token = s.oss_session_token
         return oss2.StsAuth(ak, sk, token) if token else oss2.Auth(ak, sk)
     if s.oss_ecs_ram_role:
-        base = s.oss_ecs_metadata_url   # overridable for tests/proxies
-        return oss2.ProviderAuth(oss2.EcsRamRoleCredentialsProvider(
-            base.rstrip("/") + "/" + s.oss_ecs_ram_role, max_retries=2, timeout=5))
+        base = s.oss_ecs_metadata_url  # overridable for tests/proxies
+        return oss2.ProviderAuth(
+            oss2.EcsRamRoleCredentialsProvider(
+                base.rstrip("/") + "/" + s.oss_ecs_ram_role, max_retries=2, timeout=5
+            )
+        )
     if s.oss_rrsa:
         try:
             return oss2.ProviderAuth(_RRSACredentials())
         except ImportError:
-            raise CredentialsError("RRSA variables are set but alibabacloud-credentials is not "
-                                   "installed (pip install alibabacloud-credentials)") from None
-    raise CredentialsError("no OSS credentials: set OSS_ACCESS_KEY_ID and OSS_ACCESS_KEY_SECRET "
-                           "(plus OSS_SESSION_TOKEN for STS), OSS_ECS_RAM_ROLE on ECS, or enable "
-                           "RRSA on ACK (see docs/models.md)")
+            raise CredentialsError(
+                "RRSA variables are set but alibabacloud-credentials is not "
+                "installed (pip install alibabacloud-credentials)"
+            ) from None
+    raise CredentialsError(
+        "no OSS credentials: set OSS_ACCESS_KEY_ID and OSS_ACCESS_KEY_SECRET "
+        "(plus OSS_SESSION_TOKEN for STS), OSS_ECS_RAM_ROLE on ECS, or enable "
+        "RRSA on ACK (see docs/models.md)"
+    )
 
 
 def translate(exc: Exception, what: str) -> SyncError:
@@ -94,28 +108,41 @@ def translate(exc: Exception, what: str) -> SyncError:
         detail = exc.body.decode() if isinstance(exc.body, bytes) else str(exc.body)
         detail = detail.removeprefix("ClientError: ")
         if "credentials" in detail.lower():
-            return CredentialsError(f"{what}: {detail}; check OSS_ECS_RAM_ROLE (the role must be "
-                                    "attached to this instance) or the RRSA setup (docs/models.md)")
+            return CredentialsError(
+                f"{what}: {detail}; check OSS_ECS_RAM_ROLE (the role must be "
+                "attached to this instance) or the RRSA setup (docs/models.md)"
+            )
         return UsageError(f"{what}: {detail}")
     if isinstance(exc, InconsistentError):
-        return VerificationError(f"{what}: CRC64 of the downloaded bytes does not match the "
-                                 "object's x-oss-hash-crc64ecma")
+        return VerificationError(
+            f"{what}: CRC64 of the downloaded bytes does not match the object's x-oss-hash-crc64ecma"
+        )
     if isinstance(exc, RequestError):
         inner = getattr(exc, "exception", None)
-        if isinstance(inner, RequestsConnectionError) and "refused" in str(inner).lower() \
-                or "Name or service not known" in str(inner) or "NameResolution" in str(inner):
-            return EndpointError(f"{what}: cannot reach the OSS endpoint ({inner}); check "
-                                 "OSS_ENDPOINT (inside Alibaba Cloud use the -internal endpoint)")
+        if (
+            isinstance(inner, RequestsConnectionError)
+            and "refused" in str(inner).lower()
+            or "Name or service not known" in str(inner)
+            or "NameResolution" in str(inner)
+        ):
+            return EndpointError(
+                f"{what}: cannot reach the OSS endpoint ({inner}); check "
+                "OSS_ENDPOINT (inside Alibaba Cloud use the -internal endpoint)"
+            )
         return TransientError(f"{what}: {inner or exc}")
     if isinstance(exc, ServerError):
         code, status = exc.code or "", exc.status
         if code in _CRED_CODES or status == 403:
-            return CredentialsError(f"{what}: OSS rejected the credentials ({code or status}); "
-                                    "check OSS_ACCESS_KEY_ID / OSS_ACCESS_KEY_SECRET / "
-                                    "OSS_SESSION_TOKEN or the RAM policy")
+            return CredentialsError(
+                f"{what}: OSS rejected the credentials ({code or status}); "
+                "check OSS_ACCESS_KEY_ID / OSS_ACCESS_KEY_SECRET / "
+                "OSS_SESSION_TOKEN or the RAM policy"
+            )
         if status == 404:
-            return NotFoundError(f"{what}: not found ({code or 404}); check the bucket and key "
-                                 "in the manifest or --from, and OSS_ENDPOINT's region")
+            return NotFoundError(
+                f"{what}: not found ({code or 404}); check the bucket and key "
+                "in the manifest or --from, and OSS_ENDPOINT's region"
+            )
         if status == 412:
             return TransientError(f"{what}: the object changed during the download")
         if status >= 500:
@@ -129,20 +156,24 @@ class OSSBackend:
         self.settings = settings
         self.endpoint = settings.storage.oss_endpoint
         if not self.endpoint:
-            raise UsageError("oss:// sources need OSS_ENDPOINT, e.g. "
-                             "https://oss-cn-hangzhou-internal.aliyuncs.com inside Alibaba Cloud")
+            raise UsageError(
+                "oss:// sources need OSS_ENDPOINT, e.g. "
+                "https://oss-cn-hangzhou-internal.aliyuncs.com inside Alibaba Cloud"
+            )
         if "://" not in self.endpoint:
             self.endpoint = "https://" + self.endpoint
         self.auth = make_auth(settings.storage)
-        self.session = oss2.Session(pool_size=settings.range_threads * settings.file_workers
-                                    + settings.stat_workers)
+        self.session = oss2.Session(
+            pool_size=settings.range_threads * settings.file_workers + settings.stat_workers
+        )
         self._buckets: dict[str, oss2.Bucket] = {}
         self.store_root = settings.state_dir / "oss-checkpoints"
 
     def bucket(self, name: str) -> oss2.Bucket:
         if name not in self._buckets:
-            self._buckets[name] = oss2.Bucket(self.auth, self.endpoint, name, session=self.session,
-                                              connect_timeout=self.settings.timeout)
+            self._buckets[name] = oss2.Bucket(
+                self.auth, self.endpoint, name, session=self.session, connect_timeout=self.settings.timeout
+            )
         return self._buckets[name]
 
     @staticmethod
@@ -153,8 +184,9 @@ class OSSBackend:
         # "Normal" object (PutObject, PostObject); multipart ETags end in "-N" and appendable
         # objects' are no MD5 at all, so those are checked by size only.
         md5 = etag_md5(etag) if kind == "Normal" else None
-        return RemoteObject(size=int(size), identity=f"oss:{etag}:{size}", etag=etag,
-                            crc64=str(crc) if crc else None, md5=md5)
+        return RemoteObject(
+            size=int(size), identity=f"oss:{etag}:{size}", etag=etag, crc64=str(crc) if crc else None, md5=md5
+        )
 
     def stat(self, uri: SourceURI) -> RemoteObject:
         try:
@@ -172,14 +204,20 @@ class OSSBackend:
                     continue
                 # Listings carry no CRC64: a HEAD per new file fills it in at download time
                 # (and the MD5 is left to that HEAD too, which may bring the cheaper CRC64).
-                out[obj.key[len(base):]] = replace(self._remote(obj.size, obj.etag, None), listed=True)
+                out[obj.key[len(base) :]] = replace(self._remote(obj.size, obj.etag, None), listed=True)
         except OssError as exc:
             raise translate(exc, str(prefix)) from None
         return out
 
-    def download(self, uri: SourceURI, remote: RemoteObject, part: Path,
-                 on_bytes: Callable[[int], None], on_resume: Callable[[int], None],
-                 digests=None) -> None:
+    def download(
+        self,
+        uri: SourceURI,
+        remote: RemoteObject,
+        part: Path,
+        on_bytes: Callable[[int], None],
+        on_resume: Callable[[int], None],
+        digests=None,
+    ) -> None:
         seen: list[int | None] = [None]
 
         def progress(consumed: int, total: int | None) -> None:
@@ -196,10 +234,15 @@ class OSSBackend:
         store = oss2.ResumableDownloadStore(root=str(self.store_root), dir=".")
         try:
             oss2.resumable_download(
-                self.bucket(uri.bucket), uri.key, str(part),
-                multiget_threshold=self.settings.part_size, part_size=self.settings.part_size,
-                num_threads=self.settings.range_threads, store=store,
-                progress_callback=progress)
+                self.bucket(uri.bucket),
+                uri.key,
+                str(part),
+                multiget_threshold=self.settings.part_size,
+                part_size=self.settings.part_size,
+                num_threads=self.settings.range_threads,
+                store=store,
+                progress_callback=progress,
+            )
         except OssError as exc:
             raise translate(exc, str(uri)) from None
         except (OSError, ValueError) as exc:
@@ -213,4 +256,3 @@ class OSSBackend:
         # oss2 names its own temp file <part>.tmp-<random> and records it in the checkpoint.
         key = oss2.ResumableDownloadStore.make_store_key(uri.bucket, uri.key, os.path.abspath(part))
         discard_partial(part, self.store_root / key, *part.parent.glob(part.name + ".tmp-*"))
-

@@ -1,4 +1,5 @@
 """s3:// through boto3 (any S3-compatible store via AWS_ENDPOINT_URL)."""
+
 from __future__ import annotations
 
 import base64
@@ -30,36 +31,58 @@ from ..verify import etag_md5
 
 log = logging.getLogger(__name__)
 CHUNK = 1024 * 1024
-_CRED_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "ExpiredToken",
-               "InvalidToken", "403", "AuthorizationHeaderMalformed"}
+_CRED_CODES = {
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "AccessDenied",
+    "ExpiredToken",
+    "InvalidToken",
+    "403",
+    "AuthorizationHeaderMalformed",
+}
 
 
 def translate(exc: Exception, what: str) -> SyncError:
     """Map a boto3/botocore failure to a typed error whose message names the setting to fix."""
     if isinstance(exc, NoCredentialsError):
-        return CredentialsError(f"{what}: no S3 credentials; set AWS_ACCESS_KEY_ID and "
-                                "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)")
+        return CredentialsError(
+            f"{what}: no S3 credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)"
+        )
     if isinstance(exc, ClientError):
         code = str(exc.response.get("Error", {}).get("Code", ""))
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         if code in _CRED_CODES:
-            return CredentialsError(f"{what}: the store rejected the credentials ({code}); check "
-                                    "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN")
+            return CredentialsError(
+                f"{what}: the store rejected the credentials ({code}); check "
+                "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN"
+            )
         if code in ("NoSuchBucket", "NoSuchKey", "404", "NotFound"):
-            return NotFoundError(f"{what}: not found ({code}); check the bucket and key in the "
-                                 "manifest or --from, and AWS_ENDPOINT_URL")
+            return NotFoundError(
+                f"{what}: not found ({code}); check the bucket and key in the "
+                "manifest or --from, and AWS_ENDPOINT_URL"
+            )
         if code == "PreconditionFailed" or status == 412:
             return TransientError(f"{what}: the object changed during the download")
         if status >= 500 or code in ("SlowDown", "InternalError", "ServiceUnavailable"):
             return TransientError(f"{what}: server error {status} {code}")
         return TransferError(f"{what}: {code or status}: {exc}")
     if isinstance(exc, EndpointConnectionError):
-        return EndpointError(f"{what}: cannot reach the S3 endpoint ({exc}); check "
-                             "AWS_ENDPOINT_URL and the network")
+        return EndpointError(
+            f"{what}: cannot reach the S3 endpoint ({exc}); check AWS_ENDPOINT_URL and the network"
+        )
     # Resets, timeouts, closed connections, short bodies and bodies whose x-amz-checksum
     # botocore found wrong: worth another attempt.
-    if isinstance(exc, (FlexibleChecksumError, HTTPClientError, IncompleteReadError, Urllib3Error, ConnectionError,
-                        TimeoutError)):
+    if isinstance(
+        exc,
+        (
+            FlexibleChecksumError,
+            HTTPClientError,
+            IncompleteReadError,
+            Urllib3Error,
+            ConnectionError,
+            TimeoutError,
+        ),
+    ):
         return TransientError(f"{what}: {type(exc).__name__}: {exc}")
     return TransferError(f"{what}: {type(exc).__name__}: {exc}")
 
@@ -68,21 +91,32 @@ class S3Backend:
     def __init__(self, settings: Settings):
         self.settings = settings
         pool = settings.range_threads * settings.file_workers + settings.stat_workers
-        self.client = boto3.session.Session().client("s3", config=Config(
-            connect_timeout=settings.timeout, read_timeout=settings.timeout,
-            max_pool_connections=pool,
-            # Our own loop retries whole files (keeping finished parts); botocore's retries
-            # cover single requests, but not a body that breaks midway.
-            retries={"max_attempts": 3, "mode": "standard"},
-            s3={"addressing_style": "path"} if settings.storage.s3_endpoint else None,
-        ))
+        self.client = boto3.session.Session().client(
+            "s3",
+            config=Config(
+                connect_timeout=settings.timeout,
+                read_timeout=settings.timeout,
+                max_pool_connections=pool,
+                # Our own loop retries whole files (keeping finished parts); botocore's retries
+                # cover single requests, but not a body that breaks midway.
+                retries={"max_attempts": 3, "mode": "standard"},
+                s3={"addressing_style": "path"} if settings.storage.s3_endpoint else None,
+            ),
+        )
 
     @staticmethod
-    def _remote(uri: SourceURI, size: int, etag: str | None, crc32: int | None = None,
-                listed: bool = False) -> RemoteObject:
+    def _remote(
+        uri: SourceURI, size: int, etag: str | None, crc32: int | None = None, listed: bool = False
+    ) -> RemoteObject:
         etag = (etag or "").strip('"')
-        return RemoteObject(size=int(size), identity=f"etag:{etag}:{size}", etag=etag,
-                            md5=etag_md5(etag), crc32=crc32, listed=listed)
+        return RemoteObject(
+            size=int(size),
+            identity=f"etag:{etag}:{size}",
+            etag=etag,
+            md5=etag_md5(etag),
+            crc32=crc32,
+            listed=listed,
+        )
 
     def stat(self, uri: SourceURI) -> RemoteObject:
         try:
@@ -96,27 +130,36 @@ class S3Backend:
         out: dict[str, RemoteObject] = {}
         try:
             for page in self.client.get_paginator("list_objects_v2").paginate(
-                    Bucket=prefix.bucket, Prefix=base):
+                Bucket=prefix.bucket, Prefix=base
+            ):
                 for obj in page.get("Contents", []):
                     key = obj["Key"]
                     if key.endswith("/"):
                         continue
-                    rel = key[len(base):]
+                    rel = key[len(base) :]
                     # Listings carry no checksums: a HEAD fills them in before a download.
-                    out[rel] = self._remote(prefix.child(rel), obj["Size"], obj.get("ETag"),
-                                            listed=True)
+                    out[rel] = self._remote(prefix.child(rel), obj["Size"], obj.get("ETag"), listed=True)
         except (BotoCoreError, ClientError) as exc:
             raise translate(exc, str(prefix)) from None
         return out
 
-    def download(self, uri: SourceURI, remote: RemoteObject, part: Path,
-                 on_bytes: Callable[[int], None], on_resume: Callable[[int], None],
-                 digests=None) -> None:
+    def download(
+        self,
+        uri: SourceURI,
+        remote: RemoteObject,
+        part: Path,
+        on_bytes: Callable[[int], None],
+        on_resume: Callable[[int], None],
+        digests=None,
+    ) -> None:
         def fetch(start: int, end: int):
             try:
-                resp = self.client.get_object(Bucket=uri.bucket, Key=uri.key,
-                                              Range=f"bytes={start}-{end - 1}",
-                                              IfMatch=f'"{remote.etag}"' if remote.etag else "*")
+                resp = self.client.get_object(
+                    Bucket=uri.bucket,
+                    Key=uri.key,
+                    Range=f"bytes={start}-{end - 1}",
+                    IfMatch=f'"{remote.etag}"' if remote.etag else "*",
+                )
                 body = resp["Body"]
                 try:
                     while chunk := body.read(CHUNK):
@@ -126,8 +169,9 @@ class S3Backend:
             except (BotoCoreError, ClientError, Urllib3Error, ConnectionError, TimeoutError) as exc:
                 raise translate(exc, str(uri)) from None
 
-        job = ranged.RangedJob(part, remote.size, remote.identity, self.settings.part_size,
-                               self.settings.range_threads)
+        job = ranged.RangedJob(
+            part, remote.size, remote.identity, self.settings.part_size, self.settings.range_threads
+        )
         if remote.size == 0:
             discard_partial(part)
             part.touch()
@@ -147,4 +191,3 @@ def _full_crc32(head: dict) -> int | None:
         return int.from_bytes(base64.b64decode(value), "big")
     except ValueError:
         return None
-

@@ -1,6 +1,7 @@
 """The proxy and a ComfyUI stand-in, both on real loopback sockets: in this process
 (`make_stack`), or each as its own process (`spawn_proxy`, `proxy_process`) where a test
 measures the proxy's memory, limits its file descriptors or reads its log."""
+
 from __future__ import annotations
 
 import resource
@@ -25,7 +26,7 @@ from tests.support.proxy import PASSWORD, proxy_settings
 
 @dataclass
 class Stack:
-    proxy: object       # aiohttp TestServer
+    proxy: object  # aiohttp TestServer
     upstream: object
     settings: Settings
     token: str
@@ -50,10 +51,13 @@ async def make_stack(tmp_path, aiohttp_server):
     async def make(web_dirs: dict | None = None, **overrides) -> Stack:
         base = tmp_path / f"stack{next(count)}"
         upstream = await aiohttp_server(fake_comfyui.create_app(base / "output", web_dirs=web_dirs))
-        settings = proxy_settings(overrides.pop("upstream", f"http://127.0.0.1:{upstream.port}"), base, **overrides)
+        settings = proxy_settings(
+            overrides.pop("upstream", f"http://127.0.0.1:{upstream.port}"), base, **overrides
+        )
         token = Store(settings.state_dir).create_token("tests")
         proxy = await aiohttp_server(create_app(settings))
         return Stack(proxy, upstream, settings, token, base)
+
     return make
 
 
@@ -67,7 +71,6 @@ async def http():
     # A cookie jar that keeps cookies for IP hosts, like a browser on 127.0.0.1.
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
         yield s
-
 
 
 @dataclass
@@ -88,23 +91,59 @@ def spawner(root: Path, procs: list[subprocess.Popen]):
     def spawn(nofile: tuple[int, int] | None = None, **extra: str) -> ProxyProcess:
         base = root / f"proc{next(count)}"
         up_port, port = free_port(), free_port()
-        upstream = subprocess.Popen([sys.executable, "-m", "tests.support.fake_comfyui", "--port", str(up_port),
-                                     "--output-directory", str(base / "out")], cwd=REPO, env=python_env(),
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        upstream = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.support.fake_comfyui",
+                "--port",
+                str(up_port),
+                "--output-directory",
+                str(base / "out"),
+            ],
+            cwd=REPO,
+            env=python_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         procs.append(upstream)
-        env = python_env(AUTH_PROXY_LISTEN=f"127.0.0.1:{port}", AUTH_PROXY_UPSTREAM=f"http://127.0.0.1:{up_port}",
-                         AUTH_PROXY_STATE_DIR=str(base / "auth"), COMFY_JOBS_DIR=str(base / "jobs"),
-                         COMFY_ADMIN_PASSWORD=PASSWORD, **extra)
-        token = subprocess.run([sys.executable, "-m", "auth_proxy", "token", "create", "bench"], cwd=REPO, env=env,
-                               capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+        env = python_env(
+            AUTH_PROXY_LISTEN=f"127.0.0.1:{port}",
+            AUTH_PROXY_UPSTREAM=f"http://127.0.0.1:{up_port}",
+            AUTH_PROXY_STATE_DIR=str(base / "auth"),
+            COMFY_JOBS_DIR=str(base / "jobs"),
+            COMFY_ADMIN_PASSWORD=PASSWORD,
+            **extra,
+        )
+        token = (
+            subprocess.run(
+                [sys.executable, "-m", "auth_proxy", "token", "create", "bench"],
+                cwd=REPO,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
         limit = (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, nofile)) if nofile else None
         log = base / "proxy.log"
         with open(log, "wb") as out:
-            proxy = subprocess.Popen([sys.executable, "-m", "auth_proxy"], cwd=REPO, env=env, stdout=out,
-                                     stderr=subprocess.STDOUT, preexec_fn=limit)
+            proxy = subprocess.Popen(
+                [sys.executable, "-m", "auth_proxy"],
+                cwd=REPO,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                preexec_fn=limit,
+            )
         procs.append(proxy)
-        wait_until(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1).status == 200,
-                   timeout=30, what="the proxy and its upstream")
+        wait_until(
+            lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1).status == 200,
+            timeout=30,
+            what="the proxy and its upstream",
+        )
         return ProxyProcess(proxy, f"http://127.0.0.1:{port}", token, log, env)
 
     return spawn
@@ -144,8 +183,17 @@ def comfy(tmp_path_factory):
     its script_examples uses), so that it starts in seconds."""
     data = tmp_path_factory.mktemp("comfy")
     config = data / "extra_model_paths.yaml"
-    c = RealComfyUI(data, ("--extra-model-paths-config", str(config), "--disable-all-custom-nodes",
-                           "--whitelist-custom-nodes", "comfy_stack_session", "websocket_image_save.py"))
+    c = RealComfyUI(
+        data,
+        (
+            "--extra-model-paths-config",
+            str(config),
+            "--disable-all-custom-nodes",
+            "--whitelist-custom-nodes",
+            "comfy_stack_session",
+            "websocket_image_save.py",
+        ),
+    )
     (data / "custom_nodes").mkdir()
     model_paths.write(data / "models", config, data / "custom_nodes", CUSTOM_NODES)
     c.start()

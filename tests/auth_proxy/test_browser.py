@@ -1,5 +1,6 @@
 """The login page in a real headless Chromium: log in, land on the app (its WebSocket
 connects through the proxy), log out, get bounced back to the login page."""
+
 from __future__ import annotations
 
 import asyncio
@@ -42,7 +43,9 @@ def run_browser(base: str, lang: str, out: dict) -> None:
             browser.close()
 
 
-@pytest.mark.parametrize("lang,title,error", [("en-US", "Sign in", "Wrong user name"), ("zh-CN", "登录", "用户名或密码错误")])
+@pytest.mark.parametrize(
+    "lang,title,error", [("en-US", "Sign in", "Wrong user name"), ("zh-CN", "登录", "用户名或密码错误")]
+)
 async def test_login_land_logout_bounce(stack, lang, title, error):
     chromium_path()
     out: dict = {}

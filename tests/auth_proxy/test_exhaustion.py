@@ -1,6 +1,7 @@
 """Running the proxy (or ComfyUI behind it) out of file descriptors without credentials:
 slow-header connections against a lowered RLIMIT_NOFILE, and /readyz in bulk. Attackers
 and probes use distinct loopback addresses; every attack is bounded in count and time."""
+
 from __future__ import annotations
 
 import asyncio
@@ -76,8 +77,10 @@ async def test_slow_connections_from_one_client_leave_room_for_others(spawn_prox
     port = int(proxy.base.rsplit(":", 1)[1])
     seen: Counter = Counter()
     until = time.monotonic() + 8
-    attack = [asyncio.ensure_future(slow_client("127.0.0.1", port, "127.0.0.1", until, seen, again=False))
-              for _ in range(140)]
+    attack = [
+        asyncio.ensure_future(slow_client("127.0.0.1", port, "127.0.0.1", until, seen, again=False))
+        for _ in range(140)
+    ]
     await asyncio.sleep(1.5)
     probes = await probe(proxy.base, until)
     await asyncio.gather(*attack)
@@ -94,8 +97,10 @@ async def test_slow_connections_from_many_clients_meet_the_header_deadline(spawn
     port = int(proxy.base.rsplit(":", 1)[1])
     seen: Counter = Counter()
     until = time.monotonic() + 12
-    attack = [asyncio.ensure_future(slow_client("127.0.0.1", port, f"127.0.3.{i % 7 + 1}", until, seen, again=True))
-              for i in range(140)]
+    attack = [
+        asyncio.ensure_future(slow_client("127.0.0.1", port, f"127.0.3.{i % 7 + 1}", until, seen, again=True))
+        for i in range(140)
+    ]
     await asyncio.sleep(3)
     probes = await probe(proxy.base, until)
     await asyncio.gather(*attack)
@@ -113,9 +118,11 @@ async def test_readyz_in_bulk_costs_comfyui_one_check(stack):
     """400 unauthenticated /readyz at once: answered from one check (cached a second)."""
     before = stack.up_state["hits"]["/system_stats"]
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
+
         async def one():
             async with s.get(stack.url("/readyz")) as r:
                 return r.status
+
         statuses = Counter(await asyncio.gather(*[one() for _ in range(400)]))
     checks = stack.up_state["hits"]["/system_stats"] - before
     print(f"400 concurrent /readyz: {dict(statuses)}; checks that reached ComfyUI: {checks}")
@@ -129,10 +136,14 @@ async def test_the_upstream_connections_are_bounded(make_stack):
     stack = await make_stack(upstream_connections=8)
     auth = {"Authorization": f"Bearer {stack.token}"}
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as s:
+
         async def one():
             async with s.get(stack.url("/_test/slow?s=0.3"), headers=auth) as r:
                 return r.status
+
         statuses = Counter(await asyncio.gather(*[one() for _ in range(60)]))
-    print(f"60 concurrent slow requests, 8 upstream connections: {dict(statuses)}; "
-          f"most at once upstream: {stack.up_state['most_in_flight']}")
+    print(
+        f"60 concurrent slow requests, 8 upstream connections: {dict(statuses)}; "
+        f"most at once upstream: {stack.up_state['most_in_flight']}"
+    )
     assert statuses == {200: 60} and stack.up_state["most_in_flight"] <= 8

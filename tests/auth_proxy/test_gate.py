@@ -1,5 +1,6 @@
 """Who gets in: every ComfyUI route is closed without credentials and open with each of
 the three ways in; no spelling of a path gets around the gate."""
+
 from __future__ import annotations
 
 import aiohttp
@@ -11,12 +12,24 @@ from tests.support.proxy import PASSWORD, basic, login
 
 # (method, path, body) for ComfyUI's routes that leak or control something.
 ROUTES = [
-    ("GET", "/system_stats", None), ("GET", "/queue", None), ("POST", "/queue", {"clear": True}),
-    ("GET", "/prompt", None), ("GET", "/history", None), ("POST", "/history", {"clear": True}),
-    ("GET", "/object_info", None), ("POST", "/interrupt", {}), ("POST", "/free", {"unload_models": True}),
-    ("GET", "/internal/logs", None), ("GET", "/internal/folder_paths", None), ("GET", "/userdata", None),
-    ("GET", "/v2/userdata", None), ("GET", "/users", None), ("GET", "/settings", None),
-    ("POST", "/settings", {"a": 1}), ("GET", "/features", None), ("GET", "/embeddings", None),
+    ("GET", "/system_stats", None),
+    ("GET", "/queue", None),
+    ("POST", "/queue", {"clear": True}),
+    ("GET", "/prompt", None),
+    ("GET", "/history", None),
+    ("POST", "/history", {"clear": True}),
+    ("GET", "/object_info", None),
+    ("POST", "/interrupt", {}),
+    ("POST", "/free", {"unload_models": True}),
+    ("GET", "/internal/logs", None),
+    ("GET", "/internal/folder_paths", None),
+    ("GET", "/userdata", None),
+    ("GET", "/v2/userdata", None),
+    ("GET", "/users", None),
+    ("GET", "/settings", None),
+    ("POST", "/settings", {"a": 1}),
+    ("GET", "/features", None),
+    ("GET", "/embeddings", None),
     ("GET", "/extensions", None),
 ]
 ROUTES += [(m, "/api" + p, b) for m, p, b in ROUTES]
@@ -25,15 +38,17 @@ ids = [f"{m} {p}" for m, p, _ in ROUTES]
 
 @pytest.mark.parametrize("method,path,body", ROUTES, ids=ids)
 async def test_route_denied_without_credentials(stack, http, method, path, body):
-    async with http.request(method, stack.url(path), json=body, allow_redirects=False,
-                            headers={"Accept": "application/json"}) as r:
+    async with http.request(
+        method, stack.url(path), json=body, allow_redirects=False, headers={"Accept": "application/json"}
+    ) as r:
         assert r.status == 401
         assert "login required" in (await r.json())["error"]
 
 
 async def test_browser_is_sent_to_login_with_next(stack, http):
-    async with http.get(stack.url("/history?max_items=5"), allow_redirects=False,
-                        headers={"Accept": "text/html"}) as r:
+    async with http.get(
+        stack.url("/history?max_items=5"), allow_redirects=False, headers={"Accept": "text/html"}
+    ) as r:
         assert r.status == 302
         location = URL(r.headers["Location"])
         assert location.path == "/login" and location.query["next"] == "/history?max_items=5"
@@ -54,18 +69,34 @@ async def test_every_route_open_with_each_way_in(stack, http, how):
             assert r.status == 200, f"{how}: {method} {path} -> {r.status} {await r.text()}"
 
 
-TRICKS = ["/%2e%2e/system_stats", "//system_stats", "/api/../system_stats", "/login/../system_stats",
-          "/healthz/..%2fsystem_stats", "/%252e%252e/internal/logs", "/System_Stats", "/system_stats.js",
-          "/foo.js", "/login.css", "/_auth/login.css/../../history", "/internal//logs",
-          "/api/%2e%2e/api/internal/logs", "/readyz/../internal/logs"]
+TRICKS = [
+    "/%2e%2e/system_stats",
+    "//system_stats",
+    "/api/../system_stats",
+    "/login/../system_stats",
+    "/healthz/..%2fsystem_stats",
+    "/%252e%252e/internal/logs",
+    "/System_Stats",
+    "/system_stats.js",
+    "/foo.js",
+    "/login.css",
+    "/_auth/login.css/../../history",
+    "/internal//logs",
+    "/api/%2e%2e/api/internal/logs",
+    "/readyz/../internal/logs",
+]
 
 
 @pytest.mark.parametrize("path", TRICKS)
 async def test_no_path_spelling_gets_past_the_gate(stack, path):
     async with aiohttp.ClientSession() as s:
         for method in ("GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH"):
-            async with s.request(method, URL(stack.url(path), encoded=True), allow_redirects=False,
-                                 headers={"Accept": "application/json"}) as r:
+            async with s.request(
+                method,
+                URL(stack.url(path), encoded=True),
+                allow_redirects=False,
+                headers={"Accept": "application/json"},
+            ) as r:
                 assert r.status in (400, 401), f"{method} {path} -> {r.status}"
     assert stack.up_state["queue"] == [] and "last_ws_query" not in stack.up_state
 
@@ -77,19 +108,24 @@ async def test_public_paths_need_nothing(stack, http):
 
 
 async def test_wrong_credentials_are_refused(stack, http):
-    for auth in (basic("admin", "nope-nope"), basic("root", PASSWORD), "Bearer cst_not-a-token",
-                 "Basic !!!"):
+    for auth in (basic("admin", "nope-nope"), basic("root", PASSWORD), "Bearer cst_not-a-token", "Basic !!!"):
         async with http.get(stack.url("/system_stats"), headers={"Authorization": auth}) as r:
             assert r.status == 401, auth
 
 
 async def test_open_redirect_is_refused(stack, http):
     for bad in ("https://evil.example/", "//evil.example/", "/\\evil.example", "javascript:alert(1)"):
-        async with http.post(stack.url("/login"), data={"username": "admin", "password": PASSWORD, "next": bad},
-                             allow_redirects=False) as r:
+        async with http.post(
+            stack.url("/login"),
+            data={"username": "admin", "password": PASSWORD, "next": bad},
+            allow_redirects=False,
+        ) as r:
             assert r.status == 303 and r.headers["Location"] == "/", bad
-    async with http.post(stack.url("/login"), data={"username": "admin", "password": PASSWORD,
-                                                    "next": "/history?x=1"}, allow_redirects=False) as r:
+    async with http.post(
+        stack.url("/login"),
+        data={"username": "admin", "password": PASSWORD, "next": "/history?x=1"},
+        allow_redirects=False,
+    ) as r:
         assert r.headers["Location"] == "/history?x=1"
 
 
@@ -98,8 +134,11 @@ async def test_cookie_flags(stack, http):
         cookie = r.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
     async with aiohttp.ClientSession() as s:
-        async with s.post(stack.url("/login"), json={"username": "admin", "password": PASSWORD},
-                          headers={"X-Forwarded-Proto": "https"}) as r:
+        async with s.post(
+            stack.url("/login"),
+            json={"username": "admin", "password": PASSWORD},
+            headers={"X-Forwarded-Proto": "https"},
+        ) as r:
             assert "Secure" in r.headers["Set-Cookie"]
 
 
@@ -110,8 +149,10 @@ async def test_logout_revokes_the_session(stack, http):
         assert r.status == 303
     # the old cookie value, replayed, is dead server-side
     async with aiohttp.ClientSession() as s:
-        async with s.get(stack.url("/system_stats"), headers={"Cookie": f"comfy_session={sid}",
-                                                              "Accept": "application/json"}) as r:
+        async with s.get(
+            stack.url("/system_stats"),
+            headers={"Cookie": f"comfy_session={sid}", "Accept": "application/json"},
+        ) as r:
             assert r.status == 401
 
 
@@ -121,7 +162,9 @@ async def test_sessions_survive_a_restart_of_the_proxy_but_not_a_logout(stack, h
     await login(http, stack)
     sid = [c for c in http.cookie_jar if c.key == "comfy_session"][0].value
     on_disk = (stack.settings.state_dir / "sessions.json").read_text()
-    assert sid not in on_disk and oct((stack.settings.state_dir / "sessions.json").stat().st_mode)[-3:] == "600"
+    assert (
+        sid not in on_disk and oct((stack.settings.state_dir / "sessions.json").stat().st_mode)[-3:] == "600"
+    )
     restarted = await aiohttp_server(create_app(stack.settings))
     headers = {"Cookie": f"comfy_session={sid}", "Accept": "application/json"}
     async with aiohttp.ClientSession() as s:

@@ -1,5 +1,6 @@
 """argon2 in worker processes (auth_proxy/hashing.py): a login's 64 MiB is not the proxy's,
 a worker that dies is replaced, and no worker outlives the proxy, even one killed with -9."""
+
 from __future__ import annotations
 
 import os
@@ -28,7 +29,11 @@ def alive(pid: int) -> bool:
 
 def test_a_worker_that_dies_is_replaced():
     stored = hashing.hash_password("a long password")
-    mine = [pid for pid in children(os.getpid()) if "auth_proxy.hashing" in Path(f"/proc/{pid}/cmdline").read_text()]
+    mine = [
+        pid
+        for pid in children(os.getpid())
+        if "auth_proxy.hashing" in Path(f"/proc/{pid}/cmdline").read_text()
+    ]
     assert mine, "the hash was made in this process"
     for pid in mine:
         os.kill(pid, signal.SIGKILL)

@@ -1,6 +1,7 @@
 """What the proxy gives away: nothing secret in its log however malformed the request,
 no version banner, no upstream address, its pages not framable by others, a private
 state directory, its own favicon, and no token relayed on a plain GET of /ws."""
+
 from __future__ import annotations
 
 import asyncio

@@ -2,6 +2,7 @@
 fixation, cookie flags (behind a trusted TLS proxy too), where `next=` may send a browser,
 what caches may keep, credentials in URLs, WebSockets from other sites, and whether the
 login tells an unknown user from a wrong password."""
+
 from __future__ import annotations
 
 import re
@@ -53,20 +54,45 @@ async def test_cookie_flags_directly_and_behind_a_trusted_tls_proxy(module_proxy
     assert "Path=/" in cookie and "Secure" not in cookie and "Domain" not in cookie
     behind = spawn_proxy(AUTH_PROXY_TRUSTED_PROXIES="127.0.0.0/8")
     async with browser() as s:
-        cookie = (await log_in(s, behind.base, headers={"X-Forwarded-Proto": "https",
-                                                         "X-Forwarded-For": "203.0.113.7"})).headers["Set-Cookie"]
+        cookie = (
+            await log_in(
+                s, behind.base, headers={"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.7"}
+            )
+        ).headers["Set-Cookie"]
         assert "Secure" in cookie and "HttpOnly" in cookie
-        async with s.post(behind.base + "/logout", headers={"Origin": behind.base, "X-Forwarded-Proto": "https"},
-                          allow_redirects=False) as r:
+        async with s.post(
+            behind.base + "/logout",
+            headers={"Origin": behind.base, "X-Forwarded-Proto": "https"},
+            allow_redirects=False,
+        ) as r:
             gone = r.headers["Set-Cookie"]
     assert "comfy_session=" in gone and ("Max-Age=0" in gone or "expires=Thu, 01 Jan 1970" in gone)
 
 
-NEXT_VARIANTS = ["//evil.example/", "/\\evil.example", "\\\\evil.example", "/%2F/evil.example", "%2F%2Fevil.example",
-                 "https:evil.example", "http:/evil.example", "https:/\\evil.example", "/\t/evil.example",
-                 "/\r\n/evil.example", " //evil.example", "///evil.example", "/.//evil.example", "/%09/evil.example",
-                 "/%5Cevil.example", "/\u3002evil.example", "//evil.example@127.0.0.1/", "/@evil.example",
-                 "javascript:alert(1)", "data:text/html,x", "/\x7f/evil.example", "%0d%0aSet-Cookie:x=1"]
+NEXT_VARIANTS = [
+    "//evil.example/",
+    "/\\evil.example",
+    "\\\\evil.example",
+    "/%2F/evil.example",
+    "%2F%2Fevil.example",
+    "https:evil.example",
+    "http:/evil.example",
+    "https:/\\evil.example",
+    "/\t/evil.example",
+    "/\r\n/evil.example",
+    " //evil.example",
+    "///evil.example",
+    "/.//evil.example",
+    "/%09/evil.example",
+    "/%5Cevil.example",
+    "/\u3002evil.example",
+    "//evil.example@127.0.0.1/",
+    "/@evil.example",
+    "javascript:alert(1)",
+    "data:text/html,x",
+    "/\x7f/evil.example",
+    "%0d%0aSet-Cookie:x=1",
+]
 
 
 @pytest.mark.parametrize("next_url", NEXT_VARIANTS)
@@ -90,7 +116,10 @@ async def test_next_never_leads_off_this_origin(module_proxy, next_url):
             assert "\r" not in location and "\n" not in location
             assert [c.split("=")[0] for c in r.headers.getall("Set-Cookie")] == ["comfy_session"]
             resolved = urlsplit(urljoin(base + "/login", location.replace("\\", "/")))
-            assert (resolved.scheme, resolved.netloc) == ("http", base.removeprefix("http://")), (next_url, location)
+            assert (resolved.scheme, resolved.netloc) == ("http", base.removeprefix("http://")), (
+                next_url,
+                location,
+            )
         async with s.get(base + "/login", params={"next": next_url}) as r:
             if r.status == 400:  # control characters in the query string
                 return
@@ -107,14 +136,22 @@ async def test_what_the_proxy_answers_itself_is_kept_by_no_cache(module_proxy):
     bearer = {"Authorization": f"Bearer {token}"}
     async with browser() as s:
         await log_in(s, base)
-        with_cookie = [("/login", {}), ("/_auth/password", {"Accept": "text/html"}), ("/_auth/session", {}),
-                       ("/healthz", {})]
+        with_cookie = [
+            ("/login", {}),
+            ("/_auth/password", {"Accept": "text/html"}),
+            ("/_auth/session", {}),
+            ("/healthz", {}),
+        ]
         for path, headers in with_cookie:
             async with s.get(base + path, headers=headers, allow_redirects=False) as r:
                 assert r.status == 200 and r.headers.get("Cache-Control") == "no-store", (path, r.headers)
     async with aiohttp.ClientSession() as other:
-        for path, headers in [("/metrics", bearer), ("/api/v2/jobs", bearer), ("/system_stats", {}),
-                              ("/system_stats", {"Authorization": "Bearer cst_wrong"})]:
+        for path, headers in [
+            ("/metrics", bearer),
+            ("/api/v2/jobs", bearer),
+            ("/system_stats", {}),
+            ("/system_stats", {"Authorization": "Bearer cst_wrong"}),
+        ]:
             async with other.get(base + path, headers=headers) as r:
                 assert r.headers.get("Cache-Control") == "no-store", (path, r.status, r.headers)
     async with browser() as s:
@@ -136,16 +173,21 @@ async def test_credentials_never_travel_in_a_page_url(module_proxy):
         async with s.get(base + "/login", params={"username": "admin", "password": PASSWORD}) as r:
             assert "Set-Cookie" not in r.headers
         for path in ("/", "/system_stats", "/api/userdata", "/view"):
-            async with s.get(base + path, params={"token": token}, allow_redirects=False,
-                             headers={"Accept": "text/html"}) as r:
+            async with s.get(
+                base + path, params={"token": token}, allow_redirects=False, headers={"Accept": "text/html"}
+            ) as r:
                 assert r.status in (302, 401), path
 
 
 async def test_websockets_without_credentials_or_from_other_sites_are_refused(module_proxy):
     base, token = module_proxy.base, module_proxy.token
     async with aiohttp.ClientSession() as s:
-        for kw in ({}, {"protocols": (token,)}, {"protocols": ("bearer", token)},
-                   {"headers": {"Sec-WebSocket-Protocol": f"Authorization.Bearer.{token}"}}):
+        for kw in (
+            {},
+            {"protocols": (token,)},
+            {"protocols": ("bearer", token)},
+            {"headers": {"Sec-WebSocket-Protocol": f"Authorization.Bearer.{token}"}},
+        ):
             with pytest.raises(aiohttp.WSServerHandshakeError) as exc:
                 await s.ws_connect(base + "/ws", **kw)
             assert exc.value.status == 401, kw
@@ -155,8 +197,13 @@ async def test_websockets_without_credentials_or_from_other_sites_are_refused(mo
         assert exc.value.status == 403, "a remembered Basic login must not open a socket for another site"
     async with browser() as s:
         await log_in(s, base)
-        for origin in ("http://evil.example", "null", base + ".evil.example", base.replace("127.0.0.1", "localhost"),
-                       base + ":1"):
+        for origin in (
+            "http://evil.example",
+            "null",
+            base + ".evil.example",
+            base.replace("127.0.0.1", "localhost"),
+            base + ":1",
+        ):
             with pytest.raises(aiohttp.WSServerHandshakeError) as exc:
                 await s.ws_connect(base + "/ws", headers={"Origin": origin})
             assert exc.value.status == 403, origin
@@ -182,7 +229,9 @@ async def test_an_unknown_user_and_a_wrong_password_look_the_same(make_stack, mo
     answers = []
     for n, user in enumerate(("admin", "no-such-user", "Admin ", "")):
         async with from_address(f"127.0.9.{n + 1}") as s:
-            async with s.post(stack.url("/login"), json={"username": user, "password": "wrong-password"}) as r:
+            async with s.post(
+                stack.url("/login"), json={"username": user, "password": "wrong-password"}
+            ) as r:
                 answers.append((r.status, await r.json()))
     assert all(a == answers[0] for a in answers) and answers[0][0] == 401, answers
     assert len(checked) == 4 and len(set(checked)) == 1, checked
@@ -200,10 +249,14 @@ async def test_no_markup_from_the_url_reaches_the_proxy_pages(module_proxy):
             page = await r.text()
         assert "<script" not in page and "<img" not in page
         await log_in(s, base)
-        async with s.get(base + "/_auth/password", params={"next": XSS}, headers={"Accept": "text/html"}) as r:
+        async with s.get(
+            base + "/_auth/password", params={"next": XSS}, headers={"Accept": "text/html"}
+        ) as r:
             page = await r.text()
         assert r.status == 200 and "<script" not in page and "<img" not in page
-        async with s.get(base + XSS.replace(" ", "%20"), headers={"Accept": "text/html", "Sec-Fetch-Site": "cross-site",
-                                                               "Sec-Fetch-Mode": "navigate"}) as r:
+        async with s.get(
+            base + XSS.replace(" ", "%20"),
+            headers={"Accept": "text/html", "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"},
+        ) as r:
             page = await r.text()
         assert r.status == 403 and "<script" not in page and "<img" not in page and 'href="/"' in page

@@ -1,6 +1,7 @@
 """The /api/v2 job routes under attack, against a real `python -m auth_proxy`: bodies
 nested past Python's stack, bodies over the limit, abused Idempotency-Keys, a webhook
 aimed at the metadata service, and the gate in front of all of them."""
+
 from __future__ import annotations
 
 import asyncio
@@ -19,8 +20,9 @@ SMOKE = {
 
 
 def api(proxy) -> aiohttp.ClientSession:
-    return aiohttp.ClientSession(headers={"Authorization": f"Bearer {proxy.token}"},
-                                 timeout=aiohttp.ClientTimeout(total=60))
+    return aiohttp.ClientSession(
+        headers={"Authorization": f"Bearer {proxy.token}"}, timeout=aiohttp.ClientTimeout(total=60)
+    )
 
 
 async def alive(proxy) -> None:
@@ -32,8 +34,10 @@ async def alive(proxy) -> None:
 DEEP = {
     "arrays": b"[" * 200_000 + b"]" * 200_000,
     "objects in the workflow": b'{"workflow": ' + b'{"a": ' * 100_000 + b"1" + b"}" * 100_000 + b"}",
-    "inputs": b'{"workflow": {"1": {"class_type": "EmptyImage", "inputs": {"x": ' + b"[" * 100_000
-              + b"]" * 100_000 + b"}}}}",
+    "inputs": b'{"workflow": {"1": {"class_type": "EmptyImage", "inputs": {"x": '
+    + b"[" * 100_000
+    + b"]" * 100_000
+    + b"}}}}",
 }
 
 
@@ -42,8 +46,9 @@ DEEP = {
 async def test_nesting_past_the_stack_is_a_clear_refusal(module_proxy, name, path):
     """Before: json.loads raised RecursionError, which the gate turned into a 500."""
     async with api(module_proxy) as s:
-        async with s.post(module_proxy.base + path, data=DEEP[name],
-                          headers={"Content-Type": "application/json"}) as r:
+        async with s.post(
+            module_proxy.base + path, data=DEEP[name], headers={"Content-Type": "application/json"}
+        ) as r:
             body = await r.json()
             assert r.status in (404, 422), (r.status, body)
             assert body["error"]["code"] in ("invalid_request", "blob_not_found")
@@ -57,8 +62,11 @@ async def test_a_body_over_the_limit_is_refused_without_holding_it(module_proxy)
     async def one() -> int:
         async with api(module_proxy) as s:
             try:
-                async with s.post(module_proxy.base + "/api/v2/jobs", data=junk,
-                                  headers={"Content-Type": "application/json"}) as r:
+                async with s.post(
+                    module_proxy.base + "/api/v2/jobs",
+                    data=junk,
+                    headers={"Content-Type": "application/json"},
+                ) as r:
                     return r.status
             except (aiohttp.ClientOSError, aiohttp.ServerDisconnectedError):
                 return 0  # the proxy closed the connection on the rest of the body: fine too
@@ -73,9 +81,11 @@ async def test_malformed_idempotency_keys_are_refused(module_proxy, key):
     """Sent as raw bytes (clients refuse some of these header values themselves)."""
     host = module_proxy.base.removeprefix("http://")
     body = json.dumps({"workflow": SMOKE}).encode()
-    request = (f"POST /api/v2/jobs HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {module_proxy.token}\r\n"
-               f"Content-Type: application/json\r\nIdempotency-Key: {key}\r\nContent-Length: {len(body)}\r\n"
-               "Connection: close\r\n\r\n").encode() + body
+    request = (
+        f"POST /api/v2/jobs HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {module_proxy.token}\r\n"
+        f"Content-Type: application/json\r\nIdempotency-Key: {key}\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode() + body
     answer = await send_raw(int(host.rsplit(":", 1)[1]), request, limit=4096)
     assert answer.split(b" ", 2)[1] in (b"400", b"422"), answer[:300]
 
@@ -86,27 +96,47 @@ async def test_an_idempotency_key_replays_only_its_own_body(module_proxy):
     key = {"Idempotency-Key": "redteam-0001"}
     reordered = {k: SMOKE[k] for k in reversed(SMOKE)}
     async with api(module_proxy) as s:
-        results = await asyncio.gather(*[
-            s.post(module_proxy.base + "/api/v2/jobs", json={"workflow": SMOKE if n % 2 else reordered}, headers=key)
-            for n in range(8)])
+        results = await asyncio.gather(
+            *[
+                s.post(
+                    module_proxy.base + "/api/v2/jobs",
+                    json={"workflow": SMOKE if n % 2 else reordered},
+                    headers=key,
+                )
+                for n in range(8)
+            ]
+        )
         ids = {(await r.json())["id"] for r in results}
         assert {r.status for r in results} == {201} and len(ids) == 1
         for other in ({"workflow": SMOKE, "metadata": {"who": "else"}}, {"workflow": {"1": SMOKE["1"]}}):
             async with s.post(module_proxy.base + "/api/v2/jobs", json=other, headers=key) as r:
                 assert r.status == 422 and (await r.json())["error"]["code"] == "idempotency_key_reuse"
-        async with s.post(module_proxy.base + "/api/v2/jobs", json={"workflow": SMOKE},
-                          headers={"Idempotency-Key": "redteam-0002"}) as r:
+        async with s.post(
+            module_proxy.base + "/api/v2/jobs",
+            json={"workflow": SMOKE},
+            headers={"Idempotency-Key": "redteam-0002"},
+        ) as r:
             assert r.status == 201 and (await r.json())["id"] not in ids
 
 
-@pytest.mark.parametrize("url", ["http://169.254.169.254/latest/meta-data/", "http://127.0.0.1:1/",
-                                 "http://[::1]/", "file:///etc/passwd"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://127.0.0.1:1/",
+        "http://[::1]/",
+        "file:///etc/passwd",
+    ],
+)
 async def test_a_job_cannot_name_its_own_webhook(module_proxy, url):
     """Webhooks are the operator's (COMFY_WEBHOOK_URL), never a job's: a per-job URL would
     let any token holder make the server call the cloud metadata service or loopback."""
     async with api(module_proxy) as s:
-        for body in ({"workflow": SMOKE, "webhook_url": url}, {"workflow": SMOKE, "webhook": url},
-                     {"workflow": SMOKE, "extra_data": {"webhook_url": url}}):
+        for body in (
+            {"workflow": SMOKE, "webhook_url": url},
+            {"workflow": SMOKE, "webhook": url},
+            {"workflow": SMOKE, "extra_data": {"webhook_url": url}},
+        ):
             async with s.post(module_proxy.base + "/api/v2/jobs", json=body) as r:
                 assert r.status == 422, body
 
@@ -116,11 +146,16 @@ async def test_v2_needs_the_login_and_keeps_the_cross_site_rules(module_proxy):
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
         async with s.post(base + "/api/v2/jobs", json={"workflow": SMOKE}) as r:
             assert r.status == 401 and (await r.json())["error"]["code"] == "unauthorized"
-        async with s.post(base + "/login", json={"username": "admin",
-                                                 "password": module_proxy.env["COMFY_ADMIN_PASSWORD"]}) as r:
+        async with s.post(
+            base + "/login", json={"username": "admin", "password": module_proxy.env["COMFY_ADMIN_PASSWORD"]}
+        ) as r:
             assert r.status == 200
-        for headers in ({"Origin": "http://evil.example"}, {}, {"Origin": "null"},
-                        {"Origin": base, "Sec-Fetch-Site": "cross-site"}):
+        for headers in (
+            {"Origin": "http://evil.example"},
+            {},
+            {"Origin": "null"},
+            {"Origin": base, "Sec-Fetch-Site": "cross-site"},
+        ):
             async with s.post(base + "/api/v2/jobs", json={"workflow": SMOKE}, headers=headers) as r:
                 assert r.status == 403, headers
         async with s.get(base + "/api/v2/jobs", headers={"Sec-Fetch-Site": "cross-site"}) as r:
@@ -143,9 +178,14 @@ async def test_content_urls_name_this_server_whatever_the_client_claims(module_p
             await asyncio.sleep(0.1)
         [out] = job["outputs"]
         assert out["url"].startswith(module_proxy.base + "/api/v2/assets/"), out["url"]
-    behind = spawn_proxy(AUTH_PROXY_TRUSTED_PROXIES="127.0.0.0/8", AUTH_PROXY_ALLOWED_HOSTS="comfy.example.org")
-    forwarded = {"X-Forwarded-Host": "evil.example, comfy.example.org", "X-Forwarded-Proto": "http, https",
-                 "X-Forwarded-For": "198.51.100.9"}
+    behind = spawn_proxy(
+        AUTH_PROXY_TRUSTED_PROXIES="127.0.0.0/8", AUTH_PROXY_ALLOWED_HOSTS="comfy.example.org"
+    )
+    forwarded = {
+        "X-Forwarded-Host": "evil.example, comfy.example.org",
+        "X-Forwarded-Proto": "http, https",
+        "X-Forwarded-For": "198.51.100.9",
+    }
     async with api(behind) as s:
         async with s.post(behind.base + "/api/v2/jobs", json={"workflow": SMOKE}, headers=forwarded) as r:
             assert r.status == 201, await r.text()

@@ -2,6 +2,7 @@
 bytes no HTTP client would send: request smuggling, request targets that are not a path,
 path spellings on the catch-all, method overrides, and what the connection itself answers
 to a request it cannot read. Each check looks at what reached "ComfyUI" too."""
+
 from __future__ import annotations
 
 import json
@@ -58,8 +59,10 @@ async def test_smuggling_variants_are_refused_and_smuggle_nothing(module_proxy, 
     head, body = SMUGGLING[name]
     tag = "smuggled-" + name.replace(" ", "-").replace(".", "")
     body = body.format(inner=inner(tag, host, proxy.token))
-    request = (f"POST /_test/echo/outer HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {proxy.token}\r\n"
-               f"{head}\r\n{body}")
+    request = (
+        f"POST /_test/echo/outer HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {proxy.token}\r\n"
+        f"{head}\r\n{body}"
+    )
     answer = await send_raw(port_of(proxy), request.encode(), limit=4096, timeout=3)
     statuses = [int(line.split(b" ")[1]) for line in answer.split(b"\r\n") if line.startswith(b"HTTP/1.")]
     assert statuses == [400], answer[:300]
@@ -79,8 +82,10 @@ async def test_a_request_inside_a_body_stays_a_body(module_proxy):
             head, body = f"Content-Length: {len(payload)}\r\n", payload
         else:
             head, body = "Transfer-Encoding: chunked\r\n", f"{len(payload):x}\r\n{payload}\r\n0\r\n\r\n"
-        request = (f"POST /_test/echo/{framing} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {proxy.token}\r\n"
-                   f"Connection: close\r\n{head}\r\n{body}")
+        request = (
+            f"POST /_test/echo/{framing} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {proxy.token}\r\n"
+            f"Connection: close\r\n{head}\r\n{body}"
+        )
         answer = await send_raw(port_of(proxy), request.encode(), limit=8192)
         assert status_of(answer) == 200, answer[:300]
         echoed = json.loads(answer.split(b"\r\n\r\n", 1)[1])
@@ -89,10 +94,18 @@ async def test_a_request_inside_a_body_stays_a_body(module_proxy):
     assert not any(path.startswith("/_test/echo/inside-") for path in hits), hits
 
 
-@pytest.mark.parametrize("target", [
-    "http://{up}/_test/echo/absolute", "http://{host}/_test/echo/absolute-self", "HTTP://{up}/_test/echo/abs-upper",
-    "//{up}/_test/echo/scheme-relative", "{up}", "*", "@{up}/_test/echo/userinfo",
-])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "http://{up}/_test/echo/absolute",
+        "http://{host}/_test/echo/absolute-self",
+        "HTTP://{up}/_test/echo/abs-upper",
+        "//{up}/_test/echo/scheme-relative",
+        "{up}",
+        "*",
+        "@{up}/_test/echo/userinfo",
+    ],
+)
 @pytest.mark.parametrize("method", ["GET", "POST", "CONNECT", "OPTIONS"])
 async def test_request_targets_that_are_not_a_path_are_refused(module_proxy, target, method):
     """This is no forward proxy: absolute-form (`GET http://host/x`), authority-form
@@ -103,8 +116,10 @@ async def test_request_targets_that_are_not_a_path_are_refused(module_proxy, tar
     up = proxy.env["AUTH_PROXY_UPSTREAM"].removeprefix("http://")
     target = target.format(up=up, host=host)
     before = await upstream_hits(proxy)
-    request = (f"{method} {target} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {proxy.token}\r\n"
-               "Accept: application/json\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+    request = (
+        f"{method} {target} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {proxy.token}\r\n"
+        "Accept: application/json\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    )
     answer = await send_raw(port_of(proxy), request.encode(), limit=4096)
     status = status_of(answer)
     if target.startswith("//") and method != "CONNECT":
@@ -115,21 +130,49 @@ async def test_request_targets_that_are_not_a_path_are_refused(module_proxy, tar
         assert status == 400, answer[:300]
     assert b"aiohttp" not in answer
     after = await upstream_hits(proxy)
-    assert not any(p.startswith("/_test/echo/") and after[p] != before.get(p) for p in after
-                   if "scheme-relative" not in p), (before, after)
+    assert not any(
+        p.startswith("/_test/echo/") and after[p] != before.get(p)
+        for p in after
+        if "scheme-relative" not in p
+    ), (before, after)
 
 
 # Spellings of closed paths: none may reach ComfyUI without credentials.
 CLOSED_SPELLINGS = [
-    "/%252e%252e/system_stats", "/%25252e%25252e/system_stats", "/\\system_stats", "/%5csystem_stats",
-    "/%255csystem_stats", "/system_stats;x=1", "/api;/system_stats", "/login;/../system_stats",
-    "/login/..;/system_stats", "/healthz;/../system_stats", "/%c0%ae%c0%ae/system_stats", "/%c0%afsystem_stats",
-    "/%e0%80%ae%e0%80%ae/system_stats", "/%00/system_stats", "/healthz%00", "/system_stats%00.css",
-    "/healthz%0a", "/healthz%0d%0a/system_stats", "/login%0a/../system_stats", "/%u002e%u002e/system_stats",
-    "/_auth/login.css%3f/../../system_stats", "/login%3f/../system_stats", "/login%23/../system_stats",
-    "/favicon.ico/..%2f..%2fsystem_stats", "/api/v2/jobs/..%2f..%2f..%2fsystem_stats", "/./healthz/../system_stats",
-    "/HEALTHZ", "/healthz/", "/Login", "/%2fhealthz/../system_stats", "/\u00e9/../system_stats",
-    "/%e2%80%ae/system_stats", "/%ef%bc%8e%ef%bc%8e/system_stats", "/healthz/%2e%2e/internal/logs",
+    "/%252e%252e/system_stats",
+    "/%25252e%25252e/system_stats",
+    "/\\system_stats",
+    "/%5csystem_stats",
+    "/%255csystem_stats",
+    "/system_stats;x=1",
+    "/api;/system_stats",
+    "/login;/../system_stats",
+    "/login/..;/system_stats",
+    "/healthz;/../system_stats",
+    "/%c0%ae%c0%ae/system_stats",
+    "/%c0%afsystem_stats",
+    "/%e0%80%ae%e0%80%ae/system_stats",
+    "/%00/system_stats",
+    "/healthz%00",
+    "/system_stats%00.css",
+    "/healthz%0a",
+    "/healthz%0d%0a/system_stats",
+    "/login%0a/../system_stats",
+    "/%u002e%u002e/system_stats",
+    "/_auth/login.css%3f/../../system_stats",
+    "/login%3f/../system_stats",
+    "/login%23/../system_stats",
+    "/favicon.ico/..%2f..%2fsystem_stats",
+    "/api/v2/jobs/..%2f..%2f..%2fsystem_stats",
+    "/./healthz/../system_stats",
+    "/HEALTHZ",
+    "/healthz/",
+    "/Login",
+    "/%2fhealthz/../system_stats",
+    "/\u00e9/../system_stats",
+    "/%e2%80%ae/system_stats",
+    "/%ef%bc%8e%ef%bc%8e/system_stats",
+    "/healthz/%2e%2e/internal/logs",
 ]
 
 
@@ -139,13 +182,16 @@ async def test_no_spelling_of_a_closed_path_reaches_comfyui(module_proxy, path):
     host = proxy.base.removeprefix("http://")
     before = await upstream_hits(proxy)
     for method in ("GET", "POST", "PUT", "DELETE", "OPTIONS", "TRACE", "PROPFIND"):
-        request = (f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\n"
-                   "Connection: close\r\nContent-Length: 0\r\n\r\n")
+        request = (
+            f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\n"
+            "Connection: close\r\nContent-Length: 0\r\n\r\n"
+        )
         answer = await send_raw(port_of(proxy), request.encode("utf-8"), limit=4096)
         assert status_of(answer) in (400, 401), f"{method} {path}: {answer[:200]!r}"
     after = await upstream_hits(proxy)
-    assert {k: v for k, v in after.items() if k != "/_test/hits"} == \
-        {k: v for k, v in before.items() if k != "/_test/hits"}
+    assert {k: v for k, v in after.items() if k != "/_test/hits"} == {
+        k: v for k, v in before.items() if k != "/_test/hits"
+    }
 
 
 @pytest.mark.parametrize("path", ["/healthz#/../system_stats", "/login?/../system_stats", "/%68ealthz"])
@@ -169,8 +215,9 @@ async def test_encoded_line_breaks_with_credentials_are_no_error_and_reach_nothi
     before = await upstream_hits(proxy)
     async with aiohttp.ClientSession() as s:
         for path in ("/system_stats%0a", "/_test/echo%0d%0aX-Injected:%201", "/_test/echo/%0aGET%20/queue"):
-            async with s.get(URL(proxy.base + path, encoded=True),
-                             headers={"Authorization": f"Bearer {proxy.token}"}) as r:
+            async with s.get(
+                URL(proxy.base + path, encoded=True), headers={"Authorization": f"Bearer {proxy.token}"}
+            ) as r:
                 assert r.status in (400, 404), path
                 assert "X-Injected" not in r.headers
     after = await upstream_hits(proxy)
@@ -185,11 +232,15 @@ async def test_method_override_headers_do_not_change_what_the_gate_decides(modul
     reaches ComfyUI as the GET it is."""
     proxy = module_proxy
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
-        async with s.post(proxy.base + "/login", json={"username": "admin",
-                                                       "password": proxy.env["COMFY_ADMIN_PASSWORD"]}) as r:
+        async with s.post(
+            proxy.base + "/login", json={"username": "admin", "password": proxy.env["COMFY_ADMIN_PASSWORD"]}
+        ) as r:
             assert r.status == 200
-        async with s.post(proxy.base + "/_test/echo/override", headers={header: "GET", "Origin": "http://evil.example"},
-                          json={}) as r:
+        async with s.post(
+            proxy.base + "/_test/echo/override",
+            headers={header: "GET", "Origin": "http://evil.example"},
+            json={},
+        ) as r:
             assert r.status == 403
         async with s.post(proxy.base + "/_test/echo/override", headers={header: "GET"}, json={}) as r:
             assert r.status == 403, "a cookie write without Origin is refused whatever the header says"

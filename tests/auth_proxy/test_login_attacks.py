@@ -1,6 +1,7 @@
 """Attacks on the login: guessing in parallel, wearing the table and the password checks
 down, and locking the admin out; each over real sockets, several clients at once, with
 clients on distinct loopback addresses (all of 127.0.0.0/8 is this machine)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -29,7 +30,9 @@ async def test_simultaneous_wrong_logins_are_limited(stack):
     """60 at once from one address: only one check runs at a time per client and each
     counts before its check ends, so the free allowance is all that gets checked."""
     async with from_address("127.0.0.1") as s:
-        statuses = Counter(await asyncio.gather(*[post_login(s, stack.url("/login"), WRONG) for _ in range(60)]))
+        statuses = Counter(
+            await asyncio.gather(*[post_login(s, stack.url("/login"), WRONG) for _ in range(60)])
+        )
     print(f"60 simultaneous wrong logins: {dict(statuses)}")
     assert statuses[401] <= stack.settings.login_max_failures and statuses[429] >= 55
     assert set(statuses) <= {401, 429}
@@ -70,8 +73,10 @@ async def test_huge_names_and_bodies_cost_nothing(proxy_process):
             if i % 2:
                 kw = {"json": {"username": name + str(i), "password": "x"}}
             else:  # chunked, no Content-Length
+
                 async def gen():
                     yield f"username={name}{i}&password=x".encode()
+
                 kw = {"data": gen(), "headers": {"Content-Type": "application/x-www-form-urlencoded"}}
             try:
                 async with s.post(base + "/login", **kw) as r:
@@ -115,8 +120,10 @@ async def test_password_checks_waiting_are_bounded(stack):
     try:
         # another name than the admin's, so that the shared limit on the admin's name (its
         # own test below) does not come into it
-        bogus = [asyncio.ensure_future(post_login(s, stack.url("/login"), {**WRONG, "username": "root"}))
-                 for s in sessions]
+        bogus = [
+            asyncio.ensure_future(post_login(s, stack.url("/login"), {**WRONG, "username": "root"}))
+            for s in sessions
+        ]
         await asyncio.sleep(0.05)
         started, tries = time.monotonic(), []
         async with from_address("127.0.0.1") as admin:
@@ -131,8 +138,10 @@ async def test_password_checks_waiting_are_bounded(stack):
         statuses = Counter(await asyncio.gather(*bogus))
     finally:
         await asyncio.gather(*[s.close() for s in sessions])
-    print(f"admin logged in after {admin_s:.1f} s, tries (status, s): {tries}; bogus: {dict(statuses)}; "
-          f"most checks pending: {max(pending_seen)}")
+    print(
+        f"admin logged in after {admin_s:.1f} s, tries (status, s): {tries}; bogus: {dict(statuses)}; "
+        f"most checks pending: {max(pending_seen)}"
+    )
     assert max(pending_seen) <= stack.settings.max_pending_logins
     assert statuses[429] >= 150 - 4 * stack.settings.max_pending_logins and len(tries) <= 10
 
@@ -151,14 +160,17 @@ async def test_another_sites_page_cannot_spend_the_admins_allowance(stack):
           return true;
         })();
     </script>""".replace("ORIGIN", stack.origin)
+
     async def index(_request):
         return aiohttp.web.Response(text=page, content_type="text/html")
 
     attacker.router.add_get("/", index)
     from aiohttp.test_utils import TestServer
+
     server = TestServer(attacker, host="127.0.0.1")
     await server.start_server()
     try:
+
         def drive(browser):
             p = browser.new_page()
             p.goto(f"http://evil.test:{server.port}/")

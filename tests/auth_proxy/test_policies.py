@@ -1,4 +1,5 @@
 """CSRF, brute-force limits, the forced password change, health and metrics."""
+
 from __future__ import annotations
 
 import asyncio
@@ -11,15 +12,22 @@ from auth_proxy.app import GATE
 from auth_proxy.state import Store
 from tests.support.proxy import PASSWORD, basic, login
 
-SMOKE = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
-         "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "t"}}}
+SMOKE = {
+    "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
+    "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "t"}},
+}
 
 
 async def test_cookie_writes_need_a_matching_origin(stack, http):
     await login(http, stack)
-    cases = [({}, 403), ({"Origin": "http://evil.example"}, 403), ({"Origin": "null"}, 403),
-             ({"Referer": "http://evil.example/x"}, 403), ({"Referer": stack.origin + "/"}, 200),
-             ({"Origin": stack.origin}, 200)]
+    cases = [
+        ({}, 403),
+        ({"Origin": "http://evil.example"}, 403),
+        ({"Origin": "null"}, 403),
+        ({"Referer": "http://evil.example/x"}, 403),
+        ({"Referer": stack.origin + "/"}, 200),
+        ({"Origin": stack.origin}, 200),
+    ]
     for headers, want in cases:
         async with http.post(stack.url("/api/prompt"), json={"prompt": SMOKE}, headers=headers) as r:
             assert r.status == want, headers
@@ -42,7 +50,9 @@ async def test_cookie_websocket_needs_a_matching_origin(stack, http):
 
 async def test_token_and_basic_writes_are_exempt_from_the_origin_check(stack, http):
     for auth in (f"Bearer {stack.token}", basic("admin", PASSWORD)):
-        async with http.post(stack.url("/prompt"), json={"prompt": SMOKE}, headers={"Authorization": auth}) as r:
+        async with http.post(
+            stack.url("/prompt"), json={"prompt": SMOKE}, headers={"Authorization": auth}
+        ) as r:
             assert r.status == 200
 
 
@@ -75,8 +85,11 @@ async def test_default_password_must_be_changed_first(make_stack, http):
         async with http.get(stack.url("/system_stats"), headers={"Authorization": auth}) as r:
             assert r.status == 403 and "default" in (await r.json())["error"]
     # a browser logs in and is sent to the change-password page, whatever it asks for
-    async with http.post(stack.url("/login"), data={"username": "admin", "password": "admin", "next": "/queue"},
-                         allow_redirects=False) as r:
+    async with http.post(
+        stack.url("/login"),
+        data={"username": "admin", "password": "admin", "next": "/queue"},
+        allow_redirects=False,
+    ) as r:
         assert r.status == 303 and r.headers["Location"].startswith("/_auth/password")
     async with http.get(stack.url("/queue"), allow_redirects=False, headers={"Accept": "text/html"}) as r:
         assert r.status == 302 and r.headers["Location"].startswith("/_auth/password")
@@ -84,8 +97,9 @@ async def test_default_password_must_be_changed_first(make_stack, http):
     async with http.post(stack.url("/_auth/password"), data=form, headers={"Origin": stack.origin}) as r:
         assert r.status == 400
     form = {"new_password": "a-new-secret-1", "repeat_password": "a-new-secret-1", "next": "/queue"}
-    async with http.post(stack.url("/_auth/password"), data=form, headers={"Origin": stack.origin},
-                         allow_redirects=False) as r:
+    async with http.post(
+        stack.url("/_auth/password"), data=form, headers={"Origin": stack.origin}, allow_redirects=False
+    ) as r:
         assert r.status == 303 and r.headers["Location"] == "/queue"
     async with http.get(stack.url("/queue")) as r:
         assert r.status == 200
@@ -94,16 +108,24 @@ async def test_default_password_must_be_changed_first(make_stack, http):
     async with http.get(stack.url("/system_stats"), headers={"Authorization": basic("admin", "admin")}) as r:
         assert r.status == 401
     admin = Store(stack.settings.state_dir).load_admin("admin", None)
-    assert not admin.must_change and "a-new-secret-1" not in (stack.settings.state_dir / "admin.json").read_text()
+    assert (
+        not admin.must_change
+        and "a-new-secret-1" not in (stack.settings.state_dir / "admin.json").read_text()
+    )
 
 
 async def test_password_change_revokes_other_sessions(stack, http):
     await login(http, stack)
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as other:
         await login(other, stack)
-        form = {"current_password": PASSWORD, "new_password": "another-secret-9", "repeat_password": "another-secret-9"}
-        async with http.post(stack.url("/_auth/password"), data=form, headers={"Origin": stack.origin},
-                             allow_redirects=False) as r:
+        form = {
+            "current_password": PASSWORD,
+            "new_password": "another-secret-9",
+            "repeat_password": "another-secret-9",
+        }
+        async with http.post(
+            stack.url("/_auth/password"), data=form, headers={"Origin": stack.origin}, allow_redirects=False
+        ) as r:
             assert r.status == 303
         async with other.get(stack.url("/queue"), headers={"Accept": "application/json"}) as r:
             assert r.status == 401
@@ -116,10 +138,16 @@ async def test_readyz_and_starting_page(make_stack, http, tmp_path, unused_tcp_p
     async with http.get(stack.url("/readyz")) as r:
         assert r.status == 200
     down = await make_stack(upstream=f"http://127.0.0.1:{unused_tcp_port}")
-    progress = {"state": "running", "bytes_done": 2_000_000_000, "bytes_total": 8_000_000_000,
-                "files_done": 1, "files_total": 3, "current": [{"path": "vae/wan_2.1_vae.safetensors",
-                                                               "bytes_done": 1, "bytes_total": 2}],
-                "errors": [], "updated_at": 0}
+    progress = {
+        "state": "running",
+        "bytes_done": 2_000_000_000,
+        "bytes_total": 8_000_000_000,
+        "files_done": 1,
+        "files_total": 3,
+        "current": [{"path": "vae/wan_2.1_vae.safetensors", "bytes_done": 1, "bytes_total": 2}],
+        "errors": [],
+        "updated_at": 0,
+    }
     down.settings.progress_file.write_text(json.dumps(progress))
     async with http.get(down.url("/readyz")) as r:
         body = await r.json()
@@ -128,7 +156,9 @@ async def test_readyz_and_starting_page(make_stack, http, tmp_path, unused_tcp_p
     async with http.get(down.url("/queue"), headers={"Authorization": f"Bearer {down.token}"}) as r:
         assert r.status == 503 and r.headers["Retry-After"] and "starting" in (await r.json())["error"]
     await login(http, down)
-    async with http.get(down.url("/"), headers={"Accept": "text/html", "Accept-Language": "zh-CN,zh;q=0.9"}) as r:
+    async with http.get(
+        down.url("/"), headers={"Accept": "text/html", "Accept-Language": "zh-CN,zh;q=0.9"}
+    ) as r:
         page = await r.text()
         assert r.status == 503 and 'http-equiv="refresh"' in page
         assert "正在启动" in page and "wan_2.1_vae.safetensors" in page and "1/3" in page
@@ -164,19 +194,28 @@ async def test_basic_pays_for_argon2_once_and_a_password_change_forgets_it(stack
     store.check_password = counting
     async with aiohttp.ClientSession() as script:
         for _ in range(5):
-            async with script.get(stack.url("/queue"), headers={"Authorization": basic("admin", PASSWORD)}) as r:
+            async with script.get(
+                stack.url("/queue"), headers={"Authorization": basic("admin", PASSWORD)}
+            ) as r:
                 assert r.status == 200
         assert len(calls) == 1, "a verified Basic credential is not re-hashed on every request"
         async with script.get(stack.url("/queue"), headers={"Authorization": basic("admin", "not-it")}) as r:
             assert r.status == 401
         await login(http, stack)
-        form = {"current_password": PASSWORD, "new_password": "another-secret-9", "repeat_password": "another-secret-9"}
-        async with http.post(stack.url("/_auth/password"), data=form, headers={"Origin": stack.origin},
-                             allow_redirects=False) as r:
+        form = {
+            "current_password": PASSWORD,
+            "new_password": "another-secret-9",
+            "repeat_password": "another-secret-9",
+        }
+        async with http.post(
+            stack.url("/_auth/password"), data=form, headers={"Origin": stack.origin}, allow_redirects=False
+        ) as r:
             assert r.status == 303
         async with script.get(stack.url("/queue"), headers={"Authorization": basic("admin", PASSWORD)}) as r:
             assert r.status == 401, "the old password, remembered before the change, is refused after it"
-        async with script.get(stack.url("/queue"), headers={"Authorization": basic("admin", "another-secret-9")}) as r:
+        async with script.get(
+            stack.url("/queue"), headers={"Authorization": basic("admin", "another-secret-9")}
+        ) as r:
             assert r.status == 200
 
 

@@ -1,4 +1,5 @@
 """Opt-in tier: the proxy in front of a real ComfyUI on CPU (COMFYUI_DIR, COMFYUI_PYTHON)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -27,8 +28,11 @@ async def test_smoke_workflow_through_the_proxy_with_a_token(comfy, proxy):
     async with aiohttp.ClientSession() as s:
         ws = await s.ws_connect(f"{base}/ws?clientId=optin", headers=auth)
         # a browser-like Origin on a token request: ComfyUI's own origin check must still pass
-        async with s.post(f"{base}/prompt", json={"prompt": SMOKE_PROMPT, "client_id": "optin"},
-                          headers={**auth, "Origin": "https://comfy.example.com"}) as r:
+        async with s.post(
+            f"{base}/prompt",
+            json={"prompt": SMOKE_PROMPT, "client_id": "optin"},
+            headers={**auth, "Origin": "https://comfy.example.com"},
+        ) as r:
             assert r.status == 200, await r.text()
             pid = (await r.json())["prompt_id"]
         kinds = []
@@ -38,8 +42,11 @@ async def test_smoke_workflow_through_the_proxy_with_a_token(comfy, proxy):
                 continue
             data = json.loads(msg.data)
             kinds.append(data["type"])
-            if data["type"] == "executing" and data["data"].get("node") is None \
-                    and data["data"].get("prompt_id") == pid:
+            if (
+                data["type"] == "executing"
+                and data["data"].get("node") is None
+                and data["data"].get("prompt_id") == pid
+            ):
                 break
             assert data["type"] != "execution_error", data
         assert "execution_start" in kinds and "executed" in kinds
@@ -61,6 +68,7 @@ async def test_ui_loads_through_the_proxy_in_chromium(proxy):
 
     def drive():
         from playwright.sync_api import sync_playwright
+
         with sync_playwright() as p:
             b = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
             try:

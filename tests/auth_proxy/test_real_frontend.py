@@ -5,6 +5,7 @@ save it, rename it, delete it), once through the proxy and once against ComfyUI 
 the same starting files, and every userdata call the front end made is compared: method,
 path, status and body. Then the open app meets an ended login and lands on the login page.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,6 +28,7 @@ WORKFLOW = "smoke.json"
 async def gate(comfy, proxy_for):
     async def start(**overrides) -> str:
         return (await proxy_for(comfy.url, **overrides)).origin
+
     return start
 
 
@@ -53,6 +55,7 @@ def normalised(body: bytes):
         if isinstance(value, list):
             return [strip(v) for v in value]
         return value
+
     return strip(data)
 
 
@@ -81,20 +84,31 @@ def use_the_sidebar(browser, base: str, outputs: Path) -> list:
     log_in_if_asked(page, base)
     page.click("button.workflows-tab-button")
     item = page.locator(".p-tree-node-label", has_text=WORKFLOW)
-    with page.expect_response(lambda r: r.request.method == "GET" and "userdata/workflows%2Fsmoke.json" in r.url):
+    with page.expect_response(
+        lambda r: r.request.method == "GET" and "userdata/workflows%2Fsmoke.json" in r.url
+    ):
         item.click()
     page.wait_for_timeout(1000)  # the graph is drawn from it
-    with page.expect_response(lambda r: r.request.method == "POST" and r.url.endswith("/api/prompt")) as queued:
+    with page.expect_response(
+        lambda r: r.request.method == "POST" and r.url.endswith("/api/prompt")
+    ) as queued:
         page.click("button:has-text('Run')")
     prompt_id = queued.value.json()["prompt_id"]
     # Done when ComfyUI's history says so (a second run of the same graph is served from
     # its cache and writes no new file).
-    page.wait_for_function("""async (id) => {
+    page.wait_for_function(
+        """async (id) => {
         const entry = (await (await fetch('/api/history/' + id)).json())[id];
         return entry && entry.status && entry.status.status_str === 'success';
-    }""", arg=prompt_id, timeout=120_000, polling=500)
+    }""",
+        arg=prompt_id,
+        timeout=120_000,
+        polling=500,
+    )
     ran = any(outputs.rglob("smoke_*.png"))
-    with page.expect_response(lambda r: r.request.method == "POST" and "userdata/workflows%2Fsmoke.json" in r.url):
+    with page.expect_response(
+        lambda r: r.request.method == "POST" and "userdata/workflows%2Fsmoke.json" in r.url
+    ):
         page.keyboard.press("Control+s")
     item.click(button="right")
     page.click("[role=menuitem]:has-text('Rename')")
@@ -122,11 +136,16 @@ async def test_the_workflow_sidebar_works_through_the_gate_as_it_does_directly(c
     # the same calls in the same order for each path (calls to different files may interleave)
     key = lambda call: (call[0], call[1])  # noqa: E731
     assert sorted(through, key=key) == sorted(direct, key=key)
-    wanted = {("GET", "/api/userdata/workflows%2Fsmoke.json", 200),
-              ("POST", "/api/userdata/workflows%2Fsmoke.json?overwrite=true&full_info=true", 200),
-              ("POST", "/api/userdata/workflows%2Fsmoke.json/move/workflows%2Frenamed%20smoke.json?overwrite=false",
-               200),
-              ("DELETE", "/api/userdata/workflows%2Frenamed%20smoke.json", 204)}
+    wanted = {
+        ("GET", "/api/userdata/workflows%2Fsmoke.json", 200),
+        ("POST", "/api/userdata/workflows%2Fsmoke.json?overwrite=true&full_info=true", 200),
+        (
+            "POST",
+            "/api/userdata/workflows%2Fsmoke.json/move/workflows%2Frenamed%20smoke.json?overwrite=false",
+            200,
+        ),
+        ("DELETE", "/api/userdata/workflows%2Frenamed%20smoke.json", 204),
+    }
     assert wanted <= {c[:3] for c in through}
     assert ran_through and ran_direct, "Run produced the smoke workflow's image"
     assert not (comfy.data / "user" / "default" / "workflows" / WORKFLOW).exists()
@@ -136,11 +155,14 @@ def open_app(context, base):
     """The app, loaded: the gate's extension registered and the WebSocket open."""
     page = context.new_page()
     log_in_if_asked(page, base)
-    page.wait_for_function("""() => {
+    page.wait_for_function(
+        """() => {
         const {app, api} = window.comfyAPI;
         return app.app.extensions.some((e) => e.name === 'comfy-stack.session')
             && api.api.socket && api.api.socket.readyState === WebSocket.OPEN;
-    }""", timeout=60_000)
+    }""",
+        timeout=60_000,
+    )
     return page
 
 

@@ -1,5 +1,6 @@
 """The relay: headers, WebSocket frames and close codes, and bodies streamed both ways
 through a proxy process whose memory is measured."""
+
 from __future__ import annotations
 
 import asyncio
@@ -16,8 +17,13 @@ from tests.support.proxy import PASSWORD
 
 
 async def test_headers_keep_comfyui_origin_check_happy(stack, http):
-    headers = {"Authorization": f"Bearer {stack.token}", "Origin": "https://comfy.example.com",
-               "Cookie": "comfy_session=abc; other=1", "Connection": "keep-alive, X-Drop", "X-Custom": "kept"}
+    headers = {
+        "Authorization": f"Bearer {stack.token}",
+        "Origin": "https://comfy.example.com",
+        "Cookie": "comfy_session=abc; other=1",
+        "Connection": "keep-alive, X-Drop",
+        "X-Custom": "kept",
+    }
     async with http.post(stack.url("/_test/echo/a?b=1&c=2"), data=b"hello", headers=headers) as r:
         seen = await r.json()
     h = {k.lower(): v for k, v in seen["headers"].items()}
@@ -48,16 +54,22 @@ async def test_ws_query_token_is_stripped_and_works_only_on_ws(stack, http):
     assert first["type"] == "status"
     assert stack.up_state["last_ws_query"] == {"clientId": "abc"}
     await ws.close()
-    async with http.get(stack.url(f"/queue?token={stack.token}"), headers={"Accept": "application/json"}) as r:
+    async with http.get(
+        stack.url(f"/queue?token={stack.token}"), headers={"Accept": "application/json"}
+    ) as r:
         assert r.status == 401
 
 
 async def test_prompt_runs_and_its_image_is_fetched(stack, http):
     auth = {"Authorization": f"Bearer {stack.token}"}
     ws = await http.ws_connect(stack.url("/ws?clientId=c1"), headers=auth)
-    prompt = {"1": {"class_type": "EmptyImage", "inputs": {}},
-              "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "run/x"}}}
-    async with http.post(stack.url("/api/prompt"), json={"prompt": prompt, "client_id": "c1"}, headers=auth) as r:
+    prompt = {
+        "1": {"class_type": "EmptyImage", "inputs": {}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "run/x"}},
+    }
+    async with http.post(
+        stack.url("/api/prompt"), json={"prompt": prompt, "client_id": "c1"}, headers=auth
+    ) as r:
         pid = (await r.json())["prompt_id"]
     kinds, binary = [], 0
     while True:
@@ -69,7 +81,7 @@ async def test_prompt_runs_and_its_image_is_fetched(stack, http):
         kinds.append(data["type"])
         if data["type"] == "executing" and data["data"]["node"] is None:
             break
-    assert kinds[kinds.index("execution_start"):].count("executed") == 1 and "execution_success" in kinds
+    assert kinds[kinds.index("execution_start") :].count("executed") == 1 and "execution_success" in kinds
     assert binary >= 1
     async with http.get(stack.url(f"/history/{pid}"), headers=auth) as r:
         image = (await r.json())[pid]["outputs"]["2"]["images"][0]
@@ -96,6 +108,7 @@ async def test_large_bodies_stream_through_in_bounded_memory(proxy_process):
             block = b"u" * (1 << 20)
             for _ in range(up_size >> 20):
                 yield block
+
         async with s.post(f"{base}/_test/upload", data=body(), headers=auth) as r:
             assert (await r.json())["received"] == up_size
     assert peak_rss_mb(proxy.pid) < 150, "the proxy buffered a body"
@@ -115,8 +128,15 @@ def test_token_cli_and_logs_never_hold_secrets(proxy_process):
         except urllib.error.HTTPError as e:
             return e.code
 
-    run = lambda *a: subprocess.run([sys.executable, "-m", "auth_proxy", "token", *a], cwd=REPO, env=env,  # noqa: E731
-                                    capture_output=True, text=True)
+    def run(*a):
+        return subprocess.run(
+            [sys.executable, "-m", "auth_proxy", "token", *a],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+
     second = run("create", "script").stdout.strip().splitlines()[-1]
     assert get("/queue", {"Authorization": f"Bearer {second}"}) == 200
     listed = run("list").stdout

@@ -1,6 +1,7 @@
 """When a login ends, whatever is open with it ends too: relayed WebSockets are closed on
 token revocation, logout, a password change and session expiry, and ComfyUI's app in a
 browser (with the gate's front-end extension) goes to the login page."""
+
 from __future__ import annotations
 
 import asyncio
@@ -15,7 +16,11 @@ from comfyctl import model_paths
 from tests.support.browser import in_chromium, sign_in
 from tests.support.proxy import PASSWORD, basic, login
 
-CHANGE = {"current_password": PASSWORD, "new_password": "another-secret-9", "repeat_password": "another-secret-9"}
+CHANGE = {
+    "current_password": PASSWORD,
+    "new_password": "another-secret-9",
+    "repeat_password": "another-secret-9",
+}
 
 
 async def closed_within(ws: aiohttp.ClientWebSocketResponse, seconds: float) -> int | None:
@@ -31,10 +36,14 @@ async def closed_within(ws: aiohttp.ClientWebSocketResponse, seconds: float) -> 
 
 async def test_revoking_a_token_closes_its_open_websockets(stack):
     async with aiohttp.ClientSession() as s:
-        header = await s.ws_connect(stack.url("/ws?clientId=a"), headers={"Authorization": f"Bearer {stack.token}"})
+        header = await s.ws_connect(
+            stack.url("/ws?clientId=a"), headers={"Authorization": f"Bearer {stack.token}"}
+        )
         query = await s.ws_connect(stack.url(f"/api/ws?clientId=b&token={stack.token}"))
         other_token = Store(stack.settings.state_dir).create_token("other")
-        other = await s.ws_connect(stack.url("/ws?clientId=c"), headers={"Authorization": f"Bearer {other_token}"})
+        other = await s.ws_connect(
+            stack.url("/ws?clientId=c"), headers={"Authorization": f"Bearer {other_token}"}
+        )
         Store(stack.settings.state_dir).revoke_token("tests")  # what `token revoke` does, from outside
         assert await closed_within(header, 5) == 4401
         assert await closed_within(query, 5) == 4401
@@ -53,9 +62,12 @@ async def test_logout_and_a_password_change_close_websockets(stack, http):
         await login(http, stack)
         await login(other, stack)
         elsewhere = await other.ws_connect(stack.url("/ws?clientId=b"), headers={"Origin": stack.origin})
-        script = await other.ws_connect(stack.url("/ws?clientId=c"),
-                                        headers={"Authorization": basic("admin", PASSWORD)})
-        async with http.post(stack.url("/_auth/password"), data=CHANGE, headers={"Origin": stack.origin}) as r:
+        script = await other.ws_connect(
+            stack.url("/ws?clientId=c"), headers={"Authorization": basic("admin", PASSWORD)}
+        )
+        async with http.post(
+            stack.url("/_auth/password"), data=CHANGE, headers={"Origin": stack.origin}
+        ) as r:
             assert r.status == 200
         assert await closed_within(elsewhere, 5) == 4401
         assert await closed_within(script, 5) == 4401
@@ -74,7 +86,9 @@ APP_WEB_DIRS = {"comfy_stack_session": CUSTOM_NODES / "comfy_stack_session" / "w
 def open_app(context, stack):
     page = context.new_page()
     sign_in(page, stack.origin, PASSWORD)
-    page.wait_for_function("window.extensionsLoaded && document.getElementById('ws').textContent === 'status'")
+    page.wait_for_function(
+        "window.extensionsLoaded && document.getElementById('ws').textContent === 'status'"
+    )
     return page
 
 

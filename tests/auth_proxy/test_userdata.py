@@ -1,6 +1,7 @@
 """Workflow files through the gate: the front end names them with the slash encoded
 (`/api/userdata/workflows%2Fsmoke.json`), and they open, save, rename and delete through
 the proxy exactly as they do against ComfyUI directly."""
+
 from __future__ import annotations
 
 import json

@@ -1,5 +1,6 @@
 """The proxy with the Comfy API v2 and its ledger, in front of the ComfyUI stand-in, on real
 loopback sockets in this process (the fault tests run them as processes instead)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -13,6 +14,7 @@ from auth_proxy.settings import Settings
 from auth_proxy.v2 import V2_KEY
 from comfy_jobs.settings import JobSettings
 from tests.support import REPO, fake_comfyui
+
 SMOKE = {
     "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}},
     "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
@@ -51,10 +53,15 @@ async def make_v2(tmp_path, aiohttp_server, proxy_for):
 
     async def make(upstream_delay: float = 0.0, **job_overrides) -> V2Stack:
         base = tmp_path / f"v2stack{next(count)}"
-        upstream = await aiohttp_server(fake_comfyui.create_app(base / "comfy" / "output", delay=upstream_delay))
-        jobs = replace(JobSettings(jobs_dir=base / "jobs", lease_s=3.0, worker_id="test-worker"), **job_overrides)
+        upstream = await aiohttp_server(
+            fake_comfyui.create_app(base / "comfy" / "output", delay=upstream_delay)
+        )
+        jobs = replace(
+            JobSettings(jobs_dir=base / "jobs", lease_s=3.0, worker_id="test-worker"), **job_overrides
+        )
         proxied = await proxy_for(f"http://127.0.0.1:{upstream.port}", jobs=jobs)
         return V2Stack(proxied.server, upstream, proxied.settings, proxied.token, base)
+
     return make
 
 
@@ -69,8 +76,13 @@ async def api(v2):
         yield s
 
 
-async def wait_job(session: aiohttp.ClientSession, stack: V2Stack, job_id: str, statuses=("succeeded", "failed",
-                   "canceled", "expired"), timeout: float = 20.0) -> dict:
+async def wait_job(
+    session: aiohttp.ClientSession,
+    stack: V2Stack,
+    job_id: str,
+    statuses=("succeeded", "failed", "canceled", "expired"),
+    timeout: float = 20.0,
+) -> dict:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         async with session.get(stack.url(f"/api/v2/jobs/{job_id}")) as r:

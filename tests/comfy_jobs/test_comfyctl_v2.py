@@ -1,4 +1,5 @@
 """`comfyctl run --v2` through the proxy's Comfy API v2."""
+
 from __future__ import annotations
 
 import argparse
@@ -17,14 +18,30 @@ def v2_args(tmp_path: Path, stack, workflow: dict, *extra: str) -> argparse.Name
     path.write_text(json.dumps({"prompt": workflow, "params": {"image": "10.image"}}))
     p = argparse.ArgumentParser()
     runmod.add_arguments(p)
-    return p.parse_args([str(path), "--server", stack.url(), "--token", stack.token, "--out", str(tmp_path / "out"),
-                         "--json", "--v2", "--timeout", "30", *extra])
+    return p.parse_args(
+        [
+            str(path),
+            "--server",
+            stack.url(),
+            "--token",
+            stack.token,
+            "--out",
+            str(tmp_path / "out"),
+            "--json",
+            "--v2",
+            "--timeout",
+            "30",
+            *extra,
+        ]
+    )
 
 
 async def test_run_v2_uploads_the_input_and_downloads_outputs(v2, tmp_path):
     (tmp_path / "cat.png").write_bytes(tiny_png(3, 3, 9))
-    graph = {"10": {"class_type": "LoadImage", "inputs": {"image": "x.png"}},
-             "4": {"class_type": "SaveImage", "inputs": {"images": ["10", 0], "filename_prefix": "v2/cat"}}}
+    graph = {
+        "10": {"class_type": "LoadImage", "inputs": {"image": "x.png"}},
+        "4": {"class_type": "SaveImage", "inputs": {"images": ["10", 0], "filename_prefix": "v2/cat"}},
+    }
     result = await runmod.run(v2_args(tmp_path, v2, graph, "--input", f"image={tmp_path / 'cat.png'}"))
     [path] = [Path(p) for p in result["outputs"]]
     assert result["job_id"].startswith("job_") and path.parent == tmp_path / "out" / "4"

@@ -1,5 +1,6 @@
 """The contract's status codes, headers and error envelope, operation by operation
 (spec/openapi.yaml of Comfy-Org/comfy-api-proxy: the Comfy API v2)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -14,7 +15,11 @@ from tests.support.fake_comfyui import tiny_png
 
 def envelope(body: dict, code: str) -> None:
     assert set(body) == {"error"}, body
-    assert body["error"]["code"] == code and isinstance(body["error"]["message"], str) and body["error"]["message"]
+    assert (
+        body["error"]["code"] == code
+        and isinstance(body["error"]["message"], str)
+        and body["error"]["message"]
+    )
 
 
 async def upload(api, stack, data: bytes, name: str = "photo.png", **extra) -> aiohttp.ClientResponse:
@@ -28,10 +33,19 @@ async def upload(api, stack, data: bytes, name: str = "photo.png", **extra) -> a
 
 
 # --- the login in front of every v2 operation ---------------------------------------------
-@pytest.mark.parametrize("method,path", [
-    ("POST", "/api/v2/jobs"), ("GET", "/api/v2/jobs/job_x"), ("GET", "/api/v2/jobs/job_x/events"),
-    ("POST", "/api/v2/jobs/job_x/cancel"), ("POST", "/api/v2/assets"), ("POST", "/api/v2/assets/from-hash"),
-    ("GET", "/api/v2/assets/asset_x"), ("GET", "/api/v2/assets/asset_x/content")])
+@pytest.mark.parametrize(
+    "method,path",
+    [
+        ("POST", "/api/v2/jobs"),
+        ("GET", "/api/v2/jobs/job_x"),
+        ("GET", "/api/v2/jobs/job_x/events"),
+        ("POST", "/api/v2/jobs/job_x/cancel"),
+        ("POST", "/api/v2/assets"),
+        ("POST", "/api/v2/assets/from-hash"),
+        ("GET", "/api/v2/assets/asset_x"),
+        ("GET", "/api/v2/assets/asset_x/content"),
+    ],
+)
 async def test_every_operation_needs_the_login_and_answers_the_envelope(v2, method, path):
     async with aiohttp.ClientSession() as anon:
         async with anon.request(method, v2.url(path), json={}) as r:
@@ -60,11 +74,23 @@ async def test_submit_then_poll_to_success(v2, api):
         job = await r.json()
         assert "Idempotency-Replayed" not in r.headers and r.headers["Location"] == job["urls"]["self"]
     assert job["status"] in ("queued", "running") and job["id"].startswith("job_")
-    for field in ("created_at", "started_at", "completed_at", "expires_at", "queue_position", "progress",
-                  "outputs", "error", "urls"):
+    for field in (
+        "created_at",
+        "started_at",
+        "completed_at",
+        "expires_at",
+        "queue_position",
+        "progress",
+        "outputs",
+        "error",
+        "urls",
+    ):
         assert field in job
-    assert job["urls"] == {"self": f"/api/v2/jobs/{job['id']}", "events": f"/api/v2/jobs/{job['id']}/events",
-                           "cancel": f"/api/v2/jobs/{job['id']}/cancel"}
+    assert job["urls"] == {
+        "self": f"/api/v2/jobs/{job['id']}",
+        "events": f"/api/v2/jobs/{job['id']}/events",
+        "cancel": f"/api/v2/jobs/{job['id']}/cancel",
+    }
     done = await wait_job(api, v2, job["id"])
     assert done["status"] == "succeeded" and done["error"] is None and done["completed_at"]
     assert done["progress"]["value"] == 1.0 and done["progress"]["nodes_total"] == 3
@@ -82,25 +108,43 @@ async def test_submit_then_poll_to_success(v2, api):
 
 
 async def test_unknown_job_is_not_found(v2, api):
-    for method, path in (("GET", "/api/v2/jobs/job_nope"), ("POST", "/api/v2/jobs/job_nope/cancel"),
-                         ("GET", "/api/v2/jobs/job_nope/events")):
+    for method, path in (
+        ("GET", "/api/v2/jobs/job_nope"),
+        ("POST", "/api/v2/jobs/job_nope/cancel"),
+        ("GET", "/api/v2/jobs/job_nope/events"),
+    ):
         async with api.request(method, v2.url(path)) as r:
             assert r.status == 404
             envelope(await r.json(), "not_found")
 
 
-@pytest.mark.parametrize("body,code", [
-    ({"workflow": {"nodes": [], "links": [], "last_node_id": 0}}, "workflow_format_ui"),
-    ({"workflow": {}}, "invalid_workflow"),
-    ({"workflow": {"1": {"class_type": "NoSuchNode", "inputs": {}}}}, "invalid_workflow"),
-    ({"workflow": {"1": {"class_type": "ImageInvert", "inputs": {"image": ["7", 0]}}}}, "invalid_workflow"),
-    ({"workflow": {"1": {"inputs": {}}}}, "invalid_workflow"),
-    ({"workflow": {"1": {"class_type": "LoadImage", "inputs": {
-        "image": {"__type": "core/ASSET", "info": {"id": "asset_missing"}}}}}}, "missing_asset"),
-    ({"workflow": SMOKE, "webhook_url": "https://example.invalid/"}, "invalid_request"),
-    ({"workflow": SMOKE, "extra_data": {"other": 1}}, "invalid_request"),
-    ({"nothing": 1}, "invalid_request"),
-])
+@pytest.mark.parametrize(
+    "body,code",
+    [
+        ({"workflow": {"nodes": [], "links": [], "last_node_id": 0}}, "workflow_format_ui"),
+        ({"workflow": {}}, "invalid_workflow"),
+        ({"workflow": {"1": {"class_type": "NoSuchNode", "inputs": {}}}}, "invalid_workflow"),
+        (
+            {"workflow": {"1": {"class_type": "ImageInvert", "inputs": {"image": ["7", 0]}}}},
+            "invalid_workflow",
+        ),
+        ({"workflow": {"1": {"inputs": {}}}}, "invalid_workflow"),
+        (
+            {
+                "workflow": {
+                    "1": {
+                        "class_type": "LoadImage",
+                        "inputs": {"image": {"__type": "core/ASSET", "info": {"id": "asset_missing"}}},
+                    }
+                }
+            },
+            "missing_asset",
+        ),
+        ({"workflow": SMOKE, "webhook_url": "https://example.invalid/"}, "invalid_request"),
+        ({"workflow": SMOKE, "extra_data": {"other": 1}}, "invalid_request"),
+        ({"nothing": 1}, "invalid_request"),
+    ],
+)
 async def test_invalid_submissions(v2, api, body, code):
     async with api.post(v2.url("/api/v2/jobs"), json=body) as r:
         assert r.status == 422
@@ -112,20 +156,25 @@ async def test_invalid_submissions(v2, api, body, code):
 
 
 async def test_not_json_is_invalid_request(v2, api):
-    async with api.post(v2.url("/api/v2/jobs"), data=b"{nope", headers={"Content-Type": "application/json"}) as r:
+    async with api.post(
+        v2.url("/api/v2/jobs"), data=b"{nope", headers={"Content-Type": "application/json"}
+    ) as r:
         assert r.status == 422
         envelope(await r.json(), "invalid_request")
 
 
 async def test_idempotency_replays_the_same_job_and_refuses_another_body(v2, api):
     key = {"Idempotency-Key": "8b9f3c6e-0000-4000-8000-000000000001"}
-    results = await asyncio.gather(*[api.post(v2.url("/api/v2/jobs"), json={"workflow": SMOKE}, headers=key)
-                                     for _ in range(5)])  # all at once
+    results = await asyncio.gather(
+        *[api.post(v2.url("/api/v2/jobs"), json={"workflow": SMOKE}, headers=key) for _ in range(5)]
+    )  # all at once
     bodies = [await r.json() for r in results]
     assert {r.status for r in results} == {201}
     assert len({b["id"] for b in bodies}) == 1
     assert sorted(r.headers["Idempotency-Replayed"] for r in results) == ["false"] + ["true"] * 4
-    async with api.post(v2.url("/api/v2/jobs"), json={"workflow": {**SMOKE, "9": SMOKE["2"]}}, headers=key) as r:
+    async with api.post(
+        v2.url("/api/v2/jobs"), json={"workflow": {**SMOKE, "9": SMOKE["2"]}}, headers=key
+    ) as r:
         assert r.status == 422
         envelope(await r.json(), "idempotency_key_reuse")
     await wait_job(api, v2, bodies[0]["id"])
@@ -194,13 +243,16 @@ async def test_a_node_failure_fails_the_job_with_the_node_error(v2, api):
     done = await wait_job(api, v2, job["id"])
     assert done["status"] == "failed" and done["attempts"] == 1
     err = done["error"]
-    assert err["code"] == "node_execution_error" and err["node_id"] == "2" and err["class_type"] == "ImageInvert"
+    assert (
+        err["code"] == "node_execution_error" and err["node_id"] == "2" and err["class_type"] == "ImageInvert"
+    )
     assert err["message"] == "simulated failure" and 'File "execution.py"' in err["traceback"]
 
 
 async def test_a_workflow_comfyui_rejects_fails_with_its_node_errors_and_is_not_retried(v2, api, monkeypatch):
     async def cannot_ask():  # ComfyUI could not be asked at submit time: the job is accepted
         return None
+
     monkeypatch.setattr(v2.svc, "known_classes", cannot_ask)
     graph = {"1": {"class_type": "NoSuchNode", "inputs": {}}}
     async with api.post(v2.url("/api/v2/jobs"), json={"workflow": graph}) as r:
@@ -257,8 +309,9 @@ async def test_asset_upload_dedup_hash_and_content_ranges(v2, api):
     async with api.get(v2.url(f"/api/v2/assets/{first['id']}/content"), headers={"Range": "bytes=0-9"}) as r:
         assert r.status == 206 and await r.read() == data[:10]
         assert r.headers["Content-Range"] == f"bytes 0-9/{len(data)}"
-    async with api.get(v2.url(f"/api/v2/assets/{first['id']}/content"),
-                       headers={"Range": f"bytes={len(data) + 10}-"}) as r:
+    async with api.get(
+        v2.url(f"/api/v2/assets/{first['id']}/content"), headers={"Range": f"bytes={len(data) + 10}-"}
+    ) as r:
         assert r.status == 416
     async with api.get(v2.url("/api/v2/assets/asset_nope")) as r:
         assert r.status == 404
@@ -303,6 +356,7 @@ def _form(data: bytes) -> aiohttp.FormData:
 async def test_a_file_comfyui_no_longer_has_is_skipped_not_waited_for(v2, api):
     """A temp preview is gone after ComfyUI restarts: fetching the outputs must not hang on it."""
     from comfy_jobs.comfy import ComfyUI
+
     async with api.post(v2.url("/api/v2/jobs"), json={"workflow": SMOKE}) as r:
         job = await v2.svc.ledger.get_job((await r.json())["id"])
     gone = {"images": [{"filename": "ComfyUI_temp_00001_.png", "subfolder": "", "type": "temp"}]}
@@ -315,6 +369,7 @@ async def test_a_file_comfyui_no_longer_has_is_skipped_not_waited_for(v2, api):
 async def test_a_cross_site_cookie_write_is_refused_like_any_other(v2):
     """A browser session may use the v2 API from this host's pages, never from another site's."""
     from tests.support.proxy import PASSWORD
+
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
         async with browser.post(v2.url("/login"), json={"username": "admin", "password": PASSWORD}) as r:
             assert r.status == 200
@@ -322,8 +377,9 @@ async def test_a_cross_site_cookie_write_is_refused_like_any_other(v2):
         async with browser.post(v2.url("/api/v2/jobs"), json={"workflow": SMOKE}, headers=evil) as r:
             assert r.status == 403
             envelope(await r.json(), "forbidden")
-        async with browser.post(v2.url("/api/v2/jobs"), json={"workflow": SMOKE},
-                                headers={"Origin": v2.url()}) as r:
+        async with browser.post(
+            v2.url("/api/v2/jobs"), json={"workflow": SMOKE}, headers={"Origin": v2.url()}
+        ) as r:
             assert r.status == 201
     assert len(await v2.svc.ledger.list_jobs(10, None, None)) == 1  # only the same-site job was recorded
 
@@ -331,15 +387,18 @@ async def test_a_cross_site_cookie_write_is_refused_like_any_other(v2):
 async def test_many_jobs_and_streams_at_once_each_run_once(make_v2):
     stack = await make_v2(queue_limit=0)
     async with aiohttp.ClientSession(headers=stack.auth) as api:
+
         async def submit():
             async with api.post(stack.url("/api/v2/jobs"), json={"workflow": SMOKE}) as r:
                 assert r.status == 201
                 return await r.json()
+
         jobs = await asyncio.gather(*[submit() for _ in range(30)])
 
         async def stream(job):
             async with api.get(stack.url(job["urls"]["events"])) as r:
                 return (await r.read()).decode()
+
         texts = await asyncio.wait_for(asyncio.gather(*[stream(j) for j in jobs[:10]]), 120)
         done = [await wait_job(api, stack, j["id"], timeout=120) for j in jobs]
     assert all('"status":"succeeded"' in t for t in texts)

@@ -1,6 +1,7 @@
 """Faults, each a test, with ComfyUI's stand-in and the proxy as real processes: after
 each, every job ends in the state the contract says, nothing runs again after it
 succeeded, and no output is lost."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,6 +21,7 @@ def make_stack(tmp_path):
         s = JobsStack(tmp_path / f"s{len(stacks)}", delay, **env)
         stacks.append(s)
         return s.start()
+
     yield make
     for s in stacks:
         s.stop()
@@ -32,13 +34,20 @@ def submit(stack: JobsStack, graph=SMOKE) -> str:
 
 
 def running_in_comfy(stack: JobsStack) -> str:
-    return wait_until(lambda: (stack.comfy_queue()["queue_running"] or [[None, None]])[0][1], timeout=15,
-                      what="ComfyUI to run the job")
+    return wait_until(
+        lambda: (stack.comfy_queue()["queue_running"] or [[None, None]])[0][1],
+        timeout=15,
+        what="ComfyUI to run the job",
+    )
 
 
 def final(stack: JobsStack, job_id: str, timeout: float = 40) -> dict:
-    return wait_until(lambda: (j := stack.job(job_id))["status"] in ("succeeded", "failed", "canceled") and j,
-                      timeout=timeout, interval=0.1, what=f"job {job_id} to end")
+    return wait_until(
+        lambda: (j := stack.job(job_id))["status"] in ("succeeded", "failed", "canceled") and j,
+        timeout=timeout,
+        interval=0.1,
+        what=f"job {job_id} to end",
+    )
 
 
 def outputs_on_disk(stack: JobsStack) -> list[Path]:
@@ -64,8 +73,11 @@ def test_comfyui_kill9_mid_job_is_resubmitted_when_it_is_back(make_stack):
     first = running_in_comfy(stack)
     stack.comfy.kill9()
     # The ledger tells the truth meanwhile: still running, waiting for ComfyUI.
-    wait_until(lambda: "waiting" in ((stack.job(job_id)["progress"] or {}).get("message") or ""), timeout=10,
-               what="the job to say it waits for ComfyUI")
+    wait_until(
+        lambda: "waiting" in ((stack.job(job_id)["progress"] or {}).get("message") or ""),
+        timeout=10,
+        what="the job to say it waits for ComfyUI",
+    )
     assert stack.job(job_id)["status"] == "running"
     stack.start_comfy()
     job = final(stack, job_id)
@@ -81,8 +93,9 @@ def test_comfyui_lost_the_run_max_attempts_times_fails_with_the_reason(make_stac
     job_id = submit(stack)
     seen = set()
     for _ in range(2):
-        seen.add(wait_until(lambda: (p := running_in_comfy(stack)) not in seen and p, timeout=20,
-                            what="a new run"))
+        seen.add(
+            wait_until(lambda: (p := running_in_comfy(stack)) not in seen and p, timeout=20, what="a new run")
+        )
         stack.comfy.kill9()
         stack.start_comfy()
     job = final(stack, job_id)

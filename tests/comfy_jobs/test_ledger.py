@@ -1,5 +1,6 @@
 """The ledger on its own: the state machine, leases, and claims from several processes at
 once against one SQLite file (each job is claimed by exactly one of them)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -20,7 +21,9 @@ from tests.support import python_env
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def ledger(request, tmp_path):
     """The same tests against both backends: SQLite on disk and a real PostgreSQL."""
-    url = f"sqlite:///{tmp_path}/ledger.db" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    url = (
+        f"sqlite:///{tmp_path}/ledger.db" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    )
     led = SqlLedger(url)
     yield led
     await led.close()
@@ -93,8 +96,15 @@ asyncio.run(main())
 async def test_workers_in_several_processes_never_claim_the_same_job(ledger, tmp_path):
     for i in range(60):
         await ledger.create_job(f"job_{i:03d}", {}, None, None, None, 0, 3600)
-    procs = [subprocess.Popen([sys.executable, "-c", CLAIMER, ledger.url, f"w{n}"], env=python_env(),
-                              stdout=subprocess.PIPE, text=True) for n in range(3)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CLAIMER, ledger.url, f"w{n}"],
+            env=python_env(),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(3)
+    ]
     deadline = time.monotonic() + 120
     claimed = []
     for p in procs:

@@ -1,6 +1,7 @@
 """COMFY_OUTPUTS_TO=s3://bucket/prefix against a real S3 server (moto's server mode, as the
 model_sync suites use) and oss://... through the suite's OSS adapter in front of it: outputs
 are uploaded, verified and recorded, and served back from there once the local copy is gone."""
+
 from __future__ import annotations
 
 import uuid
@@ -78,8 +79,9 @@ async def test_outputs_to_oss(s3, make_v2):
     try:
         bucket = f"oss-{uuid.uuid4().hex[:10]}"
         s3.client().create_bucket(Bucket=bucket)
-        storage = Storage(oss_endpoint=adapter.url, oss_access_key_id=ACCESS_KEY_ID,
-                          oss_access_key_secret="oss-test-secret")
+        storage = Storage(
+            oss_endpoint=adapter.url, oss_access_key_id=ACCESS_KEY_ID, oss_access_key_secret="oss-test-secret"
+        )
         stack = await make_v2(outputs_to=f"oss://{bucket}/renders", storage=storage)
         async with aiohttp.ClientSession(headers=stack.auth) as api:
             out = await one_output(api, stack)

@@ -12,6 +12,7 @@ each for one reason:
 - content_type_conformance on asset content: the bytes are served with the asset's own
   media type (image/png), so a browser shows them, where the file says octet-stream.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -42,10 +43,28 @@ def contract(pytestconfig) -> Path:
     cache = Path(pytestconfig.cache.mkdir("comfy-api-v2-contract"))
     spec = cache / "openapi.yaml"
     if not spec.exists():
-        r = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
-                            SDIST, "-d", str(cache)], capture_output=True, text=True)
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                SDIST,
+                "-d",
+                str(cache),
+            ],
+            capture_output=True,
+            text=True,
+        )
         archives = list(cache.glob("comfy_api_proxy-*.tar.gz"))
-        need(bool(archives), f"cannot fetch the published contract ({SDIST} from PyPI): {r.stderr.strip()[-300:]}")
+        need(
+            bool(archives),
+            f"cannot fetch the published contract ({SDIST} from PyPI): {r.stderr.strip()[-300:]}",
+        )
         with tarfile.open(archives[0]) as tar:
             member = next(m for m in tar.getmembers() if m.name.endswith("/spec/openapi.yaml"))
             spec.write_bytes(tar.extractfile(member).read())
@@ -57,16 +76,37 @@ def test_schemathesis_finds_no_contract_violation(contract, tmp_path):
     try:
         (tmp_path / "schemathesis.toml").write_text(CONFIG)
         st = Path(sys.executable).with_name("st")
-        r = subprocess.run([str(st), "--config-file", str(tmp_path / "schemathesis.toml"), "run", str(contract),
-                            "--url", stack.url(), "-H", f"Authorization: Bearer {stack.token}",
-                            "--exclude-checks", "positive_data_acceptance", "--max-examples", "15", "--seed", "1",
-                            "--request-timeout", "20", "--no-color"],
-                           capture_output=True, text=True, timeout=400, cwd=tmp_path)
+        r = subprocess.run(
+            [
+                str(st),
+                "--config-file",
+                str(tmp_path / "schemathesis.toml"),
+                "run",
+                str(contract),
+                "--url",
+                stack.url(),
+                "-H",
+                f"Authorization: Bearer {stack.token}",
+                "--exclude-checks",
+                "positive_data_acceptance",
+                "--max-examples",
+                "15",
+                "--seed",
+                "1",
+                "--request-timeout",
+                "20",
+                "--no-color",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=400,
+            cwd=tmp_path,
+        )
     finally:
         stack.stop()
     # The report's failures, with the (long, fuzzed) reproduction commands cut short.
     report = "\n".join(line[:300] for line in r.stdout.splitlines())
-    assert r.returncode == 0, report[report.find("FAILURES"):][:12000]
+    assert r.returncode == 0, report[report.find("FAILURES") :][:12000]
     log = (tmp_path / "stack/proxy.log").read_text()
     # no 500 of ours, and nothing aiohttp could not hand to a handler (its parser's refusals
     # of the fuzzer's malformed requests are logged as tracebacks too, and are fine)

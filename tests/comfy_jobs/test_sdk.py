@@ -1,4 +1,5 @@
 """The official client, unchanged: comfy-sdk from PyPI against the proxy with a token."""
+
 from __future__ import annotations
 
 import asyncio
@@ -21,9 +22,11 @@ async def test_upload_submit_follow_events_download(v2, monkeypatch, tmp_path):
     """Upload an input asset, submit a workflow that loads it, follow the SSE events, and
     download the output: all through comfy-sdk's own calls, in a thread (it is synchronous)."""
     picture = tiny_png(4, 4, 7)
-    graph = {"10": {"class_type": "LoadImage", "inputs": {"image": "placeholder.png"}},
-             "2": {"class_type": "ImageInvert", "inputs": {"image": ["10", 0]}},
-             "9": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "sdk/out"}}}
+    graph = {
+        "10": {"class_type": "LoadImage", "inputs": {"image": "placeholder.png"}},
+        "2": {"class_type": "ImageInvert", "inputs": {"image": ["10", 0]}},
+        "9": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "sdk/out"}},
+    }
 
     (tmp_path / "photo.png").write_bytes(picture)
 
@@ -38,6 +41,7 @@ async def test_upload_submit_follow_events_download(v2, monkeypatch, tmp_path):
             target = tmp_path / out.name
             out.to_file(target)
             return job.id, events, result, target.read_bytes(), out
+
     job_id, events, result, data, out = await asyncio.to_thread(run)
 
     kinds = [type(e).__name__ for e in events]
@@ -63,6 +67,7 @@ async def test_second_upload_of_the_same_bytes_is_deduplicated(v2, monkeypatch):
             b = client.assets.from_bytes(b"same bytes", filename="b.bin")
             b.commit()
             return a, b
+
     a, b = await asyncio.to_thread(run)
     assert a.id != b.id and a.hash == b.hash
 
@@ -74,22 +79,26 @@ async def test_sdk_run_and_cancel(make_v2, monkeypatch):
         with sdk_client(stack, monkeypatch) as client:
             job = client.submit(client.workflows.from_json(SMOKE))
             import time
+
             deadline = time.monotonic() + 10
             while job.refresh().status != "running" and time.monotonic() < deadline:
                 time.sleep(0.05)
             job.cancel()
             job.wait(timeout=20)
             return job.status
+
     assert await asyncio.to_thread(run) == "canceled"
 
 
 async def test_the_example_in_docs_api_md_runs(v2, monkeypatch, tmp_path):
     from tests.support import REPO
+
     text = (REPO / "docs/api.md").read_text()
-    section = text[text.index("## The Comfy API v2 with comfy-sdk"):]
+    section = text[text.index("## The Comfy API v2 with comfy-sdk") :]
     code = section.split("```python\n", 1)[1].split("```", 1)[0]
     code = code.replace("https://comfy.example", v2.url()).replace(
-        '"workflows/api/smoke.json"', repr(str(REPO / "workflows/api/smoke.json")))
+        '"workflows/api/smoke.json"', repr(str(REPO / "workflows/api/smoke.json"))
+    )
     monkeypatch.setenv("COMFY_TOKEN", v2.token)
     monkeypatch.chdir(tmp_path)
     await asyncio.to_thread(exec, compile(code, "docs/api.md", "exec"), {})

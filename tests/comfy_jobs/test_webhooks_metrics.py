@@ -1,4 +1,5 @@
 """Webhooks on terminal states (Standard Webhooks signatures, retried), /metrics and /readyz."""
+
 from __future__ import annotations
 
 import asyncio
@@ -23,6 +24,7 @@ async def receiver(aiohttp_server):
     async def hook(request):
         got.append((await request.read(), dict(request.headers)))
         return web.Response(status=answers.pop(0) if answers else 204)
+
     app = web.Application()
     app.router.add_post("/hook", hook)
     server = await aiohttp_server(app)

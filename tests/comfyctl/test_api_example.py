@@ -2,6 +2,7 @@
 Python) against the real proxy in front of the ComfyUI stand-in: the bare-ComfyUI script
 works against a bare server and is refused by the gate; the gated one works with a token
 and, after its one commented alternative line is swapped in, with the admin login."""
+
 from __future__ import annotations
 
 import asyncio
@@ -41,8 +42,14 @@ def with_basic_auth(script: str) -> str:
 async def run_script(script: str, cwd, **env) -> tuple[int, str]:
     (cwd / "workflow_api.json").write_text(json.dumps(SMOKE_PROMPT))
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", script, cwd=cwd, env=python_env(**env),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        sys.executable,
+        "-c",
+        script,
+        cwd=cwd,
+        env=python_env(**env),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     out, _ = await asyncio.wait_for(proc.communicate(), 60)
     return proc.returncode, out.decode(errors="replace")
 
@@ -50,8 +57,15 @@ async def run_script(script: str, cwd, **env) -> tuple[int, str]:
 @pytest.fixture
 async def servers(tmp_path, aiohttp_server):
     upstream = await aiohttp_server(fake_comfyui.create_app(tmp_path / "server" / "output"))
-    settings = replace(Settings(), host="127.0.0.1", port=0, upstream=f"http://127.0.0.1:{upstream.port}",
-                       state_dir=tmp_path / "auth", admin_password=PASSWORD, progress_file=tmp_path / "none.json")
+    settings = replace(
+        Settings(),
+        host="127.0.0.1",
+        port=0,
+        upstream=f"http://127.0.0.1:{upstream.port}",
+        state_dir=tmp_path / "auth",
+        admin_password=PASSWORD,
+        progress_file=tmp_path / "none.json",
+    )
     token = Store(settings.state_dir).create_token("api-example")
     proxy = await aiohttp_server(create_app(settings))
     return f"http://127.0.0.1:{upstream.port}", f"http://127.0.0.1:{proxy.port}", token
@@ -84,5 +98,7 @@ async def test_gated_script_works_with_a_token_and_with_the_admin_login(servers,
         assert rc == 0, (name, out)
         assert len(pngs(tmp_path / name)) == 1, name
     (tmp_path / "wrong").mkdir()
-    rc, out = await run_script(example("gated"), tmp_path / "wrong", COMFY_SERVER=proxy_url, COMFY_TOKEN="nope")
+    rc, out = await run_script(
+        example("gated"), tmp_path / "wrong", COMFY_SERVER=proxy_url, COMFY_TOKEN="nope"
+    )
     assert rc != 0 and "401" in out

@@ -1,4 +1,5 @@
 """`comfyctl drain` against a real HTTP server answering /queue the way ComfyUI does."""
+
 from __future__ import annotations
 
 import asyncio
@@ -22,8 +23,12 @@ def queue_app(states: list[tuple[int, int]]) -> web.Application:
         running, pending = states[min(calls["n"], len(states) - 1)]
         calls["n"] += 1
         item = lambda i: [i, f"prompt-{i}", {}, {}, []]  # noqa: E731 - ComfyUI's queue entry shape
-        return web.json_response({"queue_running": [item(i) for i in range(running)],
-                                  "queue_pending": [item(i) for i in range(pending)]})
+        return web.json_response(
+            {
+                "queue_running": [item(i) for i in range(running)],
+                "queue_pending": [item(i) for i in range(pending)],
+            }
+        )
 
     app = web.Application()
     app.router.add_get("/queue", queue)
@@ -54,9 +59,21 @@ def test_unreachable_comfyui_means_nothing_to_drain():
 async def test_cli_exits_zero_and_says_what_it_waits_for(aiohttp_server):
     server = await aiohttp_server(queue_app([(1, 0), (1, 0), (0, 0)]))
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "comfyctl", "drain", "--url", str(server.make_url("")),
-        "--interval", "0.05", "--timeout", "10", cwd=REPO, env=python_env(),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        sys.executable,
+        "-m",
+        "comfyctl",
+        "drain",
+        "--url",
+        str(server.make_url("")),
+        "--interval",
+        "0.05",
+        "--timeout",
+        "10",
+        cwd=REPO,
+        env=python_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     out, _ = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, out.decode()
     assert "waiting for ComfyUI's queue to empty: 1 running, 0 pending" in out.decode()

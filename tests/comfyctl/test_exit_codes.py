@@ -1,4 +1,5 @@
 """comfyctl's exit codes: one table, each code one meaning, documented once."""
+
 from __future__ import annotations
 
 import argparse
@@ -19,6 +20,7 @@ def all_errors(cls=errors.ComfyctlError):
 
 def test_each_code_means_one_thing():
     from comfyctl import run, workflow  # noqa: F401 - their errors are subclasses too
+
     codes: dict[int, type] = {}
     for cls in all_errors():
         if "exit_code" in vars(cls):
@@ -38,7 +40,12 @@ def test_doctor_and_a_missing_checkout_use_the_table(tmp_path, monkeypatch, caps
     monkeypatch.setenv("COMFYUI_DIR", str(tmp_path / "none"))
     code = doctor.main(argparse.Namespace(comfyui_dir=None, comfyui_python=None, data_dir=None))
     assert code == errors.ProblemsFound.exit_code and "no main.py" in capsys.readouterr().out
-    out = subprocess.run([sys.executable, "-m", "comfyctl", "serve", "--dry-run"], cwd=tmp_path,
-                         env=python_env(COMFYUI_DIR=str(tmp_path / "none")), capture_output=True,
-                         text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "comfyctl", "serve", "--dry-run"],
+        cwd=tmp_path,
+        env=python_env(COMFYUI_DIR=str(tmp_path / "none")),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == errors.ConfigError.exit_code and "COMFYUI_DIR" in out.stderr

@@ -4,6 +4,7 @@ and the /history entry, recorded from ComfyUI with `--cpu`): the smoke workflow
 audio file uploaded and rewired into LoadAudio, whose SaveAudio output comes back
 (tests/data/audio_ws_sequence.json, with the real upload answer and output file); and a
 real /prompt 400 answer (tests/data/prompt_400_node_errors.json)."""
+
 from __future__ import annotations
 
 import base64
@@ -29,6 +30,7 @@ def _swap_ids(obj, old: str, new: str):
 def make_replay(recorded: dict):
     """An executor for the stand-in that answers any prompt with `recorded`'s run; it keeps
     the prompt it was given (state["prompts"]) so a test can see what the client sent."""
+
     async def replay(state: dict, prompt_id: str, prompt: dict, client_id: str | None) -> None:
         state.setdefault("prompts", []).append(prompt)
         old = recorded["prompt_response"]["prompt_id"]
@@ -47,6 +49,7 @@ def make_replay(recorded: dict):
         state["history"][prompt_id] = entry
         state["queue"].remove(prompt_id)
         await fake_comfyui.broadcast(state, fake_comfyui.status_msg(state))
+
     return replay
 
 
@@ -96,7 +99,9 @@ async def test_real_node_errors_answer_is_reported(tmp_path, aiohttp_server):
     async def ws(request):
         sock = web.WebSocketResponse()
         await sock.prepare(request)
-        await sock.send_json({"type": "status", "data": {"status": {"exec_info": {"queue_remaining": 0}}, "sid": "x"}})
+        await sock.send_json(
+            {"type": "status", "data": {"status": {"exec_info": {"queue_remaining": 0}}, "sid": "x"}}
+        )
         async for _ in sock:  # held open until the client closes it
             pass
         return sock
@@ -118,16 +123,21 @@ async def test_audio_input_is_uploaded_and_rewired_like_an_image(tmp_path, aioht
     """`--input audio=speech.wav` goes through /upload/image (as ComfyUI's frontend uploads
     audio), and the name the server answers is what LoadAudio gets: here `speech (1).wav`,
     since the server already holds a different speech.wav, as in the recorded run."""
-    app = fake_comfyui.create_app(tmp_path / "server" / "output", executor=make_replay(AUDIO),
-                                  known_classes={"LoadAudio", "SaveAudio"})
+    app = fake_comfyui.create_app(
+        tmp_path / "server" / "output", executor=make_replay(AUDIO), known_classes={"LoadAudio", "SaveAudio"}
+    )
     state = app[fake_comfyui.STATE]
     state["input"].mkdir(parents=True)
     (state["input"] / "speech.wav").write_bytes(fake_comfyui.tiny_wav(0.25))
     upstream = await aiohttp_server(app)
     speech = tmp_path / "speech.wav"
     speech.write_bytes(fake_comfyui.tiny_wav(0.5))
-    ns = args(tmp_path, f"http://127.0.0.1:{upstream.port}", workflow=DATA / "audio_roundtrip.json",
-              input=[f"audio={speech}"])
+    ns = args(
+        tmp_path,
+        f"http://127.0.0.1:{upstream.port}",
+        workflow=DATA / "audio_roundtrip.json",
+        input=[f"audio={speech}"],
+    )
     result = await runmod.run(ns)
     assert AUDIO["upload_response"]["name"] == "speech (1).wav"  # what the real server answered
     assert state["prompts"][0]["1"]["inputs"]["audio"] == "speech (1).wav"
@@ -137,8 +147,14 @@ async def test_audio_input_is_uploaded_and_rewired_like_an_image(tmp_path, aioht
     assert Path(out).read_bytes() == base64.b64decode(AUDIO["output_files"]["audio/roundtrip_00001_.flac"])
     assert Path(out).read_bytes().startswith(b"fLaC")
     # the same file again: the server keeps one copy under its name, as ComfyUI does
-    again = await runmod.run(args(tmp_path, f"http://127.0.0.1:{upstream.port}",
-                                  workflow=DATA / "audio_roundtrip.json", input=[f"audio={speech}"]))
+    again = await runmod.run(
+        args(
+            tmp_path,
+            f"http://127.0.0.1:{upstream.port}",
+            workflow=DATA / "audio_roundtrip.json",
+            input=[f"audio={speech}"],
+        )
+    )
     assert state["prompts"][1]["1"]["inputs"]["audio"] == "speech (1).wav" and again["outputs"]
 
 
@@ -151,8 +167,13 @@ async def test_s2v_takes_an_audio_and_an_image_input(tmp_path, aiohttp_server):
     speech, face = tmp_path / "speech.wav", tmp_path / "face.png"
     speech.write_bytes(fake_comfyui.tiny_wav())
     face.write_bytes(fake_comfyui.tiny_png())
-    ns = args(tmp_path, f"http://127.0.0.1:{upstream.port}", workflow=REPO / "workflows/api/wan22-s2v-14b.json",
-              input=[f"audio={speech}", f"image={face}"], param=["frames=73"])
+    ns = args(
+        tmp_path,
+        f"http://127.0.0.1:{upstream.port}",
+        workflow=REPO / "workflows/api/wan22-s2v-14b.json",
+        input=[f"audio={speech}", f"image={face}"],
+        param=["frames=73"],
+    )
     result = await runmod.run(ns)
     state = app[fake_comfyui.STATE]
     sent = state["history"][result["prompt_id"]]["prompt"][2]

@@ -1,4 +1,5 @@
 """comfy_stack.files: the one atomic write and the one partial-download clean-up."""
+
 from __future__ import annotations
 
 import stat
@@ -68,4 +69,4 @@ def test_discard_partial_removes_bytes_sidecar_and_bookkeeping(tmp_path):
         p.write_text("x")
     discard_partial(part, extra)
     assert list(tmp_path.iterdir()) == []
-    discard_partial(part, extra)   # nothing there any more: not an error
+    discard_partial(part, extra)  # nothing there any more: not an error

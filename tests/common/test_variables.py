@@ -1,5 +1,6 @@
 """comfy_stack.env and comfy_stack.variables: each variable declared once, read one way, and
 the docs' tables generated from the declarations."""
+
 from __future__ import annotations
 
 import re
@@ -28,10 +29,13 @@ def test_flag_beats_environment_beats_file_beats_default(tmp_path):
     assert Env({"X_SECRET": "from-env"}).get(var, flag="from-flag") == "from-flag"
 
 
-@pytest.mark.parametrize("env,needle", [
-    ({"X_SECRET": "a", "X_SECRET_FILE": "/x"}, "set X_SECRET or X_SECRET_FILE, not both"),
-    ({"X_SECRET_FILE": "/nonexistent/secret"}, "X_SECRET_FILE=/nonexistent/secret: cannot read it"),
-])
+@pytest.mark.parametrize(
+    "env,needle",
+    [
+        ({"X_SECRET": "a", "X_SECRET_FILE": "/x"}, "set X_SECRET or X_SECRET_FILE, not both"),
+        ({"X_SECRET_FILE": "/nonexistent/secret"}, "X_SECRET_FILE=/nonexistent/secret: cannot read it"),
+    ],
+)
 def test_file_form_errors_name_the_variable(env, needle):
     with pytest.raises(ProgramError, match=needle):
         Env(env, error=ProgramError).get(Var("X_SECRET", None, "a secret", file_form=True))
@@ -68,12 +72,15 @@ def test_each_variable_is_declared_once_and_documented():
     assert len(names) == len(set(names)), "a variable is declared twice"
     tabled = {v.name for _doc, rows in variables.DOC_TABLES.values() for v, _flag in rows}
     assert {v.name for v in DECLARED} - tabled == set(), "declared but in no docs table"
-    assert all(v.doc and "\n" not in v.doc and "|" not in v.doc for v in DECLARED), "a doc line breaks its table"
+    assert all(v.doc and "\n" not in v.doc and "|" not in v.doc for v in DECLARED), (
+        "a doc line breaks its table"
+    )
 
 
 def test_docs_tables_are_generated_from_the_declarations():
-    stale = [str(path.relative_to(REPO)) for path, (old, new) in settings_docs.rendered().items()
-             if old != new]
+    stale = [
+        str(path.relative_to(REPO)) for path, (old, new) in settings_docs.rendered().items() if old != new
+    ]
     assert stale == [], f"{stale}: run `make settings-docs`"
 
 
@@ -96,7 +103,10 @@ def test_only_the_settings_mechanism_reads_the_environment():
     """Everything else receives a settings object (DESIGN: each variable is read once)."""
     allowed = {"comfy_stack/env.py"}
     reads = re.compile(r"(?<!`)\bos\.environ\b(?!`)|\bgetenv\(")
-    readers = {str(p.relative_to(REPO))
-               for package in ("auth_proxy", "model_sync", "comfyctl", "comfy_stack", "workflows", "custom_nodes")
-               for p in (REPO / package).rglob("*.py") if reads.search(p.read_text(encoding="utf-8"))}
+    readers = {
+        str(p.relative_to(REPO))
+        for package in ("auth_proxy", "model_sync", "comfyctl", "comfy_stack", "workflows", "custom_nodes")
+        for p in (REPO / package).rglob("*.py")
+        if reads.search(p.read_text(encoding="utf-8"))
+    }
     assert readers - allowed == set()

@@ -3,6 +3,7 @@ Docker engine and started with `docker compose --profile cpu up -d`, then checke
 its published port. Not part of `make test` (it builds a 12 GB image); skipped with the
 reason when Docker cannot run at all, a failure instead under CI (COMFY_STACK_STRICT_TESTS).
 """
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,16 @@ import time
 
 import pytest
 
-from tests.support import REPO, free_port, need, need_tool, stop_process, wait_until
-from tests.support import compose_stack, docker_engine
+from tests.support import (
+    REPO,
+    compose_stack,
+    docker_engine,
+    free_port,
+    need,
+    need_tool,
+    stop_process,
+    wait_until,
+)
 
 TIER = os.environ.get("COMFY_STACK_IMAGE_TIER") == "1"
 TAG = os.environ.get("COMFY_STACK_TIER_TAG", "comfy-stack:tier-cpu")
@@ -72,27 +81,55 @@ def bucket(engine, image):
     """A real S3 server (moto) on the Docker bridge's host address: the container's
     MODEL_SYNC_FROM, reached as host.docker.internal."""
     import subprocess
+
     from tests.support.s3_server import ACCESS_KEY, SECRET_KEY, _up
+
     # what `host-gateway` stands for, asked of Docker itself (the default bridge's IPAM
     # config names no gateway when dockerd runs without iptables)
-    hosts = engine.run("run", "--rm", "--add-host", "tier-host:host-gateway", "--entrypoint", "getent",
-                       image[0], "hosts", "tier-host").stdout.split()
+    hosts = engine.run(
+        "run",
+        "--rm",
+        "--add-host",
+        "tier-host:host-gateway",
+        "--entrypoint",
+        "getent",
+        image[0],
+        "hosts",
+        "tier-host",
+    ).stdout.split()
     assert hosts, "Docker could not resolve host-gateway"
     gateway = hosts[0]
     port = free_port()
-    proc = subprocess.Popen([need_tool("moto_server"), "-H", gateway, "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [need_tool("moto_server"), "-H", gateway, "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://{gateway}:{port}"
     try:
         wait_until(lambda: proc.poll() is None and _up(url), timeout=30, what="moto_server")
         import boto3
-        s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id=ACCESS_KEY,
-                          aws_secret_access_key=SECRET_KEY)
+
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=url,
+            region_name="us-east-1",
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY,
+        )
         s3.create_bucket(Bucket=BUCKET)
-        yield {"port": port, "client": s3, "env": {
-            "MODEL_SYNC_FROM": f"s3://{BUCKET}/{PREFIX}", "AWS_ENDPOINT_URL": f"http://host.docker.internal:{port}",
-            "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_EC2_METADATA_DISABLED": "true"}}
+        yield {
+            "port": port,
+            "client": s3,
+            "env": {
+                "MODEL_SYNC_FROM": f"s3://{BUCKET}/{PREFIX}",
+                "AWS_ENDPOINT_URL": f"http://host.docker.internal:{port}",
+                "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+                "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+                "AWS_DEFAULT_REGION": "us-east-1",
+                "AWS_EC2_METADATA_DISABLED": "true",
+            },
+        }
     finally:
         stop_process(proc)
 
@@ -103,14 +140,31 @@ def stack(engine, image, bucket, tmp_path_factory):
     from the bucket (a blocking sync, so each start's sync is in the log before ComfyUI's)."""
     import numpy as np
     from safetensors.numpy import save
-    bucket["client"].put_object(Bucket=BUCKET, Key=f"{PREFIX}/checkpoints/tier-tiny.safetensors",
-                                Body=save({"weight": np.arange(64, dtype=np.float32)}))
+
+    bucket["client"].put_object(
+        Bucket=BUCKET,
+        Key=f"{PREFIX}/checkpoints/tier-tiny.safetensors",
+        Body=save({"weight": np.arange(64, dtype=np.float32)}),
+    )
     port = free_port()
-    env = {"COMPOSE_PROFILES": "cpu", "COMFY_CPU_IMAGE": image[0], "COMFY_ADMIN_PASSWORD": PASSWORD,
-           "COMFY_PORT": str(port), "COMFY_BIND": "127.0.0.1", "MODEL_SYNC_MODE": "block", **bucket["env"]}
+    env = {
+        "COMPOSE_PROFILES": "cpu",
+        "COMFY_CPU_IMAGE": image[0],
+        "COMFY_ADMIN_PASSWORD": PASSWORD,
+        "COMFY_PORT": str(port),
+        "COMFY_BIND": "127.0.0.1",
+        "MODEL_SYNC_MODE": "block",
+        **bucket["env"],
+    }
     override = {"services": {compose_stack.SERVICE: {"extra_hosts": ["host.docker.internal:host-gateway"]}}}
-    s = compose_stack.make(need_tool("docker-compose"), tmp_path_factory.mktemp("compose"), "comfy-stack-tier",
-                           port, env, override)
+    s = compose_stack.make(
+        need_tool("docker-compose"),
+        tmp_path_factory.mktemp("compose"),
+        "comfy-stack-tier",
+        port,
+        env,
+        override,
+    )
     s.run("down", "--volumes", check=False)  # a run killed earlier may have left its volumes
     try:
         s.run("--profile", "cpu", "up", "-d", timeout=600)

@@ -3,6 +3,7 @@ compiled in the `extensions-cuda` stage against the pinned torch (its CUDA 12.8 
 sm_86/89/90, then imported in a container (import only: no GPU is needed to import). Where
 NVIDIA's devel image cannot be pulled, on the stand-in `python -m docker.bases --cuda` makes
 (Ubuntu's CUDA 12.0 compiler: docs/build.md)."""
+
 from __future__ import annotations
 
 import os
@@ -13,11 +14,15 @@ import pytest
 from tests.image.conftest import timings
 from tests.support import REPO, docker_engine
 
-pytestmark = [pytest.mark.timeout(5400),
-              # about 30 minutes on 2 cores from cold (a devel base, torch, three GPU targets):
-              # its own target, so that `make test-image` fits CI's time on a new machine
-              pytest.mark.skipif(os.environ.get("COMFY_STACK_IMAGE_CUDA") != "1",
-                                 reason="the CUDA extensions build with `make test-image-cuda`")]
+pytestmark = [
+    pytest.mark.timeout(5400),
+    # about 30 minutes on 2 cores from cold (a devel base, torch, three GPU targets):
+    # its own target, so that `make test-image` fits CI's time on a new machine
+    pytest.mark.skipif(
+        os.environ.get("COMFY_STACK_IMAGE_CUDA") != "1",
+        reason="the CUDA extensions build with `make test-image-cuda`",
+    ),
+]
 TAG = "comfy-stack:tier-extensions"
 
 
@@ -28,9 +33,14 @@ def extensions(engine, inputs, tmp_path_factory):
     if not (engine.has_image(devel) or engine.run("pull", devel, check=False, timeout=900).returncode == 0):
         if not engine.has_image(docker_engine.STANDIN_CUDA_DEVEL):
             import subprocess
-            subprocess.run([sys.executable, "-m", "docker.bases", "--cuda"], cwd=REPO, check=True, timeout=1800)
+
+            subprocess.run(
+                [sys.executable, "-m", "docker.bases", "--cuda"], cwd=REPO, check=True, timeout=1800
+            )
         env["CUDA_DEVEL"] = docker_engine.STANDIN_CUDA_DEVEL
-        timings["cuda devel base"] = f"{devel.split('@')[0]} cannot be pulled: {docker_engine.STANDIN_CUDA_DEVEL}"
+        timings["cuda devel base"] = (
+            f"{devel.split('@')[0]} cannot be pulled: {docker_engine.STANDIN_CUDA_DEVEL}"
+        )
     # only this stage: the runtime base is not needed for it (the legacy builder runs the
     # stages before it, base-cuda among them, so that one is pointed at the CPU base)
     env["CUDA_IMAGE"] = "base-cpu"
@@ -41,9 +51,11 @@ def extensions(engine, inputs, tmp_path_factory):
 
 
 def test_the_rasterizer_and_renderer_import_against_the_pinned_torch(engine, extensions):
-    script = ("set -e; . /opt/build-venv/bin/activate; pip install --no-deps -q /wheels/*.whl; cd /renderer; "
-              "python -c 'import torch, custom_rasterizer, custom_rasterizer_kernel, mesh_inpaint_processor; "
-              "print(torch.__version__, torch.version.cuda)'")
+    script = (
+        "set -e; . /opt/build-venv/bin/activate; pip install --no-deps -q /wheels/*.whl; cd /renderer; "
+        "python -c 'import torch, custom_rasterizer, custom_rasterizer_kernel, mesh_inpaint_processor; "
+        "print(torch.__version__, torch.version.cuda)'"
+    )
     out = engine.run("run", "--rm", "--network", "none", extensions, "sh", "-c", script, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
     version, cuda = out.stdout.split()[-2:]
@@ -51,10 +63,12 @@ def test_the_rasterizer_and_renderer_import_against_the_pinned_torch(engine, ext
 
 
 def test_the_rasterizer_carries_code_for_every_target_gpu(engine, extensions):
-    find = ("so=$(find /opt/build-venv /wheels /build -name 'custom_rasterizer_kernel*.so' | head -1); "
-            "cuobjdump=$(command -v cuobjdump || echo /usr/local/cuda/bin/cuobjdump); "
-            "if [ -z \"$so\" ]; then cd /tmp && python3 -m zipfile -e /wheels/*.whl w && so=$(find w -name '*.so' | head -1); fi; "
-            "$cuobjdump --list-elf \"$so\"")
+    find = (
+        "so=$(find /opt/build-venv /wheels /build -name 'custom_rasterizer_kernel*.so' | head -1); "
+        "cuobjdump=$(command -v cuobjdump || echo /usr/local/cuda/bin/cuobjdump); "
+        "if [ -z \"$so\" ]; then cd /tmp && python3 -m zipfile -e /wheels/*.whl w && so=$(find w -name '*.so' | head -1); fi; "
+        "$cuobjdump --list-elf \"$so\""
+    )
     out = engine.run("run", "--rm", "--network", "none", extensions, "sh", "-c", find, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
     for arch in ("sm_86", "sm_89", "sm_90"):

@@ -3,6 +3,7 @@ through its published port; `docker compose exec` only where the issue's user wo
 (creating a token) or where only the inside can tell (processes, files, libraries).
 The tests run in file order on one stack: restart, then the second start, then shutdown, then
 a start in new containers on the same volumes."""
+
 from __future__ import annotations
 
 import http.cookiejar
@@ -35,7 +36,9 @@ class Browser:
         self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
 
     def request(self, path: str, data: bytes | None = None, headers: dict | None = None) -> tuple[int, bytes]:
-        req = urllib.request.Request(self.url + path, data=data, headers={"Origin": self.url, **(headers or {})})
+        req = urllib.request.Request(
+            self.url + path, data=data, headers={"Origin": self.url, **(headers or {})}
+        )
         try:
             with self.opener.open(req, timeout=30) as r:
                 return r.status, r.read()
@@ -56,17 +59,20 @@ def token(stack, name: str) -> str:
 
 def processes(stack) -> list[dict]:
     """Every process in the container: pid, uid and command line, from /proc."""
-    return json.loads(stack.python(
-        "import json, os\n"
-        "out = []\n"
-        "for pid in filter(str.isdigit, os.listdir('/proc')):\n"
-        "    try:\n"
-        "        cmd = open(f'/proc/{pid}/cmdline', 'rb').read().replace(b'\\0', b' ').decode().strip()\n"
-        "        uid = [l.split()[1] for l in open(f'/proc/{pid}/status') if l.startswith('Uid:')][0]\n"
-        "    except OSError:\n"
-        "        continue\n"
-        "    out.append({'pid': int(pid), 'uid': int(uid), 'cmd': cmd})\n"
-        "print(json.dumps(out))\n"))
+    return json.loads(
+        stack.python(
+            "import json, os\n"
+            "out = []\n"
+            "for pid in filter(str.isdigit, os.listdir('/proc')):\n"
+            "    try:\n"
+            "        cmd = open(f'/proc/{pid}/cmdline', 'rb').read().replace(b'\\0', b' ').decode().strip()\n"
+            "        uid = [l.split()[1] for l in open(f'/proc/{pid}/status') if l.startswith('Uid:')][0]\n"
+            "    except OSError:\n"
+            "        continue\n"
+            "    out.append({'pid': int(pid), 'uid': int(uid), 'cmd': cmd})\n"
+            "print(json.dumps(out))\n"
+        )
+    )
 
 
 def comfyui_process(stack) -> dict:
@@ -102,9 +108,25 @@ def test_healthy_means_ready_and_the_login_page_answers(stack):
 
 
 def test_smoke_workflow_from_the_host_with_a_token_lands_on_the_output_volume(stack, tmp_path):
-    out = subprocess.run([sys.executable, "-m", "comfyctl", "run", str(REPO / "workflows/api/smoke.json"),
-                          "--server", stack.url, "--token", token(stack, "tier"), "--out", str(tmp_path),
-                          "--json"], capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "comfyctl",
+            "run",
+            str(REPO / "workflows/api/smoke.json"),
+            "--server",
+            stack.url,
+            "--token",
+            token(stack, "tier"),
+            "--out",
+            str(tmp_path),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     pngs = list(tmp_path.rglob("*.png"))
     assert pngs and pngs[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -113,8 +135,9 @@ def test_smoke_workflow_from_the_host_with_a_token_lands_on_the_output_volume(st
 
 
 def test_comfyuis_port_is_not_reachable_from_the_host(stack, engine):
-    ip = engine.run("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
-                    stack.container()).stdout.strip()
+    ip = engine.run(
+        "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", stack.container()
+    ).stdout.strip()
     for host in ("127.0.0.1", ip):
         with socket.socket() as s:
             s.settimeout(5)
@@ -145,11 +168,13 @@ def test_pymeshlab_loads_every_plugin_and_the_build_left_nothing_behind(stack):
     out = stack.exec("python", "-m", "docker.check_image")
     assert out.returncode == 0, out.stdout + out.stderr
     # and directly: a mesh read and written through pymeshlab's I/O plugins
-    stack.python("import pymeshlab, tempfile, os\n"
-                 "d = tempfile.mkdtemp(); p = os.path.join(d, 'a.obj')\n"
-                 "open(p, 'w').write('v 0 0 0\\nv 1 0 0\\nv 0 1 0\\nf 1 2 3\\n')\n"
-                 "m = pymeshlab.MeshSet(); m.load_new_mesh(p); m.save_current_mesh(p + '.ply')\n"
-                 "assert m.current_mesh().vertex_number() == 3\n")
+    stack.python(
+        "import pymeshlab, tempfile, os\n"
+        "d = tempfile.mkdtemp(); p = os.path.join(d, 'a.obj')\n"
+        "open(p, 'w').write('v 0 0 0\\nv 1 0 0\\nv 0 1 0\\nf 1 2 3\\n')\n"
+        "m = pymeshlab.MeshSet(); m.load_new_mesh(p); m.save_current_mesh(p + '.ply')\n"
+        "assert m.current_mesh().vertex_number() == 3\n"
+    )
     assert stack.exec("test", "-e", "/opt/ComfyUI/user").returncode != 0
 
 
@@ -160,19 +185,22 @@ def test_manager_sees_torch_and_an_offline_start_is_quiet(stack):
         "import os, subprocess, sys\n"
         f"env = dict(l.split('=', 1) for l in open('/proc/{proc['pid']}/environ').read().split('\\0') if '=' in l)\n"
         "print(subprocess.run([sys.executable, '-m', 'pip', 'list', '--format=freeze'], env=env,\n"
-        "                     capture_output=True, text=True).stdout)\n")
+        "                     capture_output=True, text=True).stdout)\n"
+    )
     assert re.search(r"^torch==", listed, re.M), listed[:2000]
     logs = stack.logs()
     assert "PyTorch is not installed" not in logs
-    assert "'comfyui-frontend-package' dependency were fixed" not in logs   # no reinstall at start
-    assert "network_mode: offline" in logs            # the container has no internet here
-    assert "Traceback" not in logs, logs[logs.index("Traceback") - 2000:][:6000]
+    assert "'comfyui-frontend-package' dependency were fixed" not in logs  # no reinstall at start
+    assert "network_mode: offline" in logs  # the container has no internet here
+    assert "Traceback" not in logs, logs[logs.index("Traceback") - 2000 :][:6000]
     assert "Matplotlib is building the font cache" not in logs
 
 
 def test_no_build_setting_stays_in_the_image(engine, image):
     env = json.loads(engine.run("image", "inspect", "-f", "{{json .Config.Env}}", image[0]).stdout)
-    assert not [e for e in env if e.startswith(("TORCH_INDEX", "PIP_INDEX_URL", "GIT_MIRROR", "APT_MIRROR"))], env
+    assert not [
+        e for e in env if e.startswith(("TORCH_INDEX", "PIP_INDEX_URL", "GIT_MIRROR", "APT_MIRROR"))
+    ], env
 
 
 def test_restart_keeps_password_tokens_and_browser_sessions(stack, engine):
@@ -190,7 +218,7 @@ def test_restart_keeps_password_tokens_and_browser_sessions(stack, engine):
 
 def test_a_second_start_with_the_models_present_syncs_nothing(stack):
     summaries = sync_summaries(stack.logs())
-    assert len(summaries) >= 2, summaries            # the first start and the restart above
+    assert len(summaries) >= 2, summaries  # the first start and the restart above
     first, last = summaries[0], summaries[-1]
     assert first["fetched"] == 1 and not first["errors"], first
     assert last["fetched"] == 0 and last["bytes_transferred"] == 0 and not last["errors"], last
@@ -199,8 +227,11 @@ def test_a_second_start_with_the_models_present_syncs_nothing(stack):
 
 def v2(stack, tok: str, path: str, body: dict | None = None) -> tuple[int, bytes]:
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(stack.url + path, data=data, headers={
-        "Authorization": f"Bearer {tok}", "Content-Type": "application/json", **JSON})
+    req = urllib.request.Request(
+        stack.url + path,
+        data=data,
+        headers={"Authorization": f"Bearer {tok}", "Content-Type": "application/json", **JSON},
+    )
     try:
         with urllib.request.urlopen(req, timeout=60) as r:
             return r.status, r.read()
@@ -213,12 +244,21 @@ kept_job: dict = {}
 
 def test_a_v2_job_succeeds_with_its_output_kept(stack):
     from tests.support.comfyui import SMOKE_PROMPT
+
     tok = token(stack, "v2")
     status, body = v2(stack, tok, "/api/v2/jobs", {"workflow": SMOKE_PROMPT})
     assert status == 201, body
     job_id = json.loads(body)["id"]
-    done = wait_until(lambda: (j := json.loads(v2(stack, tok, f"/api/v2/jobs/{job_id}")[1]))["status"]
-                      in ("succeeded", "failed", "canceled") and j, timeout=300, interval=1, what="the v2 job")
+    done = wait_until(
+        lambda: (
+            (j := json.loads(v2(stack, tok, f"/api/v2/jobs/{job_id}")[1]))["status"]
+            in ("succeeded", "failed", "canceled")
+            and j
+        ),
+        timeout=300,
+        interval=1,
+        what="the v2 job",
+    )
     assert done["status"] == "succeeded", done
     [out] = done["outputs"]
     status, png = v2(stack, tok, f"/api/v2/assets/{out['id']}/content")
@@ -239,7 +279,9 @@ def test_down_finishes_inside_the_grace_period_and_both_programs_stop_cleanly(st
     state = stack.run("ps", "-a", "--format", "json").stdout
     assert '"ExitCode":0' in state.replace(" ", "") or '"ExitCode": 0' in state, state
     stack.run("down", timeout=300)
-    wait_until(lambda: not stack.run("ps", "-aq").stdout.strip(), timeout=60, what="the containers to be removed")
+    wait_until(
+        lambda: not stack.run("ps", "-aq").stdout.strip(), timeout=60, what="the containers to be removed"
+    )
 
 
 def test_v2_jobs_and_their_outputs_survive_down_and_up(stack, engine):

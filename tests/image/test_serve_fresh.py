@@ -3,6 +3,7 @@ with COMFYUI_DIR unset fetches the pinned ComfyUI and packs by the image's mecha
 from the source tarballs beside the checkout where they are, else from git) into the data
 folder, makes its venv from docker/image-lock.txt, serves, and runs the smoke workflow
 through the proxy; a second start reuses what the first made."""
+
 from __future__ import annotations
 
 import os
@@ -48,16 +49,28 @@ def wait_ready(proc: subprocess.Popen, url: str, log_path, timeout: float = 3600
 
 def serve(data, port: int, log) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COMFYUI_", "AUTH_PROXY_", "PYTHON"))}
-    env |= {"AUTH_PROXY_LISTEN": f"127.0.0.1:{port}", "COMFYUI_PORT": str(free_port()), "COMFYUI_MODE": "cpu",
-            "MODEL_SYNC_MODE": "off", "COMFY_ADMIN_PASSWORD": PASSWORD, "COMFY_BASE_PYTHON": base_python(),
-            "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
+    env |= {
+        "AUTH_PROXY_LISTEN": f"127.0.0.1:{port}",
+        "COMFYUI_PORT": str(free_port()),
+        "COMFYUI_MODE": "cpu",
+        "MODEL_SYNC_MODE": "off",
+        "COMFY_ADMIN_PASSWORD": PASSWORD,
+        "COMFY_BASE_PYTHON": base_python(),
+        "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"],
+    }
     sources = REPO.parent / "shared" / "sources"
     if sources.is_dir():
         env["SOURCES_DIR"] = str(sources)
     if not reachable("https://download.pytorch.org/whl/cpu/"):
         env["TORCH_INDEX_URL"] = "https://pypi.org/simple"
-    return subprocess.Popen([sys.executable, "-m", "comfyctl", "serve", "--data-dir", str(data)], cwd=REPO,
-                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "comfyctl", "serve", "--data-dir", str(data)],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -71,7 +84,10 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 def test_serve_without_a_checkout_makes_comfyui_in_the_data_folder_and_runs_the_smoke_workflow(tmp_path):
-    need(base_python() is not None, "no Python 3.12 (python3.12 on PATH or COMFY_BASE_PYTHON) for ComfyUI's venv")
+    need(
+        base_python() is not None,
+        "no Python 3.12 (python3.12 on PATH or COMFY_BASE_PYTHON) for ComfyUI's venv",
+    )
     data, port = tmp_path / "data", free_port()
     url = f"http://127.0.0.1:{port}"
     for attempt in ("first", "second"):
@@ -80,14 +96,35 @@ def test_serve_without_a_checkout_makes_comfyui_in_the_data_folder_and_runs_the_
             proc = serve(data, port, log)
             try:
                 wait_ready(proc, url, tmp_path / f"serve-{attempt}.log")
-                timings[f"make serve without a checkout, {attempt} start seconds"] = round(time.monotonic() - started)
-                tok = subprocess.run([sys.executable, "-m", "auth_proxy", "token", "create", attempt],
-                                     env=os.environ | {"AUTH_PROXY_STATE_DIR": str(data / "auth")},
-                                     capture_output=True, text=True, timeout=60)
+                timings[f"make serve without a checkout, {attempt} start seconds"] = round(
+                    time.monotonic() - started
+                )
+                tok = subprocess.run(
+                    [sys.executable, "-m", "auth_proxy", "token", "create", attempt],
+                    env=os.environ | {"AUTH_PROXY_STATE_DIR": str(data / "auth")},
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                )
                 assert tok.returncode == 0, tok.stderr
-                out = subprocess.run([sys.executable, "-m", "comfyctl", "run", str(REPO / "workflows/api/smoke.json"),
-                                      "--server", url, "--token", tok.stdout.split()[-1], "--out", str(tmp_path / attempt)],
-                                     capture_output=True, text=True, timeout=300)
+                out = subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "comfyctl",
+                        "run",
+                        str(REPO / "workflows/api/smoke.json"),
+                        "--server",
+                        url,
+                        "--token",
+                        tok.stdout.split()[-1],
+                        "--out",
+                        str(tmp_path / attempt),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    timeout=300,
+                )
                 assert out.returncode == 0, out.stdout + out.stderr
                 assert list((tmp_path / attempt).rglob("*.png"))
             except (TimeoutError, AssertionError):

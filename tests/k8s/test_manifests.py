@@ -1,6 +1,7 @@
 """Every overlay renders with kustomize, validates strictly, and has the properties a
 cluster admin relies on (non-root, probes on the proxy, drain before stop, no inline
 secrets, a GPU only where one is meant)."""
+
 from __future__ import annotations
 
 import re
@@ -32,8 +33,9 @@ def one(docs, kind):
 def test_validates_strictly(rendered):
     _, text, _ = rendered
     validate = need_tool("kubernetes-validate")
-    out = subprocess.run([validate, "--strict", "--quiet", "-"], input=text,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [validate, "--strict", "--quiet", "-"], input=text, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stdout + out.stderr
 
 
@@ -60,8 +62,11 @@ def test_one_writer_and_probes_on_the_proxy(rendered):
     (c,) = deploy["spec"]["template"]["spec"]["containers"]
     port = {p["name"]: p["containerPort"] for p in c["ports"]}
     assert port == {"http": 8188}
-    for probe, path in [("startupProbe", "/readyz"), ("readinessProbe", "/readyz"),
-                        ("livenessProbe", "/healthz")]:
+    for probe, path in [
+        ("startupProbe", "/readyz"),
+        ("readinessProbe", "/readyz"),
+        ("livenessProbe", "/healthz"),
+    ]:
         get = c[probe]["httpGet"]
         assert get["path"] == path and get["port"] in ("http", 8188)
     startup = c["startupProbe"]
@@ -108,8 +113,9 @@ def test_gpu_only_where_meant(rendered):
         assert labels["alibabacloud.com/compute-class"] == "gpu"
         assert labels["alibabacloud.com/gpu-model-series"]
     if name.startswith("ack-gpu"):
-        terms = pod["spec"]["affinity"]["nodeAffinity"][
-            "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+        terms = pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+            "nodeSelectorTerms"
+        ]
         assert terms[0]["matchExpressions"][0]["key"] == "aliyun.accelerator/nvidia_name"
 
 

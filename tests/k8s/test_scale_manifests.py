@@ -3,6 +3,7 @@ kustomize and validate strictly: the core kinds with kubernetes-validate, KEDA's
 schema of KEDA's CRDs (as the PyPI package cloudcoil-models-keda carries it, checked just as
 strictly: no property the CRD does not name). Then what an operator relies on: stateless
 gateway replicas, GPU workers that drain a video job before they stop, KEDA on the queue."""
+
 from __future__ import annotations
 
 import subprocess
@@ -43,8 +44,13 @@ def strict(node):
 
 def test_core_kinds_validate_strictly(rendered):
     _, text, docs = rendered
-    out = subprocess.run([need_tool("kubernetes-validate"), "--strict", "--quiet", "-"], input=text,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [need_tool("kubernetes-validate"), "--strict", "--quiet", "-"],
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     unknown = [line for line in out.stdout.splitlines() if "Couldn't find schema" in line]
     assert all("keda.sh" in line for line in unknown), unknown  # KEDA's are checked below
@@ -59,8 +65,10 @@ def test_keda_kinds_validate_strictly_against_kedas_crd_schema(rendered):
     assert {d["kind"] for d in kinds} == {"ScaledObject", "TriggerAuthentication"}
     for doc in kinds:
         schema = strict(getattr(keda, doc["kind"]).model_json_schema(by_alias=True))
-        errors = [f"{'.'.join(map(str, e.path))}: {e.message}"
-                  for e in jsonschema.Draft202012Validator(schema).iter_errors(doc)]
+        errors = [
+            f"{'.'.join(map(str, e.path))}: {e.message}"
+            for e in jsonschema.Draft202012Validator(schema).iter_errors(doc)
+        ]
         assert not errors, errors
         typo = {**doc, "spec": {**doc["spec"], "minReplicas": 1}}  # the check does reject mistakes
         assert list(jsonschema.Draft202012Validator(schema).iter_errors(typo))
@@ -82,7 +90,9 @@ def test_gateways_are_stateless_replicas_behind_one_service(rendered):
     svc = named(docs, "Service", "comfy-stack")
     assert svc["spec"]["selector"] == gw["spec"]["template"]["metadata"]["labels"]
     ing = [d for d in docs if d["kind"] == "Ingress"]
-    assert ing and ing[0]["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"] == "comfy-stack"
+    assert (
+        ing and ing[0]["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"] == "comfy-stack"
+    )
     assert named(docs, "PodDisruptionBudget", "comfy-gateway")["spec"]["minAvailable"] >= 1
 
 
@@ -134,7 +144,9 @@ def test_every_pod_is_unprivileged_and_no_secret_is_inline(rendered):
             assert c["securityContext"]["allowPrivilegeEscalation"] is False
             assert c["securityContext"]["capabilities"]["drop"] == ["ALL"]
             for e in c.get("env", []):
-                if any(w in e["name"] for w in ("PASSWORD", "SECRET", "DATABASE_URL")) and not e["name"].endswith("_FILE"):
+                if any(w in e["name"] for w in ("PASSWORD", "SECRET", "DATABASE_URL")) and not e[
+                    "name"
+                ].endswith("_FILE"):
                     assert "value" not in e, f"{d['metadata']['name']}: {e['name']} must come from a Secret"
 
 

@@ -1,5 +1,6 @@
 """Fixtures for model_sync: one moto S3 server per session, an OSS-dialect adapter in front
 of it, fault relays and a hub stand-in; the helpers they share are in tests/support/sync_cli.py."""
+
 from __future__ import annotations
 
 import uuid
@@ -41,6 +42,7 @@ def relay_for():
         r = FaultRelay(upstream).start()
         relays.append(r)
         return r
+
     yield make
     for r in relays:
         r.stop()

@@ -3,6 +3,7 @@
 Every test runs the real CLI against moto (S3) or the OSS adapter in front of it, through a
 fault-injecting relay on loopback.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -14,9 +15,18 @@ import threading
 import pytest
 
 from tests.support import stop_process, wait_until
-
-from tests.support.sync_cli import (PART, cli_env, digests, leftovers, oss_env, run_cli, safetensors_bytes,
-                       spawn_cli, tree, upload)
+from tests.support.sync_cli import (
+    PART,
+    cli_env,
+    digests,
+    leftovers,
+    oss_env,
+    run_cli,
+    safetensors_bytes,
+    spawn_cli,
+    tree,
+    upload,
+)
 
 
 class FinalNameWatch:
@@ -59,8 +69,11 @@ def store_env(kind, s3, oss, relay_for, **extra):
 
 @pytest.mark.parametrize("kind", ["s3", "oss"])
 def test_faults_still_give_a_byte_identical_tree(kind, s3, oss, bucket, relay_for, tmp_path):
-    files = {"checkpoints/m.safetensors": safetensors_bytes(60_000, 3),   # ~240 KB, 4 parts
-             "vae/v.pt": os.urandom(150_000), "loras/l.pt": os.urandom(30_000)}
+    files = {
+        "checkpoints/m.safetensors": safetensors_bytes(60_000, 3),  # ~240 KB, 4 parts
+        "vae/v.pt": os.urandom(150_000),
+        "loras/l.pt": os.urandom(30_000),
+    }
     upload(s3, bucket, files)
     relay, env = store_env(kind, s3, oss, relay_for, MODEL_SYNC_RETRIES="8", MODEL_SYNC_TIMEOUT="1")
     relay.stall_seconds = 2.5
@@ -96,10 +109,10 @@ def test_https_source_resumes_after_a_reset(s3, bucket, relay_for, tmp_path):
     relay = relay_for(s3.url)
     relay.inject("reset")
     manifest = tmp_path / "m.yaml"
-    manifest.write_text("version: 1\nfiles:\n  - folder: vae\n    path: v.pt\n"
-                        f"    source: {relay.url}/{bucket}/pub/v.pt\n")
-    res = run_cli(["sync", "--manifest", str(manifest), "--models-dir", str(tmp_path / "m")],
-                  cli_env())
+    manifest.write_text(
+        f"version: 1\nfiles:\n  - folder: vae\n    path: v.pt\n    source: {relay.url}/{bucket}/pub/v.pt\n"
+    )
+    res = run_cli(["sync", "--manifest", str(manifest), "--models-dir", str(tmp_path / "m")], cli_env())
     assert res.rc == 0, res.stderr[-3000:]
     assert (tmp_path / "m/vae/v.pt").read_bytes() == data
     # Half the body came before the reset; a restart from zero would make it 1.5x in all.
@@ -109,20 +122,25 @@ def test_https_source_resumes_after_a_reset(s3, bucket, relay_for, tmp_path):
 
 @pytest.mark.parametrize("kind", ["s3", "oss"])
 def test_kill_9_then_rerun_refetches_at_most_one_part(kind, s3, oss, bucket, relay_for, tmp_path):
-    size = 2 * 1024 * 1024                       # 32 parts of 64 KiB
+    size = 2 * 1024 * 1024  # 32 parts of 64 KiB
     files = {"diffusion_models/big.pt": os.urandom(size)}
     upload(s3, bucket, files)
     relay, env = store_env(kind, s3, oss, relay_for, MODEL_SYNC_RANGE_THREADS="1")
-    relay.rate = 700_000                         # ~3 s for the whole file
+    relay.rate = 700_000  # ~3 s for the whole file
     models = tmp_path / "models"
     args = ["mirror", f"{kind}://{bucket}/models", str(models)]
     proc = spawn_cli(args, env, tmp_path / "first.log")
     try:
+
         def midway() -> bool:
             # the progress file (what the proxy's starting page shows) names the file in flight
             progress = json.loads((models / ".model_sync/progress.json").read_text())
-            return relay.body_bytes >= size // 3 and progress["state"] == "running" and \
-                [c["path"] for c in progress["current"]] == ["diffusion_models/big.pt"]
+            return (
+                relay.body_bytes >= size // 3
+                and progress["state"] == "running"
+                and [c["path"] for c in progress["current"]] == ["diffusion_models/big.pt"]
+            )
+
         wait_until(midway, timeout=30, what="a third of the file, shown in the progress file")
         # Stop the body between chunks and let the client take in what the sockets hold:
         # every byte the relay counted has then reached the client before the kill.
@@ -148,8 +166,9 @@ def test_kill_9_then_rerun_refetches_at_most_one_part(kind, s3, oss, bucket, rel
     # loaded machine the OSS path (oss2's resumable download, its own checkpoints) was seen
     # taking one more relay chunk; the cause is not pinned down.
     refetched = res.summary["bytes_transferred"] - (size - before)
-    assert refetched <= PART + 16 * 1024, \
+    assert refetched <= PART + 16 * 1024, (
         f"re-fetched {refetched} bytes of what was there:\n{res.stderr[-3000:]}"
+    )
     # (the killed connection's last relay write may land after the counters were reset)
     assert 0 <= relay.body_bytes - res.summary["bytes_transferred"] <= 16 * 1024
     assert leftovers(models) == []
@@ -159,7 +178,7 @@ def test_two_processes_share_one_directory(s3, bucket, relay_for, tmp_path):
     files = {f"loras/f{i}.pt": os.urandom(200_000) for i in range(4)}
     upload(s3, bucket, files)
     relay = relay_for(s3.url)
-    relay.rate = 500_000                        # 0.4 s a file: the other process must wait
+    relay.rate = 500_000  # 0.4 s a file: the other process must wait
     env = cli_env(**s3.env(relay.url), MODEL_SYNC_LOCK_LOG_EVERY="0.1", MODEL_SYNC_FILE_WORKERS="2")
     args = ["mirror", f"s3://{bucket}/models", str(tmp_path / "m")]
     log_paths = [tmp_path / f"p{i}.log" for i in range(2)]
@@ -169,8 +188,11 @@ def test_two_processes_share_one_directory(s3, bucket, relay_for, tmp_path):
         relay.pause()
         procs = [spawn_cli(args, env, log) for log in log_paths]
         try:
-            wait_until(lambda: any("still waiting for loras/" in log.read_text() for log in log_paths),
-                       timeout=30, what="one process to wait for the other's lock")
+            wait_until(
+                lambda: any("still waiting for loras/" in log.read_text() for log in log_paths),
+                timeout=30,
+                what="one process to wait for the other's lock",
+            )
             relay.resume()
             for p in procs:
                 assert p.wait(60) == 0
@@ -183,5 +205,5 @@ def test_two_processes_share_one_directory(s3, bucket, relay_for, tmp_path):
     logs = [log.read_text() for log in log_paths]
     outs = [(tmp_path / f"p{i}.out").read_text() for i in range(2)]
     sent = sum(json.loads(o.strip().splitlines()[-1])["summary"]["bytes_transferred"] for o in outs)
-    assert sent == sum(map(len, files.values())) == relay.body_bytes   # each file fetched once
+    assert sent == sum(map(len, files.values())) == relay.body_bytes  # each file fetched once
     assert any("still waiting for loras/" in log for log in logs)

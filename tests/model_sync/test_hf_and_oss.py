@@ -1,18 +1,35 @@
 """hf:// against a local server speaking the hub's resolve protocol; oss:// specifics
 (sync with --from, credential and not-found errors) against the OSS adapter."""
+
 from __future__ import annotations
 
 import os
 
 import yaml
 
-from tests.support.sync_cli import cli_env, digests, oss_env, run_cli, safetensors_bytes, sample_files, tree, upload
+from tests.support.sync_cli import (
+    cli_env,
+    digests,
+    oss_env,
+    run_cli,
+    safetensors_bytes,
+    sample_files,
+    tree,
+    upload,
+)
 from tests.support.threaded_server import QuietHandler, ThreadedServer
 
 
 def hf_manifest(path, entries):
-    path.write_text(yaml.safe_dump({"version": 1, "profiles": {"p": "x"}, "files": [
-        {"folder": f, "path": p, "source": s, "profiles": ["p"]} for f, p, s in entries]}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "version": 1,
+                "profiles": {"p": "x"},
+                "files": [{"folder": f, "path": p, "source": s, "profiles": ["p"]} for f, p, s in entries],
+            }
+        )
+    )
     return path
 
 
@@ -20,8 +37,10 @@ def test_hf_source_through_hf_endpoint(hub, tmp_path):
     weights = safetensors_bytes(20_000, 9)
     hub.add("Comfy-Org/demo", {"split_files/vae/demo.safetensors": weights})
     hub.add("acme/gated", {"l.safetensors": safetensors_bytes(100, 1)}, token="hf_secret")
-    manifest = hf_manifest(tmp_path / "m.yaml", [
-        ("vae", "demo.safetensors", "hf://Comfy-Org/demo/split_files/vae/demo.safetensors@main")])
+    manifest = hf_manifest(
+        tmp_path / "m.yaml",
+        [("vae", "demo.safetensors", "hf://Comfy-Org/demo/split_files/vae/demo.safetensors@main")],
+    )
     env = cli_env(HF_ENDPOINT=hub.url)
     args = ["sync", "--manifest", str(manifest), "--models-dir", str(tmp_path / "m")]
     res = run_cli(args, env)
@@ -43,10 +62,18 @@ def test_hf_source_through_hf_endpoint(hub, tmp_path):
 def test_hf_sha256_mismatch_is_never_placed(hub, tmp_path):
     hub.add("o/r", {"m.pt": b"x" * 1000})
     manifest = tmp_path / "m.yaml"
-    manifest.write_text(yaml.safe_dump({"version": 1, "files": [
-        {"folder": "vae", "path": "m.pt", "source": "hf://o/r/m.pt", "sha256": "0" * 64}]}))
-    res = run_cli(["sync", "--manifest", str(manifest), "--models-dir", str(tmp_path / "m")],
-                  cli_env(HF_ENDPOINT=hub.url, MODEL_SYNC_RETRIES="1"))
+    manifest.write_text(
+        yaml.safe_dump(
+            {
+                "version": 1,
+                "files": [{"folder": "vae", "path": "m.pt", "source": "hf://o/r/m.pt", "sha256": "0" * 64}],
+            }
+        )
+    )
+    res = run_cli(
+        ["sync", "--manifest", str(manifest), "--models-dir", str(tmp_path / "m")],
+        cli_env(HF_ENDPOINT=hub.url, MODEL_SYNC_RETRIES="1"),
+    )
     assert res.rc == 8 and "sha256" in res.stderr
     assert not (tmp_path / "m/vae/m.pt").exists()
 
@@ -55,12 +82,36 @@ def test_oss_sync_from_prefix_then_warm(s3, oss, bucket, tmp_path):
     files = sample_files()
     upload(s3, bucket, files)
     manifest = tmp_path / "m.yaml"
-    manifest.write_text(yaml.safe_dump({"version": 1, "profiles": {"all": "x"}, "files": [
-        {"folder": rel.split("/", 1)[0], "path": rel.split("/", 1)[1], "size": len(data),
-         "source": "hf://unused/repo/" + rel, "profiles": ["all"]} for rel, data in files.items()]}))
+    manifest.write_text(
+        yaml.safe_dump(
+            {
+                "version": 1,
+                "profiles": {"all": "x"},
+                "files": [
+                    {
+                        "folder": rel.split("/", 1)[0],
+                        "path": rel.split("/", 1)[1],
+                        "size": len(data),
+                        "source": "hf://unused/repo/" + rel,
+                        "profiles": ["all"],
+                    }
+                    for rel, data in files.items()
+                ],
+            }
+        )
+    )
     env = oss_env(oss.url)
-    args = ["sync", "--manifest", str(manifest), "--models-dir", str(tmp_path / "m"),
-            "--from", f"oss://{bucket}/models", "--profile", "all"]
+    args = [
+        "sync",
+        "--manifest",
+        str(manifest),
+        "--models-dir",
+        str(tmp_path / "m"),
+        "--from",
+        f"oss://{bucket}/models",
+        "--profile",
+        "all",
+    ]
     res = run_cli(args, env)
     assert res.rc == 0, res.stderr[-3000:]
     assert tree(tmp_path / "m") == digests(files)
@@ -69,8 +120,10 @@ def test_oss_sync_from_prefix_then_warm(s3, oss, bucket, tmp_path):
 
 
 def test_oss_object_without_crc64_is_verified_by_its_etag_md5(s3, oss, bucket, relay_for, tmp_path):
-    files = {"vae/v.pt": os.urandom(200_000),                          # 4 parts of 64 KiB
-             "checkpoints/m.safetensors": safetensors_bytes(20_000, 4)}  # 2 parts
+    files = {
+        "vae/v.pt": os.urandom(200_000),  # 4 parts of 64 KiB
+        "checkpoints/m.safetensors": safetensors_bytes(20_000, 4),
+    }  # 2 parts
     upload(s3, bucket, files)
     oss.without_crc64.update((bucket, f"models/{rel}") for rel in files)
     relay = relay_for(oss.url)
@@ -84,7 +137,7 @@ def test_oss_object_without_crc64_is_verified_by_its_etag_md5(s3, oss, bucket, r
     assert tree(tmp_path) == digests(files)
     target = tmp_path / "vae/v.pt"
     st = os.stat(target)
-    with open(target, "r+b") as f:       # bit rot: same size, same inode, same mtime
+    with open(target, "r+b") as f:  # bit rot: same size, same inode, same mtime
         f.seek(1234)
         f.write(bytes([f.read(1)[0] ^ 1]))
     os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
@@ -97,21 +150,31 @@ def test_oss_object_without_crc64_is_verified_by_its_etag_md5(s3, oss, bucket, r
 
 def test_oss_errors_name_the_setting(s3, oss, bucket, tmp_path):
     upload(s3, bucket, {"vae/a.pt": b"a" * 10})
-    bad_key = run_cli(["mirror", f"oss://{bucket}/models", str(tmp_path)],
-                      oss_env(oss.url, OSS_ACCESS_KEY_ID="wrong-id"))
-    assert bad_key.rc == 4 and "OSS_ACCESS_KEY_ID" in bad_key.stderr and "InvalidAccessKeyId" in bad_key.stderr
-    no_creds = run_cli(["mirror", f"oss://{bucket}/models", str(tmp_path)],
-                       cli_env(OSS_ENDPOINT=oss.url))
+    bad_key = run_cli(
+        ["mirror", f"oss://{bucket}/models", str(tmp_path)], oss_env(oss.url, OSS_ACCESS_KEY_ID="wrong-id")
+    )
+    assert (
+        bad_key.rc == 4 and "OSS_ACCESS_KEY_ID" in bad_key.stderr and "InvalidAccessKeyId" in bad_key.stderr
+    )
+    no_creds = run_cli(["mirror", f"oss://{bucket}/models", str(tmp_path)], cli_env(OSS_ENDPOINT=oss.url))
     assert no_creds.rc == 4 and "OSS_ACCESS_KEY_SECRET" in no_creds.stderr
     no_bucket = run_cli(["mirror", "oss://no-such-bucket-x/models", str(tmp_path)], oss_env(oss.url))
     assert no_bucket.rc == 5 and "NoSuchBucket" in no_bucket.stderr
     manifest = tmp_path / "m.yaml"
-    manifest.write_text(yaml.safe_dump({"version": 1, "files": [
-        {"folder": "vae", "path": "b.pt", "source": f"oss://{bucket}/models/vae/b.pt"}]}))
+    manifest.write_text(
+        yaml.safe_dump(
+            {
+                "version": 1,
+                "files": [{"folder": "vae", "path": "b.pt", "source": f"oss://{bucket}/models/vae/b.pt"}],
+            }
+        )
+    )
     no_key = run_cli(["sync", "--manifest", str(manifest), "--models-dir", str(tmp_path)], oss_env(oss.url))
     assert no_key.rc == 5 and f"oss://{bucket}/models/vae/b.pt" in no_key.stderr
-    no_endpoint = run_cli(["mirror", f"oss://{bucket}/models", str(tmp_path)],
-                          cli_env(OSS_ACCESS_KEY_ID="a", OSS_ACCESS_KEY_SECRET="b"))
+    no_endpoint = run_cli(
+        ["mirror", f"oss://{bucket}/models", str(tmp_path)],
+        cli_env(OSS_ACCESS_KEY_ID="a", OSS_ACCESS_KEY_SECRET="b"),
+    )
     assert no_endpoint.rc == 2 and "OSS_ENDPOINT" in no_endpoint.stderr
 
 
@@ -125,25 +188,37 @@ def test_oss_ecs_ram_role_credentials_from_the_metadata_service(s3, oss, bucket,
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
-            body = json.dumps({"Code": "Success", "AccessKeyId": "STS.role-key",
-                               "AccessKeySecret": "role-secret", "SecurityToken": "role-token",
-                               "Expiration": "2099-01-01T00:00:00Z",
-                               "LastUpdated": "2026-01-01T00:00:00Z"}).encode()
+            body = json.dumps(
+                {
+                    "Code": "Success",
+                    "AccessKeyId": "STS.role-key",
+                    "AccessKeySecret": "role-secret",
+                    "SecurityToken": "role-token",
+                    "Expiration": "2099-01-01T00:00:00Z",
+                    "LastUpdated": "2026-01-01T00:00:00Z",
+                }
+            ).encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
+
     server = ThreadedServer(Metadata).start()
     oss.keys["STS.role-key"] = "role-token"
     try:
         upload(s3, bucket, {"vae/a.pt": b"role" * 100})
-        env = cli_env(OSS_ENDPOINT=oss.url, OSS_ECS_RAM_ROLE="comfy-role",
-                      OSS_ECS_METADATA_URL=f"{server.url}/latest/meta-data/ram/security-credentials")
+        env = cli_env(
+            OSS_ENDPOINT=oss.url,
+            OSS_ECS_RAM_ROLE="comfy-role",
+            OSS_ECS_METADATA_URL=f"{server.url}/latest/meta-data/ram/security-credentials",
+        )
         res = run_cli(["mirror", f"oss://{bucket}/models", str(tmp_path / "m")], env)
         assert res.rc == 0, res.stderr[-2000:]
         assert (tmp_path / "m/vae/a.pt").read_bytes() == b"role" * 100
-        wrong = run_cli(["mirror", f"oss://{bucket}/models", str(tmp_path / "w")],
-                        env | {"OSS_ECS_RAM_ROLE": "not-attached"})
+        wrong = run_cli(
+            ["mirror", f"oss://{bucket}/models", str(tmp_path / "w")],
+            env | {"OSS_ECS_RAM_ROLE": "not-attached"},
+        )
         assert wrong.rc == 4 and "OSS_ECS_RAM_ROLE" in wrong.stderr
     finally:
         del oss.keys["STS.role-key"]
@@ -152,8 +227,11 @@ def test_oss_ecs_ram_role_credentials_from_the_metadata_service(s3, oss, bucket,
 
 def test_oss_unreachable_endpoint(bucket, tmp_path):
     from tests.support import free_port
-    res = run_cli(["mirror", f"oss://{bucket}/models", str(tmp_path)],
-                  oss_env(f"http://127.0.0.1:{free_port()}", MODEL_SYNC_RETRIES="1"))
+
+    res = run_cli(
+        ["mirror", f"oss://{bucket}/models", str(tmp_path)],
+        oss_env(f"http://127.0.0.1:{free_port()}", MODEL_SYNC_RETRIES="1"),
+    )
     assert res.rc == 6 and "OSS_ENDPOINT" in res.stderr
 
 
@@ -161,6 +239,7 @@ def test_progress_bars_on_a_terminal(tmp_path):
     import io
 
     from model_sync.progress import Progress
+
     out = io.StringIO()
     p = Progress(tmp_path / "p.json", 10, tty=True, stream=out)
     p.begin(1, 1000)
@@ -168,13 +247,13 @@ def test_progress_bars_on_a_terminal(tmp_path):
     p.advance("vae/a.pt", 600)
     snap = p.snapshot()
     assert snap["current"] == [{"path": "vae/a.pt", "bytes_done": 600, "bytes_total": 1000}]
-    p.advance("vae/a.pt", 900)                   # a re-fetched range never counts twice
+    p.advance("vae/a.pt", 900)  # a re-fetched range never counts twice
     assert p.snapshot()["bytes_done"] == 1000
     p.finish_file("vae/a.pt", 1000)
     p.end(True)
     text = out.getvalue()
     assert "vae/a.pt" in text or "total" in text
-    assert "{\"progress\"" not in text            # no JSON lines on a terminal
+    assert "{\"progress\"" not in text  # no JSON lines on a terminal
 
 
 def test_hf_hub_offline_is_a_clear_setting_error_not_an_outage(hub, tmp_path):
@@ -182,7 +261,10 @@ def test_hf_hub_offline_is_a_clear_setting_error_not_an_outage(hub, tmp_path):
     the sync stops at once (exit 2) and names the variable."""
     hub.add("o/r", {"m.pt": b"x" * 100})
     manifest = hf_manifest(tmp_path / "m.yaml", [("vae", "m.pt", "hf://o/r/m.pt")])
-    res = run_cli(["sync", "--manifest", str(manifest), "--models-dir", str(tmp_path / "m")],
-                  cli_env(HF_ENDPOINT=hub.url, HF_HUB_OFFLINE="1", MODEL_SYNC_BACKOFF="5"), timeout=30)
+    res = run_cli(
+        ["sync", "--manifest", str(manifest), "--models-dir", str(tmp_path / "m")],
+        cli_env(HF_ENDPOINT=hub.url, HF_HUB_OFFLINE="1", MODEL_SYNC_BACKOFF="5"),
+        timeout=30,
+    )
     assert res.rc == 2 and "HF_HUB_OFFLINE" in res.stderr and "retrying" not in res.stderr
     assert not hub.requests

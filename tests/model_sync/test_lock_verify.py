@@ -1,4 +1,5 @@
 """Per-file locks (two holders, dead holders, heartbeats) and file verification."""
+
 from __future__ import annotations
 
 import hashlib
@@ -16,7 +17,6 @@ from model_sync.errors import LockTimeoutError, VerificationError
 from model_sync.lock import FileLock
 from model_sync.verify import Expect, verify_file
 from tests.support import python_env, wait_until
-
 from tests.support.sync_cli import safetensors_bytes
 
 HOLD = """
@@ -35,7 +35,7 @@ def test_lock_of_a_killed_holder_is_taken_over(tmp_path):
     try:
         wait_until(flag.exists, timeout=20, what="the child to hold the lock")
         with pytest.raises(LockTimeoutError, match="waiting for x"):
-            with FileLock(lock, "x", 0.4, 0.1, 0.6):      # heartbeats keep a live holder's lock
+            with FileLock(lock, "x", 0.4, 0.1, 0.6):  # heartbeats keep a live holder's lock
                 pass
         os.kill(holder.pid, signal.SIGKILL)
         holder.wait(10)
@@ -57,6 +57,7 @@ def test_waiter_logs_what_it_waits_for(tmp_path, caplog):
     def second():
         with FileLock(lock, "vae/y.pt", 5, 0.1, 10):
             order.append("second")
+
     with caplog.at_level(logging.INFO, logger="model_sync.lock"):
         t = threading.Thread(target=second)
         t.start()
@@ -85,7 +86,7 @@ def test_verify_checks_size_digests_and_safetensors(tmp_path):
     cut = tmp_path / "cut.safetensors"
     cut.write_bytes(data[:-10])
     with pytest.raises(VerificationError, match="safetensors"):
-        verify_file(cut, Expect(len(data) - 10), "cut")   # no digest published: header catches it
+        verify_file(cut, Expect(len(data) - 10), "cut")  # no digest published: header catches it
     long = tmp_path / "long.safetensors"
     long.write_bytes(data + b"junk")
     with pytest.raises(VerificationError, match="safetensors"):

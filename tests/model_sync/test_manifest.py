@@ -1,4 +1,5 @@
 """Manifest validation, URI parsing and the pure planner (no I/O)."""
+
 from __future__ import annotations
 
 import pytest
@@ -6,8 +7,16 @@ import yaml
 
 from model_sync.errors import DeleteRefusedError, ManifestError, UsageError
 from model_sync.manifest import EXTENSIONS, FOLDER_KEYS, load_manifest, parse_manifest
-from model_sync.planner import Action, Item, RemoteObject, decide, describe, plan_deletions, \
-    select_files, select_mirror
+from model_sync.planner import (
+    Action,
+    Item,
+    RemoteObject,
+    decide,
+    describe,
+    plan_deletions,
+    select_files,
+    select_mirror,
+)
 from model_sync.state import LocalStat, StateRecord
 from model_sync.uris import parse_uri
 
@@ -19,26 +28,33 @@ def manifest(*files, profiles=None):
 
 
 def entry(**kw):
-    base = {"folder": "checkpoints", "path": "m.safetensors", "source": "s3://bkt/m.safetensors",
-            "profiles": ["p1"]}
+    base = {
+        "folder": "checkpoints",
+        "path": "m.safetensors",
+        "source": "s3://bkt/m.safetensors",
+        "profiles": ["p1"],
+    }
     base.update(kw)
     return base
 
 
-@pytest.mark.parametrize("bad, needle", [
-    (entry(folder="checkpoint"), "unknown folder key 'checkpoint'"),
-    (entry(path="m.zip"), "unrecognised extension '.zip'"),
-    (entry(path="../m.safetensors"), "plain relative path"),
-    (entry(path="/abs.safetensors"), "plain relative path"),
-    (entry(source="ftp://x/y.safetensors"), "unsupported scheme 'ftp'"),
-    (entry(source="s3://bucket-only"), "no object key"),
-    (entry(source="hf://owner-only"), "expected hf://owner/repo/path@revision"),
-    (entry(source="hf://o/r/f.safetensors@"), "empty or malformed @revision"),
-    (entry(sha256="xyz"), "64 hex digits"),
-    (entry(size=-1), "non-negative integer"),
-    (entry(profiles=["nope"]), "profile 'nope' is not declared"),
-    (entry(colour="red"), "unknown field(s) colour"),
-])
+@pytest.mark.parametrize(
+    "bad, needle",
+    [
+        (entry(folder="checkpoint"), "unknown folder key 'checkpoint'"),
+        (entry(path="m.zip"), "unrecognised extension '.zip'"),
+        (entry(path="../m.safetensors"), "plain relative path"),
+        (entry(path="/abs.safetensors"), "plain relative path"),
+        (entry(source="ftp://x/y.safetensors"), "unsupported scheme 'ftp'"),
+        (entry(source="s3://bucket-only"), "no object key"),
+        (entry(source="hf://owner-only"), "expected hf://owner/repo/path@revision"),
+        (entry(source="hf://o/r/f.safetensors@"), "empty or malformed @revision"),
+        (entry(sha256="xyz"), "64 hex digits"),
+        (entry(size=-1), "non-negative integer"),
+        (entry(profiles=["nope"]), "profile 'nope' is not declared"),
+        (entry(colour="red"), "unknown field(s) colour"),
+    ],
+)
 def test_malformed_entries_are_named(bad, needle):
     with pytest.raises(ManifestError) as exc:
         parse_manifest(manifest(bad), "models.yaml")
@@ -74,8 +90,11 @@ def test_declared_folders_and_extensions_are_accepted(tmp_path):
 
 def test_uri_forms():
     hf = parse_uri("hf://Comfy-Org/Wan_2.2_ComfyUI_Repackaged/split_files/vae/wan.safetensors@abc123")
-    assert (hf.bucket, hf.key, hf.revision) == ("Comfy-Org/Wan_2.2_ComfyUI_Repackaged",
-                                                "split_files/vae/wan.safetensors", "abc123")
+    assert (hf.bucket, hf.key, hf.revision) == (
+        "Comfy-Org/Wan_2.2_ComfyUI_Repackaged",
+        "split_files/vae/wan.safetensors",
+        "abc123",
+    )
     assert parse_uri("hf://o/r/f.bin").revision == ""
     oss = parse_uri("oss://my-bucket/models", prefix=True)
     assert str(oss.child("vae/x.pt")) == "oss://my-bucket/models/vae/x.pt"
@@ -84,24 +103,32 @@ def test_uri_forms():
 
 
 def test_profile_selection_and_from_prefix():
-    m = parse_manifest(manifest(
-        entry(path="a.safetensors", profiles=["p1"]),
-        entry(path="b.safetensors", profiles=["p2"], key="custom/b.safetensors"),
-        entry(path="common.safetensors", profiles=[])))
+    m = parse_manifest(
+        manifest(
+            entry(path="a.safetensors", profiles=["p1"]),
+            entry(path="b.safetensors", profiles=["p2"], key="custom/b.safetensors"),
+            entry(path="common.safetensors", profiles=[]),
+        )
+    )
     assert [i.dest for i in select_files(m, ("p1",), None)] == [
-        "checkpoints/a.safetensors", "checkpoints/common.safetensors"]
+        "checkpoints/a.safetensors",
+        "checkpoints/common.safetensors",
+    ]
     assert len(select_files(m, (), None)) == 3
     items = select_files(m, ("p2",), "oss://bkt/models")
-    assert [str(i.source) for i in items] == ["oss://bkt/models/custom/b.safetensors",
-                                              "oss://bkt/models/checkpoints/common.safetensors"]
+    assert [str(i.source) for i in items] == [
+        "oss://bkt/models/custom/b.safetensors",
+        "oss://bkt/models/checkpoints/common.safetensors",
+    ]
     with pytest.raises(UsageError, match="unknown profile.*declares p1, p2"):
         select_files(m, ("p3",), None)
 
 
 def test_mirror_skips_what_comfyui_would_not_load():
     prefix = parse_uri("s3://b/models", prefix=True)
-    items = select_mirror(prefix, ["vae/a.pt", "README.md", "nofolder/x.pt", "loras/.hidden.pt"],
-                          FOLDER_KEYS, EXTENSIONS)
+    items = select_mirror(
+        prefix, ["vae/a.pt", "README.md", "nofolder/x.pt", "loras/.hidden.pt"], FOLDER_KEYS, EXTENSIONS
+    )
     assert [i.dest for i in items] == ["vae/a.pt"]
 
 
@@ -140,18 +167,30 @@ def test_describe_prints_every_step():
 
 def test_settings_flag_over_environment_over_default(tmp_path):
     from model_sync.settings import load_settings
-    env = {"MODEL_PROFILES": "a, b", "MODEL_SYNC_FROM": "oss://env/models",
-           "MODEL_SYNC_PART_SIZE": "1048576", "MODEL_SYNC_PROGRESS_FILE": str(tmp_path / "p.json")}
+
+    env = {
+        "MODEL_PROFILES": "a, b",
+        "MODEL_SYNC_FROM": "oss://env/models",
+        "MODEL_SYNC_PART_SIZE": "1048576",
+        "MODEL_SYNC_PROGRESS_FILE": str(tmp_path / "p.json"),
+    }
     s = load_settings(env, models_dir=str(tmp_path))
     assert s.profiles == ("a", "b") and s.from_prefix == "oss://env/models"
     assert s.part_size == 1048576 and s.progress_path == tmp_path / "p.json"
     assert s.range_threads == 4
-    s = load_settings(env, models_dir=str(tmp_path), profiles=["c"], from_prefix="s3://flag/m",
-                      progress_file=str(tmp_path / "q.json"))
+    s = load_settings(
+        env,
+        models_dir=str(tmp_path),
+        profiles=["c"],
+        from_prefix="s3://flag/m",
+        progress_file=str(tmp_path / "q.json"),
+    )
     assert s.profiles == ("c",) and s.from_prefix == "s3://flag/m"
     assert s.progress_path == tmp_path / "q.json"
-    assert load_settings({}, models_dir=str(tmp_path)).progress_path == \
-        tmp_path / ".model_sync" / "progress.json"
+    assert (
+        load_settings({}, models_dir=str(tmp_path)).progress_path
+        == tmp_path / ".model_sync" / "progress.json"
+    )
     with pytest.raises(UsageError, match="MODEL_SYNC_PART_SIZE"):
         load_settings({"MODEL_SYNC_PART_SIZE": "big"}, models_dir=str(tmp_path))
 
@@ -159,6 +198,7 @@ def test_settings_flag_over_environment_over_default(tmp_path):
 def test_profiles_read_one_way_from_flags_and_environment(tmp_path):
     """MODEL_PROFILES="a b" (how comfyctl serve was always given it) works for the sync too."""
     from model_sync.settings import load_settings
+
     for raw in ("a b", "a,b", "a, b"):
         assert load_settings({"MODEL_PROFILES": raw}, models_dir=str(tmp_path)).profiles == ("a", "b")
     assert load_settings({}, models_dir=str(tmp_path), profiles=["a,b", "c"]).profiles == ("a", "b", "c")
@@ -166,10 +206,17 @@ def test_profiles_read_one_way_from_flags_and_environment(tmp_path):
 
 def test_backends_take_credentials_from_the_settings_not_the_environment(tmp_path, monkeypatch):
     from model_sync.settings import load_settings
+
     monkeypatch.setenv("OSS_ENDPOINT", "https://leaked.example")
-    s = load_settings({"OSS_ENDPOINT": "https://oss.example", "OSS_SECURITY_TOKEN": "sts",
-                       "HUGGING_FACE_HUB_TOKEN": "hf_x", "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9"},
-                      models_dir=str(tmp_path))
+    s = load_settings(
+        {
+            "OSS_ENDPOINT": "https://oss.example",
+            "OSS_SECURITY_TOKEN": "sts",
+            "HUGGING_FACE_HUB_TOKEN": "hf_x",
+            "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9",
+        },
+        models_dir=str(tmp_path),
+    )
     assert s.storage.oss_endpoint == "https://oss.example" and s.storage.oss_session_token == "sts"
     assert s.storage.hf_token == "hf_x" and s.storage.s3_endpoint == "http://127.0.0.1:9"
     assert "sts" not in repr(s) and "hf_x" not in repr(s)

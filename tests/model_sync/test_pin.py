@@ -1,5 +1,6 @@
 """`model_sync pin` against a local server speaking the hub's resolve protocol: sizes,
 sha256 and commits land in the manifest, comments survive, conflicts are refused."""
+
 from __future__ import annotations
 
 import hashlib
@@ -29,7 +30,6 @@ files:
 """
 
 
-
 def test_pin_writes_sizes_hashes_and_commits_keeping_comments(hub, tmp_path):
     a, b = safetensors_bytes(5_000, 3), b"b" * 777
     hub.add("o/r", {"split/a.safetensors": a, "b.pt": b}, commit=COMMIT)
@@ -51,13 +51,25 @@ def test_pin_writes_sizes_hashes_and_commits_keeping_comments(hub, tmp_path):
     res = run_cli(["pin", "--manifest", str(manifest)], env)
     assert res.rc == 0, res.stderr[-2000:]
     text = manifest.read_text()
-    for kept in ("# comment at the top: kept", "# trailing comment: kept", "# --- a section comment: kept ---"):
+    for kept in (
+        "# comment at the top: kept",
+        "# trailing comment: kept",
+        "# --- a section comment: kept ---",
+    ):
         assert kept in text
     files = yaml.safe_load(text)["files"]
-    assert files[0] == {"folder": "vae", "path": "a.safetensors",
-                        "source": f"hf://o/r/split/a.safetensors@{COMMIT}", "size": len(a),
-                        "sha256": hashlib.sha256(a).hexdigest(), "profiles": ["p"]}
-    assert files[1]["source"] == f"hf://o/r/b.pt@{COMMIT}" and files[1]["sha256"] == hashlib.sha256(b).hexdigest()
+    assert files[0] == {
+        "folder": "vae",
+        "path": "a.safetensors",
+        "source": f"hf://o/r/split/a.safetensors@{COMMIT}",
+        "size": len(a),
+        "sha256": hashlib.sha256(a).hexdigest(),
+        "profiles": ["p"],
+    }
+    assert (
+        files[1]["source"] == f"hf://o/r/b.pt@{COMMIT}"
+        and files[1]["sha256"] == hashlib.sha256(b).hexdigest()
+    )
     assert list(files[1]) == ["folder", "path", "source", "size", "sha256", "profiles"]
 
     assert manifest.stat().st_mode & 0o777 == 0o644  # a file in a repository keeps its mode

@@ -1,4 +1,5 @@
 """The progress file: written by the sync, read back through the same module by the proxy."""
+
 from __future__ import annotations
 
 import io
@@ -15,10 +16,16 @@ def test_what_the_sync_writes_is_what_the_proxy_reads(tmp_path):
     p.advance("vae/a.pt", 40)
     p.error("loras/b.safetensors: HTTP 503")
     read = progress.read(path)
-    assert read == Snapshot("running", 40, 300, 0, 2, (FileProgress("vae/a.pt", 40, 100),),
-                            ("loras/b.safetensors: HTTP 503",))
-    assert read.summary() == {"state": "running", "bytes_done": 40, "bytes_total": 300,
-                              "files_done": 0, "files_total": 2}
+    assert read == Snapshot(
+        "running", 40, 300, 0, 2, (FileProgress("vae/a.pt", 40, 100),), ("loras/b.safetensors: HTTP 503",)
+    )
+    assert read.summary() == {
+        "state": "running",
+        "bytes_done": 40,
+        "bytes_total": 300,
+        "files_done": 0,
+        "files_total": 2,
+    }
 
 
 def test_a_missing_or_foreign_file_reads_as_no_progress(tmp_path):

@@ -1,6 +1,7 @@
 """The ranged download's own bookkeeping, driven by an in-memory source: digests computed while
 parts arrive in any order (combined per-part CRC32s, in-order MD5 and sha256), resumed parts,
 and files of one part."""
+
 from __future__ import annotations
 
 import hashlib
@@ -37,7 +38,8 @@ def source(data: bytes, requests: list[tuple[int, int]]):
             requests.append((start, end))
         for pos in range(start, end, 10_000):
             time.sleep(0.0005 * (len(data) - start) / len(data))
-            yield data[pos:min(end, pos + 10_000)]
+            yield data[pos : min(end, pos + 10_000)]
+
     return fetch
 
 
@@ -51,8 +53,9 @@ def test_digests_over_parts_arriving_out_of_order(kind, tmp_path):
     digests = Digests(expect)
     part = tmp_path / ".m.bin.msync-part"
     requests: list[tuple[int, int]] = []
-    download_ranged(RangedJob(part, len(data), "etag:x", PART, 4), source(data, requests),
-                    lambda n: None, None, digests)
+    download_ranged(
+        RangedJob(part, len(data), "etag:x", PART, 4), source(data, requests), lambda n: None, None, digests
+    )
     assert part.read_bytes() == data
     assert digests.fed == len(data)
     if kind == "crc32":
@@ -66,14 +69,21 @@ def test_digests_over_parts_arriving_out_of_order(kind, tmp_path):
 def test_resumed_parts_are_not_fetched_but_still_hashed(tmp_path):
     data = os.urandom(4 * PART)
     part = tmp_path / ".m.bin.msync-part"
-    with open(part, "wb") as f:           # parts 0 and 2 finished by an earlier process
-        f.write(data[:PART] + b"\0" * PART + data[2 * PART:3 * PART] + b"\0" * PART)
-    write_json(sidecar_path(part), {"identity": "etag:x", "size": len(data), "part_size": PART, "done": [0, 2]})
+    with open(part, "wb") as f:  # parts 0 and 2 finished by an earlier process
+        f.write(data[:PART] + b"\0" * PART + data[2 * PART : 3 * PART] + b"\0" * PART)
+    write_json(
+        sidecar_path(part), {"identity": "etag:x", "size": len(data), "part_size": PART, "done": [0, 2]}
+    )
     digests = Digests(Expect(len(data), crc32=zlib.crc32(data)))
     requests: list[tuple[int, int]] = []
     resumed: list[int] = []
-    download_ranged(RangedJob(part, len(data), "etag:x", PART, 4), source(data, requests),
-                    lambda n: None, resumed.append, digests)
+    download_ranged(
+        RangedJob(part, len(data), "etag:x", PART, 4),
+        source(data, requests),
+        lambda n: None,
+        resumed.append,
+        digests,
+    )
     assert sorted(requests) == [(PART, 2 * PART), (3 * PART, 4 * PART)] and resumed == [2 * PART]
     assert part.read_bytes() == data and digests.crc32 == zlib.crc32(data)
 
@@ -86,8 +96,9 @@ def test_a_file_of_one_part_keeps_no_sidecar_and_is_never_read_back(tmp_path, mo
     real_pread = os.pread
     monkeypatch.setattr(os, "pread", lambda fd, n, off: reads.append(n) or real_pread(fd, n, off))
     digests = Digests(Expect(len(data), md5=hashlib.md5(data).hexdigest()))
-    download_ranged(RangedJob(part, len(data), "etag:x", PART, 4), source(data, []), lambda n: None,
-                    None, digests)
+    download_ranged(
+        RangedJob(part, len(data), "etag:x", PART, 4), source(data, []), lambda n: None, None, digests
+    )
     assert part.read_bytes() == data and not sidecar_path(part).exists()
     assert digests.md5 is not None and digests.md5.hexdigest() == hashlib.md5(data).hexdigest()
     assert reads == []

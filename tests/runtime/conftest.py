@@ -1,4 +1,5 @@
 """Fixtures shared by the runtime suites."""
+
 from __future__ import annotations
 
 import pytest

@@ -2,6 +2,7 @@
 the build inputs `python -m docker.build` stages and passes, and the shared mechanisms the
 Dockerfile and `comfyctl serve` use (comfyctl.sources, runtime_install, manager_config).
 The image tier (tests/image, `make test-image`) builds and runs the image itself."""
+
 from __future__ import annotations
 
 import configparser
@@ -45,7 +46,9 @@ def images(graph: dict, names) -> set[str]:
 
 def cpu_args() -> dict[str, str]:
     cmd = build.command(build.parser().parse_args(["--variant", "cpu"]))
-    return dict(a.split("=", 1) for a in cmd[cmd.index("--build-arg"):] if "=" in a and not a.startswith("-"))
+    return dict(
+        a.split("=", 1) for a in cmd[cmd.index("--build-arg") :] if "=" in a and not a.startswith("-")
+    )
 
 
 def test_the_cpu_variant_uses_no_cuda_image_with_either_builder():
@@ -54,8 +57,10 @@ def test_the_cpu_variant_uses_no_cuda_image_with_either_builder():
     buildkit = images(plain, needed(plain, "runtime"))
     assert buildkit and not [i for i in buildkit if i.startswith(CUDA_REFS)], buildkit
     # the legacy builder runs every stage: with the arguments docker.build and compose pass
-    for build_args in (cpu_args(), yaml.safe_load((REPO / "compose.yaml").read_text())
-                       ["services"]["comfy-cpu"]["build"]["args"]):
+    for build_args in (
+        cpu_args(),
+        yaml.safe_load((REPO / "compose.yaml").read_text())["services"]["comfy-cpu"]["build"]["args"],
+    ):
         legacy = images(stages({k: str(v) for k, v in build_args.items()}), plain)
         assert len(legacy) == 1 and not [i for i in legacy if i.startswith(CUDA_REFS)], (build_args, legacy)
     # and the CUDA variant does use NVIDIA's images, for the runtime and the extensions
@@ -75,7 +80,10 @@ def test_build_stages_the_optional_inputs_and_clears_stale_ones(tmp_path, monkey
     ca = tmp_path / "ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
     build.stage(src, ca)
-    assert sorted(p.name for p in (tmp_path / "ctx/sources").iterdir()) == ["ComfyUI-abc.tar.gz", "SOURCES.tsv"]
+    assert sorted(p.name for p in (tmp_path / "ctx/sources").iterdir()) == [
+        "ComfyUI-abc.tar.gz",
+        "SOURCES.tsv",
+    ]
     assert (tmp_path / "ctx/extra-ca.crt").read_text() == ca.read_text()
     build.stage(None, None)
     assert not (tmp_path / "ctx/sources").exists() and not (tmp_path / "ctx/extra-ca.crt").exists()
@@ -87,15 +95,35 @@ def test_build_stages_the_optional_inputs_and_clears_stale_ones(tmp_path, monkey
 def test_every_outside_source_becomes_a_build_argument_and_nothing_else_changes():
     default = build.command(build.parser().parse_args([]))
     assert not [a for a in default if a.startswith(("PIP_INDEX_URL=", "TORCH_INDEX_URL=", "GIT_MIRROR="))]
-    pointed = build.command(build.parser().parse_args([
-        "--ubuntu-image", "registry.example/ubuntu:24.04", "--cuda-image", "registry.example/cuda:12.8",
-        "--cuda-devel", "registry.example/cuda:12.8-devel", "--apt-mirror", "http://mirrors.example/ubuntu/",
-        "--pip-index-url", "https://mirrors.example/pypi/simple", "--torch-index-url", "https://mirrors.example/torch",
-        "--git-mirror", "https://git.example/https://github.com/"]))
-    for arg in ("UBUNTU_IMAGE=registry.example/ubuntu:24.04", "CUDA_IMAGE=registry.example/cuda:12.8",
-                "CUDA_DEVEL=registry.example/cuda:12.8-devel", "APT_MIRROR=http://mirrors.example/ubuntu/",
-                "PIP_INDEX_URL=https://mirrors.example/pypi/simple", "TORCH_INDEX_URL=https://mirrors.example/torch",
-                "GIT_MIRROR=https://git.example/https://github.com/"):
+    pointed = build.command(
+        build.parser().parse_args(
+            [
+                "--ubuntu-image",
+                "registry.example/ubuntu:24.04",
+                "--cuda-image",
+                "registry.example/cuda:12.8",
+                "--cuda-devel",
+                "registry.example/cuda:12.8-devel",
+                "--apt-mirror",
+                "http://mirrors.example/ubuntu/",
+                "--pip-index-url",
+                "https://mirrors.example/pypi/simple",
+                "--torch-index-url",
+                "https://mirrors.example/torch",
+                "--git-mirror",
+                "https://git.example/https://github.com/",
+            ]
+        )
+    )
+    for arg in (
+        "UBUNTU_IMAGE=registry.example/ubuntu:24.04",
+        "CUDA_IMAGE=registry.example/cuda:12.8",
+        "CUDA_DEVEL=registry.example/cuda:12.8-devel",
+        "APT_MIRROR=http://mirrors.example/ubuntu/",
+        "PIP_INDEX_URL=https://mirrors.example/pypi/simple",
+        "TORCH_INDEX_URL=https://mirrors.example/torch",
+        "GIT_MIRROR=https://git.example/https://github.com/",
+    ):
         assert arg in pointed
         assert re.search(rf"^ARG {arg.split('=')[0]}=", DOCKERFILE, re.M), arg  # and the Dockerfile reads it
     # the image keeps none of them: no ENV names a build input
@@ -116,8 +144,14 @@ def tarball(folder, name: str, commit: str, files: dict[str, str], top: str | No
 
 def write_lock(tmp_path, comfy_repo: str, comfy_commit: str, packs=()) -> object:
     lock = tmp_path / "lock.yaml"
-    lock.write_text(yaml.safe_dump({"comfyui": {"repo": comfy_repo, "commit": comfy_commit},
-                                    "packs": [{"name": n, "repo": r, "commit": c} for n, r, c in packs]}))
+    lock.write_text(
+        yaml.safe_dump(
+            {
+                "comfyui": {"repo": comfy_repo, "commit": comfy_commit},
+                "packs": [{"name": n, "repo": r, "commit": c} for n, r, c in packs],
+            }
+        )
+    )
     return lock
 
 
@@ -128,7 +162,9 @@ def test_sources_from_tarballs_laid_out_as_the_image_has_them(tmp_path):
     tarball(folder, "ComfyUI", c1, {"main.py": "", "custom_nodes/example.py": ""})
     tarball(folder, "PackA", c2, {"__init__.py": "A"})
     (folder / "SOURCES.tsv").write_text(f"# name repo commit tarball absent\nPackA\tr\t{c2}\tt\tbig.bin\n")
-    lock = write_lock(tmp_path, "https://github.com/o/ComfyUI", c1, [("PackA", "https://github.com/o/PackA", c2)])
+    lock = write_lock(
+        tmp_path, "https://github.com/o/ComfyUI", c1, [("PackA", "https://github.com/o/PackA", c2)]
+    )
     report = sources.fetch(lock, tmp_path / "out", folder)
     assert (tmp_path / "out/ComfyUI/main.py").exists()
     assert (tmp_path / "out/ComfyUI/custom_nodes/PackA/__init__.py").read_text() == "A"
@@ -147,7 +183,9 @@ def test_a_tarball_must_hold_one_folder_named_for_the_pinned_commit(tmp_path):
 
 
 def git(cwd, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(cwd), *args], check=True, capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        ["git", "-C", str(cwd), *args], check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def test_sources_from_git_through_a_mirror_with_the_commit_checked(tmp_path):
@@ -170,21 +208,37 @@ def test_sources_from_git_through_a_mirror_with_the_commit_checked(tmp_path):
         sources.fetch(write_lock(tmp_path, f"file://{tmp_path}/nothing", commit), tmp_path / "out2")
     # a commit the repository does not have is refused, never replaced by what it has
     with pytest.raises(sources.SourceError):
-        sources.fetch(write_lock(tmp_path, "https://github.com/o/ComfyUI", "4" * 40), tmp_path / "out3",
-                      None, f"file://{mirror}/")
+        sources.fetch(
+            write_lock(tmp_path, "https://github.com/o/ComfyUI", "4" * 40),
+            tmp_path / "out3",
+            None,
+            f"file://{mirror}/",
+        )
 
 
 def test_the_gui_opencv_is_read_as_the_headless_one(tmp_path):
     req = tmp_path / "requirements.txt"
     req.write_text("opencv-python>=4.8\nopencv_contrib_python\ntorch\nopencv-python-headless\n")
     assert runtime_install.requirement_lines(req) == [
-        "opencv-python-headless>=4.8", "opencv-contrib-python-headless", "opencv-python-headless"]
+        "opencv-python-headless>=4.8",
+        "opencv-contrib-python-headless",
+        "opencv-python-headless",
+    ]
     lock = (REPO / "docker/image-lock.txt").read_text()
-    assert not re.search(r"^opencv-python==", lock, re.M) and re.search(r"^opencv-python-headless==", lock, re.M)
+    assert not re.search(r"^opencv-python==", lock, re.M) and re.search(
+        r"^opencv-python-headless==", lock, re.M
+    )
 
 
-@pytest.mark.parametrize("answers, setting, expected", [
-    (False, "auto", "offline"), (True, "auto", "public"), (True, "offline", "offline"), (False, "private", "private")])
+@pytest.mark.parametrize(
+    "answers, setting, expected",
+    [
+        (False, "auto", "offline"),
+        (True, "auto", "public"),
+        (True, "offline", "offline"),
+        (False, "private", "private"),
+    ],
+)
 def test_manager_network_mode(tmp_path, answers, setting, expected):
     probed = []
     mode = manager_config.write(tmp_path, setting, probe=lambda url: probed.append(url) or answers)
@@ -198,19 +252,29 @@ def test_manager_network_mode(tmp_path, answers, setting, expected):
 def test_manager_config_keeps_what_the_user_set_and_probes_their_channel(tmp_path):
     path = tmp_path / "default/ComfyUI-Manager/config.ini"
     path.parent.mkdir(parents=True)
-    path.write_text("[default]\nsecurity_level = weak\nchannel_url = https://mirror.example/manager\n"
-                    "network_mode = public\nuse_uv = True\n")
+    path.write_text(
+        "[default]\nsecurity_level = weak\nchannel_url = https://mirror.example/manager\n"
+        "network_mode = public\nuse_uv = True\n"
+    )
     probed = []
     assert manager_config.write(tmp_path, "auto", probe=lambda url: probed.append(url) or False) == "offline"
     cfg = configparser.ConfigParser()
     cfg.read(path)
-    assert dict(cfg["default"]) == {"security_level": "weak", "channel_url": "https://mirror.example/manager",
-                                    "network_mode": "offline", "use_uv": "True"}
+    assert dict(cfg["default"]) == {
+        "security_level": "weak",
+        "channel_url": "https://mirror.example/manager",
+        "network_mode": "offline",
+        "use_uv": "True",
+    }
     assert probed == ["https://mirror.example/manager"]
 
 
 def test_the_build_context_leaves_out_history_environments_and_data():
-    ignored = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines() if line.strip() and not line.startswith("#")]
+    ignored = [
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     for path in (".git", ".venv", "data", ".env", "build/*"):
         assert path in ignored, path
     # but the two staged build inputs go in
@@ -234,6 +298,7 @@ def test_serve_without_a_checkout_makes_comfyui_once_and_again_when_a_pin_moves(
     import sys
 
     from comfyctl import bootstrap, config
+
     calls = []
 
     def fake_fetch(lock, dest, tarballs, mirror):
@@ -242,29 +307,42 @@ def test_serve_without_a_checkout_makes_comfyui_once_and_again_when_a_pin_moves(
         (dest / "ComfyUI" / "main.py").write_text("")
 
     monkeypatch.setattr(bootstrap.sources, "fetch", fake_fetch)
-    monkeypatch.setattr(bootstrap.runtime_install, "install_torch", lambda *a: calls.append(("torch", a[1], a[3])))
+    monkeypatch.setattr(
+        bootstrap.runtime_install, "install_torch", lambda *a: calls.append(("torch", a[1], a[3]))
+    )
     monkeypatch.setattr(bootstrap.runtime_install, "install_requirements", lambda *a: calls.append(("reqs",)))
     monkeypatch.setattr(bootstrap, "variant", lambda: "cpu")
     monkeypatch.setattr(bootstrap, "base_python", lambda configured: sys.executable)  # any will do here
-    env = {"COMFY_DATA_DIR": str(tmp_path / "data"), "SOURCES_DIR": str(tmp_path / "src"),
-           "TORCH_INDEX_URL": "https://mirror.example/torch"}
+    env = {
+        "COMFY_DATA_DIR": str(tmp_path / "data"),
+        "SOURCES_DIR": str(tmp_path / "src"),
+        "TORCH_INDEX_URL": "https://mirror.example/torch",
+    }
     s = config.load(argparse.Namespace(), env)
     bootstrap.ensure(s)
-    assert calls == [("fetch", tmp_path / "src", None), ("torch", "cpu", "https://mirror.example/torch"), ("reqs",)]
+    assert calls == [
+        ("fetch", tmp_path / "src", None),
+        ("torch", "cpu", "https://mirror.example/torch"),
+        ("reqs",),
+    ]
     assert (s.comfyui_dir / "main.py").exists() and s.comfyui_python.exists()
     calls.clear()
-    bootstrap.ensure(s)                      # same pins: reused
+    bootstrap.ensure(s)  # same pins: reused
     assert calls == []
     monkeypatch.setattr(bootstrap, "wanted", lambda kind, index: {"moved": True})
-    bootstrap.ensure(s)                      # a pin moved: made again
+    bootstrap.ensure(s)  # a pin moved: made again
     assert [c[0] for c in calls] == ["fetch", "torch", "reqs"]
 
 
 def test_serve_without_a_checkout_needs_python_3_12(tmp_path):
     from comfyctl import bootstrap
     from comfyctl.errors import ConfigError
+
     older = tmp_path / "python"
     older.write_text("#!/bin/sh\necho 3.11\n")
     older.chmod(0o755)
-    with pytest.raises(ConfigError, match=r"Python 3\.11; docker/image-lock.txt is for Python 3\.12 \(set COMFY_BASE_PYTHON\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"Python 3\.11; docker/image-lock.txt is for Python 3\.12 \(set COMFY_BASE_PYTHON\)",
+    ):
         bootstrap.base_python(older)

@@ -1,10 +1,11 @@
 """docker/image-lock.txt and the script that writes it: every package of the image besides
 the torch stack at one exact version, used by every install step of the Dockerfile."""
+
 from __future__ import annotations
 
 import re
-import tomllib
 
+import tomllib
 import yaml
 
 from tests.support import REPO
@@ -14,6 +15,7 @@ LOCK = REPO / "docker/image-lock.txt"
 
 def _lock_image():
     from docker import lock_image
+
     return lock_image
 
 
@@ -50,8 +52,12 @@ def test_every_python_install_of_the_runtime_uses_the_lock_and_ends_with_pip_che
     installs = [s for s in steps if "pip install" in s]
     for step in installs:
         for command in re.split(r"&&", step):
-            if "pip install" not in command or "torch==" in command or "xformers==" in command \
-                    or "--no-deps" in command:
+            if (
+                "pip install" not in command
+                or "torch==" in command
+                or "xformers==" in command
+                or "--no-deps" in command
+            ):
                 continue  # the torch stack comes from its own index; the built wheel has no deps
             assert "image-lock.txt" in command, command.strip()
     assert "pip check" in installs[-1]

@@ -1,6 +1,7 @@
 """`comfyctl serve` as a process: supervisord runs the real proxy in front of a ComfyUI
 stand-in (a checkout whose main.py serves ComfyUI's routes), restarts what dies, and
 stops everything on SIGTERM."""
+
 from __future__ import annotations
 
 import json
@@ -32,17 +33,34 @@ def served(tmp_path):
     data.mkdir()
     (comfy / "main.py").write_text(MAIN_PY.format(data=str(data)))
     port, comfy_port = free_port(), free_port()
-    env = python_env(COMFYUI_DIR=str(comfy), COMFYUI_PYTHON=sys.executable, MODEL_SYNC_MODE="off",
-                     AUTH_PROXY_LISTEN=f"127.0.0.1:{port}", COMFYUI_PORT=str(comfy_port),
-                     COMFY_ADMIN_PASSWORD="serve-test-password", COMFYUI_MODE="cpu",
-                     PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    env = python_env(
+        COMFYUI_DIR=str(comfy),
+        COMFYUI_PYTHON=sys.executable,
+        MODEL_SYNC_MODE="off",
+        AUTH_PROXY_LISTEN=f"127.0.0.1:{port}",
+        COMFYUI_PORT=str(comfy_port),
+        COMFY_ADMIN_PASSWORD="serve-test-password",
+        COMFYUI_MODE="cpu",
+        PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"],
+    )
     env.pop("AUTH_PROXY_STATE_DIR", None)
     log = open(tmp_path / "serve.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "comfyctl", "serve", "--data-dir", str(data)], cwd=REPO,
-                            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "comfyctl", "serve", "--data-dir", str(data)],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: http_status(base + "/readyz") == 200, timeout=60, interval=0.2, what="the stack to be ready")
+        wait_until(
+            lambda: http_status(base + "/readyz") == 200,
+            timeout=60,
+            interval=0.2,
+            what="the stack to be ready",
+        )
         yield proc, base, data, tmp_path / "serve.log"
     finally:
         if proc.poll() is None:
@@ -58,8 +76,12 @@ def test_upstream_killed_is_restarted_and_readiness_follows(served):
     proc, base, data, log = served
     first = int((data / "fake.pid").read_text())
     os.kill(first, signal.SIGKILL)
-    wait_until(lambda: http_status(base + "/readyz") == 503, timeout=20, interval=0.02, what="/readyz to say 503")
-    wait_until(lambda: http_status(base + "/readyz") == 200, timeout=60, interval=0.2, what="ComfyUI to come back")
+    wait_until(
+        lambda: http_status(base + "/readyz") == 503, timeout=20, interval=0.02, what="/readyz to say 503"
+    )
+    wait_until(
+        lambda: http_status(base + "/readyz") == 200, timeout=60, interval=0.2, what="ComfyUI to come back"
+    )
     second = int((data / "fake.pid").read_text())
     assert second != first
     # the proxy still guards the restarted ComfyUI
@@ -73,8 +95,11 @@ def test_sigterm_stops_both_cleanly(served):
     fake = int((data / "fake.pid").read_text())
     os.kill(proc.pid, signal.SIGTERM)  # serve exec'd into supervisord: same pid
     assert proc.wait(40) == 0
-    wait_until(lambda: not os.path.exists(f"/proc/{fake}") or "Z" in open(f"/proc/{fake}/stat").read().split()[2],
-               timeout=10, what="ComfyUI to exit")
+    wait_until(
+        lambda: not os.path.exists(f"/proc/{fake}") or "Z" in open(f"/proc/{fake}/stat").read().split()[2],
+        timeout=10,
+        what="ComfyUI to exit",
+    )
     with pytest.raises(OSError):
         urllib.request.urlopen(base + "/healthz", timeout=2)
 

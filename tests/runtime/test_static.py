@@ -1,6 +1,7 @@
 """Static checks of what cannot be built here: the Dockerfile (hadolint, failing on any
 warning, ignored rules justified in .hadolint.yaml), compose.yaml (`docker compose
 config`), and the pins the image is built from."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,12 @@ from tests.support import REPO, need_tool
 
 def test_hadolint_passes_at_warning_threshold():
     hadolint = need_tool("hadolint")
-    out = subprocess.run([hadolint, "--config", str(REPO / ".hadolint.yaml"), str(REPO / "docker/Dockerfile")],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [hadolint, "--config", str(REPO / ".hadolint.yaml"), str(REPO / "docker/Dockerfile")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     config = yaml.safe_load((REPO / ".hadolint.yaml").read_text())
     assert config["failure-threshold"] == "warning"
@@ -27,8 +32,9 @@ def test_hadolint_passes_at_warning_threshold():
 
 def compose(*args: str) -> str:
     exe = need_tool("docker-compose")
-    out = subprocess.run([exe, "-f", str(REPO / "compose.yaml"), *args], capture_output=True, text=True,
-                         timeout=60, cwd=REPO)
+    out = subprocess.run(
+        [exe, "-f", str(REPO / "compose.yaml"), *args], capture_output=True, text=True, timeout=60, cwd=REPO
+    )
     assert out.returncode == 0, out.stderr
     return out.stdout
 
@@ -49,10 +55,24 @@ def test_compose_config_for_both_profiles():
         # every folder the image declares as a volume, and nothing else, is a named volume;
         # among them every folder that keeps state (one left in the container's layer is lost
         # on `down` and with every new image: the job ledger was, and every v2 job with it)
-        declared = json.loads(re.search(r"^VOLUME (\[.*\])$", (REPO / "docker/Dockerfile").read_text(), re.M).group(1))
-        assert {v["target"] for v in svc["volumes"]} == set(declared) == {
-            "/data/models", "/data/input", "/data/output", "/data/user", "/data/auth", "/data/custom_nodes",
-            "/data/python", "/data/jobs"} >= {str(variables.AUTH_PROXY_STATE_DIR.default), str(variables.COMFY_JOBS_DIR.default)}
+        declared = json.loads(
+            re.search(r"^VOLUME (\[.*\])$", (REPO / "docker/Dockerfile").read_text(), re.M).group(1)
+        )
+        assert (
+            {v["target"] for v in svc["volumes"]}
+            == set(declared)
+            == {
+                "/data/models",
+                "/data/input",
+                "/data/output",
+                "/data/user",
+                "/data/auth",
+                "/data/custom_nodes",
+                "/data/python",
+                "/data/jobs",
+            }
+            >= {str(variables.AUTH_PROXY_STATE_DIR.default), str(variables.COMFY_JOBS_DIR.default)}
+        )
         assert all(v["type"] == "volume" for v in svc["volumes"])
     assert cpu["services"]["comfy-cpu"]["environment"]["COMFYUI_MODE"] == "cpu"
 
@@ -67,19 +87,39 @@ def test_dockerfile_pins_and_essentials():
     text = (REPO / "docker/Dockerfile").read_text()
     lock = yaml.safe_load((REPO / "custom_nodes/lock.yaml").read_text())
     from docker import build
+
     # the image is labelled with the ComfyUI commit it carries (docker.build reads the lock)
-    assert f"{build.COMFYUI_LABEL}={lock['comfyui']['commit']}" in build.command(build.parser().parse_args([]))
+    assert f"{build.COMFYUI_LABEL}={lock['comfyui']['commit']}" in build.command(
+        build.parser().parse_args([])
+    )
     for pack in lock["packs"]:
         assert re.fullmatch(r"[0-9a-f]{40}", pack["commit"]), pack["name"]
         assert pack["why"]
     names = {p["name"] for p in lock["packs"]}
-    assert {"ComfyUI-WanVideoWrapper", "ComfyUI-VideoHelperSuite", "ComfyUI-KJNodes", "ComfyUI-GGUF",
-            "ComfyUI-Manager"} <= names and any("Hunyuan3d" in n for n in names)
-    for needle in ("tini", "HEALTHCHECK", "USER 1000", "org.opencontainers.image", "TORCH_CUDA_ARCH_LIST=\"8.6;8.9;9.0\"",
-                   "docker.check_nodes", "docker.check_image", "constraints.txt", "VOLUME", "libopengl0",
-                   # user-installed nodes (tests/runtime/test_user_packages.py shows the mechanism)
-                   "venv --system-site-packages /opt/venv", "COMFYUI_USER_PACKAGES=/data/python",
-                   "PYTHONNOUSERSITE=1", "PIP_CONSTRAINT=/opt/comfy-stack/custom_nodes/constraints.txt"):
+    assert {
+        "ComfyUI-WanVideoWrapper",
+        "ComfyUI-VideoHelperSuite",
+        "ComfyUI-KJNodes",
+        "ComfyUI-GGUF",
+        "ComfyUI-Manager",
+    } <= names and any("Hunyuan3d" in n for n in names)
+    for needle in (
+        "tini",
+        "HEALTHCHECK",
+        "USER 1000",
+        "org.opencontainers.image",
+        "TORCH_CUDA_ARCH_LIST=\"8.6;8.9;9.0\"",
+        "docker.check_nodes",
+        "docker.check_image",
+        "constraints.txt",
+        "VOLUME",
+        "libopengl0",
+        # user-installed nodes (tests/runtime/test_user_packages.py shows the mechanism)
+        "venv --system-site-packages /opt/venv",
+        "COMFYUI_USER_PACKAGES=/data/python",
+        "PYTHONNOUSERSITE=1",
+        "PIP_CONSTRAINT=/opt/comfy-stack/custom_nodes/constraints.txt",
+    ):
         assert needle in text, needle
     assert re.search(r"torch==\$\{TORCH_VERSION\}", text) and re.search(r"ARG TORCH_VERSION=\d", text)
 
@@ -105,12 +145,17 @@ def test_the_image_carries_the_notice_its_licences_ask_for():
     for pack in lock["packs"]:
         assert pack["name"] in notice, pack["name"]
     assert "Tencent Hunyuan 3D 2.1 is licensed under the Tencent Hunyuan 3D 2.1 Community License" in notice
-    assert re.search(r"^COPY .*\bNOTICE\b.* /opt/comfy-stack/", (REPO / "docker/Dockerfile").read_text(), re.M)
+    assert re.search(
+        r"^COPY .*\bNOTICE\b.* /opt/comfy-stack/", (REPO / "docker/Dockerfile").read_text(), re.M
+    )
 
 
 def test_every_package_of_the_distribution_is_copied_into_the_image():
     import tomllib
-    includes = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+
+    includes = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"][
+        "include"
+    ]
     dockerfile = (REPO / "docker/Dockerfile").read_text()
     for pattern in includes:
         package = pattern.rstrip("*")

@@ -1,4 +1,5 @@
 """Mode choice, configuration errors, extra_model_paths.yaml and workflow installation."""
+
 from __future__ import annotations
 
 import argparse
@@ -22,13 +23,16 @@ def fake_smi(tmp_path: Path, output: str, code: int = 0) -> str:
     return str(exe)
 
 
-@pytest.mark.parametrize("output,code,flags", [
-    ("NVIDIA H100 80GB HBM3, 81559", 0, []),
-    ("NVIDIA A10, 23028", 0, []),
-    ("Tesla T4, 15360", 0, []),
-    ("NVIDIA GeForce RTX 3060 Laptop GPU, 6144", 0, ["--lowvram"]),
-    ("NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.", 9, ["--cpu"]),
-])
+@pytest.mark.parametrize(
+    "output,code,flags",
+    [
+        ("NVIDIA H100 80GB HBM3, 81559", 0, []),
+        ("NVIDIA A10, 23028", 0, []),
+        ("Tesla T4, 15360", 0, []),
+        ("NVIDIA GeForce RTX 3060 Laptop GPU, 6144", 0, ["--lowvram"]),
+        ("NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.", 9, ["--cpu"]),
+    ],
+)
 def test_auto_mode_reads_the_gpu(tmp_path, output, code, flags):
     gpus = modes.detect_gpus(fake_smi(tmp_path, output, code))
     choice = modes.choose_memory_flags("auto", gpus)
@@ -36,13 +40,16 @@ def test_auto_mode_reads_the_gpu(tmp_path, output, code, flags):
     assert choice.why  # the log says why
 
 
-@pytest.mark.parametrize("driver,cuda,warned", [
-    ("535.161.07", "12.8.1", True),     # ACK's default driver for 1.28+ clusters
-    ("550.90.07", "12.8.1", True),      # ACS's default for A10 and L20
-    ("570.133.20", "12.8.1", False),
-    ("535.161.07", None, False),        # not in the CUDA image: nothing to compare with
-    ("535.161.07", "11.8.0", False),    # a runtime the table does not know
-])
+@pytest.mark.parametrize(
+    "driver,cuda,warned",
+    [
+        ("535.161.07", "12.8.1", True),  # ACK's default driver for 1.28+ clusters
+        ("550.90.07", "12.8.1", True),  # ACS's default for A10 and L20
+        ("570.133.20", "12.8.1", False),
+        ("535.161.07", None, False),  # not in the CUDA image: nothing to compare with
+        ("535.161.07", "11.8.0", False),  # a runtime the table does not know
+    ],
+)
 def test_driver_older_than_the_image_cuda_is_named(tmp_path, driver, cuda, warned):
     gpus = modes.detect_gpus(fake_smi(tmp_path, f"NVIDIA A10, 23028, {driver}"))
     assert gpus == [modes.Gpu("NVIDIA A10", 23028, driver)]
@@ -64,8 +71,9 @@ def test_auto_without_nvidia_smi_is_cpu(tmp_path):
     assert modes.choose_memory_flags("auto", []).flags == ["--cpu"]
 
 
-@pytest.mark.parametrize("mode,flags", [("gpu", []), ("lowvram", ["--lowvram"]), ("novram", ["--novram"]),
-                                        ("cpu", ["--cpu"])])
+@pytest.mark.parametrize(
+    "mode,flags", [("gpu", []), ("lowvram", ["--lowvram"]), ("novram", ["--novram"]), ("cpu", ["--cpu"])]
+)
 def test_fixed_modes(mode, flags):
     assert modes.choose_memory_flags(mode, [modes.Gpu("x", 4000)]).flags == flags
 
@@ -90,18 +98,21 @@ def ns(**kw):
     return argparse.Namespace(**kw)
 
 
-@pytest.mark.parametrize("env,needle", [
-    ({"COMFYUI_MODE": "turbo"}, "COMFYUI_MODE"),
-    ({"MODEL_SYNC_MODE": "later"}, "MODEL_SYNC_MODE"),
-    ({"COMFYUI_PORT": "8188"}, "both use port"),
-    ({"COMFYUI_PORT": "99999"}, "COMFYUI_PORT"),
-    ({"AUTH_PROXY_LISTEN": "8188"}, "HOST:PORT"),
-    ({"COMFYUI_EXTRA_ARGS": "--listen 0.0.0.0"}, "--listen"),
-    ({"COMFYUI_EXTRA_ARGS": "--foo 'unclosed"}, "COMFYUI_EXTRA_ARGS"),
-    ({"COMFYUI_PYTHON": "/nonexistent/python"}, "COMFYUI_PYTHON"),
-    ({"MODEL_SYNC_FROM": "ftp://x/y"}, "MODEL_SYNC_FROM"),
-    ({"MODEL_PROFILES": "a", "MODEL_MANIFEST": "/nonexistent.yaml"}, "MODEL_MANIFEST"),
-])
+@pytest.mark.parametrize(
+    "env,needle",
+    [
+        ({"COMFYUI_MODE": "turbo"}, "COMFYUI_MODE"),
+        ({"MODEL_SYNC_MODE": "later"}, "MODEL_SYNC_MODE"),
+        ({"COMFYUI_PORT": "8188"}, "both use port"),
+        ({"COMFYUI_PORT": "99999"}, "COMFYUI_PORT"),
+        ({"AUTH_PROXY_LISTEN": "8188"}, "HOST:PORT"),
+        ({"COMFYUI_EXTRA_ARGS": "--listen 0.0.0.0"}, "--listen"),
+        ({"COMFYUI_EXTRA_ARGS": "--foo 'unclosed"}, "COMFYUI_EXTRA_ARGS"),
+        ({"COMFYUI_PYTHON": "/nonexistent/python"}, "COMFYUI_PYTHON"),
+        ({"MODEL_SYNC_FROM": "ftp://x/y"}, "MODEL_SYNC_FROM"),
+        ({"MODEL_PROFILES": "a", "MODEL_MANIFEST": "/nonexistent.yaml"}, "MODEL_MANIFEST"),
+    ],
+)
 def test_bad_configuration_fails_with_the_setting_named(checkout, tmp_path, env, needle):
     with pytest.raises(ConfigError) as err:
         config.load(ns(), {"COMFYUI_DIR": str(checkout), "COMFY_DATA_DIR": str(tmp_path / "d"), **env})
@@ -119,8 +130,12 @@ def test_without_a_checkout_serve_makes_one_in_the_data_folder_and_a_bad_one_is_
 def test_flag_beats_environment_beats_default(checkout, tmp_path):
     manifest = tmp_path / "models.yaml"
     manifest.write_text("version: 1\nfiles: []\n")
-    env = {"COMFYUI_DIR": str(checkout), "COMFYUI_MODE": "lowvram", "MODEL_PROFILES": "a, b",
-           "MODEL_MANIFEST": str(manifest)}
+    env = {
+        "COMFYUI_DIR": str(checkout),
+        "COMFYUI_MODE": "lowvram",
+        "MODEL_PROFILES": "a, b",
+        "MODEL_MANIFEST": str(manifest),
+    }
     s = config.load(ns(mode="cpu"), env)
     assert s.mode == "cpu" and s.profiles == ("a", "b") and s.sync_mode == "block"
     assert config.load(ns(), env).mode == "lowvram"
@@ -135,10 +150,24 @@ def test_extra_model_paths_matches_comfyui_format(tmp_path):
     assert section.pop("base_path") == str(models) and section.pop("is_default") is True
     # ComfyUI joins each newline-separated entry to base_path (utils/extra_config.py)
     resolved = {k: [os.path.join(str(models), p) for p in v.split("\n") if p] for k, v in section.items()}
-    for key in ("checkpoints", "loras", "vae", "text_encoders", "diffusion_models", "clip_vision",
-                "controlnet", "upscale_models", "embeddings", "vae_approx", "unet_gguf"):
+    for key in (
+        "checkpoints",
+        "loras",
+        "vae",
+        "text_encoders",
+        "diffusion_models",
+        "clip_vision",
+        "controlnet",
+        "upscale_models",
+        "embeddings",
+        "vae_approx",
+        "unet_gguf",
+    ):
         assert str(models / key) in resolved[key] and (models / key).is_dir(), key
-    assert str(models / "clip") in resolved["text_encoders"] and str(models / "text_encoders") in resolved["clip"]
+    assert (
+        str(models / "clip") in resolved["text_encoders"]
+        and str(models / "text_encoders") in resolved["clip"]
+    )
     assert str(models / "unet") in resolved["diffusion_models"]
     assert "custom_nodes" not in section
 
@@ -167,13 +196,13 @@ def test_workflow_install_never_overwrites_edits(tmp_path):
     (bundled / "b.json").write_text('{"v": 1}')
     r = workflows_install.install(bundled, dest)
     assert sorted(r.installed) == ["a.json", "b.json"]
-    (dest / "b.json").write_text('{"v": "mine"}')           # the user edits b
-    (bundled / "a.json").write_text('{"v": 2}')             # a new release changes both
+    (dest / "b.json").write_text('{"v": "mine"}')  # the user edits b
+    (bundled / "a.json").write_text('{"v": 2}')  # a new release changes both
     (bundled / "b.json").write_text('{"v": 2}')
     r = workflows_install.install(bundled, dest)
     assert r.updated == ["a.json"] and r.kept_user_edits == ["b.json"]
     assert (dest / "a.json").read_text() == '{"v": 2}' and (dest / "b.json").read_text() == '{"v": "mine"}'
-    (dest / "a.json").unlink()                              # a deleted copy comes back
+    (dest / "a.json").unlink()  # a deleted copy comes back
     assert workflows_install.install(bundled, dest).installed == ["a.json"]
 
 
@@ -181,16 +210,24 @@ def test_doctor_names_what_is_wrong(checkout, tmp_path):
     import socket
 
     from comfyctl import doctor
+
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))
     busy.listen()
     try:
-        env = {"COMFYUI_DIR": str(checkout), "COMFYUI_PYTHON": "/bin/false", "COMFY_DATA_DIR": str(tmp_path / "d"),
-               "COMFYUI_PORT": str(busy.getsockname()[1]), "MODEL_SYNC_FROM": "oss://b/models"}
+        env = {
+            "COMFYUI_DIR": str(checkout),
+            "COMFYUI_PYTHON": "/bin/false",
+            "COMFY_DATA_DIR": str(tmp_path / "d"),
+            "COMFYUI_PORT": str(busy.getsockname()[1]),
+            "MODEL_SYNC_FROM": "oss://b/models",
+        }
         results = {c.name: c for c in doctor.checks(ns(), env)}
     finally:
         busy.close()
-    assert not results["ComfyUI's interpreter"].ok and "requirements" in results["ComfyUI's interpreter"].detail
+    assert (
+        not results["ComfyUI's interpreter"].ok and "requirements" in results["ComfyUI's interpreter"].detail
+    )
     assert not results["ComfyUI port"].ok and "in use" in results["ComfyUI port"].detail
     assert not results["OSS credentials"].ok and "OSS_ENDPOINT" in results["OSS credentials"].detail
     assert not results["admin password"].ok
@@ -206,6 +243,7 @@ def test_only_comfyui_runs_offline(checkout, tmp_path):
     supervisord with the container's environment, must reach the hub: HF_HUB_OFFLINE goes
     into ComfyUI's program only, never into the image's or the pod's environment."""
     from comfyctl import supervisor
+
     s = config.load(ns(), {"COMFYUI_DIR": str(checkout), "COMFY_DATA_DIR": str(tmp_path / "d")})
     text = supervisor.render(s, [], tmp_path, {"AUTH_PROXY_LISTEN": "127.0.0.1:8188"})
     comfy, proxy = text.split("[program:comfyui]")[1].split("[program:auth_proxy]")
@@ -219,12 +257,19 @@ def test_logprefix_dies_the_way_its_program_died():
     made-up exit status (the forwarding handler once turned it into 241)."""
     import signal
     import subprocess
+
     script = "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"
-    out = subprocess.run([sys.executable, "-m", "comfyctl.logprefix", "p", "--", sys.executable, "-c", script],
-                         capture_output=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "comfyctl.logprefix", "p", "--", sys.executable, "-c", script],
+        capture_output=True,
+        timeout=60,
+    )
     assert out.returncode == -signal.SIGTERM
-    ok = subprocess.run([sys.executable, "-m", "comfyctl.logprefix", "p", "--", sys.executable, "-c", "print(1)"],
-                        capture_output=True, timeout=60)
+    ok = subprocess.run(
+        [sys.executable, "-m", "comfyctl.logprefix", "p", "--", sys.executable, "-c", "print(1)"],
+        capture_output=True,
+        timeout=60,
+    )
     assert ok.returncode == 0 and ok.stdout == b"[p] 1\n"
 
 
@@ -234,6 +279,7 @@ def test_comfyui_writes_nothing_beside_its_code(checkout, tmp_path):
     import shlex
 
     from comfyctl import supervisor
+
     s = config.load(ns(), {"COMFYUI_DIR": str(checkout), "COMFY_DATA_DIR": str(tmp_path / "d")})
     text = supervisor.render(s, [], tmp_path / "d" / "run", {"AUTH_PROXY_LISTEN": "127.0.0.1:8188"})
     command = shlex.split(text.split("[program:comfyui]")[1].split("command=", 1)[1].splitlines()[0])

@@ -1,6 +1,7 @@
 """A cluster on loopback for the scale-out tests: a real PostgreSQL ledger (the session's
 server, a fresh database per test), a real S3 server (moto) for the assets, and gateways and
 workers as processes (tests/support/cluster.py)."""
+
 from __future__ import annotations
 
 import pytest

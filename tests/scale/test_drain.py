@@ -1,5 +1,6 @@
 """Drain, on the worker process: SIGTERM mid-job lets the job finish, then the worker exits;
 no second job is claimed meanwhile (it stays queued for the other workers)."""
+
 from __future__ import annotations
 
 import signal
@@ -8,15 +9,19 @@ import sys
 
 from tests.support import python_env, wait_until
 
-SLOW = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
-        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "drain/d"}}}
+SLOW = {
+    "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
+    "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "drain/d"}},
+}
 
 
 def test_sigterm_mid_job_finishes_it_then_exits_without_claiming_another(cluster):
     gateway = cluster.add_gateway()
     worker = cluster.add_worker(delay=3.0)
     first, second = cluster.submit(gateway, SLOW), cluster.submit(gateway, SLOW)
-    wait_until(lambda: cluster.job(gateway, first)["status"] == "running", timeout=30, what="the first job to run")
+    wait_until(
+        lambda: cluster.job(gateway, first)["status"] == "running", timeout=30, what="the first job to run"
+    )
     worker.proc.proc.send_signal(signal.SIGTERM)
     assert worker.proc.proc.wait(timeout=60) == 0
     done = cluster.job(gateway, first)
@@ -28,8 +33,11 @@ def test_sigterm_mid_job_finishes_it_then_exits_without_claiming_another(cluster
     assert worker.name not in cluster.ledger_workers()  # it said goodbye
     # Another worker takes the job that waited.
     cluster.add_worker(delay=0.0)
-    wait_until(lambda: cluster.job(gateway, second)["status"] == "succeeded", timeout=30,
-               what="the second job on the other worker")
+    wait_until(
+        lambda: cluster.job(gateway, second)["status"] == "succeeded",
+        timeout=30,
+        what="the second job on the other worker",
+    )
 
 
 def test_comfyctl_drain_stops_the_pods_worker_claiming_and_waits_for_its_job(cluster):
@@ -38,11 +46,27 @@ def test_comfyctl_drain_stops_the_pods_worker_claiming_and_waits_for_its_job(clu
     gateway = cluster.add_gateway()
     pod = cluster.add_worker_proxy(delay=3.0)
     first, second = cluster.submit(gateway, SLOW), cluster.submit(gateway, SLOW)
-    wait_until(lambda: cluster.job(gateway, first)["status"] == "running", timeout=30, what="the first job to run")
-    out = subprocess.run([sys.executable, "-m", "comfyctl", "drain", "--url", f"http://127.0.0.1:{pod.comfy_port}",
-                          "--timeout", "60", "--interval", "0.2"], env=python_env(
-        COMFY_JOBS_DATABASE_URL=cluster.db_url, COMFY_JOBS_WORKER_ID=pod.name), capture_output=True, text=True,
-        timeout=90)
+    wait_until(
+        lambda: cluster.job(gateway, first)["status"] == "running", timeout=30, what="the first job to run"
+    )
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "comfyctl",
+            "drain",
+            "--url",
+            f"http://127.0.0.1:{pod.comfy_port}",
+            "--timeout",
+            "60",
+            "--interval",
+            "0.2",
+        ],
+        env=python_env(COMFY_JOBS_DATABASE_URL=cluster.db_url, COMFY_JOBS_WORKER_ID=pod.name),
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
     assert out.returncode == 0, out.stderr
     assert "claims no more jobs and holds none" in out.stderr
     assert cluster.job(gateway, first)["status"] == "succeeded"

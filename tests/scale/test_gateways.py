@@ -1,6 +1,7 @@
 """Gateways as stateless replicas: the account, tokens and browser sessions are shared
 through PostgreSQL, and a browser session is pinned to one worker, the same from every
 replica, so that the native UI (its HTTP routes and its WebSocket) keeps working."""
+
 from __future__ import annotations
 
 import asyncio
@@ -25,7 +26,9 @@ async def test_a_session_is_pinned_to_one_worker_from_every_replica(cluster):
         await login(browser, cluster.url(g0))
         seen = set()
         for gateway in (g0, g1, g0, g1):  # the same cookie through both replicas
-            async with browser.get(cluster.url(gateway, "/queue"), headers={"Accept": "application/json"}) as r:
+            async with browser.get(
+                cluster.url(gateway, "/queue"), headers={"Accept": "application/json"}
+            ) as r:
                 assert r.status == 200 and "queue_running" in await r.json()
                 seen.add(r.headers["X-Comfy-Worker"])
         assert len(seen) == 1
@@ -40,13 +43,17 @@ async def test_a_session_is_pinned_to_one_worker_from_every_replica(cluster):
         async with browser.post(cluster.url(g1, "/logout"), headers={"Origin": cluster.url(g1)}) as r:
             assert r.status in (200, 303)
     async with aiohttp.ClientSession() as other:
-        async with other.get(cluster.url(g0, "/queue"), headers={"Cookie": f"comfy_session={cookie}",
-                                                                "Accept": "application/json"}) as r:
+        async with other.get(
+            cluster.url(g0, "/queue"),
+            headers={"Cookie": f"comfy_session={cookie}", "Accept": "application/json"},
+        ) as r:
             assert r.status == 401
     async with aiohttp.ClientSession() as api:
         # a token made on one replica's command line is good on every replica
         for gateway in (g0, g1):
-            async with api.get(cluster.url(gateway, "/api/v2/jobs"), headers={"Authorization": f"Bearer {cluster.token}"}) as r:
+            async with api.get(
+                cluster.url(gateway, "/api/v2/jobs"), headers={"Authorization": f"Bearer {cluster.token}"}
+            ) as r:
                 assert r.status == 200
     assert worker in {w.name for w in cluster.workers}
 
@@ -69,6 +76,7 @@ async def test_a_dead_workers_sessions_see_its_name_then_move(cluster):
         async def on_worker() -> str | None:
             async with browser.get(cluster.url(gateway, "/queue")) as r:
                 return r.headers.get("X-Comfy-Worker") if r.status == 200 else None
+
         for _ in range(100):  # the gateway reads the live workers every couple of seconds
             if await on_worker() == second.name:
                 break

@@ -2,6 +2,7 @@
 the gateway, PostgreSQL and S3 as in the default tier: jobs through comfy-sdk all succeed
 exactly once while one worker is killed with kill -9 mid-run, and every output is the file
 the ComfyUI that ran it saved."""
+
 from __future__ import annotations
 
 import pytest
@@ -34,7 +35,9 @@ def test_jobs_survive_a_killed_worker_on_real_comfyuis(cluster, comfyuis, monkey
     monkeypatch.setenv("COMFY_BASE_URL", cluster.url(gateway))
     with comfy_sdk.Comfy(api_key=cluster.token) as client:
         jobs = [client.submit(client.workflows.from_json(SMOKE_PROMPT)) for _ in range(JOBS)]
-        wait_until(lambda: any(j.refresh().status == "running" for j in jobs), timeout=60, what="a running job")
+        wait_until(
+            lambda: any(j.refresh().status == "running" for j in jobs), timeout=60, what="a running job"
+        )
         workers[0].proc.kill9()  # its ComfyUI goes on; the worker, back, follows the run again
         cluster.start(workers[0])
         for job in jobs:
@@ -49,5 +52,7 @@ def test_jobs_survive_a_killed_worker_on_real_comfyuis(cluster, comfyuis, monkey
                 [(digest,)] = cluster.sql("SELECT hash FROM assets WHERE id = %s", out.id)
                 assert digest == "blake3:" + blake3(data).hexdigest()
     for job in jobs:
-        outcomes = [o for (o,) in cluster.sql("SELECT outcome FROM attempts WHERE job_id = %s ORDER BY n", job.id)]
+        outcomes = [
+            o for (o,) in cluster.sql("SELECT outcome FROM attempts WHERE job_id = %s ORDER BY n", job.id)
+        ]
         assert outcomes.count("succeeded") == 1 and outcomes[-1] == "succeeded"

@@ -1,4 +1,5 @@
 """Helpers shared by the test suites: polling, free ports, tool checks, subprocesses."""
+
 from __future__ import annotations
 
 import os
@@ -22,8 +23,9 @@ T = TypeVar("T")
 STRICT = os.environ.get("COMFY_STACK_STRICT_TESTS") == "1"
 
 
-def wait_until(check: Callable[[], T], timeout: float = 10.0, interval: float = 0.05,
-               what: str = "condition") -> T:
+def wait_until(
+    check: Callable[[], T], timeout: float = 10.0, interval: float = 0.05, what: str = "condition"
+) -> T:
     """Poll `check` until it returns a truthy value; raise with `what` on timeout.
 
     Exceptions from `check` count as "not yet" so that a server still starting
@@ -39,8 +41,10 @@ def wait_until(check: Callable[[], T], timeout: float = 10.0, interval: float = 
         except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
             last_error = exc
         if time.monotonic() >= deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}"
-                               + (f" (last error: {last_error!r})" if last_error else ""))
+            raise TimeoutError(
+                f"timed out after {timeout}s waiting for {what}"
+                + (f" (last error: {last_error!r})" if last_error else "")
+            )
         time.sleep(interval)
 
 
@@ -94,8 +98,14 @@ def chromium_path() -> str:
 
 
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 

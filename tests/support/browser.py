@@ -1,4 +1,5 @@
 """Driving Debian's Chromium with Playwright from async tests."""
+
 from __future__ import annotations
 
 import asyncio

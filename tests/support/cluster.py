@@ -2,6 +2,7 @@
 worker), workers (`python -m comfy_jobs worker`, each beside its own ComfyUI stand-in), one
 PostgreSQL ledger, and a real S3 server for the assets, so that a test can kill -9 any of
 them and start it again on the same port and data."""
+
 from __future__ import annotations
 
 import json
@@ -39,8 +40,11 @@ class Cluster:
         base.mkdir(parents=True, exist_ok=True)
         self.gateways: list[Node] = []
         self.workers: list[Node] = []
-        self.common = {"COMFY_JOBS_DATABASE_URL": db_url, "COMFY_JOB_LEASE_SECONDS": str(lease_s),
-                       "COMFY_QUEUE_LIMIT": "0"}
+        self.common = {
+            "COMFY_JOBS_DATABASE_URL": db_url,
+            "COMFY_JOB_LEASE_SECONDS": str(lease_s),
+            "COMFY_QUEUE_LIMIT": "0",
+        }
         if s3 is not None:
             s3.client().create_bucket(Bucket=BUCKET)
             self.common |= {"COMFY_OUTPUTS_TO": f"s3://{BUCKET}/assets", **s3.env()}
@@ -53,12 +57,22 @@ class Cluster:
     # --- gateways ------------------------------------------------------------------------
     def add_gateway(self, **env: str) -> Node:
         n, port = len(self.gateways), free_port()
-        proc = Proc([sys.executable, "-m", "auth_proxy"], python_env(
-            AUTH_PROXY_LISTEN=f"127.0.0.1:{port}", AUTH_PROXY_UPSTREAM=f"http://127.0.0.1:{free_port()}",
-            AUTH_PROXY_STATE_DIR=str(self.base / "auth"), COMFY_ADMIN_PASSWORD=PASSWORD,
-            COMFY_JOBS_DIR=self.jobs_dir(f"gateway{n}"), COMFY_JOBS_WORKER="0",
-            COMFY_JOBS_WORKER_ID=f"gateway-{n}", MODEL_SYNC_PROGRESS_FILE=str(self.base / "none.json"),
-            **self.common, **env), self.base / f"gateway{n}.log")
+        proc = Proc(
+            [sys.executable, "-m", "auth_proxy"],
+            python_env(
+                AUTH_PROXY_LISTEN=f"127.0.0.1:{port}",
+                AUTH_PROXY_UPSTREAM=f"http://127.0.0.1:{free_port()}",
+                AUTH_PROXY_STATE_DIR=str(self.base / "auth"),
+                COMFY_ADMIN_PASSWORD=PASSWORD,
+                COMFY_JOBS_DIR=self.jobs_dir(f"gateway{n}"),
+                COMFY_JOBS_WORKER="0",
+                COMFY_JOBS_WORKER_ID=f"gateway-{n}",
+                MODEL_SYNC_PROGRESS_FILE=str(self.base / "none.json"),
+                **self.common,
+                **env,
+            ),
+            self.base / f"gateway{n}.log",
+        )
         node = Node(f"gateway-{n}", proc, port)
         self.gateways.append(node)
         self.start(node)
@@ -68,14 +82,34 @@ class Cluster:
     def add_worker(self, delay: float, models_dir: Path | None = None, **env: str) -> Node:
         n, comfy_port = len(self.workers), free_port()
         name = f"worker-{n}"
-        comfy = Proc([sys.executable, "-m", "tests.support.fake_comfyui", "--port", str(comfy_port),
-                      "--output-directory", str(self.base / f"{name}-comfy/output"), "--fake-delay", str(delay)],
-                     python_env(), self.base / f"{name}-comfy.log")
+        comfy = Proc(
+            [
+                sys.executable,
+                "-m",
+                "tests.support.fake_comfyui",
+                "--port",
+                str(comfy_port),
+                "--output-directory",
+                str(self.base / f"{name}-comfy/output"),
+                "--fake-delay",
+                str(delay),
+            ],
+            python_env(),
+            self.base / f"{name}-comfy.log",
+        )
         extra = {"COMFY_WORKER_MODELS_DIR": str(models_dir)} if models_dir else {}
-        proc = Proc([sys.executable, "-m", "comfy_jobs", "worker"], python_env(
-            COMFY_JOBS_DIR=self.jobs_dir(name), COMFY_JOBS_WORKER_ID=name,
-            COMFY_WORKER_COMFYUI_URL=f"http://127.0.0.1:{comfy_port}", **self.common, **extra, **env),
-            self.base / f"{name}.log")
+        proc = Proc(
+            [sys.executable, "-m", "comfy_jobs", "worker"],
+            python_env(
+                COMFY_JOBS_DIR=self.jobs_dir(name),
+                COMFY_JOBS_WORKER_ID=name,
+                COMFY_WORKER_COMFYUI_URL=f"http://127.0.0.1:{comfy_port}",
+                **self.common,
+                **extra,
+                **env,
+            ),
+            self.base / f"{name}.log",
+        )
         node = Node(name, proc, 0, comfy, comfy_port)
         self.workers.append(node)
         self.start(node)
@@ -84,9 +118,17 @@ class Cluster:
     def add_worker_beside(self, comfy_url: str, **env: str) -> Node:
         """A worker for a ComfyUI started elsewhere (a real one, in the opt-in tier)."""
         name = f"worker-{len(self.workers)}"
-        proc = Proc([sys.executable, "-m", "comfy_jobs", "worker"], python_env(
-            COMFY_JOBS_DIR=self.jobs_dir(name), COMFY_JOBS_WORKER_ID=name, COMFY_WORKER_COMFYUI_URL=comfy_url,
-            **self.common, **env), self.base / f"{name}.log")
+        proc = Proc(
+            [sys.executable, "-m", "comfy_jobs", "worker"],
+            python_env(
+                COMFY_JOBS_DIR=self.jobs_dir(name),
+                COMFY_JOBS_WORKER_ID=name,
+                COMFY_WORKER_COMFYUI_URL=comfy_url,
+                **self.common,
+                **env,
+            ),
+            self.base / f"{name}.log",
+        )
         node = Node(name, proc, 0)
         self.workers.append(node)
         self.start(node)
@@ -97,15 +139,38 @@ class Cluster:
         in-process and answers the gateways' relayed UI requests (COMFY_WORKER_URL)."""
         n, port, comfy_port = len(self.workers), free_port(), free_port()
         name = f"worker-{n}"
-        comfy = Proc([sys.executable, "-m", "tests.support.fake_comfyui", "--port", str(comfy_port),
-                      "--output-directory", str(self.base / f"{name}-comfy/output"), "--fake-delay", str(delay)],
-                     python_env(), self.base / f"{name}-comfy.log")
-        proc = Proc([sys.executable, "-m", "auth_proxy"], python_env(
-            AUTH_PROXY_LISTEN=f"127.0.0.1:{port}", AUTH_PROXY_UPSTREAM=f"http://127.0.0.1:{comfy_port}",
-            AUTH_PROXY_STATE_DIR=str(self.base / f"{name}-auth"), COMFY_ADMIN_PASSWORD=PASSWORD,
-            COMFY_JOBS_DIR=self.jobs_dir(name), COMFY_JOBS_WORKER="1", COMFY_JOBS_WORKER_ID=name,
-            COMFY_WORKER_URL=f"http://127.0.0.1:{port}", MODEL_SYNC_PROGRESS_FILE=str(self.base / "none.json"),
-            **self.common, **env), self.base / f"{name}.log")
+        comfy = Proc(
+            [
+                sys.executable,
+                "-m",
+                "tests.support.fake_comfyui",
+                "--port",
+                str(comfy_port),
+                "--output-directory",
+                str(self.base / f"{name}-comfy/output"),
+                "--fake-delay",
+                str(delay),
+            ],
+            python_env(),
+            self.base / f"{name}-comfy.log",
+        )
+        proc = Proc(
+            [sys.executable, "-m", "auth_proxy"],
+            python_env(
+                AUTH_PROXY_LISTEN=f"127.0.0.1:{port}",
+                AUTH_PROXY_UPSTREAM=f"http://127.0.0.1:{comfy_port}",
+                AUTH_PROXY_STATE_DIR=str(self.base / f"{name}-auth"),
+                COMFY_ADMIN_PASSWORD=PASSWORD,
+                COMFY_JOBS_DIR=self.jobs_dir(name),
+                COMFY_JOBS_WORKER="1",
+                COMFY_JOBS_WORKER_ID=name,
+                COMFY_WORKER_URL=f"http://127.0.0.1:{port}",
+                MODEL_SYNC_PROGRESS_FILE=str(self.base / "none.json"),
+                **self.common,
+                **env,
+            ),
+            self.base / f"{name}.log",
+        )
         node = Node(name, proc, port, comfy, comfy_port)
         self.workers.append(node)
         self.start(node)
@@ -114,8 +179,11 @@ class Cluster:
     def start(self, node: Node) -> None:
         if node.comfy is not None and (node.comfy.proc is None or node.comfy.proc.poll() is not None):
             node.comfy.start()
-            wait_until(lambda: self._get(f"http://127.0.0.1:{node.comfy_port}/queue") is not None, timeout=30,
-                       what=f"{node.name}'s ComfyUI stand-in")
+            wait_until(
+                lambda: self._get(f"http://127.0.0.1:{node.comfy_port}/queue") is not None,
+                timeout=30,
+                what=f"{node.name}'s ComfyUI stand-in",
+            )
         node.proc.start()
         if node.port:
             wait_until(lambda: self._get(self.url(node, "/healthz")) is not None, timeout=30, what=node.name)
@@ -154,6 +222,7 @@ class Cluster:
     def sql(self, query: str, *args) -> list[tuple]:
         """Read the ledger straight from PostgreSQL, as an operator would."""
         import psycopg
+
         with psycopg.connect(self.db_url) as c:
             return c.execute(query, args).fetchall()
 

@@ -1,4 +1,5 @@
 """Calling `comfyctl run` in-process the way its command line does."""
+
 from __future__ import annotations
 
 import argparse
@@ -8,8 +9,9 @@ from comfyctl import run as runmod
 from tests.support.comfyui import SMOKE_WORKFLOW
 
 
-def run_args(tmp_path: Path, server: str, workflow: Path = SMOKE_WORKFLOW, flags: tuple[str, ...] = (),
-             **overrides) -> argparse.Namespace:
+def run_args(
+    tmp_path: Path, server: str, workflow: Path = SMOKE_WORKFLOW, flags: tuple[str, ...] = (), **overrides
+) -> argparse.Namespace:
     """`comfyctl run WORKFLOW --server SERVER --out TMP/out --json FLAGS...`, parsed by its own
     parser, then any attribute overridden (token=..., param=[...], ...)."""
     p = argparse.ArgumentParser()

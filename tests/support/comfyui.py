@@ -1,5 +1,6 @@
 """Starting a real ComfyUI for the opt-in tier (COMFYUI_DIR, COMFYUI_PYTHON), and the smoke
 workflow every tier runs."""
+
 from __future__ import annotations
 
 import json
@@ -33,14 +34,37 @@ class RealComfyUI:
             (self.data / d).mkdir(parents=True, exist_ok=True)
         self.log = open(self.data / "comfyui.log", "wb")
         self.proc = subprocess.Popen(
-            [str(self.python), "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
-             "--output-directory", str(self.data / "output"), "--input-directory", str(self.data / "input"),
-             "--user-directory", str(self.data / "user"), "--disable-auto-launch", *self.extra_args],
-            cwd=self.dir, stdout=self.log, stderr=subprocess.STDOUT)
+            [
+                str(self.python),
+                "main.py",
+                "--cpu",
+                "--listen",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--output-directory",
+                str(self.data / "output"),
+                "--input-directory",
+                str(self.data / "input"),
+                "--user-directory",
+                str(self.data / "user"),
+                "--disable-auto-launch",
+                *self.extra_args,
+            ],
+            cwd=self.dir,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         try:
-            wait_until(lambda: self.proc.poll() is not None or
-                       urllib.request.urlopen(self.url + "/system_stats", timeout=2).status == 200,
-                       timeout=timeout, interval=0.5, what="ComfyUI to answer /system_stats")
+            wait_until(
+                lambda: (
+                    self.proc.poll() is not None
+                    or urllib.request.urlopen(self.url + "/system_stats", timeout=2).status == 200
+                ),
+                timeout=timeout,
+                interval=0.5,
+                what="ComfyUI to answer /system_stats",
+            )
             if self.proc.poll() is not None:
                 raise RuntimeError(f"ComfyUI exited with {self.proc.returncode}")
         except (TimeoutError, RuntimeError) as exc:

@@ -1,6 +1,7 @@
 """The repository's compose.yaml run as a user runs it: copied into a folder with a test
 .env beside it (and a compose.override.yaml where the tier needs one), `docker compose
 --profile cpu up -d`, then everything checked through the published port."""
+
 from __future__ import annotations
 
 import json
@@ -18,7 +19,7 @@ SERVICE = "comfy-cpu"
 
 @dataclass
 class Stack:
-    compose: str                # the docker-compose binary
+    compose: str  # the docker-compose binary
     folder: Path
     project: str
     port: int
@@ -28,10 +29,17 @@ class Stack:
         return f"http://127.0.0.1:{self.port}"
 
     def run(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
-        out = subprocess.run([self.compose, "-p", self.project, *args], cwd=self.folder, capture_output=True,
-                             text=True, timeout=timeout)
+        out = subprocess.run(
+            [self.compose, "-p", self.project, *args],
+            cwd=self.folder,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         if check and out.returncode != 0:
-            raise AssertionError(f"docker compose {' '.join(args)} exited {out.returncode}:\n{out.stderr[-4000:]}")
+            raise AssertionError(
+                f"docker compose {' '.join(args)} exited {out.returncode}:\n{out.stderr[-4000:]}"
+            )
         return out
 
     def exec(self, *cmd: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -49,20 +57,29 @@ class Stack:
         return self.run("logs", "--no-color", SERVICE, timeout=120).stdout
 
     def health(self, docker: str) -> str:
-        out = subprocess.run([docker, "inspect", "-f", "{{.State.Health.Status}}", self.container()],
-                             capture_output=True, text=True, timeout=30)
+        out = subprocess.run(
+            [docker, "inspect", "-f", "{{.State.Health.Status}}", self.container()],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         return out.stdout.strip()
 
     def wait_healthy(self, docker: str, timeout: float = 900) -> float:
         """Seconds until the image's own HEALTHCHECK said healthy."""
         started = time.monotonic()
-        wait_until(lambda: self.health(docker) == "healthy", timeout=timeout, interval=3,
-                   what="the container's HEALTHCHECK to say healthy")
+        wait_until(
+            lambda: self.health(docker) == "healthy",
+            timeout=timeout,
+            interval=3,
+            what="the container's HEALTHCHECK to say healthy",
+        )
         return time.monotonic() - started
 
 
-def make(compose: str, folder: Path, project: str, port: int, env: dict[str, str],
-         override: dict | None = None) -> Stack:
+def make(
+    compose: str, folder: Path, project: str, port: int, env: dict[str, str], override: dict | None = None
+) -> Stack:
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(REPO / "compose.yaml", folder / "compose.yaml")
     (folder / ".env").write_text("".join(f"{k}={v}\n" for k, v in env.items()))

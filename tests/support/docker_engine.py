@@ -1,5 +1,6 @@
 """A real Docker engine for the image tier: found running, or started for the tier (and
 stopped after it), and the build inputs chosen for what this machine can reach."""
+
 from __future__ import annotations
 
 import json
@@ -70,11 +71,17 @@ def start_engine() -> tuple[Engine | None, str]:
     log = open(workdir / "dockerd.log", "wb")
     # Without iptables: publishing on 127.0.0.1 still works (docker-proxy) and nothing of
     # the host's firewall is changed; builds that need the network use --network host.
-    proc = subprocess.Popen([dockerd, "--iptables=false", "--ip-masq=false"], stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [dockerd, "--iptables=false", "--ip-masq=false"], stdout=log, stderr=subprocess.STDOUT
+    )
     engine = Engine(docker, proc, workdir)
     try:
-        wait_until(lambda: proc.poll() is None and engine_answers(docker), timeout=90, interval=1,
-                   what="dockerd to answer")
+        wait_until(
+            lambda: proc.poll() is None and engine_answers(docker),
+            timeout=90,
+            interval=1,
+            what="dockerd to answer",
+        )
     except TimeoutError:
         engine.stop()
         return None, f"dockerd did not start: {(workdir / 'dockerd.log').read_text()[-1500:]}"
@@ -101,7 +108,9 @@ def build_inputs(engine: Engine) -> dict[str, str]:
         if not engine.has_image(STANDIN_UBUNTU):
             subprocess.run([sys.executable, "-m", "docker.bases"], cwd=REPO, check=True, timeout=900)
         env["UBUNTU_IMAGE"] = STANDIN_UBUNTU
-        engine.notes.append(f"{ubuntu.split('@')[0]} cannot be pulled: built on {STANDIN_UBUNTU} (python -m docker.bases)")
+        engine.notes.append(
+            f"{ubuntu.split('@')[0]} cannot be pulled: built on {STANDIN_UBUNTU} (python -m docker.bases)"
+        )
     sources = REPO.parent / "shared" / "sources"
     if sources.is_dir():
         env["SOURCES_DIR"] = str(sources)
@@ -111,24 +120,39 @@ def build_inputs(engine: Engine) -> dict[str, str]:
         env["EXTRA_CA_CERTS"] = str(HOST_CA)
     if not reachable("https://download.pytorch.org/whl/cpu/"):
         env["TORCH_INDEX_URL"] = "https://pypi.org/simple"
-        engine.notes.append("the PyTorch index cannot be reached: torch from PyPI (its CUDA 12.8 build, "
-                            "which runs on the CPU)")
+        engine.notes.append(
+            "the PyTorch index cannot be reached: torch from PyPI (its CUDA 12.8 build, "
+            "which runs on the CPU)"
+        )
     return env
 
 
 def re_arg(name: str) -> str:
     import re
+
     return re.search(rf"^ARG {name}=(\S+)", (REPO / "docker/Dockerfile").read_text(), re.M).group(1)
 
 
-def build(engine: Engine, env: dict[str, str], variant: str, tag: str, log: Path,
-          extra: tuple[str, ...] = (), docker: str | None = None) -> float:
+def build(
+    engine: Engine,
+    env: dict[str, str],
+    variant: str,
+    tag: str,
+    log: Path,
+    extra: tuple[str, ...] = (),
+    docker: str | None = None,
+) -> float:
     """`python -m docker.build` as make runs it; returns the seconds it took."""
     started = time.monotonic()
     with log.open("w") as out:
-        done = subprocess.run([sys.executable, "-m", "docker.build", "--variant", variant, "--tag", tag, *extra],
-                              cwd=REPO, env=os.environ | env | ({"DOCKER": docker} if docker else {}),
-                              stdout=out, stderr=subprocess.STDOUT, timeout=5400)
+        done = subprocess.run(
+            [sys.executable, "-m", "docker.build", "--variant", variant, "--tag", tag, *extra],
+            cwd=REPO,
+            env=os.environ | env | ({"DOCKER": docker} if docker else {}),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=5400,
+        )
     took = time.monotonic() - started
     if done.returncode != 0:
         raise AssertionError(f"the {variant} build failed after {took:.0f} s:\n{log.read_text()[-6000:]}")

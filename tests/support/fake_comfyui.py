@@ -11,6 +11,7 @@ executing with node null. The userdata file routes (`/userdata/{file}`, its move
 delete) are aiohttp routes as in ComfyUI, so `workflows%2Fx.json` is one file name and
 `workflows/x.json` matches nothing. Routes under /_test/ exist only here, for relay tests.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,15 +29,32 @@ from urllib.parse import unquote
 
 from aiohttp import WSMsgType, web
 
-KNOWN_CLASSES = {"EmptyImage", "ImageInvert", "ImageScale", "SaveImage", "LoadImage", "PreviewImage",
-                 "SaveGLB", "Preview3D", "Hy3D21ExportMesh", "CheckpointLoaderSimple"}
+KNOWN_CLASSES = {
+    "EmptyImage",
+    "ImageInvert",
+    "ImageScale",
+    "SaveImage",
+    "LoadImage",
+    "PreviewImage",
+    "SaveGLB",
+    "Preview3D",
+    "Hy3D21ExportMesh",
+    "CheckpointLoaderSimple",
+}
 # A minimal binary glTF header (magic, version 2, total length): enough to be a .glb file.
 TINY_GLB = b"glTF" + struct.pack("<II", 2, 12)
 STATE = web.AppKey("state", dict)
 # GET routes of ComfyUI-Manager (the pinned pack's manager_server.py) that change state.
-MANAGER_GET_ACTIONS = ("/manager/reboot", "/manager/queue/update_all", "/manager/queue/start",
-                       "/comfyui_manager/comfyui_switch_version", "/snapshot/restore", "/manager/policy/update",
-                       "/manager/channel_url_list", "/manager/db_mode")
+MANAGER_GET_ACTIONS = (
+    "/manager/reboot",
+    "/manager/queue/update_all",
+    "/manager/queue/start",
+    "/comfyui_manager/comfyui_switch_version",
+    "/snapshot/restore",
+    "/manager/policy/update",
+    "/manager/channel_url_list",
+    "/manager/db_mode",
+)
 
 
 INDEX = """<!doctype html><title>ComfyUI</title><h1 id=app>ComfyUI app</h1><p id=ws>connecting</p>
@@ -61,11 +79,17 @@ window.extensionsLoaded = true;
 
 def tiny_png(width: int = 8, height: int = 8, value: int = 255) -> bytes:
     """A valid grey PNG, built with zlib so the fake needs no imaging library."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     raw = b"".join(b"\x00" + bytes([value]) * width for _ in range(height))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
 
 
 def tiny_wav(seconds: float = 0.25, rate: int = 16000) -> bytes:
@@ -74,8 +98,10 @@ def tiny_wav(seconds: float = 0.25, rate: int = 16000) -> bytes:
     import math
     import wave
 
-    frames = b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / rate)))
-                      for i in range(int(seconds * rate)))
+    frames = b"".join(
+        struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / rate)))
+        for i in range(int(seconds * rate))
+    )
     buf = io.BytesIO()
     with wave.open(buf, "wb") as w:
         w.setnchannels(1)
@@ -148,8 +174,11 @@ async def run_in_turn(state: dict, prompt_id: str, prompt: dict, client_id: str 
 
 def finish_error(state: dict, prompt_id: str, prompt: dict, messages: list) -> None:
     """What ComfyUI's task_done records for a failed or interrupted run."""
-    state["history"][prompt_id] = {"prompt": [0, prompt_id, prompt, {}, []], "outputs": {},
-                                   "status": {"status_str": "error", "completed": False, "messages": messages}}
+    state["history"][prompt_id] = {
+        "prompt": [0, prompt_id, prompt, {}, []],
+        "outputs": {},
+        "status": {"status_str": "error", "completed": False, "messages": messages},
+    }
     state["queue"].remove(prompt_id)
 
 
@@ -163,33 +192,61 @@ async def execute(state: dict, prompt_id: str, prompt: dict, client_id: str | No
         await asyncio.sleep(0.05)
     state["starts"][prompt_id] = time.time()
     await broadcast(state, {"type": "execution_start", "data": started}, client_id)
-    await broadcast(state, {"type": "execution_cached", "data": {"nodes": [], "prompt_id": prompt_id, "timestamp": 0}}, client_id)
+    await broadcast(
+        state,
+        {"type": "execution_cached", "data": {"nodes": [], "prompt_id": prompt_id, "timestamp": 0}},
+        client_id,
+    )
     messages.append(["execution_cached", {"nodes": [], "prompt_id": prompt_id, "timestamp": 0}])
     outputs: dict = {}
     values: dict = {}  # string results of nodes, for inputs linked to them
     executed: list[str] = []
     for node_id, node in prompt.items():
-        await broadcast(state, {"type": "executing", "data": {"node": node_id, "display_node": node_id, "prompt_id": prompt_id}}, client_id)
+        await broadcast(
+            state,
+            {"type": "executing", "data": {"node": node_id, "display_node": node_id, "prompt_id": prompt_id}},
+            client_id,
+        )
         if prompt_id in state["interrupt"]:  # ComfyUI checks between nodes and sampler steps
-            data = {"prompt_id": prompt_id, "node_id": node_id, "node_type": node["class_type"],
-                    "executed": executed, "timestamp": 0}
+            data = {
+                "prompt_id": prompt_id,
+                "node_id": node_id,
+                "node_type": node["class_type"],
+                "executed": executed,
+                "timestamp": 0,
+            }
             await broadcast(state, {"type": "execution_interrupted", "data": data})
             finish_error(state, prompt_id, prompt, messages + [["execution_interrupted", data]])
             await broadcast(state, status_msg(state))
             return
         if node["class_type"] == "FailingNode" or node.get("inputs", {}).get("fail"):
-            data = {"prompt_id": prompt_id, "node_id": node_id, "node_type": node["class_type"],
-                    "exception_message": "simulated failure", "exception_type": "RuntimeError",
-                    # traceback.format_tb(...), as ComfyUI's execution.py records it: frames only
-                    "traceback": ['  File "execution.py", line 496, in execute\n    output_data = ...\n'],
-                    "executed": executed, "current_inputs": {}, "current_outputs": [], "timestamp": 0}
+            data = {
+                "prompt_id": prompt_id,
+                "node_id": node_id,
+                "node_type": node["class_type"],
+                "exception_message": "simulated failure",
+                "exception_type": "RuntimeError",
+                # traceback.format_tb(...), as ComfyUI's execution.py records it: frames only
+                "traceback": ['  File "execution.py", line 496, in execute\n    output_data = ...\n'],
+                "executed": executed,
+                "current_inputs": {},
+                "current_outputs": [],
+                "timestamp": 0,
+            }
             await broadcast(state, {"type": "execution_error", "data": data}, client_id)
             finish_error(state, prompt_id, prompt, messages + [["execution_error", data]])
             await broadcast(state, status_msg(state))
             return
         executed.append(node_id)
         for step in range(1, 3):
-            await broadcast(state, {"type": "progress", "data": {"value": step, "max": 2, "prompt_id": prompt_id, "node": node_id}}, client_id)
+            await broadcast(
+                state,
+                {
+                    "type": "progress",
+                    "data": {"value": step, "max": 2, "prompt_id": prompt_id, "node": node_id},
+                },
+                client_id,
+            )
         # a binary preview frame: event type 1 (PREVIEW_IMAGE), format 2 (PNG), image bytes
         await broadcast(state, struct.pack(">II", 1, 2) + tiny_png(2, 2), client_id)
         out = node_output(state, node, values)
@@ -197,22 +254,39 @@ async def execute(state: dict, prompt_id: str, prompt: dict, client_id: str | No
             values[node_id] = out
         elif out is not None:
             outputs[node_id] = out
-            await broadcast(state, {"type": "executed", "data": {"node": node_id, "display_node": node_id, "output": out, "prompt_id": prompt_id}}, client_id)
-    await broadcast(state, {"type": "execution_success", "data": {"prompt_id": prompt_id, "timestamp": 0}}, client_id)
+            await broadcast(
+                state,
+                {
+                    "type": "executed",
+                    "data": {"node": node_id, "display_node": node_id, "output": out, "prompt_id": prompt_id},
+                },
+                client_id,
+            )
+    await broadcast(
+        state, {"type": "execution_success", "data": {"prompt_id": prompt_id, "timestamp": 0}}, client_id
+    )
     messages.append(["execution_success", {"prompt_id": prompt_id, "timestamp": 0}])
     # ComfyUI records the history only after execution_success (the prompt worker's
     # task_done), then sends the final executing/null; history_delay widens that gap.
     await asyncio.sleep(state["history_delay"])
-    state["history"][prompt_id] = {"prompt": [0, prompt_id, prompt, {}, list(outputs)], "outputs": outputs,
-                                   "status": {"status_str": "success", "completed": True, "messages": messages}}
+    state["history"][prompt_id] = {
+        "prompt": [0, prompt_id, prompt, {}, list(outputs)],
+        "outputs": outputs,
+        "status": {"status_str": "success", "completed": True, "messages": messages},
+    }
     state["queue"].remove(prompt_id)
     await broadcast(state, {"type": "executing", "data": {"node": None, "prompt_id": prompt_id}}, client_id)
     await broadcast(state, status_msg(state))
 
 
-def create_app(output_dir: Path, delay: float = 0.0, executor=None,
-               known_classes: set[str] | None = None, history_delay: float = 0.0,
-               web_dirs: dict[str, Path] | None = None) -> web.Application:
+def create_app(
+    output_dir: Path,
+    delay: float = 0.0,
+    executor=None,
+    known_classes: set[str] | None = None,
+    history_delay: float = 0.0,
+    web_dirs: dict[str, Path] | None = None,
+) -> web.Application:
     """The stand-in's app.
 
     Extension points (for suites that need more than the built-in run): `executor` is an
@@ -223,13 +297,30 @@ def create_app(output_dir: Path, delay: float = 0.0, executor=None,
     extension folders, served at /extensions/NAME/ as ComfyUI serves a pack's WEB_DIRECTORY.
     """
     web_dirs = dict(web_dirs or {})
-    state = {"output": Path(output_dir), "input": Path(output_dir).parent / "input",
-             "user": Path(output_dir).parent / "user" / "default", "queue": [], "manager_calls": [],
-             "hits": Counter(), "in_flight": 0, "most_in_flight": 0,
-             "history": {}, "sockets": {}, "delay": delay, "tasks": set(), "settings": {},
-             "counter": 0, "executor": executor or execute, "history_delay": history_delay,
-             "run_lock": asyncio.Lock(), "running": None, "deleted": set(), "interrupt": set(), "starts": {},
-             "known_classes": KNOWN_CLASSES | set(known_classes or ())}
+    state = {
+        "output": Path(output_dir),
+        "input": Path(output_dir).parent / "input",
+        "user": Path(output_dir).parent / "user" / "default",
+        "queue": [],
+        "manager_calls": [],
+        "hits": Counter(),
+        "in_flight": 0,
+        "most_in_flight": 0,
+        "history": {},
+        "sockets": {},
+        "delay": delay,
+        "tasks": set(),
+        "settings": {},
+        "counter": 0,
+        "executor": executor or execute,
+        "history_delay": history_delay,
+        "run_lock": asyncio.Lock(),
+        "running": None,
+        "deleted": set(),
+        "interrupt": set(),
+        "starts": {},
+        "known_classes": KNOWN_CLASSES | set(known_classes or ()),
+    }
     r = web.RouteTableDef()
 
     @r.get("/")
@@ -245,13 +336,18 @@ def create_app(output_dir: Path, delay: float = 0.0, executor=None,
         name = request.match_info["name"]
         if name not in ("api", "app"):
             return web.Response(status=404)
-        return web.Response(content_type="text/javascript",
-                            text=f"export const {name} = window.comfyAPI.{name}.{name};\n")
+        return web.Response(
+            content_type="text/javascript", text=f"export const {name} = window.comfyAPI.{name}.{name};\n"
+        )
 
     @r.get("/system_stats")
     async def system_stats(_):
-        return web.json_response({"system": {"os": "posix", "comfyui_version": "fake", "argv": ["main.py"]},
-                                  "devices": [{"name": "cpu", "type": "cpu"}]})
+        return web.json_response(
+            {
+                "system": {"os": "posix", "comfyui_version": "fake", "argv": ["main.py"]},
+                "devices": [{"name": "cpu", "type": "cpu"}],
+            }
+        )
 
     @r.get("/queue")
     async def get_queue(_):
@@ -278,16 +374,47 @@ def create_app(output_dir: Path, delay: float = 0.0, executor=None,
         body = await request.json()
         prompt = body.get("prompt")
         if not isinstance(prompt, dict) or not prompt:
-            return web.json_response({"error": {"type": "no_prompt", "message": "No prompt provided",
-                                                "details": "", "extra_info": {}}, "node_errors": {}}, status=400)
-        errors = {nid: {"errors": [{"type": "invalid_class", "message": f"Cannot find class {n.get('class_type')}",
-                                    "details": "", "extra_info": {}}], "dependent_outputs": [], "class_type": n.get("class_type")}
-                  for nid, n in prompt.items()
-                  if n.get("class_type") not in state["known_classes"] | {"FailingNode"}}
+            return web.json_response(
+                {
+                    "error": {
+                        "type": "no_prompt",
+                        "message": "No prompt provided",
+                        "details": "",
+                        "extra_info": {},
+                    },
+                    "node_errors": {},
+                },
+                status=400,
+            )
+        errors = {
+            nid: {
+                "errors": [
+                    {
+                        "type": "invalid_class",
+                        "message": f"Cannot find class {n.get('class_type')}",
+                        "details": "",
+                        "extra_info": {},
+                    }
+                ],
+                "dependent_outputs": [],
+                "class_type": n.get("class_type"),
+            }
+            for nid, n in prompt.items()
+            if n.get("class_type") not in state["known_classes"] | {"FailingNode"}
+        }
         if errors:
-            return web.json_response({"error": {"type": "prompt_outputs_failed_validation",
-                                                "message": "Prompt outputs failed validation",
-                                                "details": "", "extra_info": {}}, "node_errors": errors}, status=400)
+            return web.json_response(
+                {
+                    "error": {
+                        "type": "prompt_outputs_failed_validation",
+                        "message": "Prompt outputs failed validation",
+                        "details": "",
+                        "extra_info": {},
+                    },
+                    "node_errors": errors,
+                },
+                status=400,
+            )
         prompt_id = body.get("prompt_id") or str(uuid.uuid4())
         state["counter"] += 1
         state["queue"].append(prompt_id)
@@ -312,7 +439,9 @@ def create_app(output_dir: Path, delay: float = 0.0, executor=None,
 
     @r.get("/object_info")
     async def object_info(_):
-        return web.json_response({c: {"input": {"required": {}}, "output": [], "name": c} for c in sorted(KNOWN_CLASSES)})
+        return web.json_response(
+            {c: {"input": {"required": {}}, "output": [], "name": c} for c in sorted(KNOWN_CLASSES)}
+        )
 
     @r.get("/view")
     async def view(request):
@@ -325,10 +454,17 @@ def create_app(output_dir: Path, delay: float = 0.0, executor=None,
         # As ComfyUI's: the type from the name, inline, with only HTML, JS and CSS forced to
         # download (so an uploaded SVG is served as a page that runs its scripts).
         ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
-        if ctype in {"text/html", "text/html-sandboxed", "application/xhtml+xml", "text/javascript", "text/css"}:
+        if ctype in {
+            "text/html",
+            "text/html-sandboxed",
+            "application/xhtml+xml",
+            "text/javascript",
+            "text/css",
+        }:
             ctype = "application/octet-stream"
-        return web.FileResponse(path, headers={"Content-Disposition": f'filename="{name}"',
-                                               "Content-Type": ctype})  # handles Range like ComfyUI's
+        return web.FileResponse(
+            path, headers={"Content-Disposition": f'filename="{name}"', "Content-Type": ctype}
+        )  # handles Range like ComfyUI's
 
     async def upload(request):
         reader = await request.multipart()
@@ -489,8 +625,13 @@ def create_app(output_dir: Path, delay: float = 0.0, executor=None,
 
     @r.get("/extensions")
     async def extensions(_):
-        return web.json_response([f"/extensions/{name}/{f.name}" for name, folder in sorted(web_dirs.items())
-                                  for f in sorted(Path(folder).glob("*.js"))])
+        return web.json_response(
+            [
+                f"/extensions/{name}/{f.name}"
+                for name, folder in sorted(web_dirs.items())
+                for f in sorted(Path(folder).glob("*.js"))
+            ]
+        )
 
     # ComfyUI-Manager changes state on GET; the stand-in records that such a call arrived.
     async def manager_action(request):
@@ -507,7 +648,9 @@ def create_app(output_dir: Path, delay: float = 0.0, executor=None,
         cid = request.query.get("clientId") or uuid.uuid4().hex
         state["last_ws_query"] = dict(request.query)
         state["sockets"][cid] = sock
-        await sock.send_str(json.dumps({**status_msg(state), "data": {**status_msg(state)["data"], "sid": cid}}))
+        await sock.send_str(
+            json.dumps({**status_msg(state), "data": {**status_msg(state)["data"], "sid": cid}})
+        )
         try:
             async for _msg in sock:
                 pass
@@ -538,9 +681,15 @@ def create_app(output_dir: Path, delay: float = 0.0, executor=None,
     # --- diagnostics for the relay tests (not ComfyUI routes) ------------------------
     async def echo(request):
         body = await request.read()
-        return web.json_response({"method": request.method, "path": request.raw_path,
-                                  "headers": dict(request.headers), "body_len": len(body),
-                                  "query": dict(request.query)})
+        return web.json_response(
+            {
+                "method": request.method,
+                "path": request.raw_path,
+                "headers": dict(request.headers),
+                "body_len": len(body),
+                "query": dict(request.query),
+            }
+        )
 
     async def stream(request):
         size = int(request.match_info["size"])
@@ -583,8 +732,13 @@ def create_app(output_dir: Path, delay: float = 0.0, executor=None,
         app.router.add_static(f"/extensions/{name}", folder)
 
     async def hits(_request):
-        return web.json_response({"hits": state["hits"], "most_in_flight": state["most_in_flight"],
-                                  "manager_calls": state["manager_calls"]})
+        return web.json_response(
+            {
+                "hits": state["hits"],
+                "most_in_flight": state["most_in_flight"],
+                "manager_calls": state["manager_calls"],
+            }
+        )
 
     app.router.add_route("*", "/_test/echo{tail:.*}", echo)
     app.router.add_get("/_test/hits", hits)
@@ -595,6 +749,7 @@ def create_app(output_dir: Path, delay: float = 0.0, executor=None,
 
     async def starts(_):  # when each prompt began running, for benchmarks
         return web.json_response(state["starts"])
+
     app.router.add_get("/_test/starts", starts)
     return app
 
@@ -610,8 +765,9 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.output_directory)
     out.mkdir(parents=True, exist_ok=True)
     print(f"fake ComfyUI on {args.listen}:{args.port}", flush=True)
-    web.run_app(create_app(out, delay=args.fake_delay), host=args.listen, port=args.port, print=None,
-                access_log=None)
+    web.run_app(
+        create_app(out, delay=args.fake_delay), host=args.listen, port=args.port, print=None, access_log=None
+    )
 
 
 if __name__ == "__main__":

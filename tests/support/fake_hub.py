@@ -8,6 +8,7 @@ origin like the hub's CDN, serves the bytes with Range support. A revision other
 answering 401 without it as gated repositories do; an unknown repository or file is a 404
 with `X-Error-Code` as the hub sends.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -18,7 +19,7 @@ from .threaded_server import QuietHandler, ThreadedServer
 
 class FakeHub:
     def __init__(self):
-        self.repos: dict[str, dict] = {}    # "owner/repo" -> {"commit", "token", "files": {path: bytes}}
+        self.repos: dict[str, dict] = {}  # "owner/repo" -> {"commit", "token", "files": {path: bytes}}
         self.blobs: dict[str, bytes] = {}
         self.requests: list[tuple[str, str, str | None]] = []
         # The content URLs live on a second origin, as the hub's CDN does: huggingface_hub
@@ -27,8 +28,13 @@ class FakeHub:
         self.servers = [ThreadedServer(_Handler, self) for _ in range(2)]
         self.url, self.cdn_url = (s.url for s in self.servers)
 
-    def add(self, repo: str, files: dict[str, bytes], commit: str = "c0ffee" * 6 + "abcd",
-            token: str | None = None) -> None:
+    def add(
+        self,
+        repo: str,
+        files: dict[str, bytes],
+        commit: str = "c0ffee" * 6 + "abcd",
+        token: str | None = None,
+    ) -> None:
         self.repos[repo] = {"commit": commit, "token": token, "files": dict(files)}
         for data in files.values():
             self.blobs[hashlib.sha256(data).hexdigest()] = data
@@ -71,8 +77,11 @@ class _Handler(QuietHandler):
             return self._reply(404, {"X-Error-Code": "EntryNotFound"}, b"not found")
         repo = self.owner.repos.get(f"{parts[0]}/{parts[1]}")
         if repo is None:
-            return self._reply(401 if not self.headers.get("Authorization") else 404,
-                               {"X-Error-Code": "RepoNotFound"}, b"Repository not found")
+            return self._reply(
+                401 if not self.headers.get("Authorization") else 404,
+                {"X-Error-Code": "RepoNotFound"},
+                b"Repository not found",
+            )
         if repo["token"] and self.headers.get("Authorization") != f"Bearer {repo['token']}":
             return self._reply(401, {"X-Error-Code": "GatedRepo"}, b"Access to this repo is restricted")
         if parts[3] not in ("main", repo["commit"]):
@@ -81,17 +90,24 @@ class _Handler(QuietHandler):
         if data is None:
             return self._reply(404, {"X-Error-Code": "EntryNotFound"}, b"Entry not found")
         sha = hashlib.sha256(data).hexdigest()
-        self._reply(302, {"Location": f"{self.owner.cdn_url}/cdn/{sha}", "X-Repo-Commit": repo["commit"],
-                          "X-Linked-Etag": f'"{sha}"', "X-Linked-Size": str(len(data)),
-                          "ETag": f'"{sha}"', "Content-Length": "0"})
+        self._reply(
+            302,
+            {
+                "Location": f"{self.owner.cdn_url}/cdn/{sha}",
+                "X-Repo-Commit": repo["commit"],
+                "X-Linked-Etag": f'"{sha}"',
+                "X-Linked-Size": str(len(data)),
+                "ETag": f'"{sha}"',
+                "Content-Length": "0",
+            },
+        )
 
     def _blob(self, sha: str) -> None:
         data = self.owner.blobs.get(sha)
         if data is None:
             return self._reply(404, {}, b"no such blob")
         rng = self.headers.get("Range")
-        headers = {"ETag": f'"{sha}"', "Accept-Ranges": "bytes",
-                   "Content-Type": "application/octet-stream"}
+        headers = {"ETag": f'"{sha}"', "Accept-Ranges": "bytes", "Content-Type": "application/octet-stream"}
         if rng and rng.startswith("bytes="):
             start = int(rng[6:].split("-", 1)[0])
             headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"

@@ -10,6 +10,7 @@ Faults (queued, each used once, applied to object GETs in arrival order):
 It also counts the body bytes of object GETs it relays and can throttle them, which is what
 the resume tests measure ("how much was fetched again").
 """
+
 from __future__ import annotations
 
 import http.client
@@ -31,18 +32,18 @@ class FaultRelay(ThreadedServer):
         self.upstream_host, self.upstream_port = u.hostname, u.port
         self.faults: deque[str] = deque()
         self.lock = threading.Lock()
-        self.body_bytes = 0         # object-GET body bytes sent to clients
+        self.body_bytes = 0  # object-GET body bytes sent to clients
         self.object_gets = 0
-        self.heads = 0              # HEAD requests relayed
+        self.heads = 0  # HEAD requests relayed
         self.faults_done: list[str] = []
-        self.rate: float | None = None   # bytes per second for object GET bodies, None = unlimited
+        self.rate: float | None = None  # bytes per second for object GET bodies, None = unlimited
         self.stall_seconds = 3.0
         # cleared: object-GET bodies stop between chunks (pause()), so a test can let the
         # client drain what is already in the sockets before it kills the client
         self.flowing = threading.Event()
         self.flowing.set()
-        self._sending = 0                   # object-GET writes under way (none start while paused)
-        self._conns: set[socket.socket] = set()   # connections that carried object-GET bodies
+        self._sending = 0  # object-GET writes under way (none start while paused)
+        self._conns: set[socket.socket] = set()  # connections that carried object-GET bodies
         super().__init__(_Handler)
 
     def inject(self, *faults: str) -> None:
@@ -65,7 +66,7 @@ class FaultRelay(ThreadedServer):
             try:
                 here, peer = conn.getsockname()[1], conn.getpeername()[1]
             except OSError:
-                continue   # closed: nothing of it is in flight
+                continue  # closed: nothing of it is in flight
             if queues.get((here, peer), (0, 0))[0] or queues.get((peer, here), (0, 0))[1]:
                 return False
         return True
@@ -123,8 +124,12 @@ def _tcp_queues() -> dict[tuple[int, int], tuple[int, int]]:
 
 def _is_object_get(method: str, path: str) -> bool:
     parts = urlsplit(path)
-    return method == "GET" and "/" in parts.path.lstrip("/") and not parts.path.endswith("/") \
+    return (
+        method == "GET"
+        and "/" in parts.path.lstrip("/")
+        and not parts.path.endswith("/")
         and "list-type" not in parts.query
+    )
 
 
 class _Handler(QuietHandler):
@@ -142,9 +147,11 @@ class _Handler(QuietHandler):
         relay = self.owner
         fault = relay._next_fault() if _is_object_get(self.command, self.path) else None
         if fault == "503":
-            body = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
-                    b"<Message>Please reduce your request rate.</Message>"
-                    b"<RequestId>FAULT</RequestId></Error>")
+            body = (
+                b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
+                b"<Message>Please reduce your request rate.</Message>"
+                b"<RequestId>FAULT</RequestId></Error>"
+            )
             self.send_response(503)
             self.send_header("Content-Type", "application/xml")
             self.send_header("Content-Length", str(len(body)))
@@ -172,7 +179,7 @@ class _Handler(QuietHandler):
         counted = _is_object_get(self.command, self.path)
         if fault == "corrupt" and body:
             i = len(body) // 2
-            body = body[:i] + bytes([body[i] ^ 0xFF]) + body[i + 1:]
+            body = body[:i] + bytes([body[i] ^ 0xFF]) + body[i + 1 :]
         if fault in ("reset", "truncate", "stall") and len(body) > 1:
             half = body[: len(body) // 2]
             self._send(half, counted)
@@ -181,8 +188,7 @@ class _Handler(QuietHandler):
                 time.sleep(relay.stall_seconds)
             if fault == "reset":
                 # SO_LINGER with a zero timeout makes close() send RST instead of FIN.
-                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
-                                           struct.pack("ii", 1, 0))
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.close_connection = True
             self.connection.close()
             return
@@ -192,7 +198,7 @@ class _Handler(QuietHandler):
         relay = self.owner
         step = 16 * 1024
         for i in range(0, len(data), step):
-            chunk = data[i:i + step]
+            chunk = data[i : i + step]
             if counted and relay.rate:
                 time.sleep(len(chunk) / relay.rate)
             if counted:
@@ -202,7 +208,7 @@ class _Handler(QuietHandler):
                 if counted:
                     relay._count(len(chunk))
             except (BrokenPipeError, ConnectionResetError):
-                self.close_connection = True   # the client went away (a killed process)
+                self.close_connection = True  # the client went away (a killed process)
                 return
             finally:
                 if counted:

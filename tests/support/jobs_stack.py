@@ -1,5 +1,6 @@
 """The ComfyUI stand-in and the proxy (with the v2 job API) as real processes, so that the
 fault tests can kill -9 either one and start it again on the same ports and data."""
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,6 @@ from pathlib import Path
 
 from auth_proxy.state import Store
 from tests.support import free_port, python_env, stop_process, wait_until
-
 from tests.support.proxy import PASSWORD
 
 
@@ -41,28 +41,58 @@ class JobsStack:
         self.base = base
         self.comfy_port, self.proxy_port = free_port(), free_port()
         (base / "comfy").mkdir(parents=True, exist_ok=True)
-        self.comfy = Proc([sys.executable, "-m", "tests.support.fake_comfyui", "--port", str(self.comfy_port),
-                           "--output-directory", str(base / "comfy/output"), "--fake-delay", str(delay)],
-                          python_env(), base / "comfy.log")
+        self.comfy = Proc(
+            [
+                sys.executable,
+                "-m",
+                "tests.support.fake_comfyui",
+                "--port",
+                str(self.comfy_port),
+                "--output-directory",
+                str(base / "comfy/output"),
+                "--fake-delay",
+                str(delay),
+            ],
+            python_env(),
+            base / "comfy.log",
+        )
         self.token = Store(base / "auth").create_token("tests")
-        self.proxy = Proc([sys.executable, "-m", "auth_proxy"], python_env(
-            AUTH_PROXY_LISTEN=f"127.0.0.1:{self.proxy_port}", AUTH_PROXY_UPSTREAM=f"http://127.0.0.1:{self.comfy_port}",
-            AUTH_PROXY_STATE_DIR=str(base / "auth"), COMFY_ADMIN_PASSWORD=PASSWORD, COMFY_JOBS_DIR=str(base / "jobs"),
-            COMFY_JOB_LEASE_SECONDS="3", COMFY_JOBS_WORKER_ID="box-1", MODEL_SYNC_PROGRESS_FILE=str(base / "p.json"),
-            **env), base / "proxy.log")
+        self.proxy = Proc(
+            [sys.executable, "-m", "auth_proxy"],
+            python_env(
+                AUTH_PROXY_LISTEN=f"127.0.0.1:{self.proxy_port}",
+                AUTH_PROXY_UPSTREAM=f"http://127.0.0.1:{self.comfy_port}",
+                AUTH_PROXY_STATE_DIR=str(base / "auth"),
+                COMFY_ADMIN_PASSWORD=PASSWORD,
+                COMFY_JOBS_DIR=str(base / "jobs"),
+                COMFY_JOB_LEASE_SECONDS="3",
+                COMFY_JOBS_WORKER_ID="box-1",
+                MODEL_SYNC_PROGRESS_FILE=str(base / "p.json"),
+                **env,
+            ),
+            base / "proxy.log",
+        )
 
     def url(self, path: str = "") -> str:
         return f"http://127.0.0.1:{self.proxy_port}{path}"
 
     def start_comfy(self) -> None:
         self.comfy.start()
-        wait_until(lambda: urllib.request.urlopen(f"http://127.0.0.1:{self.comfy_port}/queue", timeout=2).status == 200,
-                   timeout=30, what="the ComfyUI stand-in")
+        wait_until(
+            lambda: (
+                urllib.request.urlopen(f"http://127.0.0.1:{self.comfy_port}/queue", timeout=2).status == 200
+            ),
+            timeout=30,
+            what="the ComfyUI stand-in",
+        )
 
     def start_proxy(self) -> None:
         self.proxy.start()
-        wait_until(lambda: urllib.request.urlopen(self.url("/healthz"), timeout=2).status == 200, timeout=30,
-                   what="the proxy")
+        wait_until(
+            lambda: urllib.request.urlopen(self.url("/healthz"), timeout=2).status == 200,
+            timeout=30,
+            what="the proxy",
+        )
 
     def start(self) -> JobsStack:
         self.start_comfy()
@@ -86,17 +116,20 @@ class JobsStack:
     def ledger_attempts(self, job_id: str) -> list[dict]:
         """Read straight from the SQLite file, as an operator would."""
         import sqlite3
+
         with sqlite3.connect(self.base / "jobs/ledger.db") as c:
             c.row_factory = sqlite3.Row
             return [dict(r) for r in c.execute("SELECT * FROM attempts WHERE job_id=? ORDER BY n", (job_id,))]
 
 
-
 def api_request(url: str, token: str, method: str, body=None, headers: dict | None = None):
     """(status, JSON body, headers) of one request with the token, an error status included."""
-    req = urllib.request.Request(url, method=method, data=None if body is None else json.dumps(body).encode(),
-                                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json",
-                                          **(headers or {})})
+    req = urllib.request.Request(
+        url,
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json", **(headers or {})},
+    )
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
             return r.status, json.loads(r.read() or b"null"), dict(r.headers)

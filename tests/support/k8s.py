@@ -1,4 +1,5 @@
 """The manifests as kustomize renders them (`kubectl kustomize`), for the tests in tests/k8s."""
+
 from __future__ import annotations
 
 import subprocess
@@ -8,7 +9,11 @@ from tests.support import REPO, need_tool
 
 def render(overlay: str) -> str:
     """The rendered YAML of deploy/k8s/overlays/<overlay>."""
-    out = subprocess.run([need_tool("kubectl"), "kustomize", str(REPO / "deploy/k8s/overlays" / overlay)],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [need_tool("kubectl"), "kustomize", str(REPO / "deploy/k8s/overlays" / overlay)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     return out.stdout

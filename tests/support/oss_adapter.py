@@ -7,6 +7,7 @@ ListObjectsV2 XML without the S3 namespace and with millisecond timestamps, OSS 
 CRC64) and keeps the bytes in the S3 server behind it. Reads, listings and single-request
 uploads (PutObject) are covered; multipart uploads are not.
 """
+
 from __future__ import annotations
 
 import threading
@@ -52,9 +53,11 @@ class _Handler(QuietHandler):
     # --- helpers -------------------------------------------------------------------------------
     def _error(self, status: int, code: str, message: str) -> None:
         rid = uuid.uuid4().hex.upper()
-        body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
-                f"<Message>{escape(message)}</Message><RequestId>{rid}</RequestId>"
-                f"<HostId>127.0.0.1</HostId></Error>").encode()
+        body = (
+            f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
+            f"<Message>{escape(message)}</Message><RequestId>{rid}</RequestId>"
+            f"<HostId>127.0.0.1</HostId></Error>"
+        ).encode()
         self.send_response(status)
         self.send_header("x-oss-request-id", rid)
         self.send_header("Content-Type", "application/xml")
@@ -70,7 +73,9 @@ class _Handler(QuietHandler):
             return False
         key_id = auth[4:].split(":", 1)[0]
         if key_id not in self.owner.keys:
-            self._error(403, "InvalidAccessKeyId", "The OSS Access Key Id you provided does not exist in our records.")
+            self._error(
+                403, "InvalidAccessKeyId", "The OSS Access Key Id you provided does not exist in our records."
+            )
             return False
         token = self.owner.keys[key_id]
         if token is not None and self.headers.get("x-oss-security-token") != token:
@@ -86,7 +91,9 @@ class _Handler(QuietHandler):
         elif code == "NoSuchBucket":
             self._error(404, "NoSuchBucket", "The specified bucket does not exist.")
         elif code in ("PreconditionFailed", "412"):
-            self._error(412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold.")
+            self._error(
+                412, "PreconditionFailed", "At least one of the pre-conditions you specified did not hold."
+            )
         else:
             self._error(status, code or "InternalError", str(exc))
 
@@ -105,6 +112,7 @@ class _Handler(QuietHandler):
         """PutObject, as oss2's put_object and resumable_upload below its multipart threshold
         send it: OSS answers with the ETag and the CRC64 that oss2 checks against its own."""
         from botocore.exceptions import ClientError
+
         if not self._authorized():
             return
         parts = urlsplit(self.path)
@@ -122,13 +130,18 @@ class _Handler(QuietHandler):
         with self.owner._crc_lock:
             self.owner._crc[(bucket, key, etag)] = str(crc.crc)
         self.send_response(200)
-        for k, v in {"ETag": f'"{etag}"', "x-oss-hash-crc64ecma": str(crc.crc),
-                     "x-oss-request-id": uuid.uuid4().hex.upper(), "Content-Length": "0"}.items():
+        for k, v in {
+            "ETag": f'"{etag}"',
+            "x-oss-hash-crc64ecma": str(crc.crc),
+            "x-oss-request-id": uuid.uuid4().hex.upper(),
+            "Content-Length": "0",
+        }.items():
             self.send_header(k, v)
         self.end_headers()
 
     def _object(self, head: bool) -> None:
         from botocore.exceptions import ClientError
+
         if not self._authorized():
             return
         bucket, _, key = unquote(urlsplit(self.path).path).lstrip("/").partition("/")
@@ -141,15 +154,20 @@ class _Handler(QuietHandler):
                 except ClientError:
                     return self._error(404, "NoSuchBucket", "The specified bucket does not exist.")
             return self._s3_error(exc)
-        etag = meta["ETag"].strip('"').upper()   # OSS spells ETags in upper case
+        etag = meta["ETag"].strip('"').upper()  # OSS spells ETags in upper case
         if_match = self.headers.get("If-Match")
         if if_match and if_match.strip('"').upper() != etag:
             return self._error(412, "PreconditionFailed", "If-Match does not match the ETag")
         size = meta["ContentLength"]
-        common = {"ETag": f'"{etag}"', "x-oss-object-type": "Normal",
-                  "x-oss-request-id": uuid.uuid4().hex.upper(), "Accept-Ranges": "bytes",
-                  "Last-Modified": meta["LastModified"].strftime("%a, %d %b %Y %H:%M:%S GMT"),
-                  "Content-Type": "application/octet-stream", "x-oss-storage-class": "Standard"}
+        common = {
+            "ETag": f'"{etag}"',
+            "x-oss-object-type": "Normal",
+            "x-oss-request-id": uuid.uuid4().hex.upper(),
+            "Accept-Ranges": "bytes",
+            "Last-Modified": meta["LastModified"].strftime("%a, %d %b %Y %H:%M:%S GMT"),
+            "Content-Type": "application/octet-stream",
+            "x-oss-storage-class": "Standard",
+        }
         if (bucket, key) not in self.owner.without_crc64:
             common["x-oss-hash-crc64ecma"] = self.owner.crc64(bucket, key, etag)
         if head:
@@ -185,6 +203,7 @@ class _Handler(QuietHandler):
 
     def _list(self, bucket: str, q: dict[str, list[str]]) -> None:
         from botocore.exceptions import ClientError
+
         if not self._authorized():
             return
         arg = lambda name, default="": (q.get(name) or [default])[0]  # noqa: E731
@@ -205,19 +224,23 @@ class _Handler(QuietHandler):
                 f"<Contents><Key>{enc(o['Key'])}</Key>"
                 f"<LastModified>{o['LastModified'].strftime('%Y-%m-%dT%H:%M:%S.000Z')}</LastModified>"
                 f"<ETag>\"{o['ETag'].strip(chr(34)).upper()}\"</ETag><Type>Normal</Type>"
-                f"<Size>{o['Size']}</Size><StorageClass>Standard</StorageClass></Contents>")
+                f"<Size>{o['Size']}</Size><StorageClass>Standard</StorageClass></Contents>"
+            )
         for p in res.get("CommonPrefixes", []):
             items.append(f"<CommonPrefixes><Prefix>{enc(p['Prefix'])}</Prefix></CommonPrefixes>")
         truncated = bool(res.get("IsTruncated"))
         token = res.get("NextContinuationToken") or ""
-        body = ('<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult>'
-                f"<Name>{escape(bucket)}</Name><Prefix>{enc(kwargs['Prefix'])}</Prefix>"
-                f"<MaxKeys>{kwargs['MaxKeys']}</MaxKeys><Delimiter>{enc(arg('delimiter'))}</Delimiter>"
-                + ("<EncodingType>url</EncodingType>" if url else "")
-                + f"<IsTruncated>{'true' if truncated else 'false'}</IsTruncated>"
-                + (f"<NextContinuationToken>{escape(token)}</NextContinuationToken>" if truncated else "")
-                + f"<KeyCount>{res.get('KeyCount', 0)}</KeyCount>" + "".join(items)
-                + "</ListBucketResult>").encode()
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult>'
+            f"<Name>{escape(bucket)}</Name><Prefix>{enc(kwargs['Prefix'])}</Prefix>"
+            f"<MaxKeys>{kwargs['MaxKeys']}</MaxKeys><Delimiter>{enc(arg('delimiter'))}</Delimiter>"
+            + ("<EncodingType>url</EncodingType>" if url else "")
+            + f"<IsTruncated>{'true' if truncated else 'false'}</IsTruncated>"
+            + (f"<NextContinuationToken>{escape(token)}</NextContinuationToken>" if truncated else "")
+            + f"<KeyCount>{res.get('KeyCount', 0)}</KeyCount>"
+            + "".join(items)
+            + "</ListBucketResult>"
+        ).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/xml")
         self.send_header("x-oss-request-id", uuid.uuid4().hex.upper())

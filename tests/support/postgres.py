@@ -4,6 +4,7 @@ a cluster in a temp dir on a free loopback port, stopped and removed by `stop()`
 PostgreSQL refuses to run as root; under root (CI) the cluster belongs to the `postgres`
 account that Debian's package creates, and the server runs as that user.
 """
+
 from __future__ import annotations
 
 import os
@@ -43,14 +44,18 @@ class Postgres:
     def new_database(self) -> str:
         """A fresh, empty database; its URL."""
         import psycopg
+
         name = "t_" + uuid.uuid4().hex[:12]
         with psycopg.connect(self.admin_url, autocommit=True) as c:
             c.execute(f"CREATE DATABASE {name}")
         return self.url(name)
 
     def stop(self) -> None:
-        subprocess.run([*self.as_user, self.pg_ctl, "-D", str(self.root / "data"), "-m", "fast", "-w", "stop"],
-                       capture_output=True, timeout=60)
+        subprocess.run(
+            [*self.as_user, self.pg_ctl, "-D", str(self.root / "data"), "-m", "fast", "-w", "stop"],
+            capture_output=True,
+            timeout=60,
+        )
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -66,18 +71,43 @@ def start_postgres() -> Postgres:
         as_user = ["runuser", "-u", "postgres", "--"]
     data, port = root / "data", free_port()
     try:
-        subprocess.run([*as_user, initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-                        "--no-instructions"], check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            [
+                *as_user,
+                initdb,
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-instructions",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
         # Loopback only, its socket in its own folder; fsync stays on (the ledger's durability
         # is part of what the suite checks).
-        opts = f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={root} " \
-               "-c max_connections=200 -c shared_buffers=32MB"
-        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-o", opts, "-l", str(root / "server.log"), "-w",
-                        "start"], check=True, capture_output=True, timeout=120)
+        opts = (
+            f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={root} "
+            "-c max_connections=200 -c shared_buffers=32MB"
+        )
+        subprocess.run(
+            [*as_user, pg_ctl, "-D", str(data), "-o", opts, "-l", str(root / "server.log"), "-w", "start"],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
         pg = Postgres(root, port, as_user, pg_ctl)
         import psycopg
-        wait_until(lambda: psycopg.connect(pg.admin_url, connect_timeout=2).close() or True, timeout=30,
-                   what="PostgreSQL")
+
+        wait_until(
+            lambda: psycopg.connect(pg.admin_url, connect_timeout=2).close() or True,
+            timeout=30,
+            what="PostgreSQL",
+        )
         return pg
     except BaseException:
         log = (root / "server.log").read_text(errors="replace") if (root / "server.log").exists() else ""

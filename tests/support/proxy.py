@@ -1,5 +1,6 @@
 """The real proxy in front of an upstream (a ComfyUI stand-in or a real ComfyUI) with an API
 token: what the `proxy_for` fixture (tests/conftest.py) starts."""
+
 from __future__ import annotations
 
 import asyncio
@@ -17,20 +18,27 @@ PASSWORD = "correct-horse-battery"
 def proxy_settings(upstream: str, base: Path, **overrides) -> Settings:
     """Loopback, an ephemeral port, state under `base`, the admin password set (no forced
     change) and no model sync in progress."""
-    settings = Settings(host="127.0.0.1", port=0, upstream=upstream, state_dir=base / "auth",
-                        admin_user="admin", admin_password=PASSWORD, progress_file=base / "progress.json")
+    settings = Settings(
+        host="127.0.0.1",
+        port=0,
+        upstream=upstream,
+        state_dir=base / "auth",
+        admin_user="admin",
+        admin_password=PASSWORD,
+        progress_file=base / "progress.json",
+    )
     return replace(settings, **overrides)
 
 
 @dataclass
 class Proxied:
-    server: object        # aiohttp's TestServer running the proxy
+    server: object  # aiohttp's TestServer running the proxy
     settings: Settings
-    token: str            # an API token the proxy knows
+    token: str  # an API token the proxy knows
 
     @property
     def origin(self) -> str:
-        return f"http://127.0.0.1:{self.server.port}"   # type: ignore[attr-defined]
+        return f"http://127.0.0.1:{self.server.port}"  # type: ignore[attr-defined]
 
     def url(self, path: str = "") -> str:
         return self.origin + path
@@ -51,8 +59,10 @@ async def login(http: aiohttp.ClientSession, proxy, password: str = PASSWORD) ->
 def from_address(address: str) -> aiohttp.ClientSession:
     """A client whose connections come from `address` (any of 127.0.0.0/8 is this machine),
     so that tests can play many clients."""
-    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(address, 0), limit=0),
-                                 timeout=aiohttp.ClientTimeout(total=120))
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(local_addr=(address, 0), limit=0),
+        timeout=aiohttp.ClientTimeout(total=120),
+    )
 
 
 async def send_raw(port: int, data: bytes, limit: int = 200, timeout: float = 5.0) -> bytes:

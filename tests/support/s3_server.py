@@ -2,6 +2,7 @@
 
 Both listen on 127.0.0.1 only and are stopped (and their data removed) by `stop()`.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,18 +28,29 @@ class S3Server:
         """A boto3 client; `checksums=False` uploads objects without a stored CRC32."""
         import boto3
         from botocore.config import Config
+
         return boto3.session.Session().client(
-            "s3", endpoint_url=endpoint or self.url, region_name="us-east-1",
-            aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
-            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2},
-                          request_checksum_calculation="when_supported" if checksums
-                          else "when_required"))
+            "s3",
+            endpoint_url=endpoint or self.url,
+            region_name="us-east-1",
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY,
+            config=Config(
+                s3={"addressing_style": "path"},
+                retries={"max_attempts": 2},
+                request_checksum_calculation="when_supported" if checksums else "when_required",
+            ),
+        )
 
     def env(self, endpoint: str | None = None) -> dict[str, str]:
         """Environment for a model_sync child process talking to this server."""
-        return {"AWS_ENDPOINT_URL": endpoint or self.url, "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-                "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_DEFAULT_REGION": "us-east-1",
-                "AWS_EC2_METADATA_DISABLED": "true"}
+        return {
+            "AWS_ENDPOINT_URL": endpoint or self.url,
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
 
     def stop(self) -> None:
         stop_process(self.proc)
@@ -48,10 +60,11 @@ class S3Server:
 def _up(url: str) -> bool:
     import urllib.error
     import urllib.request
+
     try:
         urllib.request.urlopen(url, timeout=1)
     except urllib.error.HTTPError:
-        return True   # any HTTP answer (403 for an anonymous list) means it is serving
+        return True  # any HTTP answer (403 for an anonymous list) means it is serving
     return True
 
 
@@ -60,8 +73,9 @@ def start_moto() -> S3Server:
     port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="moto-"))
     log = workdir / "moto.log"
-    proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [exe, "-H", "127.0.0.1", "-p", str(port)], stdout=open(log, "wb"), stderr=subprocess.STDOUT
+    )
     server = S3Server(f"http://127.0.0.1:{port}", proc, workdir, log)
     try:
         wait_until(lambda: proc.poll() is None and _up(server.url), timeout=30, what="moto_server")
@@ -77,19 +91,51 @@ def start_seaweedfs(buckets: list[str]) -> S3Server:
     workdir = Path(tempfile.mkdtemp(prefix="seaweed-"))
     s3_port = free_port()
     config = workdir / "s3.json"
-    config.write_text(json.dumps({"identities": [{
-        "name": "bench", "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
-        "actions": ["Admin", "Read", "Write", "List"]}]}))
+    config.write_text(
+        json.dumps(
+            {
+                "identities": [
+                    {
+                        "name": "bench",
+                        "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+                        "actions": ["Admin", "Read", "Write", "List"],
+                    }
+                ]
+            }
+        )
+    )
     # Every port explicit: the defaults are fixed numbers and the gRPC ones "http port +
     # 10000", either of which can collide with other servers on a shared machine.
-    names = ["master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
-             "volume.port.public", "filer.port", "filer.port.grpc", "filer.port.public",
-             "admin.port", "admin.port.grpc", "webdav.port", "s3.port.grpc", "debug.port"]
+    names = [
+        "master.port",
+        "master.port.grpc",
+        "volume.port",
+        "volume.port.grpc",
+        "volume.port.public",
+        "filer.port",
+        "filer.port.grpc",
+        "filer.port.public",
+        "admin.port",
+        "admin.port.grpc",
+        "webdav.port",
+        "s3.port.grpc",
+        "debug.port",
+    ]
     ports = {n: free_port() for n in names}
-    args = [exe, "mini", f"-dir={workdir / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-            "-master.telemetry=false", f"-s3.port={s3_port}", f"-s3.config={config}",
-            "-s3.port.iceberg=0", "-s3.port.lance=0", "-admin.ui=false",
-            "-master.volumeSizeLimitMB=1024"] + [f"-{k}={v}" for k, v in ports.items()]
+    args = [
+        exe,
+        "mini",
+        f"-dir={workdir / 'data'}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        "-master.telemetry=false",
+        f"-s3.port={s3_port}",
+        f"-s3.config={config}",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        "-admin.ui=false",
+        "-master.volumeSizeLimitMB=1024",
+    ] + [f"-{k}={v}" for k, v in ports.items()]
     (workdir / "data").mkdir()
     log = workdir / "weed.log"
     proc = subprocess.Popen(args, stdout=open(log, "wb"), stderr=subprocess.STDOUT, cwd=workdir)
@@ -105,6 +151,7 @@ def start_seaweedfs(buckets: list[str]) -> S3Server:
             except Exception:  # noqa: BLE001 - not yet serving or bucket not yet made
                 client.create_bucket(Bucket=b)
         return True
+
     try:
         wait_until(ready, timeout=90, interval=0.5, what="SeaweedFS S3 gateway")
     except (TimeoutError, RuntimeError):

@@ -1,5 +1,6 @@
 """Helpers of the model_sync suites: sample model files, uploads, and the real CLI run in a
 child process with the suite's settings (small parts, short back-off)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -16,13 +17,17 @@ from safetensors.numpy import save
 from tests.support import python_env
 from tests.support.oss_adapter import ACCESS_KEY_ID
 
-PART = 64 * 1024     # small parts so small files still have many ranges
+PART = 64 * 1024  # small parts so small files still have many ranges
 
 
 def safetensors_bytes(n_floats: int, seed: int) -> bytes:
     rng = np.random.default_rng(seed)
-    return save({"weight": rng.standard_normal(n_floats).astype(np.float32),
-                 "bias": rng.standard_normal(7).astype(np.float32)})
+    return save(
+        {
+            "weight": rng.standard_normal(n_floats).astype(np.float32),
+            "bias": rng.standard_normal(7).astype(np.float32),
+        }
+    )
 
 
 def upload(s3, bucket: str, files: dict[str, bytes], prefix: str = "models") -> None:
@@ -34,7 +39,7 @@ def upload(s3, bucket: str, files: dict[str, bytes], prefix: str = "models") -> 
 def sample_files() -> dict[str, bytes]:
     """A tree as a bucket's models prefix holds it: <folder>/<path>."""
     return {
-        "checkpoints/big.safetensors": safetensors_bytes(150_000, 1),     # ~600 KB, 10 parts
+        "checkpoints/big.safetensors": safetensors_bytes(150_000, 1),  # ~600 KB, 10 parts
         "loras/style/small.safetensors": safetensors_bytes(3_000, 2),
         "vae/v.pt": os.urandom(200_000),
         "upscale_models/empty.pth": b"",
@@ -56,31 +61,57 @@ class Result:
 
 
 def cli_env(**extra: str) -> dict[str, str]:
-    env = python_env(MODEL_SYNC_PART_SIZE=str(PART), MODEL_SYNC_RANGE_THREADS="4",
-                     MODEL_SYNC_BACKOFF="0.05", MODEL_SYNC_RETRIES="4", MODEL_SYNC_TIMEOUT="10",
-                     MODEL_SYNC_MIN_FREE_MARGIN="0", AWS_EC2_METADATA_DISABLED="true")
-    for k in ("MODEL_PROFILES", "MODEL_SYNC_FROM", "MODEL_SYNC_PROGRESS_FILE", "OSS_ACCESS_KEY_ID",
-              "OSS_ACCESS_KEY_SECRET", "OSS_ENDPOINT", "HF_TOKEN", "HF_ENDPOINT",
-              "MODEL_SYNC_TEMPLATES_DIR", "COMFYUI_PYTHON"):
+    env = python_env(
+        MODEL_SYNC_PART_SIZE=str(PART),
+        MODEL_SYNC_RANGE_THREADS="4",
+        MODEL_SYNC_BACKOFF="0.05",
+        MODEL_SYNC_RETRIES="4",
+        MODEL_SYNC_TIMEOUT="10",
+        MODEL_SYNC_MIN_FREE_MARGIN="0",
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+    for k in (
+        "MODEL_PROFILES",
+        "MODEL_SYNC_FROM",
+        "MODEL_SYNC_PROGRESS_FILE",
+        "OSS_ACCESS_KEY_ID",
+        "OSS_ACCESS_KEY_SECRET",
+        "OSS_ENDPOINT",
+        "HF_TOKEN",
+        "HF_ENDPOINT",
+        "MODEL_SYNC_TEMPLATES_DIR",
+        "COMFYUI_PYTHON",
+    ):
         env.pop(k, None)
     env.update(extra)
     return env
 
 
 def run_cli(args: list[str], env: dict[str, str], timeout: float = 60) -> Result:
-    p = subprocess.run([sys.executable, "-m", "model_sync", *args], env=env, capture_output=True,
-                       text=True, timeout=timeout)
+    p = subprocess.run(
+        [sys.executable, "-m", "model_sync", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
     return Result(p.returncode, p.stdout, p.stderr)
 
 
 def spawn_cli(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "model_sync", *args], env=env,
-                            stdout=open(log.with_suffix(".out"), "w"), stderr=open(log, "w"))
+    return subprocess.Popen(
+        [sys.executable, "-m", "model_sync", *args],
+        env=env,
+        stdout=open(log.with_suffix(".out"), "w"),
+        stderr=open(log, "w"),
+    )
 
 
 def oss_env(endpoint: str, **extra: str) -> dict[str, str]:
-    return cli_env(**{"OSS_ENDPOINT": endpoint, "OSS_ACCESS_KEY_ID": ACCESS_KEY_ID,
-                      "OSS_ACCESS_KEY_SECRET": "oss-test-secret", **extra})
+    return cli_env(
+        **{
+            "OSS_ENDPOINT": endpoint,
+            "OSS_ACCESS_KEY_ID": ACCESS_KEY_ID,
+            "OSS_ACCESS_KEY_SECRET": "oss-test-secret",
+            **extra,
+        }
+    )
 
 
 def tree(root: Path) -> dict[str, str]:
@@ -99,5 +130,8 @@ def digests(files: dict[str, bytes]) -> dict[str, str]:
 
 def leftovers(root: Path) -> list[str]:
     """Partial files, sidecars or temp files left in the model folders."""
-    return sorted(p.relative_to(root).as_posix() for p in root.rglob(".*")
-                  if p.is_file() and ".model_sync" not in p.parts)
+    return sorted(
+        p.relative_to(root).as_posix()
+        for p in root.rglob(".*")
+        if p.is_file() and ".model_sync" not in p.parts
+    )

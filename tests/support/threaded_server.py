@@ -1,5 +1,6 @@
 """The start/stop of the suite's threaded HTTP stand-ins (fault relay, OSS adapter, hub),
 written once: a ThreadingHTTPServer on a free loopback port, served from a daemon thread."""
+
 from __future__ import annotations
 
 import threading

@@ -1,5 +1,6 @@
 """The bundled manifest and workflows: the manifest loads with model_sync's own parser,
 and an unreachable hub is a clear error (exit 6), not a traceback."""
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,25 @@ def test_api_workflows_have_valid_parameter_maps():
 
 def test_unreachable_hub_is_a_clear_error(tmp_path):
     env = python_env(HF_ENDPOINT=f"http://127.0.0.1:{free_port()}", MODEL_SYNC_RETRIES="1")
-    out = subprocess.run([sys.executable, "-m", "model_sync", "sync", "--manifest", str(REPO / "workflows/models.yaml"),
-                          "--models-dir", str(tmp_path), "--profile", "wan21-t2v-1.3b", "--dry-run"],
-                         cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "model_sync",
+            "sync",
+            "--manifest",
+            str(REPO / "workflows/models.yaml"),
+            "--models-dir",
+            str(tmp_path),
+            "--profile",
+            "wan21-t2v-1.3b",
+            "--dry-run",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 6, out.stderr[-2000:]
     assert "cannot reach the hub" in out.stderr and "Traceback" not in out.stderr

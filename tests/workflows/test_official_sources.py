@@ -1,6 +1,7 @@
 """The bundled workflows taken from ComfyUI's official templates use the templates' own
 file names, folders and hub sources (the package the pinned ComfyUI installs, read by
 model_sync's template support), so nothing in models.yaml is a guessed name or URL."""
+
 from __future__ import annotations
 
 import pytest

@@ -12,6 +12,7 @@ check, like LoadAudio's, asks only that the file exists). The queued prompts the
 their first loader (an empty file is no model) within milliseconds, which is not what is
 tested here.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,7 +31,9 @@ pytestmark = [pytest.mark.comfyui, pytest.mark.timeout(300)]
 
 
 def post(url: str, body: dict) -> tuple[int, dict]:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(req, timeout=60) as r:
             text = r.read()
@@ -63,7 +66,9 @@ def server(tmp_path_factory):
         for node in json.loads(wf.read_text())["prompt"].values():
             spec = SCHEMAS[node["class_type"]]["input"]
             for name, value in node["inputs"].items():
-                if isinstance(value, str) and V.is_upload({**spec.get("required", {}), **spec.get("optional", {})}[name]):
+                if isinstance(value, str) and V.is_upload(
+                    {**spec.get("required", {}), **spec.get("optional", {})}[name]
+                ):
                     (data / "input" / value).write_bytes(upload_placeholder(value))
     c = RealComfyUI(data, ("--extra-model-paths-config", str(config))).start()
     try:
@@ -90,8 +95,11 @@ def test_real_comfyui_accepts_every_bundled_workflow(server):
         post(server.url + "/queue", {"clear": True})
     assert not rejected, json.dumps(rejected, indent=1)[:4000]
     core = set(json.loads((REPO / "workflows/schemas/core.json").read_text()))
-    core_only = [wf.name for wf in (REPO / "workflows/api").glob("*.json")
-                 if {n["class_type"] for n in json.loads(wf.read_text())["prompt"].values()} <= core]
+    core_only = [
+        wf.name
+        for wf in (REPO / "workflows/api").glob("*.json")
+        if {n["class_type"] for n in json.loads(wf.read_text())["prompt"].values()} <= core
+    ]
     assert set(core_only) <= set(accepted), f"accepted {accepted}; skipped {skipped}"
     print(f"accepted {len(accepted)}: {', '.join(accepted)}; skipped: {'; '.join(skipped) or 'none'}")
 
@@ -111,10 +119,13 @@ def frontend_prompts(url: str, workflows: dict[str, dict]) -> dict[str, dict]:
             page.goto(url + "/")
             page.wait_for_function("window.app && window.app.graph && window.app.canvas", timeout=120000)
             for name, ui in workflows.items():
-                out[name] = page.evaluate("""async (ui) => {
+                out[name] = page.evaluate(
+                    """async (ui) => {
                     await window.app.loadGraphData(ui, true, false);
                     return (await window.app.graphToPrompt()).output;
-                }""", ui)
+                }""",
+                    ui,
+                )
         finally:
             browser.close()
     return out
@@ -139,11 +150,19 @@ def test_frontend_turns_every_ui_form_into_its_api_form(server):
 
     for n in names:
         api = json.loads((REPO / "workflows/api" / f"{n}.json").read_text())["prompt"]
-        got = {nid: {"class_type": node["class_type"], "inputs": node_inputs(node)} for nid, node in built[n].items()}
+        got = {
+            nid: {"class_type": node["class_type"], "inputs": node_inputs(node)}
+            for nid, node in built[n].items()
+        }
         if got != api:
-            mismatched[n] = {nid: {"frontend": got.get(nid), "bundled": api.get(nid)}
-                             for nid in set(got) | set(api) if got.get(nid) != api.get(nid)}
+            mismatched[n] = {
+                nid: {"frontend": got.get(nid), "bundled": api.get(nid)}
+                for nid in set(got) | set(api)
+                if got.get(nid) != api.get(nid)
+            }
     assert not mismatched, json.dumps(mismatched, indent=1)[:6000]
     assert frontend_only <= {"LoadAudio.audioUI", "SaveGLB.image", "Preview3D.image"}, frontend_only
-    print(f"the frontend built all {len(names)} API graphs from their UI forms "
-          f"(its own widgets left aside: {', '.join(sorted(frontend_only))})")
+    print(
+        f"the frontend built all {len(names)} API graphs from their UI forms "
+        f"(its own widgets left aside: {', '.join(sorted(frontend_only))})"
+    )

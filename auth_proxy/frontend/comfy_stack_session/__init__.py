@@ -5,5 +5,6 @@ to the login page instead of showing errors. No nodes; only the script in web/.
 ComfyUI loads it as a custom node pack: `comfyctl serve` adds this folder's parent to the
 custom_nodes folders in extra_model_paths.yaml.
 """
+
 NODE_CLASS_MAPPINGS: dict = {}
 WEB_DIRECTORY = "./web"
