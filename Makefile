@@ -24,11 +24,12 @@ venv: $(VENV)/.installed ## create .venv with the project and its test tools
 test: venv lint ## lint, then run the test suite (the opt-in ComfyUI tier runs when COMFYUI_DIR and COMFYUI_PYTHON are set)
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest $(PYTEST_ARGS)
 
-lint: venv ## ruff (lint) and mypy (types), configured in pyproject.toml; .pre-commit-config.yaml adds hadolint and shellcheck
+lint: venv ## ruff (lint and format check) and mypy (types), configured in pyproject.toml; .pre-commit-config.yaml adds hadolint and shellcheck
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-format: venv ## sort imports and format the code (ruff format; line length 110); not part of lint yet
+format: venv ## sort imports and format the code (ruff format; line length 110), as `make lint` checks
 	$(VENV)/bin/ruff check --select I --fix .
 	$(VENV)/bin/ruff format .
 
