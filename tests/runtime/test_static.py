@@ -74,6 +74,13 @@ def test_compose_config_for_both_profiles():
             >= {str(variables.AUTH_PROXY_STATE_DIR.default), str(variables.COMFY_JOBS_DIR.default)}
         )
         assert all(v["type"] == "volume" for v in svc["volumes"])
+        # each made in the image before the chown to uid 1000: Docker gives a new named volume
+        # the image folder's owner, and root's for a folder the image lacks (the proxy could
+        # not write its job ledger there)
+        made = re.search(r"^RUN mkdir -p ((?:/data/\S+ )+)", (REPO / "docker/Dockerfile").read_text(), re.M)
+        assert made and set(declared) <= set(made.group(1).split()), made and set(declared) - set(
+            made.group(1).split()
+        )
     assert cpu["services"]["comfy-cpu"]["environment"]["COMFYUI_MODE"] == "cpu"
 
 
