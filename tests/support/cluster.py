@@ -79,24 +79,25 @@ class Cluster:
         return node
 
     # --- workers -------------------------------------------------------------------------
+    def _stand_in_comfyui(self, name: str, port: int, delay: float) -> Proc:
+        """The ComfyUI stand-in beside worker `name` (not started)."""
+        cmd = [
+            sys.executable,
+            "-m",
+            "tests.support.fake_comfyui",
+            "--port",
+            str(port),
+            "--output-directory",
+            str(self.base / f"{name}-comfy/output"),
+            "--fake-delay",
+            str(delay),
+        ]
+        return Proc(cmd, python_env(), self.base / f"{name}-comfy.log")
+
     def add_worker(self, delay: float, models_dir: Path | None = None, **env: str) -> Node:
         n, comfy_port = len(self.workers), free_port()
         name = f"worker-{n}"
-        comfy = Proc(
-            [
-                sys.executable,
-                "-m",
-                "tests.support.fake_comfyui",
-                "--port",
-                str(comfy_port),
-                "--output-directory",
-                str(self.base / f"{name}-comfy/output"),
-                "--fake-delay",
-                str(delay),
-            ],
-            python_env(),
-            self.base / f"{name}-comfy.log",
-        )
+        comfy = self._stand_in_comfyui(name, comfy_port, delay)
         extra = {"COMFY_WORKER_MODELS_DIR": str(models_dir)} if models_dir else {}
         proc = Proc(
             [sys.executable, "-m", "comfy_jobs", "worker"],
@@ -139,21 +140,7 @@ class Cluster:
         in-process and answers the gateways' relayed UI requests (COMFY_WORKER_URL)."""
         n, port, comfy_port = len(self.workers), free_port(), free_port()
         name = f"worker-{n}"
-        comfy = Proc(
-            [
-                sys.executable,
-                "-m",
-                "tests.support.fake_comfyui",
-                "--port",
-                str(comfy_port),
-                "--output-directory",
-                str(self.base / f"{name}-comfy/output"),
-                "--fake-delay",
-                str(delay),
-            ],
-            python_env(),
-            self.base / f"{name}-comfy.log",
-        )
+        comfy = self._stand_in_comfyui(name, comfy_port, delay)
         proc = Proc(
             [sys.executable, "-m", "auth_proxy"],
             python_env(
