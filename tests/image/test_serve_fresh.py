@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ import time
 import pytest
 
 from tests.image.conftest import PASSWORD, timings
-from tests.support import REPO, free_port, need
+from tests.support import REPO, free_port, need, stop_process
 from tests.support.compose_stack import get
 from tests.support.docker_engine import reachable
 
@@ -73,16 +72,6 @@ def serve(data, port: int, log) -> subprocess.Popen:
     )
 
 
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
 def test_serve_without_a_checkout_makes_comfyui_in_the_data_folder_and_runs_the_smoke_workflow(tmp_path):
     need(
         base_python() is not None,
@@ -131,7 +120,7 @@ def test_serve_without_a_checkout_makes_comfyui_in_the_data_folder_and_runs_the_
                 print((tmp_path / f"serve-{attempt}.log").read_text()[-8000:])
                 raise
             finally:
-                stop(proc)
+                stop_process(proc, 60, group=True)
     first = (tmp_path / "serve-first.log").read_text()
     second = (tmp_path / "serve-second.log").read_text()
     assert "fetching the pinned ComfyUI" in first and "ComfyUI-Manager @ 908a1009d25a" in first

@@ -14,7 +14,7 @@ import urllib.request
 
 import pytest
 
-from tests.support import REPO, free_port, http_status, python_env, wait_until
+from tests.support import REPO, free_port, http_status, python_env, stop_process, wait_until
 
 # Run as ComfyUI's main.py by supervisord, which passes on the PYTHONPATH (this checkout)
 # that python_env gives comfyctl serve.
@@ -63,12 +63,7 @@ def served(tmp_path):
         )
         yield proc, base, data, tmp_path / "serve.log"
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        stop_process(proc, 30, group=True)
         log.close()
 
 

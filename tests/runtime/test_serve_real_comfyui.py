@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from tests.support import REPO, comfyui_paths, free_port, http_status, python_env, wait_until
+from tests.support import REPO, comfyui_paths, free_port, http_status, python_env, stop_process, wait_until
 from tests.support.comfyui import SMOKE_PROMPT
 
 pytestmark = pytest.mark.comfyui
@@ -124,5 +124,4 @@ def test_serve_runs_the_smoke_workflow_and_restarts_comfyui(tmp_path):
         )
         assert comfyui_pid(comfy_port) != first
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(60)
+        stop_process(proc, 60, group=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -118,13 +119,16 @@ def python_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+def stop_process(proc: subprocess.Popen, timeout: float = 10.0, group: bool = False) -> None:
+    """SIGTERM, then SIGKILL after `timeout`. With `group`, to the process's whole group (one
+    started with start_new_session=True): `comfyctl serve` and its children go together."""
     if proc.poll() is None:
-        proc.terminate()
+        send = (lambda sig: os.killpg(proc.pid, sig)) if group else proc.send_signal
+        send(signal.SIGTERM)
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            send(signal.SIGKILL)
             proc.wait()
 
 
