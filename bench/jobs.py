@@ -19,7 +19,6 @@ machine; the load average at the start and end is recorded beside them.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import statistics
 import tempfile
@@ -29,10 +28,10 @@ from pathlib import Path
 
 import aiohttp
 
+from bench import save
 from comfy_jobs.sqlstore import SqlLedger
 from tests.support.jobs_stack import JobsStack
 
-REPO = Path(__file__).resolve().parents[1]
 SEQUENTIAL = 40
 BURST = 200
 CONCURRENCY = 16
@@ -202,9 +201,7 @@ def main() -> int:
         f"load average {load_before[0]:.1f} before, {res['load_average']['after'][0]:.1f} after, on "
         f"{os.cpu_count()} CPUs (a shared machine makes these noisy)"
     )
-    out = REPO / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "jobs.json").write_text(json.dumps(res, indent=1) + "\n")
+    save("jobs", res)
     return 0
 
 

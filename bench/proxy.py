@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
-import json
 import os
 import shutil
 import socket
@@ -46,6 +45,7 @@ from pathlib import Path
 
 import aiohttp
 
+from bench import save
 from tests.support import REPO, free_port, python_env, stop_process, wait_until
 
 SMALL_REQUESTS = 2000
@@ -462,9 +462,7 @@ def main() -> int:
         "rounds": rounds,
     }
     report(res)
-    out = REPO / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "proxy.json").write_text(json.dumps(res, indent=2))
+    save("proxy", res)
     return 0
 
 

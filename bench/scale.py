@@ -30,11 +30,11 @@ from pathlib import Path
 
 import aiohttp
 
+from bench import save
 from comfy_jobs.sqlstore import SqlLedger
 from tests.support.cluster import Cluster
 from tests.support.postgres import start_postgres
 
-REPO = Path(__file__).resolve().parents[1]
 JOB_S = 0.5
 BATCH = 18
 SEQUENTIAL = 30
@@ -265,9 +265,7 @@ def main() -> int:
         f"\nload average {load_before[0]:.1f} before, {res['load_average']['after'][0]:.1f} after, on "
         f"{os.cpu_count()} CPUs (a shared machine makes these noisy)"
     )
-    out = REPO / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "scale.json").write_text(json.dumps(res, indent=1) + "\n")
+    save("scale", res)
     return 0
 
 

@@ -34,6 +34,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from bench import save
 from tests.support import REPO, python_env
 from tests.support.s3_server import start_seaweedfs
 
@@ -314,9 +315,7 @@ def main() -> int:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
     report(result)
-    out = REPO / "bench/results/sync.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = save("sync", result)
     print(
         f"load average {result['machine']['load_average_at_start']:.1f} at start, "
         f"{result['machine']['load_average_at_end']:.1f} at the end -> {out.relative_to(REPO)}"
