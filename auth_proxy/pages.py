@@ -15,7 +15,7 @@ TEXT = {
         "password": "Password",
         "signin": "Sign in",
         "bad": "Wrong user name or password.",
-        "limited": "Too many failed attempts. Try again in {s} seconds.",
+        "limited": "Too many failed attempts. Try again in {s} s.",
         "change_title": "Set a new password",
         "new": "New password",
         "repeat": "Repeat it",
