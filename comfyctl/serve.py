@@ -51,9 +51,12 @@ def prepare(s: config.ServeSettings) -> tuple[Path, str]:
     run_dir.mkdir(exist_ok=True)
     progress = sync_progress.path_for(s.models_dir)
     cmds = sync_job.commands(s.manifest, s.models_dir, s.profiles, s.sync_from, progress)
+    # The sync finds the workflow templates in ComfyUI's interpreter when they are not in its
+    # own; --comfyui-python or a made ComfyUI names one the environment does not.
+    sync_env = {"COMFYUI_PYTHON": str(s.comfyui_python)}
     if s.sync_mode == "block" and cmds:
         log.info("syncing models before starting (MODEL_SYNC_MODE=block)")
-        code = sync_job.run(cmds)
+        code = sync_job.run(cmds, sync_env)
         if code != 0:
             raise SyncFailed(
                 f"the model sync failed (exit {code}); fix the cause above, or set "
@@ -83,7 +86,7 @@ def prepare(s: config.ServeSettings) -> tuple[Path, str]:
     text = supervisor.render(s, comfy_args, run_dir, proxy_env)
     if s.sync_mode == "background" and cmds:
         args = [str(s.manifest), str(s.models_dir), str(progress), s.sync_from, *s.profiles]
-        text += supervisor.oneshot("model_sync", [sys.executable, "-m", "comfyctl.sync_job", *args])
+        text += supervisor.oneshot("model_sync", [sys.executable, "-m", "comfyctl.sync_job", *args], sync_env)
     supervisor.write(text, run_dir / "supervisord.conf")
     return run_dir, text
 

@@ -115,7 +115,7 @@ def write(text: str, dest: Path) -> Path:
     return write_atomic(dest, text, mode=SHARED)
 
 
-def oneshot(name: str, command: list[str]) -> str:
+def oneshot(name: str, command: list[str], env: dict[str, str]) -> str:
     """A program run once at start (the background model sync): not restarted on exit."""
-    text = _program(name, command, Path.cwd(), {}, 10, 5)
+    text = _program(name, command, Path.cwd(), env, 10, 5)
     return "\n" + text.replace("autorestart=true", "autorestart=false").replace("startsecs=2", "startsecs=0")

@@ -7,6 +7,7 @@ MODEL_SYNC_MODE=block, and as `python -m comfyctl.sync_job` under supervisord fo
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -39,10 +40,11 @@ def commands(
     return cmds
 
 
-def run(cmds: list[list[str]]) -> int:
+def run(cmds: list[list[str]], env: dict[str, str] | None = None) -> int:
+    """Each command in turn with this environment and `env` added; the first failure's code."""
     for cmd in cmds:
         log.info("model sync: %s", " ".join(cmd[2:4]))
-        code = subprocess.run(cmd).returncode
+        code = subprocess.run(cmd, env=os.environ | (env or {})).returncode
         if code != 0:
             log.error("model sync failed with exit code %d (see docs/sync-semantics.md)", code)
             return code

@@ -287,3 +287,26 @@ def test_comfyui_writes_nothing_beside_its_code(checkout, tmp_path):
     for flag in ("--user-directory", "--input-directory", "--output-directory", "--temp-directory"):
         assert flags[flag].startswith(str(tmp_path / "d")), flag
     assert flags["--database-url"] == f"sqlite:///{tmp_path / 'd' / 'user' / 'comfyui.db'}"
+
+
+def test_the_sync_is_told_comfyuis_interpreter(checkout, tmp_path):
+    """The sync looks for the workflow templates in ComfyUI's interpreter: one named with
+    --comfyui-python (not in the environment) must reach the background sync too."""
+    from comfyctl import serve
+
+    python = tmp_path / "python"
+    python.write_text("#!/bin/sh\n")
+    python.chmod(0o755)
+    manifest = tmp_path / "models.yaml"
+    manifest.write_text("version: 1\nfiles: []\n")
+    env = {
+        "COMFYUI_DIR": str(checkout),
+        "COMFY_DATA_DIR": str(tmp_path / "d"),
+        "MODEL_PROFILES": "a",
+        "MODEL_MANIFEST": str(manifest),
+        "MODEL_SYNC_MODE": "background",
+    }
+    s = config.load(ns(comfyui_python=str(python)), env)
+    _, text = serve.prepare(s)
+    sync = text.split("[program:model_sync]")[1]
+    assert f'COMFYUI_PYTHON="{python}"' in sync
