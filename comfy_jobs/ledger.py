@@ -104,7 +104,8 @@ class Ledger(Protocol):
         """Give a job back to the queue untouched (the worker is shutting down)."""
 
     async def start_attempt(self, job_id: str, worker: str, prompt_id: str) -> int:
-        """Record the next submission to ComfyUI before it is made; returns its number."""
+        """Record the next submission to ComfyUI before it is made; returns its number. The
+        job's outputs so far (a lost run's) are dropped: the new run saves its own."""
 
     async def abort_attempt(self, job_id: str, worker: str, prompt_id: str) -> None:
         """The submission certainly did not reach ComfyUI: it does not count."""

@@ -140,6 +140,7 @@ attempt_put = insert(A).values(
     worker=bindparam("worker"),
     started_at=bindparam("now"),
 )
+outputs_drop = delete(OUT).where(OUT.c.job_id == bindparam("job_id"))
 attempt_drop = delete(A).where(A.c.prompt_id == bindparam("prompt_id"))
 attempt_uncount = (
     update(J)

@@ -388,6 +388,9 @@ class SqlLedger(SqlRest):
                 if n is None:
                     raise LedgerError(f"job {job_id} is no longer held by {worker}")
                 c.execute(Q.attempt_put, {**key, "n": n})
+                # A new attempt means none succeeded: what a lost run committed before it was
+                # lost is not the job's output (the new run saves its own); the assets stay.
+                c.execute(Q.outputs_drop, key)
                 return n
 
         return await self._run(run)

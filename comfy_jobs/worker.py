@@ -222,6 +222,7 @@ class Worker(Presence):
             held.stream = self.streams[prompt_id] = asyncio.Queue()
             job.attempts = await self.ledger.start_attempt(job.id, self.id, prompt_id)
             job.prompt_id = prompt_id
+            held.seen.clear()  # the ledger dropped a lost run's outputs with the new attempt
             self.metrics.attempts += 1
             try:
                 await self.comfy.submit(prompt_id, graph, self.client_id, job.extra_data)

@@ -161,3 +161,23 @@ def test_duplicate_submit_across_a_proxy_restart_is_the_same_job(make_stack):
     assert status == 422 and other["error"]["code"] == "idempotency_key_reuse"
     assert final(stack, first["id"])["status"] == "succeeded"
     assert len(outputs_on_disk(stack)) == 1
+
+
+def test_a_run_lost_after_it_saved_leaves_only_the_next_runs_output(make_stack):
+    """ComfyUI killed between a run's SaveImage and its history entry: the output was
+    committed while it ran, the run is lost and submitted again, and the job's outputs are
+    the second run's alone (not one per attempt)."""
+    stack = make_stack(delay=0.5, history_delay=30.0)
+    job_id = submit(stack)
+    wait_until(lambda: stack.job(job_id)["outputs"], timeout=20, what="the first run's output")
+    first = stack.job(job_id)["outputs"][0]
+    stack.comfy.kill9()
+    stack.comfy.argv[stack.comfy.argv.index("--fake-history-delay") + 1] = "0"
+    stack.start_comfy()
+    job = final(stack, job_id)
+    assert job["status"] == "succeeded" and job["attempts"] == 2
+    assert len(outputs_on_disk(stack)) == 2  # each run saved its file
+    assert_output_kept(stack, job)
+    assert job["outputs"][0]["id"] != first["id"]
+    status, _, _ = stack.request("GET", f"/api/v2/assets/{first['id']}")
+    assert status == 200  # the lost run's asset is still there for whoever holds its id

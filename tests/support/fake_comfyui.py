@@ -761,12 +761,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--output-directory", default="output")
     # not a ComfyUI flag: seconds each prompt takes before it starts, for fault tests
     p.add_argument("--fake-delay", type=float, default=0.0)
+    # nor this: seconds between a run's last output and its history entry (a kill lands there)
+    p.add_argument("--fake-history-delay", type=float, default=0.0)
     args, _unknown = p.parse_known_args(argv)
     out = Path(args.output_directory)
     out.mkdir(parents=True, exist_ok=True)
     print(f"fake ComfyUI on {args.listen}:{args.port}", flush=True)
     web.run_app(
-        create_app(out, delay=args.fake_delay), host=args.listen, port=args.port, print=None, access_log=None
+        create_app(out, delay=args.fake_delay, history_delay=args.fake_history_delay),
+        host=args.listen,
+        port=args.port,
+        print=None,
+        access_log=None,
     )
 
 

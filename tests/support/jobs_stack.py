@@ -37,7 +37,7 @@ class Proc:
 
 
 class JobsStack:
-    def __init__(self, base: Path, delay: float = 0.0, **env: str):
+    def __init__(self, base: Path, delay: float = 0.0, history_delay: float = 0.0, **env: str):
         self.base = base
         self.comfy_port, self.proxy_port = free_port(), free_port()
         (base / "comfy").mkdir(parents=True, exist_ok=True)
@@ -52,6 +52,8 @@ class JobsStack:
                 str(base / "comfy/output"),
                 "--fake-delay",
                 str(delay),
+                "--fake-history-delay",
+                str(history_delay),
             ],
             python_env(),
             base / "comfy.log",
