@@ -39,10 +39,12 @@ def test_state_machine():
 
 async def test_a_lease_that_runs_out_is_claimed_by_another_worker(ledger):
     await ledger.create_job("job_a", {"1": {}}, None, None, None, 0, 3600)
-    first = await ledger.claim("w1", 0.2)
+    # A lease long enough for the attempt to be recorded under it on a loaded machine (0.2 s
+    # once ran out first), then waited out.
+    first = await ledger.claim("w1", 1.0)
     assert first.id == "job_a" and await ledger.claim("w2", 10) is None
     await ledger.start_attempt("job_a", "w1", "p1")
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(1.1)
     second = await ledger.claim("w2", 10)
     assert second.id == "job_a" and second.attempts == 1 and second.prompt_id == "p1"
     assert not (await ledger.heartbeat("job_a", "w1", 10)).held  # w1 lost it
