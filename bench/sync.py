@@ -10,7 +10,11 @@ In one run, against the same SeaweedFS S3 gateway (`weed mini`) on loopback:
          `download_file` calls (what most scripts do); boto3's transfer manager with every
          file queued at once (`create_transfer_manager`, its defaults: 10 threads, 8 MiB
          parts); `aws s3 cp --recursive` (awscli). model_sync fsyncs each file and folder
-         and keeps resume records; the references do neither.
+         and keeps resume records; the references do neither, except the loop's twin
+         "+ fsync", which fsyncs each file it downloaded (the same durability for the
+         bytes, without resume records).
+  disk:  the large set's bytes written to one file and fsynced, no network: the ceiling for
+         a tool whose files are on disk when it exits.
   warm:  the mixed set again, already present and recorded: wall time (interpreter start
          included) and bytes transferred, for `mirror` and for `sync` with a manifest and
          `--from`.
@@ -53,6 +57,22 @@ for page in c.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=pr
         d = os.path.join(dest, o["Key"][len(prefix) + 1:])
         os.makedirs(os.path.dirname(d), exist_ok=True)
         c.download_file(bucket, o["Key"], d)
+"""
+# The loop as a script that needs its files on disk when it exits writes it: each file
+# fsynced after its download. The plain loop leaves the writeback to the kernel after its
+# clock stops; model_sync fsyncs every file (and folder) before it counts as placed.
+BOTO_LOOP_FSYNC = """
+import boto3, os, sys
+bucket, prefix, dest = sys.argv[1:4]
+c = boto3.client("s3")
+for page in c.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/"):
+    for o in page.get("Contents", []):
+        d = os.path.join(dest, o["Key"][len(prefix) + 1:])
+        os.makedirs(os.path.dirname(d), exist_ok=True)
+        c.download_file(bucket, o["Key"], d)
+        fd = os.open(d, os.O_RDONLY)
+        os.fsync(fd)
+        os.close(fd)
 """
 BOTO_QUEUED = """
 import boto3, os, sys
@@ -135,6 +155,22 @@ def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
     if p.returncode != 0:
         raise RuntimeError(f"{cmd[:4]} failed ({p.returncode}): {p.stderr[-2000:]}")
     return wall, cpu, p.stdout
+
+
+def durable_write(work: Path, nbytes: int) -> float:
+    """MB/s of writing `nbytes` to one file and fsyncing it, no network: the ceiling for any
+    tool that keeps its files on disk when it ends."""
+    block, path = os.urandom(8 * MB), work / "disk-probe"
+    subprocess.run(["sync"], check=False)
+    t = time.perf_counter()
+    with open(path, "wb") as f:
+        for _ in range(nbytes // len(block)):
+            f.write(block)
+        f.flush()
+        os.fsync(f.fileno())
+    wall = time.perf_counter() - t
+    path.unlink()
+    return round(nbytes // len(block) * len(block) / MB / wall, 1)
 
 
 def tree_bytes(root: Path) -> int:
@@ -261,6 +297,13 @@ def report(result: dict) -> None:
             f"  target {c['target']}: {'met' if c['target_met'] else 'NOT met'} "
             f"(best reference: {c['best_reference']})"
         )
+    disk = result["disk_write_and_fsync_MB_per_s"]
+    large = result["cold"]["large"]["tools"]["model_sync"]["median_MB_per_s"]
+    print(
+        f"disk alone, the large set's bytes written and fsynced: {statistics.median(disk):.1f} MB/s "
+        f"({' '.join(f'{x:.0f}' for x in disk)}); model_sync's large-set rate is "
+        f"{large / statistics.median(disk):.2f} of it"
+    )
     w = result["warm"]
     print(f"warm: {w['files']} files present")
     for k in ("mirror", "sync_manifest_from"):
@@ -284,6 +327,7 @@ def main() -> int:
         tools = {
             "model_sync": lambda s, d: [py, "-m", "model_sync", "mirror", f"s3://{BUCKET}/{s}", str(d), "-q"],
             LOOP: lambda s, d: [py, "-c", BOTO_LOOP, BUCKET, s, str(d)],
+            LOOP + " + fsync": lambda s, d: [py, "-c", BOTO_LOOP_FSYNC, BUCKET, s, str(d)],
             "boto3 transfer manager, all queued": lambda s, d: [py, "-c", BOTO_QUEUED, BUCKET, s, str(d)],
             "aws s3 cp --recursive": lambda s, d: [
                 aws,
@@ -307,6 +351,9 @@ def main() -> int:
             },
             "rounds": rounds,
             "cold": cold_runs(tools, sets, work, env, rounds),
+            "disk_write_and_fsync_MB_per_s": [
+                durable_write(work, sets["large"]["bytes"]) for _ in range(rounds)
+            ],
             "warm": warm_runs(py, work, env, sets["mixed"]),
             "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
