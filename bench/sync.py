@@ -61,19 +61,14 @@ for page in c.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=pr
 # The loop as a script that needs its files on disk when it exits writes it: each file
 # fsynced after its download. The plain loop leaves the writeback to the kernel after its
 # clock stops; model_sync fsyncs every file (and folder) before it counts as placed.
-BOTO_LOOP_FSYNC = """
-import boto3, os, sys
-bucket, prefix, dest = sys.argv[1:4]
-c = boto3.client("s3")
-for page in c.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix + "/"):
-    for o in page.get("Contents", []):
-        d = os.path.join(dest, o["Key"][len(prefix) + 1:])
-        os.makedirs(os.path.dirname(d), exist_ok=True)
-        c.download_file(bucket, o["Key"], d)
+BOTO_LOOP_FSYNC = (
+    BOTO_LOOP
+    + """\
         fd = os.open(d, os.O_RDONLY)
         os.fsync(fd)
         os.close(fd)
 """
+)
 BOTO_QUEUED = """
 import boto3, os, sys
 from boto3.s3.transfer import TransferConfig, create_transfer_manager
