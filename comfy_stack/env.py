@@ -104,6 +104,12 @@ class Env:
 # --- parsers: text -> value, or ValueError saying what is expected --------------------------
 
 
+def for_child(extra: Mapping[str, str]) -> dict[str, str]:
+    """This process's environment with `extra` set on top: what a child program is started
+    with when it must see a setting this program chose (a flag, a made path)."""
+    return {**os.environ, **extra}
+
+
 def integer(minimum: int | None = None) -> Callable[[str], int]:
     return _bounded(int, "a whole number", minimum)
 

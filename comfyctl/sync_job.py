@@ -7,10 +7,11 @@ MODEL_SYNC_MODE=block, and as `python -m comfyctl.sync_job` under supervisord fo
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import sys
 from pathlib import Path
+
+from comfy_stack.env import for_child
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def run(cmds: list[list[str]], env: dict[str, str] | None = None) -> int:
     """Each command in turn with this environment and `env` added; the first failure's code."""
     for cmd in cmds:
         log.info("model sync: %s", " ".join(cmd[2:4]))
-        code = subprocess.run(cmd, env=os.environ | (env or {})).returncode
+        code = subprocess.run(cmd, env=for_child(env or {})).returncode
         if code != 0:
             log.error("model sync failed with exit code %d (see docs/sync-semantics.md)", code)
             return code

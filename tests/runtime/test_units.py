@@ -310,3 +310,10 @@ def test_the_sync_is_told_comfyuis_interpreter(checkout, tmp_path):
     _, text = serve.prepare(s)
     sync = text.split("[program:model_sync]")[1]
     assert f'COMFYUI_PYTHON="{python}"' in sync
+
+
+def test_the_blocking_sync_gets_the_interpreter_in_its_environment():
+    from comfyctl import sync_job
+
+    check = "import os, sys; sys.exit(0 if os.environ.get('COMFYUI_PYTHON') == '/x/python' else 3)"
+    assert sync_job.run([[sys.executable, "-c", check]], {"COMFYUI_PYTHON": "/x/python"}) == 0
