@@ -101,13 +101,13 @@ class Env:
         return text
 
 
-# --- parsers: text -> value, or ValueError saying what is expected --------------------------
-
-
 def for_child(extra: Mapping[str, str]) -> dict[str, str]:
     """This process's environment with `extra` set on top: what a child program is started
     with when it must see a setting this program chose (a flag, a made path)."""
     return {**os.environ, **extra}
+
+
+# --- parsers: text -> value, or ValueError saying what is expected --------------------------
 
 
 def integer(minimum: int | None = None) -> Callable[[str], int]:
