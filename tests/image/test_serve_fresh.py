@@ -15,7 +15,7 @@ import time
 import pytest
 
 from tests.image.conftest import PASSWORD, timings
-from tests.support import REPO, free_port, need, stop_process
+from tests.support import REPO, free_port, need, start_serve, stop_process
 from tests.support.compose_stack import get
 from tests.support.docker_engine import reachable
 
@@ -62,14 +62,7 @@ def serve(data, port: int, log) -> subprocess.Popen:
         env["SOURCES_DIR"] = str(sources)
     if not reachable("https://download.pytorch.org/whl/cpu/"):
         env["TORCH_INDEX_URL"] = "https://pypi.org/simple"
-    return subprocess.Popen(
-        [sys.executable, "-m", "comfyctl", "serve", "--data-dir", str(data)],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    return start_serve(data, env, log)
 
 
 def test_serve_without_a_checkout_makes_comfyui_in_the_data_folder_and_runs_the_smoke_workflow(tmp_path):

@@ -7,14 +7,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import urllib.error
 import urllib.request
 
 import pytest
 
-from tests.support import REPO, free_port, http_status, python_env, stop_process, wait_until
+from tests.support import free_port, http_status, python_env, start_serve, stop_process, wait_until
 
 # Run as ComfyUI's main.py by supervisord, which passes on the PYTHONPATH (this checkout)
 # that python_env gives comfyctl serve.
@@ -45,14 +44,7 @@ def served(tmp_path):
     )
     env.pop("AUTH_PROXY_STATE_DIR", None)
     log = open(tmp_path / "serve.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "comfyctl", "serve", "--data-dir", str(data)],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    proc = start_serve(data, env, log)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until(

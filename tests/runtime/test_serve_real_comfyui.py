@@ -12,7 +12,16 @@ import urllib.request
 
 import pytest
 
-from tests.support import REPO, comfyui_paths, free_port, http_status, python_env, stop_process, wait_until
+from tests.support import (
+    REPO,
+    comfyui_paths,
+    free_port,
+    http_status,
+    python_env,
+    start_serve,
+    stop_process,
+    wait_until,
+)
 from tests.support.comfyui import SMOKE_PROMPT
 
 pytestmark = pytest.mark.comfyui
@@ -66,14 +75,7 @@ def test_serve_runs_the_smoke_workflow_and_restarts_comfyui(tmp_path):
     (data / "custom_nodes").mkdir(parents=True)
     (data / "custom_nodes" / "probe_node.py").write_text(PROBE_NODE)
     started = time.monotonic()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "comfyctl", "serve", "--data-dir", str(data)],
-        cwd=REPO,
-        env=env,
-        stdout=open(tmp_path / "serve.log", "wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    proc = start_serve(data, env, open(tmp_path / "serve.log", "wb"))
     try:
         wait_until(lambda: http_status(base + "/healthz") == 200, timeout=60, interval=0.05, what="the proxy")
         proxy_up = time.monotonic() - started

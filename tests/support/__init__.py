@@ -119,6 +119,19 @@ def python_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def start_serve(data: Path, env: dict[str, str], log) -> subprocess.Popen:
+    """`comfyctl serve --data-dir DATA` from the checkout, writing to `log`, in its own
+    process group: stop it with `stop_process(proc, ..., group=True)`."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "comfyctl", "serve", "--data-dir", str(data)],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
 def stop_process(proc: subprocess.Popen, timeout: float = 10.0, group: bool = False) -> None:
     """SIGTERM, then SIGKILL after `timeout`. With `group`, to the process's whole group (one
     started with start_new_session=True): `comfyctl serve` and its children go together."""
