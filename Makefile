@@ -8,7 +8,7 @@ VARIANT ?= cuda
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test lint format test-image test-image-cuda up down logs build build-cpu bases serve doctor lock image-lock schemas pin-models settings-docs bench bench-proxy bench-sync bench-jobs bench-scale clean
+.PHONY: help venv test lint format test-image test-image-cuda up down logs build build-cpu bases serve doctor lock image-lock schemas pin-models settings-docs bench bench-proxy bench-sync bench-jobs bench-scale bench-start clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -87,7 +87,7 @@ schemas: venv ## refresh workflows/schemas from a running ComfyUI (COMFYUI_URL, 
 settings-docs: venv ## regenerate the variable tables in docs/ from comfy_stack/variables.py
 	$(PY) -m comfy_stack.settings_docs
 
-bench: bench-proxy bench-sync bench-jobs bench-scale ## run every benchmark
+bench: bench-proxy bench-sync bench-jobs bench-scale bench-start ## run every benchmark
 
 bench-proxy: venv ## proxy vs direct vs nginx; writes bench/results/proxy.json
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m bench.proxy
@@ -100,6 +100,9 @@ bench-jobs: venv ## the v2 job API vs ComfyUI's own /prompt; writes bench/result
 
 bench-scale: venv ## 1, 2, 3 workers on PostgreSQL: scaling efficiency, the gateway's dispatch overhead, the ledger alone; writes bench/results/scale.json
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m bench.scale
+
+bench-start: venv ## a new container and a ComfyUI crash until ready vs ComfyUI alone in the same image (needs Docker and `make build-cpu`); writes bench/results/start.json
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m bench.start
 
 clean: ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -35,6 +35,8 @@ class Settings:
     # "auto": Secure cookies when the request came over HTTPS (X-Forwarded-Proto too).
     secure_cookies: str = v.AUTH_PROXY_SECURE_COOKIES.default
     progress_file: Path = progress.path_for(progress.IMAGE_MODELS_DIR)
+    # where `comfyctl serve` records the start's phases (comfy_stack.startup); None: no record
+    run_dir: Path | None = None
     login_max_failures: int = v.AUTH_PROXY_LOGIN_MAX_FAILURES.default
     # Failures are forgotten this long after their delay has run out; at least as long as
     # the longest delay (ratelimit.py), so that waiting one out never wipes the count.
@@ -73,6 +75,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         session_hours=env.get(v.AUTH_PROXY_SESSION_HOURS),
         secure_cookies=env.get(v.AUTH_PROXY_SECURE_COOKIES),
         progress_file=env.get(v.MODEL_SYNC_PROGRESS_FILE) or Settings.progress_file,
+        run_dir=env.get(v.COMFY_RUN_DIR),
         login_max_failures=env.get(v.AUTH_PROXY_LOGIN_MAX_FAILURES),
         max_pending_logins=env.get(v.AUTH_PROXY_MAX_PENDING_LOGINS),
         allowed_hosts=env.get(v.AUTH_PROXY_ALLOWED_HOSTS),

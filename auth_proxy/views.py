@@ -28,6 +28,7 @@ from auth_proxy.responses import (
 )
 from auth_proxy.sessions import COOKIE
 from auth_proxy.state import DEFAULT_PASSWORD
+from comfy_stack import startup
 from model_sync import progress as sync_progress
 
 log = logging.getLogger(__name__)
@@ -165,19 +166,49 @@ async def session(request: web.Request) -> web.Response:
     return web.json_response({"user": who.user, "via": who.via})
 
 
+def start_report(gate) -> dict[str, object]:
+    """The start's timed phases (comfy_stack.startup) and what it waits for now. /readyz is
+    public: phase names and seconds only; each pack's import time is in the log and in
+    `comfyctl doctor`, where only the operator looks."""
+    run_dir = gate.s.run_dir
+    if run_dir is None:
+        return {}
+    serve, comfyui = (startup.read(run_dir / name) for name in (startup.SERVE_FILE, startup.COMFYUI_FILE))
+    report: dict[str, object] = {}
+    if serve:
+        report["start"] = serve.summary()
+    if comfyui:
+        report["comfyui_start"] = comfyui.summary()
+    if waiting := startup.waiting_for(serve, comfyui):
+        report["waiting_for"] = waiting
+    return report
+
+
+def sync_waiting_for(progress: sync_progress.Snapshot) -> str | None:
+    if progress.state not in ("planning", "running"):
+        return None
+    return (
+        f"syncing models: {progress.bytes_done / 1e9:.1f} of {progress.bytes_total / 1e9:.1f} GB "
+        f"({progress.files_done} of {progress.files_total} files)"
+    )
+
+
 async def readyz(request: web.Request) -> web.Response:
     gate = request.config_dict[GATE]
     # A cluster's gateway has no ComfyUI of its own: it is ready when its ledger answers.
     ok, reason = await gate.readiness.get(
         gate, lambda: v2.not_ready(request), comfyui=not v2.is_gateway(request)
     )
+    report = start_report(gate)
     if ok:
-        return web.json_response({"status": "ready"})
-    progress = sync_progress.read(request.config_dict[GATE].s.progress_file)
-    body: dict[str, object] = {"status": "starting", "reason": reason}
+        return web.json_response({"status": "ready", **report})
+    progress = sync_progress.read(gate.s.progress_file)
+    body: dict[str, object] = {"status": "starting", "reason": reason, **report}
     if progress:
         body["model_sync"] = progress.summary()
-    return web.json_response(body, status=503, headers={"Retry-After": "5"})
+        if syncing := sync_waiting_for(progress):
+            body["waiting_for"] = syncing
+    return web.json_response(body, status=503, headers={"Retry-After": "2"})
 
 
 async def metrics(request: web.Request) -> web.Response:

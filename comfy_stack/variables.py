@@ -249,6 +249,14 @@ MODEL_SYNC_PROGRESS_FILE: Var[Path | None] = Var(
     path,
     shown_default="`<models dir>/.model_sync/progress.json` (image: `/data/models/...`)",
 )
+COMFY_RUN_DIR: Var[Path | None] = Var(
+    "COMFY_RUN_DIR",
+    None,
+    "the run folder of `comfyctl serve` (supervisord's config, the start's timed phases that "
+    "/readyz shows); `serve` sets it for the proxy",
+    path,
+    shown_default="`<data dir>/run` (image: `/data/run`)",
+)
 MODEL_SYNC_PART_SIZE = Var(
     "MODEL_SYNC_PART_SIZE",
     64 * MiB,
@@ -497,6 +505,7 @@ PROXY: tuple[Row, ...] = (
     (AUTH_PROXY_UPSTREAM_CONNECTIONS, None),
     (AUTH_PROXY_RELAY, None),
     (MODEL_SYNC_PROGRESS_FILE, None),
+    (COMFY_RUN_DIR, None),
 )
 SERVE: tuple[Row, ...] = (
     (COMFYUI_DIR, "--comfyui-dir"),

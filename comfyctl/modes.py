@@ -101,16 +101,15 @@ def choose_memory_flags(mode: str, gpus: list[Gpu]) -> Choice:
     return Choice([], f"{gpu.name} has {gpu.memory_mib} MiB: ComfyUI's normal memory management")
 
 
-def importable(python: Path, module: str) -> bool:
+def installed(python: Path, modules: tuple[str, ...]) -> set[str]:
+    """Which of `modules` ComfyUI's interpreter has, asked once and without importing them:
+    importing sageattention or xformers imports torch (and triton), seconds at every start."""
+    code = "import importlib.util as u, sys; print(*[m for m in sys.argv[1:] if u.find_spec(m)])"
     try:
-        return (
-            subprocess.run(
-                [str(python), "-c", f"import {module}"], capture_output=True, timeout=120
-            ).returncode
-            == 0
-        )
+        out = subprocess.run([str(python), "-c", code, *modules], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
-        return False
+        return set()
+    return set(out.stdout.split()) if out.returncode == 0 else set()
 
 
 def choose_attention_flags(python: Path, on_cpu: bool) -> Choice:
@@ -118,9 +117,10 @@ def choose_attention_flags(python: Path, on_cpu: bool) -> Choice:
     PyTorch's scaled-dot-product attention."""
     if on_cpu:
         return Choice([], "CPU: ComfyUI's default attention")
-    if importable(python, "sageattention"):
+    have = installed(python, ("sageattention", "xformers"))
+    if "sageattention" in have:
         return Choice(["--use-sage-attention"], "sageattention is installed")
-    if importable(python, "xformers"):
+    if "xformers" in have:
         return Choice([], "xformers is installed; ComfyUI uses it by default")
     return Choice(["--use-pytorch-cross-attention"], "neither sageattention nor xformers: PyTorch SDPA")
 

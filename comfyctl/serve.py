@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from auth_proxy import extension
-from comfy_stack import variables
+from comfy_stack import startup, variables
 from comfy_stack.env import add_flags
 from comfyctl import (
     bootstrap,
@@ -39,24 +39,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def prepare(s: config.ServeSettings) -> tuple[Path, str]:
-    """Everything before supervisord; returns the run directory and the config text."""
-    for sub in ("models", "input", "output", "user", "auth", "custom_nodes"):
-        (s.data_dir / sub).mkdir(parents=True, exist_ok=True)
-    if s.user_packages:
-        s.user_packages.mkdir(parents=True, exist_ok=True)
-    if not os.access(s.data_dir, os.W_OK):
-        raise config.ConfigError(f"the data directory {s.data_dir} is not writable by this user")
-    run_dir = s.data_dir / "run"
-    run_dir.mkdir(exist_ok=True)
+def prepare(s: config.ServeSettings, rec: startup.Recorder | None = None) -> tuple[Path, str]:
+    """Everything before supervisord, each step a timed phase; returns the run directory and
+    the config text."""
+    rec = rec or startup.Recorder()
+    with rec.phase("data folders"):
+        for sub in ("models", "input", "output", "user", "auth", "custom_nodes"):
+            (s.data_dir / sub).mkdir(parents=True, exist_ok=True)
+        if s.user_packages:
+            s.user_packages.mkdir(parents=True, exist_ok=True)
+        if not os.access(s.data_dir, os.W_OK):
+            raise config.ConfigError(f"the data directory {s.data_dir} is not writable by this user")
+        run_dir = s.data_dir / "run"
+        run_dir.mkdir(exist_ok=True)
+        rec.attach(run_dir / startup.SERVE_FILE)
+        # the last start's ComfyUI timings are not this start's
+        (run_dir / startup.COMFYUI_FILE).unlink(missing_ok=True)
     progress = sync_progress.path_for(s.models_dir)
     cmds = sync_job.commands(s.manifest, s.models_dir, s.profiles, s.sync_from, progress)
     # The sync finds the workflow templates in ComfyUI's interpreter when they are not in its
     # own; --comfyui-python or a made ComfyUI names one the environment does not.
     sync_env = {"COMFYUI_PYTHON": str(s.comfyui_python)}
     if s.sync_mode == "block" and cmds:
-        log.info("syncing models before starting (MODEL_SYNC_MODE=block)")
-        code = sync_job.run(cmds, sync_env)
+        with rec.phase("model sync (MODEL_SYNC_MODE=block)"):
+            log.info("syncing models before starting (MODEL_SYNC_MODE=block)")
+            code = sync_job.run(cmds, sync_env)
         if code != 0:
             raise SyncFailed(
                 f"the model sync failed (exit {code}); fix the cause above, or set "
@@ -64,39 +71,53 @@ def prepare(s: config.ServeSettings) -> tuple[Path, str]:
             )
     elif not cmds:
         log.info("no MODEL_PROFILES and no MODEL_SYNC_FROM: no models to sync")
-    model_paths.write(
-        s.models_dir, run_dir / "extra_model_paths.yaml", s.data_dir / "custom_nodes", extension.CUSTOM_NODES
-    )
-    manager_config.write(s.data_dir / "user", s.manager_network_mode)
-    report = workflows_install.install(s.workflows_dir, s.data_dir / "user" / "default" / "workflows")
+    with rec.phase("model paths and Manager's config"):
+        model_paths.write(
+            s.models_dir,
+            run_dir / "extra_model_paths.yaml",
+            s.data_dir / "custom_nodes",
+            extension.CUSTOM_NODES,
+        )
+        manager_config.write(s.data_dir / "user", s.manager_network_mode)
+    with rec.phase("bundled workflows"):
+        report = workflows_install.install(s.workflows_dir, s.data_dir / "user" / "default" / "workflows")
     log.info(
         "workflows: %d installed, %d updated, %d of yours kept",
         len(report.installed),
         len(report.updated),
         len(report.kept_user_edits),
     )
-    comfy_args = modes.comfyui_flags(s.mode, s.comfyui_python, s.extra_args, cuda_version=s.cuda_version)
-    proxy_env = {
-        "AUTH_PROXY_LISTEN": str(s.listen),
-        "AUTH_PROXY_UPSTREAM": f"http://127.0.0.1:{s.comfyui_port}",
-        "AUTH_PROXY_STATE_DIR": str(s.proxy_state_dir),
-        "COMFY_JOBS_DIR": str(s.proxy_jobs_dir),
-        "MODEL_SYNC_PROGRESS_FILE": str(progress),
-    }
-    text = supervisor.render(s, comfy_args, run_dir, proxy_env)
-    if s.sync_mode == "background" and cmds:
-        args = [str(s.manifest), str(s.models_dir), str(progress), s.sync_from, *s.profiles]
-        text += supervisor.oneshot("model_sync", [sys.executable, "-m", "comfyctl.sync_job", *args], sync_env)
-    supervisor.write(text, run_dir / "supervisord.conf")
+    with rec.phase("ComfyUI's flags (GPU and attention)"):
+        comfy_args = modes.comfyui_flags(s.mode, s.comfyui_python, s.extra_args, cuda_version=s.cuda_version)
+    with rec.phase("supervisord's configuration"):
+        proxy_env = {
+            "AUTH_PROXY_LISTEN": str(s.listen),
+            "AUTH_PROXY_UPSTREAM": f"http://127.0.0.1:{s.comfyui_port}",
+            "AUTH_PROXY_STATE_DIR": str(s.proxy_state_dir),
+            "COMFY_JOBS_DIR": str(s.proxy_jobs_dir),
+            "MODEL_SYNC_PROGRESS_FILE": str(progress),
+            "COMFY_RUN_DIR": str(run_dir),
+        }
+        text = supervisor.render(s, comfy_args, run_dir, proxy_env)
+        if s.sync_mode == "background" and cmds:
+            args = [str(s.manifest), str(s.models_dir), str(progress), s.sync_from, *s.profiles]
+            text += supervisor.oneshot(
+                "model_sync", [sys.executable, "-m", "comfyctl.sync_job", *args], sync_env
+            )
+        supervisor.write(text, run_dir / "supervisord.conf")
+    rec.finish()
     return run_dir, text
 
 
 def main(args: argparse.Namespace) -> int:
+    rec = startup.Recorder()
     try:
-        s = config.load(args)
+        with rec.phase("settings"):
+            s = config.load(args)
         if s.bootstrap:
-            bootstrap.ensure(s)
-        run_dir, text = prepare(s)
+            with rec.phase("making ComfyUI (no COMFYUI_DIR)"):
+                bootstrap.ensure(s)
+        run_dir, text = prepare(s, rec)
         if args.dry_run:
             print(text)
             return 0

@@ -7,6 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from comfy_stack import startup
 from comfy_stack.files import SHARED, write_atomic
 from comfyctl import user_packages
 from comfyctl.config import ServeSettings
@@ -15,11 +16,18 @@ PREFIX_WRAPPER = "comfyctl.logprefix"
 
 
 def _program(
-    name: str, command: list[str], directory: Path, env: dict[str, str], stopwait: int, priority: int
+    name: str,
+    command: list[str],
+    directory: Path,
+    env: dict[str, str],
+    stopwait: int,
+    priority: int,
+    timeline: Path | None = None,
 ) -> str:
     # stdout goes through a tiny prefixer so the two programs' lines can be told apart in
-    # one stream; supervisord has no line prefix of its own.
-    wrapped = [sys.executable, "-m", PREFIX_WRAPPER, name, "--"] + command
+    # one stream; supervisord has no line prefix of its own. It also times ComfyUI's start.
+    timed = ["--timeline", str(timeline)] if timeline else []
+    wrapped = [sys.executable, "-m", PREFIX_WRAPPER, name, *timed, "--"] + command
     envs = ",".join(f'{k}="{v}"' for k, v in env.items() if '"' not in v and "%" not in v)
     return "\n".join(
         [
@@ -105,7 +113,9 @@ def render(s: ServeSettings, comfy_args: list[str], run_dir: Path, proxy_env: di
             f"serverurl=unix://{run_dir / 'supervisor.sock'}",
             "",
             # ComfyUI gets time to finish writing an output; the proxy stops at once.
-            _program("comfyui", comfy_cmd, s.comfyui_dir, comfyui_env(s), 30, 10),
+            _program(
+                "comfyui", comfy_cmd, s.comfyui_dir, comfyui_env(s), 30, 10, run_dir / startup.COMFYUI_FILE
+            ),
             _program("auth_proxy", proxy_cmd, Path.cwd(), proxy_env, 10, 20),
         ]
     )

@@ -1,0 +1,148 @@
+"""The start in timed phases (comfy_stack.startup): serve's own, and ComfyUI's read off its
+log through the real log prefixer (/readyz's part: tests/auth_proxy/test_readyz_start.py)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import subprocess
+import sys
+import time
+
+from comfy_stack import startup
+from tests.support import REPO
+
+# ComfyUI's start as the pinned commit logs it (main.py, nodes.py, server.py), abridged.
+COMFYUI_LOG = """\
+[START] Security scan
+Prestartup times for custom nodes:
+   0.0 seconds: /opt/ComfyUI/custom_nodes/comfyui-stack-session
+   1.2 seconds: /opt/ComfyUI/custom_nodes/ComfyUI-Manager
+
+Checkpoint files will always be loaded safely.
+Total VRAM 31843 MB, total RAM 31843 MB
+pytorch version: 2.8.0+cu128
+Python version: 3.12.3 (main, Nov  6 2025, 13:44:16) [GCC 13.3.0]
+ComfyUI version: 0.3.60
+[Prompt Server] web root: /opt/venv/lib/python3.12/site-packages/comfyui_frontend_package/static
+
+Import times for custom nodes:
+   0.0 seconds: /opt/ComfyUI/custom_nodes/websocket_image_save.py
+   0.1 seconds: /opt/ComfyUI/custom_nodes/ComfyUI-VideoHelperSuite
+   0.4 seconds: /opt/ComfyUI/custom_nodes/ComfyUI-KJNodes
+   0.2 seconds (IMPORT FAILED): /opt/ComfyUI/custom_nodes/broken-pack
+   2.5 seconds: /opt/ComfyUI/custom_nodes/ComfyUI-Hunyuan3d-2-1
+
+Starting server
+
+To see the GUI go to: http://127.0.0.1:8189
+"""
+
+
+def feed(watcher: startup.ComfyUIWatcher, text: str, t0: float, step: float = 1.0) -> None:
+    for i, line in enumerate(text.splitlines()):
+        watcher.feed(line, now=t0 + (i + 1) * step)
+
+
+def test_comfyuis_log_becomes_phases_and_each_packs_import_time(tmp_path):
+    path = tmp_path / startup.COMFYUI_FILE
+    w = startup.ComfyUIWatcher(path, now=1000.0)
+    assert startup.read(path).running().name == "prestartup scripts"
+    feed(w, COMFYUI_LOG, 1000.0)
+    t = startup.read(path)
+    assert t is not None and t.done and t.running() is None
+    assert [(p.name, p.seconds) for p in t.phases] == [
+        ("prestartup scripts", 2.0),  # line 2
+        ("importing torch and ComfyUI", 7.0),  # line 9
+        ("loading nodes and custom node packs", 4.0),  # line 13
+        ("starting the server", 9.0),  # line 22, the last
+    ]
+    assert t.packs == {
+        "websocket_image_save.py": 0.0,
+        "ComfyUI-VideoHelperSuite": 0.1,
+        "ComfyUI-KJNodes": 0.4,
+        "broken-pack": 0.2,
+        "ComfyUI-Hunyuan3d-2-1": 2.5,
+    }
+    assert t.failed_packs == ["broken-pack"]
+    # nothing after the start changes it (a later "Starting server" in a log, say)
+    w.feed("Prestartup times for custom nodes:", now=5000.0)
+    assert startup.read(path) == t
+
+
+def test_a_start_without_prestartup_scripts_names_its_first_phase_by_what_ended_it(tmp_path):
+    w = startup.ComfyUIWatcher(tmp_path / "c.json", now=0.0)
+    without = COMFYUI_LOG.split("\n\n", 1)[1]
+    feed(w, without, 0.0)
+    names = [p.name for p in w.timeline.phases]
+    assert names == [
+        "importing torch and ComfyUI",
+        "loading nodes and custom node packs",
+        "starting the server",
+    ]
+    assert w.timeline.phases[0].started_at == 0.0
+
+
+def test_what_the_start_waits_for_is_the_running_phase():
+    serve = startup.Timeline([startup.Phase("settings", time.time() - 3, 0.1)], done=True)
+    comfyui = startup.Timeline(
+        [
+            startup.Phase("importing torch and ComfyUI", time.time() - 9, 2.0),
+            startup.Phase("loading nodes and custom node packs", time.time() - 7),
+        ]
+    )
+    said = startup.waiting_for(serve, comfyui)
+    assert said.startswith("ComfyUI: loading nodes and custom node packs (") and "s so far" in said
+    assert startup.waiting_for(serve, startup.Timeline(done=True)) is None
+
+
+def test_a_file_that_is_not_a_timeline_reads_as_none(tmp_path):
+    for content in ("", "[]", '{"phases": [{"name": 1}]}', "{"):
+        (tmp_path / "t.json").write_text(content)
+        assert startup.read(tmp_path / "t.json") is None
+    assert startup.read(tmp_path / "missing.json") is None
+
+
+def test_the_log_prefixer_times_comfyuis_start_and_passes_every_line_on(tmp_path):
+    timeline = tmp_path / startup.COMFYUI_FILE
+    script = f"import sys; sys.stdout.write({COMFYUI_LOG!r})"
+    out = subprocess.run(
+        [sys.executable, "-m", "comfyctl.logprefix", "comfyui", "--timeline", str(timeline), "--"]
+        + [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert all(line.startswith("[comfyui] ") for line in lines)
+    relayed = [line.removeprefix("[comfyui] ") for line in lines if "ComfyUI answers after" not in line]
+    assert relayed == COMFYUI_LOG.splitlines()
+    summary = [line for line in lines if "ComfyUI answers after" in line]
+    assert len(summary) == 1 and "slowest packs: ComfyUI-Hunyuan3d-2-1 2.5 s" in summary[0]
+    t = startup.read(timeline)
+    assert t.done and t.packs["ComfyUI-KJNodes"] == 0.4
+
+
+def test_serve_records_its_phases_and_forgets_the_last_starts_comfyui_timings(tmp_path, checkout, caplog):
+    from comfyctl import config, serve
+
+    run = tmp_path / "data" / "run"
+    run.mkdir(parents=True)
+    (run / startup.COMFYUI_FILE).write_text(json.dumps({"phases": [], "done": True}))
+    s = config.load(
+        argparse.Namespace(),
+        {"COMFYUI_DIR": str(checkout), "COMFY_DATA_DIR": str(tmp_path / "data"), "COMFYUI_MODE": "cpu"},
+    )
+    with caplog.at_level(logging.INFO):
+        serve.prepare(s)
+    t = startup.read(run / startup.SERVE_FILE)
+    names = [p.name for p in t.phases]
+    assert names[0] == "data folders" and "bundled workflows" in names
+    assert names[-1] == "supervisord's configuration"
+    assert t.done and all(p.seconds is not None for p in t.phases)
+    assert "start: bundled workflows took" in caplog.text
+    assert not (run / startup.COMFYUI_FILE).exists()
+    assert f"--timeline {run / startup.COMFYUI_FILE}" in (run / "supervisord.conf").read_text()
