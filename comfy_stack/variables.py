@@ -178,6 +178,15 @@ COMFYUI_USER_PACKAGES = Var(
     "interpreter",
     shown_default="empty (image: `/data/python`)",
 )
+COMFY_NUMBA_CACHE: Var[Path | None] = Var(
+    "COMFY_NUMBA_CACHE",
+    None,
+    "numba's compiled functions built with the image (for NUMBA_CPU_NAME=generic), copied at "
+    "each start into `<data dir>/run/numba-cache` for ComfyUI, so that no pack's numba code "
+    "compiles at start; empty: numba's own cache beside each package",
+    path,
+    shown_default="empty (image: `/opt/comfy-stack/numba-cache`)",
+)
 HF_HUB_OFFLINE = Var(
     "HF_HUB_OFFLINE",
     "1",
@@ -521,6 +530,7 @@ SERVE: tuple[Row, ...] = (
     (MODEL_MANIFEST, "--manifest"),
     (COMFY_WORKFLOWS_DIR, None),
     (COMFYUI_USER_PACKAGES, None),
+    (COMFY_NUMBA_CACHE, None),
     (HF_HUB_OFFLINE, None),
     (CUDA_VERSION, None),
     (MANAGER_NETWORK_MODE, None),

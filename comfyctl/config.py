@@ -58,6 +58,11 @@ class ServeSettings:
     jobs_dir: Path | None = None  # the v2 job ledger's; None: jobs/ in the data directory
     hf_hub_offline: str = v.HF_HUB_OFFLINE.default  # ComfyUI's process only
     cuda_version: str = ""  # the CUDA image's runtime, for the driver check
+    numba_cache: Path | None = None  # the image's prebuilt numba cache (comfyctl.numba_cache)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.data_dir / "run"
 
     @property
     def models_dir(self) -> Path:
@@ -112,6 +117,7 @@ def load(args, environ: Mapping[str, str] | Env | None = None) -> ServeSettings:
         jobs_dir=env.get(v.COMFY_JOBS_DIR) if env.raw(v.COMFY_JOBS_DIR) else None,
         hf_hub_offline=env.get(v.HF_HUB_OFFLINE),
         cuda_version=env.get(v.CUDA_VERSION),
+        numba_cache=env.get(v.COMFY_NUMBA_CACHE),
         manager_network_mode=env.get(v.MANAGER_NETWORK_MODE),
         bootstrap=bootstrap,
     )

@@ -20,6 +20,7 @@ from comfyctl import (
     manager_config,
     model_paths,
     modes,
+    numba_cache,
     supervisor,
     sync_job,
     workflows_install,
@@ -50,11 +51,17 @@ def prepare(s: config.ServeSettings, rec: startup.Recorder | None = None) -> tup
             s.user_packages.mkdir(parents=True, exist_ok=True)
         if not os.access(s.data_dir, os.W_OK):
             raise config.ConfigError(f"the data directory {s.data_dir} is not writable by this user")
-        run_dir = s.data_dir / "run"
+        run_dir = s.run_dir
         run_dir.mkdir(exist_ok=True)
         rec.attach(run_dir / startup.SERVE_FILE)
         # the last start's ComfyUI timings are not this start's
         (run_dir / startup.COMFYUI_FILE).unlink(missing_ok=True)
+    if s.numba_cache:
+        with rec.phase("numba's cache from the image"):
+            if s.numba_cache.is_dir():
+                numba_cache.seed(s.numba_cache, run_dir / supervisor.NUMBA_CACHE_DIR)
+            else:
+                log.warning("COMFY_NUMBA_CACHE=%s is not a folder: numba compiles at start", s.numba_cache)
     progress = sync_progress.path_for(s.models_dir)
     cmds = sync_job.commands(s.manifest, s.models_dir, s.profiles, s.sync_from, progress)
     # The sync finds the workflow templates in ComfyUI's interpreter when they are not in its

@@ -13,6 +13,7 @@ from comfyctl import user_packages
 from comfyctl.config import ServeSettings
 
 PREFIX_WRAPPER = "comfyctl.logprefix"
+NUMBA_CACHE_DIR = "numba-cache"
 
 
 def _program(
@@ -55,6 +56,8 @@ def _program(
 def comfyui_env(s: ServeSettings) -> dict[str, str]:
     # nothing downloads at run time once models are synced
     env = {"PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": s.hf_hub_offline}
+    if s.numba_cache:
+        env["NUMBA_CACHE_DIR"] = str(s.run_dir / NUMBA_CACHE_DIR)  # seeded by comfyctl.numba_cache
     if s.user_packages:
         # What ComfyUI-Manager installs for a node (`pip install` in ComfyUI's process)
         # goes to the data volume as a user install, and ComfyUI sees it there. Only

@@ -146,3 +146,46 @@ def test_serve_records_its_phases_and_forgets_the_last_starts_comfyui_timings(tm
     assert "start: bundled workflows took" in caplog.text
     assert not (run / startup.COMFYUI_FILE).exists()
     assert f"--timeline {run / startup.COMFYUI_FILE}" in (run / "supervisord.conf").read_text()
+
+
+def test_numbas_cache_from_the_image_is_copied_once_and_replaced_whole_by_another_images(tmp_path):
+    from comfyctl import numba_cache
+
+    image = tmp_path / "image-cache"
+    (image / "pymatting_abc").mkdir(parents=True)
+    (image / "pymatting_abc" / "f.nbi").write_bytes(b"index")
+    (image / "pymatting_abc" / "f.1.nbc").write_bytes(b"code")
+    image.chmod(0o555)  # read-only, as the image's is to uid 1000
+    dest = tmp_path / "run" / "numba-cache"
+    try:
+        assert numba_cache.seed(image, dest) == 2
+        assert (dest / "pymatting_abc" / "f.1.nbc").read_bytes() == b"code"
+        (dest / "pymatting_abc" / "g.1.nbc").write_bytes(b"compiled later")
+        assert numba_cache.seed(image, dest) == 0, "the same image's cache is not copied again"
+        assert (dest / "pymatting_abc" / "g.1.nbc").exists(), "what numba added since is kept"
+        image.chmod(0o755)
+        (image / "pymatting_abc" / "f.1.nbc").write_bytes(b"new code")
+        assert numba_cache.seed(image, dest) == 2
+        assert (dest / "pymatting_abc" / "f.1.nbc").read_bytes() == b"new code"
+        assert not (dest / "pymatting_abc" / "g.1.nbc").exists(), "no mix of two images' caches"
+    finally:
+        image.chmod(0o755)
+
+
+def test_comfyui_gets_the_seeded_cache_and_serve_copies_it(tmp_path, checkout):
+    from comfyctl import config, serve
+
+    image = tmp_path / "image-cache"
+    image.mkdir()
+    (image / "x.nbi").write_bytes(b"i")
+    env = {"COMFYUI_DIR": str(checkout), "COMFY_DATA_DIR": str(tmp_path / "d"), "COMFYUI_MODE": "cpu"}
+    s = config.load(argparse.Namespace(), env | {"COMFY_NUMBA_CACHE": str(image)})
+    _, text = serve.prepare(s)
+    comfy = text.split("[program:auth_proxy]")[0]
+    assert f'NUMBA_CACHE_DIR="{tmp_path / "d" / "run" / "numba-cache"}"' in comfy
+    assert (tmp_path / "d" / "run" / "numba-cache" / "x.nbi").exists()
+    assert "numba's cache from the image" in [
+        p.name for p in startup.read(s.run_dir / startup.SERVE_FILE).phases
+    ]
+    plain = config.load(argparse.Namespace(), env)
+    assert "NUMBA_CACHE_DIR" not in serve.prepare(plain)[1], "without the image's cache numba keeps its own"
