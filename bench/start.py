@@ -21,6 +21,7 @@ import os
 import socket
 import statistics
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -48,11 +49,16 @@ def status(url: str) -> int | None:
         return None
 
 
-def until_200(url: str, since: float, after: float = 0.0) -> float:
+def until_200(url: str, since: float, cid: str, after: float = 0.0) -> float:
     """Seconds from `since` until `url` answers 200 (polled every 50 ms, not before `after`)."""
+    checked = time.monotonic()
     while time.monotonic() - since < TIMEOUT_S:
         if time.monotonic() >= after and status(url) == 200:
             return time.monotonic() - since
+        if time.monotonic() - checked > 2:
+            checked = time.monotonic()
+            if not docker("ps", "-q", "--filter", f"id={cid}").strip():
+                raise RuntimeError(f"container {cid[:12]} exited before {url} answered")
         time.sleep(0.05)
     raise TimeoutError(f"{url} did not answer 200 in {TIMEOUT_S} s")
 
@@ -64,24 +70,26 @@ def docker(*args: str, timeout: float = 120) -> str:
 
 
 def start_reference(image: str, port: int) -> tuple[str, float]:
+    """(container, when `docker run` was called)."""
     t0 = time.monotonic()
     cid = docker(
-        "run", "-d", "--rm", "-p", f"127.0.0.1:{port}:8188", "-w", "/opt/ComfyUI", "--entrypoint",
+        "run", "-d", "-p", f"127.0.0.1:{port}:8188", "-w", "/opt/ComfyUI", "--entrypoint",
         "/opt/venv/bin/python", image, "main.py", "--cpu", "--listen", "0.0.0.0", "--port", "8188",
         "--disable-all-custom-nodes", "--disable-auto-launch", "--temp-directory", "/tmp",
-        "--database-url", "sqlite:////tmp/comfyui.db", "--user-directory", "/tmp/user",
-        "--input-directory", "/tmp/input", "--output-directory", "/tmp/output",
+        "--database-url", "sqlite:////tmp/comfyui.db", "--user-directory", "/data/user",
+        "--input-directory", "/data/input", "--output-directory", "/data/output",
     ).strip()  # fmt: skip
-    return cid, until_200(f"http://127.0.0.1:{port}/", t0)
+    return cid, t0
 
 
 def start_ours(image: str, port: int) -> tuple[str, float]:
+    """(container, when `docker run` was called)."""
     t0 = time.monotonic()
     cid = docker(
-        "run", "-d", "--rm", "-p", f"127.0.0.1:{port}:8188", "-e", f"COMFY_ADMIN_PASSWORD={PASSWORD}",
+        "run", "-d", "-p", f"127.0.0.1:{port}:8188", "-e", f"COMFY_ADMIN_PASSWORD={PASSWORD}",
         "-e", "COMFYUI_MODE=cpu", "-e", "MODEL_SYNC_MODE=off", image,
     ).strip()  # fmt: skip
-    return cid, until_200(f"http://127.0.0.1:{port}/readyz", t0)
+    return cid, t0
 
 
 def kill_comfyui(cid: str, port: int) -> float:
@@ -89,7 +97,7 @@ def kill_comfyui(cid: str, port: int) -> float:
     keeps ComfyUI's answer for a second, so a 200 counts only after that second."""
     t0 = time.monotonic()
     docker("exec", cid, "pkill", "-KILL", "-f", "main.py --listen")
-    return until_200(f"http://127.0.0.1:{port}/readyz", t0, after=t0 + 1.1)
+    return until_200(f"http://127.0.0.1:{port}/readyz", t0, cid, after=t0 + 1.1)
 
 
 def timeline(cid: str, name: str) -> dict:
@@ -118,8 +126,11 @@ def main() -> None:
     for i in range(args.rounds):
         for kind in ("reference", "ours"):
             port = free_port()
-            cid, took = (start_reference if kind == "reference" else start_ours)(args.image, port)
+            cid, t0 = (start_reference if kind == "reference" else start_ours)(args.image, port)
             try:
+                took = until_200(
+                    f"http://127.0.0.1:{port}{'/' if kind == 'reference' else '/readyz'}", t0, cid
+                )
                 (ref if kind == "reference" else ours).append(took)
                 print(f"round {i + 1}: {kind} ready after {took:.2f} s", flush=True)
                 if kind == "ours":
@@ -130,7 +141,9 @@ def main() -> None:
                     kills.append(kill_comfyui(cid, port))
                     print(f"round {i + 1}: ComfyUI killed -> ready again after {kills[-1]:.2f} s", flush=True)
             finally:
-                docker("rm", "-f", cid, timeout=120)
+                if sys.exc_info()[0] is not None:
+                    print(docker("logs", "--tail", "40", cid), file=sys.stderr)
+                docker("rm", "-f", "-v", cid, timeout=120)
     result = {
         "image": args.image,
         "rounds": args.rounds,

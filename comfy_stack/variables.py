@@ -156,6 +156,14 @@ MODEL_SYNC_MODE = Var(
     choice("block", "background", "off"),
     shown_default="`block` (compose: `background`)",
 )
+MODEL_SYNC_INTERVAL = Var(
+    "MODEL_SYNC_INTERVAL",
+    0,
+    "sync models again every this many seconds while ComfyUI serves (new files under "
+    "MODEL_SYNC_FROM appear without a restart); `0`: only at start and on demand "
+    "(`comfyctl sync`, the admin's sync action)",
+    integer(minimum=0),
+)
 MODEL_MANIFEST = Var(
     "MODEL_MANIFEST",
     REPO / "workflows" / "models.yaml",
@@ -525,6 +533,7 @@ SERVE: tuple[Row, ...] = (
     (COMFYUI_MODE, "--mode"),
     (COMFYUI_EXTRA_ARGS, "--extra-args"),
     (MODEL_SYNC_MODE, "--sync-mode"),
+    (MODEL_SYNC_INTERVAL, "--sync-interval"),
     (MODEL_PROFILES, "--profile"),
     (MODEL_SYNC_FROM, "--sync-from"),
     (MODEL_MANIFEST, "--manifest"),

@@ -18,6 +18,7 @@ COMMANDS = {
     "serve": ("comfyctl.serve", "run ComfyUI and the login proxy from a ComfyUI checkout"),
     "doctor": ("comfyctl.doctor", "report what is misconfigured"),
     "run": ("comfyctl.run", "run a workflow on a server and download its outputs"),
+    "sync": ("comfyctl.sync", "sync models now, while ComfyUI serves (no restart)"),
     "drain": ("comfyctl.drain", "wait until ComfyUI's queue is empty (for a preStop hook)"),
     "templates": (
         "comfyctl.templates",

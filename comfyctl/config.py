@@ -59,6 +59,7 @@ class ServeSettings:
     hf_hub_offline: str = v.HF_HUB_OFFLINE.default  # ComfyUI's process only
     cuda_version: str = ""  # the CUDA image's runtime, for the driver check
     numba_cache: Path | None = None  # the image's prebuilt numba cache (comfyctl.numba_cache)
+    sync_interval: int = v.MODEL_SYNC_INTERVAL.default  # seconds between syncs while serving; 0: none
 
     @property
     def run_dir(self) -> Path:
@@ -107,6 +108,7 @@ def load(args, environ: Mapping[str, str] | Env | None = None) -> ServeSettings:
         mode=env.get(v.COMFYUI_MODE, getattr(args, "mode", None)),
         extra_args=env.get(v.COMFYUI_EXTRA_ARGS, getattr(args, "extra_args", None)),
         sync_mode=env.get(v.MODEL_SYNC_MODE, getattr(args, "sync_mode", None)),
+        sync_interval=env.get(v.MODEL_SYNC_INTERVAL, getattr(args, "sync_interval", None)),
         profiles=env.get(v.MODEL_PROFILES, getattr(args, "profile", None)),
         sync_from=env.get(v.MODEL_SYNC_FROM, getattr(args, "sync_from", None)),
         manifest=env.get(v.MODEL_MANIFEST, getattr(args, "manifest", None)),

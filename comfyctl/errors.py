@@ -55,8 +55,8 @@ EXIT_CODES = {
     "interrupted",
     TimedOut.exit_code: "`run`: no result within `--timeout`",
     Unreachable.exit_code: "`run`: the server cannot be reached or refused the credentials",
-    SyncFailed.exit_code: "`serve`: the model sync failed with `MODEL_SYNC_MODE=block` (its own exit "
-    "code and message precede)",
+    SyncFailed.exit_code: "`serve` (with `MODEL_SYNC_MODE=block`) or `sync`: the model sync failed (its "
+    "own exit code and message precede)",
     MissingProgram.exit_code: "`serve`: a required program is missing (supervisord)",
     ProblemsFound.exit_code: "`doctor`: something is misconfigured (each problem is listed)",
 }

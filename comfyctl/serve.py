@@ -66,18 +66,22 @@ def prepare(s: config.ServeSettings, rec: startup.Recorder | None = None) -> tup
     cmds = sync_job.commands(s.manifest, s.models_dir, s.profiles, s.sync_from, progress)
     # The sync finds the workflow templates in ComfyUI's interpreter when they are not in its
     # own; --comfyui-python or a made ComfyUI names one the environment does not.
-    sync_env = {"COMFYUI_PYTHON": str(s.comfyui_python)}
+    plan = sync_job.Plan(cmds, {"COMFYUI_PYTHON": str(s.comfyui_python)})
+    plan_file = run_dir / sync_job.PLAN_FILE
+    if cmds:
+        plan.save(plan_file)  # what `comfyctl sync`, the admin's action and the interval run
+    else:
+        plan_file.unlink(missing_ok=True)
+        log.info("no MODEL_PROFILES and no MODEL_SYNC_FROM: no models to sync")
     if s.sync_mode == "block" and cmds:
         with rec.phase("model sync (MODEL_SYNC_MODE=block)"):
             log.info("syncing models before starting (MODEL_SYNC_MODE=block)")
-            code = sync_job.run(cmds, sync_env)
+            code = sync_job.run_plan(plan)
         if code != 0:
             raise SyncFailed(
                 f"the model sync failed (exit {code}); fix the cause above, or set "
                 "MODEL_SYNC_MODE=background to start anyway"
             )
-    elif not cmds:
-        log.info("no MODEL_PROFILES and no MODEL_SYNC_FROM: no models to sync")
     with rec.phase("model paths and Manager's config"):
         model_paths.write(
             s.models_dir,
@@ -106,11 +110,12 @@ def prepare(s: config.ServeSettings, rec: startup.Recorder | None = None) -> tup
             "COMFY_RUN_DIR": str(run_dir),
         }
         text = supervisor.render(s, comfy_args, run_dir, proxy_env)
-        if s.sync_mode == "background" and cmds:
-            args = [str(s.manifest), str(s.models_dir), str(progress), s.sync_from, *s.profiles]
-            text += supervisor.oneshot(
-                "model_sync", [sys.executable, "-m", "comfyctl.sync_job", *args], sync_env
-            )
+        if cmds and (s.sync_mode == "background" or s.sync_interval):
+            # background: a sync now; MODEL_SYNC_INTERVAL: again every so many seconds
+            loop = ["--every", str(s.sync_interval)] if s.sync_interval else []
+            wait = ["--wait-first"] if s.sync_interval and s.sync_mode != "background" else []
+            cmd = [sys.executable, "-m", "comfyctl.sync_job", "--plan", str(plan_file), *loop, *wait]
+            text += supervisor.oneshot("model_sync", cmd, plan.env)
         supervisor.write(text, run_dir / "supervisord.conf")
     rec.finish()
     return run_dir, text

@@ -1,19 +1,33 @@
-"""The start-up model sync: the manifest's files for MODEL_PROFILES, then, when
-MODEL_SYNC_FROM is a bucket prefix, every other model under it (how a user adds their own
-model: upload it under the prefix and restart). Runs in-process for
-MODEL_SYNC_MODE=block, and as `python -m comfyctl.sync_job` under supervisord for
-`background`."""
+"""The model sync that `serve` runs at start, and again while ComfyUI serves: on demand
+(`comfyctl sync`, the admin's "sync models now") and every MODEL_SYNC_INTERVAL seconds.
+
+What a sync runs: the manifest's files for MODEL_PROFILES, then, when MODEL_SYNC_FROM is a
+bucket prefix, every other model under it (how a user adds their own model: upload it under
+the prefix and sync). `serve` resolves it once from flags, variables and defaults and keeps
+it as the plan (`<run>/sync.json`), so that a sync started later runs exactly what the start
+ran. Files are placed atomically (model_sync), so a running job never reads half a file,
+and ComfyUI lists a new model at its next refresh: it rescans a folder whose modification
+time changed. Nothing is deleted locally (the sync never passes --delete).
+
+Runs in-process for MODEL_SYNC_MODE=block, and as `python -m comfyctl.sync_job --plan FILE
+[--every SECONDS [--wait-first]]` under supervisord and from the proxy.
+"""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import subprocess
 import sys
+import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from comfy_stack.env import for_child
+from comfy_stack.files import PRIVATE, read_json, write_json
 
 log = logging.getLogger(__name__)
+PLAN_FILE = "sync.json"
 
 
 def commands(
@@ -41,6 +55,31 @@ def commands(
     return cmds
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What a sync runs: the commands in order and what is added to their environment."""
+
+    commands: list[list[str]]
+    env: dict[str, str]
+
+    def save(self, path: Path) -> Path:
+        # private: the environment may one day hold what a sync needs to reach its bucket
+        return write_json(path, asdict(self), indent=1, mode=PRIVATE)
+
+    @classmethod
+    def load(cls, path: Path) -> Plan | None:
+        data = read_json(path)
+        if data is None:
+            return None
+        try:
+            return cls(
+                [[str(a) for a in c] for c in data["commands"]],
+                {str(k): str(v) for k, v in data["env"].items()},
+            )
+        except (KeyError, TypeError, AttributeError):
+            return None
+
+
 def run(cmds: list[list[str]], env: dict[str, str] | None = None) -> int:
     """Each command in turn with this environment and `env` added; the first failure's code."""
     for cmd in cmds:
@@ -52,11 +91,37 @@ def run(cmds: list[list[str]], env: dict[str, str] | None = None) -> int:
     return 0
 
 
+def run_plan(plan: Plan) -> int:
+    started = time.monotonic()
+    code = run(plan.commands, plan.env)
+    if code == 0:
+        log.info(
+            "model sync done in %.1f s: new models show in ComfyUI's lists at its next refresh, no restart",
+            time.monotonic() - started,
+        )
+    return code
+
+
 def main(argv: list[str]) -> int:
-    # argv: MANIFEST MODELS_DIR PROGRESS_FILE SYNC_FROM [PROFILE ...]
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    manifest, models_dir, progress, sync_from, *profiles = argv
-    return run(commands(Path(manifest), Path(models_dir), tuple(profiles), sync_from, Path(progress)))
+    p = argparse.ArgumentParser(prog="python -m comfyctl.sync_job")
+    p.add_argument("--plan", type=Path, required=True, help="the plan serve wrote (<run>/sync.json)")
+    p.add_argument("--every", type=float, default=0, help="sync again this many seconds after each sync")
+    p.add_argument("--wait-first", action="store_true", help="wait --every seconds before the first")
+    args = p.parse_args(argv)
+    plan = Plan.load(args.plan)
+    if plan is None:
+        log.error("%s is not a sync plan: start the stack with `comfyctl serve` first", args.plan)
+        return 2
+    if args.every <= 0:
+        return run_plan(plan)
+    if args.wait_first:
+        time.sleep(args.every)
+    while True:
+        # a failed sync is logged and tried again at the next interval: the stack keeps serving
+        run_plan(plan)
+        log.info("next model sync in %.0f s (MODEL_SYNC_INTERVAL)", args.every)
+        time.sleep(args.every)
 
 
 if __name__ == "__main__":
