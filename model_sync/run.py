@@ -89,7 +89,7 @@ class Runner:
                 continue
             part = partial_path(self.s.models_dir / st.item.dest)
             try:
-                have = os.stat(part).st_blocks * 512  # allocated, so sparse partials count right
+                have = os.lstat(part).st_blocks * 512  # allocated, so sparse partials count right
             except FileNotFoundError:
                 have = 0
             need += max(0, st.remote.size - have)

@@ -12,6 +12,7 @@ import requests
 from comfy_stack.files import discard_partial, read_json, sidecar_path, write_json
 
 from ..errors import EndpointError, NotFoundError, SyncError, TransferError, TransientError, for_status
+from ..partial import open_partial
 from ..planner import RemoteObject
 from ..settings import Settings
 from ..uris import SourceURI
@@ -86,31 +87,32 @@ class HTTPBackend:
         # One stream per file: an HTTPS origin (a CDN, the hub) is usually fastest with one
         # connection per file and many files in parallel; resume appends from what is there.
         side = sidecar_path(part)
-        state = read_json(side)
-        have = part.stat().st_size if part.exists() else 0
-        if not state or state.get("identity") != remote.identity or have > remote.size:
-            have = 0
-        headers = self.headers()
-        if have:
-            headers["Range"] = f"bytes={have}-"
-            if remote.etag:
-                headers["If-Range"] = remote.etag
-        write_json(side, {"identity": remote.identity}, fsync=False)
-        try:
-            with self.session.get(
-                self.url(uri), headers=headers, stream=True, timeout=self.settings.timeout
-            ) as r:
-                r.raise_for_status()
-                if have and r.status_code == 206:
-                    on_resume(have)
-                    mode = "ab"
-                    if digests is not None and digests.needed:
-                        with open(part, "rb") as old:
-                            while block := old.read(CHUNK):
+        state = read_json(side, follow_symlinks=False)
+        fd = open_partial(part, os.O_RDWR | os.O_CREAT)
+        with os.fdopen(fd, "r+b") as f:
+            have = os.fstat(fd).st_size
+            if not state or state.get("identity") != remote.identity or have > remote.size:
+                have = 0
+            headers = self.headers()
+            if have:
+                headers["Range"] = f"bytes={have}-"
+                if remote.etag:
+                    headers["If-Range"] = remote.etag
+            write_json(side, {"identity": remote.identity}, fsync=False)
+            try:
+                with self.session.get(
+                    self.url(uri), headers=headers, stream=True, timeout=self.settings.timeout
+                ) as r:
+                    r.raise_for_status()
+                    if have and r.status_code == 206:
+                        on_resume(have)
+                        if digests is not None and digests.needed:
+                            while block := f.read(min(CHUNK, have - f.tell())):
                                 digests.update(block)
-                else:
-                    have, mode = 0, "wb"
-                with open(part, mode) as f:
+                        f.seek(have)
+                    else:
+                        have = 0
+                    f.truncate(have)
                     for chunk in r.iter_content(CHUNK):
                         f.write(chunk)
                         if digests is not None:
@@ -118,9 +120,9 @@ class HTTPBackend:
                         have += len(chunk)
                         on_bytes(len(chunk))
                     f.flush()
-                    os.fsync(f.fileno())
-        except requests.RequestException as exc:
-            raise translate(exc, str(uri), self.hint) from None
+                    os.fsync(fd)
+            except requests.RequestException as exc:
+                raise translate(exc, str(uri), self.hint) from None
         if have != remote.size:
             raise TransientError(f"{uri}: truncated body: {have} of {remote.size} bytes")
 

@@ -36,6 +36,7 @@ from ..errors import (
     UsageError,
     VerificationError,
 )
+from ..partial import clear_link
 from ..planner import RemoteObject
 from ..settings import Settings, Storage
 from ..uris import SourceURI
@@ -232,6 +233,9 @@ class OSSBackend:
                 seen[0] = consumed
 
         store = oss2.ResumableDownloadStore(root=str(self.store_root), dir=".")
+        # oss2 opens these by name, following links: take away any planted at them first.
+        for name in (part, self._checkpoint(uri, part), *part.parent.glob(part.name + ".tmp-*")):
+            clear_link(name)
         try:
             oss2.resumable_download(
                 self.bucket(uri.bucket),
@@ -254,5 +258,10 @@ class OSSBackend:
 
     def discard(self, uri: SourceURI, part: Path) -> None:
         # oss2 names its own temp file <part>.tmp-<random> and records it in the checkpoint.
-        key = oss2.ResumableDownloadStore.make_store_key(uri.bucket, uri.key, os.path.abspath(part))
-        discard_partial(part, self.store_root / key, *part.parent.glob(part.name + ".tmp-*"))
+        discard_partial(part, self._checkpoint(uri, part), *part.parent.glob(part.name + ".tmp-*"))
+
+    def _checkpoint(self, uri: SourceURI, part: Path) -> Path:
+        """oss2's record of the parts it finished for this download."""
+        return self.store_root / oss2.ResumableDownloadStore.make_store_key(
+            uri.bucket, uri.key, os.path.abspath(part)
+        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from comfy_stack.files import discard_partial
 
 from .. import ranged
 from ..errors import CredentialsError, EndpointError, NotFoundError, SyncError, TransferError, TransientError
+from ..partial import open_partial
 from ..planner import RemoteObject
 from ..settings import Settings
 from ..uris import SourceURI
@@ -174,7 +176,7 @@ class S3Backend:
         )
         if remote.size == 0:
             discard_partial(part)
-            part.touch()
+            os.close(open_partial(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC))
             return
         ranged.download_ranged(job, fetch, on_bytes, on_resume, digests)
 

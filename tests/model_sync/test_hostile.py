@@ -1,0 +1,71 @@
+"""A hostile or odd bucket (and odd things in the models folder) cannot make model_sync write
+outside the models folder, hang, or stop the sync of the other files. The real CLI against
+moto (S3) and the OSS adapter in front of it, as docs/security.md lists the threats."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from tests.support.sync_cli import PART, cli_env, digests, leftovers, oss_env, run_cli, tree
+
+
+def store_env(kind, s3, oss, **extra):
+    return oss_env(oss.url, **extra) if kind == "oss" else cli_env(**s3.env(), **extra)
+
+
+def sync_args(kind, s3, bucket, files, models):
+    """`mirror` of the bucket's models prefix; for https, `sync` of a manifest naming each
+    file by its public URL on the same server."""
+    if kind != "https":
+        return ["mirror", f"{kind}://{bucket}/models", str(models)]
+    entries = "".join(
+        f"  - folder: {rel.split('/')[0]}\n    path: {rel.split('/', 1)[1]}\n"
+        f"    source: {s3.url}/{bucket}/models/{rel}\n"
+        for rel in files
+    )
+    manifest = models.parent / "manifest.yaml"
+    manifest.write_text(f"version: 1\nfiles:\n{entries}")
+    return ["sync", "--manifest", str(manifest), "--models-dir", str(models)]
+
+
+def upload_public(s3, bucket, files):
+    client = s3.client()
+    for rel, data in files.items():
+        client.put_object(Bucket=bucket, Key=f"models/{rel}", Body=data, ACL="public-read")
+
+
+@pytest.mark.parametrize("kind", ["s3", "oss", "https"])
+def test_symlinks_at_a_partials_names_are_never_written_through(kind, s3, oss, bucket, tmp_path):
+    files = {"loras/small.pt": os.urandom(3000), "vae/big.pt": os.urandom(5 * PART + 17)}
+    upload_public(s3, bucket, files)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victims = {}
+    models = tmp_path / "models"
+    # Links at every name model_sync gives a file before it is placed: the partial, its
+    # sidecar, and the lock.
+    for rel in files:
+        folder, name = rel.split("/")
+        for planted in (
+            models / folder / f".{name}.msync-part",
+            models / folder / f".{name}.msync-part.json",
+            models / ".model_sync/locks" / folder / f"{name}.lock",
+        ):
+            victim = outside / f"{planted.name}.victim"
+            victim.write_bytes(b"not yours to overwrite\n")
+            victim.chmod(0o600)
+            planted.parent.mkdir(parents=True, exist_ok=True)
+            planted.symlink_to(victim)
+            victims[victim] = victim.read_bytes()
+    res = run_cli(sync_args(kind, s3, bucket, files, models), store_env(kind, s3, oss))
+    assert res.rc == 0, res.stderr[-4000:]
+    for victim, data in victims.items():
+        assert victim.read_bytes() == data, victim
+        assert stat.S_IMODE(victim.stat().st_mode) == 0o600, victim
+    assert tree(models) == digests(files)
+    for rel in files:
+        assert not (models / rel).is_symlink() and (models / rel).is_file()
+    assert leftovers(models) == []
