@@ -58,6 +58,11 @@ class TransientError(SyncError):
     exit_code = 9
 
 
+class SourceChangedError(TransientError):
+    """The object was replaced after its metadata was read (a 412 to If-Match, another size):
+    the retry loop re-reads its metadata and starts that file over."""
+
+
 def for_status(
     status: int, what: str, hint: str, *, denied: str = "", missing: str = "HTTP 404", detail: str = ""
 ) -> SyncError:

@@ -156,15 +156,20 @@ class Progress:
                 self._rich.update(self._tasks["*"], advance=n_done)
         self._emit()
 
-    def rewind(self, dest: str) -> None:
-        """A fetch starts over (verification failed): its bytes no longer count as done."""
+    def rewind(self, dest: str, size: int | None = None) -> None:
+        """A fetch starts over (verification failed, or the source changed to an object of
+        `size` bytes): its bytes no longer count as done."""
         with self._lock:
             cur = self.current.get(dest)
             if cur is not None:
                 self.bytes_done -= cur[0]
                 cur[0] = 0
+                if size is not None:
+                    self.bytes_total += size - cur[1]
+                    cur[1] = size
                 if self._rich and dest in self._tasks:
                     self._rich.reset(self._tasks[dest], total=cur[1])
+                    self._rich.update(self._tasks["*"], total=self.bytes_total)
 
     def finish_file(self, dest: str, size: int) -> None:
         with self._lock:

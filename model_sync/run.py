@@ -17,7 +17,15 @@ from typing import TypeVar
 from comfy_stack.files import SHARED, place
 
 from .backends import Backend, make_backend
-from .errors import DiskSpaceError, EndpointError, SyncError, TransferError, TransientError, VerificationError
+from .errors import (
+    DiskSpaceError,
+    EndpointError,
+    SourceChangedError,
+    SyncError,
+    TransferError,
+    TransientError,
+    VerificationError,
+)
 from .lock import FileLock, lock_path
 from .partial import partial_path
 from .planner import Action, Item, RemoteObject, Step, decide, plan_deletions
@@ -28,6 +36,9 @@ from .verify import Digests, Expect, verify_file
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# Restarts of one file against a replaced source before the run gives up on it (the object
+# is probably still being uploaded; the next run fetches the finished one).
+MAX_SOURCE_CHANGES = 3
 
 
 @dataclass
@@ -181,10 +192,7 @@ class Runner:
                     f"{item.dest}: the manifest says {item.size} bytes but "
                     f"{item.source} has {remote.size}; fix the manifest"
                 )
-            # One store checksum is enough: OSS's CRC64, a full-object CRC32 where S3 keeps
-            # one, else the MD5 of a single-part ETag.
-            md5 = remote.md5 if remote.crc64 is None and remote.crc32 is None else None
-            expect = Expect(remote.size, remote.crc64, md5, item.sha256 or remote.sha256, remote.crc32)
+            expect = expect_for(item, remote)
             self.progress.start_file(item.dest, remote.size)
             if step.action is Action.VERIFY:
                 try:
@@ -202,7 +210,26 @@ class Runner:
     def fetch(self, item: Item, remote: RemoteObject, backend: Backend, expect: Expect, final: Path) -> None:
         part = partial_path(final)
         final.parent.mkdir(parents=True, exist_ok=True)
-        bad_copies = 0
+        bad_copies = changes = 0
+
+        def changed() -> bool:
+            """Whether the source is another object now than the one being fetched; if so,
+            fetch that one from scratch: its metadata, its digests, no bytes of the old one."""
+            nonlocal remote, expect, changes
+            now = backend.stat(item.source)
+            if now.identity == remote.identity:
+                return False
+            changes += 1
+            log.warning(
+                "%s changed at the source during the download (now %d bytes); "
+                "starting over against the new object",
+                item.dest,
+                now.size,
+            )
+            backend.discard(item.source, part)
+            self.progress.rewind(item.dest, now.size)
+            remote, expect = now, expect_for(item, now)
+            return True
 
         def attempt() -> None:
             nonlocal bad_copies
@@ -217,7 +244,14 @@ class Runner:
                     digests,
                 )
                 sha = verify_file(part, expect, item.dest, digests)
-            except VerificationError:  # from the check here, or the store's own (OSS CRC64)
+            except SourceChangedError:
+                changed()
+                raise
+            except VerificationError as exc:  # from the check here, or the store's own (OSS CRC64)
+                # A source replaced without a 412 (a plain GET, oss2's small objects) is
+                # another object, not a bad copy of this one.
+                if not backend.pins_version and changed():
+                    raise SourceChangedError(f"{exc} (the source changed)") from None
                 # Never keep bytes that failed verification, and never resume from them.
                 backend.discard(item.source, part)
                 self.progress.rewind(item.dest)
@@ -228,12 +262,13 @@ class Runner:
             self.state.put(item.dest, str(item.source), remote.identity, final, sha)
 
         # Three corrupt copies in a row: the source itself disagrees with what it (or the
-        # manifest) claims; fetching again will not help.
+        # manifest) claims; fetching again will not help. An object replaced again and again
+        # while it is fetched is still being uploaded: the next run takes the finished one.
         self.retry(
             f"fetch {item.dest}",
             attempt,
             also=(VerificationError,),
-            keep_going=lambda exc: bad_copies < 3,
+            keep_going=lambda exc: bad_copies < 3 and changes < MAX_SOURCE_CHANGES,
             gave_up="the partial file is kept and the next run resumes it",
         )
         self.progress.finish_file(item.dest, remote.size)
@@ -285,6 +320,13 @@ class Runner:
                 pass
             self.state.remove(dest)
             log.info("deleted %s (--delete: no longer selected)", dest)
+
+
+def expect_for(item: Item, remote: RemoteObject) -> Expect:
+    """What a fetched copy of `remote` is verified against. One store checksum is enough:
+    OSS's CRC64, a full-object CRC32 where S3 keeps one, else the MD5 of a single-part ETag."""
+    md5 = remote.md5 if remote.crc64 is None and remote.crc32 is None else None
+    return Expect(remote.size, remote.crc64, md5, item.sha256 or remote.sha256, remote.crc32)
 
 
 def with_listing(items: list[Item], listing: dict[str, RemoteObject], base) -> dict[str, RemoteObject]:

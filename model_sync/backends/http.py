@@ -11,7 +11,15 @@ import requests
 
 from comfy_stack.files import discard_partial, read_json, sidecar_path, write_json
 
-from ..errors import EndpointError, NotFoundError, SyncError, TransferError, TransientError, for_status
+from ..errors import (
+    EndpointError,
+    NotFoundError,
+    SourceChangedError,
+    SyncError,
+    TransferError,
+    TransientError,
+    for_status,
+)
 from ..partial import open_partial
 from ..planner import RemoteObject
 from ..settings import Settings
@@ -35,11 +43,20 @@ def translate(exc: Exception, what: str, hint: str = "check the URL") -> SyncErr
     return TransferError(f"{what}: {type(exc).__name__}: {exc}")
 
 
+def _length(headers) -> int | None:
+    """Content-Length, or None when it is missing or not one number (requests joins a header
+    sent twice with ", ": equal copies are still one length)."""
+    values = {v.strip() for v in headers.get("Content-Length", "").split(",")}
+    value = values.pop() if len(values) == 1 else ""
+    return int(value) if value.isdigit() else None
+
+
 def _validator(headers) -> str:
     return headers.get("ETag") or headers.get("Last-Modified") or ""
 
 
 class HTTPBackend:
+    pins_version = False  # a plain GET takes whatever the URL serves now
     hint = "check the URL"
 
     def __init__(self, settings: Settings):
@@ -65,9 +82,9 @@ class HTTPBackend:
             r.raise_for_status()
         except requests.RequestException as exc:
             raise translate(exc, str(uri), self.hint) from None
-        if "Content-Length" not in r.headers:
+        size = _length(r.headers)
+        if size is None:
             raise TransferError(f"{uri}: the server sends no Content-Length; cannot verify the size")
-        size = int(r.headers["Content-Length"])
         return RemoteObject(
             size=size, identity=f"http:{_validator(r.headers)}:{size}", etag=r.headers.get("ETag")
         )
@@ -104,6 +121,11 @@ class HTTPBackend:
                     self.url(uri), headers=headers, stream=True, timeout=self.settings.timeout
                 ) as r:
                     r.raise_for_status()
+                    length = _length(r.headers)
+                    if r.status_code == 200 and length is not None and length != remote.size:
+                        raise SourceChangedError(
+                            f"{uri}: the server now sends {length} bytes, not {remote.size}"
+                        )
                     if have and r.status_code == 206:
                         on_resume(have)
                         if digests is not None and digests.needed:

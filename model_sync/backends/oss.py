@@ -30,6 +30,7 @@ from ..errors import (
     CredentialsError,
     EndpointError,
     NotFoundError,
+    SourceChangedError,
     SyncError,
     TransferError,
     TransientError,
@@ -145,7 +146,7 @@ def translate(exc: Exception, what: str) -> SyncError:
                 "in the manifest or --from, and OSS_ENDPOINT's region"
             )
         if status == 412:
-            return TransientError(f"{what}: the object changed during the download")
+            return SourceChangedError(f"{what}: the object changed during the download (HTTP 412)")
         if status >= 500:
             return TransientError(f"{what}: OSS server error {status} {code}")
         return TransferError(f"{what}: OSS error {status} {code}: {exc.message}")
@@ -153,6 +154,9 @@ def translate(exc: Exception, what: str) -> SyncError:
 
 
 class OSSBackend:
+    # oss2 fetches small objects without If-Match, after a HEAD of its own
+    pins_version = False
+
     def __init__(self, settings: Settings):
         self.settings = settings
         self.endpoint = settings.storage.oss_endpoint

@@ -24,7 +24,15 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from comfy_stack.files import discard_partial
 
 from .. import ranged
-from ..errors import CredentialsError, EndpointError, NotFoundError, SyncError, TransferError, TransientError
+from ..errors import (
+    CredentialsError,
+    EndpointError,
+    NotFoundError,
+    SourceChangedError,
+    SyncError,
+    TransferError,
+    TransientError,
+)
 from ..partial import open_partial
 from ..planner import RemoteObject
 from ..settings import Settings
@@ -64,7 +72,7 @@ def translate(exc: Exception, what: str) -> SyncError:
                 "manifest or --from, and AWS_ENDPOINT_URL"
             )
         if code == "PreconditionFailed" or status == 412:
-            return TransientError(f"{what}: the object changed during the download")
+            return SourceChangedError(f"{what}: the object changed during the download (HTTP 412)")
         if status >= 500 or code in ("SlowDown", "InternalError", "ServiceUnavailable"):
             return TransientError(f"{what}: server error {status} {code}")
         return TransferError(f"{what}: {code or status}: {exc}")
@@ -90,6 +98,8 @@ def translate(exc: Exception, what: str) -> SyncError:
 
 
 class S3Backend:
+    pins_version = True  # every ranged GET carries If-Match
+
     def __init__(self, settings: Settings):
         self.settings = settings
         pool = settings.range_threads * settings.file_workers + settings.stat_workers

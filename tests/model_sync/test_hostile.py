@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import stat
+from urllib.parse import unquote, urlsplit
 
 import pytest
 
@@ -16,14 +17,14 @@ def store_env(kind, s3, oss, **extra):
     return oss_env(oss.url, **extra) if kind == "oss" else cli_env(**s3.env(), **extra)
 
 
-def sync_args(kind, s3, bucket, files, models):
+def sync_args(kind, base, bucket, files, models):
     """`mirror` of the bucket's models prefix; for https, `sync` of a manifest naming each
-    file by its public URL on the same server."""
+    file by its public URL on the server at `base`."""
     if kind != "https":
         return ["mirror", f"{kind}://{bucket}/models", str(models)]
     entries = "".join(
         f"  - folder: {rel.split('/')[0]}\n    path: {rel.split('/', 1)[1]}\n"
-        f"    source: {s3.url}/{bucket}/models/{rel}\n"
+        f"    source: {base}/{bucket}/models/{rel}\n"
         for rel in files
     )
     manifest = models.parent / "manifest.yaml"
@@ -60,7 +61,7 @@ def test_symlinks_at_a_partials_names_are_never_written_through(kind, s3, oss, b
             planted.parent.mkdir(parents=True, exist_ok=True)
             planted.symlink_to(victim)
             victims[victim] = victim.read_bytes()
-    res = run_cli(sync_args(kind, s3, bucket, files, models), store_env(kind, s3, oss))
+    res = run_cli(sync_args(kind, s3.url, bucket, files, models), store_env(kind, s3, oss))
     assert res.rc == 0, res.stderr[-4000:]
     for victim, data in victims.items():
         assert victim.read_bytes() == data, victim
@@ -69,3 +70,37 @@ def test_symlinks_at_a_partials_names_are_never_written_through(kind, s3, oss, b
     for rel in files:
         assert not (models / rel).is_symlink() and (models / rel).is_file()
     assert leftovers(models) == []
+
+
+@pytest.mark.parametrize("kind", ["s3", "oss", "https"])
+def test_an_object_replaced_after_the_listing_is_fetched_again_from_scratch(
+    kind, s3, oss, bucket, relay_for, tmp_path
+):
+    old = {"loras/small.pt": os.urandom(3000), "vae/big.pt": os.urandom(5 * PART + 17)}
+    new = {"loras/small.pt": os.urandom(2500), "vae/big.pt": os.urandom(4 * PART + 99)}
+    upload_public(s3, bucket, old)
+    client = s3.client()
+    replaced = []
+
+    def replace_it(path: str) -> None:
+        # The first GET of each object, after the listing (and any HEAD) saw the old one.
+        key = unquote(urlsplit(path).path).lstrip("/").partition("/")[2]
+        rel = key.removeprefix("models/")
+        if rel in new and rel not in replaced:
+            replaced.append(rel)
+            client.put_object(Bucket=bucket, Key=key, Body=new[rel], ACL="public-read")
+
+    relay = relay_for(oss.url if kind == "oss" else s3.url)
+    relay.inject(*[replace_it] * 8)
+    env = oss_env(relay.url) if kind == "oss" else cli_env(**s3.env(relay.url))
+    models = tmp_path / "models"
+    args = sync_args(kind, relay.url, bucket, new, models)
+    res = run_cli(args, env | {"MODEL_SYNC_RETRIES": "2"})
+    assert res.rc == 0, res.stderr[-4000:]
+    assert sorted(replaced) == sorted(new)
+    assert tree(models) == digests(new)
+    assert res.stderr.count("changed at the source") >= 2, res.stderr[-4000:]
+    assert leftovers(models) == []
+    # The records name the new objects: a second run fetches nothing.
+    again = run_cli(args, env)
+    assert again.rc == 0 and again.summary["skipped"] == 2 and again.summary["bytes_transferred"] == 0
