@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 
 from comfy_stack.files import read_json, write_json
 
+from .shown import printable
+
 if TYPE_CHECKING:  # rich is imported only when a terminal shows the bars
     from rich.progress import Progress as RichProgress
     from rich.progress import TaskID
@@ -132,10 +134,12 @@ class Progress:
         self._emit(force=True)
 
     def start_file(self, dest: str, size: int) -> None:
+        from rich.markup import escape  # a name is text, never rich's [markup]
+
         with self._lock:
             self.current[dest] = [0, size]
             if self._rich:
-                self._tasks[dest] = self._rich.add_task(dest, total=size)
+                self._tasks[dest] = self._rich.add_task(escape(printable(dest)), total=size)
         self._emit()
 
     def advance(self, dest: str, n: int, network: bool = True) -> None:

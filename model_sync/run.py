@@ -24,10 +24,12 @@ from .errors import (
     SyncError,
     TransferError,
     TransientError,
+    UnplaceableError,
     VerificationError,
 )
 from .lock import FileLock, lock_path
 from .partial import partial_path
+from .placement import NAME_ERRNOS, unplaceable
 from .planner import Action, Item, RemoteObject, Step, decide, plan_deletions
 from .progress import Progress
 from .settings import Settings
@@ -48,6 +50,7 @@ class Outcome:
     skipped: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     errors: list[SyncError] = field(default_factory=list)
+    unplaceable: list[UnplaceableError] = field(default_factory=list)  # skipped; the rest went on
 
 
 class Runner:
@@ -85,8 +88,11 @@ class Runner:
 
     def steps(self, items: list[Item], remotes: dict[str, RemoteObject]) -> list[Step]:
         md = self.s.models_dir
+        refused = unplaceable([i.dest for i in items], md)
         return [
-            decide(i, remotes[i.dest], self.state.get(i.dest), local_stat(md / i.dest), self.s.verify)
+            Step(i, Action.REFUSE, refused[i.dest], remotes[i.dest])
+            if i.dest in refused
+            else decide(i, remotes[i.dest], self.state.get(i.dest), local_stat(md / i.dest), self.s.verify)
             for i in items
         ]
 
@@ -96,7 +102,7 @@ class Runner:
     def check_space(self, steps: list[Step]) -> None:
         need = 0
         for st in steps:
-            if st.action is Action.SKIP:
+            if st.action in (Action.SKIP, Action.REFUSE):
                 continue
             part = partial_path(self.s.models_dir / st.item.dest)
             try:
@@ -117,6 +123,10 @@ class Runner:
     # --- execution -----------------------------------------------------------------------------
     def execute(self, steps: list[Step], deletions: list[str]) -> Outcome:
         out = Outcome()
+        for st in steps:
+            if st.action is Action.REFUSE:
+                self.refuse(out, UnplaceableError(f"{st.item.dest}: not placed: {st.reason}"))
+        steps = [st for st in steps if st.action is not Action.REFUSE]
         self.progress.begin(len(steps), sum(s.remote.size for s in steps))
         work = []
         for st in steps:
@@ -144,6 +154,16 @@ class Runner:
                     exc = fut.exception()
                     if exc is None:
                         continue
+                    if isinstance(exc, OSError) and exc.errno in NAME_ERRNOS:
+                        # The file's name, or something in its way, not the disk: skip it alone.
+                        self.refuse(
+                            out,
+                            UnplaceableError(
+                                f"{futures[fut].item.dest}: not placed: {exc.strerror} ({exc.filename}); "
+                                "rename the object or move away what is in its way"
+                            ),
+                        )
+                        continue
                     err = (
                         exc
                         if isinstance(exc, SyncError)
@@ -153,6 +173,8 @@ class Runner:
                         log.error("unexpected failure for %s", futures[fut].item.dest, exc_info=exc)
                     out.errors.append(err)
                     self.progress.error(str(err))
+        # Objects that cannot be placed are not failed transfers: what --delete removes is
+        # decided by the selection, which still names them.
         if deletions and not out.errors:
             for dest in deletions:
                 self.delete(dest)
@@ -163,6 +185,11 @@ class Runner:
             )
         self.progress.end(not out.errors)
         return out
+
+    def refuse(self, out: Outcome, err: UnplaceableError) -> None:
+        log.error("%s", err)
+        out.unplaceable.append(err)
+        self.progress.error(str(err))
 
     def process(self, step: Step, out: Outcome) -> None:
         item, s = step.item, self.s

@@ -104,3 +104,57 @@ def test_an_object_replaced_after_the_listing_is_fetched_again_from_scratch(
     # The records name the new objects: a second run fetches nothing.
     again = run_cli(args, env)
     assert again.rc == 0 and again.summary["skipped"] == 2 and again.summary["bytes_transferred"] == 0
+
+
+ODD = {
+    "loras/" + "n" * 240 + ".pt": b"a name too long once the partial's suffixes are added",
+    "loras/a.pt": os.urandom(100),  # a file ...
+    "loras/a.pt/b.pt": os.urandom(100),  # ... and a folder at one name
+    "loras/c.pt.lock/d.pt": os.urandom(100),  # would collide with the lock of loras/c.pt.lock
+    "loras/\x1b[31mred\x1b[0m.pt": os.urandom(100),  # an escape sequence in the name
+}
+
+
+@pytest.mark.parametrize("kind", ["s3", "oss"])
+def test_objects_that_cannot_be_placed_are_skipped_and_the_rest_placed(kind, s3, oss, bucket, tmp_path):
+    good = {"vae/ok.pt": os.urandom(5000), "loras/fine.pt": os.urandom(3 * PART)}
+    upload_public(s3, bucket, ODD | good)
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints/here.pt").mkdir()  # a folder stands where a file must go
+    upload_public(s3, bucket, {"checkpoints/here.pt": b"x"})
+    res = run_cli(["mirror", f"{kind}://{bucket}/models", str(tmp_path)], store_env(kind, s3, oss))
+    assert res.rc == 12, res.stderr[-4000:]
+    placed = good | {"loras/a.pt": ODD["loras/a.pt"]}
+    placed |= {"loras/\x1b[31mred\x1b[0m.pt": ODD["loras/\x1b[31mred\x1b[0m.pt"]}
+    assert tree(tmp_path) == digests(placed)
+    refused = [line for line in res.stderr.splitlines() if ": not placed: " in line]
+    assert len(refused) == 4 == res.summary["unplaceable"], res.stderr[-4000:]
+    for what, why in [
+        ("n" * 240, "rename the object"),
+        ("loras/a.pt/b.pt", "cannot also be a folder"),
+        ("loras/c.pt.lock/d.pt", "rename the folder"),
+        ("checkpoints/here.pt", "a folder of that name is here"),
+    ]:
+        assert any(what in line and why in line for line in refused), (what, refused)
+    assert "partial sync: 4 object(s) not placed" in res.stderr
+    # Names are logged escaped: no escape character reaches the log or the progress lines.
+    assert "\x1b" not in res.stderr and "\x1b" not in res.stdout
+    assert "loras/\\x1b[31mred\\x1b[0m.pt" in res.stderr
+    dry = run_cli(
+        ["mirror", f"{kind}://{bucket}/models", str(tmp_path), "--dry-run"], store_env(kind, s3, oss)
+    )
+    assert dry.rc == 0 and "\x1b" not in dry.stdout and "4 refused (cannot be placed)" in dry.stdout
+    assert leftovers(tmp_path) == []
+
+
+def test_a_partial_sync_does_not_stop_the_start_in_block_mode(s3, bucket, tmp_path, caplog):
+    from comfyctl import sync_job
+
+    upload_public(s3, bucket, {"vae/ok.pt": b"ok" * 100, "vae/" + "n" * 240 + ".pt": b"long"})
+    models = tmp_path / "models"
+    cmds = sync_job.commands(tmp_path / "none.yaml", models, (), f"s3://{bucket}/models", tmp_path / "p.json")
+    with caplog.at_level("INFO", logger="comfyctl.sync_job"):
+        code = sync_job.run(cmds, cli_env(**s3.env()))
+    assert code == 0
+    assert tree(models) == digests({"vae/ok.pt": b"ok" * 100})
+    assert "PARTIAL (exit 12)" in caplog.text
