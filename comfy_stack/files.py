@@ -8,8 +8,10 @@ A unique name (not `dest + ".tmp"`) keeps two writers from clobbering each other
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -73,20 +75,38 @@ def copy_atomic(src: Path, dest: Path, *, mode: int = PRIVATE) -> Path:
         return write_atomic(dest, f.read(), mode=mode)
 
 
-def read_json(path: Path) -> dict | None:
+def read_json(path: Path, *, follow_symlinks: bool = True) -> dict | None:
     """A JSON object from `path`, or None when it is missing, unreadable or not an object:
-    for files whose loss only costs a redo (sidecars, state records, progress)."""
+    for files whose loss only costs a redo (sidecars, state records, progress).
+
+    `follow_symlinks=False` for a name others can write to (a partial download's sidecar): a
+    symbolic link, a FIFO (which would block the open) or a device there reads as None."""
     try:
-        with open(path, "rb") as f:
-            data = json.loads(f.read())
+        if follow_symlinks:
+            with open(path, "rb") as f:
+                data = json.loads(f.read())
+        else:
+            with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK), "rb") as f:
+                if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                    return None
+                data = json.loads(f.read())
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
 
 
 def place(src: Path, dest: Path, *, mode: int, fsync_dir: bool = False) -> None:
-    """Give a finished (already fsynced) file its mode and its final name in one rename."""
-    os.chmod(src, mode)
+    """Give a finished (already fsynced) file its mode and its final name in one rename.
+
+    The mode is set through a descriptor opened without following a symbolic link: a link
+    planted at `src` must not make the file it points to world-readable (OSError instead)."""
+    fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(src))
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
     os.replace(src, dest)
     if fsync_dir:
         fsync_directory(Path(dest).parent)

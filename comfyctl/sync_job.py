@@ -25,6 +25,7 @@ from pathlib import Path
 
 from comfy_stack.env import for_child
 from comfy_stack.files import PRIVATE, read_json, write_json
+from model_sync.errors import UnplaceableError
 
 log = logging.getLogger(__name__)
 PLAN_FILE = "sync.json"
@@ -81,11 +82,21 @@ class Plan:
 
 
 def run(cmds: list[list[str]], env: dict[str, str] | None = None) -> int:
-    """Each command in turn with this environment and `env` added; the first failure's code."""
+    """Each command in turn with this environment and `env` added; the first failure's code.
+
+    A partial sync (some objects of the bucket cannot be placed under their names, every
+    other file is) is no failure here: ComfyUI starts with the files that are there, and
+    the objects left out are named in the log."""
     for cmd in cmds:
         log.info("model sync: %s", " ".join(cmd[2:4]))
         code = subprocess.run(cmd, env=for_child(env or {})).returncode
-        if code != 0:
+        if code == UnplaceableError.exit_code:
+            log.error(
+                "model sync: PARTIAL (exit %d): some objects could not be placed and were skipped; "
+                "each is named above with what to do; starting with every other file in place",
+                code,
+            )
+        elif code != 0:
             log.error("model sync failed with exit code %d (see docs/sync-semantics.md)", code)
             return code
     return 0

@@ -21,6 +21,7 @@ from .planner import describe, select_files, select_mirror
 from .progress import Progress
 from .run import Runner, with_listing
 from .settings import load_settings
+from .shown import Formatter, printable
 from .templates import apply_templates
 from .uris import parse_uri
 
@@ -87,11 +88,9 @@ def run_pin(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, handlers=[handler])
     # The libraries log every retried request, oss2 with a traceback at ERROR level; the
     # retry loop here logs each failure once, with what happens next.
     for noisy in ("botocore", "boto3", "urllib3", "oss2", "credentials"):
@@ -144,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         steps = runner.steps(items, remotes)
         deletions = runner.deletions(items)
         if settings.dry_run:
-            print("\n".join(describe(steps, deletions)))
+            print("\n".join(printable(line) for line in describe(steps, deletions)))
             return 0
         runner.check_space(steps)
         out = runner.execute(steps, deletions)
@@ -157,8 +156,9 @@ def main(argv: list[str] | None = None) -> int:
                         "verified": len(out.verified),
                         "skipped": len(out.skipped),
                         "deleted": len(out.deleted),
+                        "unplaceable": len(out.unplaceable),
                         "bytes_transferred": progress.transferred,
-                        "errors": [str(e) for e in out.errors],
+                        "errors": [str(e) for e in [*out.errors, *out.unplaceable]],
                     }
                 }
             ),
@@ -168,6 +168,13 @@ def main(argv: list[str] | None = None) -> int:
             for err in out.errors:
                 log.error("%s", err)
             return out.errors[0].exit_code
+        if out.unplaceable:
+            log.error(
+                "partial sync: %d object(s) not placed (each named above with the reason); "
+                "every other file is present and verified",
+                len(out.unplaceable),
+            )
+            return out.unplaceable[0].exit_code
         return 0
     except SyncError as exc:
         log.error("%s", exc)

@@ -51,11 +51,24 @@ class DeleteRefusedError(SyncError):
     exit_code = 11
 
 
+class UnplaceableError(SyncError):
+    """An object that cannot be placed under its name (too long, a file and a folder at one
+    name, something else in its way). It is skipped and the rest of the run goes on; a run
+    whose only failures are these ends with exit 12: a partial sync."""
+
+    exit_code = 12
+
+
 class TransientError(SyncError):
     """A failure worth retrying: 5xx, reset, timeout, truncated body. Never escapes the retry loop
     unwrapped: after the last attempt it becomes a TransferError."""
 
     exit_code = 9
+
+
+class SourceChangedError(TransientError):
+    """The object was replaced after its metadata was read (a 412 to If-Match, another size):
+    the retry loop re-reads its metadata and starts that file over."""
 
 
 def for_status(
@@ -86,4 +99,6 @@ EXIT_CODES = {
     TransferError.exit_code: "a transfer failed after every retry",
     LockTimeoutError.exit_code: "another process held a file's lock for too long",
     DeleteRefusedError.exit_code: "--delete would remove more files than the cap allows",
+    UnplaceableError.exit_code: "partial: some objects cannot be placed under their names (each is "
+    "logged with the reason) and were skipped; every other file is present and verified",
 }

@@ -68,8 +68,10 @@ class FileLock:
         self._lock.release()
 
     def _holder(self) -> str:
-        try:
-            lines = self.path.read_text().split()
+        try:  # never through a link, never blocking on a FIFO planted at the lock's name
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            with os.fdopen(fd, "rb") as f:
+                lines = f.read(1024).decode("utf-8", "replace").split()
         except OSError:
             return "unknown"
         return f"pid {lines[0]} on {lines[1]}" if len(lines) >= 2 else "unknown"
@@ -111,7 +113,7 @@ class _Heartbeat:
             last = time.monotonic()
             for lock in due:
                 try:
-                    os.utime(lock.path)
+                    os.utime(lock.path, follow_symlinks=False)  # a link's target is not ours
                 except FileNotFoundError:
                     pass  # released (and removed) since the list was taken
                 except OSError as exc:

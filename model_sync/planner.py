@@ -44,6 +44,7 @@ class Action(str, Enum):
     SKIP = "skip"  # state record and local file match the remote: not read at all
     VERIFY = "verify"  # file present: hash it against the remote, fetch only on mismatch
     FETCH = "fetch"
+    REFUSE = "refuse"  # the object cannot be placed under its name (placement.py): skipped
 
 
 @dataclass(frozen=True)
@@ -152,5 +153,10 @@ def describe(steps: list[Step], deletions: list[str]) -> list[str]:
         f"plan: {sum(s.action is Action.FETCH for s in steps)} to fetch ({fetch} bytes), "
         f"{sum(s.action is Action.VERIFY for s in steps)} to verify, "
         f"{sum(s.action is Action.SKIP for s in steps)} unchanged, {len(deletions)} to delete"
+        + (
+            f", {refused} refused (cannot be placed)"
+            if (refused := sum(s.action is Action.REFUSE for s in steps))
+            else ""
+        )
     )
     return lines

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 
 from comfy_stack.files import read_json, write_json
 
+from .shown import printable
+
 if TYPE_CHECKING:  # rich is imported only when a terminal shows the bars
     from rich.progress import Progress as RichProgress
     from rich.progress import TaskID
@@ -132,10 +134,12 @@ class Progress:
         self._emit(force=True)
 
     def start_file(self, dest: str, size: int) -> None:
+        from rich.markup import escape  # a name is text, never rich's [markup]
+
         with self._lock:
             self.current[dest] = [0, size]
             if self._rich:
-                self._tasks[dest] = self._rich.add_task(dest, total=size)
+                self._tasks[dest] = self._rich.add_task(escape(printable(dest)), total=size)
         self._emit()
 
     def advance(self, dest: str, n: int, network: bool = True) -> None:
@@ -156,15 +160,20 @@ class Progress:
                 self._rich.update(self._tasks["*"], advance=n_done)
         self._emit()
 
-    def rewind(self, dest: str) -> None:
-        """A fetch starts over (verification failed): its bytes no longer count as done."""
+    def rewind(self, dest: str, size: int | None = None) -> None:
+        """A fetch starts over (verification failed, or the source changed to an object of
+        `size` bytes): its bytes no longer count as done."""
         with self._lock:
             cur = self.current.get(dest)
             if cur is not None:
                 self.bytes_done -= cur[0]
                 cur[0] = 0
+                if size is not None:
+                    self.bytes_total += size - cur[1]
+                    cur[1] = size
                 if self._rich and dest in self._tasks:
                     self._rich.reset(self._tasks[dest], total=cur[1])
+                    self._rich.update(self._tasks["*"], total=self.bytes_total)
 
     def finish_file(self, dest: str, size: int) -> None:
         with self._lock:

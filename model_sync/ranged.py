@@ -30,6 +30,7 @@ from pathlib import Path
 from comfy_stack.files import discard_partial, read_json, sidecar_path, write_json
 
 from .errors import TransientError
+from .partial import open_partial
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ def download_ranged(
     side = sidecar_path(job.part)
     done: set[int] = set()
     if n_parts > 1:
-        state = read_json(side)
+        state = read_json(side, follow_symlinks=False)
         if (
             state
             and state.get("identity") == job.identity
@@ -107,7 +108,7 @@ def download_ranged(
             on_resume(kept)
     # A file of one part has nothing to resume (a crash loses the part in flight, which is
     # all of it), so it keeps no sidecar and is synced once, before it is placed.
-    fd = os.open(job.part, os.O_RDWR | os.O_CREAT | (os.O_TRUNC if n_parts == 1 else 0), 0o644)
+    fd = open_partial(job.part, os.O_RDWR | os.O_CREAT | (os.O_TRUNC if n_parts == 1 else 0))
     record_lock = threading.Lock()
     hash_lock = threading.Lock()
     # Bytes written so far of each part (from its start), and the offset up to which the

@@ -17,9 +17,19 @@ from typing import TypeVar
 from comfy_stack.files import SHARED, place
 
 from .backends import Backend, make_backend
-from .errors import DiskSpaceError, EndpointError, SyncError, TransferError, TransientError, VerificationError
+from .errors import (
+    DiskSpaceError,
+    EndpointError,
+    SourceChangedError,
+    SyncError,
+    TransferError,
+    TransientError,
+    UnplaceableError,
+    VerificationError,
+)
 from .lock import FileLock, lock_path
 from .partial import partial_path
+from .placement import NAME_ERRNOS, unplaceable
 from .planner import Action, Item, RemoteObject, Step, decide, plan_deletions
 from .progress import Progress
 from .settings import Settings
@@ -28,6 +38,9 @@ from .verify import Digests, Expect, verify_file
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# Restarts of one file against a replaced source before the run gives up on it (the object
+# is probably still being uploaded; the next run fetches the finished one).
+MAX_SOURCE_CHANGES = 3
 
 
 @dataclass
@@ -37,6 +50,7 @@ class Outcome:
     skipped: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     errors: list[SyncError] = field(default_factory=list)
+    unplaceable: list[UnplaceableError] = field(default_factory=list)  # skipped; the rest went on
 
 
 class Runner:
@@ -74,8 +88,11 @@ class Runner:
 
     def steps(self, items: list[Item], remotes: dict[str, RemoteObject]) -> list[Step]:
         md = self.s.models_dir
+        refused = unplaceable([i.dest for i in items], md)
         return [
-            decide(i, remotes[i.dest], self.state.get(i.dest), local_stat(md / i.dest), self.s.verify)
+            Step(i, Action.REFUSE, refused[i.dest], remotes[i.dest])
+            if i.dest in refused
+            else decide(i, remotes[i.dest], self.state.get(i.dest), local_stat(md / i.dest), self.s.verify)
             for i in items
         ]
 
@@ -85,11 +102,11 @@ class Runner:
     def check_space(self, steps: list[Step]) -> None:
         need = 0
         for st in steps:
-            if st.action is Action.SKIP:
+            if st.action in (Action.SKIP, Action.REFUSE):
                 continue
             part = partial_path(self.s.models_dir / st.item.dest)
             try:
-                have = os.stat(part).st_blocks * 512  # allocated, so sparse partials count right
+                have = os.lstat(part).st_blocks * 512  # allocated, so sparse partials count right
             except FileNotFoundError:
                 have = 0
             need += max(0, st.remote.size - have)
@@ -106,6 +123,10 @@ class Runner:
     # --- execution -----------------------------------------------------------------------------
     def execute(self, steps: list[Step], deletions: list[str]) -> Outcome:
         out = Outcome()
+        for st in steps:
+            if st.action is Action.REFUSE:
+                self.refuse(out, UnplaceableError(f"{st.item.dest}: not placed: {st.reason}"))
+        steps = [st for st in steps if st.action is not Action.REFUSE]
         self.progress.begin(len(steps), sum(s.remote.size for s in steps))
         work = []
         for st in steps:
@@ -133,6 +154,16 @@ class Runner:
                     exc = fut.exception()
                     if exc is None:
                         continue
+                    if isinstance(exc, OSError) and exc.errno in NAME_ERRNOS:
+                        # The file's name, or something in its way, not the disk: skip it alone.
+                        self.refuse(
+                            out,
+                            UnplaceableError(
+                                f"{futures[fut].item.dest}: not placed: {exc.strerror} ({exc.filename}); "
+                                "rename the object or move away what is in its way"
+                            ),
+                        )
+                        continue
                     err = (
                         exc
                         if isinstance(exc, SyncError)
@@ -142,6 +173,8 @@ class Runner:
                         log.error("unexpected failure for %s", futures[fut].item.dest, exc_info=exc)
                     out.errors.append(err)
                     self.progress.error(str(err))
+        # Objects that cannot be placed are not failed transfers: what --delete removes is
+        # decided by the selection, which still names them.
         if deletions and not out.errors:
             for dest in deletions:
                 self.delete(dest)
@@ -152,6 +185,11 @@ class Runner:
             )
         self.progress.end(not out.errors)
         return out
+
+    def refuse(self, out: Outcome, err: UnplaceableError) -> None:
+        log.error("%s", err)
+        out.unplaceable.append(err)
+        self.progress.error(str(err))
 
     def process(self, step: Step, out: Outcome) -> None:
         item, s = step.item, self.s
@@ -181,10 +219,7 @@ class Runner:
                     f"{item.dest}: the manifest says {item.size} bytes but "
                     f"{item.source} has {remote.size}; fix the manifest"
                 )
-            # One store checksum is enough: OSS's CRC64, a full-object CRC32 where S3 keeps
-            # one, else the MD5 of a single-part ETag.
-            md5 = remote.md5 if remote.crc64 is None and remote.crc32 is None else None
-            expect = Expect(remote.size, remote.crc64, md5, item.sha256 or remote.sha256, remote.crc32)
+            expect = expect_for(item, remote)
             self.progress.start_file(item.dest, remote.size)
             if step.action is Action.VERIFY:
                 try:
@@ -202,7 +237,26 @@ class Runner:
     def fetch(self, item: Item, remote: RemoteObject, backend: Backend, expect: Expect, final: Path) -> None:
         part = partial_path(final)
         final.parent.mkdir(parents=True, exist_ok=True)
-        bad_copies = 0
+        bad_copies = changes = 0
+
+        def changed() -> bool:
+            """Whether the source is another object now than the one being fetched; if so,
+            fetch that one from scratch: its metadata, its digests, no bytes of the old one."""
+            nonlocal remote, expect, changes
+            now = backend.stat(item.source)
+            if now.identity == remote.identity:
+                return False
+            changes += 1
+            log.warning(
+                "%s changed at the source during the download (now %d bytes); "
+                "starting over against the new object",
+                item.dest,
+                now.size,
+            )
+            backend.discard(item.source, part)
+            self.progress.rewind(item.dest, now.size)
+            remote, expect = now, expect_for(item, now)
+            return True
 
         def attempt() -> None:
             nonlocal bad_copies
@@ -217,7 +271,14 @@ class Runner:
                     digests,
                 )
                 sha = verify_file(part, expect, item.dest, digests)
-            except VerificationError:  # from the check here, or the store's own (OSS CRC64)
+            except SourceChangedError:
+                changed()
+                raise
+            except VerificationError as exc:  # from the check here, or the store's own (OSS CRC64)
+                # A source replaced without a 412 (a plain GET, oss2's small objects) is
+                # another object, not a bad copy of this one.
+                if not backend.pins_version and changed():
+                    raise SourceChangedError(f"{exc} (the source changed)") from None
                 # Never keep bytes that failed verification, and never resume from them.
                 backend.discard(item.source, part)
                 self.progress.rewind(item.dest)
@@ -228,12 +289,13 @@ class Runner:
             self.state.put(item.dest, str(item.source), remote.identity, final, sha)
 
         # Three corrupt copies in a row: the source itself disagrees with what it (or the
-        # manifest) claims; fetching again will not help.
+        # manifest) claims; fetching again will not help. An object replaced again and again
+        # while it is fetched is still being uploaded: the next run takes the finished one.
         self.retry(
             f"fetch {item.dest}",
             attempt,
             also=(VerificationError,),
-            keep_going=lambda exc: bad_copies < 3,
+            keep_going=lambda exc: bad_copies < 3 and changes < MAX_SOURCE_CHANGES,
             gave_up="the partial file is kept and the next run resumes it",
         )
         self.progress.finish_file(item.dest, remote.size)
@@ -285,6 +347,13 @@ class Runner:
                 pass
             self.state.remove(dest)
             log.info("deleted %s (--delete: no longer selected)", dest)
+
+
+def expect_for(item: Item, remote: RemoteObject) -> Expect:
+    """What a fetched copy of `remote` is verified against. One store checksum is enough:
+    OSS's CRC64, a full-object CRC32 where S3 keeps one, else the MD5 of a single-part ETag."""
+    md5 = remote.md5 if remote.crc64 is None and remote.crc32 is None else None
+    return Expect(remote.size, remote.crc64, md5, item.sha256 or remote.sha256, remote.crc32)
 
 
 def with_listing(items: list[Item], listing: dict[str, RemoteObject], base) -> dict[str, RemoteObject]:

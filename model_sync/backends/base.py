@@ -12,6 +12,10 @@ from ..verify import Digests
 
 
 class Backend(Protocol):
+    # Every GET of an object names the version it was planned with (If-Match on the ETag),
+    # so a copy that fails verification is a bad copy, never a replaced object.
+    pins_version: bool
+
     def stat(self, uri: SourceURI) -> RemoteObject:
         """Size and identity of one object; raises NotFoundError/CredentialsError/..."""
 

@@ -11,7 +11,16 @@ import requests
 
 from comfy_stack.files import discard_partial, read_json, sidecar_path, write_json
 
-from ..errors import EndpointError, NotFoundError, SyncError, TransferError, TransientError, for_status
+from ..errors import (
+    EndpointError,
+    NotFoundError,
+    SourceChangedError,
+    SyncError,
+    TransferError,
+    TransientError,
+    for_status,
+)
+from ..partial import open_partial
 from ..planner import RemoteObject
 from ..settings import Settings
 from ..uris import SourceURI
@@ -34,11 +43,20 @@ def translate(exc: Exception, what: str, hint: str = "check the URL") -> SyncErr
     return TransferError(f"{what}: {type(exc).__name__}: {exc}")
 
 
+def _length(headers) -> int | None:
+    """Content-Length, or None when it is missing or not one number (requests joins a header
+    sent twice with ", ": equal copies are still one length)."""
+    values = {v.strip() for v in headers.get("Content-Length", "").split(",")}
+    value = values.pop() if len(values) == 1 else ""
+    return int(value) if value.isdigit() else None
+
+
 def _validator(headers) -> str:
     return headers.get("ETag") or headers.get("Last-Modified") or ""
 
 
 class HTTPBackend:
+    pins_version = False  # a plain GET takes whatever the URL serves now
     hint = "check the URL"
 
     def __init__(self, settings: Settings):
@@ -64,9 +82,9 @@ class HTTPBackend:
             r.raise_for_status()
         except requests.RequestException as exc:
             raise translate(exc, str(uri), self.hint) from None
-        if "Content-Length" not in r.headers:
+        size = _length(r.headers)
+        if size is None:
             raise TransferError(f"{uri}: the server sends no Content-Length; cannot verify the size")
-        size = int(r.headers["Content-Length"])
         return RemoteObject(
             size=size, identity=f"http:{_validator(r.headers)}:{size}", etag=r.headers.get("ETag")
         )
@@ -86,31 +104,37 @@ class HTTPBackend:
         # One stream per file: an HTTPS origin (a CDN, the hub) is usually fastest with one
         # connection per file and many files in parallel; resume appends from what is there.
         side = sidecar_path(part)
-        state = read_json(side)
-        have = part.stat().st_size if part.exists() else 0
-        if not state or state.get("identity") != remote.identity or have > remote.size:
-            have = 0
-        headers = self.headers()
-        if have:
-            headers["Range"] = f"bytes={have}-"
-            if remote.etag:
-                headers["If-Range"] = remote.etag
-        write_json(side, {"identity": remote.identity}, fsync=False)
-        try:
-            with self.session.get(
-                self.url(uri), headers=headers, stream=True, timeout=self.settings.timeout
-            ) as r:
-                r.raise_for_status()
-                if have and r.status_code == 206:
-                    on_resume(have)
-                    mode = "ab"
-                    if digests is not None and digests.needed:
-                        with open(part, "rb") as old:
-                            while block := old.read(CHUNK):
+        state = read_json(side, follow_symlinks=False)
+        fd = open_partial(part, os.O_RDWR | os.O_CREAT)
+        with os.fdopen(fd, "r+b") as f:
+            have = os.fstat(fd).st_size
+            if not state or state.get("identity") != remote.identity or have > remote.size:
+                have = 0
+            headers = self.headers()
+            if have:
+                headers["Range"] = f"bytes={have}-"
+                if remote.etag:
+                    headers["If-Range"] = remote.etag
+            write_json(side, {"identity": remote.identity}, fsync=False)
+            try:
+                with self.session.get(
+                    self.url(uri), headers=headers, stream=True, timeout=self.settings.timeout
+                ) as r:
+                    r.raise_for_status()
+                    length = _length(r.headers)
+                    if r.status_code == 200 and length is not None and length != remote.size:
+                        raise SourceChangedError(
+                            f"{uri}: the server now sends {length} bytes, not {remote.size}"
+                        )
+                    if have and r.status_code == 206:
+                        on_resume(have)
+                        if digests is not None and digests.needed:
+                            while block := f.read(min(CHUNK, have - f.tell())):
                                 digests.update(block)
-                else:
-                    have, mode = 0, "wb"
-                with open(part, mode) as f:
+                        f.seek(have)
+                    else:
+                        have = 0
+                    f.truncate(have)
                     for chunk in r.iter_content(CHUNK):
                         f.write(chunk)
                         if digests is not None:
@@ -118,9 +142,9 @@ class HTTPBackend:
                         have += len(chunk)
                         on_bytes(len(chunk))
                     f.flush()
-                    os.fsync(f.fileno())
-        except requests.RequestException as exc:
-            raise translate(exc, str(uri), self.hint) from None
+                    os.fsync(fd)
+            except requests.RequestException as exc:
+                raise translate(exc, str(uri), self.hint) from None
         if have != remote.size:
             raise TransientError(f"{uri}: truncated body: {have} of {remote.size} bytes")
 

@@ -30,12 +30,14 @@ from ..errors import (
     CredentialsError,
     EndpointError,
     NotFoundError,
+    SourceChangedError,
     SyncError,
     TransferError,
     TransientError,
     UsageError,
     VerificationError,
 )
+from ..partial import clear_link
 from ..planner import RemoteObject
 from ..settings import Settings, Storage
 from ..uris import SourceURI
@@ -144,7 +146,7 @@ def translate(exc: Exception, what: str) -> SyncError:
                 "in the manifest or --from, and OSS_ENDPOINT's region"
             )
         if status == 412:
-            return TransientError(f"{what}: the object changed during the download")
+            return SourceChangedError(f"{what}: the object changed during the download (HTTP 412)")
         if status >= 500:
             return TransientError(f"{what}: OSS server error {status} {code}")
         return TransferError(f"{what}: OSS error {status} {code}: {exc.message}")
@@ -152,6 +154,9 @@ def translate(exc: Exception, what: str) -> SyncError:
 
 
 class OSSBackend:
+    # oss2 fetches small objects without If-Match, after a HEAD of its own
+    pins_version = False
+
     def __init__(self, settings: Settings):
         self.settings = settings
         self.endpoint = settings.storage.oss_endpoint
@@ -232,6 +237,9 @@ class OSSBackend:
                 seen[0] = consumed
 
         store = oss2.ResumableDownloadStore(root=str(self.store_root), dir=".")
+        # oss2 opens these by name, following links: take away any planted at them first.
+        for name in (part, self._checkpoint(uri, part), *part.parent.glob(part.name + ".tmp-*")):
+            clear_link(name)
         try:
             oss2.resumable_download(
                 self.bucket(uri.bucket),
@@ -254,5 +262,10 @@ class OSSBackend:
 
     def discard(self, uri: SourceURI, part: Path) -> None:
         # oss2 names its own temp file <part>.tmp-<random> and records it in the checkpoint.
-        key = oss2.ResumableDownloadStore.make_store_key(uri.bucket, uri.key, os.path.abspath(part))
-        discard_partial(part, self.store_root / key, *part.parent.glob(part.name + ".tmp-*"))
+        discard_partial(part, self._checkpoint(uri, part), *part.parent.glob(part.name + ".tmp-*"))
+
+    def _checkpoint(self, uri: SourceURI, part: Path) -> Path:
+        """oss2's record of the parts it finished for this download."""
+        return self.store_root / oss2.ResumableDownloadStore.make_store_key(
+            uri.bucket, uri.key, os.path.abspath(part)
+        )

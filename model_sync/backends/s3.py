@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,7 +24,16 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from comfy_stack.files import discard_partial
 
 from .. import ranged
-from ..errors import CredentialsError, EndpointError, NotFoundError, SyncError, TransferError, TransientError
+from ..errors import (
+    CredentialsError,
+    EndpointError,
+    NotFoundError,
+    SourceChangedError,
+    SyncError,
+    TransferError,
+    TransientError,
+)
+from ..partial import open_partial
 from ..planner import RemoteObject
 from ..settings import Settings
 from ..uris import SourceURI
@@ -62,7 +72,7 @@ def translate(exc: Exception, what: str) -> SyncError:
                 "manifest or --from, and AWS_ENDPOINT_URL"
             )
         if code == "PreconditionFailed" or status == 412:
-            return TransientError(f"{what}: the object changed during the download")
+            return SourceChangedError(f"{what}: the object changed during the download (HTTP 412)")
         if status >= 500 or code in ("SlowDown", "InternalError", "ServiceUnavailable"):
             return TransientError(f"{what}: server error {status} {code}")
         return TransferError(f"{what}: {code or status}: {exc}")
@@ -88,6 +98,8 @@ def translate(exc: Exception, what: str) -> SyncError:
 
 
 class S3Backend:
+    pins_version = True  # every ranged GET carries If-Match
+
     def __init__(self, settings: Settings):
         self.settings = settings
         pool = settings.range_threads * settings.file_workers + settings.stat_workers
@@ -174,7 +186,7 @@ class S3Backend:
         )
         if remote.size == 0:
             discard_partial(part)
-            part.touch()
+            os.close(open_partial(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC))
             return
         ranged.download_ranged(job, fetch, on_bytes, on_resume, digests)
 

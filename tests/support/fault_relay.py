@@ -6,7 +6,9 @@ Faults (queued, each used once, applied to object GETs in arrival order):
   "truncate" send the headers and half the body, then close the connection cleanly;
   "corrupt"  send the whole body with one byte flipped;
   "stall"    send the headers and half the body, then go silent for `stall_seconds` (the
-             client's read timeout must fire) and close.
+             client's read timeout must fire) and close;
+  a callable called with the request's path before the request goes upstream (to change
+             the object on the store at that moment), then relayed as it is.
 It also counts the body bytes of object GETs it relays and can throttle them, which is what
 the resume tests measure ("how much was fetched again").
 """
@@ -19,6 +21,7 @@ import struct
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from .threaded_server import QuietHandler, ThreadedServer
@@ -30,12 +33,12 @@ class FaultRelay(ThreadedServer):
     def __init__(self, upstream: str):
         u = urlsplit(upstream)
         self.upstream_host, self.upstream_port = u.hostname, u.port
-        self.faults: deque[str] = deque()
+        self.faults: deque[str | Callable[[str], None]] = deque()
         self.lock = threading.Lock()
         self.body_bytes = 0  # object-GET body bytes sent to clients
         self.object_gets = 0
         self.heads = 0  # HEAD requests relayed
-        self.faults_done: list[str] = []
+        self.faults_done: list[str | Callable[[str], None]] = []
         self.rate: float | None = None  # bytes per second for object GET bodies, None = unlimited
         self.stall_seconds = 3.0
         # cleared: object-GET bodies stop between chunks (pause()), so a test can let the
@@ -46,7 +49,7 @@ class FaultRelay(ThreadedServer):
         self._conns: set[socket.socket] = set()  # connections that carried object-GET bodies
         super().__init__(_Handler)
 
-    def inject(self, *faults: str) -> None:
+    def inject(self, *faults: str | Callable[[str], None]) -> None:
         with self.lock:
             self.faults.extend(faults)
 
@@ -80,7 +83,7 @@ class FaultRelay(ThreadedServer):
             self.object_gets = 0
             self.heads = 0
 
-    def _next_fault(self) -> str | None:
+    def _next_fault(self) -> str | Callable[[str], None] | None:
         with self.lock:
             self.object_gets += 1
             if self.faults:
@@ -146,6 +149,9 @@ class _Handler(QuietHandler):
     def _relay(self) -> None:
         relay = self.owner
         fault = relay._next_fault() if _is_object_get(self.command, self.path) else None
+        if callable(fault):
+            fault(self.path)
+            fault = None
         if fault == "503":
             body = (
                 b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
