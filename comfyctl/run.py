@@ -20,9 +20,10 @@ from pathlib import Path
 
 import aiohttp
 
+from comfy_jobs.outputs import all_outputs
 from comfy_stack import variables as v
 from comfy_stack.env import Env, add_flags
-from comfy_stack.files import SHARED, atomic_writer
+from comfy_stack.files import SHARED, atomic_writer, write_atomic
 from comfyctl.errors import ComfyctlError, NodeFailed, Rejected, TimedOut, Unreachable
 from comfyctl.progress import NodeProgress
 from comfyctl.workflow import Workflow, WorkflowError, parse_value, split_assignment
@@ -173,42 +174,25 @@ async def read_history(session, base: str, prompt_id: str, deadline: float) -> d
         await asyncio.sleep(0.1)
 
 
-MESH_SUFFIXES = (".glb", ".gltf", ".obj", ".ply", ".stl", ".fbx", ".3mf", ".dae", ".usdz")
-
-
-def output_files(outputs: dict) -> list[dict]:
-    """The files a prompt's history names: {"filename", "subfolder", "type"} entries under
-    any key (images, gifs, videos, audio, 3d), plus the bare output-relative mesh paths
-    that Preview3D reports as {"result": [path, camera]} (how the Hunyuan3D pack's exported
-    meshes show up)."""
-    files = []
-    for node_output in outputs.values():
-        for key, items in node_output.items():
-            if not isinstance(items, list):
-                continue
-            for item in items:
-                if isinstance(item, dict) and "filename" in item:
-                    files.append(item)
-                elif key == "result" and isinstance(item, str) and item.lower().endswith(MESH_SUFFIXES):
-                    sub, _, name = item.replace("\\", "/").rpartition("/")
-                    files.append({"filename": name, "subfolder": sub, "type": "output"})
-    return files
-
-
 async def download_outputs(session, base: str, outputs: dict, out_dir: Path) -> list[Path]:
+    """Every output of the run (comfy_jobs.outputs reads them, as the v2 worker does) into
+    `out_dir`: files keep their subfolders, texts become <node>_text_<i>.txt."""
     paths: list[Path] = []
-    for item in output_files(outputs):
-        sub = item.get("subfolder", "")
-        target = out_dir / sub / item["filename"]
+    for out in all_outputs(outputs):
+        target = out_dir / out.name if out.text is not None else out_dir / out.subfolder / out.name
         if out_dir.resolve() not in target.resolve().parents:
             continue  # a name that would escape --out
+        if target in paths:
+            continue  # two nodes naming one file (a SaveGLB's mesh shown by a Preview3D)
         target.parent.mkdir(parents=True, exist_ok=True)
-        params = {"filename": item["filename"], "subfolder": sub, "type": item.get("type", "output")}
-        async with session.get(base + "/view", params=params) as r:
-            await check(r, "download")
-            with atomic_writer(target, mode=SHARED) as f:
-                async for chunk in r.content.iter_chunked(1 << 20):
-                    f.write(chunk)
+        if out.text is not None:
+            write_atomic(target, out.text.encode(), mode=SHARED)
+        else:
+            async with session.get(base + "/view", params=out.view_params()) as r:
+                await check(r, "download")
+                with atomic_writer(target, mode=SHARED) as f:
+                    async for chunk in r.content.iter_chunked(1 << 20):
+                        f.write(chunk)
         paths.append(target)
     return paths
 
