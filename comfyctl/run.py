@@ -1,8 +1,11 @@
 """`comfyctl run`: run a workflow on a ComfyUI server (bare, or through the login proxy)
 and download its outputs; `--v2` runs it through the Comfy API v2 instead (run_v2.py).
 
-Its exit codes (2 a bad argument or a --set/--param/--input naming nothing in the workflow,
-3 to 6 the prompt's fate) are those of every comfyctl command: comfyctl/errors.py.
+The whole run, downloads included, is bounded by --timeout, and what it writes by
+--max-output-bytes, inside --out only (comfyctl/saving.py): nothing a server sends can
+hold it longer, fill the disk or write elsewhere. Its exit codes (2 a bad argument or a
+--set/--param/--input naming nothing in the workflow, 3 to 6 the prompt's fate, 10 an
+answer refused) are those of every comfyctl command: comfyctl/errors.py.
 """
 
 from __future__ import annotations
@@ -11,22 +14,42 @@ import argparse
 import asyncio
 import json
 import mimetypes
+import re
 import sys
-import time
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
 
-from comfy_jobs.outputs import all_outputs
+from comfy_jobs.outputs import MalformedOutputs, Output, all_outputs
 from comfy_stack import variables as v
-from comfy_stack.env import Env, add_flags
-from comfy_stack.files import SHARED, atomic_writer, write_atomic
-from comfyctl.errors import ComfyctlError, NodeFailed, Rejected, TimedOut, Unreachable
+from comfy_stack.env import add_flags
+from comfyctl.errors import (
+    BadAnswer,
+    ComfyctlError,
+    NodeFailed,
+    Rejected,
+    TimedOut,
+    Unreachable,
+)
 from comfyctl.progress import NodeProgress
+from comfyctl.remote import Run, Server, check, expect, read_json, shown
+from comfyctl.run_v2 import run_v2
+from comfyctl.saving import Budget, contained, save
 from comfyctl.workflow import Workflow, WorkflowError, parse_value, split_assignment
+
+__all__ = ["BadAnswer", "NodeFailed", "Rejected", "Server", "TimedOut", "Unreachable", "WorkflowError"]
+
+DEFAULT_MAX_OUTPUT = 10 << 30
+SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]?)i?B?\s*$", re.I)
+
+
+def size(text: str) -> int:
+    """A byte count: `123`, `500M`, `10G` (powers of 1024)."""
+    m = SIZE.match(text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size (a number of bytes, or with K, M, G, T)")
+    return int(m.group(1)) << (10 * " KMGT".index((m.group(2) or " ").upper()))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -45,7 +68,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("outputs"), help="where outputs go (default ./outputs)")
     p.add_argument("--json", action="store_true", help="print a JSON summary instead of paths")
     p.add_argument(
-        "--timeout", type=float, default=3600, help="seconds to wait for the result (default 3600)"
+        "--timeout",
+        type=float,
+        default=3600,
+        help="seconds the whole run may take, downloads included (default 3600)",
+    )
+    p.add_argument(
+        "--max-output-bytes",
+        type=size,
+        default=DEFAULT_MAX_OUTPUT,
+        metavar="SIZE",
+        help="the most the run's outputs may weigh together, e.g. 500M or 20G (default 10G)",
     )
     p.add_argument(
         "--v2",
@@ -54,45 +87,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-@dataclass(frozen=True)
-class Server:
-    """Where to send the workflow and how to sign in: each from its flag, else its variable."""
-
-    url: str
-    token: str = field(default="", repr=False)
-    user: str = ""
-    password: str = field(default="", repr=False)
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Server:
-        env = Env(environ, error=WorkflowError)
-        return cls(
-            env.get(v.COMFY_SERVER, args.server),
-            env.get(v.COMFY_TOKEN, args.token),
-            env.get(v.COMFY_USER, args.user),
-            env.get(v.COMFY_PASSWORD, args.password),
-        )
-
-    def auth_headers(self) -> dict[str, str]:
-        if self.token:
-            return {"Authorization": f"Bearer {self.token}"}
-        if self.user:
-            return {"Authorization": aiohttp.BasicAuth(self.user, self.password).encode()}
-        return {}
-
-
-async def check(resp: aiohttp.ClientResponse, what: str) -> None:
-    if resp.status in (401, 403):
-        detail = (await resp.text())[:300]
-        raise Unreachable(
-            f"{what}: the server refused the credentials ({resp.status}): {detail}; "
-            "pass --token or --user/--password"
-        )
-    if resp.status >= 400 and resp.status != 400:
-        raise Unreachable(f"{what}: HTTP {resp.status}: {(await resp.text())[:300]}")
-
-
-async def upload(session, base: str, path: Path) -> str:
+async def upload(run: Run, path: Path) -> str:
     """Images, audio and video alike go to /upload/image in the form field `image`, as
     ComfyUI's frontend uploads them; the file is streamed, not read into memory."""
     try:
@@ -107,50 +102,78 @@ async def upload(session, base: str, path: Path) -> str:
             filename=path.name,
             content_type=mimetypes.guess_type(path.name)[0] or "application/octet-stream",
         )
-        async with session.post(base + "/upload/image", data=form) as r:
+        async with run.session.post(run.url("/upload/image"), data=form, headers=run.auth) as r:
             await check(r, "upload")
             if r.status != 200:
-                raise Rejected(f"upload of {path} refused: {await r.text()}")
-            body = await r.json()
-    return f"{body['subfolder']}/{body['name']}" if body.get("subfolder") else body["name"]
+                raise Rejected(f"upload of {path} refused: {shown(await r.text())}")
+            body = await read_json(r, f"uploading {path}")
+    name = expect(body.get("name"), str, f"uploading {path}: the name")
+    sub = body.get("subfolder") or ""
+    return f"{expect(sub, str, f'uploading {path}: the subfolder')}/{name}" if sub else name
 
 
 def describe_node_errors(body: dict) -> str:
-    lines = [body.get("error", {}).get("message", "prompt rejected")]
-    for node, err in (body.get("node_errors") or {}).items():
-        for e in err.get("errors", []):
-            lines.append(
-                f"  node {node} ({err.get('class_type')}): {e.get('message')} {e.get('details', '')}".rstrip()
-            )
+    err = body.get("error")
+    lines = [
+        shown(err.get("message", "prompt rejected") if isinstance(err, dict) else err or "prompt rejected")
+    ]
+    node_errors = body.get("node_errors")
+    for node, e in (node_errors if isinstance(node_errors, dict) else {}).items():
+        errors = e.get("errors") if isinstance(e, dict) else None
+        for x in errors if isinstance(errors, list) else []:
+            if isinstance(x, dict):
+                lines.append(
+                    shown(
+                        f"  node {node} ({e.get('class_type')}): {x.get('message')} {x.get('details', '')}",
+                        2000,
+                    ).rstrip()
+                )
     return "\n".join(lines)
 
 
-async def follow(ws, prompt_id: str, bars: NodeProgress, deadline: float) -> None:
+def message(msg: aiohttp.WSMessage) -> tuple[str | None, dict]:
+    """(type, data) of one of ComfyUI's text messages; what cannot be one is BadAnswer."""
+    try:
+        data = json.loads(msg.data)
+    except ValueError:
+        raise BadAnswer(
+            f"the WebSocket sent {shown(repr(msg.data[:80]))}, not JSON; is --server a ComfyUI?"
+        ) from None
+    data = expect(data, dict, "a WebSocket message")
+    kind = data.get("type")
+    body = data.get("data", {})
+    if kind in ("progress", "executing", "executed", "execution_error", "execution_success"):
+        body = expect(body, dict, f"the WebSocket's {shown(kind)} message")
+    return kind, body if isinstance(body, dict) else {}
+
+
+async def follow(ws, prompt_id: str, bars: NodeProgress) -> None:
     while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimedOut(f"no result within the timeout; prompt {prompt_id} may still be running")
-        try:
-            msg = await asyncio.wait_for(ws.receive(), left)
-        except asyncio.TimeoutError:
-            raise TimedOut(f"no result within the timeout; prompt {prompt_id} may still be running") from None
+        msg = await ws.receive()
         if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
             raise Unreachable("the server closed the WebSocket before the prompt finished")
         if msg.type != aiohttp.WSMsgType.TEXT:
             continue  # binary preview frames
-        data = json.loads(msg.data)
-        kind, body = data.get("type"), data.get("data", {})
+        kind, body = message(msg)
         if body.get("prompt_id") not in (None, prompt_id):
             continue
         if kind == "execution_error":
             raise NodeFailed(
-                f"node {body.get('node_id')} ({body.get('node_type')}) failed: "
-                f"{body.get('exception_type', '')}: {body.get('exception_message', '').strip()}"
+                shown(
+                    f"node {body.get('node_id')} ({body.get('node_type')}) failed: "
+                    f"{body.get('exception_type', '')}: {str(body.get('exception_message', '')).strip()}",
+                    2000,
+                )
             )
         if kind == "execution_interrupted":
             raise NodeFailed("the prompt was interrupted on the server")
         if kind == "progress":
-            bars.step(body.get("node"), body.get("value"), body.get("max"))
+            value, maximum = body.get("value"), body.get("max")
+            if not all(isinstance(n, (int, float)) and not isinstance(n, bool) for n in (value, maximum)):
+                raise BadAnswer(
+                    f"a progress message with value {shown(repr(value), 40)} of {shown(repr(maximum), 40)}"
+                )
+            bars.step(body.get("node"), value, maximum)
         if kind == "executing" and body.get("node") is not None:
             bars.executing(body["node"])
         if kind == "execution_success" or (
@@ -159,45 +182,57 @@ async def follow(ws, prompt_id: str, bars: NodeProgress, deadline: float) -> Non
             return
 
 
-async def read_history(session, base: str, prompt_id: str, deadline: float) -> dict:
+async def read_history(run: Run, prompt_id: str) -> dict:
     """The prompt's history entry. ComfyUI sends execution_success before it records the
     history (the final `executing` with node null comes after), so a client that reads at
-    once can find nothing yet: ask again until the entry is there."""
+    once can find nothing yet: ask again until the entry is there (--timeout bounds it)."""
     while True:
-        async with session.get(f"{base}/history/{prompt_id}") as r:
+        async with run.session.get(run.url(f"/history/{prompt_id}"), headers=run.auth) as r:
             await check(r, "reading the result")
-            entry = (await r.json()).get(prompt_id)
+            entry = (await read_json(r, "reading the result")).get(prompt_id)
         if entry is not None:
-            return entry
-        if time.monotonic() >= deadline:
-            raise TimedOut(f"prompt {prompt_id} finished but its history never appeared on the server")
+            return expect(entry, dict, f"the history of prompt {prompt_id}")
         await asyncio.sleep(0.1)
 
 
-async def download_outputs(session, base: str, outputs: dict, out_dir: Path) -> list[Path]:
-    """Every output of the run (comfy_jobs.outputs reads them, as the v2 worker does) into
-    `out_dir`: files keep their subfolders, texts become <node>_text_<i>.txt."""
+def plan_outputs(outputs, out_dir: Path) -> list[tuple[Output, Path]]:
+    """Where each output of the run goes (comfy_jobs.outputs reads them, as the v2 worker
+    does): files keep their subfolders, texts become <node>_text_<i>.txt. Planned whole
+    before anything is downloaded, so a path the server names outside --out stops the run
+    with nothing written."""
+    try:
+        found = all_outputs(outputs)
+    except MalformedOutputs as exc:
+        raise BadAnswer(f"reading the result: {shown(exc)}; is --server a ComfyUI?") from None
+    plan: dict[Path, Output] = {}
+    for out in found:
+        parts = (out.name,) if out.text is not None else (out.subfolder, out.name)
+        # two nodes may name one file (a SaveGLB's mesh that a Preview3D shows): fetched once
+        plan.setdefault(contained(out_dir, *parts), out)
+    return [(out, target) for target, out in plan.items()]
+
+
+async def _one(data: bytes):
+    yield data
+
+
+async def download_outputs(run: Run, outputs, out_dir: Path) -> list[Path]:
     paths: list[Path] = []
-    for out in all_outputs(outputs):
-        target = out_dir / out.name if out.text is not None else out_dir / out.subfolder / out.name
-        if out_dir.resolve() not in target.resolve().parents:
-            continue  # a name that would escape --out
-        if target in paths:
-            continue  # two nodes naming one file (a SaveGLB's mesh shown by a Preview3D)
-        target.parent.mkdir(parents=True, exist_ok=True)
+    for out, target in plan_outputs(outputs, out_dir):
         if out.text is not None:
-            write_atomic(target, out.text.encode(), mode=SHARED)
+            await save(_one(out.text.encode()), target, run.budget, f"the text of node {shown(out.node_id)}")
         else:
-            async with session.get(base + "/view", params=out.view_params()) as r:
+            run.doing = f"downloading {shown(out.name)}"
+            async with run.session.get(run.url("/view"), params=out.view_params(), headers=run.auth) as r:
                 await check(r, "download")
-                with atomic_writer(target, mode=SHARED) as f:
-                    async for chunk in r.content.iter_chunked(1 << 20):
-                        f.write(chunk)
+                await save(r.content.iter_chunked(1 << 20), target, run.budget, run.doing)
         paths.append(target)
     return paths
 
 
-async def run(args) -> dict:
+def prepare(args) -> Workflow:
+    """The workflow with --set and --param applied, every --input target checked: all
+    before anything is sent."""
     wf = Workflow.load(args.workflow)
     for flag, items in (("--set", args.set), ("--param", args.param)):
         for item in items:
@@ -210,40 +245,62 @@ async def run(args) -> dict:
             wf.set(key, parse_value(value))
     for item in args.input:
         wf.target(split_assignment(item, "--input")[0])  # fail before uploading anything
-    server = Server.from_args(args)
-    base = server.url
-    client_id = uuid.uuid4().hex
-    deadline = time.monotonic() + args.timeout
-    try:
-        async with aiohttp.ClientSession(headers=server.auth_headers()) as session:
-            if args.v2:
-                from comfyctl.run_v2 import run_v2
+    return wf
 
-                return await run_v2(args, wf, session, base, deadline)
-            for item in args.input:
-                key, file = split_assignment(item, "--input")
-                wf.set(key, await upload(session, base, Path(file)))
-            ws = await session.ws_connect(base.replace("http", "ws", 1) + f"/ws?clientId={client_id}")
-            async with session.post(
-                base + "/prompt", json={"prompt": wf.prompt, "client_id": client_id}
-            ) as r:
-                await check(r, "queueing the prompt")
-                body = await r.json()
-                if r.status == 400 or body.get("node_errors"):
-                    raise Rejected(describe_node_errors(body))
-            prompt_id = body["prompt_id"]
-            with NodeProgress(wf.prompt, enabled=not args.json) as bars:
-                await follow(ws, prompt_id, bars, deadline)
-            await ws.close()
-            entry = await read_history(session, base, prompt_id, deadline)
-            paths = await download_outputs(session, base, entry.get("outputs", {}), args.out)
+
+async def run_native(args, wf: Workflow, run: Run) -> dict:
+    for item in args.input:
+        key, file = split_assignment(item, "--input")
+        run.doing = f"uploading {file}"
+        wf.set(key, await upload(run, Path(file)))
+    client_id = uuid.uuid4().hex
+    run.doing = "connecting to the WebSocket"
+    ws = await run.session.ws_connect(
+        run.server.url.replace("http", "ws", 1) + f"/ws?clientId={client_id}", headers=run.auth
+    )
+    run.doing = "queueing the prompt"
+    async with run.session.post(
+        run.url("/prompt"), json={"prompt": wf.prompt, "client_id": client_id}, headers=run.auth
+    ) as r:
+        await check(r, "queueing the prompt")
+        body = await read_json(r, "queueing the prompt")
+        if r.status == 400 or body.get("node_errors"):
+            raise Rejected(describe_node_errors(body))
+    prompt_id = expect(body.get("prompt_id"), str, "queueing the prompt: the prompt_id")
+    run.doing = f"waiting for prompt {prompt_id} (it may still be running on the server)"
+    with NodeProgress(wf.prompt, enabled=not args.json) as bars:
+        await follow(ws, prompt_id, bars)
+    await ws.close()
+    entry = await read_history(run, prompt_id)
+    run.doing = "downloading the outputs"
+    paths = await download_outputs(run, entry.get("outputs", {}), args.out)
+    return {"prompt_id": prompt_id, "outputs": [str(p) for p in paths]}
+
+
+async def _run(args, wf: Workflow, run: Run) -> dict:
+    # No timeout of aiohttp's own: --timeout bounds the whole run (run() below), and its
+    # default 5 minutes would end a long download or job with a bare TimeoutError.
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=30)
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as run.session:
+            return await (run_v2(args, wf, run) if args.v2 else run_native(args, wf, run))
     except aiohttp.WSServerHandshakeError as exc:
         raise Unreachable(
-            f"{base}/ws refused the connection ({exc.status}); check the URL and credentials"
+            f"{run.server.url}/ws refused the connection ({exc.status}); check the URL and credentials"
         ) from None
     except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
-        raise Unreachable(f"cannot reach {base}: {exc}") from None
-    return {"prompt_id": prompt_id, "outputs": [str(p) for p in paths]}
+        raise Unreachable(f"cannot reach {run.server.url}: {shown(exc)}") from None
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        raise Unreachable(f"{run.doing}: the connection failed ({type(exc).__name__} {shown(exc)})") from None
+
+
+async def run(args) -> dict:
+    wf = prepare(args)
+    state = Run(Server.from_args(args), Budget(args.max_output_bytes))
+    try:
+        return await asyncio.wait_for(_run(args, wf, state), args.timeout)
+    except asyncio.TimeoutError:
+        raise TimedOut(f"not finished within --timeout {args.timeout:g} s, while {state.doing}") from None
 
 
 def main(args: argparse.Namespace) -> int:
