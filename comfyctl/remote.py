@@ -20,7 +20,7 @@ from yarl import URL
 
 from comfy_stack import variables as v
 from comfy_stack.env import Env
-from comfyctl.errors import BadAnswer, Unreachable
+from comfyctl.errors import BadAnswer
 from comfyctl.saving import Budget
 from comfyctl.workflow import WorkflowError
 
@@ -93,17 +93,6 @@ async def snippet(resp: aiohttp.ClientResponse, limit: int = 300) -> str:
         return shown((await resp.content.read(limit)).decode("utf-8", "replace"), limit)
     except (aiohttp.ClientError, ValueError):
         return ""
-
-
-async def check(resp: aiohttp.ClientResponse, what: str) -> None:
-    """A refused request as its typed error; 400 is left to the caller (ComfyUI's node errors)."""
-    if resp.status in (401, 403):
-        raise Unreachable(
-            f"{what}: the server refused the credentials ({resp.status}): {await snippet(resp)}; "
-            "pass --token or --user/--password"
-        )
-    if resp.status >= 400 and resp.status != 400:
-        raise Unreachable(f"{what}: HTTP {resp.status}: {await snippet(resp)}")
 
 
 async def read_json(resp: aiohttp.ClientResponse, what: str, kind: type = dict):

@@ -17,10 +17,12 @@ import mimetypes
 import re
 import sys
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import aiohttp
 
+from comfy_jobs import comfy
 from comfy_jobs.outputs import MalformedOutputs, Output, all_outputs
 from comfy_stack import variables as v
 from comfy_stack.env import add_flags
@@ -33,7 +35,7 @@ from comfyctl.errors import (
     Unreachable,
 )
 from comfyctl.progress import NodeProgress
-from comfyctl.remote import Run, Server, check, expect, read_json, shown
+from comfyctl.remote import MAX_JSON, Run, Server, expect, shown
 from comfyctl.run_v2 import run_v2
 from comfyctl.saving import Budget, contained, save
 from comfyctl.workflow import Workflow, WorkflowError, parse_value, split_assignment
@@ -87,29 +89,42 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-async def upload(run: Run, path: Path) -> str:
-    """Images, audio and video alike go to /upload/image in the form field `image`, as
-    ComfyUI's frontend uploads them; the file is streamed, not read into memory."""
+@contextmanager
+def answered(what: str, server: str):
+    """The ComfyUI client's errors (comfy_jobs.comfy, shared with the v2 worker) as
+    comfyctl's typed errors, each with its exit code."""
     try:
-        f = open(path, "rb")
+        yield
+    except comfy.Rejected as exc:
+        raise Rejected(describe_node_errors(exc.body)) from None
+    except comfy.Malformed as exc:
+        raise BadAnswer(f"{what}: {shown(exc)}; is --server a ComfyUI?") from None
+    except comfy.FileGone as exc:
+        raise Unreachable(f"{what}: the server has no {shown(exc)} (HTTP 404)") from None
+    except comfy.Unreachable as exc:
+        if exc.status in (401, 403):
+            raise Unreachable(
+                f"{what}: the server refused the credentials ({exc.status}); pass --token or --user/--password"
+            ) from None
+        if exc.status == 400:
+            raise Rejected(f"{what}: refused (HTTP 400)") from None
+        raise Unreachable(
+            f"{what}: {shown(exc)}" if exc.sent else f"cannot reach {server}: {shown(exc)}"
+        ) from None
+
+
+async def upload(client: comfy.ComfyUI, path: Path) -> str:
+    """Images, audio and video alike go to /upload/image in the form field `image`, as
+    ComfyUI's frontend uploads them; the file is streamed, not read into memory. No
+    overwrite: a different file of that name stays, and the server names this one anew."""
+    if not path.is_file():
+        raise WorkflowError(f"--input {path}: cannot read it (no such file)")
+    ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    try:
+        with answered(f"uploading {path}", client.base):
+            return await client.upload_input(path.name, path, overwrite=False, content_type=ctype)
     except OSError as exc:
         raise WorkflowError(f"--input {path}: cannot read it ({exc.strerror})") from None
-    with f:
-        form = aiohttp.FormData()
-        form.add_field(
-            "image",
-            f,
-            filename=path.name,
-            content_type=mimetypes.guess_type(path.name)[0] or "application/octet-stream",
-        )
-        async with run.session.post(run.url("/upload/image"), data=form, headers=run.auth) as r:
-            await check(r, "upload")
-            if r.status != 200:
-                raise Rejected(f"upload of {path} refused: {shown(await r.text())}")
-            body = await read_json(r, f"uploading {path}")
-    name = expect(body.get("name"), str, f"uploading {path}: the name")
-    sub = body.get("subfolder") or ""
-    return f"{expect(sub, str, f'uploading {path}: the subfolder')}/{name}" if sub else name
 
 
 def describe_node_errors(body: dict) -> str:
@@ -182,14 +197,14 @@ async def follow(ws, prompt_id: str, bars: NodeProgress) -> None:
             return
 
 
-async def read_history(run: Run, prompt_id: str) -> dict:
+async def read_history(client: comfy.ComfyUI, prompt_id: str) -> dict:
     """The prompt's history entry. ComfyUI sends execution_success before it records the
     history (the final `executing` with node null comes after), so a client that reads at
     once can find nothing yet: ask again until the entry is there (--timeout bounds it)."""
     while True:
-        async with run.session.get(run.url(f"/history/{prompt_id}"), headers=run.auth) as r:
-            await check(r, "reading the result")
-            entry = (await read_json(r, "reading the result")).get(prompt_id)
+        with answered("reading the result", client.base):
+            history = expect(await client.history(prompt_id), dict, "reading the result")
+        entry = history.get(prompt_id)
         if entry is not None:
             return expect(entry, dict, f"the history of prompt {prompt_id}")
         await asyncio.sleep(0.1)
@@ -216,16 +231,16 @@ async def _one(data: bytes):
     yield data
 
 
-async def download_outputs(run: Run, outputs, out_dir: Path) -> list[Path]:
+async def download_outputs(client: comfy.ComfyUI, run: Run, outputs, out_dir: Path) -> list[Path]:
     paths: list[Path] = []
     for out, target in plan_outputs(outputs, out_dir):
         if out.text is not None:
             await save(_one(out.text.encode()), target, run.budget, f"the text of node {shown(out.node_id)}")
         else:
             run.doing = f"downloading {shown(out.name)}"
-            async with run.session.get(run.url("/view"), params=out.view_params(), headers=run.auth) as r:
-                await check(r, "download")
-                await save(r.content.iter_chunked(1 << 20), target, run.budget, run.doing)
+            with answered(run.doing, client.base):
+                async with client.view(out.name, out.subfolder, out.folder_type) as r:
+                    await save(r.content.iter_chunked(1 << 20), target, run.budget, run.doing)
         paths.append(target)
     return paths
 
@@ -249,31 +264,30 @@ def prepare(args) -> Workflow:
 
 
 async def run_native(args, wf: Workflow, run: Run) -> dict:
+    client = comfy.ComfyUI(run.server.url, run.session, run.auth, max_json=MAX_JSON, max_msg_size=MAX_JSON)
     for item in args.input:
         key, file = split_assignment(item, "--input")
         run.doing = f"uploading {file}"
-        wf.set(key, await upload(run, Path(file)))
-    client_id = uuid.uuid4().hex
+        wf.set(key, await upload(client, Path(file)))
+    client_id, prompt_id = uuid.uuid4().hex, str(uuid.uuid4())
     run.doing = "connecting to the WebSocket"
-    ws = await run.session.ws_connect(
-        run.server.url.replace("http", "ws", 1) + f"/ws?clientId={client_id}", headers=run.auth
-    )
+    ws = await client.websocket(client_id)
     run.doing = "queueing the prompt"
-    async with run.session.post(
-        run.url("/prompt"), json={"prompt": wf.prompt, "client_id": client_id}, headers=run.auth
-    ) as r:
-        await check(r, "queueing the prompt")
-        body = await read_json(r, "queueing the prompt")
-        if r.status == 400 or body.get("node_errors"):
-            raise Rejected(describe_node_errors(body))
-    prompt_id = expect(body.get("prompt_id"), str, "queueing the prompt: the prompt_id")
+    with answered("queueing the prompt", client.base):
+        body = expect(await client.submit(prompt_id, wf.prompt, client_id, None), dict, "queueing the prompt")
+    if body.get("node_errors"):
+        raise Rejected(describe_node_errors(body))
+    if body.get("prompt_id", prompt_id) != prompt_id:
+        raise BadAnswer(
+            f"queueing the prompt: the server named it {shown(repr(body['prompt_id']), 60)}, not {prompt_id}"
+        )
     run.doing = f"waiting for prompt {prompt_id} (it may still be running on the server)"
     with NodeProgress(wf.prompt, enabled=not args.json) as bars:
         await follow(ws, prompt_id, bars)
     await ws.close()
-    entry = await read_history(run, prompt_id)
+    entry = await read_history(client, prompt_id)
     run.doing = "downloading the outputs"
-    paths = await download_outputs(run, entry.get("outputs", {}), args.out)
+    paths = await download_outputs(client, run, entry.get("outputs", {}), args.out)
     return {"prompt_id": prompt_id, "outputs": [str(p) for p in paths]}
 
 

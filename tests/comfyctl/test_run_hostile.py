@@ -154,7 +154,7 @@ NATIVE_MALFORMED = {
     "prompt_id is a number": {"prompt": {"prompt_id": 7, "node_errors": {}}},
     "history is html": {"history": b"<html>"},
     "history is a list": {"history": []},
-    "entry is a list": {"history": {"p-1": []}},
+    "entry is a list": {"entry": []},
     "outputs is a list": {"outputs": []},
     "node output is a string": {"outputs": {"9": "x.png"}},
     "progress is a string": {"ws": [json.dumps({"type": "progress", "data": "half"})]},

@@ -8,7 +8,7 @@ tell which host got the credentials.
 - `outputs`: the history entry's "outputs" (native) and `job_outputs`: the job's outputs
   (v2, a list of {"node_id", "name", "url"}; a url "/asset" is this server's own asset route);
 - `prompt`, `history`, `job`: raw bytes to answer instead of the JSON (b"<html>..." etc.),
-  or any JSON value;
+  or any JSON value; `entry`: the history entry itself, under the prompt's id;
 - `ws`: the text messages sent after the prompt is queued (defaults to a clean finish);
   `events`: the SSE lines of the job's stream;
 - `asset`: "endless" (bytes for ever), "trickle" (a byte every half second, for minutes) or
@@ -26,7 +26,6 @@ from aiohttp import web
 from tests.support.fake_comfyui import tiny_png
 
 STATE = web.AppKey("hostile", dict)
-PROMPT_ID = "p-1"
 JOB_ID = "job_1"
 
 
@@ -74,17 +73,22 @@ def create_app(**answers) -> web.Application:
     async def prompt(request):
         if "prompt" in answers:
             return _answer(answers["prompt"])
+        pid = state["prompt_id"] = (await request.json()).get(
+            "prompt_id"
+        ) or "p-1"  # as ComfyUI: the client's
         for text in answers.get(
-            "ws", [json.dumps({"type": "executing", "data": {"node": None, "prompt_id": PROMPT_ID}})]
+            "ws", [json.dumps({"type": "executing", "data": {"node": None, "prompt_id": pid}})]
         ):
             await state["ws"].send_str(text)
-        return web.json_response({"prompt_id": PROMPT_ID, "number": 1, "node_errors": {}})
+        return web.json_response({"prompt_id": pid, "number": 1, "node_errors": {}})
 
     async def history(request):
         if "history" in answers:
             return _answer(answers["history"])
-        outputs = answers.get("outputs", {})
-        return web.json_response({PROMPT_ID: {"outputs": outputs, "status": {"status_str": "success"}}})
+        entry = answers.get(
+            "entry", {"outputs": answers.get("outputs", {}), "status": {"status_str": "success"}}
+        )
+        return web.json_response({request.match_info["id"]: entry})
 
     # --- the v2 API's ---------------------------------------------------------------------
     def job(status: str) -> dict:
