@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -110,6 +111,10 @@ async def read_json(resp: aiohttp.ClientResponse, what: str, kind: type = dict):
             f"{shown(body[:120].decode('utf-8', 'replace'), 120)!r}; is --server a ComfyUI or this project's gate?"
         ) from None
     return expect(data, kind, what)
+
+
+def is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def expect(value, kind: type, what: str):

@@ -24,6 +24,7 @@ import aiohttp
 
 from comfy_jobs import comfy
 from comfy_jobs.outputs import MalformedOutputs, Output, all_outputs
+from comfy_jobs.progress import Tracker
 from comfy_stack import variables as v
 from comfy_stack.env import add_flags
 from comfyctl.errors import (
@@ -35,7 +36,7 @@ from comfyctl.errors import (
     Unreachable,
 )
 from comfyctl.progress import NodeProgress
-from comfyctl.remote import MAX_JSON, Run, Server, expect, shown
+from comfyctl.remote import MAX_JSON, Run, Server, expect, is_number, shown
 from comfyctl.run_v2 import run_v2
 from comfyctl.saving import Budget, contained, save
 from comfyctl.workflow import Workflow, WorkflowError, parse_value, split_assignment
@@ -43,6 +44,8 @@ from comfyctl.workflow import Workflow, WorkflowError, parse_value, split_assign
 __all__ = ["BadAnswer", "NodeFailed", "Rejected", "Server", "TimedOut", "Unreachable", "WorkflowError"]
 
 DEFAULT_MAX_OUTPUT = 10 << 30
+# ComfyUI's messages whose shape the run depends on (the rest, a pack's own, pass by)
+TRACKED = ("progress", "executing", "executed", "execution_cached", "execution_error", "execution_success")
 SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]?)i?B?\s*$", re.I)
 
 
@@ -157,12 +160,20 @@ def message(msg: aiohttp.WSMessage) -> tuple[str | None, dict]:
     data = expect(data, dict, "a WebSocket message")
     kind = data.get("type")
     body = data.get("data", {})
-    if kind in ("progress", "executing", "executed", "execution_error", "execution_success"):
-        body = expect(body, dict, f"the WebSocket's {shown(kind)} message")
-    return kind, body if isinstance(body, dict) else {}
+    if kind not in TRACKED:
+        return kind, body if isinstance(body, dict) else {}  # a pack's own message: not ours to judge
+    body = expect(body, dict, f"the WebSocket's {shown(kind)} message")
+    if kind == "progress" and not (is_number(body.get("value")) and is_number(body.get("max"))):
+        raise BadAnswer(
+            f"a progress message with value {shown(repr(body.get('value')), 40)} of {shown(repr(body.get('max')), 40)}"
+        )
+    if kind == "execution_cached" and not isinstance(body.get("nodes") or [], list):
+        raise BadAnswer(f"an execution_cached message with nodes {shown(repr(body.get('nodes')), 40)}")
+    return kind, body
 
 
-async def follow(ws, prompt_id: str, bars: NodeProgress) -> None:
+async def follow(ws, prompt_id: str, bars: NodeProgress, tracker: Tracker) -> None:
+    """Until the prompt ends, its progress shown from the snapshot the v2 API would serve."""
     while True:
         msg = await ws.receive()
         if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
@@ -182,15 +193,8 @@ async def follow(ws, prompt_id: str, bars: NodeProgress) -> None:
             )
         if kind == "execution_interrupted":
             raise NodeFailed("the prompt was interrupted on the server")
-        if kind == "progress":
-            value, maximum = body.get("value"), body.get("max")
-            if not all(isinstance(n, (int, float)) and not isinstance(n, bool) for n in (value, maximum)):
-                raise BadAnswer(
-                    f"a progress message with value {shown(repr(value), 40)} of {shown(repr(maximum), 40)}"
-                )
-            bars.step(body.get("node"), value, maximum)
-        if kind == "executing" and body.get("node") is not None:
-            bars.executing(body["node"])
+        if kind in TRACKED and tracker.feed(kind, body):
+            bars.show(tracker.snapshot())
         if kind == "execution_success" or (
             kind == "executing" and body.get("node") is None and body.get("prompt_id") == prompt_id
         ):
@@ -283,7 +287,7 @@ async def run_native(args, wf: Workflow, run: Run) -> dict:
         )
     run.doing = f"waiting for prompt {prompt_id} (it may still be running on the server)"
     with NodeProgress(wf.prompt, enabled=not args.json) as bars:
-        await follow(ws, prompt_id, bars)
+        await follow(ws, prompt_id, bars, Tracker(wf.prompt))
     await ws.close()
     entry = await read_history(client, prompt_id)
     run.doing = "downloading the outputs"

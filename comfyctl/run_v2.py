@@ -20,7 +20,7 @@ import aiohttp
 
 from comfyctl.errors import BadAnswer, NodeFailed, Rejected, Unreachable
 from comfyctl.progress import NodeProgress
-from comfyctl.remote import Run, expect, read_json, shown, snippet
+from comfyctl.remote import Run, expect, is_number, read_json, shown, snippet
 from comfyctl.saving import contained, save
 from comfyctl.workflow import WorkflowError, split_assignment
 
@@ -118,17 +118,13 @@ def event_data(event: str, raw: str) -> dict:
     return expect(data, dict, f"the job's {shown(event)} event")
 
 
-def show_progress(bars: NodeProgress, data: dict) -> None:
-    node, step, steps = data.get("current_node"), data.get("step"), data.get("steps")
-    if not node:
-        return
-    bars.executing(shown(node, 40))
-    if steps:
-        if not all(isinstance(n, (int, float)) and not isinstance(n, bool) for n in (step or 0, steps)):
-            raise BadAnswer(
-                f"the job's progress has step {shown(repr(step), 40)} of {shown(repr(steps), 40)}"
-            )
-        bars.step(shown(node, 40), step, steps)
+def check_progress(data: dict) -> dict:
+    """A progress event's snapshot (comfy_jobs.progress builds it on the server), its step
+    counts checked: they go to the display."""
+    step, steps = data.get("step"), data.get("steps")
+    if not all(n is None or is_number(n) for n in (step, steps)):
+        raise BadAnswer(f"the job's progress has step {shown(repr(step), 40)} of {shown(repr(steps), 40)}")
+    return data
 
 
 async def follow(run: Run, job: dict, bars: NodeProgress) -> dict:
@@ -150,7 +146,7 @@ async def follow(run: Run, job: dict, bars: NodeProgress) -> dict:
                     elif line.startswith("data:") and event:
                         data = event_data(event, line[5:])
                         if event == "progress":
-                            show_progress(bars, data)
+                            bars.show(check_progress(data))
                         if event == "status" and data.get("status") in TERMINAL:
                             break
         except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):

@@ -100,6 +100,10 @@ async def test_contained_outputs_still_land_in_out(tmp_path, aiohttp_server):
             job_outputs=[{"node_id": "4", "name": "b.png", "url": "/asset"}],
         )
     )
+    server.app[STATE]["answers"]["ws"] = [  # a pack's own message, then ComfyUI's end of the run
+        json.dumps({"type": "crystools.monitor", "data": [1, 2]}),
+        json.dumps({"type": "execution_success", "data": {}}),
+    ]
     native = await runmod.run(args(tmp_path, server))
     assert sorted(native["outputs"]) == sorted(
         [str(tmp_path / "out/sub/dir/a.png"), str(tmp_path / "out/10_text_0.txt")]
@@ -161,6 +165,8 @@ NATIVE_MALFORMED = {
     "progress value is a string": {
         "ws": [json.dumps({"type": "progress", "data": {"value": "a", "max": 2, "node": "1"}})]
     },
+    "progress is NaN": {"ws": ['{"type": "progress", "data": {"value": NaN, "max": 2, "node": "1"}}']},
+    "cached nodes is a number": {"ws": [json.dumps({"type": "execution_cached", "data": {"nodes": 5}})]},
     "message is not json": {"ws": ["{nope"]},
     "message is a list": {"ws": ["[1]"]},
 }
@@ -181,6 +187,9 @@ V2_MALFORMED = {
     },
     "event is not json": {"events": ["event: progress", "data: {nope", ""]},
     "progress is a string": {"events": ["event: progress", 'data: "half"', ""]},
+    "progress steps are not finite": {
+        "events": ["event: progress", 'data: {"current_node": "3", "step": 1, "steps": Infinity}', ""]
+    },
     "progress steps are words": {
         "events": ["event: progress", 'data: {"current_node": "3", "step": "a", "steps": "b"}', ""]
     },
