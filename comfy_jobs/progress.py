@@ -1,13 +1,33 @@
-"""The contract's progress snapshot, computed from ComfyUI's WebSocket messages: node
-counts plus the sampler steps of the node running now."""
+"""The contract's progress snapshot, built here and nowhere else: computed from ComfyUI's
+WebSocket messages (Tracker: node counts plus the sampler steps of the node running now),
+before a run (`initial`), while it waits (`waiting`) and once it is done (`done`). The
+worker stores it, the v2 API serves it, `comfyctl run` shows it (both modes)."""
 
 from __future__ import annotations
+
+
+def nodes_total(workflow: dict) -> int:
+    return max(len(workflow), 1)
+
+
+def initial(workflow: dict) -> dict:
+    return {"value": 0.0, "nodes_done": 0, "nodes_total": nodes_total(workflow)}
+
+
+def waiting(previous: dict | None, workflow: dict, message: str | None) -> dict:
+    """The last snapshot (or the initial one) with a message saying what the run waits for."""
+    return {**(previous or initial(workflow)), "message": message}
+
+
+def done(previous: dict | None, workflow: dict) -> dict:
+    n = nodes_total(workflow)
+    return {**(previous or {}), "value": 1.0, "nodes_done": n, "nodes_total": n, "message": None}
 
 
 class Tracker:
     def __init__(self, workflow: dict):
         self.workflow = workflow
-        self.total = max(len(workflow), 1)
+        self.total = nodes_total(workflow)
         self.done: set[str] = set()
         self.current: str | None = None
         self.step: int | None = None

@@ -24,6 +24,7 @@ import uuid
 
 import aiohttp
 
+from comfy_jobs import progress
 from comfy_jobs.comfy import ComfyUI, Located, Rejected, Unreachable, rejected_error
 from comfy_jobs.model import CANCELED, FAILED, SUCCEEDED, Job
 from comfy_jobs.outputs import MissingInput, pending
@@ -318,13 +319,7 @@ class Worker(Presence):
         snap = (
             tracker.snapshot(message)
             if tracker
-            else {
-                **(
-                    held.job.progress
-                    or {"value": 0.0, "nodes_done": 0, "nodes_total": max(len(held.job.workflow), 1)}
-                ),
-                "message": message,
-            }
+            else progress.waiting(held.job.progress, held.job.workflow, message)
         )
         held.job.progress = snap
         await self.ledger.set_progress(held.job.id, self.id, snap)
@@ -389,8 +384,7 @@ class Worker(Presence):
 
     @staticmethod
     def _done(held: Held) -> dict:
-        n = max(len(held.job.workflow), 1)
-        return {**(held.job.progress or {}), "value": 1.0, "nodes_done": n, "nodes_total": n, "message": None}
+        return progress.done(held.job.progress, held.job.workflow)
 
     async def _finish(
         self,

@@ -45,6 +45,13 @@ class ProblemsFound(ComfyctlError):
     exit_code = 9
 
 
+class BadAnswer(ComfyctlError):
+    """The server answered something `comfyctl run` refuses to use: not what ComfyUI or the
+    v2 API sends, an output path outside --out, or more bytes than --max-output-bytes."""
+
+    exit_code = 10
+
+
 EXIT_CODES = {
     0: "success",
     ComfyctlError.exit_code: "unexpected error (a bug: please report it with the log)",
@@ -53,10 +60,12 @@ EXIT_CODES = {
     Rejected.exit_code: "`run`: the server rejected the prompt (ComfyUI's node errors are printed)",
     NodeFailed.exit_code: "`run`: a node failed while running (`execution_error`), or the prompt was "
     "interrupted",
-    TimedOut.exit_code: "`run`: no result within `--timeout`",
+    TimedOut.exit_code: "`run`: the run, downloads included, did not finish within `--timeout`",
     Unreachable.exit_code: "`run`: the server cannot be reached or refused the credentials",
     SyncFailed.exit_code: "`serve` (with `MODEL_SYNC_MODE=block`) or `sync`: the model sync failed (its "
     "own exit code and message precede)",
     MissingProgram.exit_code: "`serve`: a required program is missing (supervisord)",
     ProblemsFound.exit_code: "`doctor`: something is misconfigured (each problem is listed)",
+    BadAnswer.exit_code: "`run`: the server's answer was refused: malformed, an output path outside "
+    "`--out`, or outputs over `--max-output-bytes` (nothing is written outside `--out`)",
 }

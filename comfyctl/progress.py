@@ -1,7 +1,9 @@
-"""`comfyctl run`'s progress display: a bar per node, fed by ComfyUI's WebSocket messages.
+"""`comfyctl run`'s progress display: a bar per node, fed by progress snapshots (the v2
+API's, or in native mode the same snapshot built from ComfyUI's WebSocket messages by
+comfy_jobs.progress.Tracker: one builder for both).
 
-A node gets its bar when ComfyUI starts executing it (`executing`), and the bar fills as
-the node reports `progress` (sampler steps, decoded frames). A node that reports none is
+A node gets its bar when ComfyUI starts executing it, and the bar fills as the node
+reports steps (sampler steps, decoded frames). A node that reports none is
 shown complete once the next one starts. On a terminal the bars update live (rich); in a
 log the final state is printed once, at the end.
 """
@@ -10,6 +12,8 @@ from __future__ import annotations
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from comfyctl.remote import shown
 
 
 class NodeProgress:
@@ -52,6 +56,16 @@ class NodeProgress:
             return
         task = self.progress.tasks[self.tasks[node]]
         self.progress.update(self.tasks[node], total=task.total or 1, completed=task.total or 1)
+
+    def show(self, snapshot: dict) -> None:
+        """One progress snapshot: the node running now and its steps."""
+        node = snapshot.get("current_node")
+        if not node:
+            return
+        node = shown(node, 40)  # the server's word, on a terminal
+        self.executing(node)
+        if snapshot.get("steps"):
+            self.step(node, snapshot.get("step") or 0, snapshot["steps"])
 
     def executing(self, node) -> None:
         if not self.progress or node is None:

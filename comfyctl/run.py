@@ -1,8 +1,11 @@
 """`comfyctl run`: run a workflow on a ComfyUI server (bare, or through the login proxy)
 and download its outputs; `--v2` runs it through the Comfy API v2 instead (run_v2.py).
 
-Its exit codes (2 a bad argument or a --set/--param/--input naming nothing in the workflow,
-3 to 6 the prompt's fate) are those of every comfyctl command: comfyctl/errors.py.
+The whole run, downloads included, is bounded by --timeout, and what it writes by
+--max-output-bytes, inside --out only (comfyctl/saving.py): nothing a server sends can
+hold it longer, fill the disk or write elsewhere. Its exit codes (2 a bad argument or a
+--set/--param/--input naming nothing in the workflow, 3 to 6 the prompt's fate, 10 an
+answer refused) are those of every comfyctl command: comfyctl/errors.py.
 """
 
 from __future__ import annotations
@@ -11,21 +14,47 @@ import argparse
 import asyncio
 import json
 import mimetypes
+import re
 import sys
-import time
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from contextlib import contextmanager
 from pathlib import Path
 
 import aiohttp
 
+from comfy_jobs import comfy
+from comfy_jobs.outputs import MalformedOutputs, Output, all_outputs
+from comfy_jobs.progress import Tracker
 from comfy_stack import variables as v
-from comfy_stack.env import Env, add_flags
-from comfy_stack.files import SHARED, atomic_writer
-from comfyctl.errors import ComfyctlError, NodeFailed, Rejected, TimedOut, Unreachable
+from comfy_stack.env import add_flags
+from comfyctl.errors import (
+    BadAnswer,
+    ComfyctlError,
+    NodeFailed,
+    Rejected,
+    TimedOut,
+    Unreachable,
+)
 from comfyctl.progress import NodeProgress
+from comfyctl.remote import MAX_JSON, Run, Server, expect, is_number, shown
+from comfyctl.run_v2 import run_v2
+from comfyctl.saving import Budget, contained, save
 from comfyctl.workflow import Workflow, WorkflowError, parse_value, split_assignment
+
+__all__ = ["BadAnswer", "NodeFailed", "Rejected", "Server", "TimedOut", "Unreachable", "WorkflowError"]
+
+DEFAULT_MAX_OUTPUT = 10 << 30
+# ComfyUI's messages whose shape the run depends on (the rest, a pack's own, pass by)
+TRACKED = ("progress", "executing", "executed", "execution_cached", "execution_error", "execution_success")
+SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]?)i?B?\s*$", re.I)
+
+
+def size(text: str) -> int:
+    """A byte count: `123`, `500M`, `10G` (powers of 1024)."""
+    m = SIZE.match(text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size (a number of bytes, or with K, M, G, T)")
+    return int(m.group(1)) << (10 * " KMGT".index((m.group(2) or " ").upper()))
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -44,7 +73,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("outputs"), help="where outputs go (default ./outputs)")
     p.add_argument("--json", action="store_true", help="print a JSON summary instead of paths")
     p.add_argument(
-        "--timeout", type=float, default=3600, help="seconds to wait for the result (default 3600)"
+        "--timeout",
+        type=float,
+        default=3600,
+        help="seconds the whole run may take, downloads included (default 3600)",
+    )
+    p.add_argument(
+        "--max-output-bytes",
+        type=size,
+        default=DEFAULT_MAX_OUTPUT,
+        metavar="SIZE",
+        help="the most the run's outputs may weigh together, e.g. 500M or 20G (default 10G)",
     )
     p.add_argument(
         "--v2",
@@ -53,167 +92,166 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-@dataclass(frozen=True)
-class Server:
-    """Where to send the workflow and how to sign in: each from its flag, else its variable."""
-
-    url: str
-    token: str = field(default="", repr=False)
-    user: str = ""
-    password: str = field(default="", repr=False)
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Server:
-        env = Env(environ, error=WorkflowError)
-        return cls(
-            env.get(v.COMFY_SERVER, args.server),
-            env.get(v.COMFY_TOKEN, args.token),
-            env.get(v.COMFY_USER, args.user),
-            env.get(v.COMFY_PASSWORD, args.password),
-        )
-
-    def auth_headers(self) -> dict[str, str]:
-        if self.token:
-            return {"Authorization": f"Bearer {self.token}"}
-        if self.user:
-            return {"Authorization": aiohttp.BasicAuth(self.user, self.password).encode()}
-        return {}
-
-
-async def check(resp: aiohttp.ClientResponse, what: str) -> None:
-    if resp.status in (401, 403):
-        detail = (await resp.text())[:300]
-        raise Unreachable(
-            f"{what}: the server refused the credentials ({resp.status}): {detail}; "
-            "pass --token or --user/--password"
-        )
-    if resp.status >= 400 and resp.status != 400:
-        raise Unreachable(f"{what}: HTTP {resp.status}: {(await resp.text())[:300]}")
-
-
-async def upload(session, base: str, path: Path) -> str:
-    """Images, audio and video alike go to /upload/image in the form field `image`, as
-    ComfyUI's frontend uploads them; the file is streamed, not read into memory."""
+@contextmanager
+def answered(what: str, server: str):
+    """The ComfyUI client's errors (comfy_jobs.comfy, shared with the v2 worker) as
+    comfyctl's typed errors, each with its exit code."""
     try:
-        f = open(path, "rb")
+        yield
+    except comfy.Rejected as exc:
+        raise Rejected(describe_node_errors(exc.body)) from None
+    except comfy.Malformed as exc:
+        raise BadAnswer(f"{what}: {shown(exc)}; is --server a ComfyUI?") from None
+    except comfy.FileGone as exc:
+        raise Unreachable(f"{what}: the server has no {shown(exc)} (HTTP 404)") from None
+    except comfy.Unreachable as exc:
+        if exc.status in (401, 403):
+            raise Unreachable(
+                f"{what}: the server refused the credentials ({exc.status}); pass --token or --user/--password"
+            ) from None
+        if exc.status == 400:
+            raise Rejected(f"{what}: refused (HTTP 400)") from None
+        raise Unreachable(
+            f"{what}: {shown(exc)}" if exc.sent else f"cannot reach {server}: {shown(exc)}"
+        ) from None
+
+
+async def upload(client: comfy.ComfyUI, path: Path) -> str:
+    """Images, audio and video alike go to /upload/image in the form field `image`, as
+    ComfyUI's frontend uploads them; the file is streamed, not read into memory. No
+    overwrite: a different file of that name stays, and the server names this one anew."""
+    if not path.is_file():
+        raise WorkflowError(f"--input {path}: cannot read it (no such file)")
+    ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    try:
+        with answered(f"uploading {path}", client.base):
+            return await client.upload_input(path.name, path, overwrite=False, content_type=ctype)
     except OSError as exc:
         raise WorkflowError(f"--input {path}: cannot read it ({exc.strerror})") from None
-    with f:
-        form = aiohttp.FormData()
-        form.add_field(
-            "image",
-            f,
-            filename=path.name,
-            content_type=mimetypes.guess_type(path.name)[0] or "application/octet-stream",
-        )
-        async with session.post(base + "/upload/image", data=form) as r:
-            await check(r, "upload")
-            if r.status != 200:
-                raise Rejected(f"upload of {path} refused: {await r.text()}")
-            body = await r.json()
-    return f"{body['subfolder']}/{body['name']}" if body.get("subfolder") else body["name"]
 
 
 def describe_node_errors(body: dict) -> str:
-    lines = [body.get("error", {}).get("message", "prompt rejected")]
-    for node, err in (body.get("node_errors") or {}).items():
-        for e in err.get("errors", []):
-            lines.append(
-                f"  node {node} ({err.get('class_type')}): {e.get('message')} {e.get('details', '')}".rstrip()
-            )
+    err = body.get("error")
+    lines = [
+        shown(err.get("message", "prompt rejected") if isinstance(err, dict) else err or "prompt rejected")
+    ]
+    node_errors = body.get("node_errors")
+    for node, e in (node_errors if isinstance(node_errors, dict) else {}).items():
+        errors = e.get("errors") if isinstance(e, dict) else None
+        for x in errors if isinstance(errors, list) else []:
+            if isinstance(x, dict):
+                lines.append(
+                    shown(
+                        f"  node {node} ({e.get('class_type')}): {x.get('message')} {x.get('details', '')}",
+                        2000,
+                    ).rstrip()
+                )
     return "\n".join(lines)
 
 
-async def follow(ws, prompt_id: str, bars: NodeProgress, deadline: float) -> None:
+def message(msg: aiohttp.WSMessage) -> tuple[str | None, dict]:
+    """(type, data) of one of ComfyUI's text messages; what cannot be one is BadAnswer."""
+    try:
+        data = json.loads(msg.data)
+    except ValueError:
+        raise BadAnswer(
+            f"the WebSocket sent {shown(repr(msg.data[:80]))}, not JSON; is --server a ComfyUI?"
+        ) from None
+    data = expect(data, dict, "a WebSocket message")
+    kind = data.get("type")
+    body = data.get("data", {})
+    if kind not in TRACKED:
+        return kind, body if isinstance(body, dict) else {}  # a pack's own message: not ours to judge
+    body = expect(body, dict, f"the WebSocket's {shown(kind)} message")
+    if kind == "progress" and not (is_number(body.get("value")) and is_number(body.get("max"))):
+        raise BadAnswer(
+            f"a progress message with value {shown(repr(body.get('value')), 40)} of {shown(repr(body.get('max')), 40)}"
+        )
+    if kind == "execution_cached" and not isinstance(body.get("nodes") or [], list):
+        raise BadAnswer(f"an execution_cached message with nodes {shown(repr(body.get('nodes')), 40)}")
+    return kind, body
+
+
+async def follow(ws, prompt_id: str, bars: NodeProgress, tracker: Tracker) -> None:
+    """Until the prompt ends, its progress shown from the snapshot the v2 API would serve."""
     while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimedOut(f"no result within the timeout; prompt {prompt_id} may still be running")
-        try:
-            msg = await asyncio.wait_for(ws.receive(), left)
-        except asyncio.TimeoutError:
-            raise TimedOut(f"no result within the timeout; prompt {prompt_id} may still be running") from None
+        msg = await ws.receive()
         if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
             raise Unreachable("the server closed the WebSocket before the prompt finished")
         if msg.type != aiohttp.WSMsgType.TEXT:
             continue  # binary preview frames
-        data = json.loads(msg.data)
-        kind, body = data.get("type"), data.get("data", {})
+        kind, body = message(msg)
         if body.get("prompt_id") not in (None, prompt_id):
             continue
         if kind == "execution_error":
             raise NodeFailed(
-                f"node {body.get('node_id')} ({body.get('node_type')}) failed: "
-                f"{body.get('exception_type', '')}: {body.get('exception_message', '').strip()}"
+                shown(
+                    f"node {body.get('node_id')} ({body.get('node_type')}) failed: "
+                    f"{body.get('exception_type', '')}: {str(body.get('exception_message', '')).strip()}",
+                    2000,
+                )
             )
         if kind == "execution_interrupted":
             raise NodeFailed("the prompt was interrupted on the server")
-        if kind == "progress":
-            bars.step(body.get("node"), body.get("value"), body.get("max"))
-        if kind == "executing" and body.get("node") is not None:
-            bars.executing(body["node"])
+        if kind in TRACKED and tracker.feed(kind, body):
+            bars.show(tracker.snapshot())
         if kind == "execution_success" or (
             kind == "executing" and body.get("node") is None and body.get("prompt_id") == prompt_id
         ):
             return
 
 
-async def read_history(session, base: str, prompt_id: str, deadline: float) -> dict:
+async def read_history(client: comfy.ComfyUI, prompt_id: str) -> dict:
     """The prompt's history entry. ComfyUI sends execution_success before it records the
     history (the final `executing` with node null comes after), so a client that reads at
-    once can find nothing yet: ask again until the entry is there."""
+    once can find nothing yet: ask again until the entry is there (--timeout bounds it)."""
     while True:
-        async with session.get(f"{base}/history/{prompt_id}") as r:
-            await check(r, "reading the result")
-            entry = (await r.json()).get(prompt_id)
+        with answered("reading the result", client.base):
+            history = expect(await client.history(prompt_id), dict, "reading the result")
+        entry = history.get(prompt_id)
         if entry is not None:
-            return entry
-        if time.monotonic() >= deadline:
-            raise TimedOut(f"prompt {prompt_id} finished but its history never appeared on the server")
+            return expect(entry, dict, f"the history of prompt {prompt_id}")
         await asyncio.sleep(0.1)
 
 
-MESH_SUFFIXES = (".glb", ".gltf", ".obj", ".ply", ".stl", ".fbx", ".3mf", ".dae", ".usdz")
+def plan_outputs(outputs, out_dir: Path) -> list[tuple[Output, Path]]:
+    """Where each output of the run goes (comfy_jobs.outputs reads them, as the v2 worker
+    does): files keep their subfolders, texts become <node>_text_<i>.txt. Planned whole
+    before anything is downloaded, so a path the server names outside --out stops the run
+    with nothing written."""
+    try:
+        found = all_outputs(outputs)
+    except MalformedOutputs as exc:
+        raise BadAnswer(f"reading the result: {shown(exc)}; is --server a ComfyUI?") from None
+    plan: dict[Path, Output] = {}
+    for out in found:
+        parts = (out.name,) if out.text is not None else (out.subfolder, out.name)
+        # two nodes may name one file (a SaveGLB's mesh that a Preview3D shows): fetched once
+        plan.setdefault(contained(out_dir, *parts), out)
+    return [(out, target) for target, out in plan.items()]
 
 
-def output_files(outputs: dict) -> list[dict]:
-    """The files a prompt's history names: {"filename", "subfolder", "type"} entries under
-    any key (images, gifs, videos, audio, 3d), plus the bare output-relative mesh paths
-    that Preview3D reports as {"result": [path, camera]} (how the Hunyuan3D pack's exported
-    meshes show up)."""
-    files = []
-    for node_output in outputs.values():
-        for key, items in node_output.items():
-            if not isinstance(items, list):
-                continue
-            for item in items:
-                if isinstance(item, dict) and "filename" in item:
-                    files.append(item)
-                elif key == "result" and isinstance(item, str) and item.lower().endswith(MESH_SUFFIXES):
-                    sub, _, name = item.replace("\\", "/").rpartition("/")
-                    files.append({"filename": name, "subfolder": sub, "type": "output"})
-    return files
+async def _one(data: bytes):
+    yield data
 
 
-async def download_outputs(session, base: str, outputs: dict, out_dir: Path) -> list[Path]:
+async def download_outputs(client: comfy.ComfyUI, run: Run, outputs, out_dir: Path) -> list[Path]:
     paths: list[Path] = []
-    for item in output_files(outputs):
-        sub = item.get("subfolder", "")
-        target = out_dir / sub / item["filename"]
-        if out_dir.resolve() not in target.resolve().parents:
-            continue  # a name that would escape --out
-        target.parent.mkdir(parents=True, exist_ok=True)
-        params = {"filename": item["filename"], "subfolder": sub, "type": item.get("type", "output")}
-        async with session.get(base + "/view", params=params) as r:
-            await check(r, "download")
-            with atomic_writer(target, mode=SHARED) as f:
-                async for chunk in r.content.iter_chunked(1 << 20):
-                    f.write(chunk)
+    for out, target in plan_outputs(outputs, out_dir):
+        if out.text is not None:
+            await save(_one(out.text.encode()), target, run.budget, f"the text of node {shown(out.node_id)}")
+        else:
+            run.doing = f"downloading {shown(out.name)}"
+            with answered(run.doing, client.base):
+                async with client.view(out.name, out.subfolder, out.folder_type) as r:
+                    await save(r.content.iter_chunked(1 << 20), target, run.budget, run.doing)
         paths.append(target)
     return paths
 
 
-async def run(args) -> dict:
+def prepare(args) -> Workflow:
+    """The workflow with --set and --param applied, every --input target checked: all
+    before anything is sent."""
     wf = Workflow.load(args.workflow)
     for flag, items in (("--set", args.set), ("--param", args.param)):
         for item in items:
@@ -226,40 +264,61 @@ async def run(args) -> dict:
             wf.set(key, parse_value(value))
     for item in args.input:
         wf.target(split_assignment(item, "--input")[0])  # fail before uploading anything
-    server = Server.from_args(args)
-    base = server.url
-    client_id = uuid.uuid4().hex
-    deadline = time.monotonic() + args.timeout
-    try:
-        async with aiohttp.ClientSession(headers=server.auth_headers()) as session:
-            if args.v2:
-                from comfyctl.run_v2 import run_v2
+    return wf
 
-                return await run_v2(args, wf, session, base, deadline)
-            for item in args.input:
-                key, file = split_assignment(item, "--input")
-                wf.set(key, await upload(session, base, Path(file)))
-            ws = await session.ws_connect(base.replace("http", "ws", 1) + f"/ws?clientId={client_id}")
-            async with session.post(
-                base + "/prompt", json={"prompt": wf.prompt, "client_id": client_id}
-            ) as r:
-                await check(r, "queueing the prompt")
-                body = await r.json()
-                if r.status == 400 or body.get("node_errors"):
-                    raise Rejected(describe_node_errors(body))
-            prompt_id = body["prompt_id"]
-            with NodeProgress(wf.prompt, enabled=not args.json) as bars:
-                await follow(ws, prompt_id, bars, deadline)
-            await ws.close()
-            entry = await read_history(session, base, prompt_id, deadline)
-            paths = await download_outputs(session, base, entry.get("outputs", {}), args.out)
+
+async def run_native(args, wf: Workflow, run: Run) -> dict:
+    client = comfy.ComfyUI(run.server.url, run.session, run.auth, max_json=MAX_JSON, max_msg_size=MAX_JSON)
+    for item in args.input:
+        key, file = split_assignment(item, "--input")
+        run.doing = f"uploading {file}"
+        wf.set(key, await upload(client, Path(file)))
+    client_id, prompt_id = uuid.uuid4().hex, str(uuid.uuid4())
+    run.doing = "connecting to the WebSocket"
+    ws = await client.websocket(client_id)
+    run.doing = "queueing the prompt"
+    with answered("queueing the prompt", client.base):
+        body = expect(await client.submit(prompt_id, wf.prompt, client_id, None), dict, "queueing the prompt")
+    if body.get("node_errors"):
+        raise Rejected(describe_node_errors(body))
+    if body.get("prompt_id", prompt_id) != prompt_id:
+        raise BadAnswer(
+            f"queueing the prompt: the server named it {shown(repr(body['prompt_id']), 60)}, not {prompt_id}"
+        )
+    run.doing = f"waiting for prompt {prompt_id} (it may still be running on the server)"
+    with NodeProgress(wf.prompt, enabled=not args.json) as bars:
+        await follow(ws, prompt_id, bars, Tracker(wf.prompt))
+    await ws.close()
+    entry = await read_history(client, prompt_id)
+    run.doing = "downloading the outputs"
+    paths = await download_outputs(client, run, entry.get("outputs", {}), args.out)
+    return {"prompt_id": prompt_id, "outputs": [str(p) for p in paths]}
+
+
+async def _run(args, wf: Workflow, run: Run) -> dict:
+    # No timeout of aiohttp's own: --timeout bounds the whole run (run() below), and its
+    # default 5 minutes would end a long download or job with a bare TimeoutError.
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=30)
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as run.session:
+            return await (run_v2(args, wf, run) if args.v2 else run_native(args, wf, run))
     except aiohttp.WSServerHandshakeError as exc:
         raise Unreachable(
-            f"{base}/ws refused the connection ({exc.status}); check the URL and credentials"
+            f"{run.server.url}/ws refused the connection ({exc.status}); check the URL and credentials"
         ) from None
     except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError) as exc:
-        raise Unreachable(f"cannot reach {base}: {exc}") from None
-    return {"prompt_id": prompt_id, "outputs": [str(p) for p in paths]}
+        raise Unreachable(f"cannot reach {run.server.url}: {shown(exc)}") from None
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        raise Unreachable(f"{run.doing}: the connection failed ({type(exc).__name__} {shown(exc)})") from None
+
+
+async def run(args) -> dict:
+    wf = prepare(args)
+    state = Run(Server.from_args(args), Budget(args.max_output_bytes))
+    try:
+        return await asyncio.wait_for(_run(args, wf, state), args.timeout)
+    except asyncio.TimeoutError:
+        raise TimedOut(f"not finished within --timeout {args.timeout:g} s, while {state.doing}") from None
 
 
 def main(args: argparse.Namespace) -> int:

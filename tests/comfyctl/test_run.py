@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from comfy_jobs.outputs import all_outputs
 from comfyctl import run as runmod
 from tests.support import REPO, fake_comfyui, python_env
 from tests.support.comfyctl import run_args as args
@@ -146,11 +147,13 @@ async def test_downloads_meshes_from_saveglb_and_preview3d(tmp_path, upstream):
 
 
 def test_output_files_ignores_what_is_not_a_file():
+    """A text naming a mesh is a text, not a file to fetch (comfy_jobs.outputs reads both)."""
     outputs = {
         "9": {"result": ["", None], "text": ["notes.glb"]},
         "10": {"result": ["sub\\dir\\m.OBJ", None]},
     }
-    assert runmod.output_files(outputs) == [{"filename": "m.OBJ", "subfolder": "sub/dir", "type": "output"}]
+    files = [o.view_params() for o in all_outputs(outputs) if o.text is None]
+    assert files == [{"filename": "m.OBJ", "subfolder": "sub/dir", "type": "output"}]
 
 
 def test_cli_exit_codes(tmp_path):

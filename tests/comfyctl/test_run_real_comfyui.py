@@ -86,3 +86,130 @@ async def test_audio_input_through_the_proxy(comfy, tmp_path, proxy_for):
     (out,) = [Path(p) for p in result["outputs"]]
     assert out.suffix == ".flac" and out.read_bytes().startswith(b"fLaC")
     assert (comfy.data / "input" / "speech (1).wav").read_bytes() == speech.read_bytes()
+
+
+def _frames(n: int = 2) -> dict:
+    return {
+        "class_type": "EmptyImage",
+        "inputs": {"width": 16, "height": 16, "batch_size": n, "color": 3368601},
+    }
+
+
+# Each kind of output a core node produces, as the real nodes take their inputs: (graph, the
+# node whose output it is, how its file begins). SaveGLB needs a mesh that only a model
+# makes (VAEDecodeHunyuan3D), so meshes are Preview3D's here.
+REAL_KINDS = {
+    "image": (
+        {
+            "1": _frames(1),
+            "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "kinds/i"}},
+        },
+        "2",
+        lambda b: b.startswith(b"\x89PNG"),
+    ),
+    "animated-webp": (
+        {
+            "1": _frames(),
+            "2": {
+                "class_type": "SaveAnimatedWEBP",
+                "inputs": {
+                    "images": ["1", 0],
+                    "filename_prefix": "kinds/webp",
+                    "fps": 6.0,
+                    "lossless": True,
+                    "quality": 80,
+                    "method": "default",
+                },
+            },
+        },
+        "2",
+        lambda b: b[:4] == b"RIFF" and b[8:12] == b"WEBP",
+    ),
+    "animated-png": (
+        {
+            "1": _frames(),
+            "2": {
+                "class_type": "SaveAnimatedPNG",
+                "inputs": {
+                    "images": ["1", 0],
+                    "filename_prefix": "kinds/apng",
+                    "fps": 6.0,
+                    "compress_level": 4,
+                },
+            },
+        },
+        "2",
+        lambda b: b.startswith(b"\x89PNG"),
+    ),
+    "video": (
+        {
+            "1": _frames(4),
+            "2": {"class_type": "CreateVideo", "inputs": {"images": ["1", 0], "fps": 8.0}},
+            "3": {
+                "class_type": "SaveVideo",
+                "inputs": {
+                    "video": ["2", 0],
+                    "filename_prefix": "video/kinds",
+                    "format": "auto",
+                    "codec": "auto",
+                },
+            },
+        },
+        "3",
+        lambda b: b[4:8] == b"ftyp",
+    ),
+    "audio": (
+        {
+            "1": {"class_type": "LoadAudio", "inputs": {"audio": "kinds.wav"}},
+            "2": {"class_type": "SaveAudio", "inputs": {"audio": ["1", 0], "filename_prefix": "audio/kinds"}},
+        },
+        "2",
+        lambda b: b.startswith(b"fLaC"),
+    ),
+    "mesh-preview3d": (
+        {"1": {"class_type": "Preview3D", "inputs": {"model_file": "3D/kinds_cube.glb"}}},
+        "1",
+        lambda b: b.startswith(b"glTF"),
+    ),
+    "text": (
+        {
+            "1": {"class_type": "PrimitiveString", "inputs": {"value": "a paper boat"}},
+            "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}},
+        },
+        "2",
+        lambda b: b == b"a paper boat",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", REAL_KINDS, ids=list(REAL_KINDS))
+async def test_each_kind_from_core_nodes_in_both_modes(comfy, tmp_path, proxy_for, kind):
+    """The shapes the stand-in reproduces, from the real nodes: comfyctl run downloads the
+    output, and the v2 job (its worker reads the history with the same parser) delivers it."""
+    import json
+
+    from comfy_jobs.settings import JobSettings
+    from tests.support.fake_comfyui import TINY_GLB, tiny_wav
+
+    graph, node, looks_right = REAL_KINDS[kind]
+    (comfy.data / "input" / "kinds.wav").write_bytes(tiny_wav(0.25))
+    (comfy.data / "output" / "3D").mkdir(exist_ok=True)
+    (comfy.data / "output" / "3D" / "kinds_cube.glb").write_bytes(TINY_GLB)
+    path = tmp_path / "wf.json"
+    path.write_text(json.dumps({"prompt": graph, "params": {}}))
+
+    native = await runmod.run(args(tmp_path / "native", comfy.url, workflow=path))
+    (got,) = [Path(p) for p in native["outputs"]]
+    assert looks_right(got.read_bytes()), got
+    rel = got.relative_to(tmp_path / "native" / "out")
+    if kind != "text":
+        assert got.read_bytes() == (comfy.data / "output" / rel).read_bytes()
+
+    proxy = await proxy_for(
+        comfy.url, jobs=JobSettings(jobs_dir=tmp_path / "jobs", lease_s=5, worker_id="optin")
+    )
+    v2 = await runmod.run(
+        args(tmp_path / "v2", proxy.origin, workflow=path, token=proxy.token, v2=True, timeout=120)
+    )
+    (delivered,) = [Path(p) for p in v2["outputs"]]
+    assert delivered.parent == tmp_path / "v2" / "out" / node and looks_right(delivered.read_bytes())

@@ -40,9 +40,22 @@ KNOWN_CLASSES = {
     "Preview3D",
     "Hy3D21ExportMesh",
     "CheckpointLoaderSimple",
+    "SaveVideo",
+    "SaveAnimatedWEBP",
+    "SaveAnimatedPNG",
+    "VHS_VideoCombine",
+    "SaveAudio",
+    "PreviewAny",
+    "PrimitiveString",
 }
 # A minimal binary glTF header (magic, version 2, total length): enough to be a .glb file.
 TINY_GLB = b"glTF" + struct.pack("<II", 2, 12)
+# The first box of an MP4 file (ftyp, brand isom): what a player sniffs.
+TINY_MP4 = struct.pack(">I", 16) + b"ftypisom" + struct.pack(">I", 512)
+# A RIFF/WEBP header: what SaveAnimatedWEBP's files start with.
+TINY_WEBP = b"RIFF" + struct.pack("<I", 4) + b"WEBP"
+# A FLAC stream marker: what SaveAudio's default format starts with.
+TINY_FLAC = b"fLaC" + bytes(34)
 STATE = web.AppKey("state", dict)
 # GET routes of ComfyUI-Manager (the pinned pack's manager_server.py) that change state.
 MANAGER_GET_ACTIONS = (
@@ -127,35 +140,70 @@ async def broadcast(state: dict, msg: dict | bytes, client_id: str | None = None
             await ws.send_str(json.dumps(msg))
 
 
-def save_output(state: dict, node: dict, suffix: str, data: bytes) -> tuple[str, str]:
+def save_output(state: dict, node: dict, suffix: str, data: bytes, tail: str = "_") -> tuple[str, str]:
+    """Write a file as ComfyUI's savers name it: `{prefix}_{counter:05}_.ext` (core), or
+    `{prefix}_{counter:05}.ext` with tail="" (VideoHelperSuite)."""
     prefix = node.get("inputs", {}).get("filename_prefix", "ComfyUI")
     sub, _, stem = str(prefix).rpartition("/")
     folder = state["output"] / sub
     folder.mkdir(parents=True, exist_ok=True)
-    name = f"{stem}_{len(list(folder.glob(stem + '_*'))) + 1:05d}_{suffix}"
+    name = f"{stem}_{len(list(folder.glob(stem + '_*'))) + 1:05d}{tail}{suffix}"
     (folder / name).write_bytes(data)
     return sub, name
 
 
+def saved(sub: str, name: str) -> dict:
+    """ComfyUI's entry for a saved file (comfy_api's SavedResult)."""
+    return {"filename": name, "subfolder": sub, "type": "output"}
+
+
 def node_output(state: dict, node: dict, values: dict):
-    """What a node leaves behind, shaped as in ComfyUI: a history/`executed` output dict
-    for output nodes (SaveImage's "images", SaveGLB's "3d", Preview3D's bare "result"),
-    the relative path string that the Hunyuan3D pack's exporter returns, else None."""
-    cls = node["class_type"]
+    """What a node leaves behind, shaped as in ComfyUI's and the packs' code: a history /
+    `executed` output dict for output nodes, the string that a node returning one hands on
+    (the Hunyuan3D pack's exporter, PrimitiveString), else None."""
+    cls, inputs = node["class_type"], node.get("inputs", {})
+
+    def linked(name: str, default=""):
+        value = inputs.get(name, default)
+        return values.get(str(value[0]), default) if isinstance(value, list) else value
+
     if cls == "SaveImage":
-        sub, name = save_output(state, node, ".png", tiny_png())
-        return {"images": [{"filename": name, "subfolder": sub, "type": "output"}]}
-    if cls == "SaveGLB":
-        sub, name = save_output(state, node, ".glb", TINY_GLB)
-        return {"3d": [{"filename": name, "subfolder": sub, "type": "output"}]}
+        return {"images": [saved(*save_output(state, node, ".png", tiny_png()))]}
+    if cls == "SaveAnimatedWEBP":  # comfy_extras/nodes_images.py: "animated" is frames != 1
+        return {"images": [saved(*save_output(state, node, ".webp", TINY_WEBP))], "animated": [True]}
+    if cls == "SaveAnimatedPNG":
+        return {"images": [saved(*save_output(state, node, ".png", tiny_png()))], "animated": [True]}
+    if cls == "SaveVideo":  # comfy_extras/nodes_video.py: ui.PreviewVideo lists videos as "images"
+        return {"images": [saved(*save_output(state, node, ".mp4", TINY_MP4))], "animated": [True]}
+    if cls == "VHS_VideoCombine":  # videohelpersuite/nodes.py: one preview under "gifs"
+        # its first frame (with the workflow) and the video share one counter
+        sub, first_frame = save_output(state, node, ".png", tiny_png(), tail="")
+        name = first_frame.removesuffix(".png") + ".mp4"
+        (state["output"] / sub / name).write_bytes(TINY_MP4)
+        return {
+            "gifs": [
+                {
+                    **saved(sub, name),
+                    "format": "video/h264-mp4",
+                    "frame_rate": 8.0,
+                    "workflow": first_frame,
+                    "fullpath": str(state["output"] / sub / name),
+                }
+            ]
+        }
+    if cls == "SaveAudio":  # comfy_extras/nodes_audio.py: {"audio": results}
+        return {"audio": [saved(*save_output(state, node, ".flac", TINY_FLAC))]}
+    if cls == "SaveGLB":  # comfy_extras/nodes_hunyuan3d.py: {"3d": results}
+        return {"3d": [saved(*save_output(state, node, ".glb", TINY_GLB))]}
     if cls == "Hy3D21ExportMesh":
-        sub, name = save_output(state, node, "." + node["inputs"].get("file_format", "glb"), TINY_GLB)
+        sub, name = save_output(state, node, "." + inputs.get("file_format", "glb"), TINY_GLB)
         return f"{sub}/{name}" if sub else name
-    if cls == "Preview3D":
-        model_file = node["inputs"].get("model_file", "")
-        if isinstance(model_file, list):
-            model_file = values.get(str(model_file[0]), "")
-        return {"result": [model_file, None]}
+    if cls == "Preview3D":  # comfy_extras/nodes_load_3d.py: the path it was given, and the camera
+        return {"result": [linked("model_file"), None]}
+    if cls == "PrimitiveString":
+        return str(inputs.get("value", ""))
+    if cls == "PreviewAny":  # comfy_extras/nodes_preview_any.py: a string is shown as it is
+        return {"text": [linked("source", "None")]}
     return None
 
 
@@ -440,7 +488,7 @@ def create_app(
     @r.get("/object_info")
     async def object_info(_):
         return web.json_response(
-            {c: {"input": {"required": {}}, "output": [], "name": c} for c in sorted(KNOWN_CLASSES)}
+            {c: {"input": {"required": {}}, "output": [], "name": c} for c in sorted(state["known_classes"])}
         )
 
     @r.get("/view")
