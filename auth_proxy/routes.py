@@ -19,7 +19,7 @@ import enum
 
 from aiohttp import web
 
-from auth_proxy import v2, views
+from auth_proxy import models_sync, v2, views
 from auth_proxy.relay import relay
 
 
@@ -56,6 +56,7 @@ def add_routes(app: web.Application) -> None:
 
     # Own APIs go here, each behind the login by default (e.g. `router.add_routes(jobs.routes)`).
     v2.add_routes(app, add)  # the Comfy API v2 and its job ledger (auth_proxy/v2.py)
+    models_sync.add_routes(app, add)  # the admin's "sync models now" (auth_proxy/models_sync.py)
 
     # Last: everything else is ComfyUI's, relayed with the path as the client sent it.
     router.add_route("*", "/{tail:.*}", relay)
