@@ -8,12 +8,15 @@ import argparse
 import logging
 import os
 import shutil
+import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from auth_proxy import extension
 from comfy_stack import startup, variables
-from comfy_stack.env import add_flags
+from comfy_stack.env import add_flags, for_child
 from comfyctl import (
     bootstrap,
     config,
@@ -38,6 +41,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="prepare everything, print supervisord's configuration, start nothing",
     )
+
+
+@contextmanager
+def gate_while_syncing(proxy_env: dict[str, str]) -> Iterator[None]:
+    """The gate, up while a blocking sync runs: else nothing would answer on the port for as
+    long as the sync takes. Its /readyz says 503 and what the start waits for ("syncing
+    models: 12.4 of 28.0 GB"), its page shows the progress, /healthz keeps a liveness probe
+    content; it is stopped before supervisord starts it again with ComfyUI."""
+    cmd = [
+        sys.executable,
+        "-m",
+        supervisor.PREFIX_WRAPPER,
+        "auth_proxy",
+        "--",
+        sys.executable,
+        "-m",
+        "auth_proxy",
+    ]
+    proc = subprocess.Popen(cmd, env=for_child(proxy_env))
+    try:
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def prepare(s: config.ServeSettings, rec: startup.Recorder | None = None) -> tuple[Path, str]:
@@ -73,8 +104,16 @@ def prepare(s: config.ServeSettings, rec: startup.Recorder | None = None) -> tup
     else:
         plan_file.unlink(missing_ok=True)
         log.info("no MODEL_PROFILES and no MODEL_SYNC_FROM: no models to sync")
+    proxy_env = {
+        "AUTH_PROXY_LISTEN": str(s.listen),
+        "AUTH_PROXY_UPSTREAM": f"http://127.0.0.1:{s.comfyui_port}",
+        "AUTH_PROXY_STATE_DIR": str(s.proxy_state_dir),
+        "COMFY_JOBS_DIR": str(s.proxy_jobs_dir),
+        "MODEL_SYNC_PROGRESS_FILE": str(progress),
+        "COMFY_RUN_DIR": str(run_dir),
+    }
     if s.sync_mode == "block" and cmds:
-        with rec.phase("model sync (MODEL_SYNC_MODE=block)"):
+        with rec.phase("model sync (MODEL_SYNC_MODE=block)"), gate_while_syncing(proxy_env):
             log.info("syncing models before starting (MODEL_SYNC_MODE=block)")
             code = sync_job.run_plan(plan)
         if code != 0:
@@ -101,14 +140,6 @@ def prepare(s: config.ServeSettings, rec: startup.Recorder | None = None) -> tup
     with rec.phase("ComfyUI's flags (GPU and attention)"):
         comfy_args = modes.comfyui_flags(s.mode, s.comfyui_python, s.extra_args, cuda_version=s.cuda_version)
     with rec.phase("supervisord's configuration"):
-        proxy_env = {
-            "AUTH_PROXY_LISTEN": str(s.listen),
-            "AUTH_PROXY_UPSTREAM": f"http://127.0.0.1:{s.comfyui_port}",
-            "AUTH_PROXY_STATE_DIR": str(s.proxy_state_dir),
-            "COMFY_JOBS_DIR": str(s.proxy_jobs_dir),
-            "MODEL_SYNC_PROGRESS_FILE": str(progress),
-            "COMFY_RUN_DIR": str(run_dir),
-        }
         text = supervisor.render(s, comfy_args, run_dir, proxy_env)
         if cmds and (s.sync_mode == "background" or s.sync_interval):
             # background: a sync now; MODEL_SYNC_INTERVAL: again every so many seconds

@@ -9,8 +9,11 @@ import logging
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 
 from comfy_stack import startup
+from comfy_stack.files import write_json
 from tests.support import REPO
 
 # ComfyUI's start as the pinned commit logs it (main.py, nodes.py, server.py), abridged.
@@ -189,3 +192,57 @@ def test_comfyui_gets_the_seeded_cache_and_serve_copies_it(tmp_path, checkout):
     ]
     plain = config.load(argparse.Namespace(), env)
     assert "NUMBA_CACHE_DIR" not in serve.prepare(plain)[1], "without the image's cache numba keeps its own"
+
+
+def test_a_blocking_sync_has_the_gate_up_saying_what_it_waits_for(tmp_path, checkout, monkeypatch):
+    """MODEL_SYNC_MODE=block: while the sync runs, the real proxy answers on the port: /readyz
+    503 with the sync's progress in words, /healthz 200; it is gone before supervisord."""
+    from comfyctl import config, serve, sync_job
+    from model_sync import progress as sync_progress
+    from tests.support import free_port, http_status, python_env, wait_until
+
+    port = free_port()
+    manifest = tmp_path / "models.yaml"
+    manifest.write_text("version: 1\nfiles: []\n")
+    env = python_env(
+        COMFYUI_DIR=str(checkout),
+        COMFY_DATA_DIR=str(tmp_path / "d"),
+        COMFYUI_MODE="cpu",
+        MODEL_SYNC_MODE="block",
+        MODEL_PROFILES="a",
+        MODEL_MANIFEST=str(manifest),
+        AUTH_PROXY_LISTEN=f"127.0.0.1:{port}",
+        COMFYUI_PORT=str(free_port()),
+        COMFY_ADMIN_PASSWORD="block-sync-password",
+    )
+    for k, val in env.items():
+        monkeypatch.setenv(k, val)  # the gate is started with this process's environment
+    s = config.load(argparse.Namespace(), env)
+    base = f"http://127.0.0.1:{port}"
+    seen: dict = {}
+
+    def a_sync_the_gate_watches(plan) -> int:
+        # the progress file as the sync writes it (model_sync.progress owns its format)
+        snapshot = sync_progress.Snapshot("running", 12_400_000_000, 28 * 10**9, 0, 7)
+        write_json(sync_progress.path_for(s.models_dir), snapshot.to_json())
+        wait_until(lambda: http_status(base + "/healthz") == 200, timeout=60, what="the gate to answer")
+        try:
+            urllib.request.urlopen(base + "/readyz", timeout=5)  # noqa: S310 (loopback)
+        except urllib.error.HTTPError as exc:
+            seen["status"], seen["body"] = exc.code, json.load(exc)
+        return 0
+
+    monkeypatch.setattr(sync_job, "run_plan", a_sync_the_gate_watches)
+    serve.prepare(s)
+    assert seen["status"] == 503
+    assert seen["body"]["waiting_for"] == "syncing models: 12.4 of 28.0 GB (0 of 7 files)"
+    assert seen["body"]["start"][-1]["name"] == "model sync (MODEL_SYNC_MODE=block)"
+    wait_until(lambda: _refused(base + "/healthz"), timeout=30, what="the gate to stop before supervisord")
+
+
+def _refused(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url, timeout=2)  # noqa: S310 (loopback)
+    except urllib.error.URLError as exc:
+        return not isinstance(exc, urllib.error.HTTPError)
+    return False
