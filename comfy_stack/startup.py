@@ -27,7 +27,7 @@ SERVE_FILE = "start.json"
 COMFYUI_FILE = "comfyui-start.json"
 
 # ComfyUI's start as its log shows it (main.py, nodes.py, server.py at the pinned commit):
-# each phase ends at the first line that contains its marker. Prestartup scripts (Manager
+# each phase ends at the first line that starts with its marker. Prestartup scripts (Manager
 # has one) run first; then main.py's imports (torch among them) until it logs the Python
 # version; then the built-in and custom nodes until the import-times list; then the
 # database and routes until the server listens.
@@ -186,7 +186,8 @@ class ComfyUIWatcher:
         running = self.timeline.running()
         start = next(i for i, (name, _) in enumerate(COMFYUI_PHASES) if running and name == running.name)
         for i in range(start, len(COMFYUI_PHASES)):
-            if any(marker in line for marker in COMFYUI_PHASES[i][1]):
+            # at the line's start: ComfyUI-Manager's prestartup prints "** Python version: ..."
+            if line.lstrip().startswith(COMFYUI_PHASES[i][1]):
                 self._end_at(i, time.time() if now is None else now)
                 self._in_pack_list = "Import times for custom nodes" in line
                 return

@@ -7,7 +7,10 @@ login proxy first. Other keys a user or the Manager's own UI set are kept.
 `network_mode` follows MANAGER_NETWORK_MODE. `public` makes the Manager fetch its node
 lists from GitHub and the Comfy registry at every start; on a box without internet each
 fetch fails with a traceback (about ten per start), so `auto` (the default) checks once at
-start whether the Manager's channel answers and picks `offline` when it does not.
+start whether the Manager's channel answers and picks `offline` when it does not. That
+check is started first thing (`Probe`), runs beside the rest of the start, and is given at
+most PROBE_DEADLINE seconds in all: urllib's timeout does not cover the name lookup, which
+on a box whose resolver cannot reach out took 10 s of every start.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import configparser
 import io
 import logging
+import threading
 import urllib.request
 from pathlib import Path
 
@@ -24,6 +28,9 @@ log = logging.getLogger(__name__)
 # ComfyUI-Manager's DEFAULT_CHANNEL (glob/manager_core.py); its start-up fetches go there.
 DEFAULT_CHANNEL = "https://raw.githubusercontent.com/ltdrdata/ComfyUI-Manager/main"
 PROBE_TIMEOUT = 5.0
+# What a start waits for the answer at most, the name lookup included: a channel that
+# answers does so in well under a second, even across the sea.
+PROBE_DEADLINE = 2.0
 
 
 def reachable(channel: str, timeout: float = PROBE_TIMEOUT) -> bool:
@@ -35,14 +42,45 @@ def reachable(channel: str, timeout: float = PROBE_TIMEOUT) -> bool:
         return False
 
 
-def write(user_dir: Path, mode: str, probe=reachable) -> str:
-    """Create or update config.ini; returns the network mode written."""
-    path = user_dir / "default" / "ComfyUI-Manager" / "config.ini"
+def config_path(user_dir: Path) -> Path:
+    return user_dir / "default" / "ComfyUI-Manager" / "config.ini"
+
+
+def read(path: Path) -> configparser.ConfigParser:
     cfg = configparser.ConfigParser(strict=False, interpolation=None)
     if path.is_file():
         cfg.read(path)
     if not cfg.has_section("default"):
         cfg.add_section("default")
+    return cfg
+
+
+class Probe:
+    """The channel check, started in a thread of its own so that it overlaps the rest of the
+    start; `__call__` waits for its answer at most until the deadline (no answer: offline)."""
+
+    def __init__(self, user_dir: Path, deadline: float = PROBE_DEADLINE, check=reachable) -> None:
+        self.channel = read(config_path(user_dir))["default"].get("channel_url", DEFAULT_CHANNEL)
+        self.deadline = deadline
+        self._answer = False
+        self._done = threading.Event()
+        # a daemon thread: a lookup that hangs past the deadline does not hold the start up
+        threading.Thread(target=self._run, args=(check,), name="manager-probe", daemon=True).start()
+
+    def _run(self, check) -> None:
+        self._answer = check(self.channel)
+        self._done.set()
+
+    def __call__(self, channel: str) -> bool:
+        if channel != self.channel:  # not what was asked in advance
+            return reachable(channel, timeout=self.deadline)
+        return self._done.wait(self.deadline) and self._answer
+
+
+def write(user_dir: Path, mode: str, probe=reachable) -> str:
+    """Create or update config.ini; returns the network mode written."""
+    path = config_path(user_dir)
+    cfg = read(path)
     section = cfg["default"]
     section.setdefault("security_level", "normal")
     if mode == "auto":

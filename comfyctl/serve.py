@@ -75,6 +75,8 @@ def prepare(s: config.ServeSettings, rec: startup.Recorder | None = None) -> tup
     """Everything before supervisord, each step a timed phase; returns the run directory and
     the config text."""
     rec = rec or startup.Recorder()
+    # ComfyUI-Manager's channel check, beside everything until its config is written
+    manager_probe = manager_config.Probe(s.data_dir / "user") if s.manager_network_mode == "auto" else None
     with rec.phase("data folders"):
         for sub in ("models", "input", "output", "user", "auth", "custom_nodes"):
             (s.data_dir / sub).mkdir(parents=True, exist_ok=True)
@@ -121,14 +123,16 @@ def prepare(s: config.ServeSettings, rec: startup.Recorder | None = None) -> tup
                 f"the model sync failed (exit {code}); fix the cause above, or set "
                 "MODEL_SYNC_MODE=background to start anyway"
             )
-    with rec.phase("model paths and Manager's config"):
+    with rec.phase("model paths and Manager's config (its channel checked)"):
         model_paths.write(
             s.models_dir,
             run_dir / "extra_model_paths.yaml",
             s.data_dir / "custom_nodes",
             extension.CUSTOM_NODES,
         )
-        manager_config.write(s.data_dir / "user", s.manager_network_mode)
+        manager_config.write(
+            s.data_dir / "user", s.manager_network_mode, probe=manager_probe or manager_config.reachable
+        )
     with rec.phase("bundled workflows"):
         report = workflows_install.install(s.workflows_dir, s.data_dir / "user" / "default" / "workflows")
     log.info(

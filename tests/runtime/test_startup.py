@@ -19,6 +19,7 @@ from tests.support import REPO
 # ComfyUI's start as the pinned commit logs it (main.py, nodes.py, server.py), abridged.
 COMFYUI_LOG = """\
 [START] Security scan
+** Python version: 3.12.3 (main, Nov  6 2025, 13:44:16) [GCC 13.3.0]
 Prestartup times for custom nodes:
    0.0 seconds: /opt/ComfyUI/custom_nodes/comfyui-stack-session
    1.2 seconds: /opt/ComfyUI/custom_nodes/ComfyUI-Manager
@@ -56,10 +57,10 @@ def test_comfyuis_log_becomes_phases_and_each_packs_import_time(tmp_path):
     t = startup.read(path)
     assert t is not None and t.done and t.running() is None
     assert [(p.name, p.seconds) for p in t.phases] == [
-        ("prestartup scripts", 2.0),  # line 2
-        ("importing torch and ComfyUI", 7.0),  # line 9
-        ("loading nodes and custom node packs", 4.0),  # line 13
-        ("starting the server", 9.0),  # line 22, the last
+        ("prestartup scripts", 3.0),  # line 3 (not line 2: Manager's "** Python version")
+        ("importing torch and ComfyUI", 7.0),  # line 10
+        ("loading nodes and custom node packs", 4.0),  # line 14
+        ("starting the server", 9.0),  # line 23, the last
     ]
     assert t.packs == {
         "websocket_image_save.py": 0.0,
@@ -137,7 +138,12 @@ def test_serve_records_its_phases_and_forgets_the_last_starts_comfyui_timings(tm
     (run / startup.COMFYUI_FILE).write_text(json.dumps({"phases": [], "done": True}))
     s = config.load(
         argparse.Namespace(),
-        {"COMFYUI_DIR": str(checkout), "COMFY_DATA_DIR": str(tmp_path / "data"), "COMFYUI_MODE": "cpu"},
+        {
+            "COMFYUI_DIR": str(checkout),
+            "COMFY_DATA_DIR": str(tmp_path / "data"),
+            "COMFYUI_MODE": "cpu",
+            "MANAGER_NETWORK_MODE": "offline",
+        },
     )
     with caplog.at_level(logging.INFO):
         serve.prepare(s)
@@ -181,7 +187,12 @@ def test_comfyui_gets_the_seeded_cache_and_serve_copies_it(tmp_path, checkout):
     image = tmp_path / "image-cache"
     image.mkdir()
     (image / "x.nbi").write_bytes(b"i")
-    env = {"COMFYUI_DIR": str(checkout), "COMFY_DATA_DIR": str(tmp_path / "d"), "COMFYUI_MODE": "cpu"}
+    env = {
+        "COMFYUI_DIR": str(checkout),
+        "COMFY_DATA_DIR": str(tmp_path / "d"),
+        "COMFYUI_MODE": "cpu",
+        "MANAGER_NETWORK_MODE": "offline",
+    }
     s = config.load(argparse.Namespace(), env | {"COMFY_NUMBA_CACHE": str(image)})
     _, text = serve.prepare(s)
     comfy = text.split("[program:auth_proxy]")[0]
@@ -214,6 +225,7 @@ def test_a_blocking_sync_has_the_gate_up_saying_what_it_waits_for(tmp_path, chec
         AUTH_PROXY_LISTEN=f"127.0.0.1:{port}",
         COMFYUI_PORT=str(free_port()),
         COMFY_ADMIN_PASSWORD="block-sync-password",
+        MANAGER_NETWORK_MODE="offline",
     )
     for k, val in env.items():
         monkeypatch.setenv(k, val)  # the gate is started with this process's environment
@@ -246,3 +258,27 @@ def _refused(url: str) -> bool:
     except urllib.error.URLError as exc:
         return not isinstance(exc, urllib.error.HTTPError)
     return False
+
+
+def test_managers_channel_check_overlaps_the_start_and_never_holds_it_past_its_deadline(tmp_path):
+    """A lookup that hangs (a resolver that cannot reach out) costs the deadline, not 10 s."""
+    import threading
+
+    from comfyctl import manager_config
+
+    release = threading.Event()
+    asked: list[str] = []
+
+    def hangs(channel: str) -> bool:
+        asked.append(channel)
+        release.wait(30)
+        return True
+
+    probe = manager_config.Probe(tmp_path, deadline=0.2, check=hangs)
+    try:
+        assert manager_config.write(tmp_path, "auto", probe=probe) == "offline"
+        assert asked == [manager_config.DEFAULT_CHANNEL]
+    finally:
+        release.set()
+    answers = manager_config.Probe(tmp_path, deadline=5, check=lambda _c: True)
+    assert manager_config.write(tmp_path, "auto", probe=answers) == "public"
