@@ -3,6 +3,8 @@
 Needs Docker and the CPU image (`make build-cpu`; `--image` names another tag).
   reference  `docker run` of the image with ComfyUI's own `main.py --cpu
              --disable-all-custom-nodes` as the command: ComfyUI alone, as fast as it starts;
+  packs      the same with every pack loaded (numba's cache from the image, Manager offline,
+             as our start gives them), still no gate: the floor for a start with every pack;
   ours       `docker run` of the image as users run it (entrypoint, every pack, the gate),
              models sync off;
 each from the `docker run` until the first 200 (the reference's `/`, our `/readyz`, which is
@@ -82,6 +84,23 @@ def start_reference(image: str, port: int) -> tuple[str, float]:
     return cid, t0
 
 
+def start_packs(image: str, port: int) -> tuple[str, float]:
+    """(container, when `docker run` was called): ComfyUI with every pack, no gate."""
+    setup = (
+        "cp -r /opt/comfy-stack/numba-cache /tmp/numba && mkdir -p /tmp/user/default/ComfyUI-Manager && "
+        "printf '[default]\\nnetwork_mode = offline\\nsecurity_level = normal\\n' "
+        "> /tmp/user/default/ComfyUI-Manager/config.ini && exec python main.py --cpu --listen 0.0.0.0 "
+        "--port 8188 --disable-auto-launch --temp-directory /tmp --database-url sqlite:////tmp/comfyui.db "
+        "--user-directory /tmp/user --input-directory /data/input --output-directory /data/output"
+    )
+    t0 = time.monotonic()
+    cid = docker(
+        "run", "-d", "-p", f"127.0.0.1:{port}:8188", "-w", "/opt/ComfyUI", "-e", "NUMBA_CACHE_DIR=/tmp/numba",
+        "--entrypoint", "sh", image, "-c", setup,
+    ).strip()  # fmt: skip
+    return cid, t0
+
+
 def start_ours(image: str, port: int) -> tuple[str, float]:
     """(container, when `docker run` was called)."""
     t0 = time.monotonic()
@@ -120,18 +139,21 @@ def main() -> None:
     p.add_argument("--image", default=os.environ.get("IMAGE_TAG") or "comfy-stack:cpu")
     p.add_argument("--rounds", type=int, default=ROUNDS)
     args = p.parse_args()
-    ref, ours, kills = [], [], []
+    ref, packs, ours, kills = [], [], [], []
+    starts = {
+        "reference": (start_reference, ref, "/"),
+        "packs": (start_packs, packs, "/"),
+        "ours": (start_ours, ours, "/readyz"),
+    }
     phases: dict = {}
     load_before = os.getloadavg()
     for i in range(args.rounds):
-        for kind in ("reference", "ours"):
+        for kind, (start, times, path) in starts.items():
             port = free_port()
-            cid, t0 = (start_reference if kind == "reference" else start_ours)(args.image, port)
+            cid, t0 = start(args.image, port)
             try:
-                took = until_200(
-                    f"http://127.0.0.1:{port}{'/' if kind == 'reference' else '/readyz'}", t0, cid
-                )
-                (ref if kind == "reference" else ours).append(took)
+                took = until_200(f"http://127.0.0.1:{port}{path}", t0, cid)
+                times.append(took)
                 print(f"round {i + 1}: {kind} ready after {took:.2f} s", flush=True)
                 if kind == "ours":
                     phases = {
@@ -148,9 +170,11 @@ def main() -> None:
         "image": args.image,
         "rounds": args.rounds,
         "reference (ComfyUI alone, no packs), seconds": summary(ref),
+        "ComfyUI with every pack, no gate, seconds": summary(packs),
         "ours (entrypoint, every pack, the gate), seconds": summary(ours),
         "ComfyUI killed -> ready again, seconds": summary(kills),
         "ratio ours / reference (best)": round(min(ours) / min(ref), 2),
+        "ratio ours / ComfyUI with every pack (best)": round(min(ours) / min(packs), 2),
         "ratio kill -> ready / reference (best)": round(min(kills) / min(ref), 2),
         "ratio ours / reference (median)": round(statistics.median(ours) / statistics.median(ref), 2),
         "phases of our last start": phases,
@@ -158,10 +182,11 @@ def main() -> None:
     }
     print()
     print(f"{'':44}{'best':>8}{'median':>8}")
-    for key in list(result)[2:5]:
+    for key in list(result)[2:6]:
         print(f"{key:44}{result[key]['best']:8.2f}{result[key]['median']:8.2f}")
     print(f"ours / reference: {result['ratio ours / reference (best)']}x (best), "
           f"{result['ratio ours / reference (median)']}x (median); "
+          f"ours / ComfyUI with every pack: {result['ratio ours / ComfyUI with every pack (best)']}x; "
           f"kill -> ready / reference: {result['ratio kill -> ready / reference (best)']}x")  # fmt: skip
     comfy = phases.get("comfyui") or {}
     for ph in (phases.get("serve") or {}).get("phases", []) + comfy.get("phases", []):
