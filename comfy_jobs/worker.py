@@ -33,6 +33,7 @@ from comfy_jobs.presence import Presence
 from comfy_jobs.progress import Tracker
 
 log = logging.getLogger(__name__)
+COMFY_POLL_S = 0.25  # how often a worker whose ComfyUI is away asks whether it is back
 POLL_S = 1.0  # how often the run is checked against /queue and /history
 PROGRESS_EVERY_S = 0.5  # the contract throttles progress to about 2 a second
 FORMATS = {1: "image/jpeg", 2: "image/png"}  # ComfyUI's binary preview frames (server.py)
@@ -254,7 +255,9 @@ class Worker(Presence):
         self.comfy_up = False
         while not await self.comfy.ready():
             self._check(held)
-            await asyncio.sleep(1.0)
+            # a restarted ComfyUI gets its waiting job within a quarter second of answering
+            # (the check is one GET of /system_stats on loopback)
+            await asyncio.sleep(COMFY_POLL_S)
         self.comfy_up = True
 
     def _check(self, held: Held) -> None:
@@ -417,7 +420,8 @@ class Worker(Presence):
             except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
                 pass
             await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 5.0)
+            # at most a second apart: a ComfyUI back from a crash is heard from at once
+            backoff = min(backoff * 2, 1.0)
 
     def _dispatch(self, msg: aiohttp.WSMessage) -> None:
         if msg.type == aiohttp.WSMsgType.TEXT:
