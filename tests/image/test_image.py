@@ -18,7 +18,7 @@ import urllib.request
 
 import pytest
 
-from tests.image.conftest import PASSWORD
+from tests.image.conftest import BUCKET, PASSWORD, PREFIX
 from tests.support import REPO, wait_until
 from tests.support.compose_stack import get
 
@@ -194,6 +194,123 @@ def test_manager_sees_torch_and_an_offline_start_is_quiet(stack):
     assert "network_mode: offline" in logs  # the container has no internet here
     assert "Traceback" not in logs, logs[logs.index("Traceback") - 2000 :][:6000]
     assert "Matplotlib is building the font cache" not in logs
+
+
+def test_the_start_is_timed_every_pack_imported_and_numba_compiled_nothing(stack):
+    """The start's phases are in the run folder and /readyz; ComfyUI imported every pinned
+    pack (none failed, none skipped); numba found pymatting's functions in the cache the
+    image built and compiled nothing (it would have rewritten the cache's index files after
+    the start copied them)."""
+    import yaml
+
+    run = json.loads(stack.exec("cat", "/data/run/comfyui-start.json").stdout)
+    assert run["done"] and not run["failed_packs"], run
+    names = [p["name"] for p in run["phases"]]
+    assert names == [
+        "prestartup scripts",
+        "importing torch and ComfyUI",
+        "loading nodes and custom node packs",
+        "starting the server",
+    ], names
+    lock = yaml.safe_load((REPO / "custom_nodes/lock.yaml").read_text())
+    assert {p["name"] for p in lock["packs"]} <= set(run["packs"]), run["packs"]
+    serve = json.loads(stack.exec("cat", "/data/run/start.json").stdout)
+    assert serve["done"] and "numba's cache from the image" in [p["name"] for p in serve["phases"]]
+    status, body, _ = get(stack.url + "/readyz")
+    assert status == 200 and json.loads(body)["comfyui_start"][-1]["name"] == "starting the server"
+    newer = stack.exec(
+        "find", "/data/run/numba-cache", "-type", "f", "-newer", "/data/run/numba-cache/.seeded-from"
+    )
+    files = stack.exec("find", "/data/run/numba-cache", "-name", "*.nbi")
+    assert newer.returncode == 0 and newer.stdout.strip() == "", f"numba compiled at start: {newer.stdout}"
+    assert len(files.stdout.split()) >= 10, files.stdout
+
+
+def test_numbas_cache_holds_on_another_cpu_model_and_a_read_only_root(engine, image):
+    """The cache is keyed for numba's generic CPU, not the build machine's: on a host whose
+    CPU is another model (its name and features answered differently here), importing
+    pymatting loads every function from the cache and compiles none, with the root
+    filesystem read-only; the same host without the generic setting would need other code."""
+    script = (
+        "import json, os, sys\n"
+        "import llvmlite.binding as ll\n"
+        "ll.get_host_cpu_name = lambda: 'znver5'  # another CPU model than the build machine's\n"
+        "from pathlib import Path\n"
+        "from comfyctl.numba_cache import seed\n"
+        "seed(Path(os.environ['COMFY_NUMBA_CACHE']), Path('/tmp/numba'))\n"
+        "os.environ['NUMBA_CACHE_DIR'] = '/tmp/numba'\n"
+        "import numba.core.codegen as cg\n"
+        "cg.get_host_cpu_features = lambda: '+avx512f,+avx2,+fma'\n"
+        "from numba.core.dispatcher import Dispatcher\n"
+        "from numba.core.registry import cpu_target\n"
+        "import pymatting\n"
+        "hits = misses = 0\n"
+        "for name, mod in list(sys.modules.items()):\n"
+        "    if name.startswith('pymatting'):\n"
+        "        for obj in vars(mod).values():\n"
+        "            if isinstance(obj, Dispatcher):\n"
+        "                hits += sum(obj.stats.cache_hits.values())\n"
+        "                misses += sum(obj.stats.cache_misses.values())\n"
+        "print(json.dumps({'hits': hits, 'misses': misses,\n"
+        "                  'key': cpu_target.target_context.codegen().magic_tuple()}))\n"
+    )
+    out = engine.run(
+        "run", "--rm", "--read-only", "--tmpfs", "/tmp", "--entrypoint", "python", image[0], "-c", script,
+        timeout=300,
+    )  # fmt: skip
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["misses"] == 0 and seen["hits"] >= 20, seen
+    assert seen["key"][1:] == ["generic", ""], seen
+    # without the generic setting the same host asks for code of its own CPU: another key
+    other = engine.run(
+        "run", "--rm", "--read-only", "--tmpfs", "/tmp", "-e", "NUMBA_CPU_NAME=", "--entrypoint", "python",
+        image[0], "-c",
+        "import llvmlite.binding as ll\nll.get_host_cpu_name = lambda: 'znver5'\n"
+        "from numba.core.registry import cpu_target\nprint(cpu_target.target_context.codegen().magic_tuple()[1])",
+        timeout=120,
+    )  # fmt: skip
+    assert other.stdout.strip().splitlines()[-1] == "znver5", other.stdout + other.stderr
+
+
+def test_a_model_uploaded_after_the_start_is_in_comfyuis_lists_without_a_restart(stack, bucket):
+    """Upload to the bucket, sync while ComfyUI serves (`comfyctl sync` in the container, then
+    the admin's POST /_models/sync), and ComfyUI's loader lists the file through the gate."""
+    import numpy as np
+    from safetensors.numpy import save
+
+    tok = token(stack, "sync-now")
+    auth = {"Authorization": f"Bearer {tok}", **JSON}
+    pid = comfyui_process(stack)["pid"]
+
+    def loras() -> list[str]:
+        status, body, _ = get(stack.url + "/api/object_info/LoraLoader", auth)
+        assert status == 200, body[:500]
+        return json.loads(body)["LoraLoader"]["input"]["required"]["lora_name"][0]
+
+    for name in ("late_one.safetensors", "late_two.safetensors"):
+        assert name not in loras()
+        bucket["client"].put_object(
+            Bucket=BUCKET, Key=f"{PREFIX}/loras/{name}", Body=save({"w": np.ones(16, dtype=np.float32)})
+        )
+    out = stack.exec("comfyctl", "sync", timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "late_one.safetensors" in loras() and "late_two.safetensors" in loras()
+    bucket["client"].put_object(
+        Bucket=BUCKET,
+        Key=f"{PREFIX}/loras/late_three.safetensors",
+        Body=save({"w": np.zeros(4, dtype=np.float32)}),
+    )
+    req = urllib.request.Request(stack.url + "/_models/sync", data=b"", headers=auth, method="POST")
+    with urllib.request.urlopen(req, timeout=30) as r:
+        assert r.status == 202
+    wait_until(
+        lambda: not json.loads(get(stack.url + "/_models/sync", auth)[1])["running"],
+        timeout=300,
+        what="the sync started through the gate to end",
+    )
+    assert json.loads(get(stack.url + "/_models/sync", auth)[1])["last_exit"] == 0
+    assert "late_three.safetensors" in loras()
+    assert comfyui_process(stack)["pid"] == pid, "ComfyUI was not restarted"
 
 
 def test_no_build_setting_stays_in_the_image(engine, image):
