@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from comfy_stack import startup
 from comfy_stack import variables as v
 from comfy_stack.env import Env
 from comfyctl import config, modes
@@ -134,7 +135,33 @@ def later_checks(s: config.ServeSettings, env: Env, storage) -> list[Check]:
         out.append(Check("GPU driver", warning is None, warning or f"{gpus[0].driver or 'unknown'}"))
     sup = shutil.which("supervisord") or shutil.which("supervisord", path=str(Path(sys.executable).parent))
     out.append(Check("supervisord", bool(sup), sup or "not installed: pip install supervisor"))
+    out.append(Check("last start", True, last_start(s.run_dir)))
     return out
+
+
+def last_start(run_dir: Path) -> str:
+    """The last (or running) start in its timed phases, with each pack's import time:
+    why a start is slow, and what a running one waits for (comfy_stack.startup)."""
+    serve, comfyui = (startup.read(run_dir / f) for f in (startup.SERVE_FILE, startup.COMFYUI_FILE))
+    if serve is None:
+        return f"none recorded in {run_dir} yet"
+
+    def phases(t: startup.Timeline) -> str:
+        return ", ".join(
+            f"{p.name} {p.seconds:.2f} s" if p.seconds is not None else f"{p.name} ..." for p in t.phases
+        )
+
+    said = [f"serve {serve.total():.2f} s ({phases(serve)})"]
+    if comfyui:
+        said.append(f"ComfyUI {comfyui.total():.2f} s ({phases(comfyui)})")
+        packs = sorted(comfyui.packs.items(), key=lambda kv: -kv[1])
+        if packs:
+            said.append("packs: " + ", ".join(f"{n} {t:.1f} s" for n, t in packs))
+        if comfyui.failed_packs:
+            said.append("IMPORT FAILED: " + ", ".join(comfyui.failed_packs))
+    if waiting := startup.waiting_for(serve, comfyui):
+        said.append(f"now waiting for {waiting}")
+    return "; ".join(said)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -282,3 +282,20 @@ def test_managers_channel_check_overlaps_the_start_and_never_holds_it_past_its_d
         release.set()
     answers = manager_config.Probe(tmp_path, deadline=5, check=lambda _c: True)
     assert manager_config.write(tmp_path, "auto", probe=answers) == "public"
+
+
+def test_doctor_shows_the_last_start_phase_by_phase_with_each_packs_import_time(tmp_path):
+    from comfyctl import doctor
+
+    assert "none recorded" in doctor.last_start(tmp_path)
+    serve = startup.Recorder(tmp_path / startup.SERVE_FILE)
+    with serve.phase("bundled workflows"):
+        pass
+    serve.finish()
+    w = startup.ComfyUIWatcher(tmp_path / startup.COMFYUI_FILE, now=0.0)
+    feed(w, COMFYUI_LOG.split("Starting server")[0], 0.0)  # still starting the server
+    said = doctor.last_start(tmp_path)
+    assert said.startswith("serve ") and "bundled workflows" in said
+    assert "loading nodes and custom node packs 4.00 s" in said and "starting the server ..." in said
+    assert "packs: ComfyUI-Hunyuan3d-2-1 2.5 s, ComfyUI-KJNodes 0.4 s" in said
+    assert "IMPORT FAILED: broken-pack" in said and "now waiting for ComfyUI: starting the server" in said
