@@ -183,6 +183,7 @@ class ComfyUIWatcher:
                     self.timeline.failed_packs.append(name)
                 return
             self._in_pack_list = False
+            _save(self.path, self.timeline)  # the list is complete: /readyz and doctor see it now
         running = self.timeline.running()
         start = next(i for i, (name, _) in enumerate(COMFYUI_PHASES) if running and name == running.name)
         for i in range(start, len(COMFYUI_PHASES)):
