@@ -25,10 +25,11 @@ from aiohttp import WSMsgType, web
 from multidict import CIMultiDict
 from yarl import URL
 
-from auth_proxy import pages, splice, v2
+from auth_proxy import pages, splice
 from auth_proxy.credentials import WS_PATHS
 from auth_proxy.gate import ARRIVAL, GATE, NORM_PATH, WHO, WS_LOGIN_ENDED, Relayed
 from auth_proxy.responses import error, html, lang, wants_json
+from auth_proxy.v2 import mount as v2
 from model_sync import progress as sync_progress
 
 log = logging.getLogger(__name__)

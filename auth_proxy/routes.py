@@ -19,8 +19,9 @@ import enum
 
 from aiohttp import web
 
-from auth_proxy import v2, views
+from auth_proxy import views
 from auth_proxy.relay import relay
+from auth_proxy.v2 import mount as v2
 
 
 class Access(enum.Enum):

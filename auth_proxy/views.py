@@ -11,7 +11,7 @@ from urllib.parse import quote
 import aiohttp
 from aiohttp import web
 
-from auth_proxy import pages, v2
+from auth_proxy import pages
 from auth_proxy.credentials import check_login
 from auth_proxy.gate import GATE, WHO
 from auth_proxy.responses import (
@@ -28,6 +28,7 @@ from auth_proxy.responses import (
 )
 from auth_proxy.sessions import COOKIE
 from auth_proxy.state import DEFAULT_PASSWORD
+from auth_proxy.v2 import mount as v2
 from model_sync import progress as sync_progress
 
 log = logging.getLogger(__name__)

@@ -10,54 +10,9 @@ backends do their blocking database work off it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Protocol
 
-from comfy_jobs.model import Asset, Job
-
-
-class QueueFull(Exception):
-    def __init__(self, depth: int, limit: int):
-        super().__init__(f"{depth} jobs are queued or running, the limit (COMFY_QUEUE_LIMIT) is {limit}")
-        self.depth, self.limit = depth, limit
-
-
-@dataclass(frozen=True)
-class IdemKey:
-    """An Idempotency-Key and the digest of the request body it came with."""
-
-    key: str
-    body_hash: str
-
-
-@dataclass(frozen=True)
-class Claim:
-    """What a heartbeat learns: whether the worker still holds the job, and whether a
-    cancel was asked for meanwhile."""
-
-    held: bool
-    cancel_requested: bool = False
-
-
-@dataclass
-class WorkerInfo:
-    """A worker's own row: what it reports on each beat, and whether it was asked to drain."""
-
-    id: str
-    ui_url: str | None = None  # where a gateway relays a pinned browser (None: not pinnable)
-    models: list[str] | None = None  # files model_sync placed (folder/path); None: takes every job
-    loaded: list[str] = field(default_factory=list)  # the models of the job it ran last
-    job_id: str | None = None
-    draining: bool = False
-    seen_at: float = 0.0
-
-
-@dataclass
-class Delivery:
-    id: int
-    job_id: str
-    body: dict
-    attempts: int
+from comfy_jobs.model import Asset, Claim, Delivery, IdemKey, Job, JobPage, JobQuery, WorkerInfo
 
 
 class Ledger(Protocol):
@@ -78,7 +33,9 @@ class Ledger(Protocol):
 
     async def get_job(self, job_id: str) -> Job | None: ...
 
-    async def list_jobs(self, limit: int, before_seq: int | None, status: str | None) -> list[Job]: ...
+    async def list_jobs(self, query: JobQuery) -> JobPage:
+        """Newest first; the filters are applied by the database, so a page is right over
+        any number of jobs."""
 
     async def request_cancel(self, job_id: str) -> Job | None:
         """A queued job is canceled at once; a running one becomes canceling."""
@@ -86,7 +43,8 @@ class Ledger(Protocol):
     async def counts(self) -> dict[str, int]:
         """Jobs per non-terminal status, for /metrics and the queue limit."""
 
-    async def recent_execution_s(self) -> list[float]: ...
+    async def recent_execution_s(self) -> list[float]:
+        """How long the last successful runs took, newest first."""
 
     # --- the worker's side ---------------------------------------------------------------
     async def claim(self, worker: str, lease_s: float) -> Job | None:

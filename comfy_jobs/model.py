@@ -7,6 +7,7 @@ A lost run goes back through running with one more attempt; it never leaves a te
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 QUEUED, RUNNING, CANCELING = "queued", "running", "canceling"
@@ -95,3 +96,72 @@ class Job:
     @property
     def terminal(self) -> bool:
         return self.status in TERMINAL
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    """A job as a list shows it."""
+
+    id: str
+    seq: int
+    status: str
+    created_at: float
+    completed_at: float | None
+    metadata: dict | None
+
+
+@dataclass(frozen=True)
+class JobQuery:
+    """Which jobs a list wants: newest first, older than the cursor (a job's seq), with this
+    status and these metadata labels, at most `limit`."""
+
+    limit: int = 50
+    before_seq: int | None = None
+    status: str | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JobPage:
+    jobs: list[JobSummary]
+    next_cursor: int | None  # the seq to list on from; None: this is the last page
+
+
+@dataclass(frozen=True)
+class IdemKey:
+    """An Idempotency-Key and the digest of the request it came with."""
+
+    key: str
+    body_hash: str
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a heartbeat learns: whether the worker still holds the job, and whether a
+    cancel was asked for meanwhile."""
+
+    held: bool
+    cancel_requested: bool = False
+
+
+@dataclass
+class WorkerInfo:
+    """A worker's own row: what it reports on each beat, and whether it was asked to drain."""
+
+    id: str
+    ui_url: str | None = None  # where a gateway relays a pinned browser (None: not pinnable)
+    models: list[str] | None = None  # files model_sync placed (folder/path); None: takes every job
+    loaded: list[str] = field(default_factory=list)  # the models of the job it ran last
+    job_id: str | None = None
+    draining: bool = False
+    seen_at: float = 0.0
+
+
+@dataclass
+class Delivery:
+    """A webhook waiting in the outbox."""
+
+    id: int
+    job_id: str
+    body: dict
+    attempts: int

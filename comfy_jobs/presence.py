@@ -8,7 +8,7 @@ import asyncio
 import logging
 from typing import Any
 
-from comfy_jobs.ledger import WorkerInfo
+from comfy_jobs.model import WorkerInfo
 from comfy_jobs.report import placed_models
 
 log = logging.getLogger("comfy_jobs.worker")

@@ -60,6 +60,10 @@ job_put = (
     )
     .returning(J.c.seq)
 )
+# the list's columns, newest first; the filters of each call are added to it
+listing = select(J.c.id, J.c.seq, J.c.status, J.c.created_at, J.c.completed_at, J.c["metadata"]).order_by(
+    J.c.seq.desc()
+)
 job_by_id = select(J).where(J.c.id == bindparam("job_id"))
 ahead = select(func.count()).select_from(J).where(J.c.status == QUEUED, J.c.seq < bindparam("seq"))
 outputs_of = (

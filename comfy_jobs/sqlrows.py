@@ -13,8 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from comfy_jobs import engines
 from comfy_jobs import queries as Q
 from comfy_jobs.engines import Write
-from comfy_jobs.ledger import Delivery, WorkerInfo
-from comfy_jobs.model import Asset, Job
+from comfy_jobs.model import Asset, Delivery, Job, WorkerInfo
 from comfy_jobs.placement import WorkerView, names_of
 
 

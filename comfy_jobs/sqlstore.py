@@ -31,9 +31,20 @@ from comfy_jobs import engines
 from comfy_jobs import queries as Q
 from comfy_jobs import schema as S
 from comfy_jobs.engines import Write
-from comfy_jobs.errors import IdempotencyKeyReuse, LedgerError
-from comfy_jobs.ledger import Claim, IdemKey, QueueFull
-from comfy_jobs.model import CANCELED, EXPIRED, QUEUED, TERMINAL, Job, Output
+from comfy_jobs.errors import IdempotencyKeyReuse, LedgerError, QueueFull
+from comfy_jobs.model import (
+    CANCELED,
+    EXPIRED,
+    QUEUED,
+    TERMINAL,
+    Claim,
+    IdemKey,
+    Job,
+    JobPage,
+    JobQuery,
+    JobSummary,
+    Output,
+)
 from comfy_jobs.placement import choose, needs_of
 from comfy_jobs.sqlrows import SqlRest, asset_of, job_of, views_of
 
@@ -270,15 +281,20 @@ class SqlLedger(SqlRest):
                 "message": reason,
             }
 
-    async def list_jobs(self, limit, before_seq, status):
+    async def list_jobs(self, query: JobQuery) -> JobPage:
         def run():
-            q = select(S.jobs).order_by(S.jobs.c.seq.desc()).limit(limit)
-            if before_seq is not None:
-                q = q.where(S.jobs.c.seq < before_seq)
-            if status:
-                q = q.where(S.jobs.c.status == status)
+            q = Q.listing.limit(query.limit + 1)  # one more than asked: is there a next page?
+            if query.before_seq is not None:
+                q = q.where(S.jobs.c.seq < query.before_seq)
+            if query.status:
+                q = q.where(S.jobs.c.status == query.status)
+            for key, value in sorted(query.metadata.items()):
+                q = q.where(S.jobs.c["metadata"][key].as_string() == value)
             with self.r.connect() as c:
-                return [self._full(c, job_of(r)) for r in c.execute(q).all()]
+                rows = c.execute(q).all()
+            jobs = [JobSummary(**r._mapping) for r in rows[: query.limit]]
+            more = len(rows) > query.limit
+            return JobPage(jobs, jobs[-1].seq if more else None)
 
         return await self._read(run)
 

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from auth_proxy.settings import Settings
-from auth_proxy.v2 import V2_KEY
+from auth_proxy.v2.mount import V2_KEY
 from comfy_jobs.settings import JobSettings
 from tests.support import REPO, fake_comfyui
 

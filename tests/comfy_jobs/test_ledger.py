@@ -12,8 +12,8 @@ import time
 import pytest
 
 from comfy_jobs import model
-from comfy_jobs.errors import IdempotencyKeyReuse, LedgerError
-from comfy_jobs.ledger import IdemKey, QueueFull
+from comfy_jobs.errors import IdempotencyKeyReuse, LedgerError, QueueFull
+from comfy_jobs.model import IdemKey
 from comfy_jobs.sqlstore import SqlLedger
 from tests.support import python_env
 

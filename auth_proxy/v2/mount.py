@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiohttp import web
 
 from auth_proxy.gate import GATE, NORM_PATH
 from auth_proxy.pinning import Pinning, Target
-from auth_proxy.v2_assets import AssetRoutes
-from auth_proxy.v2_common import CODES, ApiError, Routes, error
-from auth_proxy.v2_jobs import JobRoutes
+from auth_proxy.v2.assets import AssetRoutes
+from auth_proxy.v2.jobs import JobRoutes
+from auth_proxy.v2.wire import CODES, error, handler
 from comfy_jobs.service import JobsService
 
 log = logging.getLogger(__name__)
@@ -56,17 +57,6 @@ class V2:
         self.gateway = not service.s.run_worker and bool(service.s.database_url)
         self.pinning = Pinning(service)
 
-    def handler(self, fn):
-        """An aiohttp handler for a v2 function `fn(request, **path_parts)`."""
-
-        async def handle(request: web.Request) -> web.StreamResponse:
-            try:
-                return await fn(request, **request.match_info)
-            except ApiError as exc:
-                return exc.response()
-
-        return handle
-
     async def fallback(self, request: web.Request) -> web.Response:
         """A v2 path or method no route takes: 404, or 405 with what the path allows."""
         norm = request.get(NORM_PATH, request.path)
@@ -83,21 +73,10 @@ class V2:
         )
 
     async def not_ready(self) -> str | None:
-        try:
-            await self.svc.ledger.counts()
-        except Exception as exc:  # noqa: BLE001 - any failure means not ready
-            return f"the job ledger is not answering ({type(exc).__name__})"
-        worker = self.svc.worker
-        if worker is not None and worker.task is not None and worker.task.done():
-            return "the job worker stopped; see the proxy's log"
-        return None
+        return await self.svc.not_ready()
 
     async def metrics_text(self) -> str:
-        try:
-            counts = await self.svc.ledger.counts()
-        except Exception:  # noqa: BLE001 - the gauges are left out rather than wrong
-            counts = None
-        return self.svc.metrics.render(counts, self.svc.mirror_failures())
+        return await self.svc.metrics_text()
 
 
 V2_KEY = web.AppKey("v2", V2)
@@ -155,13 +134,13 @@ async def v2_envelope(request: web.Request, handler):
 def add_routes(app: web.Application, add) -> None:
     """Register the v2 routes with routes.py's `add(path, methods, handler)`, when the
     settings carry job settings (the program's always do; tests may leave them out)."""
-    settings = app[GATE].s
-    if settings.jobs is None:
+    jobs = app[GATE].s.jobs
+    if jobs is None:
         return
-    v2 = V2(JobsService(settings.jobs, settings.upstream))
+    v2 = V2(JobsService(jobs, app[GATE].s.upstream))
     app[V2_KEY] = v2
     for method, path, fn in v2.table:
-        add(path, (method, "HEAD") if method == "GET" else (method,), v2.handler(fn))
+        add(path, (method, "HEAD") if method == "GET" else (method,), handler(fn))
     for prefix in OWN:
         add(prefix + r"{tail:(/[\s\S]*)?}", ("*",), v2.fallback)
     # Inside the error counter, outside authentication: it sees every refusal of the gate.
@@ -170,7 +149,39 @@ def add_routes(app: web.Application, add) -> None:
 
     async def lifecycle(_app):
         await v2.svc.start()
+        if jobs.run_worker:
+            v2.svc.start_worker()
         yield
         await v2.svc.stop()
 
     app.cleanup_ctx.append(lifecycle)
+
+
+class Routes:
+    """A route table `(method, "/api/v2/x/{name}", handler)` matched on the normalised path."""
+
+    def __init__(self, table: Sequence[tuple[str, str, Callable]]):
+        self.table = [
+            (
+                m,
+                p.count("{"),
+                re.compile("^" + re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(p)) + r"\Z"),
+                h,
+            )
+            for m, p, h in table
+        ]
+
+    def match(self, method: str, path: str):
+        found = []
+        for m, n, rx, h in self.table:
+            hit = rx.match(path)
+            if hit is not None:
+                found.append((n, m, hit, h))
+        if not found:
+            return None
+        fewest = min(f[0] for f in found)
+        found = [f for f in found if f[0] == fewest]
+        for _, m, hit, h in found:
+            if m == method or (method == "HEAD" and m == "GET"):
+                return h, hit.groupdict()
+        return "405", [f[1] for f in found]
