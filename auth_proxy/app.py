@@ -19,13 +19,15 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from auth_proxy.gate import ARRIVAL, GATE, NORM_PATH, WHO, Gate, Who
+from auth_proxy.gate import ARRIVAL, GATE, JOBS, NORM_PATH, WHO, Gate, Who
 from auth_proxy.middlewares import PIPELINE
+from auth_proxy.pinning import PINNING, Pinning
 from auth_proxy.responses import SERVER_NAME
 from auth_proxy.routes import add_routes
 from auth_proxy.settings import Settings
+from comfy_jobs.service import JobsService
 
-__all__ = ["ARRIVAL", "GATE", "NORM_PATH", "WHO", "Gate", "Who", "create_app"]
+__all__ = ["ARRIVAL", "GATE", "JOBS", "NORM_PATH", "WHO", "Gate", "Who", "create_app"]
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -34,10 +36,24 @@ def create_app(settings: Settings) -> web.Application:
     # relayed bodies are streamed to ComfyUI from request.content and are not limited.
     app = web.Application(middlewares=PIPELINE, client_max_size=1 << 20)
     app[GATE] = gate
+    # The Comfy API v2's job service (routes.py mounts its routes), and on one box the worker
+    # that runs its jobs on this proxy's ComfyUI; a cluster's gateway runs none and relays
+    # each browser's UI to the worker its session is pinned to.
+    jobs = JobsService(settings.jobs, settings.upstream) if settings.jobs else None
+    if jobs is not None:
+        app[JOBS] = jobs
+        if settings.gateway:
+            app[PINNING] = Pinning(jobs)
 
     async def lifetime(_app):
         await gate.start()
+        if jobs is not None:
+            await jobs.start()
+            if jobs.s.run_worker:
+                jobs.start_worker()
         yield
+        if jobs is not None:
+            await jobs.stop()
         await gate.stop()
 
     async def own_headers(_request: web.Request, resp: web.StreamResponse) -> None:

@@ -23,6 +23,7 @@ from auth_proxy.settings import Settings
 from auth_proxy.sqlstate import backend_for
 from auth_proxy.state import Admin, Store
 from auth_proxy.verified import VerifiedCredentials
+from comfy_jobs.service import JobsService
 
 log = logging.getLogger(__name__)
 # The close code of a WebSocket whose login ended (an application code, like HTTP's 401);
@@ -137,6 +138,7 @@ class Gate:
 
 
 GATE = web.AppKey("gate", Gate)
+JOBS = web.AppKey("jobs", JobsService)  # the v2 job service, when the settings carry job settings
 NORM_PATH = web.RequestKey("norm_path", str)
 ARRIVAL = web.RequestKey("arrival", Arrival)
 WHO = web.RequestKey("who", Who)

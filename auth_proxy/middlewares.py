@@ -22,6 +22,7 @@ from auth_proxy.paths import BadPath
 from auth_proxy.paths import normalise as normalise_path
 from auth_proxy.responses import challenge, error, fetch_site, html, lang, safe_next, same_origin, wants_json
 from auth_proxy.routes import Access, access_of, is_open_path
+from auth_proxy.v2.envelope import v2_envelope
 
 log = logging.getLogger(__name__)
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -164,4 +165,4 @@ async def forced_change(request: web.Request, handler):
 
 
 # The order is the design: each step trusts what the ones before it established.
-PIPELINE = [count_and_hide_errors, normalise, authenticate, csrf, forced_change]
+PIPELINE = [count_and_hide_errors, v2_envelope, normalise, authenticate, csrf, forced_change]

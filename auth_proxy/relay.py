@@ -28,8 +28,8 @@ from yarl import URL
 from auth_proxy import pages, splice
 from auth_proxy.credentials import WS_PATHS
 from auth_proxy.gate import ARRIVAL, GATE, NORM_PATH, WHO, WS_LOGIN_ENDED, Relayed
+from auth_proxy.pinning import PINNING
 from auth_proxy.responses import error, html, lang, wants_json
-from auth_proxy.v2 import mount as v2
 from model_sync import progress as sync_progress
 
 log = logging.getLogger(__name__)
@@ -231,8 +231,8 @@ async def relay(request: web.Request) -> web.StreamResponse:
     gate = request.config_dict[GATE]
     assert gate.client is not None
     upstream, worker = gate.s.upstream, None
-    if v2.is_gateway(request):  # a cluster's gateway: the worker this session is pinned to
-        target = await v2.ui_target(request)
+    if gate.s.gateway:  # the worker this session is pinned to
+        target = await request.config_dict[PINNING].target(request)
         if target is None:
             return unavailable(request, worker="")
         upstream, worker = target.url, target.worker

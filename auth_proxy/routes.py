@@ -20,8 +20,9 @@ import enum
 from aiohttp import web
 
 from auth_proxy import views
+from auth_proxy.gate import JOBS
 from auth_proxy.relay import relay
-from auth_proxy.v2 import mount as v2
+from auth_proxy.v2 import routes as v2
 
 
 class Access(enum.Enum):
@@ -55,11 +56,13 @@ def add_routes(app: web.Application) -> None:
     add("/_auth/session", get, views.session, Access.BEFORE_CHANGE)
     add("/metrics", get, views.metrics)
 
-    # Own APIs go here, each behind the login by default (e.g. `router.add_routes(jobs.routes)`).
-    v2.add_routes(app, add)  # the Comfy API v2 and its job ledger (auth_proxy/v2.py)
+    # Own APIs go here, each behind the login by default.
+    if JOBS in app:  # the Comfy API v2 over the job service (auth_proxy/v2/routes.py)
+        v2.add_routes(add, app[JOBS])
 
-    # Last: everything else is ComfyUI's, relayed with the path as the client sent it.
-    router.add_route("*", "/{tail:.*}", relay)
+    # Last: everything else is ComfyUI's, relayed with the path as the client sent it (the
+    # v2 prefixes are the job API's, whose 404 and 405 are aiohttp's router's).
+    router.add_route("*", "/{tail:" + v2.RELAYED + "}", relay)
     app[ACCESS] = access
 
 

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from auth_proxy import pages
 from auth_proxy.credentials import check_login
-from auth_proxy.gate import GATE, WHO
+from auth_proxy.gate import GATE, JOBS, WHO
 from auth_proxy.responses import (
     BadBody,
     error,
@@ -28,7 +28,6 @@ from auth_proxy.responses import (
 )
 from auth_proxy.sessions import COOKIE
 from auth_proxy.state import DEFAULT_PASSWORD
-from auth_proxy.v2 import mount as v2
 from model_sync import progress as sync_progress
 
 log = logging.getLogger(__name__)
@@ -166,12 +165,15 @@ async def session(request: web.Request) -> web.Response:
     return web.json_response({"user": who.user, "via": who.via})
 
 
+async def jobs_not_ready(request: web.Request) -> str | None:
+    jobs = request.config_dict.get(JOBS)
+    return await jobs.not_ready() if jobs else None
+
+
 async def readyz(request: web.Request) -> web.Response:
     gate = request.config_dict[GATE]
     # A cluster's gateway has no ComfyUI of its own: it is ready when its ledger answers.
-    ok, reason = await gate.readiness.get(
-        gate, lambda: v2.not_ready(request), comfyui=not v2.is_gateway(request)
-    )
+    ok, reason = await gate.readiness.get(gate, lambda: jobs_not_ready(request), comfyui=not gate.s.gateway)
     if ok:
         return web.json_response({"status": "ready"})
     progress = sync_progress.read(request.config_dict[GATE].s.progress_file)
@@ -190,7 +192,8 @@ async def metrics(request: web.Request) -> web.Response:
             gate.metrics.queue_depth = len(q.get("queue_running", [])) + len(q.get("queue_pending", []))
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
         gate.metrics.queue_depth = None
-    text = gate.metrics.render() + await v2.metrics_text(request)
+    jobs = request.config_dict.get(JOBS)
+    text = gate.metrics.render() + (await jobs.metrics_text() if jobs else "")
     return web.Response(
         text=text, content_type="text/plain", charset="utf-8", headers={"X-Content-Type-Options": "nosniff"}
     )

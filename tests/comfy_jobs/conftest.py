@@ -10,8 +10,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from auth_proxy.gate import JOBS
 from auth_proxy.settings import Settings
-from auth_proxy.v2.mount import V2_KEY
 from comfy_jobs.settings import JobSettings
 from tests.support import REPO, fake_comfyui
 
@@ -44,7 +44,7 @@ class V2Stack:
 
     @property
     def svc(self):
-        return self.proxy.app[V2_KEY].svc
+        return self.proxy.app[JOBS]
 
 
 @pytest.fixture

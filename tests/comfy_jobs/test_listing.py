@@ -18,7 +18,13 @@ async def fill(ledger, n: int = JOBS) -> list[str]:
     ids = []
     for i in range(n):
         job, _ = await ledger.create_job(
-            f"job_{i:05d}", {"1": {}}, None, {"batch": "a" if i % 50 == 0 else "b", "n": str(i)}, None, 0, 3600
+            f"job_{i:05d}",
+            {"1": {}},
+            None,
+            {"batch": "a" if i % 50 == 0 else "b", "n": str(i)},
+            None,
+            0,
+            3600,
         )
         ids.append(job.id)
     return ids
@@ -47,7 +53,9 @@ async def test_a_filtered_list_pages_through_every_match(v2, api):
         assert (await r.json()) == {"jobs": []}
 
 
-@pytest.mark.parametrize("params", [{"cursor": str(1 << 64)}, {"cursor": "-1"}, {"limit": "0"}, {"limit": "x"}])
+@pytest.mark.parametrize(
+    "params", [{"cursor": str(1 << 64)}, {"cursor": "-1"}, {"limit": "0"}, {"limit": "x"}]
+)
 async def test_list_parameters_out_of_range_are_refused(v2, api, params):
     async with api.get(v2.url("/api/v2/jobs"), params=params) as r:
         assert r.status == 400 and (await r.json())["error"]["code"] == "invalid_request"
@@ -55,7 +63,9 @@ async def test_list_parameters_out_of_range_are_refused(v2, api, params):
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def ledger(request, tmp_path):
-    url = f"sqlite:///{tmp_path}/ledger.db" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    url = (
+        f"sqlite:///{tmp_path}/ledger.db" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    )
     led = SqlLedger(url)
     yield led
     await led.close()
