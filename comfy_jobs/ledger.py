@@ -1,5 +1,5 @@
 """The storage interface of the job ledger: what the API routes and the workers need, and
-nothing about how it is stored. `sqlstore.SqlLedger` implements it for SQLite (the default,
+nothing about how it is stored. `sqlledger.SqlLedger` implements it for SQLite (the default,
 on the data volume) and PostgreSQL (`COMFY_JOBS_DATABASE_URL`, shared by a cluster's
 gateways and workers) with the same statements.
 
@@ -134,6 +134,6 @@ class Ledger(Protocol):
 def open_ledger(url: str, webhooks: bool = False) -> Ledger:
     """The ledger at `url` (an SQLAlchemy URL). `webhooks`: terminal states also enqueue a
     webhook delivery in the same transaction, so none is lost to a crash."""
-    from comfy_jobs.sqlstore import SqlLedger
+    from comfy_jobs.sqlledger import SqlLedger
 
     return SqlLedger(url, webhooks=webhooks)

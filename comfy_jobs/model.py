@@ -1,8 +1,11 @@
-"""The job state machine and the records the ledger keeps, as the v2 contract names them.
+"""The records the ledger keeps, as the v2 contract names them, and the values passed
+between the service, the ledger and the workers.
 
-queued -> running -> succeeded | failed; queued -> canceled | expired;
-running -> canceling -> canceled (or succeeded/failed when the run ended first).
-A lost run goes back through running with one more attempt; it never leaves a terminal state.
+A job's states: queued -> running -> succeeded | failed; queued -> canceled | expired;
+running -> canceling -> canceled (or succeeded/failed when the run ended first). A lost run
+goes back through running with one more attempt; it never leaves a terminal state. The
+transitions are the ledger's statements (comfy_jobs/queries.py), each guarded by the state
+it starts from.
 """
 
 from __future__ import annotations
@@ -14,38 +17,6 @@ QUEUED, RUNNING, CANCELING = "queued", "running", "canceling"
 SUCCEEDED, FAILED, CANCELED, EXPIRED = "succeeded", "failed", "canceled", "expired"
 ACTIVE = (QUEUED, RUNNING, CANCELING)
 TERMINAL = (SUCCEEDED, FAILED, CANCELED, EXPIRED)
-
-TRANSITIONS = {
-    QUEUED: {RUNNING, CANCELED, FAILED, EXPIRED},
-    RUNNING: {SUCCEEDED, FAILED, CANCELING},
-    CANCELING: {CANCELED, SUCCEEDED, FAILED},
-}
-
-
-def allowed(old: str, new: str) -> bool:
-    return new in TRANSITIONS.get(old, set())
-
-
-@dataclass
-class JobError:
-    code: str
-    message: str
-    node_id: str | None = None
-    class_type: str | None = None
-    traceback: str | None = None
-    details: dict | None = None
-
-    def to_dict(self) -> dict:
-        d: dict[str, object] = {
-            "code": self.code,
-            "message": self.message,
-            "node_id": self.node_id,
-            "class_type": self.class_type,
-            "traceback": self.traceback,
-        }
-        if self.details:
-            d["details"] = self.details
-        return d
 
 
 @dataclass
@@ -92,10 +63,6 @@ class Job:
     queue_position: int | None = None
     execution_s: float | None = None
     needs: list[str] | None = None  # the model files it loads (placement)
-
-    @property
-    def terminal(self) -> bool:
-        return self.status in TERMINAL
 
 
 @dataclass(frozen=True)

@@ -91,7 +91,6 @@ recent = (
     .order_by(J.c.seq.desc())
     .limit(20)
 )
-queued_needs = select(J.c.needs).where(J.c.status == QUEUED, J.c.needs.is_not(None))
 
 # --- the worker's side ---------------------------------------------------------------------
 expire = (

@@ -58,7 +58,7 @@ class Held:
             self.stream.put_nowait(("kick", {}))
 
 
-class Worker(Presence):
+class Worker:
     def __init__(self, ledger, settings, comfy_url: str, session: aiohttp.ClientSession, files, hub, metrics):
         self.ledger, self.s, self.files, self.hub, self.metrics = ledger, settings, files, hub, metrics
         self.comfy = ComfyUI(comfy_url, session)
@@ -70,9 +70,10 @@ class Worker(Presence):
         self.comfy_up = False
         self._wake = asyncio.Event()
         self._stopping = False
-        self.draining = False
-        self.loaded: list[str] = []  # the models of the job run last (what ComfyUI holds)
-        self.cost = PodCost(settings.pod, session) if settings.pod else None
+        cost = PodCost(settings.pod, session) if settings.pod else None
+        self.presence = Presence(
+            ledger, settings, lambda: self.current.job.id if self.current else None, cost
+        )
         self.task: asyncio.Task | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -104,15 +105,15 @@ class Worker(Presence):
 
     async def run(self) -> None:
         await self.ledger.forget_own_leases(self.id)
-        await self.report(starting=True)
+        await self.presence.report(starting=True)
         helpers = [
             asyncio.create_task(self._listen()),
-            asyncio.create_task(self._reports()),
+            asyncio.create_task(self.presence.reports()),
             asyncio.create_task(self._notices()),
         ]
         try:
             while not self._stopping:
-                if self.draining:
+                if self.presence.draining:
                     await self._idle(1.0)
                     continue
                 if not self.comfy_up:
@@ -122,20 +123,26 @@ class Worker(Presence):
                         continue
                 job = await self.ledger.claim(self.id, self.s.lease_s)
                 if job is None:
-                    await self._pod_cost(busy=False)
+                    await self.presence.busy(False)
                     await self._idle(1.0)
                     continue
-                await self._pod_cost(busy=True)
+                await self.presence.busy(True)
                 await self._hold(job)
                 if job.needs:
-                    self.loaded = list(job.needs)
-                await self.report()  # idle again: placement and drains see it at once
+                    self.presence.loaded = list(job.needs)
+                await self.presence.report()  # idle again: placement and drains see it at once
         finally:
             for t in helpers:
                 t.cancel()
             if self._stopping and self.current is None:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self.ledger.forget_worker(self.id))
+
+    async def _notices(self) -> None:
+        """Jobs submitted through another process (a gateway) wake this worker at once."""
+        while True:
+            await self.ledger.wait_for_work(30.0)
+            self._wake.set()
 
     async def _idle(self, seconds: float) -> None:
         with contextlib.suppress(asyncio.TimeoutError):

@@ -8,7 +8,6 @@ from dataclasses import replace
 import pytest
 
 from comfy_jobs.model import JobQuery
-from comfy_jobs.sqlstore import SqlLedger
 
 JOBS = 1_100  # past the 1,000 newest jobs the list once filtered in memory
 
@@ -59,16 +58,6 @@ async def test_a_filtered_list_pages_through_every_match(v2, api):
 async def test_list_parameters_out_of_range_are_refused(v2, api, params):
     async with api.get(v2.url("/api/v2/jobs"), params=params) as r:
         assert r.status == 400 and (await r.json())["error"]["code"] == "invalid_request"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def ledger(request, tmp_path):
-    url = (
-        f"sqlite:///{tmp_path}/ledger.db" if request.param == "sqlite" else request.getfixturevalue("pg_url")
-    )
-    led = SqlLedger(url)
-    yield led
-    await led.close()
 
 
 async def test_the_ledger_filters_in_sql_on_both_backends(ledger):
