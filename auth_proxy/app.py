@@ -2,7 +2,8 @@
 
 A request passes, in this fixed order (auth_proxy/middlewares.py):
 
-1. hide errors: count the request for /metrics; a failure is a 500 without a traceback;
+1. hide errors: count the request for /metrics; a failure is a 500 without a traceback
+   (and on the v2 API's paths, every refusal below is put in the contract's envelope);
 2. normalise: the percent-decoded path with dot segments resolved, which every later
    decision is made on (the relay still sends ComfyUI the path as the client sent it);
 3. authenticate: who is asking (session cookie, HTTP Basic, Bearer token, or `?token=`
@@ -10,8 +11,8 @@ A request passes, in this fixed order (auth_proxy/middlewares.py):
 4. CSRF: cookie-authenticated writes and WebSockets must come from a page of this host;
 5. forced change: while the default password is in use, only changing it is allowed.
 
-Then the route: one of the proxy's own (auth_proxy/routes.py lists them all, and is where
-new ones such as the v2 job API are added) or the catch-all relay to ComfyUI. Because
+Then the route: one of the proxy's own (auth_proxy/routes.py lists them all, and mounts
+the v2 job API's table from auth_proxy/v2/routes.py) or the catch-all relay to ComfyUI. Because
 middlewares wrap every route of the application, a route added later cannot skip the gate.
 """
 
@@ -19,11 +20,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from auth_proxy.gate import ARRIVAL, GATE, JOBS, NORM_PATH, WHO, Gate, Who
 from auth_proxy.middlewares import PIPELINE
 from auth_proxy.pinning import PINNING, Pinning
-from auth_proxy.responses import SERVER_NAME
+from auth_proxy.replies import SERVER_NAME
 from auth_proxy.routes import add_routes
+from auth_proxy.services import ARRIVAL, GATE, JOBS, NORM_PATH, WHO, Gate, Who
 from auth_proxy.settings import Settings
 from comfy_jobs.service import JobsService
 

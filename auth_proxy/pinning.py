@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from auth_proxy.gate import WHO
+from auth_proxy.services import WHO
 from comfy_jobs.service import JobsService
 
 LIVE_S = 30.0  # a worker not heard of for this long gets no new pins

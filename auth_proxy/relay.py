@@ -27,9 +27,9 @@ from yarl import URL
 
 from auth_proxy import pages, splice
 from auth_proxy.credentials import WS_PATHS
-from auth_proxy.gate import ARRIVAL, GATE, NORM_PATH, WHO, WS_LOGIN_ENDED, Relayed
 from auth_proxy.pinning import PINNING
-from auth_proxy.responses import error, html, lang, wants_json
+from auth_proxy.replies import error, html, lang, wants_json
+from auth_proxy.services import ARRIVAL, GATE, NORM_PATH, WHO, WS_LOGIN_ENDED, Relayed
 from model_sync import progress as sync_progress
 
 log = logging.getLogger(__name__)

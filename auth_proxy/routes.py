@@ -20,8 +20,8 @@ import enum
 from aiohttp import web
 
 from auth_proxy import views
-from auth_proxy.gate import JOBS
 from auth_proxy.relay import relay
+from auth_proxy.services import JOBS
 from auth_proxy.v2 import routes as v2
 
 

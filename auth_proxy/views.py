@@ -12,22 +12,15 @@ import aiohttp
 from aiohttp import web
 
 from auth_proxy import pages
+from auth_proxy.accounts import DEFAULT_PASSWORD
+from auth_proxy.cookies import start_session
 from auth_proxy.credentials import check_login
-from auth_proxy.gate import GATE, JOBS, WHO
-from auth_proxy.responses import (
-    BadBody,
-    error,
-    fetch_site,
-    html,
-    lang,
-    prefers_json,
-    read_fields,
-    safe_next,
-    see_other,
-    start_session,
-)
+from auth_proxy.errors import BadBody
+from auth_proxy.forms import read_fields
+from auth_proxy.origins import fetch_site, safe_next
+from auth_proxy.replies import error, html, lang, prefers_json, see_other
+from auth_proxy.services import GATE, JOBS, WHO
 from auth_proxy.sessions import COOKIE
-from auth_proxy.state import DEFAULT_PASSWORD
 from model_sync import progress as sync_progress
 
 log = logging.getLogger(__name__)

@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 from comfy_jobs.ledger import Ledger
 from comfy_jobs.model import WorkerInfo
+from comfy_jobs.models_on_disk import placed_models
 from comfy_jobs.podcost import PodCost
-from comfy_jobs.report import placed_models
 from comfy_jobs.settings import JobSettings
 
 log = logging.getLogger("comfy_jobs.worker")

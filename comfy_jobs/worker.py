@@ -6,7 +6,7 @@ A run ComfyUI lost (crash, kill -9, restart) is submitted again, up to max_attem
 ComfyUI rejected fails with its node errors and is never retried; a run that succeeded is
 recorded as such before its outputs are fetched, so it is never run again.
 
-Each worker also writes its own row in the ledger on every beat (comfy_jobs/report.py): the
+Each worker also writes its own row in the ledger on every beat (comfy_jobs/presence.py): the
 models it has on disk (placement), the job it holds, the address of its proxy (the gateways'
 UI pinning). A drain (`comfyctl drain`, SIGTERM of `python -m comfy_jobs worker`) stops
 claiming, lets the job in hand finish, and leaves queued jobs to the other workers.

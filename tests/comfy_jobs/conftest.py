@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from auth_proxy.gate import JOBS
+from auth_proxy.services import JOBS
 from auth_proxy.settings import Settings
 from comfy_jobs.settings import JobSettings
 from comfy_jobs.sqlledger import SqlLedger
