@@ -28,7 +28,7 @@ from yarl import URL
 from auth_proxy import pages, splice
 from auth_proxy.credentials import WS_PATHS
 from auth_proxy.pinning import PINNING
-from auth_proxy.replies import error, html, lang, wants_json
+from auth_proxy.replies import USER_FILE, error, html, lang, wants_json
 from auth_proxy.services import ARRIVAL, GATE, NORM_PATH, WHO, WS_LOGIN_ENDED, Relayed
 from model_sync import progress as sync_progress
 
@@ -137,8 +137,7 @@ async def relay_http(
         if up.headers.get("Content-Length") is not None and "Content-Encoding" not in up.headers:
             resp.content_length = int(up.headers["Content-Length"])
         if up.status < 300 and serves_user_files(request[NORM_PATH], up.headers.get("Content-Type", "")):
-            resp.headers["Content-Security-Policy"] = "sandbox"
-            resp.headers["X-Content-Type-Options"] = "nosniff"
+            resp.headers.update(USER_FILE)
         if splicing and splice.eligible(request, up):
             await splice.relay_body(request, resp, up)
         else:

@@ -35,6 +35,12 @@ def see_other(location: str) -> web.Response:
     return web.Response(status=303, headers={"Location": location})
 
 
+# What a file a user put on the server is answered with, wherever it is served (ComfyUI's
+# /view and userdata relayed, v2 asset content): opened as a page it is sandboxed (no
+# script, an opaque origin), and never sniffed into another type; as <img>, fetch() or a
+# download it works as before.
+USER_FILE = {"Content-Security-Policy": "sandbox", "X-Content-Type-Options": "nosniff"}
+
 # The proxy's own pages may be framed by nothing but this origin (no clickjacking of the
 # login or password forms).
 FRAMING = {"Content-Security-Policy": "frame-ancestors 'self'", "X-Frame-Options": "SAMEORIGIN"}

@@ -37,6 +37,7 @@ class Upload:
 
     fields: dict[str, str] = field(default_factory=dict)
     tags: list[str] = field(default_factory=list)
+    parts: int = 0  # text parts read, a repeated name counted each time
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,16 @@ class Conflict(Refused):
         self.retry_after_s = retry_after_s
 
 
+class Stalled(Refused):
+    """The client stopped sending the body it started."""
+
+    def __init__(self, idle_s: float):
+        super().__init__(
+            "request_timeout",
+            f"no byte of the body came for {idle_s:g} s; send the whole body without pausing",
+        )
+
+
 class IdempotencyKeyReuse(Unacceptable):
     """The same Idempotency-Key came with a different body."""
 
@@ -87,8 +97,16 @@ class HashMismatch(Conflict):
         )
 
 
-class QueueFull(Refused):
-    """Raised by the ledger; the service adds `retry_after_s` from recent run times."""
+class Busy(Refused):
+    """Too many of something at once; `retry_after_s`: when to try again."""
+
+    def __init__(self, code: str, message: str, details: dict | None = None, retry_after_s: int = 10):
+        super().__init__(code, message, details)
+        self.retry_after_s = retry_after_s
+
+
+class QueueFull(Busy):
+    """Raised by the ledger; the service sets `retry_after_s` from recent run times."""
 
     def __init__(self, depth: int, limit: int):
         super().__init__(
@@ -97,4 +115,3 @@ class QueueFull(Refused):
             {"depth": depth, "limit": limit},
         )
         self.depth, self.limit = depth, limit
-        self.retry_after_s = 10

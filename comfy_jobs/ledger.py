@@ -40,6 +40,10 @@ class Ledger(Protocol):
     async def request_cancel(self, job_id: str) -> Job | None:
         """A queued job is canceled at once; a running one becomes canceling."""
 
+    async def fingerprints(self, job_ids: Sequence[str]) -> dict[str, tuple]:
+        """For each job: a value that changes whenever what its event stream sends does
+        (status, queue position, progress, attempts, outputs)."""
+
     async def counts(self) -> dict[str, int]:
         """Jobs per non-terminal status, for /metrics and the queue limit."""
 
@@ -60,6 +64,11 @@ class Ledger(Protocol):
 
     async def release(self, job_id: str, worker: str) -> None:
         """Give a job back to the queue untouched (the worker is shutting down)."""
+
+    async def count_error(self, job_id: str, worker: str) -> int | None:
+        """An unexpected error while the worker held the job counts as an attempt (so a job
+        that always fails so ends, failed, after COMFY_JOB_MAX_ATTEMPTS instead of going
+        round forever); the attempts so far, or None if the worker no longer holds it."""
 
     async def start_attempt(self, job_id: str, worker: str, prompt_id: str) -> int:
         """Record the next submission to ComfyUI before it is made; returns its number. The

@@ -75,6 +75,11 @@ class JobsService:
         self.session = aiohttp.ClientSession(
             cookie_jar=aiohttp.DummyCookieJar(), connector=aiohttp.TCPConnector(limit=0)
         )
+        self._tasks.append(
+            asyncio.create_task(
+                self.hub.watch(lambda ids: self.ledger.fingerprints(ids)), name="event streams"
+            )
+        )
         if self.s.webhook_url:
             self.sender = Sender(
                 self.ledger, self.s.webhook_url, self.s.webhook_secret, self.session, self.metrics
@@ -165,7 +170,8 @@ class JobsService:
         return job
 
     def events(self, job: Job) -> AsyncIterator[Event]:
-        """The job's live events from `job` (as just read) on, until it ends."""
+        """The job's live events from `job` (as just read) on, until it ends; read inside
+        `self.hub.streams.slot(client)`, which refuses one stream too many."""
         return follow(job, self.job, self.hub)
 
     async def known_classes(self) -> set[str] | None:

@@ -317,6 +317,14 @@ class SqlLedger:
 
         return await self._run(run)
 
+    async def fingerprints(self, job_ids):
+        def run():
+            with self.r.connect() as c:
+                rows = c.execute(Q.fingerprints, {"ids": list(job_ids)}).all()
+            return {r[0]: tuple(r[1:]) for r in rows}
+
+        return await self._read(run)
+
     async def counts(self):
         def run():
             with self.r.connect() as c:
@@ -400,6 +408,13 @@ class SqlLedger:
                     engines.notify(c)
 
         await self._run(run)
+
+    async def count_error(self, job_id, worker):
+        def run():
+            with self._tx(Write.ORDERED) as c:
+                return c.execute(Q.count_error, {"job_id": job_id, "worker": worker}).scalar()
+
+        return await self._run(run)
 
     async def start_attempt(self, job_id, worker, prompt_id):
         def run():

@@ -161,14 +161,36 @@ class Worker:
         except asyncio.CancelledError:
             await asyncio.shield(self.ledger.release(job.id, self.id))
             raise
-        except Exception:  # noqa: BLE001 - one job's bug must not stop the worker
-            log.exception("job %s: unexpected error; the lease is given back for a retry", job.id)
-            await self.ledger.release(job.id, self.id)
+        except Exception as exc:  # noqa: BLE001 - one job's bug must not stop the worker
+            log.exception("job %s: unexpected error", job.id)
+            await self._errored(held, exc)
             await asyncio.sleep(1.0)
         finally:
             beat.cancel()
             self.current = None
             self.hub.finished(job.id)
+
+    async def _errored(self, held: Held, exc: Exception) -> None:
+        """An error no step expected counts as an attempt: retried (the lease given back)
+        until COMFY_JOB_MAX_ATTEMPTS, then the job fails with the error as its reason."""
+        n = await self.ledger.count_error(held.job.id, self.id)
+        if n is None:
+            return  # no longer ours
+        if n < self.s.max_attempts:
+            log.warning(
+                "job %s: attempt %d of %d ended in that error; retrying", held.job.id, n, self.s.max_attempts
+            )
+            await self.ledger.release(held.job.id, self.id)
+            return
+        await self._finish(
+            held,
+            FAILED,
+            {
+                "code": "worker_error",
+                "message": f"the worker could not run the job ({type(exc).__name__}: {str(exc)[:300]}), "
+                f"{n} time(s); COMFY_JOB_MAX_ATTEMPTS allows no more. The proxy's log has the traceback",
+            },
+        )
 
     async def _heartbeat(self, held: Held) -> None:
         while True:

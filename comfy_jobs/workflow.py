@@ -13,12 +13,16 @@ import mimetypes
 import posixpath
 import re
 
-from comfy_jobs.errors import Unacceptable
+from comfy_jobs.errors import Malformed, Unacceptable
 
 ASSET_TYPE = "core/ASSET"
 RESERVED = ("webhook_url", "inputs")  # the contract reserves these and rejects them today
 ALLOWED = {"workflow", "extra_data", "metadata"}
 META_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
+# How deep a workflow's values may nest: a node's inputs are a level or two (a link, an
+# asset reference); copying and sending a graph recurse once per level, and past a few
+# hundred Python's stack runs out in the worker, where the job could never run.
+MAX_DEPTH = 64
 mimetypes.add_type("image/webp", ".webp")
 mimetypes.add_type("model/gltf-binary", ".glb")
 mimetypes.add_type("video/webm", ".webm")
@@ -67,8 +71,25 @@ def check_body(body) -> tuple[dict, dict | None, dict | None]:
                     f"metadata label {str(k)[:40]!r}: a key is 1-40 of "
                     "A-Z a-z 0-9 _ - . and a value a string of at most 256 bytes",
                 )
+    if (depth := nesting(workflow)) > MAX_DEPTH:
+        raise Malformed(
+            f"the workflow nests values {depth} levels deep; at most {MAX_DEPTH} can be run",
+            {"depth": depth, "limit": MAX_DEPTH},
+        )
     check_graph(workflow)
     return workflow, extra or None, meta or None
+
+
+def nesting(value: object) -> int:
+    """How many lists and objects deep `value` goes (without recursing: any depth is safe)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        children = v.values() if isinstance(v, dict) else v if isinstance(v, list) else None
+        if children is not None:
+            deepest = max(deepest, depth)
+            stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return deepest
 
 
 def check_graph(graph: dict, known_classes: set[str] | None = None) -> None:

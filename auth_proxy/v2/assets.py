@@ -4,22 +4,37 @@ reads the request, calls the service's assets (comfy_jobs/assets.py) and writes 
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import Awaitable
+from typing import TypeVar
 
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import BadHttpMessage
 
+from auth_proxy.replies import USER_FILE
 from auth_proxy.v2.shapes import asset_json
 from auth_proxy.v2.wire import parse_json
 from comfy_jobs.assets import Upload
-from comfy_jobs.errors import NotFound, Unacceptable
+from comfy_jobs.errors import NotFound, Stalled, Unacceptable
 from comfy_jobs.service import JobsService
 
-FIELD_LIMIT = 4096
+T = TypeVar("T")
+FIELD_LIMIT = 4096  # bytes of one text field
+MAX_FIELDS = 64  # text fields (tags included) in one form: with FIELD_LIMIT, what a form may hold
+# A body that stops arriving is given up after this long without a byte, with its temp file.
+IDLE_S = 30.0
+
+
+async def _timed(read: Awaitable[T]) -> T:
+    try:
+        return await asyncio.wait_for(read, IDLE_S)
+    except asyncio.TimeoutError:
+        raise Stalled(IDLE_S) from None
 
 
 async def _chunks(part: BodyPartReader):
-    while chunk := await part.read_chunk(1 << 18):
+    while chunk := await _timed(part.read_chunk(1 << 18)):
         yield chunk
 
 
@@ -38,7 +53,7 @@ class AssetRoutes:
             async with assets.exclusive(key):
                 upload, stored = Upload(), None
                 reader = await request.multipart()
-                while (part := await reader.next()) is not None:
+                while (part := await _timed(reader.next())) is not None:
                     if not isinstance(part, BodyPartReader):
                         continue  # a nested multipart: no field of the contract's
                     if part.name == "file":
@@ -67,7 +82,7 @@ class AssetRoutes:
         )
 
     async def _finish(self, request, reader, upload: Upload, staged, key):
-        while (part := await reader.next()) is not None:
+        while (part := await _timed(reader.next())) is not None:
             if isinstance(part, BodyPartReader):
                 if part.name == "file":
                     raise Unacceptable("invalid_request", "send one file part per upload")
@@ -78,7 +93,17 @@ class AssetRoutes:
     async def _field(part: BodyPartReader, upload: Upload) -> None:
         if not part.name:
             return
-        text = (await part.read(decode=True))[:FIELD_LIMIT].decode("utf-8", "replace")
+        upload.parts += 1
+        if upload.parts > MAX_FIELDS:
+            raise Unacceptable("invalid_request", f"a form of at most {MAX_FIELDS} fields; send fewer tags")
+        data = bytearray()
+        while chunk := await _timed(part.read_chunk(FIELD_LIMIT)):
+            data += chunk
+            if len(data) > FIELD_LIMIT:
+                raise Unacceptable(
+                    "invalid_request", f"the field {part.name[:40]!r} is over {FIELD_LIMIT} bytes"
+                )
+        text = part.decode(bytes(data)).decode("utf-8", "replace")
         if part.name == "tags":
             upload.tags.append(text)
         else:
@@ -106,13 +131,15 @@ class AssetRoutes:
         asset = await self.svc.assets.get(id)
         path = await self.svc.assets.local_path(asset)
         name = re.sub(r"[^A-Za-z0-9._ -]", "_", (asset.file_path or asset.id).rsplit("/", 1)[-1])[-120:]
-        # FileResponse answers Range (206, 416) and HEAD the way the contract asks.
+        # FileResponse answers Range (206, 416) and HEAD the way the contract asks. Shown
+        # inline with its own type (an image in a page), under the rule ComfyUI's /view
+        # answers get: an uploaded HTML or SVG page runs no script in this origin.
         return web.FileResponse(
             path,
             headers={
                 "Content-Type": asset.content_type,
                 "Content-Disposition": f'inline; filename="{name}"',
                 "Cache-Control": "private, max-age=3600",
-                "X-Content-Type-Options": "nosniff",
+                **USER_FILE,
             },
         )

@@ -7,11 +7,12 @@ import json
 
 from aiohttp import web
 
+from auth_proxy.services import WHO
 from auth_proxy.v2.shapes import job_json, output_json, summary_json
 from auth_proxy.v2.wire import read_json
 from comfy_jobs.errors import Malformed
 from comfy_jobs.events import Event
-from comfy_jobs.model import JobQuery, Output
+from comfy_jobs.model import Job, JobQuery, Output
 from comfy_jobs.service import JobsService
 
 MAX_LIMIT = 100
@@ -65,6 +66,10 @@ class JobRoutes:
     async def events(self, request: web.Request, id: str) -> web.StreamResponse:  # noqa: A002
         """Live push only, as the contract says (comfy_jobs/events.py: what is sent when)."""
         job = await self.svc.job(id)  # an unknown job is a 404, before the stream starts
+        with self.svc.hub.streams.slot(client_of(request)):
+            return await self._stream(request, job)
+
+    async def _stream(self, request: web.Request, job: Job) -> web.StreamResponse:
         resp = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",
@@ -80,6 +85,12 @@ class JobRoutes:
         except ConnectionResetError:
             pass  # the client went away; nothing to clean up
         return resp
+
+
+def client_of(request: web.Request) -> str:
+    """Whose stream this is: the token or the browser session it came with."""
+    who = request[WHO]
+    return who.token_digest or who.sid or f"{who.via}:{who.user}"
 
 
 def sse(request: web.Request, job_id: str, event: Event) -> bytes:

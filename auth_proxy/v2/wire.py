@@ -10,15 +10,16 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from comfy_jobs.errors import Conflict, Malformed, NotFound, QueueFull, Refused, Unacceptable
+from comfy_jobs.errors import Busy, Conflict, Malformed, NotFound, Refused, Stalled, Unacceptable
 
 MAX_BODY = 32 << 20  # a workflow with embedded data; the gate's 1 MiB is for its forms
 STATUS: dict[type[Refused], int] = {
     Malformed: 400,
     NotFound: 404,
+    Stalled: 408,
     Conflict: 409,
     Unacceptable: 422,
-    QueueFull: 429,
+    Busy: 429,
 }
 # The gate's own refusals (a JSON `{"error": "text"}`), in the contract's codes.
 CODES = {
@@ -43,7 +44,10 @@ def refusal(exc: Refused) -> web.Response:
     status = next(s for kind, s in STATUS.items() if isinstance(exc, kind))
     retry_after = getattr(exc, "retry_after_s", None)
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
-    return error(status, exc.code, exc.message, exc.details, **headers)
+    resp = error(status, exc.code, exc.message, exc.details, **headers)
+    if isinstance(exc, Stalled):
+        resp.force_close()  # the rest of that body is not waited for either
+    return resp
 
 
 def handler(
