@@ -12,12 +12,12 @@ import time
 from aiohttp.abc import AbstractAccessLogger
 
 from auth_proxy import logs
+from auth_proxy.accounts import Store
+from auth_proxy.accounts_sql import backend_for
 from auth_proxy.app import ARRIVAL, NORM_PATH, create_app
 from auth_proxy.errors import AuthProxyError
 from auth_proxy.server import serve
 from auth_proxy.settings import load_settings
-from auth_proxy.sqlstate import backend_for
-from auth_proxy.state import Store
 
 log = logging.getLogger("auth_proxy")
 

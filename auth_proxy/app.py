@@ -2,7 +2,8 @@
 
 A request passes, in this fixed order (auth_proxy/middlewares.py):
 
-1. hide errors: count the request for /metrics; a failure is a 500 without a traceback;
+1. hide errors: count the request for /metrics; a failure is a 500 without a traceback
+   (and on the v2 API's paths, every refusal below is put in the contract's envelope);
 2. normalise: the percent-decoded path with dot segments resolved, which every later
    decision is made on (the relay still sends ComfyUI the path as the client sent it);
 3. authenticate: who is asking (session cookie, HTTP Basic, Bearer token, or `?token=`
@@ -10,8 +11,8 @@ A request passes, in this fixed order (auth_proxy/middlewares.py):
 4. CSRF: cookie-authenticated writes and WebSockets must come from a page of this host;
 5. forced change: while the default password is in use, only changing it is allowed.
 
-Then the route: one of the proxy's own (auth_proxy/routes.py lists them all, and is where
-new ones such as the v2 job API are added) or the catch-all relay to ComfyUI. Because
+Then the route: one of the proxy's own (auth_proxy/routes.py lists them all, and mounts
+the v2 job API's table from auth_proxy/v2/routes.py) or the catch-all relay to ComfyUI. Because
 middlewares wrap every route of the application, a route added later cannot skip the gate.
 """
 
@@ -19,13 +20,15 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from auth_proxy.gate import ARRIVAL, GATE, NORM_PATH, WHO, Gate, Who
 from auth_proxy.middlewares import PIPELINE
-from auth_proxy.responses import SERVER_NAME
+from auth_proxy.pinning import PINNING, Pinning
+from auth_proxy.replies import SERVER_NAME
 from auth_proxy.routes import add_routes
+from auth_proxy.services import ARRIVAL, GATE, JOBS, NORM_PATH, WHO, Gate, Who
 from auth_proxy.settings import Settings
+from comfy_jobs.service import JobsService
 
-__all__ = ["ARRIVAL", "GATE", "NORM_PATH", "WHO", "Gate", "Who", "create_app"]
+__all__ = ["ARRIVAL", "GATE", "JOBS", "NORM_PATH", "WHO", "Gate", "Who", "create_app"]
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -34,10 +37,24 @@ def create_app(settings: Settings) -> web.Application:
     # relayed bodies are streamed to ComfyUI from request.content and are not limited.
     app = web.Application(middlewares=PIPELINE, client_max_size=1 << 20)
     app[GATE] = gate
+    # The Comfy API v2's job service (routes.py mounts its routes), and on one box the worker
+    # that runs its jobs on this proxy's ComfyUI; a cluster's gateway runs none and relays
+    # each browser's UI to the worker its session is pinned to.
+    jobs = JobsService(settings.jobs, settings.upstream) if settings.jobs else None
+    if jobs is not None:
+        app[JOBS] = jobs
+        if settings.gateway:
+            app[PINNING] = Pinning(jobs)
 
     async def lifetime(_app):
         await gate.start()
+        if jobs is not None:
+            await jobs.start()
+            if jobs.s.run_worker:
+                jobs.start_worker()
         yield
+        if jobs is not None:
+            await jobs.stop()
         await gate.stop()
 
     async def own_headers(_request: web.Request, resp: web.StreamResponse) -> None:

@@ -10,10 +10,10 @@ import logging
 
 from aiohttp import web
 
-from auth_proxy.gate import GATE, Gate, Who
-from auth_proxy.responses import error
+from auth_proxy.accounts import token_digest
+from auth_proxy.replies import error
+from auth_proxy.services import GATE, Gate, Who
 from auth_proxy.sessions import COOKIE
-from auth_proxy.state import token_digest
 
 log = logging.getLogger(__name__)
 WS_PATHS = ("/ws", "/api/ws")

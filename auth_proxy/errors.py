@@ -25,3 +25,8 @@ class StateError(AuthProxyError):
 
 class TokenError(AuthProxyError):
     exit_code = 4
+
+
+class BadBody(ValueError):
+    """The body of a form or JSON request the gate reads itself is unusable (answered 400,
+    never an exit code)."""

@@ -5,7 +5,7 @@ p=4): every hash and every check allocates 64 MiB. In the proxy's own process th
 its peak resident memory, more than the relay itself needs (~55 MB); lowering the cost would
 weaken every stored hash instead. So the work runs in small worker processes
 (`python -m auth_proxy.hashing`), started on first use and kept, one per caller at a time
-(the proxy's two argon2 threads, gate.py): the 64 MiB is allocated and freed there.
+(the proxy's two argon2 threads, services.py): the 64 MiB is allocated and freed there.
 
 Each worker reads one JSON request a line on stdin and answers one line on stdout. When the
 proxy ends, however it ends, the worker's stdin reaches its end and the worker exits: nothing

@@ -16,12 +16,14 @@ from aiohttp import web
 from auth_proxy import pages
 from auth_proxy.credentials import identify
 from auth_proxy.forwarded import arrival, host_allowed
-from auth_proxy.gate import ARRIVAL, GATE, NORM_PATH, WHO
 from auth_proxy.metrics import route_group
+from auth_proxy.origins import fetch_site, safe_next, same_origin
 from auth_proxy.paths import BadPath
 from auth_proxy.paths import normalise as normalise_path
-from auth_proxy.responses import challenge, error, fetch_site, html, lang, safe_next, same_origin, wants_json
+from auth_proxy.replies import challenge, error, html, lang, wants_json
 from auth_proxy.routes import Access, access_of, is_open_path
+from auth_proxy.services import ARRIVAL, GATE, NORM_PATH, WHO
+from auth_proxy.v2.envelope import v2_envelope
 
 log = logging.getLogger(__name__)
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -164,4 +166,4 @@ async def forced_change(request: web.Request, handler):
 
 
 # The order is the design: each step trusts what the ones before it established.
-PIPELINE = [count_and_hide_errors, normalise, authenticate, csrf, forced_change]
+PIPELINE = [count_and_hide_errors, v2_envelope, normalise, authenticate, csrf, forced_change]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from auth_proxy.gate import GATE, WHO
+from auth_proxy.services import GATE, WHO
 from model_sync import progress as sync_progress
 
 log = logging.getLogger(__name__)

@@ -160,7 +160,7 @@ def change_page(lang: str, next_url: str, error: str | None = None, forced: bool
 
 
 def cross_site_page(lang: str, target: str) -> str:
-    """`target` must already be a safe relative path (responses.safe_next)."""
+    """`target` must already be a safe relative path (origins.safe_next)."""
     t = TEXT[lang]
     target = html.escape(target)
     body = (

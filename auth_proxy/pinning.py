@@ -18,7 +18,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from auth_proxy.gate import WHO
+from auth_proxy.services import WHO
+from comfy_jobs.service import JobsService
 
 LIVE_S = 30.0  # a worker not heard of for this long gets no new pins
 CACHE_S = 2.0  # the live workers and each pin, read from the ledger at most this often
@@ -31,7 +32,7 @@ class Target:
 
 
 class Pinning:
-    def __init__(self, service):
+    def __init__(self, service: JobsService):
         self.svc = service  # its ledger is opened when the application starts
         self._live: tuple[float, list] = (0.0, [])
         self._pins: dict[str, tuple[float, str | None]] = {}
@@ -61,3 +62,6 @@ class Pinning:
             if len(self._pins) > 10000:  # forget old entries; the ledger keeps the pins
                 self._pins = {k: v for k, v in self._pins.items() if now - v[0] < CACHE_S}
         return Target(by_id[worker].ui_url, worker) if worker is not None and worker in by_id else None
+
+
+PINNING = web.AppKey("pinning", Pinning)  # on a cluster's gateway only

@@ -25,10 +25,11 @@ from aiohttp import WSMsgType, web
 from multidict import CIMultiDict
 from yarl import URL
 
-from auth_proxy import pages, splice, v2
+from auth_proxy import pages, splice
 from auth_proxy.credentials import WS_PATHS
-from auth_proxy.gate import ARRIVAL, GATE, NORM_PATH, WHO, WS_LOGIN_ENDED, Relayed
-from auth_proxy.responses import error, html, lang, wants_json
+from auth_proxy.pinning import PINNING
+from auth_proxy.replies import USER_FILE, error, html, lang, wants_json
+from auth_proxy.services import ARRIVAL, GATE, NORM_PATH, WHO, WS_LOGIN_ENDED, Relayed
 from model_sync import progress as sync_progress
 
 log = logging.getLogger(__name__)
@@ -136,8 +137,7 @@ async def relay_http(
         if up.headers.get("Content-Length") is not None and "Content-Encoding" not in up.headers:
             resp.content_length = int(up.headers["Content-Length"])
         if up.status < 300 and serves_user_files(request[NORM_PATH], up.headers.get("Content-Type", "")):
-            resp.headers["Content-Security-Policy"] = "sandbox"
-            resp.headers["X-Content-Type-Options"] = "nosniff"
+            resp.headers.update(USER_FILE)
         if splicing and splice.eligible(request, up):
             await splice.relay_body(request, resp, up)
         else:
@@ -230,8 +230,8 @@ async def relay(request: web.Request) -> web.StreamResponse:
     gate = request.config_dict[GATE]
     assert gate.client is not None
     upstream, worker = gate.s.upstream, None
-    if v2.is_gateway(request):  # a cluster's gateway: the worker this session is pinned to
-        target = await v2.ui_target(request)
+    if gate.s.gateway:  # the worker this session is pinned to
+        target = await request.config_dict[PINNING].target(request)
         if target is None:
             return unavailable(request, worker="")
         upstream, worker = target.url, target.worker

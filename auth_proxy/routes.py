@@ -19,8 +19,10 @@ import enum
 
 from aiohttp import web
 
-from auth_proxy import models_sync, v2, views
+from auth_proxy import models_sync, views
 from auth_proxy.relay import relay
+from auth_proxy.services import JOBS
+from auth_proxy.v2 import routes as v2
 
 
 class Access(enum.Enum):
@@ -54,12 +56,14 @@ def add_routes(app: web.Application) -> None:
     add("/_auth/session", get, views.session, Access.BEFORE_CHANGE)
     add("/metrics", get, views.metrics)
 
-    # Own APIs go here, each behind the login by default (e.g. `router.add_routes(jobs.routes)`).
-    v2.add_routes(app, add)  # the Comfy API v2 and its job ledger (auth_proxy/v2.py)
+    # Own APIs go here, each behind the login by default.
+    if JOBS in app:  # the Comfy API v2 over the job service (auth_proxy/v2/routes.py)
+        v2.add_routes(add, app[JOBS])
     models_sync.add_routes(app, add)  # the admin's "sync models now" (auth_proxy/models_sync.py)
 
-    # Last: everything else is ComfyUI's, relayed with the path as the client sent it.
-    router.add_route("*", "/{tail:.*}", relay)
+    # Last: everything else is ComfyUI's, relayed with the path as the client sent it (the
+    # v2 prefixes are the job API's, whose 404 and 405 are aiohttp's router's).
+    router.add_route("*", "/{tail:" + v2.RELAYED + "}", relay)
     app[ACCESS] = access
 
 

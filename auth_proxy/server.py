@@ -34,7 +34,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 
-from auth_proxy.responses import SERVER_NAME
+from auth_proxy.replies import SERVER_NAME
 from auth_proxy.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """Browser sessions, kept server-side so that logout and a password change revoke them.
 
 The cookie carries only a random id. The proxy keeps each session under the sha256 of
-that id (auth_proxy/state.py's backend: AUTH_PROXY_STATE_DIR/sessions.json, mode 0600,
+that id (auth_proxy/accounts.py's backend: AUTH_PROXY_STATE_DIR/sessions.json, mode 0600,
 written atomically; or the cluster's PostgreSQL, shared by every gateway replica), so a
 restart of the proxy or the container does not log browsers out, and a copy of the store
 holds nothing a browser could present. A session also ends when the admin password
@@ -17,7 +17,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from auth_proxy.state import AuthBackend, FileBackend
+from auth_proxy.accounts import AuthBackend, FileBackend
 
 COOKIE = "comfy_session"
 log = logging.getLogger(__name__)

@@ -53,6 +53,11 @@ class Settings:
     # The Comfy API v2 and its job ledger (comfy_jobs/settings.py); None: not served.
     jobs: JobSettings | None = None
 
+    @property
+    def gateway(self) -> bool:
+        """A cluster's gateway: no ComfyUI of its own; the UI is relayed to workers."""
+        return self.jobs is not None and self.jobs.gateway
+
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     env = Env(environ, error=ConfigError)

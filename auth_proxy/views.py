@@ -11,23 +11,16 @@ from urllib.parse import quote
 import aiohttp
 from aiohttp import web
 
-from auth_proxy import pages, v2
+from auth_proxy import pages
+from auth_proxy.accounts import DEFAULT_PASSWORD
+from auth_proxy.cookies import start_session
 from auth_proxy.credentials import check_login
-from auth_proxy.gate import GATE, WHO
-from auth_proxy.responses import (
-    BadBody,
-    error,
-    fetch_site,
-    html,
-    lang,
-    prefers_json,
-    read_fields,
-    safe_next,
-    see_other,
-    start_session,
-)
+from auth_proxy.errors import BadBody
+from auth_proxy.forms import read_fields
+from auth_proxy.origins import fetch_site, safe_next
+from auth_proxy.replies import error, html, lang, prefers_json, see_other
+from auth_proxy.services import GATE, JOBS, WHO
 from auth_proxy.sessions import COOKIE
-from auth_proxy.state import DEFAULT_PASSWORD
 from comfy_stack import startup
 from model_sync import progress as sync_progress
 
@@ -193,12 +186,15 @@ def sync_waiting_for(progress: sync_progress.Snapshot) -> str | None:
     )
 
 
+async def jobs_not_ready(request: web.Request) -> str | None:
+    jobs = request.config_dict.get(JOBS)
+    return await jobs.not_ready() if jobs else None
+
+
 async def readyz(request: web.Request) -> web.Response:
     gate = request.config_dict[GATE]
     # A cluster's gateway has no ComfyUI of its own: it is ready when its ledger answers.
-    ok, reason = await gate.readiness.get(
-        gate, lambda: v2.not_ready(request), comfyui=not v2.is_gateway(request)
-    )
+    ok, reason = await gate.readiness.get(gate, lambda: jobs_not_ready(request), comfyui=not gate.s.gateway)
     report = start_report(gate)
     if ok:
         return web.json_response({"status": "ready", **report})
@@ -220,7 +216,8 @@ async def metrics(request: web.Request) -> web.Response:
             gate.metrics.queue_depth = len(q.get("queue_running", [])) + len(q.get("queue_pending", []))
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError):
         gate.metrics.queue_depth = None
-    text = gate.metrics.render() + await v2.metrics_text(request)
+    jobs = request.config_dict.get(JOBS)
+    text = gate.metrics.render() + (await jobs.metrics_text() if jobs else "")
     return web.Response(
         text=text, content_type="text/plain", charset="utf-8", headers={"X-Content-Type-Options": "nosniff"}
     )

@@ -29,7 +29,7 @@ from pathlib import Path
 import aiohttp
 
 from bench import save
-from comfy_jobs.sqlstore import SqlLedger
+from comfy_jobs.sqlledger import SqlLedger
 from tests.support.jobs_stack import JobsStack
 
 SEQUENTIAL = 40

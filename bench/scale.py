@@ -31,7 +31,7 @@ from pathlib import Path
 import aiohttp
 
 from bench import save
-from comfy_jobs.sqlstore import SqlLedger
+from comfy_jobs.sqlledger import SqlLedger
 from tests.support.cluster import Cluster
 from tests.support.postgres import start_postgres
 

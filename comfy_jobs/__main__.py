@@ -25,8 +25,9 @@ async def serve_worker() -> int:
     settings = replace(load_settings(), run_worker=True)
     svc = JobsService(settings, settings.comfyui_url)
     await svc.start()
-    assert svc.worker is not None and svc.worker.task is not None
-    running = svc.worker.task
+    worker = svc.start_worker()
+    assert worker.task is not None
+    running = worker.task
     signals = asyncio.Queue[int]()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -41,14 +42,14 @@ async def serve_worker() -> int:
                 "worker %s: draining (the job in hand finishes; a second signal stops now)",
                 settings.worker_id,
             )
-            drain = asyncio.create_task(svc.worker.stop(drain=True))
+            drain = asyncio.create_task(worker.stop(drain=True))
             second = asyncio.create_task(signals.get())
             await asyncio.wait([drain, second], return_when=asyncio.FIRST_COMPLETED)
             if not drain.done():
                 log.warning(
                     "worker %s: stopping now; the job in hand goes back to the queue", settings.worker_id
                 )
-                await svc.worker.stop()
+                await worker.stop()
             second.cancel()
         else:  # the worker ended by itself: a bug, logged where it happened
             waiting.cancel()

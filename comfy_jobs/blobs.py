@@ -6,15 +6,17 @@ clobber it), so a name only ever holds complete, verified bytes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import tempfile
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from blake3 import blake3
 
-from comfy_jobs.errors import AssetTooLarge, HashMismatch
+from comfy_jobs.errors import AssetTooLarge
 from comfy_stack.files import fsync_directory
 
 log = logging.getLogger(__name__)
@@ -39,9 +41,16 @@ class BlobStore:
             return False
 
     async def ingest(
-        self, chunks: AsyncIterator[bytes], max_bytes: int | None = None, expected: str | None = None
+        self, chunks: AsyncIterator[bytes], max_bytes: int | None = None
     ) -> tuple[str, int, bool]:
         """Store a stream; returns (digest, size, created_new)."""
+        async with self.staged(chunks, max_bytes) as staged:
+            return staged.digest, staged.size, await staged.keep()
+
+    @contextlib.asynccontextmanager
+    async def staged(self, chunks: AsyncIterator[bytes], max_bytes: int | None = None):
+        """The stream in a temp file, hashed, not yet under its name: the caller checks it
+        (an expected hash) and `keep()`s it; whatever is not kept is gone on leaving."""
         loop = asyncio.get_running_loop()
         tmp_dir = self.root / "tmp"
         tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -52,23 +61,11 @@ class BlobStore:
                 async for chunk in chunks:
                     size += len(chunk)
                     if max_bytes is not None and size > max_bytes:
-                        raise AssetTooLarge(f"more than {max_bytes >> 20} MiB (COMFY_ASSET_MAX_MB)")
+                        raise AssetTooLarge(max_bytes)
                     h.update(chunk)
                     await loop.run_in_executor(None, f.write, chunk)
                 await loop.run_in_executor(None, _flush_and_sync, f)
-            digest = PREFIX + h.hexdigest()
-            if expected is not None and expected != digest:
-                raise HashMismatch(f"the bytes hash to {digest}, not {expected}")
-            final = self.path(digest)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(tmp, final)
-                created = True
-            except FileExistsError:
-                created = False
-            if created:
-                await loop.run_in_executor(None, fsync_directory, final.parent)
-            return digest, size, created
+            yield Staged(self, Path(tmp), PREFIX + h.hexdigest(), size)
         finally:
             os.unlink(tmp)
 
@@ -83,6 +80,28 @@ class BlobStore:
         log.info("fetching %s back from %s", digest, remote_uri)
         await asyncio.get_running_loop().run_in_executor(None, self.mirror.fetch, remote_uri, digest, path)
         return path if path.is_file() else None
+
+
+@dataclass
+class Staged:
+    """Hashed bytes in a temp file of the store, waiting to be named."""
+
+    store: BlobStore
+    tmp: Path
+    digest: str
+    size: int
+
+    async def keep(self) -> bool:
+        """Name the bytes by their hash; False when the store had them already. A hard
+        link, so a concurrent writer of the same bytes cannot clobber a complete file."""
+        final = self.store.path(self.digest)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(self.tmp, final)
+        except FileExistsError:
+            return False
+        await asyncio.get_running_loop().run_in_executor(None, fsync_directory, final.parent)
+        return True
 
 
 def _flush_and_sync(f) -> None:

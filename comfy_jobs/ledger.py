@@ -1,5 +1,5 @@
 """The storage interface of the job ledger: what the API routes and the workers need, and
-nothing about how it is stored. `sqlstore.SqlLedger` implements it for SQLite (the default,
+nothing about how it is stored. `sqlledger.SqlLedger` implements it for SQLite (the default,
 on the data volume) and PostgreSQL (`COMFY_JOBS_DATABASE_URL`, shared by a cluster's
 gateways and workers) with the same statements.
 
@@ -10,54 +10,9 @@ backends do their blocking database work off it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Protocol
 
-from comfy_jobs.model import Asset, Job
-
-
-class QueueFull(Exception):
-    def __init__(self, depth: int, limit: int):
-        super().__init__(f"{depth} jobs are queued or running, the limit (COMFY_QUEUE_LIMIT) is {limit}")
-        self.depth, self.limit = depth, limit
-
-
-@dataclass(frozen=True)
-class IdemKey:
-    """An Idempotency-Key and the digest of the request body it came with."""
-
-    key: str
-    body_hash: str
-
-
-@dataclass(frozen=True)
-class Claim:
-    """What a heartbeat learns: whether the worker still holds the job, and whether a
-    cancel was asked for meanwhile."""
-
-    held: bool
-    cancel_requested: bool = False
-
-
-@dataclass
-class WorkerInfo:
-    """A worker's own row: what it reports on each beat, and whether it was asked to drain."""
-
-    id: str
-    ui_url: str | None = None  # where a gateway relays a pinned browser (None: not pinnable)
-    models: list[str] | None = None  # files model_sync placed (folder/path); None: takes every job
-    loaded: list[str] = field(default_factory=list)  # the models of the job it ran last
-    job_id: str | None = None
-    draining: bool = False
-    seen_at: float = 0.0
-
-
-@dataclass
-class Delivery:
-    id: int
-    job_id: str
-    body: dict
-    attempts: int
+from comfy_jobs.model import Asset, Claim, Delivery, IdemKey, Job, JobPage, JobQuery, WorkerInfo
 
 
 class Ledger(Protocol):
@@ -78,15 +33,22 @@ class Ledger(Protocol):
 
     async def get_job(self, job_id: str) -> Job | None: ...
 
-    async def list_jobs(self, limit: int, before_seq: int | None, status: str | None) -> list[Job]: ...
+    async def list_jobs(self, query: JobQuery) -> JobPage:
+        """Newest first; the filters are applied by the database, so a page is right over
+        any number of jobs."""
 
     async def request_cancel(self, job_id: str) -> Job | None:
         """A queued job is canceled at once; a running one becomes canceling."""
 
+    async def fingerprints(self, job_ids: Sequence[str]) -> dict[str, tuple]:
+        """For each job: a value that changes whenever what its event stream sends does
+        (status, queue position, progress, attempts, outputs)."""
+
     async def counts(self) -> dict[str, int]:
         """Jobs per non-terminal status, for /metrics and the queue limit."""
 
-    async def recent_execution_s(self) -> list[float]: ...
+    async def recent_execution_s(self) -> list[float]:
+        """How long the last successful runs took, newest first."""
 
     # --- the worker's side ---------------------------------------------------------------
     async def claim(self, worker: str, lease_s: float) -> Job | None:
@@ -102,6 +64,11 @@ class Ledger(Protocol):
 
     async def release(self, job_id: str, worker: str) -> None:
         """Give a job back to the queue untouched (the worker is shutting down)."""
+
+    async def count_error(self, job_id: str, worker: str) -> int | None:
+        """An unexpected error while the worker held the job counts as an attempt (so a job
+        that always fails so ends, failed, after COMFY_JOB_MAX_ATTEMPTS instead of going
+        round forever); the attempts so far, or None if the worker no longer holds it."""
 
     async def start_attempt(self, job_id: str, worker: str, prompt_id: str) -> int:
         """Record the next submission to ComfyUI before it is made; returns its number. The
@@ -176,6 +143,6 @@ class Ledger(Protocol):
 def open_ledger(url: str, webhooks: bool = False) -> Ledger:
     """The ledger at `url` (an SQLAlchemy URL). `webhooks`: terminal states also enqueue a
     webhook delivery in the same transaction, so none is lost to a crash."""
-    from comfy_jobs.sqlstore import SqlLedger
+    from comfy_jobs.sqlledger import SqlLedger
 
     return SqlLedger(url, webhooks=webhooks)

@@ -1,39 +1,35 @@
-"""What a worker tells the others about itself, mixed into comfy_jobs.worker.Worker: its row
-in the ledger (the models on its disk, the models of its last job, the job in hand, its
-proxy's address), read back for a drain request; and its pod's deletion cost."""
+"""What a worker tells the others about itself: its row in the ledger (the models on its
+disk, the models of its last job, the job in hand, its proxy's address), written on every
+beat and read back for a drain request; and its pod's deletion cost."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Callable
 
-from comfy_jobs.ledger import WorkerInfo
-from comfy_jobs.report import placed_models
+from comfy_jobs.ledger import Ledger
+from comfy_jobs.model import WorkerInfo
+from comfy_jobs.models_on_disk import placed_models
+from comfy_jobs.podcost import PodCost
+from comfy_jobs.settings import JobSettings
 
 log = logging.getLogger("comfy_jobs.worker")
 
 
 class Presence:
-    # the Worker's
-    id: str
-    s: Any  # JobSettings
-    ledger: Any  # comfy_jobs.ledger.Ledger
-    loaded: list[str]
-    draining: bool
-    current: Any  # worker.Held | None
-    cost: Any  # podcost.PodCost | None
-    _wake: asyncio.Event
+    def __init__(
+        self, ledger: Ledger, settings: JobSettings, holding: Callable[[], str | None], cost: PodCost | None
+    ):
+        self.ledger, self.s, self.cost = ledger, settings, cost
+        self.id = settings.worker_id
+        self.holding = holding  # the id of the job the worker holds now, if any
+        self.loaded: list[str] = []  # the models of the job run last (what ComfyUI holds)
+        self.draining = False
 
     def info(self) -> WorkerInfo:
         models = placed_models(self.s.models_dir) if self.s.models_dir else None
-        return WorkerInfo(
-            self.id,
-            self.s.worker_url or None,
-            models,
-            self.loaded,
-            self.current.job.id if self.current else None,
-        )
+        return WorkerInfo(self.id, self.s.worker_url or None, models, self.loaded, self.holding())
 
     async def report(self, starting: bool = False) -> None:
         """Write this worker's row; learn whether it was asked to drain."""
@@ -44,17 +40,12 @@ class Presence:
         except Exception as exc:  # noqa: BLE001 - a database hiccup; the next report retries
             log.warning("worker %s: could not report to the ledger: %s", self.id, exc)
 
-    async def _reports(self) -> None:
+    async def reports(self) -> None:
         while True:
             await asyncio.sleep(max(1.0, self.s.lease_s / 3))
             await self.report()
 
-    async def _notices(self) -> None:
-        """Jobs submitted through another process (a gateway) wake this worker at once."""
-        while True:
-            await self.ledger.wait_for_work(30.0)
-            self._wake.set()
-
-    async def _pod_cost(self, busy: bool) -> None:
+    async def busy(self, busy: bool) -> None:
+        """The pod's deletion cost: a busy worker's pod is the last a scale-down removes."""
         if self.cost is not None:
             await self.cost.set(busy)

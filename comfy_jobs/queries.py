@@ -60,6 +60,10 @@ job_put = (
     )
     .returning(J.c.seq)
 )
+# the list's columns, newest first; the filters of each call are added to it
+listing = select(J.c.id, J.c.seq, J.c.status, J.c.created_at, J.c.completed_at, J.c["metadata"]).order_by(
+    J.c.seq.desc()
+)
 job_by_id = select(J).where(J.c.id == bindparam("job_id"))
 ahead = select(func.count()).select_from(J).where(J.c.status == QUEUED, J.c.seq < bindparam("seq"))
 outputs_of = (
@@ -80,6 +84,20 @@ cancel_running = (
     .where(J.c.id == bindparam("job_id"), J.c.status == RUNNING)
     .values(status=CANCELING, cancel_requested=True)
 )
+# What a live event stream sends, in one row per job: read for every streamed job at once,
+# so that an open stream costs nothing while its job does not change.
+_AHEAD = J.alias("ahead")
+fingerprints = select(
+    J.c.id,
+    J.c.status,
+    J.c.progress,
+    J.c.attempts,
+    select(func.count()).select_from(OUT).where(OUT.c.job_id == J.c.id).scalar_subquery(),
+    select(func.count())
+    .select_from(_AHEAD)
+    .where(_AHEAD.c.status == QUEUED, _AHEAD.c.seq < J.c.seq)
+    .scalar_subquery(),
+).where(J.c.id.in_(bindparam("ids", expanding=True)))
 counts = select(J.c.status, func.count()).where(J.c.status.in_(ACTIVE)).group_by(J.c.status)
 recent = (
     select(J.c.completed_at - J.c.run_started_at)
@@ -87,7 +105,6 @@ recent = (
     .order_by(J.c.seq.desc())
     .limit(20)
 )
-queued_needs = select(J.c.needs).where(J.c.status == QUEUED, J.c.needs.is_not(None))
 
 # --- the worker's side ---------------------------------------------------------------------
 expire = (
@@ -123,6 +140,7 @@ heartbeat = (
     update(J).where(_held()).values(lease_until=bindparam("lease_until")).returning(J.c.cancel_requested)
 )
 release = update(J).where(_held()).values(lease_until=0)
+count_error = update(J).where(_held()).values(attempts=J.c.attempts + 1).returning(J.c.attempts)
 attempt_count = (
     update(J)
     .where(_held())

@@ -1,28 +1,45 @@
-"""Everything the v2 API needs from comfy_jobs, started and stopped as one: the ledger, the
-blob store (and its object-storage mirror), the live-event hub, the in-process worker and
-the webhook sender."""
+"""The job service: what the v2 API does, whichever transport carries it. It owns the
+rules (a body is checked, an Idempotency-Key replays or refuses, a full queue says when to
+come back, a list is filtered and paged by the database) and the parts they need: the
+ledger, the blob store and its object-storage mirror, the live-event hub and the webhook
+sender; the worker beside a ComfyUI is started by whoever runs one (the proxy's app factory
+on one box, `python -m comfy_jobs worker` in a cluster).
+
+Refusals are raised as comfy_jobs.errors.Refused kinds, in the contract's codes; the HTTP
+adapters (auth_proxy/v2/) only read requests and write answers.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import statistics
 import time
+import uuid
+from collections.abc import AsyncIterator
 
 import aiohttp
 
+from comfy_jobs.assets import Assets
 from comfy_jobs.blobs import BlobStore
 from comfy_jobs.comfy import ComfyUI, Unreachable
-from comfy_jobs.events import Hub
+from comfy_jobs.errors import NotFound, QueueFull, Unacceptable
+from comfy_jobs.events import Event, Hub, follow
+from comfy_jobs.idempotency import idem_key
 from comfy_jobs.ledger import Ledger, open_ledger
 from comfy_jobs.metrics import JobMetrics
+from comfy_jobs.model import Job, JobPage, JobQuery
 from comfy_jobs.outputs import Files
 from comfy_jobs.settings import JobSettings
 from comfy_jobs.webhooks import Sender
 from comfy_jobs.worker import Worker
+from comfy_jobs.workflow import asset_refs, check_body, check_graph, ref_id
 
 log = logging.getLogger(__name__)
 OBJECT_INFO_TTL_S = 60.0
+RECENT_RUN_S = 10.0  # a job's run time before any has finished, for Retry-After
+RETRY_AFTER_MAX_S = 600
 
 
 class JobsService:
@@ -35,6 +52,7 @@ class JobsService:
         self.ledger: Ledger
         self.blobs: BlobStore
         self.files: Files
+        self.assets: Assets
         self.session: aiohttp.ClientSession
         self.worker: Worker | None = None
         self.sender: Sender | None = None
@@ -42,6 +60,7 @@ class JobsService:
         self._classes: tuple[float, set[str]] | None = None
         self._started = False
 
+    # --- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
         self.ledger = open_ledger(self.s.db_url, webhooks=bool(self.s.webhook_url))
         self._started = True
@@ -52,24 +71,30 @@ class JobsService:
             mirror = Mirror(self.s.outputs_to, self.s.jobs_dir, self.s.storage)
         self.blobs = BlobStore(self.s.blobs_dir, mirror)
         self.files = Files(self.ledger, self.blobs, self.hub, mirror)
+        self.assets = Assets(self.ledger, self.blobs, self.files, self.s.asset_max_bytes)
         self.session = aiohttp.ClientSession(
             cookie_jar=aiohttp.DummyCookieJar(), connector=aiohttp.TCPConnector(limit=0)
         )
-        if self.s.run_worker:
-            self.worker = Worker(
-                self.ledger, self.s, self.comfy_url, self.session, self.files, self.hub, self.metrics
+        self._tasks.append(
+            asyncio.create_task(
+                self.hub.watch(lambda ids: self.ledger.fingerprints(ids)), name="event streams"
             )
-            self.worker.start()
+        )
         if self.s.webhook_url:
             self.sender = Sender(
                 self.ledger, self.s.webhook_url, self.s.webhook_secret, self.session, self.metrics
             )
             self._tasks.append(asyncio.create_task(self.sender.run(), name="webhooks"))
-        log.info(
-            "v2 jobs: ledger %s, worker %s",
-            self.s.db_url.split("://")[0],
-            self.s.worker_id if self.worker else "elsewhere (COMFY_JOBS_WORKER=0)",
+        log.info("v2 jobs: ledger %s", self.s.db_url.split("://")[0])
+
+    def start_worker(self) -> Worker:
+        """The worker that runs this service's jobs on its ComfyUI (after start())."""
+        self.worker = Worker(
+            self.ledger, self.s, self.comfy_url, self.session, self.files, self.hub, self.metrics
         )
+        self.worker.start()
+        log.info("v2 jobs: worker %s runs them on %s", self.s.worker_id, self.comfy_url)
+        return self.worker
 
     async def stop(self) -> None:
         if self.worker:
@@ -82,18 +107,77 @@ class JobsService:
             await self.session.close()
             await self.ledger.close()
 
-    def submitted(self) -> None:
-        if self.worker:
-            self.worker.wake()
+    # --- jobs ----------------------------------------------------------------------------
+    async def submit(self, body: object, idempotency_key: str | None) -> tuple[Job, bool]:
+        """Check a POST /api/v2/jobs body and record the job; (job, replayed): an earlier
+        job with the same key and body is answered as it is."""
+        workflow, extra, meta = check_body(body)
+        idem = idem_key(idempotency_key, body)
+        classes = await self.known_classes()
+        if classes is not None:
+            check_graph(workflow, classes)
+        for node_id, name, ref in asset_refs(workflow):
+            rid = ref_id(ref)
+            if rid is None or await self.ledger.get_asset(rid) is None:
+                raise Unacceptable(
+                    "missing_asset",
+                    f"node {node_id} input {name!r}: no asset {rid!r}; upload it with POST /api/v2/assets first",
+                    {"node_id": node_id, "input": name, "id": rid},
+                )
+        try:
+            job, replayed = await self.ledger.create_job(
+                "job_" + uuid.uuid4().hex,
+                workflow,
+                extra,
+                meta,
+                idem,
+                self.s.queue_limit,
+                self.s.retention_days * 86400,
+            )
+        except QueueFull as exc:
+            exc.retry_after_s = await self.retry_after(exc.depth - exc.limit + 1)
+            raise
+        if not replayed:
+            if self.worker:
+                self.worker.wake()
+            log.info("job %s queued (%d nodes)", job.id, len(workflow))
+        return job, replayed
 
-    def cancel_requested(self, job_id: str) -> None:
-        if self.worker:
+    async def retry_after(self, ahead: int) -> int:
+        """Seconds until about `ahead` jobs have finished, from the median recent run time."""
+        recent = await self.ledger.recent_execution_s()
+        per_job = statistics.median(recent) if recent else RECENT_RUN_S
+        return int(min(RETRY_AFTER_MAX_S, max(1, per_job * max(ahead, 1))))
+
+    async def job(self, job_id: str) -> Job:
+        job = await self.ledger.get_job(job_id)
+        if job is None:
+            raise NotFound("not_found", f"no job {job_id}")
+        return job
+
+    async def jobs(self, query: JobQuery) -> JobPage:
+        return await self.ledger.list_jobs(query)
+
+    async def cancel(self, job_id: str) -> Job:
+        """A queued job is canceled at once; a running one becomes canceling, and the worker
+        holding it (this process's at once, another's at its next heartbeat) stops it."""
+        job = await self.ledger.request_cancel(job_id)
+        if job is None:
+            raise NotFound("not_found", f"no job {job_id}")
+        if job.status == "canceling" and self.worker:
             self.worker.cancel_now(job_id)
+        self.hub.notify(job_id)
+        return job
+
+    def events(self, job: Job) -> AsyncIterator[Event]:
+        """The job's live events from `job` (as just read) on, until it ends; read inside
+        `self.hub.streams.slot(client)`, which refuses one stream too many."""
+        return follow(job, self.job, self.hub)
 
     async def known_classes(self) -> set[str] | None:
         """ComfyUI's node classes (cached a minute), or None when it cannot be asked: a job
         is still accepted then, and ComfyUI's own check runs when the worker submits it."""
-        if not self.s.run_worker and self.s.database_url:
+        if self.s.gateway:
             # A cluster's gateway has no ComfyUI: the worker's ComfyUI checks the classes when
             # it is submitted there, and a job it rejects fails with invalid_workflow.
             return None
@@ -107,5 +191,22 @@ class JobsService:
         self._classes = (now, set(info))
         return self._classes[1]
 
-    def mirror_failures(self) -> int:
-        return self.files.mirror.failures if self._started and self.files.mirror else 0
+    # --- health --------------------------------------------------------------------------
+    async def not_ready(self) -> str | None:
+        """Why no job can be taken now (for /readyz), or None."""
+        try:
+            await self.ledger.counts()
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready
+            return f"the job ledger is not answering ({type(exc).__name__})"
+        worker = self.worker
+        if worker is not None and worker.task is not None and worker.task.done():
+            return "the job worker stopped; see the proxy's log"
+        return None
+
+    async def metrics_text(self) -> str:
+        try:
+            counts = await self.ledger.counts()
+        except Exception:  # noqa: BLE001 - the gauges are left out rather than wrong
+            counts = None
+        failures = self.files.mirror.failures if self._started and self.files.mirror else 0
+        return self.metrics.render(counts, failures)

@@ -38,6 +38,12 @@ class JobSettings:
     storage: Storage = Storage()
 
     @property
+    def gateway(self) -> bool:
+        """A cluster's gateway: no worker in this process, and the ledger shared with the
+        workers beside each ComfyUI (so no ComfyUI of its own either)."""
+        return not self.run_worker and bool(self.database_url)
+
+    @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.jobs_dir / 'ledger.db'}"
 

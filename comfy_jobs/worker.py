@@ -6,7 +6,7 @@ A run ComfyUI lost (crash, kill -9, restart) is submitted again, up to max_attem
 ComfyUI rejected fails with its node errors and is never retried; a run that succeeded is
 recorded as such before its outputs are fetched, so it is never run again.
 
-Each worker also writes its own row in the ledger on every beat (comfy_jobs/report.py): the
+Each worker also writes its own row in the ledger on every beat (comfy_jobs/presence.py): the
 models it has on disk (placement), the job it holds, the address of its proxy (the gateways'
 UI pinning). A drain (`comfyctl drain`, SIGTERM of `python -m comfy_jobs worker`) stops
 claiming, lets the job in hand finish, and leaves queued jobs to the other workers.
@@ -60,7 +60,7 @@ class Held:
             self.stream.put_nowait(("kick", {}))
 
 
-class Worker(Presence):
+class Worker:
     def __init__(self, ledger, settings, comfy_url: str, session: aiohttp.ClientSession, files, hub, metrics):
         self.ledger, self.s, self.files, self.hub, self.metrics = ledger, settings, files, hub, metrics
         self.comfy = ComfyUI(comfy_url, session)
@@ -72,9 +72,10 @@ class Worker(Presence):
         self.comfy_up = False
         self._wake = asyncio.Event()
         self._stopping = False
-        self.draining = False
-        self.loaded: list[str] = []  # the models of the job run last (what ComfyUI holds)
-        self.cost = PodCost(settings.pod, session) if settings.pod else None
+        cost = PodCost(settings.pod, session) if settings.pod else None
+        self.presence = Presence(
+            ledger, settings, lambda: self.current.job.id if self.current else None, cost
+        )
         self.task: asyncio.Task | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -106,15 +107,15 @@ class Worker(Presence):
 
     async def run(self) -> None:
         await self.ledger.forget_own_leases(self.id)
-        await self.report(starting=True)
+        await self.presence.report(starting=True)
         helpers = [
             asyncio.create_task(self._listen()),
-            asyncio.create_task(self._reports()),
+            asyncio.create_task(self.presence.reports()),
             asyncio.create_task(self._notices()),
         ]
         try:
             while not self._stopping:
-                if self.draining:
+                if self.presence.draining:
                     await self._idle(1.0)
                     continue
                 if not self.comfy_up:
@@ -124,20 +125,26 @@ class Worker(Presence):
                         continue
                 job = await self.ledger.claim(self.id, self.s.lease_s)
                 if job is None:
-                    await self._pod_cost(busy=False)
+                    await self.presence.busy(False)
                     await self._idle(1.0)
                     continue
-                await self._pod_cost(busy=True)
+                await self.presence.busy(True)
                 await self._hold(job)
                 if job.needs:
-                    self.loaded = list(job.needs)
-                await self.report()  # idle again: placement and drains see it at once
+                    self.presence.loaded = list(job.needs)
+                await self.presence.report()  # idle again: placement and drains see it at once
         finally:
             for t in helpers:
                 t.cancel()
             if self._stopping and self.current is None:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self.ledger.forget_worker(self.id))
+
+    async def _notices(self) -> None:
+        """Jobs submitted through another process (a gateway) wake this worker at once."""
+        while True:
+            await self.ledger.wait_for_work(30.0)
+            self._wake.set()
 
     async def _idle(self, seconds: float) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
@@ -156,14 +163,36 @@ class Worker(Presence):
         except asyncio.CancelledError:
             await asyncio.shield(self.ledger.release(job.id, self.id))
             raise
-        except Exception:  # noqa: BLE001 - one job's bug must not stop the worker
-            log.exception("job %s: unexpected error; the lease is given back for a retry", job.id)
-            await self.ledger.release(job.id, self.id)
+        except Exception as exc:  # noqa: BLE001 - one job's bug must not stop the worker
+            log.exception("job %s: unexpected error", job.id)
+            await self._errored(held, exc)
             await asyncio.sleep(1.0)
         finally:
             beat.cancel()
             self.current = None
             self.hub.finished(job.id)
+
+    async def _errored(self, held: Held, exc: Exception) -> None:
+        """An error no step expected counts as an attempt: retried (the lease given back)
+        until COMFY_JOB_MAX_ATTEMPTS, then the job fails with the error as its reason."""
+        n = await self.ledger.count_error(held.job.id, self.id)
+        if n is None:
+            return  # no longer ours
+        if n < self.s.max_attempts:
+            log.warning(
+                "job %s: attempt %d of %d ended in that error; retrying", held.job.id, n, self.s.max_attempts
+            )
+            await self.ledger.release(held.job.id, self.id)
+            return
+        await self._finish(
+            held,
+            FAILED,
+            {
+                "code": "worker_error",
+                "message": f"the worker could not run the job ({type(exc).__name__}: {str(exc)[:300]}), "
+                f"{n} time(s); COMFY_JOB_MAX_ATTEMPTS allows no more. The proxy's log has the traceback",
+            },
+        )
 
     async def _heartbeat(self, held: Held) -> None:
         while True:

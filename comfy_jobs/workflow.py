@@ -12,41 +12,41 @@ from __future__ import annotations
 import mimetypes
 import posixpath
 import re
-from dataclasses import dataclass
+
+from comfy_jobs.errors import Malformed, Unacceptable
 
 ASSET_TYPE = "core/ASSET"
 RESERVED = ("webhook_url", "inputs")  # the contract reserves these and rejects them today
 ALLOWED = {"workflow", "extra_data", "metadata"}
 META_KEY = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
+# How deep a workflow's values may nest: a node's inputs are a level or two (a link, an
+# asset reference); copying and sending a graph recurse once per level, and past a few
+# hundred Python's stack runs out in the worker, where the job could never run.
+MAX_DEPTH = 64
 mimetypes.add_type("image/webp", ".webp")
 mimetypes.add_type("model/gltf-binary", ".glb")
 mimetypes.add_type("video/webm", ".webm")
 mimetypes.add_type("audio/flac", ".flac")
 
 
-@dataclass
-class Invalid(Exception):
-    code: str
-    message: str
-    details: dict | None = None
-
-
 def check_body(body) -> tuple[dict, dict | None, dict | None]:
-    """(workflow, extra_data, metadata) of a POST /api/v2/jobs body, or raises Invalid."""
+    """(workflow, extra_data, metadata) of a POST /api/v2/jobs body, or raises Unacceptable."""
     if not isinstance(body, dict):
-        raise Invalid("invalid_request", "the body must be a JSON object {\"workflow\": {...}}")
+        raise Unacceptable("invalid_request", "the body must be a JSON object {\"workflow\": {...}}")
     for name in RESERVED:
         if name in body:
-            raise Invalid("invalid_request", f"{name!r} is reserved by the Comfy API v2 and not accepted yet")
+            raise Unacceptable(
+                "invalid_request", f"{name!r} is reserved by the Comfy API v2 and not accepted yet"
+            )
     unknown = sorted(set(body) - ALLOWED)
     if unknown:
-        raise Invalid(
+        raise Unacceptable(
             "invalid_request",
             f"unknown field(s) {', '.join(unknown)}; expected workflow, extra_data, metadata",
         )
     workflow = body.get("workflow")
     if not isinstance(workflow, dict):
-        raise Invalid("invalid_workflow", "'workflow' must be an API-format workflow object")
+        raise Unacceptable("invalid_workflow", "'workflow' must be an API-format workflow object")
     extra = body.get("extra_data")
     if extra is not None:
         if (
@@ -54,11 +54,11 @@ def check_body(body) -> tuple[dict, dict | None, dict | None]:
             or set(extra) - {"api_key_comfy_org"}
             or not isinstance(extra.get("api_key_comfy_org", ""), str)
         ):
-            raise Invalid("invalid_request", "extra_data takes only {\"api_key_comfy_org\": \"...\"}")
+            raise Unacceptable("invalid_request", "extra_data takes only {\"api_key_comfy_org\": \"...\"}")
     meta = body.get("metadata")
     if meta is not None:
         if not isinstance(meta, dict) or len(meta) > 16:
-            raise Invalid("metadata_invalid", "metadata must be a map of at most 16 string labels")
+            raise Unacceptable("metadata_invalid", "metadata must be a map of at most 16 string labels")
         for k, v in meta.items():
             if (
                 not META_KEY.match(str(k))
@@ -66,24 +66,41 @@ def check_body(body) -> tuple[dict, dict | None, dict | None]:
                 or len(v.encode()) > 256
                 or any(ord(c) < 32 or 0x7F <= ord(c) <= 0x9F for c in v)
             ):
-                raise Invalid(
+                raise Unacceptable(
                     "metadata_invalid",
                     f"metadata label {str(k)[:40]!r}: a key is 1-40 of "
                     "A-Z a-z 0-9 _ - . and a value a string of at most 256 bytes",
                 )
+    if (depth := nesting(workflow)) > MAX_DEPTH:
+        raise Malformed(
+            f"the workflow nests values {depth} levels deep; at most {MAX_DEPTH} can be run",
+            {"depth": depth, "limit": MAX_DEPTH},
+        )
     check_graph(workflow)
     return workflow, extra or None, meta or None
 
 
+def nesting(value: object) -> int:
+    """How many lists and objects deep `value` goes (without recursing: any depth is safe)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        children = v.values() if isinstance(v, dict) else v if isinstance(v, list) else None
+        if children is not None:
+            deepest = max(deepest, depth)
+            stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return deepest
+
+
 def check_graph(graph: dict, known_classes: set[str] | None = None) -> None:
     if {"nodes", "links"} <= set(graph):
-        raise Invalid(
+        raise Unacceptable(
             "workflow_format_ui",
             "this is a UI-format workflow (the editor's save file); "
             "export it with 'Export (API)' and send that",
         )
     if not graph:
-        raise Invalid("invalid_workflow", "the workflow has no nodes")
+        raise Unacceptable("invalid_workflow", "the workflow has no nodes")
     errors: dict[str, list[dict]] = {}
     for node_id, node in graph.items():
         if not isinstance(node, dict) or not isinstance(node.get("class_type"), str):
@@ -105,7 +122,7 @@ def check_graph(graph: dict, known_classes: set[str] | None = None) -> None:
     if errors:
         first_id, first = next(iter(errors.items()))
         cls = graph.get(first_id, {}).get("class_type") if isinstance(graph.get(first_id), dict) else None
-        raise Invalid(
+        raise Unacceptable(
             "invalid_workflow",
             f"Node {first_id} ({cls or '?'}): {first[0]['field']}: {first[0]['reason'].replace('_', ' ')}",
             {"node_errors": errors},

@@ -9,8 +9,8 @@ import pytest
 def proxy_for(tmp_path, aiohttp_server):
     """`await proxy_for(upstream_url, **settings)`: the real proxy (auth_proxy.create_app) in
     front of that upstream on loopback, with an API token (tests/support/proxy.py)."""
+    from auth_proxy.accounts import Store
     from auth_proxy.app import create_app
-    from auth_proxy.state import Store
     from tests.support.proxy import Proxied, proxy_settings
 
     count = itertools.count()

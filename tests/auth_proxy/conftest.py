@@ -14,10 +14,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from auth_proxy.accounts import Store
 from auth_proxy.app import create_app
 from auth_proxy.extension import CUSTOM_NODES
 from auth_proxy.settings import Settings
-from auth_proxy.state import Store
 from comfyctl import model_paths
 from tests.support import REPO, fake_comfyui, free_port, python_env, stop_process, wait_until
 from tests.support.comfyui import RealComfyUI

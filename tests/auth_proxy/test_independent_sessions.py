@@ -11,7 +11,7 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 import pytest
 
-from auth_proxy.state import Store
+from auth_proxy.accounts import Store
 from tests.support.proxy import PASSWORD, basic, from_address
 
 

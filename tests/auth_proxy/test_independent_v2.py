@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -198,3 +200,115 @@ async def test_content_urls_name_this_server_whatever_the_client_claims(module_p
             await asyncio.sleep(0.1)
         [out] = job["outputs"]
         assert out["url"].startswith("https://comfy.example.org/api/v2/assets/"), out["url"]
+
+
+def nested(depth: int) -> dict:
+    value: object = 1
+    for _ in range(depth):
+        value = [value]
+    return {"workflow": {"1": {"class_type": "EmptyImage", "inputs": {"x": value}}}}
+
+
+async def test_a_workflow_too_deep_to_run_is_refused_at_submit(module_proxy):
+    """Before: accepted (201), then the worker failed on it before ComfyUI saw it and took
+    it back once a second forever, with attempts 0, holding up the queue."""
+    async with api(module_proxy) as s:
+        async with s.post(module_proxy.base + "/api/v2/jobs", json=nested(300)) as r:
+            body = await r.json()
+            assert r.status == 400 and "levels deep" in body["error"]["message"], body
+        async with s.post(module_proxy.base + "/api/v2/jobs", json={"workflow": SMOKE}) as r:
+            assert r.status == 201  # the queue is not held up
+
+
+@pytest.mark.parametrize("number", [b"NaN", b"Infinity", b"-Infinity", b"1e999", b"-1e999"])
+async def test_numbers_json_cannot_carry_are_refused(module_proxy, number):
+    """Before: stored, then every read of the job answered with invalid JSON."""
+    body = b'{"workflow": {"1": {"class_type": "EmptyImage", "inputs": {"width": ' + number + b"}}}}"
+    async with api(module_proxy) as s:
+        async with s.post(
+            module_proxy.base + "/api/v2/jobs", data=body, headers={"Content-Type": "application/json"}
+        ) as r:
+            assert r.status == 400 and (await r.json())["error"]["code"] == "invalid_request"
+        async with s.get(module_proxy.base + "/api/v2/jobs?limit=100") as r:
+            json.loads(await r.text())  # the list stays valid JSON
+
+
+@pytest.mark.parametrize(
+    "query", ["cursor=18446744073709551616", "cursor=-5", "cursor=1e3", "limit=99999999999999999999"]
+)
+async def test_junk_list_parameters_are_400_not_500(module_proxy, query):
+    async with api(module_proxy) as s:
+        async with s.get(module_proxy.base + "/api/v2/jobs?" + query) as r:
+            assert r.status == 400 and (await r.json())["error"]["code"] == "invalid_request"
+    assert "error while handling" not in module_proxy.log.read_text()
+
+
+def form(*parts: tuple[str, bytes, str | None]) -> aiohttp.FormData:
+    data = aiohttp.FormData()
+    for name, value, filename in parts:
+        data.add_field(name, value if filename else value.decode(), filename=filename)
+    return data
+
+
+@pytest.mark.parametrize("ctype", ["text/html", "image/svg+xml", "application/xhtml+xml"])
+async def test_an_uploaded_page_runs_no_script_in_this_origin(module_proxy, ctype):
+    """Before: served inline with its own type and no sandbox, so opening the asset's URL
+    ran the uploader's script with the admin's session."""
+    page = b"<html><script>fetch('/api/v2/jobs').then(r => r.text()).then(alert)</script></html>"
+    async with api(module_proxy) as s:
+        async with s.post(
+            module_proxy.base + "/api/v2/assets",
+            data=form(
+                ("file", page, "x.html"),
+                ("content_type", ctype.encode(), None),
+                ("file_path", b"x.html", None),
+            ),
+        ) as r:
+            assert r.status in (200, 201), await r.text()
+            url = (await r.json())["url"]
+        async with s.get(url) as r:
+            assert r.status == 200 and await r.read() == page
+            assert r.headers["Content-Security-Policy"] == "sandbox"
+            assert r.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def blobs(proxy) -> set[str]:
+    root = Path(proxy.env["COMFY_JOBS_DIR"]) / "blobs"
+    return {p.name for p in root.rglob("*") if p.is_file()}
+
+
+async def test_a_hash_mismatch_stores_nothing(module_proxy):
+    """Before: the bytes were named and kept, with no asset over them."""
+    data = b"bytes that hash to something else " + os.urandom(16)
+    expected = "blake3:" + "0" * 64
+    before = blobs(module_proxy)
+    async with api(module_proxy) as s:
+        for order in ("hash first", "file first"):
+            fields = [("expected_hash", expected.encode(), None), ("content_type", b"text/plain", None)]
+            fields += [("file_path", b"a.txt", None)]
+            file = ("file", data, "a.txt")
+            parts = [*fields, file] if order == "hash first" else [file, *fields]
+            async with s.post(module_proxy.base + "/api/v2/assets", data=form(*parts)) as r:
+                assert r.status == 409 and (await r.json())["error"]["code"] == "hash_mismatch", order
+    assert blobs(module_proxy) == before
+
+
+@pytest.mark.parametrize(
+    "parts",
+    [
+        [("tags", b"t", None)] * 65,
+        [("note", b"n", None)] * 65,
+        [("file_path", b"p" * 5000, None)],
+        [("file", b"one", "a.txt"), ("file", b"two", "b.txt")],
+    ],
+    ids=["many tags", "a field repeated", "a long field", "two files"],
+)
+async def test_upload_forms_are_bounded(module_proxy, parts):
+    fields = [("content_type", b"text/plain", None), ("file_path", b"a.txt", None)]
+    if not any(name == "file" for name, _, _ in parts):
+        fields.append(("file", b"x", "a.txt"))
+    before = blobs(module_proxy)
+    async with api(module_proxy) as s:
+        async with s.post(module_proxy.base + "/api/v2/assets", data=form(*parts, *fields)) as r:
+            assert r.status == 422 and (await r.json())["error"]["code"] == "invalid_request"
+    assert blobs(module_proxy) == before

@@ -8,8 +8,8 @@ import time
 
 import aiohttp
 
+from auth_proxy.accounts import Store
 from auth_proxy.app import GATE
-from auth_proxy.state import Store
 from tests.support.proxy import PASSWORD, basic, login
 
 SMOKE = {

@@ -10,8 +10,8 @@ import os
 import aiohttp
 import yaml
 
+from auth_proxy.accounts import Store
 from auth_proxy.extension import CUSTOM_NODES
-from auth_proxy.state import Store
 from comfyctl import model_paths
 from tests.support.browser import in_chromium, sign_in
 from tests.support.proxy import PASSWORD, basic, login

@@ -10,9 +10,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from auth_proxy.services import JOBS
 from auth_proxy.settings import Settings
-from auth_proxy.v2 import V2_KEY
 from comfy_jobs.settings import JobSettings
+from comfy_jobs.sqlledger import SqlLedger
 from tests.support import REPO, fake_comfyui
 
 SMOKE = {
@@ -44,7 +45,7 @@ class V2Stack:
 
     @property
     def svc(self):
-        return self.proxy.app[V2_KEY].svc
+        return self.proxy.app[JOBS]
 
 
 @pytest.fixture
@@ -92,3 +93,14 @@ async def wait_job(
         if asyncio.get_running_loop().time() > deadline:
             raise TimeoutError(f"job {job_id} still {job['status']} after {timeout}s")
         await asyncio.sleep(0.05)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def ledger(request, tmp_path):
+    """The same tests against both backends: SQLite on disk and a real PostgreSQL."""
+    url = (
+        f"sqlite:///{tmp_path}/ledger.db" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    )
+    led = SqlLedger(url)
+    yield led
+    await led.close()

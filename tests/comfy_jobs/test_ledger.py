@@ -11,30 +11,28 @@ import time
 
 import pytest
 
-from comfy_jobs import model
-from comfy_jobs.errors import IdempotencyKeyReuse, LedgerError
-from comfy_jobs.ledger import IdemKey, QueueFull
-from comfy_jobs.sqlstore import SqlLedger
+from comfy_jobs.errors import IdempotencyKeyReuse, LedgerError, QueueFull
+from comfy_jobs.model import IdemKey
+from comfy_jobs.sqlledger import SqlLedger
 from tests.support import python_env
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def ledger(request, tmp_path):
-    """The same tests against both backends: SQLite on disk and a real PostgreSQL."""
-    url = (
-        f"sqlite:///{tmp_path}/ledger.db" if request.param == "sqlite" else request.getfixturevalue("pg_url")
-    )
-    led = SqlLedger(url)
-    yield led
-    await led.close()
-
-
-def test_state_machine():
-    assert model.allowed("queued", "running") and model.allowed("running", "canceling")
-    assert model.allowed("canceling", "canceled") and model.allowed("canceling", "succeeded")
-    for terminal in model.TERMINAL:
-        assert not any(model.allowed(terminal, s) for s in model.ACTIVE + model.TERMINAL)
-    assert not model.allowed("queued", "succeeded")
+async def test_the_state_machine_is_the_ledgers_statements(ledger):
+    """The transitions as the ledger makes them (queries.py): queued -> canceled at once,
+    running -> canceling -> canceled, and no way out of a terminal state."""
+    for job_id in ("job_q", "job_r"):
+        await ledger.create_job(job_id, {"1": {}}, None, None, None, 0, 3600)
+    assert (await ledger.request_cancel("job_q")).status == "canceled"
+    running = await ledger.claim("w1", 60)
+    assert running.id == "job_r" and running.status == "running"
+    assert (await ledger.request_cancel("job_r")).status == "canceling"
+    assert (await ledger.heartbeat("job_r", "w1", 60)).cancel_requested
+    assert await ledger.finish("job_r", "w1", "canceled", None)
+    for job_id in ("job_q", "job_r"):
+        assert (await ledger.request_cancel(job_id)).status == "canceled"
+        assert not await ledger.finish(job_id, "w1", "succeeded", None)
+        assert (await ledger.get_job(job_id)).status == "canceled"
+    assert await ledger.claim("w2", 60) is None
 
 
 async def test_a_lease_that_runs_out_is_claimed_by_another_worker(ledger):
@@ -79,7 +77,7 @@ def test_an_unreadable_ledger_names_the_setting(tmp_path):
 
 CLAIMER = """
 import asyncio, json, sys
-from comfy_jobs.sqlstore import SqlLedger
+from comfy_jobs.sqlledger import SqlLedger
 async def main():
     led = SqlLedger(sys.argv[1])
     got = []

@@ -10,9 +10,9 @@ from dataclasses import replace
 import aiohttp
 import pytest
 
+from auth_proxy.accounts import Store
 from auth_proxy.app import create_app
 from auth_proxy.settings import Settings
-from auth_proxy.state import Store
 from comfy_jobs.settings import JobSettings
 from tests.comfy_jobs.conftest import wait_job
 from tests.support.comfyui import SMOKE_PROMPT

@@ -13,9 +13,9 @@ from dataclasses import replace
 
 import pytest
 
+from auth_proxy.accounts import Store
 from auth_proxy.app import create_app
 from auth_proxy.settings import Settings
-from auth_proxy.state import Store
 from tests.support import REPO, fake_comfyui, python_env
 from tests.support.comfyui import SMOKE_PROMPT
 

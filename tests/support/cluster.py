@@ -11,8 +11,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from auth_proxy.sqlstate import SqlBackend
-from auth_proxy.state import Store
+from auth_proxy.accounts import Store
+from auth_proxy.accounts_sql import SqlBackend
 from tests.support import free_port, python_env, wait_until
 from tests.support.jobs_stack import Proc, api_request
 from tests.support.proxy import PASSWORD

@@ -10,7 +10,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from auth_proxy.state import Store
+from auth_proxy.accounts import Store
 from tests.support import free_port, python_env, stop_process, wait_until
 from tests.support.proxy import PASSWORD
 

@@ -3,7 +3,7 @@
 Behind a small storage interface (`AuthBackend`, which browser sessions use too):
 `FileBackend` keeps them in AUTH_PROXY_STATE_DIR, mode 0600, each file written atomically
 (a unique temp file in the same folder, fsync, os.replace) so a crash never leaves half a
-file; a cluster's gateways share them in PostgreSQL instead (auth_proxy/sqlstate.py, with
+file; a cluster's gateways share them in PostgreSQL instead (auth_proxy/accounts_sql.py, with
 COMFY_JOBS_DATABASE_URL), so a token, a password change or a logout on one replica holds
 on every replica.
 """

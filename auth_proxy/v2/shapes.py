@@ -1,50 +1,16 @@
-"""What the Comfy API v2 routes share: the contract's error envelope, its JSON shapes for
-jobs, outputs and assets, and the route table's matcher."""
+"""The contract's JSON shapes for jobs, outputs and assets, with the absolute URLs it asks
+for built from the host the client used."""
 
 from __future__ import annotations
 
-import json
-import re
 import time
-from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 
 from aiohttp import web
 
-from comfy_jobs.model import Asset, Job, Output
+from comfy_jobs.model import Asset, Job, JobSummary, Output
 
 URL_TTL_S = 24 * 3600
-# The gate's own refusals, in the contract's codes.
-CODES = {
-    400: "invalid_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "too_large",
-    429: "too_many_requests",
-    503: "unavailable",
-}
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, details: dict | None = None, **headers: str):
-        super().__init__(message)
-        self.status, self.code, self.message, self.details, self.headers = (
-            status,
-            code,
-            message,
-            details,
-            headers,
-        )
-
-    def response(self) -> web.Response:
-        return error(self.status, self.code, self.message, self.details, **self.headers)
-
-
-def error(status: int, code: str, message: str, details: dict | None = None, **headers: str) -> web.Response:
-    body = {"error": {"code": code, "message": message, "details": details}}
-    return web.json_response(body, status=status, headers=headers)
 
 
 def iso(ts: float | None) -> str | None:
@@ -122,38 +88,12 @@ def job_json(request: web.Request, job: Job) -> dict:
     }
 
 
-def json_bytes(obj) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode()
-
-
-class Routes:
-    """A route table `(method, "/api/v2/x/{name}", handler)` matched on the normalised path;
-    handlers get the request and the path's parts as keyword arguments."""
-
-    def __init__(self, table: Sequence[tuple[str, str, Callable]]):
-        self.table = [
-            (
-                m,
-                p.count("{"),
-                re.compile("^" + re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(p)) + r"\Z"),
-                h,
-            )
-            for m, p, h in table
-        ]
-
-    def match(self, method: str, path: str):
-        """(handler, params) | ("405", allowed methods) | None. A literal path beats a
-        pattern: /api/v2/assets/from-hash is not the asset "from-hash"."""
-        found = []
-        for m, n, rx, h in self.table:
-            hit = rx.match(path)
-            if hit is not None:
-                found.append((n, m, hit, h))
-        if not found:
-            return None
-        fewest = min(f[0] for f in found)
-        found = [f for f in found if f[0] == fewest]
-        for _, m, hit, h in found:
-            if m == method or (method == "HEAD" and m == "GET"):
-                return h, hit.groupdict()
-        return "405", [f[1] for f in found]
+def summary_json(j: JobSummary) -> dict:
+    return {
+        "id": j.id,
+        "status": j.status,
+        "created_at": iso(j.created_at),
+        "completed_at": iso(j.completed_at),
+        "metadata": j.metadata or {},
+        "urls": job_urls(j.id),
+    }

@@ -1,4 +1,6 @@
-"""The ledger in SQL, through SQLAlchemy Core: SQLite on one box, PostgreSQL in a cluster.
+"""The ledger in SQL, through SQLAlchemy Core: SQLite on one box, PostgreSQL in a cluster:
+jobs and their attempts, outputs, assets, idempotency keys, the webhook outbox, and the
+workers' own rows (what placement and the gateways' UI pinning read).
 
 Why SQLAlchemy Core (synchronous) rather than aiosqlite/asyncpg: one table definition and
 one set of statements (comfy_jobs/queries.py) serve SQLite and PostgreSQL; ComfyUI itself
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
@@ -31,11 +34,25 @@ from comfy_jobs import engines
 from comfy_jobs import queries as Q
 from comfy_jobs import schema as S
 from comfy_jobs.engines import Write
-from comfy_jobs.errors import IdempotencyKeyReuse, LedgerError
-from comfy_jobs.ledger import Claim, IdemKey, QueueFull
-from comfy_jobs.model import CANCELED, EXPIRED, QUEUED, TERMINAL, Job, Output
+from comfy_jobs.errors import IdempotencyKeyReuse, LedgerError, QueueFull
+from comfy_jobs.model import (
+    CANCELED,
+    EXPIRED,
+    QUEUED,
+    TERMINAL,
+    Asset,
+    Claim,
+    Delivery,
+    IdemKey,
+    Job,
+    JobPage,
+    JobQuery,
+    JobSummary,
+    Output,
+    WorkerInfo,
+)
 from comfy_jobs.placement import choose, needs_of
-from comfy_jobs.sqlrows import SqlRest, asset_of, job_of, views_of
+from comfy_jobs.rows import asset_of, info_of, job_of, views_of
 
 IDEM_TTL_S = 24 * 3600  # the contract: keys expire after 24 h
 SWEEP_EVERY_S = 5.0  # how often a claim also expires queued jobs past their deadline
@@ -43,7 +60,7 @@ CANDIDATES = 16  # claimable jobs a claim looks at (and locks, briefly) at once
 WORKER_LIVE_S = 60.0  # a worker not heard of for this long is gone (placement, pinning)
 
 
-class SqlLedger(SqlRest):
+class SqlLedger:
     def __init__(self, url: str, webhooks: bool = False):
         self.url = url
         self.sa_url = sa_url = engines.normalise(url)
@@ -270,15 +287,20 @@ class SqlLedger(SqlRest):
                 "message": reason,
             }
 
-    async def list_jobs(self, limit, before_seq, status):
+    async def list_jobs(self, query: JobQuery) -> JobPage:
         def run():
-            q = select(S.jobs).order_by(S.jobs.c.seq.desc()).limit(limit)
-            if before_seq is not None:
-                q = q.where(S.jobs.c.seq < before_seq)
-            if status:
-                q = q.where(S.jobs.c.status == status)
+            q = Q.listing.limit(query.limit + 1)  # one more than asked: is there a next page?
+            if query.before_seq is not None:
+                q = q.where(S.jobs.c.seq < query.before_seq)
+            if query.status:
+                q = q.where(S.jobs.c.status == query.status)
+            for key, value in sorted(query.metadata.items()):
+                q = q.where(S.jobs.c["metadata"][key].as_string() == value)
             with self.r.connect() as c:
-                return [self._full(c, job_of(r)) for r in c.execute(q).all()]
+                rows = c.execute(q).all()
+            jobs = [JobSummary(**r._mapping) for r in rows[: query.limit]]
+            more = len(rows) > query.limit
+            return JobPage(jobs, jobs[-1].seq if more else None)
 
         return await self._read(run)
 
@@ -294,6 +316,14 @@ class SqlLedger(SqlRest):
                 return self._full(c, job_of(row)) if row else None
 
         return await self._run(run)
+
+    async def fingerprints(self, job_ids):
+        def run():
+            with self.r.connect() as c:
+                rows = c.execute(Q.fingerprints, {"ids": list(job_ids)}).all()
+            return {r[0]: tuple(r[1:]) for r in rows}
+
+        return await self._read(run)
 
     async def counts(self):
         def run():
@@ -378,6 +408,13 @@ class SqlLedger(SqlRest):
                     engines.notify(c)
 
         await self._run(run)
+
+    async def count_error(self, job_id, worker):
+        def run():
+            with self._tx(Write.ORDERED) as c:
+                return c.execute(Q.count_error, {"job_id": job_id, "worker": worker}).scalar()
+
+        return await self._run(run)
 
     async def start_attempt(self, job_id, worker, prompt_id):
         def run():
@@ -477,3 +514,169 @@ class SqlLedger(SqlRest):
                 return bool(n)
 
         return await self._run(run)
+
+    # --- assets --------------------------------------------------------------------------
+    @staticmethod
+    def _put_asset(c: Connection, a: Asset) -> None:
+        if c.execute(Q.asset_exists, {"id": a.id}).first() is None:
+            c.execute(
+                Q.asset_put,
+                {
+                    "id": a.id,
+                    "hash": a.hash,
+                    "size": a.size,
+                    "content_type": a.content_type,
+                    "file_path": a.file_path,
+                    "created_at": a.created_at,
+                    "job_id": a.job_id,
+                    "tags": a.tags,
+                },
+            )
+
+    async def put_asset(self, asset):
+        def run():
+            with self._tx(Write.ORDERED) as c:
+                self._put_asset(c, asset)
+
+        await self._run(run)
+
+    async def get_asset(self, asset_id):
+        def run():
+            with self.r.connect() as c:
+                row = c.execute(Q.asset_by_id, {"id": asset_id}).first()
+            return asset_of(row._mapping) if row else None
+
+        return await self._read(run)
+
+    async def find_blob(self, digest):
+        def run():
+            with self.r.connect() as c:
+                row = c.execute(Q.asset_by_hash, {"hash": digest}).first()
+            return asset_of(row._mapping) if row else None
+
+        return await self._read(run)
+
+    async def set_remote(self, digest, uri):
+        def run():
+            try:
+                with self._tx(Write.ORDERED) as c:
+                    if c.execute(Q.remote_exists, {"hash": digest}).first() is None:
+                        c.execute(Q.remote_put, {"hash": digest, "uri": uri})
+            except IntegrityError:
+                pass  # another process recorded the same blob's copy at the same moment
+
+        await self._run(run)
+
+    # --- webhook outbox ----------------------------------------------------------------
+    def _enqueue_webhook(self, c: Connection, job_id: str, status: str) -> None:
+        if self.webhooks:
+            c.execute(
+                Q.delivery_put,
+                {"job_id": job_id, "body": {"type": f"job.{status}", "job_id": job_id}, "now": time.time()},
+            )
+
+    async def due_deliveries(self, now, limit):
+        def run():
+            with self.r.connect() as c:
+                rows = c.execute(Q.deliveries_due, {"now": now, "n": limit}).all()
+            return [Delivery(r.id, r.job_id, r.body, r.attempts) for r in rows]
+
+        return await self._read(run)
+
+    async def delivery_done(self, delivery_id, ok, error, retry_at):
+        def run():
+            with self._tx(Write.ORDERED) as c:
+                c.execute(
+                    Q.delivery_end,
+                    {
+                        "did": delivery_id,
+                        "done": ok or retry_at is None,
+                        "error": error or None,
+                        "next_at": retry_at or time.time(),
+                    },
+                )
+
+        await self._run(run)
+
+    # --- workers -------------------------------------------------------------------------
+    async def worker_beat(self, info: WorkerInfo, starting: bool = False) -> bool:
+        """Write this worker's row (created on its first beat); returns whether it was asked
+        to drain. `starting`: a fresh start clears an earlier drain request."""
+
+        def run():
+            now = time.time()
+            values = {
+                "id": info.id,
+                "ui_url": info.ui_url,
+                "models": info.models,
+                "loaded": info.loaded,
+                "job_id": info.job_id,
+                "now": now,
+            }
+            with self._tx(Write.LIGHT) as c:
+                if starting:
+                    c.execute(Q.worker_restart, {"wid": info.id, "now": now})
+                row = c.execute(Q.worker_beat, {**values, "wid": info.id}).first()
+                if row is not None:
+                    return bool(row[0])
+            try:
+                with self._tx(Write.ORDERED) as c:
+                    c.execute(Q.worker_put, values)
+                    if self.postgres:
+                        engines.notify(c)  # a new worker may take jobs others could not
+            except IntegrityError:
+                pass  # a beat of the same worker got there first
+            return False
+
+        return await self._run(run)
+
+    async def request_drain(self, worker_id: str) -> bool:
+        def run():
+            with self._tx(Write.DURABLE) as c:
+                return bool(c.execute(Q.worker_drain, {"wid": worker_id}).rowcount)
+
+        return await self._run(run)
+
+    async def forget_worker(self, worker_id: str) -> None:
+        def run():
+            with self._tx(Write.ORDERED) as c:
+                c.execute(Q.worker_gone, {"id": worker_id})
+
+        await self._run(run)
+
+    async def worker(self, worker_id: str) -> WorkerInfo | None:
+        def run():
+            with self.r.connect() as c:
+                row = c.execute(Q.worker_get, {"id": worker_id}).first()
+            return info_of(row) if row else None
+
+        return await self._read(run)
+
+    async def workers(self, live_s: float) -> list[WorkerInfo]:
+        def run():
+            with self.r.connect() as c:
+                return [info_of(r) for r in c.execute(Q.workers_seen, {"since": time.time() - live_s})]
+
+        return await self._read(run)
+
+    async def pin(self, key: str, live: Sequence[WorkerInfo]) -> str | None:
+        """The worker `key` (a browser session) is pinned to, among `live` (those a gateway
+        can relay to): the pin shared by every gateway replica, or a new one on the worker
+        with the fewest pinned sessions when there is none or its worker is gone."""
+        ids = {w.id for w in live}
+
+        def run():
+            with self._tx(Write.ORDERED) as c:
+                current = c.execute(Q.pin_get, {"key": key}).scalar()
+                if current in ids or not ids:
+                    return current if current in ids else None
+                load = dict.fromkeys(sorted(ids), 0) | {w: n for w, n in c.execute(Q.pin_counts) if w in ids}
+                chosen = min(load, key=lambda w: (load[w], w))
+                c.execute(Q.pin_drop, {"key": key})
+                c.execute(Q.pin_put, {"key": key, "worker_id": chosen, "now": time.time()})
+                return chosen
+
+        try:
+            return await self._run(run)
+        except IntegrityError:  # another gateway pinned the same session at the same moment
+            return await self.pin(key, live)

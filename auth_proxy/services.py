@@ -1,7 +1,7 @@
-"""What every part of the gate shares: the settings, the account and its sessions, the
-limits, the counters and the upstream client, kept once per application under `GATE`;
-and what a request carries through the middlewares (its normalised path, where it came
-from, who is asking)."""
+"""The application's services: what every part of the gate shares (the settings, the
+account and its sessions, the limits, the counters and the upstream client), kept once per
+application under `GATE`, and the v2 job service under `JOBS`; and what a request carries
+through the middlewares (its normalised path, where it came from, who is asking)."""
 
 from __future__ import annotations
 
@@ -14,15 +14,16 @@ import aiohttp
 from aiohttp import web
 
 from auth_proxy import hashing
+from auth_proxy.accounts import Admin, Store
+from auth_proxy.accounts_sql import backend_for
 from auth_proxy.forwarded import Arrival
 from auth_proxy.metrics import Metrics
 from auth_proxy.ratelimit import LoginLimiter
 from auth_proxy.readiness import Readiness
 from auth_proxy.sessions import Sessions
 from auth_proxy.settings import Settings
-from auth_proxy.sqlstate import backend_for
-from auth_proxy.state import Admin, Store
 from auth_proxy.verified import VerifiedCredentials
+from comfy_jobs.service import JobsService
 
 log = logging.getLogger(__name__)
 # The close code of a WebSocket whose login ended (an application code, like HTTP's 401);
@@ -137,6 +138,7 @@ class Gate:
 
 
 GATE = web.AppKey("gate", Gate)
+JOBS = web.AppKey("jobs", JobsService)  # the v2 job service, when the settings carry job settings
 NORM_PATH = web.RequestKey("norm_path", str)
 ARRIVAL = web.RequestKey("arrival", Arrival)
 WHO = web.RequestKey("who", Who)

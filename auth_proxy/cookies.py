@@ -1,0 +1,31 @@
+"""The session cookie: made at login, Secure when the client came over HTTPS."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from auth_proxy.services import GATE
+from auth_proxy.sessions import COOKIE
+
+
+def secure(request: web.Request) -> bool:
+    mode = request.config_dict[GATE].s.secure_cookies
+    if mode != "auto":
+        return mode == "always"
+    return request.secure or request.headers.get("X-Forwarded-Proto", "").lower() == "https"
+
+
+def start_session(resp: web.StreamResponse, request: web.Request) -> web.StreamResponse:
+    """A new server-side session for the admin, and its cookie on `resp`."""
+    gate = request.config_dict[GATE]
+    sid = gate.sessions.create(gate.admin.user, gate.admin.generation)
+    resp.set_cookie(
+        COOKIE,
+        sid,
+        httponly=True,
+        samesite="Lax",
+        secure=secure(request),
+        path="/",
+        max_age=int(gate.sessions.lifetime_s),
+    )
+    return resp
