@@ -35,6 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 LOCK = REPO / "custom_nodes" / "lock.yaml"
 CONSTRAINTS = REPO / "custom_nodes" / "constraints.txt"
 IMAGE_LOCK = REPO / "docker" / "image-lock.txt"
+PATCHES = REPO / "docker" / "patches"  # applied to the packs, as in the image
 DOCKERFILE = REPO / "docker" / "Dockerfile"
 # The image lock is resolved for Python 3.12 (some pinned wheels exist for it only).
 PYTHON_VERSION = "3.12"
@@ -71,6 +72,10 @@ def base_python(configured: Path | None) -> str:
 def wanted(kind: str, index: str | None) -> dict[str, str]:
     """What a copy must have been made from to be reused."""
     digest = {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in (LOCK, IMAGE_LOCK, CONSTRAINTS)}
+    digest |= {
+        f"patch {p.relative_to(PATCHES)}": hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(PATCHES.glob("*/*.patch"))
+    }
     return digest | {
         "torch": json.dumps(runtime_install.torch_versions(DOCKERFILE.read_text())),
         "variant": kind,
@@ -101,6 +106,7 @@ def ensure(s: ServeSettings) -> None:
     work = Path(tempfile.mkdtemp(prefix=".new-", dir=root))
     try:
         sources.fetch(LOCK, work, settings.sources_dir, settings.git_mirror or None)
+        sources.apply_patches(PATCHES, work / "ComfyUI")  # as the image build does
         shutil.rmtree(comfy, ignore_errors=True)
         os.replace(work / "ComfyUI", comfy)
         # in place: a venv's scripts name its own path

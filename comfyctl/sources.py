@@ -139,7 +139,52 @@ def fetch(lock_path: Path, dest: Path, tarballs: Path | None = None, mirror: str
     return report
 
 
+def apply_patches(patches: Path, comfyui: Path) -> list[str]:
+    """Apply docker/patches/<pack>/*.patch to the packs under comfyui/custom_nodes, in name
+    order; each patch file says at its top why it exists. A patch that does not apply
+    exactly is an error (the pack moved: renew the patch with the pin), never half applied:
+    `patch --dry-run` goes first."""
+    applied = []
+    for patch in sorted(patches.glob("*/*.patch")):
+        pack = comfyui / "custom_nodes" / patch.parent.name
+        if not pack.is_dir():
+            raise SourceError(f"{patch}: no pack {patch.parent.name} under {comfyui / 'custom_nodes'}")
+        for dry in (True, False):
+            cmd = [
+                "patch",
+                "-p1",
+                "--forward",
+                "--batch",
+                "--no-backup-if-mismatch",
+                "-d",
+                str(pack),
+                "-i",
+                str(patch),
+            ]
+            done = subprocess.run(cmd + (["--dry-run"] if dry else []), capture_output=True, text=True)
+            if done.returncode != 0:
+                raise SourceError(
+                    f"{patch} does not apply to {pack}: {done.stdout.strip()} {done.stderr.strip()}"
+                )
+        applied.append(f"{patch.parent.name}: {patch.name}")
+        log.info("patched %s", applied[-1])
+    return applied
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["patch"]:
+        # `python -m comfyctl.sources patch PATCHES_DIR COMFYUI_DIR` (the image build)
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+        try:
+            apply_patches(Path(argv[1]), Path(argv[2]))
+        except (SourceError, IndexError) as exc:
+            print(
+                f"error: {exc or 'usage: python -m comfyctl.sources patch PATCHES_DIR COMFYUI_DIR'}",
+                file=sys.stderr,
+            )
+            return 1
+        return 0
     p = argparse.ArgumentParser(prog="python -m comfyctl.sources", description=__doc__.splitlines()[0])
     p.add_argument("--lock", type=Path, required=True, help="custom_nodes/lock.yaml")
     p.add_argument("--dest", type=Path, required=True, help="empty folder; ComfyUI goes to DEST/ComfyUI")

@@ -308,6 +308,9 @@ def test_serve_without_a_checkout_makes_comfyui_once_and_again_when_a_pin_moves(
 
     monkeypatch.setattr(bootstrap.sources, "fetch", fake_fetch)
     monkeypatch.setattr(
+        bootstrap.sources, "apply_patches", lambda patches, comfy: calls.append(("patch", patches))
+    )
+    monkeypatch.setattr(
         bootstrap.runtime_install, "install_torch", lambda *a: calls.append(("torch", a[1], a[3]))
     )
     monkeypatch.setattr(bootstrap.runtime_install, "install_requirements", lambda *a: calls.append(("reqs",)))
@@ -322,6 +325,7 @@ def test_serve_without_a_checkout_makes_comfyui_once_and_again_when_a_pin_moves(
     bootstrap.ensure(s)
     assert calls == [
         ("fetch", tmp_path / "src", None),
+        ("patch", bootstrap.PATCHES),  # the packs patched as in the image
         ("torch", "cpu", "https://mirror.example/torch"),
         ("reqs",),
     ]
@@ -331,7 +335,7 @@ def test_serve_without_a_checkout_makes_comfyui_once_and_again_when_a_pin_moves(
     assert calls == []
     monkeypatch.setattr(bootstrap, "wanted", lambda kind, index: {"moved": True})
     bootstrap.ensure(s)  # a pin moved: made again
-    assert [c[0] for c in calls] == ["fetch", "torch", "reqs"]
+    assert [c[0] for c in calls] == ["fetch", "patch", "torch", "reqs"]
 
 
 def test_serve_without_a_checkout_needs_python_3_12(tmp_path):
@@ -346,3 +350,74 @@ def test_serve_without_a_checkout_needs_python_3_12(tmp_path):
         match=r"Python 3\.11; docker/image-lock.txt is for Python 3\.12 \(set COMFY_BASE_PYTHON\)",
     ):
         bootstrap.base_python(older)
+
+
+PATCHES = REPO / "docker" / "patches"
+
+
+def _pinned_packs(tmp_path, names):
+    """ComfyUI/custom_nodes/<name> for each pack at its pinned commit, from the source
+    tarballs beside the checkout (the image tier's air-gapped input)."""
+    lock = {
+        p["name"]: p["commit"] for p in yaml.safe_load((REPO / "custom_nodes/lock.yaml").read_text())["packs"]
+    }
+    comfy = tmp_path / "ComfyUI"
+    (comfy / "custom_nodes").mkdir(parents=True)
+    for name in names:
+        archive = REPO.parent / "shared" / "sources" / f"{name}-{lock[name]}.tar.gz"
+        if not archive.is_file():
+            pytest.skip(f"no source tarball of {name} at {lock[name][:12]} beside the checkout")
+        sources.extract(archive, sources.Source(name, "", lock[name], REPO), comfy / "custom_nodes" / name)
+    return comfy
+
+
+def test_every_pack_patch_applies_to_its_pinned_commit_and_says_why(tmp_path):
+    patches = sorted(PATCHES.glob("*/*.patch"))
+    for patch in patches:
+        assert not patch.read_text().startswith("---"), f"{patch} must say at its top why it exists"
+    comfy = _pinned_packs(tmp_path, {p.parent.name for p in patches})
+    assert sources.apply_patches(PATCHES, comfy) == [f"{p.parent.name}: {p.name}" for p in patches]
+
+
+def test_managers_installed_packages_read_in_process_are_what_pip_lists(tmp_path):
+    """The patched ComfyUI-Manager reads the installed distributions without running pip;
+    what it finds is what `pip list` prints for the same interpreter."""
+    import importlib.util
+    import sys
+
+    comfy = _pinned_packs(tmp_path, {p.parent.name for p in PATCHES.glob("*/*.patch")} | {"ComfyUI-Manager"})
+    sources.apply_patches(PATCHES, comfy)
+    spec = importlib.util.spec_from_file_location(
+        "patched_manager_util", comfy / "custom_nodes" / "ComfyUI-Manager" / "glob" / "manager_util.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    listed = subprocess.run(
+        [sys.executable, "-m", "pip", "list", "--format=freeze"], capture_output=True, text=True, check=True
+    ).stdout
+    expected = {
+        line.split("==")[0].lower().replace("-", "_"): line.split("==")[1]
+        for line in listed.splitlines()
+        if "==" in line
+    }
+    found = module.get_installed_packages(renew=True)
+    assert {k: found.get(k) for k in expected} == expected
+    source = (comfy / "custom_nodes" / "ComfyUI-Manager" / "glob" / "security_check.py").read_text()
+    assert '"pip", "freeze"' not in source and '"pip", "show"' not in source
+
+
+def test_a_patch_that_does_not_apply_is_an_error_and_changes_nothing(tmp_path):
+    comfy = tmp_path / "ComfyUI"
+    pack = comfy / "custom_nodes" / "Pack"
+    pack.mkdir(parents=True)
+    (pack / "a.py").write_text("one\ntwo\n")
+    (pack / "b.py").write_text("three\n")
+    patches = tmp_path / "patches" / "Pack"
+    patches.mkdir(parents=True)
+    (patches / "x.patch").write_text(
+        "why\n\n--- a/a.py\n+++ b/a.py\n@@ -1,2 +1,2 @@\n one\n-two\n+TWO\n"
+        "--- a/b.py\n+++ b/b.py\n@@ -1 +1 @@\n-not what is there\n+four\n"
+    )
+    with pytest.raises(sources.SourceError, match="does not apply"):
+        sources.apply_patches(tmp_path / "patches", comfy)
+    assert (pack / "a.py").read_text() == "one\ntwo\n", "nothing is half applied"
