@@ -161,7 +161,12 @@ def apply_patches(patches: Path, comfyui: Path) -> list[str]:
                 "-i",
                 str(patch),
             ]
-            done = subprocess.run(cmd + (["--dry-run"] if dry else []), capture_output=True, text=True)
+            try:
+                done = subprocess.run(cmd + (["--dry-run"] if dry else []), capture_output=True, text=True)
+            except OSError as exc:
+                raise SourceError(
+                    f"cannot run `patch` ({exc}): install it (Debian/Ubuntu: apt-get install patch)"
+                ) from None
             if done.returncode != 0:
                 raise SourceError(
                     f"{patch} does not apply to {pack}: {done.stdout.strip()} {done.stderr.strip()}"

@@ -421,3 +421,12 @@ def test_a_patch_that_does_not_apply_is_an_error_and_changes_nothing(tmp_path):
     with pytest.raises(sources.SourceError, match="does not apply"):
         sources.apply_patches(tmp_path / "patches", comfy)
     assert (pack / "a.py").read_text() == "one\ntwo\n", "nothing is half applied"
+
+
+def test_without_the_patch_program_the_error_says_what_to_install(tmp_path, monkeypatch):
+    (tmp_path / "ComfyUI" / "custom_nodes" / "Pack").mkdir(parents=True)
+    (tmp_path / "patches" / "Pack").mkdir(parents=True)
+    (tmp_path / "patches" / "Pack" / "x.patch").write_text("why\n")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(sources.SourceError, match="apt-get install patch"):
+        sources.apply_patches(tmp_path / "patches", tmp_path / "ComfyUI")
