@@ -12,6 +12,7 @@ import urllib.request
 
 import pytest
 
+from comfy_stack import startup
 from tests.support import (
     REPO,
     comfyui_paths,
@@ -125,5 +126,18 @@ def test_serve_runs_the_smoke_workflow_and_restarts_comfyui(tmp_path):
             what="ComfyUI to come back",
         )
         assert comfyui_pid(comfy_port) != first
+        # the restart's own start, timed from the real ComfyUI's log lines (comfy_stack.startup)
+        wait_until(
+            lambda: (t := startup.read(data / "run" / startup.COMFYUI_FILE)) is not None and t.done,
+            timeout=30,
+            what="ComfyUI's start timeline to end",
+        )
+        timeline = startup.read(data / "run" / startup.COMFYUI_FILE)
+        assert [p.name for p in timeline.phases][-2:] == [
+            "loading nodes and custom node packs",
+            "starting the server",
+        ]
+        assert "probe_node.py" in timeline.packs and not timeline.failed_packs
+        assert json.loads(urllib.request.urlopen(base + "/readyz", timeout=10).read())["comfyui_start"]
     finally:
         stop_process(proc, 60, group=True)
