@@ -9,6 +9,12 @@ Measured:
     /_test/starts), one job at a time: the overhead the ledger and worker add per job;
   throughput: BURST jobs submitted (CONCURRENCY at a time), until the last one has
     finished (jobs/s), watched from /history and from the ledger's file respectively;
+  submit-to-done: the same, until the ledger says succeeded, against /history on the
+    stand-in (what a client of ComfyUI's own API waits);
+  at once: AT_ONCE jobs submitted together, until the last has finished (jobs/s);
+  gap: GAP_JOBS jobs of GAP_JOB_S seconds each submitted together, on a stand-in whose runs
+    take that long: between one run's end and the next one's start, on the stand-in's own
+    clock (/_test/runs), the time a GPU would idle with jobs waiting;
   ledger: the ledger alone, create -> claim -> attempt -> finish cycles per second (SQLite,
     creation and end fsynced), the ceiling the ledger puts on throughput.
 Prints a table with ratios and writes bench/results/jobs.json. Run it as
@@ -36,6 +42,9 @@ SEQUENTIAL = 40
 BURST = 200
 CONCURRENCY = 16
 LEDGER_CYCLES = 300
+AT_ONCE = 40
+GAP_JOBS = 20
+GAP_JOB_S = 0.1
 GRAPH = {
     "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
     "4": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "bench/b"}},
@@ -139,6 +148,26 @@ async def measure(stack: JobsStack) -> dict:
             [attempt] = stack.ledger_attempts(job)
             lat.append((await starts(plain, comfy))[attempt["prompt_id"]] - t0)
         res["v2_submit_to_start_ms"] = summary(lat)
+        done = []
+        for _ in range(SEQUENTIAL):
+            _pid, t0 = await direct_one(plain, comfy)
+            done.append(time.time() - t0)
+        res["direct_submit_to_done_ms"] = summary(done)
+        done = []
+        for _ in range(SEQUENTIAL):
+            job, t0 = await v2_submit(api, base)
+            await v2_wait(stack, {job}, 0.001)
+            done.append(time.time() - t0)
+        res["v2_submit_to_done_ms"] = summary(done)
+
+        t0 = time.monotonic()
+        pids = await asyncio.gather(*[submit_direct(plain, comfy) for _ in range(AT_ONCE)])
+        await history_wait(plain, comfy, set(pids), 0.005)
+        res["direct_at_once_jobs_per_s"] = AT_ONCE / (time.monotonic() - t0)
+        t0 = time.monotonic()
+        ids = await asyncio.gather(*[v2_submit(api, base) for _ in range(AT_ONCE)])
+        await v2_wait(stack, {i for i, _t in ids}, 0.005)
+        res["v2_at_once_jobs_per_s"] = AT_ONCE / (time.monotonic() - t0)
 
         t0 = time.monotonic()
         pids = await bounded(BURST, lambda: submit_direct(plain, comfy))
@@ -149,6 +178,37 @@ async def measure(stack: JobsStack) -> dict:
         await v2_wait(stack, {i for i, _t in ids}, 0.02)
         res["v2_jobs_per_s"] = BURST / (time.monotonic() - t0)
     return res
+
+
+async def gaps(stack: JobsStack) -> dict:
+    """GAP_JOBS jobs at once, direct and through v2, on a stand-in whose runs take GAP_JOB_S:
+    the stand-in's idle time between one run's end and the next one's start."""
+    comfy, base = f"http://127.0.0.1:{stack.comfy_port}", stack.url()
+    res: dict = {}
+    async with (
+        aiohttp.ClientSession() as plain,
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {stack.token}"}) as api,
+    ):
+        job, _t = await v2_submit(api, base)  # warm the path
+        await v2_wait(stack, {job}, 0.01)
+        pids = set(await asyncio.gather(*[submit_direct(plain, comfy) for _ in range(GAP_JOBS)]))
+        await history_wait(plain, comfy, pids, 0.02)
+        res["direct_gap_ms"] = summary(run_gaps(await runs_of(plain, comfy), pids))
+        ids = await asyncio.gather(*[v2_submit(api, base) for _ in range(GAP_JOBS)])
+        await v2_wait(stack, {i for i, _t in ids}, 0.02)
+        pids = {stack.ledger_attempts(i)[-1]["prompt_id"] for i, _t in ids}
+        res["v2_gap_ms"] = summary(run_gaps(await runs_of(plain, comfy), pids))
+    return res
+
+
+async def runs_of(session, comfy: str) -> list:
+    async with session.get(comfy + "/_test/runs") as r:
+        return await r.json()
+
+
+def run_gaps(runs: list, pids: set[str]) -> list[float]:
+    mine = sorted((began, ended) for pid, began, ended in runs if pid in pids)
+    return [b[0] - a[1] for a, b in zip(mine, mine[1:], strict=False)]
 
 
 def summary(seconds: list[float]) -> dict:
@@ -177,6 +237,11 @@ def main() -> int:
             res = asyncio.run(measure(stack))
         finally:
             stack.stop()
+        stack = JobsStack(Path(tmp) / "gap", GAP_JOB_S, COMFY_QUEUE_LIMIT="0").start()
+        try:
+            res |= asyncio.run(gaps(stack))
+        finally:
+            stack.stop()
         res["ledger_cycles_per_s"] = asyncio.run(ledger_cycles(Path(tmp)))
     res["load_average"] = {"before": load_before, "after": os.getloadavg(), "cpus": os.cpu_count()}
     d, v = res["direct_submit_to_start_ms"], res["v2_submit_to_start_ms"]
@@ -184,15 +249,26 @@ def main() -> int:
         "v2_over_direct_start_p50": v["p50"] / d["p50"],
         "v2_added_start_ms_p50": v["p50"] - d["p50"],
         "v2_over_direct_throughput": res["v2_jobs_per_s"] / res["direct_jobs_per_s"],
+        "v2_added_done_ms_p50": res["v2_submit_to_done_ms"]["p50"] - res["direct_submit_to_done_ms"]["p50"],
+        "v2_over_direct_at_once": res["v2_at_once_jobs_per_s"] / res["direct_at_once_jobs_per_s"],
+        "v2_gap_ms_p50": res["v2_gap_ms"]["p50"],
     }
+    dd, vd = res["direct_submit_to_done_ms"], res["v2_submit_to_done_ms"]
+    dg, vg = res["direct_gap_ms"], res["v2_gap_ms"]
     rows = [
         ("submit-to-start p50 ms", d["p50"], v["p50"]),
         ("submit-to-start p90 ms", d["p90"], v["p90"]),
-        (f"jobs/s, {BURST} at once", res["direct_jobs_per_s"], res["v2_jobs_per_s"]),
+        ("submit-to-done p50 ms", dd["p50"], vd["p50"]),
+        ("submit-to-done p90 ms", dd["p90"], vd["p90"]),
+        (f"jobs/s, {AT_ONCE} at once", res["direct_at_once_jobs_per_s"], res["v2_at_once_jobs_per_s"]),
+        (f"jobs/s, {BURST} ({CONCURRENCY} at a time)", res["direct_jobs_per_s"], res["v2_jobs_per_s"]),
+        (f"gap between runs p50 ms ({GAP_JOB_S} s jobs)", dg["p50"], vg["p50"]),
+        (f"gap between runs p90 ms ({GAP_JOB_S} s jobs)", dg["p90"], vg["p90"]),
     ]
-    print(f"{'':28}{'direct /prompt':>16}{'v2 (ledger)':>14}{'ratio':>8}")
+    print(f"{'':40}{'direct /prompt':>16}{'v2 (ledger)':>14}{'ratio':>8}")
     for name, a, b in rows:
-        print(f"{name:28}{a:16.2f}{b:14.2f}{b / a:8.2f}")
+        print(f"{name:40}{a:16.2f}{b:14.2f}{b / a if a else float('inf'):8.2f}")
+    print(f"v2 added per job, p50: {vd['p50'] - dd['p50']:.2f} ms (submit to done)")
     print(
         f"ledger alone: {res['ledger_cycles_per_s']:.0f} jobs/s (create, claim, attempt, finish; SQLite, "
         "the job's creation and end fsynced)"

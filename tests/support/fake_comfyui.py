@@ -214,10 +214,14 @@ async def run_in_turn(state: dict, prompt_id: str, prompt: dict, client_id: str 
         if prompt_id in state["deleted"]:
             return
         state["running"] = prompt_id
+        began = time.time()
         try:
             await state["executor"](state, prompt_id, prompt, client_id)
         finally:
             state["running"] = None
+            # its own clock, as ComfyUI's prompt worker takes and ends each run: the gap
+            # between one run's end and the next one's start is time its GPU would idle
+            state["runs"].append([prompt_id, began, time.time()])
 
 
 def finish_error(state: dict, prompt_id: str, prompt: dict, messages: list) -> None:
@@ -367,6 +371,7 @@ def create_app(
         "deleted": set(),
         "interrupt": set(),
         "starts": {},
+        "runs": [],
         "known_classes": KNOWN_CLASSES | set(known_classes or ()),
     }
     r = web.RouteTableDef()
@@ -799,6 +804,11 @@ def create_app(
         return web.json_response(state["starts"])
 
     app.router.add_get("/_test/starts", starts)
+
+    async def runs(_):  # [prompt_id, began, ended] per run, in the order run, for benchmarks
+        return web.json_response(state["runs"])
+
+    app.router.add_get("/_test/runs", runs)
     return app
 
 
