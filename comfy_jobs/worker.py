@@ -9,7 +9,16 @@ recorded as such before its outputs are fetched, so it is never run again.
 Each worker also writes its own row in the ledger on every beat (comfy_jobs/presence.py): the
 models it has on disk (placement), the job it holds, the address of its proxy (the gateways'
 UI pinning). A drain (`comfyctl drain`, SIGTERM of `python -m comfy_jobs worker`) stops
-claiming, lets the job in hand finish, and leaves queued jobs to the other workers.
+claiming, lets the job ComfyUI runs finish, hands back the one queued behind it, and leaves
+queued jobs to the other workers.
+
+Pipelining: while the ledger holds jobs it may run, a worker holds up to HOLD of them, each
+under its own lease and heartbeat, each submitted to ComfyUI as soon as it is claimed; the
+next one waits in ComfyUI's own queue and starts the moment the current one ends, instead of
+after the worker has seen the end, committed it and claimed again. The one queued behind has
+not started, so it can still go elsewhere: a cancel deletes it from ComfyUI's queue, a lost
+lease deletes it there too (its new holder runs it), a drain deletes it and gives it back to
+the ledger as if never claimed.
 """
 
 from __future__ import annotations
@@ -35,12 +44,21 @@ from comfy_jobs.progress import Tracker
 log = logging.getLogger(__name__)
 COMFY_POLL_S = 0.25  # how often a worker whose ComfyUI is away asks whether it is back
 POLL_S = 1.0  # how often the run is checked against /queue and /history
+HOLD = 2  # jobs a worker holds at once: the one ComfyUI runs and the next, queued behind it
 PROGRESS_EVERY_S = 0.5  # the contract throttles progress to about 2 a second
 FORMATS = {1: "image/jpeg", 2: "image/png"}  # ComfyUI's binary preview frames (server.py)
 
 
 class LeaseLost(Exception):
     pass
+
+
+class HandedBack(Exception):
+    """The worker drains and this job's run had not started: it goes back to the queue."""
+
+    def __init__(self, prompt_id: str | None):
+        super().__init__(prompt_id)
+        self.prompt_id = prompt_id
 
 
 class Held:
@@ -50,6 +68,8 @@ class Held:
         self.job = job
         self.cancel = job.cancel_requested
         self.lost = False
+        self.hand_back = False  # the worker drains: give the job back unless its run started
+        self.task: asyncio.Task | None = None
         self.stream: asyncio.Queue | None = None
         # (node, name) of the outputs committed, while the run goes and after: each is
         # fetched from ComfyUI once
@@ -68,14 +88,15 @@ class Worker:
         self.client_id = f"comfy-jobs-{uuid.uuid4().hex[:12]}"
         self.streams: dict[str, asyncio.Queue] = {}
         self.running_prompt: str | None = None
-        self.current: Held | None = None
+        # the jobs held, in the order claimed (and submitted): the first is the one running
+        self.held: dict[str, Held] = {}
+        # one submission at a time, so ComfyUI queues the jobs in the order they were claimed
+        self._submitting = asyncio.Lock()
         self.comfy_up = False
         self._wake = asyncio.Event()
         self._stopping = False
         cost = PodCost(settings.pod, session) if settings.pod else None
-        self.presence = Presence(
-            ledger, settings, lambda: self.current.job.id if self.current else None, cost
-        )
+        self.presence = Presence(ledger, settings, lambda: next(iter(self.held), None), cost)
         self.task: asyncio.Task | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -88,14 +109,15 @@ class Worker:
     def cancel_now(self, job_id: str) -> None:
         """The API asked to cancel a job: act at once if it is ours (else the heartbeat of
         whichever worker holds it learns it)."""
-        if self.current and self.current.job.id == job_id:
-            self.current.cancel = True
-            self.current.kick()
+        held = self.held.get(job_id)
+        if held is not None:
+            held.cancel = True
+            held.kick()
 
     async def stop(self, drain: bool = False) -> None:
-        """drain: finish the job in hand first (no other is claimed meanwhile). Otherwise
-        the lease is given back at once and ComfyUI keeps running the job; the next worker
-        to start resumes following it."""
+        """drain: finish the job ComfyUI runs first, hand back the one queued behind it (no
+        other is claimed meanwhile). Otherwise the leases are given back at once and ComfyUI
+        keeps running the jobs; the next worker to start resumes following them."""
         self._stopping = True
         self._wake.set()
         if self.task is None:
@@ -116,7 +138,11 @@ class Worker:
         try:
             while not self._stopping:
                 if self.presence.draining:
+                    self._hand_back_waiting()
                     await self._idle(1.0)
+                    continue
+                if len(self.held) >= HOLD:
+                    await self._idle(1.0)  # a job ending wakes it
                     continue
                 if not self.comfy_up:
                     self.comfy_up = await self.comfy.ready()
@@ -125,20 +151,36 @@ class Worker:
                         continue
                 job = await self.ledger.claim(self.id, self.s.lease_s)
                 if job is None:
-                    await self.presence.busy(False)
+                    if not self.held:
+                        await self.presence.busy(False)
                     await self._idle(1.0)
                     continue
                 await self.presence.busy(True)
-                await self._hold(job)
-                if job.needs:
-                    self.presence.loaded = list(job.needs)
-                await self.presence.report()  # idle again: placement and drains see it at once
+                self._take(job)
+            # a drain: the run ComfyUI has started finishes; the one queued behind goes back
+            self._hand_back_waiting()
+            while self.held:
+                await asyncio.wait([h.task for h in self.held.values() if h.task is not None])
         finally:
-            for t in helpers:
+            holds = [h.task for h in self.held.values() if h.task is not None]
+            for t in holds + helpers:
                 t.cancel()
-            if self._stopping and self.current is None:
+            if holds:  # each gives its lease back (see _hold)
+                await asyncio.gather(*holds, return_exceptions=True)
+            if self._stopping and not self.held:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self.ledger.forget_worker(self.id))
+
+    def _take(self, job: Job) -> None:
+        held = self.held[job.id] = Held(job)
+        held.task = asyncio.create_task(self._hold(held), name=f"job {job.id}")
+        held.task.add_done_callback(lambda _t: self._wake.set())
+
+    def _hand_back_waiting(self) -> None:
+        for held in self.held.values():
+            if not held.hand_back:
+                held.hand_back = True
+                held.kick()
 
     async def _notices(self) -> None:
         """Jobs submitted through another process (a gateway) wake this worker at once."""
@@ -151,26 +193,38 @@ class Worker:
             await asyncio.wait_for(self._wake.wait(), seconds)
         self._wake.clear()
 
-    async def _hold(self, job: Job) -> None:
-        held = self.current = Held(job)
+    async def _hold(self, held: Held) -> None:
+        job = held.job
         if job.attempts == 0:
             self.metrics.queued.observe(time.time() - job.created_at)
         beat = asyncio.create_task(self._heartbeat(held))
         try:
-            await self._drive(held)
-        except LeaseLost:
-            log.warning("job %s: lost the lease to another worker; leaving it to that one", job.id)
-        except asyncio.CancelledError:
-            await asyncio.shield(self.ledger.release(job.id, self.id))
-            raise
-        except Exception as exc:  # noqa: BLE001 - one job's bug must not stop the worker
-            log.exception("job %s: unexpected error", job.id)
-            await self._errored(held, exc)
-            await asyncio.sleep(1.0)
+            try:
+                await self._drive(held)
+            except LeaseLost:
+                log.warning("job %s: lost the lease to another worker; leaving it to that one", job.id)
+                if job.prompt_id:
+                    # Queued behind another run, it has not started: its new holder runs it, so
+                    # ours must not (ComfyUI ignores the delete of a run that has started).
+                    with contextlib.suppress(Unreachable):
+                        await self.comfy.dequeue(job.prompt_id)
+            except HandedBack as back:
+                await self.ledger.hand_back(job.id, self.id, back.prompt_id)
+                log.info("job %s: handed back to the queue unstarted (the worker drains)", job.id)
+            except asyncio.CancelledError:
+                await asyncio.shield(self.ledger.release(job.id, self.id))
+                raise
+            except Exception as exc:  # noqa: BLE001 - one job's bug must not stop the worker
+                log.exception("job %s: unexpected error", job.id)
+                await self._errored(held, exc)
+                await asyncio.sleep(1.0)
         finally:
             beat.cancel()
-            self.current = None
+            self.held.pop(job.id, None)
             self.hub.finished(job.id)
+        if job.needs and not held.hand_back:
+            self.presence.loaded = list(job.needs)
+        await self.presence.report()  # placement and drains see what it holds now at once
 
     async def _errored(self, held: Held, exc: Exception) -> None:
         """An error no step expected counts as an attempt: retried (the lease given back)
@@ -232,6 +286,8 @@ class Worker:
         while True:
             if held.cancel:
                 return await self._finish(held, CANCELED, None)
+            if held.hand_back:
+                raise HandedBack(None)
             if job.attempts >= self.s.max_attempts:
                 return await self._finish(
                     held,
@@ -251,12 +307,14 @@ class Worker:
                 continue
             prompt_id = str(uuid.uuid4())
             held.stream = self.streams[prompt_id] = asyncio.Queue()
-            job.attempts = await self.ledger.start_attempt(job.id, self.id, prompt_id)
-            job.prompt_id = prompt_id
-            held.seen.clear()  # the ledger dropped a lost run's outputs with the new attempt
-            self.metrics.attempts += 1
             try:
-                await self.comfy.submit(prompt_id, graph, self.client_id, job.extra_data)
+                async with self._submitting:
+                    self._check(held)
+                    job.attempts = await self.ledger.start_attempt(job.id, self.id, prompt_id)
+                    job.prompt_id = prompt_id
+                    held.seen.clear()  # the ledger dropped a lost run's outputs with the new attempt
+                    self.metrics.attempts += 1
+                    await self.comfy.submit(prompt_id, graph, self.client_id, job.extra_data)
             except Rejected as exc:
                 await self.ledger.end_attempt(job.id, prompt_id, "rejected", json.dumps(exc.body)[:4000])
                 return await self._finish(held, FAILED, rejected_error(exc.body, job.workflow))
@@ -293,11 +351,23 @@ class Worker:
         if held.lost:
             raise LeaseLost()
 
-    async def _locate(self, held: Held, prompt_id: str) -> Located:
+    async def _give_back_if_waiting(self, held: Held, prompt_id: str) -> bool:
+        """A drain: a run still waiting in ComfyUI's queue is deleted there and the job
+        handed back (HandedBack). Returns whether the run has started (it then finishes)."""
+        loc = await self._locate(held, prompt_id)
+        if loc.state == "pending":
+            with contextlib.suppress(Unreachable):
+                await self.comfy.dequeue(prompt_id)
+            loc = await self._locate(held, prompt_id)
+            if loc.state == "unknown":  # deleted before it started: it never ran
+                raise HandedBack(prompt_id)
+        return loc.state != "pending"
+
+    async def _locate(self, held: Held, prompt_id: str, history_first: bool = False) -> Located:
         while True:
             self._check(held)
             try:
-                return await self.comfy.locate(prompt_id)
+                return await self.comfy.locate(prompt_id, history_first)
             except Unreachable:
                 await self._progress(held, None, "ComfyUI is not answering; waiting for it to come back")
                 await self._wait_for_comfy(held)
@@ -309,7 +379,7 @@ class Worker:
         tracker, seen = Tracker(job.workflow), held.seen
         # The WebSocket says when the run ends; /queue and /history are asked at once only to
         # resume a run, then every POLL_S in case the socket missed it (or ComfyUI died).
-        interrupted, last_write = False, 0.0
+        interrupted, last_write, started, ended = False, 0.0, loc.state != "pending", False
         next_poll = 0.0 if loc.state != "pending" else time.monotonic() + POLL_S
         try:
             while loc.state not in ("done", "unknown"):
@@ -318,6 +388,9 @@ class Worker:
                     with contextlib.suppress(Unreachable):
                         await self.comfy.interrupt(prompt_id)
                     interrupted = True
+                    next_poll = 0.0  # a run deleted from the queue sends nothing: ask at once
+                if held.hand_back and not started:
+                    started = await self._give_back_if_waiting(held, prompt_id)
                 try:
                     kind, data = await asyncio.wait_for(stream.get(), max(0.01, next_poll - time.monotonic()))
                 except asyncio.TimeoutError:
@@ -333,13 +406,17 @@ class Worker:
                 if tracker.feed(kind, data) and time.monotonic() - last_write >= PROGRESS_EVERY_S:
                     last_write = time.monotonic()
                     await self._progress(held, tracker)
+                if kind == "execution_start":
+                    started = True
                 if kind in ("execution_success", "execution_error", "execution_interrupted") or (
                     kind == "executing" and data.get("node") is None
                 ):
-                    next_poll = 0.0
+                    next_poll, ended = 0.0, True
                 if time.monotonic() >= next_poll:
                     next_poll = time.monotonic() + POLL_S
-                    loc = await self._locate(held, prompt_id)
+                    # after the socket said it ended, its history entry is there: one request
+                    loc = await self._locate(held, prompt_id, history_first=ended)
+                    started = started or loc.state != "pending"
                     if loc.state == "pending" and tracker.current is None:
                         await self._progress(held, tracker, "waiting in ComfyUI's queue")
             return loc

@@ -181,3 +181,67 @@ def test_a_run_lost_after_it_saved_leaves_only_the_next_runs_output(make_stack):
     assert job["outputs"][0]["id"] != first["id"]
     status, _, _ = stack.request("GET", f"/api/v2/assets/{first['id']}")
     assert status == 200  # the lost run's asset is still there for whoever holds its id
+
+
+# --- pipelining: the worker holds two jobs, the second queued in ComfyUI behind the first ---
+def two_held(stack: JobsStack) -> tuple[str, str, str]:
+    """Submit two jobs and wait until ComfyUI runs the first with the second queued behind
+    it; returns both job ids and the second's prompt id."""
+    first, second = submit(stack), submit(stack)
+    queued = wait_until(
+        lambda: (
+            (q := stack.comfy_queue())["queue_running"] and q["queue_pending"] and q["queue_pending"][0][1]
+        ),
+        timeout=15,
+        what="the second job queued in ComfyUI behind the first",
+    )
+    assert [a["prompt_id"] for a in stack.ledger_attempts(second)] == [queued]
+    return first, second, queued
+
+
+def test_cancel_of_the_job_queued_behind_deletes_it_from_comfyuis_queue(make_stack):
+    stack = make_stack(delay=2.0)
+    first, second, queued = two_held(stack)
+    status, _, _ = stack.request("POST", f"/api/v2/jobs/{second}/cancel")
+    assert status == 200
+    assert final(stack, second)["status"] == "canceled"
+    assert queued not in [p for _, p, *_ in stack.comfy_queue()["queue_pending"]]
+    assert final(stack, first)["status"] == "succeeded"
+    assert queued not in stack.comfy_started()  # deleted before its turn: it never ran
+    assert len(outputs_on_disk(stack)) == 1
+
+
+def test_comfyui_kill9_with_two_jobs_held_resubmits_both(make_stack):
+    stack = make_stack(delay=2.0)
+    first, second, _queued = two_held(stack)
+    stack.comfy.kill9()
+    stack.start_comfy()
+    for job_id in (first, second):
+        job = final(stack, job_id)
+        assert job["status"] == "succeeded" and job["attempts"] == 2, job
+        assert [a["outcome"] for a in stack.ledger_attempts(job_id)] == ["lost", "succeeded"]
+        assert_output_kept(stack, job)
+    assert len(outputs_on_disk(stack)) == 2  # the restarted ComfyUI ran each once
+
+
+def test_a_lease_lost_on_the_job_queued_behind_takes_it_out_of_comfyuis_queue(make_stack):
+    """Another worker holds the second job now (its lease was taken over): this worker
+    deletes the run it queued, so that the job runs once, under whoever holds it."""
+    stack = make_stack(delay=2.0)
+    first, second, queued = two_held(stack)
+    taken = stack.ledger_write(
+        "UPDATE jobs SET lease_owner = 'box-2', lease_until = strftime('%s', 'now') + 4 WHERE id = ?", second
+    )
+    assert taken == 1
+    wait_until(
+        lambda: queued not in [p for _, p, *_ in stack.comfy_queue()["queue_pending"]],
+        timeout=15,
+        what="the run queued behind to leave ComfyUI's queue",
+    )
+    # box-2 never comes: its lease runs out, and this worker takes the job back and runs it
+    assert final(stack, first)["status"] == "succeeded"
+    job = final(stack, second)
+    assert job["status"] == "succeeded"
+    assert queued not in stack.comfy_started()
+    assert_ran_once_after_success(stack, second)
+    assert len(outputs_on_disk(stack)) == 2
