@@ -222,9 +222,12 @@ class Worker:
             beat.cancel()
             self.held.pop(job.id, None)
             self.hub.finished(job.id)
-        if job.needs and not held.hand_back:
-            self.presence.loaded = list(job.needs)
-        await self.presence.report()  # placement and drains see what it holds now at once
+        loaded = list(job.needs) if job.needs and not held.hand_back else self.presence.loaded
+        if not self.held or loaded != self.presence.loaded:
+            # idle again, or other models in ComfyUI: placement and drains see it at once (with
+            # the next job already held, the periodic report says which it is)
+            self.presence.loaded = loaded
+            await self.presence.report()
 
     async def _errored(self, held: Held, exc: Exception) -> None:
         """An error no step expected counts as an attempt: retried (the lease given back)
@@ -380,6 +383,7 @@ class Worker:
         # The WebSocket says when the run ends; /queue and /history are asked at once only to
         # resume a run, then every POLL_S in case the socket missed it (or ComfyUI died).
         interrupted, last_write, started, ended = False, 0.0, loc.state != "pending", False
+        commits: list[asyncio.Task] = []
         next_poll = 0.0 if loc.state != "pending" else time.monotonic() + POLL_S
         try:
             while loc.state not in ("done", "unknown"):
@@ -399,10 +403,13 @@ class Worker:
                     self.hub.preview(job.id, tracker.current, *data)
                     continue
                 if kind == "executed" and data.get("node") is not None:
-                    with contextlib.suppress(Unreachable):
-                        await self.files.commit(
-                            self.comfy, job, str(data["node"]), data.get("output") or {}, seen
+                    # Committed beside the run (and beside the /history request that confirms
+                    # its end): every commit ends before the run's does (below).
+                    commits.append(
+                        asyncio.create_task(
+                            self._commit_quietly(job, str(data["node"]), data.get("output") or {}, seen)
                         )
+                    )
                 if tracker.feed(kind, data) and time.monotonic() - last_write >= PROGRESS_EVERY_S:
                     last_write = time.monotonic()
                     await self._progress(held, tracker)
@@ -419,10 +426,20 @@ class Worker:
                     started = started or loc.state != "pending"
                     if loc.state == "pending" and tracker.current is None:
                         await self._progress(held, tracker, "waiting in ComfyUI's queue")
+            if commits:  # the outputs the socket reported are committed before the run ends
+                await asyncio.gather(*commits)
             return loc
         finally:
+            for t in commits:
+                t.cancel()
             self.streams.pop(prompt_id, None)
             held.stream = None
+
+    async def _commit_quietly(self, job: Job, node_id: str, node_out: dict, seen: set) -> None:
+        """An output a node reported while the run goes; one ComfyUI could not hand over now
+        is fetched again from the run's history entry at its end."""
+        with contextlib.suppress(Unreachable):
+            await self.files.commit(self.comfy, job, node_id, node_out, seen)
 
     async def _progress(self, held: Held, tracker: Tracker | None, message: str | None = None) -> None:
         snap = (
