@@ -69,6 +69,7 @@ class Held:
         self.cancel = job.cancel_requested
         self.lost = False
         self.hand_back = False  # the worker drains: give the job back unless its run started
+        self.submitted = asyncio.Event()  # its run is in ComfyUI's hands (or the job ended)
         self.task: asyncio.Task | None = None
         self.stream: asyncio.Queue | None = None
         # (node, name) of the outputs committed, while the run goes and after: each is
@@ -156,7 +157,11 @@ class Worker:
                     await self._idle(1.0)
                     continue
                 await self.presence.busy(True)
-                self._take(job)
+                held = self._take(job)
+                # The next claim waits for this job's submission, which it would otherwise
+                # queue behind in the ledger (SQLite has one writer) for nothing.
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(held.submitted.wait(), 1.0)
             # a drain: the run ComfyUI has started finishes; the one queued behind goes back
             self._hand_back_waiting()
             while self.held:
@@ -171,10 +176,15 @@ class Worker:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self.ledger.forget_worker(self.id))
 
-    def _take(self, job: Job) -> None:
+    def _take(self, job: Job) -> Held:
         held = self.held[job.id] = Held(job)
         held.task = asyncio.create_task(self._hold(held), name=f"job {job.id}")
-        held.task.add_done_callback(lambda _t: self._wake.set())
+        held.task.add_done_callback(lambda _t: self._ended(held))
+        return held
+
+    def _ended(self, held: Held) -> None:
+        held.submitted.set()
+        self._wake.set()
 
     def _hand_back_waiting(self) -> None:
         for held in self.held.values():
@@ -276,6 +286,7 @@ class Worker:
                 return await self._succeed(held, past[-1]["prompt_id"], json.loads(past[-1]["reason"]))
             loc = await self._locate(held, job.prompt_id)
             if loc.state != "unknown":
+                held.submitted.set()
                 log.info(
                     "job %s: resuming attempt %d, which ComfyUI still has (%s)",
                     job.id,
@@ -318,6 +329,7 @@ class Worker:
                     held.seen.clear()  # the ledger dropped a lost run's outputs with the new attempt
                     self.metrics.attempts += 1
                     await self.comfy.submit(prompt_id, graph, self.client_id, job.extra_data)
+                    held.submitted.set()
             except Rejected as exc:
                 await self.ledger.end_attempt(job.id, prompt_id, "rejected", json.dumps(exc.body)[:4000])
                 return await self._finish(held, FAILED, rejected_error(exc.body, job.workflow))
