@@ -89,6 +89,12 @@ class Worker:
         self.client_id = f"comfy-jobs-{uuid.uuid4().hex[:12]}"
         self.streams: dict[str, asyncio.Queue] = {}
         self.running_prompt: str | None = None
+        # Which of our runs ComfyUI was executing when its WebSocket last went away (None:
+        # none, or not known). ComfyUI executes one prompt at a time, so a run queued behind
+        # that one cannot have started: its loss is not an attempt (`_behind_the_lost_run`).
+        self._executing: str | None = None
+        self._executing_at_drop: str | None = None
+        self._drops = 0  # how often the socket went away: a loss is judged by a drop after its submit
         # the jobs held, in the order claimed (and submitted): the first is the one running
         self.held: dict[str, Held] = {}
         # one submission at a time, so ComfyUI queues the jobs in the order they were claimed
@@ -341,12 +347,32 @@ class Worker:
                     await self._wait_for_comfy(held)
                     continue
             log.info("job %s: attempt %d submitted to ComfyUI as %s", job.id, job.attempts, prompt_id)
+            drops_at_submit = self._drops
             loc = await self._follow(held, prompt_id, Located("pending"))
             if loc.state == "unknown" and not held.cancel:
-                await self._lost(job, prompt_id, "ComfyUI lost the run (it stopped or restarted)")
+                if self._behind_the_lost_run(prompt_id, drops_at_submit):
+                    # queued behind the run ComfyUI was executing when it went away: this one
+                    # never started, so it is no attempt (a crash or an OOM kill of the run
+                    # ahead must not use up the attempts of the job waiting behind it)
+                    log.info("job %s: ComfyUI went away before its run started; submitting it again", job.id)
+                    await self.ledger.abort_attempt(job.id, self.id, prompt_id)
+                    job.attempts -= 1
+                    self.metrics.attempts -= 1
+                else:
+                    await self._lost(job, prompt_id, "ComfyUI lost the run (it stopped or restarted)")
                 await self._wait_for_comfy(held)
                 continue
             return await self._conclude(held, prompt_id, loc)
+
+    def _behind_the_lost_run(self, prompt_id: str, drops_at_submit: int) -> bool:
+        """ComfyUI went away, after this run was submitted, while executing another run of
+        ours (its socket said so and had not said that run ended): ComfyUI executes one
+        prompt at a time, so this one had not started. Anything less certain counts."""
+        return (
+            self._drops > drops_at_submit
+            and self._executing_at_drop is not None
+            and self._executing_at_drop != prompt_id
+        )
 
     async def _lost(self, job: Job, prompt_id: str, reason: str) -> None:
         log.warning("job %s: %s (attempt %d of %d)", job.id, reason, job.attempts, self.s.max_attempts)
@@ -554,6 +580,10 @@ class Worker:
                         self._dispatch(msg)
             except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
                 pass
+            # what the socket last said before it went away; after a reconnect nothing is
+            # known of runs that started meanwhile, so the record starts empty again
+            self._executing_at_drop, self._executing = self._executing, None
+            self._drops += 1
             await asyncio.sleep(backoff)
             # at most a second apart: a ComfyUI back from a crash is heard from at once
             backoff = min(backoff * 2, 1.0)
@@ -567,7 +597,16 @@ class Worker:
             data = m.get("data") if isinstance(m.get("data"), dict) else {}
             pid = data.get("prompt_id")
             if m.get("type") == "execution_start" and pid:
-                self.running_prompt = pid
+                self.running_prompt = self._executing = pid
+            elif (
+                pid
+                and pid == self._executing
+                and (
+                    m.get("type") in ("execution_success", "execution_error", "execution_interrupted")
+                    or (m.get("type") == "executing" and data.get("node") is None)
+                )
+            ):
+                self._executing = None
             if pid in self.streams:
                 self.streams[pid].put_nowait((m.get("type"), data))
         elif msg.type == aiohttp.WSMsgType.BINARY and len(msg.data) > 8:

@@ -211,17 +211,55 @@ def test_cancel_of_the_job_queued_behind_deletes_it_from_comfyuis_queue(make_sta
     assert len(outputs_on_disk(stack)) == 1
 
 
-def test_comfyui_kill9_with_two_jobs_held_resubmits_both(make_stack):
+def test_comfyui_kill9_with_two_jobs_held_resubmits_both_and_charges_only_the_run_it_cut(make_stack):
     stack = make_stack(delay=2.0)
     first, second, _queued = two_held(stack)
     stack.comfy.kill9()
     stack.start_comfy()
-    for job_id in (first, second):
-        job = final(stack, job_id)
-        assert job["status"] == "succeeded" and job["attempts"] == 2, job
-        assert [a["outcome"] for a in stack.ledger_attempts(job_id)] == ["lost", "succeeded"]
+    cut, behind = final(stack, first), final(stack, second)
+    assert cut["status"] == "succeeded" and cut["attempts"] == 2, cut
+    assert [a["outcome"] for a in stack.ledger_attempts(first)] == ["lost", "succeeded"]
+    # queued behind the run ComfyUI was executing, it never started: no attempt used up
+    assert behind["status"] == "succeeded" and behind["attempts"] == 1, behind
+    assert [a["outcome"] for a in stack.ledger_attempts(second)] == ["succeeded"]
+    for job in (cut, behind):
         assert_output_kept(stack, job)
     assert len(outputs_on_disk(stack)) == 2  # the restarted ComfyUI ran each once
+
+
+def test_crashes_fail_only_the_job_whose_runs_they_cut_not_the_one_waiting_behind(make_stack):
+    """ComfyUI killed twice (an OOM kill, say) with one job running and another queued
+    behind, COMFY_JOB_MAX_ATTEMPTS=2: each kill is charged to the run it cut short, so a
+    job fails only if both kills cut its own runs, and the one waiting behind is not failed
+    for the other's crashes."""
+    stack = make_stack(delay=4.0, COMFY_JOB_MAX_ATTEMPTS="2")
+    jobs = [submit(stack), submit(stack)]
+    cut = []
+    for _ in range(2):
+        cut.append(
+            wait_until(
+                lambda: (
+                    (q := stack.comfy_queue())["queue_running"]
+                    and q["queue_pending"]
+                    and q["queue_running"][0][1] not in cut
+                    and q["queue_running"][0][1]
+                ),
+                timeout=30,
+                what="a run executing with another queued behind it",
+            )
+        )
+        stack.comfy.kill9()
+        stack.start_comfy()
+    charged = []
+    for job_id in jobs:
+        job = final(stack, job_id, timeout=60)
+        lost = [a["prompt_id"] for a in stack.ledger_attempts(job_id) if a["outcome"] == "lost"]
+        charged += lost
+        if len(lost) == 2:
+            assert job["status"] == "failed" and job["error"]["code"] == "comfyui_lost_run", job
+        else:
+            assert job["status"] == "succeeded" and job["attempts"] == len(lost) + 1, job
+    assert sorted(charged) == sorted(cut), "each kill is charged to the run it cut, and only to it"
 
 
 def test_a_lease_lost_on_the_job_queued_behind_takes_it_out_of_comfyuis_queue(make_stack):
