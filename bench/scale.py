@@ -5,7 +5,9 @@ worker) and 1, 2, 3 workers (`python -m comfy_jobs worker`), each beside a Comfy
 whose every job takes JOB_S seconds (tests/support/cluster.py), all processes on loopback,
 assets on one shared directory (as Compose's scale profile shares a volume). Measured:
   scaling: BATCH jobs submitted at once to 1, 2 and 3 workers, until the last succeeded;
-    throughput against the ideal (workers / JOB_S): the scaling efficiency;
+    throughput against the ideal (workers / JOB_S): the scaling efficiency; and on each
+    worker's stand-in, its own clock (/_test/runs), the gap between one run's end and the next
+    one's start while jobs wait (ComfyUI's own queue gives about none);
   dispatch: one job at a time (stand-ins that take no time), from the client's POST to the
     stand-in starting the run, through the gateway and a worker in another process,
     against the same client posting /prompt to the stand-in directly (the reference), and
@@ -73,20 +75,25 @@ async def scaling(pg, tmp: Path) -> dict:
         cluster = Cluster(tmp / f"scale{n}", pg.new_database())
         try:
             gateway = cluster.add_gateway()
-            for _ in range(n):
-                cluster.add_worker(JOB_S)
+            workers = [cluster.add_worker(JOB_S) for _ in range(n)]
             base = cluster.url(gateway)
             async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {cluster.token}"}) as api:
                 await wait_done(cluster, {(await submit(api, base))[0]})  # warm every part once
                 t0 = time.time()
                 ids = await asyncio.gather(*[submit(api, base) for _ in range(BATCH)])
                 end = await wait_done(cluster, {i for i, _ in ids})
+                gaps: list[float] = []
+                for w in workers:  # between runs of the batch only (not the warm-up's)
+                    async with api.get(f"http://127.0.0.1:{w.comfy_port}/_test/runs") as r:
+                        mine = sorted((b, e) for _p, b, e in await r.json() if b >= t0)
+                    gaps += [b[0] - a[1] for a, b in zip(mine, mine[1:], strict=False)]
             rate = BATCH / (end - t0)
             out[n] = {
                 "seconds": end - t0,
                 "jobs_per_s": rate,
                 "ideal_jobs_per_s": n / JOB_S,
                 "efficiency": rate / (n / JOB_S),
+                "gap_ms": summary(gaps),
             }
         finally:
             cluster.stop()
@@ -244,10 +251,11 @@ def main() -> int:
         "postgresql_ledger_over_raw": led["postgresql"] / led["postgresql_raw_driver"],
     }
     print(f"scaling: {BATCH} jobs of {JOB_S} s each, submitted at once")
-    print(f"{'workers':>8}{'seconds':>10}{'jobs/s':>9}{'ideal':>8}{'efficiency':>12}")
+    print(f"{'workers':>8}{'seconds':>10}{'jobs/s':>9}{'ideal':>8}{'efficiency':>12}{'gap p50 ms':>12}")
     for n, s in res["scaling"].items():
         print(
             f"{n:>8}{s['seconds']:>10.2f}{s['jobs_per_s']:>9.2f}{s['ideal_jobs_per_s']:>8.2f}{s['efficiency']:>12.2f}"
+            f"{s['gap_ms']['p50']:>12.2f}"
         )
     print(f"\n{'one job at a time, ms':30}{'direct /prompt':>16}{'v2 (gateway)':>14}{'added':>8}{'ratio':>8}")
     for what in ("start", "done"):

@@ -138,7 +138,13 @@ class ComfyUI:
             raise Unreachable(f"ComfyUI /history answered {status}", status=status)
         return h
 
-    async def locate(self, prompt_id: str) -> Located:
+    async def locate(self, prompt_id: str, history_first: bool = False) -> Located:
+        """`history_first`: the WebSocket said the run ended, so its entry is most likely
+        there; one request instead of two (a history entry is final whatever /queue says)."""
+        if history_first:
+            h = await self.history(prompt_id)
+            if isinstance(h, dict) and prompt_id in h:
+                return Located("done", h[prompt_id])
         status, q = await self._json("GET", "/queue")
         if status != 200 or not isinstance(q, dict):
             raise Unreachable(f"ComfyUI /queue answered {status}")
@@ -155,6 +161,10 @@ class ComfyUI:
         # Targeted: ComfyUI interrupts only if this prompt is the one running, and the
         # delete takes it out of the pending queue if it has not started.
         await self._json("POST", "/interrupt", json={"prompt_id": prompt_id})
+        await self.dequeue(prompt_id)
+
+    async def dequeue(self, prompt_id: str) -> None:
+        """Take the prompt out of the pending queue; ComfyUI ignores it for a run that started."""
         await self._json("POST", "/queue", json={"delete": [prompt_id]})
 
     @asynccontextmanager

@@ -77,6 +77,11 @@ class Ledger(Protocol):
     async def abort_attempt(self, job_id: str, worker: str, prompt_id: str) -> None:
         """The submission certainly did not reach ComfyUI: it does not count."""
 
+    async def hand_back(self, job_id: str, worker: str, prompt_id: str | None) -> None:
+        """A draining worker gives back a job whose run never started (deleted from ComfyUI's
+        queue before its turn): the attempt `prompt_id` (if any) is dropped as if never made,
+        and the job is queued again for any worker."""
+
     async def end_attempt(self, job_id: str, prompt_id: str, outcome: str, reason: str) -> None: ...
 
     async def set_progress(self, job_id: str, worker: str, progress: dict) -> None: ...

@@ -10,7 +10,7 @@ left out on SQLite (where BEGIN IMMEDIATE serialises writers anyway).
 
 from __future__ import annotations
 
-from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, case, delete, func, insert, or_, select, update
 
 from comfy_jobs import schema as S
 from comfy_jobs.model import ACTIVE, CANCELED, CANCELING, EXPIRED, QUEUED, RUNNING, SUCCEEDED
@@ -164,6 +164,20 @@ attempt_uncount = (
     update(J)
     .where(_held(), J.c.prompt_id == bindparam("pid"))
     .values(attempts=J.c.attempts - 1, prompt_id=None)
+)
+# A draining worker gives back a job it never started: queued again (a canceling one stays
+# canceling, for whoever claims it to end), with no lease, and no start time if never tried.
+_never_tried = J.c.attempts == 0
+hand_back = (
+    update(J)
+    .where(_held())
+    .values(
+        status=case((J.c.status == RUNNING, QUEUED), else_=J.c.status),
+        lease_owner=None,
+        lease_until=None,
+        started_at=case((_never_tried, None), else_=J.c.started_at),
+        run_started_at=case((_never_tried, None), else_=J.c.run_started_at),
+    )
 )
 attempt_end = (
     update(A)

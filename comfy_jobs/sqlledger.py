@@ -440,6 +440,19 @@ class SqlLedger:
 
         await self._run(run)
 
+    async def hand_back(self, job_id, worker, prompt_id):
+        def run():
+            key = {"job_id": job_id, "worker": worker}
+            with self._tx(Write.ORDERED) as c:
+                if prompt_id is not None:
+                    if c.execute(Q.attempt_uncount, {**key, "pid": prompt_id}).rowcount:
+                        c.execute(Q.attempt_drop, {"prompt_id": prompt_id})
+                c.execute(Q.hand_back, key)
+                if self.postgres:
+                    engines.notify(c)
+
+        await self._run(run)
+
     async def end_attempt(self, job_id, prompt_id, outcome, reason):
         def run():
             with self._tx(Write.ORDERED) as c:

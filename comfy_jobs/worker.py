@@ -9,7 +9,16 @@ recorded as such before its outputs are fetched, so it is never run again.
 Each worker also writes its own row in the ledger on every beat (comfy_jobs/presence.py): the
 models it has on disk (placement), the job it holds, the address of its proxy (the gateways'
 UI pinning). A drain (`comfyctl drain`, SIGTERM of `python -m comfy_jobs worker`) stops
-claiming, lets the job in hand finish, and leaves queued jobs to the other workers.
+claiming, lets the job ComfyUI runs finish, hands back the one queued behind it, and leaves
+queued jobs to the other workers.
+
+Pipelining: while the ledger holds jobs it may run, a worker holds up to HOLD of them, each
+under its own lease and heartbeat, each submitted to ComfyUI as soon as it is claimed; the
+next one waits in ComfyUI's own queue and starts the moment the current one ends, instead of
+after the worker has seen the end, committed it and claimed again. The one queued behind has
+not started, so it can still go elsewhere: a cancel deletes it from ComfyUI's queue, a lost
+lease deletes it there too (its new holder runs it), a drain deletes it and gives it back to
+the ledger as if never claimed.
 """
 
 from __future__ import annotations
@@ -35,12 +44,21 @@ from comfy_jobs.progress import Tracker
 log = logging.getLogger(__name__)
 COMFY_POLL_S = 0.25  # how often a worker whose ComfyUI is away asks whether it is back
 POLL_S = 1.0  # how often the run is checked against /queue and /history
+HOLD = 2  # jobs a worker holds at once: the one ComfyUI runs and the next, queued behind it
 PROGRESS_EVERY_S = 0.5  # the contract throttles progress to about 2 a second
 FORMATS = {1: "image/jpeg", 2: "image/png"}  # ComfyUI's binary preview frames (server.py)
 
 
 class LeaseLost(Exception):
     pass
+
+
+class HandedBack(Exception):
+    """The worker drains and this job's run had not started: it goes back to the queue."""
+
+    def __init__(self, prompt_id: str | None):
+        super().__init__(prompt_id)
+        self.prompt_id = prompt_id
 
 
 class Held:
@@ -50,6 +68,9 @@ class Held:
         self.job = job
         self.cancel = job.cancel_requested
         self.lost = False
+        self.hand_back = False  # the worker drains: give the job back unless its run started
+        self.submitted = asyncio.Event()  # its run is in ComfyUI's hands (or the job ended)
+        self.task: asyncio.Task | None = None
         self.stream: asyncio.Queue | None = None
         # (node, name) of the outputs committed, while the run goes and after: each is
         # fetched from ComfyUI once
@@ -68,14 +89,21 @@ class Worker:
         self.client_id = f"comfy-jobs-{uuid.uuid4().hex[:12]}"
         self.streams: dict[str, asyncio.Queue] = {}
         self.running_prompt: str | None = None
-        self.current: Held | None = None
+        # Which of our runs ComfyUI was executing when its WebSocket last went away (None:
+        # none, or not known). ComfyUI executes one prompt at a time, so a run queued behind
+        # that one cannot have started: its loss is not an attempt (`_behind_the_lost_run`).
+        self._executing: str | None = None
+        self._executing_at_drop: str | None = None
+        self._drops = 0  # how often the socket went away: a loss is judged by a drop after its submit
+        # the jobs held, in the order claimed (and submitted): the first is the one running
+        self.held: dict[str, Held] = {}
+        # one submission at a time, so ComfyUI queues the jobs in the order they were claimed
+        self._submitting = asyncio.Lock()
         self.comfy_up = False
         self._wake = asyncio.Event()
         self._stopping = False
         cost = PodCost(settings.pod, session) if settings.pod else None
-        self.presence = Presence(
-            ledger, settings, lambda: self.current.job.id if self.current else None, cost
-        )
+        self.presence = Presence(ledger, settings, lambda: next(iter(self.held), None), cost)
         self.task: asyncio.Task | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -88,14 +116,15 @@ class Worker:
     def cancel_now(self, job_id: str) -> None:
         """The API asked to cancel a job: act at once if it is ours (else the heartbeat of
         whichever worker holds it learns it)."""
-        if self.current and self.current.job.id == job_id:
-            self.current.cancel = True
-            self.current.kick()
+        held = self.held.get(job_id)
+        if held is not None:
+            held.cancel = True
+            held.kick()
 
     async def stop(self, drain: bool = False) -> None:
-        """drain: finish the job in hand first (no other is claimed meanwhile). Otherwise
-        the lease is given back at once and ComfyUI keeps running the job; the next worker
-        to start resumes following it."""
+        """drain: finish the job ComfyUI runs first, hand back the one queued behind it (no
+        other is claimed meanwhile). Otherwise the leases are given back at once and ComfyUI
+        keeps running the jobs; the next worker to start resumes following them."""
         self._stopping = True
         self._wake.set()
         if self.task is None:
@@ -116,7 +145,11 @@ class Worker:
         try:
             while not self._stopping:
                 if self.presence.draining:
+                    self._hand_back_waiting()
                     await self._idle(1.0)
+                    continue
+                if len(self.held) >= HOLD:
+                    await self._idle(1.0)  # a job ending wakes it
                     continue
                 if not self.comfy_up:
                     self.comfy_up = await self.comfy.ready()
@@ -125,20 +158,45 @@ class Worker:
                         continue
                 job = await self.ledger.claim(self.id, self.s.lease_s)
                 if job is None:
-                    await self.presence.busy(False)
+                    if not self.held:
+                        await self.presence.busy(False)
                     await self._idle(1.0)
                     continue
                 await self.presence.busy(True)
-                await self._hold(job)
-                if job.needs:
-                    self.presence.loaded = list(job.needs)
-                await self.presence.report()  # idle again: placement and drains see it at once
+                held = self._take(job)
+                # The next claim waits for this job's submission, which it would otherwise
+                # queue behind in the ledger (SQLite has one writer) for nothing.
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(held.submitted.wait(), 1.0)
+            # a drain: the run ComfyUI has started finishes; the one queued behind goes back
+            self._hand_back_waiting()
+            while self.held:
+                await asyncio.wait([h.task for h in self.held.values() if h.task is not None])
         finally:
-            for t in helpers:
+            holds = [h.task for h in self.held.values() if h.task is not None]
+            for t in holds + helpers:
                 t.cancel()
-            if self._stopping and self.current is None:
+            if holds:  # each gives its lease back (see _hold)
+                await asyncio.gather(*holds, return_exceptions=True)
+            if self._stopping and not self.held:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self.ledger.forget_worker(self.id))
+
+    def _take(self, job: Job) -> Held:
+        held = self.held[job.id] = Held(job)
+        held.task = asyncio.create_task(self._hold(held), name=f"job {job.id}")
+        held.task.add_done_callback(lambda _t: self._ended(held))
+        return held
+
+    def _ended(self, held: Held) -> None:
+        held.submitted.set()
+        self._wake.set()
+
+    def _hand_back_waiting(self) -> None:
+        for held in self.held.values():
+            if not held.hand_back:
+                held.hand_back = True
+                held.kick()
 
     async def _notices(self) -> None:
         """Jobs submitted through another process (a gateway) wake this worker at once."""
@@ -151,26 +209,41 @@ class Worker:
             await asyncio.wait_for(self._wake.wait(), seconds)
         self._wake.clear()
 
-    async def _hold(self, job: Job) -> None:
-        held = self.current = Held(job)
+    async def _hold(self, held: Held) -> None:
+        job = held.job
         if job.attempts == 0:
             self.metrics.queued.observe(time.time() - job.created_at)
         beat = asyncio.create_task(self._heartbeat(held))
         try:
-            await self._drive(held)
-        except LeaseLost:
-            log.warning("job %s: lost the lease to another worker; leaving it to that one", job.id)
-        except asyncio.CancelledError:
-            await asyncio.shield(self.ledger.release(job.id, self.id))
-            raise
-        except Exception as exc:  # noqa: BLE001 - one job's bug must not stop the worker
-            log.exception("job %s: unexpected error", job.id)
-            await self._errored(held, exc)
-            await asyncio.sleep(1.0)
+            try:
+                await self._drive(held)
+            except LeaseLost:
+                log.warning("job %s: lost the lease to another worker; leaving it to that one", job.id)
+                if job.prompt_id:
+                    # Queued behind another run, it has not started: its new holder runs it, so
+                    # ours must not (ComfyUI ignores the delete of a run that has started).
+                    with contextlib.suppress(Unreachable):
+                        await self.comfy.dequeue(job.prompt_id)
+            except HandedBack as back:
+                await self.ledger.hand_back(job.id, self.id, back.prompt_id)
+                log.info("job %s: handed back to the queue unstarted (the worker drains)", job.id)
+            except asyncio.CancelledError:
+                await asyncio.shield(self.ledger.release(job.id, self.id))
+                raise
+            except Exception as exc:  # noqa: BLE001 - one job's bug must not stop the worker
+                log.exception("job %s: unexpected error", job.id)
+                await self._errored(held, exc)
+                await asyncio.sleep(1.0)
         finally:
             beat.cancel()
-            self.current = None
+            self.held.pop(job.id, None)
             self.hub.finished(job.id)
+        loaded = list(job.needs) if job.needs and not held.hand_back else self.presence.loaded
+        if not self.held or loaded != self.presence.loaded:
+            # idle again, or other models in ComfyUI: placement and drains see it at once (with
+            # the next job already held, the periodic report says which it is)
+            self.presence.loaded = loaded
+            await self.presence.report()
 
     async def _errored(self, held: Held, exc: Exception) -> None:
         """An error no step expected counts as an attempt: retried (the lease given back)
@@ -219,6 +292,7 @@ class Worker:
                 return await self._succeed(held, past[-1]["prompt_id"], json.loads(past[-1]["reason"]))
             loc = await self._locate(held, job.prompt_id)
             if loc.state != "unknown":
+                held.submitted.set()
                 log.info(
                     "job %s: resuming attempt %d, which ComfyUI still has (%s)",
                     job.id,
@@ -232,6 +306,8 @@ class Worker:
         while True:
             if held.cancel:
                 return await self._finish(held, CANCELED, None)
+            if held.hand_back:
+                raise HandedBack(None)
             if job.attempts >= self.s.max_attempts:
                 return await self._finish(
                     held,
@@ -251,12 +327,15 @@ class Worker:
                 continue
             prompt_id = str(uuid.uuid4())
             held.stream = self.streams[prompt_id] = asyncio.Queue()
-            job.attempts = await self.ledger.start_attempt(job.id, self.id, prompt_id)
-            job.prompt_id = prompt_id
-            held.seen.clear()  # the ledger dropped a lost run's outputs with the new attempt
-            self.metrics.attempts += 1
             try:
-                await self.comfy.submit(prompt_id, graph, self.client_id, job.extra_data)
+                async with self._submitting:
+                    self._check(held)
+                    job.attempts = await self.ledger.start_attempt(job.id, self.id, prompt_id)
+                    job.prompt_id = prompt_id
+                    held.seen.clear()  # the ledger dropped a lost run's outputs with the new attempt
+                    self.metrics.attempts += 1
+                    await self.comfy.submit(prompt_id, graph, self.client_id, job.extra_data)
+                    held.submitted.set()
             except Rejected as exc:
                 await self.ledger.end_attempt(job.id, prompt_id, "rejected", json.dumps(exc.body)[:4000])
                 return await self._finish(held, FAILED, rejected_error(exc.body, job.workflow))
@@ -268,12 +347,32 @@ class Worker:
                     await self._wait_for_comfy(held)
                     continue
             log.info("job %s: attempt %d submitted to ComfyUI as %s", job.id, job.attempts, prompt_id)
+            drops_at_submit = self._drops
             loc = await self._follow(held, prompt_id, Located("pending"))
             if loc.state == "unknown" and not held.cancel:
-                await self._lost(job, prompt_id, "ComfyUI lost the run (it stopped or restarted)")
+                if self._behind_the_lost_run(prompt_id, drops_at_submit):
+                    # queued behind the run ComfyUI was executing when it went away: this one
+                    # never started, so it is no attempt (a crash or an OOM kill of the run
+                    # ahead must not use up the attempts of the job waiting behind it)
+                    log.info("job %s: ComfyUI went away before its run started; submitting it again", job.id)
+                    await self.ledger.abort_attempt(job.id, self.id, prompt_id)
+                    job.attempts -= 1
+                    self.metrics.attempts -= 1
+                else:
+                    await self._lost(job, prompt_id, "ComfyUI lost the run (it stopped or restarted)")
                 await self._wait_for_comfy(held)
                 continue
             return await self._conclude(held, prompt_id, loc)
+
+    def _behind_the_lost_run(self, prompt_id: str, drops_at_submit: int) -> bool:
+        """ComfyUI went away, after this run was submitted, while executing another run of
+        ours (its socket said so and had not said that run ended): ComfyUI executes one
+        prompt at a time, so this one had not started. Anything less certain counts."""
+        return (
+            self._drops > drops_at_submit
+            and self._executing_at_drop is not None
+            and self._executing_at_drop != prompt_id
+        )
 
     async def _lost(self, job: Job, prompt_id: str, reason: str) -> None:
         log.warning("job %s: %s (attempt %d of %d)", job.id, reason, job.attempts, self.s.max_attempts)
@@ -293,11 +392,23 @@ class Worker:
         if held.lost:
             raise LeaseLost()
 
-    async def _locate(self, held: Held, prompt_id: str) -> Located:
+    async def _give_back_if_waiting(self, held: Held, prompt_id: str) -> bool:
+        """A drain: a run still waiting in ComfyUI's queue is deleted there and the job
+        handed back (HandedBack). Returns whether the run has started (it then finishes)."""
+        loc = await self._locate(held, prompt_id)
+        if loc.state == "pending":
+            with contextlib.suppress(Unreachable):
+                await self.comfy.dequeue(prompt_id)
+            loc = await self._locate(held, prompt_id)
+            if loc.state == "unknown":  # deleted before it started: it never ran
+                raise HandedBack(prompt_id)
+        return loc.state != "pending"
+
+    async def _locate(self, held: Held, prompt_id: str, history_first: bool = False) -> Located:
         while True:
             self._check(held)
             try:
-                return await self.comfy.locate(prompt_id)
+                return await self.comfy.locate(prompt_id, history_first)
             except Unreachable:
                 await self._progress(held, None, "ComfyUI is not answering; waiting for it to come back")
                 await self._wait_for_comfy(held)
@@ -309,7 +420,8 @@ class Worker:
         tracker, seen = Tracker(job.workflow), held.seen
         # The WebSocket says when the run ends; /queue and /history are asked at once only to
         # resume a run, then every POLL_S in case the socket missed it (or ComfyUI died).
-        interrupted, last_write = False, 0.0
+        interrupted, last_write, started, ended = False, 0.0, loc.state != "pending", False
+        commits: list[asyncio.Task] = []
         next_poll = 0.0 if loc.state != "pending" else time.monotonic() + POLL_S
         try:
             while loc.state not in ("done", "unknown"):
@@ -318,6 +430,9 @@ class Worker:
                     with contextlib.suppress(Unreachable):
                         await self.comfy.interrupt(prompt_id)
                     interrupted = True
+                    next_poll = 0.0  # a run deleted from the queue sends nothing: ask at once
+                if held.hand_back and not started:
+                    started = await self._give_back_if_waiting(held, prompt_id)
                 try:
                     kind, data = await asyncio.wait_for(stream.get(), max(0.01, next_poll - time.monotonic()))
                 except asyncio.TimeoutError:
@@ -326,26 +441,43 @@ class Worker:
                     self.hub.preview(job.id, tracker.current, *data)
                     continue
                 if kind == "executed" and data.get("node") is not None:
-                    with contextlib.suppress(Unreachable):
-                        await self.files.commit(
-                            self.comfy, job, str(data["node"]), data.get("output") or {}, seen
+                    # Committed beside the run (and beside the /history request that confirms
+                    # its end): every commit ends before the run's does (below).
+                    commits.append(
+                        asyncio.create_task(
+                            self._commit_quietly(job, str(data["node"]), data.get("output") or {}, seen)
                         )
+                    )
                 if tracker.feed(kind, data) and time.monotonic() - last_write >= PROGRESS_EVERY_S:
                     last_write = time.monotonic()
                     await self._progress(held, tracker)
+                if kind == "execution_start":
+                    started = True
                 if kind in ("execution_success", "execution_error", "execution_interrupted") or (
                     kind == "executing" and data.get("node") is None
                 ):
-                    next_poll = 0.0
+                    next_poll, ended = 0.0, True
                 if time.monotonic() >= next_poll:
                     next_poll = time.monotonic() + POLL_S
-                    loc = await self._locate(held, prompt_id)
+                    # after the socket said it ended, its history entry is there: one request
+                    loc = await self._locate(held, prompt_id, history_first=ended)
+                    started = started or loc.state != "pending"
                     if loc.state == "pending" and tracker.current is None:
                         await self._progress(held, tracker, "waiting in ComfyUI's queue")
+            if commits:  # the outputs the socket reported are committed before the run ends
+                await asyncio.gather(*commits)
             return loc
         finally:
+            for t in commits:
+                t.cancel()
             self.streams.pop(prompt_id, None)
             held.stream = None
+
+    async def _commit_quietly(self, job: Job, node_id: str, node_out: dict, seen: set) -> None:
+        """An output a node reported while the run goes; one ComfyUI could not hand over now
+        is fetched again from the run's history entry at its end."""
+        with contextlib.suppress(Unreachable):
+            await self.files.commit(self.comfy, job, node_id, node_out, seen)
 
     async def _progress(self, held: Held, tracker: Tracker | None, message: str | None = None) -> None:
         snap = (
@@ -448,6 +580,10 @@ class Worker:
                         self._dispatch(msg)
             except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
                 pass
+            # what the socket last said before it went away; after a reconnect nothing is
+            # known of runs that started meanwhile, so the record starts empty again
+            self._executing_at_drop, self._executing = self._executing, None
+            self._drops += 1
             await asyncio.sleep(backoff)
             # at most a second apart: a ComfyUI back from a crash is heard from at once
             backoff = min(backoff * 2, 1.0)
@@ -461,7 +597,16 @@ class Worker:
             data = m.get("data") if isinstance(m.get("data"), dict) else {}
             pid = data.get("prompt_id")
             if m.get("type") == "execution_start" and pid:
-                self.running_prompt = pid
+                self.running_prompt = self._executing = pid
+            elif (
+                pid
+                and pid == self._executing
+                and (
+                    m.get("type") in ("execution_success", "execution_error", "execution_interrupted")
+                    or (m.get("type") == "executing" and data.get("node") is None)
+                )
+            ):
+                self._executing = None
             if pid in self.streams:
                 self.streams[pid].put_nowait((m.get("type"), data))
         elif msg.type == aiohttp.WSMsgType.BINARY and len(msg.data) > 8:

@@ -181,3 +181,105 @@ def test_a_run_lost_after_it_saved_leaves_only_the_next_runs_output(make_stack):
     assert job["outputs"][0]["id"] != first["id"]
     status, _, _ = stack.request("GET", f"/api/v2/assets/{first['id']}")
     assert status == 200  # the lost run's asset is still there for whoever holds its id
+
+
+# --- pipelining: the worker holds two jobs, the second queued in ComfyUI behind the first ---
+def two_held(stack: JobsStack) -> tuple[str, str, str]:
+    """Submit two jobs and wait until ComfyUI runs the first with the second queued behind
+    it; returns both job ids and the second's prompt id."""
+    first, second = submit(stack), submit(stack)
+    queued = wait_until(
+        lambda: (
+            (q := stack.comfy_queue())["queue_running"] and q["queue_pending"] and q["queue_pending"][0][1]
+        ),
+        timeout=15,
+        what="the second job queued in ComfyUI behind the first",
+    )
+    assert [a["prompt_id"] for a in stack.ledger_attempts(second)] == [queued]
+    return first, second, queued
+
+
+def test_cancel_of_the_job_queued_behind_deletes_it_from_comfyuis_queue(make_stack):
+    stack = make_stack(delay=2.0)
+    first, second, queued = two_held(stack)
+    status, _, _ = stack.request("POST", f"/api/v2/jobs/{second}/cancel")
+    assert status == 200
+    assert final(stack, second)["status"] == "canceled"
+    assert queued not in [p for _, p, *_ in stack.comfy_queue()["queue_pending"]]
+    assert final(stack, first)["status"] == "succeeded"
+    assert queued not in stack.comfy_started()  # deleted before its turn: it never ran
+    assert len(outputs_on_disk(stack)) == 1
+
+
+def test_comfyui_kill9_with_two_jobs_held_resubmits_both_and_charges_only_the_run_it_cut(make_stack):
+    stack = make_stack(delay=2.0)
+    first, second, _queued = two_held(stack)
+    stack.comfy.kill9()
+    stack.start_comfy()
+    cut, behind = final(stack, first), final(stack, second)
+    assert cut["status"] == "succeeded" and cut["attempts"] == 2, cut
+    assert [a["outcome"] for a in stack.ledger_attempts(first)] == ["lost", "succeeded"]
+    # queued behind the run ComfyUI was executing, it never started: no attempt used up
+    assert behind["status"] == "succeeded" and behind["attempts"] == 1, behind
+    assert [a["outcome"] for a in stack.ledger_attempts(second)] == ["succeeded"]
+    for job in (cut, behind):
+        assert_output_kept(stack, job)
+    assert len(outputs_on_disk(stack)) == 2  # the restarted ComfyUI ran each once
+
+
+def test_crashes_fail_only_the_job_whose_runs_they_cut_not_the_one_waiting_behind(make_stack):
+    """ComfyUI killed twice (an OOM kill, say) with one job running and another queued
+    behind, COMFY_JOB_MAX_ATTEMPTS=2: each kill is charged to the run it cut short, so a
+    job fails only if both kills cut its own runs, and the one waiting behind is not failed
+    for the other's crashes."""
+    stack = make_stack(delay=4.0, COMFY_JOB_MAX_ATTEMPTS="2")
+    jobs = [submit(stack), submit(stack)]
+    cut = []
+    for _ in range(2):
+        cut.append(
+            wait_until(
+                lambda: (
+                    (q := stack.comfy_queue())["queue_running"]
+                    and q["queue_pending"]
+                    and q["queue_running"][0][1] not in cut
+                    and q["queue_running"][0][1]
+                ),
+                timeout=30,
+                what="a run executing with another queued behind it",
+            )
+        )
+        stack.comfy.kill9()
+        stack.start_comfy()
+    charged = []
+    for job_id in jobs:
+        job = final(stack, job_id, timeout=60)
+        lost = [a["prompt_id"] for a in stack.ledger_attempts(job_id) if a["outcome"] == "lost"]
+        charged += lost
+        if len(lost) == 2:
+            assert job["status"] == "failed" and job["error"]["code"] == "comfyui_lost_run", job
+        else:
+            assert job["status"] == "succeeded" and job["attempts"] == len(lost) + 1, job
+    assert sorted(charged) == sorted(cut), "each kill is charged to the run it cut, and only to it"
+
+
+def test_a_lease_lost_on_the_job_queued_behind_takes_it_out_of_comfyuis_queue(make_stack):
+    """Another worker holds the second job now (its lease was taken over): this worker
+    deletes the run it queued, so that the job runs once, under whoever holds it."""
+    stack = make_stack(delay=2.0)
+    first, second, queued = two_held(stack)
+    taken = stack.ledger_write(
+        "UPDATE jobs SET lease_owner = 'box-2', lease_until = strftime('%s', 'now') + 4 WHERE id = ?", second
+    )
+    assert taken == 1
+    wait_until(
+        lambda: queued not in [p for _, p, *_ in stack.comfy_queue()["queue_pending"]],
+        timeout=15,
+        what="the run queued behind to leave ComfyUI's queue",
+    )
+    # box-2 never comes: its lease runs out, and this worker takes the job back and runs it
+    assert final(stack, first)["status"] == "succeeded"
+    job = final(stack, second)
+    assert job["status"] == "succeeded"
+    assert queued not in stack.comfy_started()
+    assert_ran_once_after_success(stack, second)
+    assert len(outputs_on_disk(stack)) == 2

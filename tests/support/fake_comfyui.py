@@ -238,12 +238,14 @@ async def execute(state: dict, prompt_id: str, prompt: dict, client_id: str | No
     """Run a prompt the way ComfyUI reports it; SaveImage writes a real PNG."""
     started = {"prompt_id": prompt_id, "timestamp": 0}
     messages: list = [["execution_start", started]]
+    # As ComfyUI does, execution_start goes out as the prompt starts executing; the run's time
+    # (`delay`) is then spent in it, as a real run's in its nodes.
+    state["starts"][prompt_id] = time.time()
+    await broadcast(state, {"type": "execution_start", "data": started}, client_id)
     for _ in range(int(state["delay"] / 0.05)):  # an interrupt lands during the wait too
         if prompt_id in state["interrupt"]:
             break
         await asyncio.sleep(0.05)
-    state["starts"][prompt_id] = time.time()
-    await broadcast(state, {"type": "execution_start", "data": started}, client_id)
     await broadcast(
         state,
         {"type": "execution_cached", "data": {"nodes": [], "prompt_id": prompt_id, "timestamp": 0}},

@@ -115,6 +115,18 @@ class JobsStack:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.comfy_port}/queue", timeout=5) as r:
             return json.loads(r.read())
 
+    def comfy_started(self) -> set[str]:
+        """The prompts the stand-in began running (from /_test/starts)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.comfy_port}/_test/starts", timeout=5) as r:
+            return set(json.loads(r.read()))
+
+    def ledger_write(self, statement: str, *args) -> int:
+        """Change the ledger behind the proxy's back (another worker's claim, say); rows changed."""
+        import sqlite3
+
+        with sqlite3.connect(self.base / "jobs/ledger.db", timeout=10) as c:
+            return c.execute(statement, args).rowcount
+
     def ledger_attempts(self, job_id: str) -> list[dict]:
         """Read straight from the SQLite file, as an operator would."""
         import sqlite3
