@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 COMFY_POLL_S = 0.25  # how often a worker whose ComfyUI is away asks whether it is back
 POLL_S = 1.0  # how often the run is checked against /queue and /history
 HOLD = 2  # jobs a worker holds at once: the one ComfyUI runs and the next, queued behind it
+# How long a submission waits for the worker's WebSocket to ComfyUI (back after a restart):
+# a run that starts before the worker hears ComfyUI is one whose start it cannot know.
+SOCKET_WAIT_S = 2.0
 PROGRESS_EVERY_S = 0.5  # the contract throttles progress to about 2 a second
 FORMATS = {1: "image/jpeg", 2: "image/png"}  # ComfyUI's binary preview frames (server.py)
 
@@ -95,6 +98,7 @@ class Worker:
         self._executing: str | None = None
         self._executing_at_drop: str | None = None
         self._drops = 0  # how often the socket went away: a loss is judged by a drop after its submit
+        self._socket_up = asyncio.Event()
         # the jobs held, in the order claimed (and submitted): the first is the one running
         self.held: dict[str, Held] = {}
         # one submission at a time, so ComfyUI queues the jobs in the order they were claimed
@@ -328,6 +332,8 @@ class Worker:
             prompt_id = str(uuid.uuid4())
             held.stream = self.streams[prompt_id] = asyncio.Queue()
             try:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._socket_up.wait(), SOCKET_WAIT_S)
                 async with self._submitting:
                     self._check(held)
                     job.attempts = await self.ledger.start_attempt(job.id, self.id, prompt_id)
@@ -573,17 +579,22 @@ class Worker:
     async def _listen(self) -> None:
         backoff = 0.5
         while True:
+            connected = False
             try:
                 async with self.comfy.websocket(self.client_id) as ws:
-                    backoff = 0.5
+                    connected, backoff = True, 0.5
+                    self._socket_up.set()
                     async for msg in ws:
                         self._dispatch(msg)
             except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
                 pass
-            # what the socket last said before it went away; after a reconnect nothing is
-            # known of runs that started meanwhile, so the record starts empty again
-            self._executing_at_drop, self._executing = self._executing, None
-            self._drops += 1
+            self._socket_up.clear()
+            if connected:
+                # what the socket last said before it went away (the attempts to reconnect
+                # while ComfyUI is down say nothing); after a reconnect nothing is known of
+                # runs that started meanwhile, so the record starts empty again
+                self._executing_at_drop, self._executing = self._executing, None
+                self._drops += 1
             await asyncio.sleep(backoff)
             # at most a second apart: a ComfyUI back from a crash is heard from at once
             backoff = min(backoff * 2, 1.0)
