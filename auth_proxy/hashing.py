@@ -17,6 +17,7 @@ now and then, for a worker that was still starting.
 from __future__ import annotations
 
 import json
+import os
 import queue
 import secrets
 import signal
@@ -95,8 +96,15 @@ def serve() -> None:
                 result = _hasher.verify(request["hash"], request["password"])
             except (VerificationError, InvalidHashError):
                 result = False
-        sys.stdout.write(json.dumps({"result": result}) + "\n")
-        sys.stdout.flush()
+        try:
+            sys.stdout.write(json.dumps({"result": result}) + "\n")
+            sys.stdout.flush()
+        except BrokenPipeError:
+            # the proxy stopped while this hash was computed (a stop at start, e.g. the gate
+            # that stands in during a blocking model sync): nobody waits for the answer.
+            # stdout goes to /dev/null so that Python's flush at exit does not fail again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return
 
 
 if __name__ == "__main__":

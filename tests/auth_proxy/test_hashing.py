@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import aiohttp
 
 from auth_proxy import hashing
-from tests.support import peak_rss_mb
+from tests.support import REPO, peak_rss_mb
 from tests.support.proxy import PASSWORD
 
 
@@ -58,3 +60,21 @@ async def test_a_login_costs_the_proxy_no_argon2_memory_and_workers_end_with_it(
     while any(alive(w) for w in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(alive(w) for w in workers), "an argon2 worker outlived the proxy"
+
+
+def test_a_worker_whose_proxy_stopped_mid_hash_exits_quietly():
+    """The proxy stopped (its pipe closed) while a hash was computed, as when the gate that
+    stands in during a blocking model sync stops: no traceback in the container's log."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "auth_proxy.hashing"],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdin.write(b'{"op": "hash", "password": "a-long-enough-password"}\n')
+    proc.stdin.flush()
+    proc.stdout.close()  # the proxy is gone before the answer
+    proc.stdin.close()
+    err = proc.stderr.read()
+    assert proc.wait(60) == 0 and b"Traceback" not in err, err
