@@ -38,6 +38,11 @@ class Who:
     sid: str | None = None
     token_digest: str | None = None  # which token, for bearer and query-token
     generation: int = 0  # the password generation a cookie or Basic proved
+    role: str = "admin"  # "admin" or "member" (auth_proxy/accounts.py ROLES)
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
 
 
 @dataclass
