@@ -9,7 +9,9 @@ A request passes, in this fixed order (auth_proxy/middlewares.py):
 3. authenticate: who is asking (session cookie, HTTP Basic, Bearer token, or `?token=`
    on the WebSocket only), unless the route is open (auth_proxy/routes.py says which);
 4. CSRF: cookie-authenticated writes and WebSockets must come from a page of this host;
-5. forced change: while the default password is in use, only changing it is allowed.
+5. forced change: while an account's password is the default or one the admin set, only
+   changing it is allowed;
+6. admins only: the routes marked ADMIN (people, metrics, model sync) refuse members.
 
 Then the route: one of the proxy's own (auth_proxy/routes.py lists them all, and mounts
 the v2 job API's table from auth_proxy/v2/routes.py) or the catch-all relay to ComfyUI. Because

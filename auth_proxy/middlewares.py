@@ -14,6 +14,7 @@ from urllib.parse import quote, unquote_plus
 from aiohttp import web
 
 from auth_proxy import pages
+from auth_proxy.access import Access, access_of, is_open_path
 from auth_proxy.credentials import identify
 from auth_proxy.forwarded import arrival, host_allowed
 from auth_proxy.metrics import route_group
@@ -21,7 +22,6 @@ from auth_proxy.origins import fetch_site, safe_next, same_origin
 from auth_proxy.paths import BadPath
 from auth_proxy.paths import normalise as normalise_path
 from auth_proxy.replies import challenge, error, html, lang, wants_json
-from auth_proxy.routes import Access, access_of, is_open_path
 from auth_proxy.services import ARRIVAL, GATE, NORM_PATH, WHO
 from auth_proxy.v2.envelope import v2_envelope
 
@@ -159,12 +159,21 @@ async def forced_change(request: web.Request, handler):
     """While an account's password is the default or one the admin set, nothing but
     changing it (and logging out)."""
     who = request.get(WHO)
-    if who is not None and who.must_change and access_of(request) is Access.LOGIN:
+    if who is not None and who.must_change and access_of(request) in (Access.LOGIN, Access.ADMIN):
         if who.via == "cookie" and not wants_json(request):
             raise web.HTTPFound(f"/_auth/password?next={quote(request.path_qs)}")
         return error(403, MUST_CHANGE_MSG)
     return await handler(request)
 
 
+@web.middleware
+async def admins_only(request: web.Request, handler):
+    """The routes auth_proxy/routes.py marks ADMIN answer members 403."""
+    who = request.get(WHO)
+    if access_of(request) is Access.ADMIN and (who is None or not who.is_admin):
+        return error(403, "this needs an admin account")
+    return await handler(request)
+
+
 # The order is the design: each step trusts what the ones before it established.
-PIPELINE = [count_and_hide_errors, v2_envelope, normalise, authenticate, csrf, forced_change]
+PIPELINE = [count_and_hide_errors, v2_envelope, normalise, authenticate, csrf, forced_change, admins_only]

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from auth_proxy.access import Access
 from auth_proxy.services import GATE, WHO
 from model_sync import progress as sync_progress
 
@@ -101,8 +102,8 @@ async def sync_now(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application, add) -> None:
-    """`add` is auth_proxy.routes' registrar: the route needs a login like any other (and
-    CSRF applies to a cookie's POST). Every login is the admin's today."""
+    """`add` is auth_proxy.routes' registrar: the route is the admins' (and CSRF applies to
+    a cookie's POST)."""
     app[SYNC_RUNS] = SyncRuns()
     app.on_cleanup.append(app[SYNC_RUNS].stop)
-    add("/_models/sync", ("GET", "HEAD", "POST"), sync_now)
+    add("/_models/sync", ("GET", "HEAD", "POST"), sync_now, Access.ADMIN)

@@ -40,7 +40,7 @@ AUTH_PROXY_UPSTREAM = Var("AUTH_PROXY_UPSTREAM", "http://127.0.0.1:8189", "Comfy
 AUTH_PROXY_STATE_DIR = Var(
     "AUTH_PROXY_STATE_DIR",
     Path("/data/auth"),
-    "password hash, token hashes and sessions (files mode 0600)",
+    "the audit log, and an older release's account files (taken into the job ledger's database at the first start)",
     path,
     shown_default="`/data/auth` (`comfyctl serve`: `auth/` in the data directory)",
 )
