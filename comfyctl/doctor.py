@@ -99,7 +99,8 @@ def later_checks(s: config.ServeSettings, env: Env, storage) -> list[Check]:
             )
         )
     password = env.is_set(v.COMFY_ADMIN_PASSWORD)
-    stored = (s.data_dir / "auth" / "admin.json").exists()
+    # the accounts live in the job ledger's database (or, before accounts, in admin.json)
+    stored = (s.proxy_jobs_dir / "ledger.db").exists() or (s.data_dir / "auth" / "admin.json").exists()
     out.append(
         Check(
             "admin password",

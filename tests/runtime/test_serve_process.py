@@ -4,9 +4,9 @@ stops everything on SIGTERM."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
+import sqlite3
 import sys
 import urllib.error
 import urllib.request
@@ -97,5 +97,7 @@ def test_files_serve_writes(served):
     assert str(data / "models") in paths
     for sub in ("models", "input", "output", "user", "auth"):
         assert (data / sub).is_dir()
-    assert (data / "auth" / "admin.json").exists()
-    assert json.loads((data / "auth" / "admin.json").read_text())["must_change"] is False
+    with sqlite3.connect(next(data.rglob("ledger.db"))) as db:
+        assert db.execute("SELECT role, must_change FROM accounts WHERE name = 'admin'").fetchall() == [
+            ("admin", 0)
+        ]
