@@ -82,7 +82,9 @@ class AccountRows:
                     u, pool_size=4, connect_args={"connect_timeout": 5}
                 )
             else:
-                self.engine = engines.sqlite_engine(u, True, "FULL")
+                # Deferred transactions: a request's session read (on the event loop) must never
+                # wait for the job ledger's writes to the same file; WAL lets it read meanwhile.
+                self.engine = engines.sqlite_engine(u, False, "FULL")
                 private_file(u.database)
             with self.engine.begin() as c:
                 if self.postgres:
@@ -127,9 +129,11 @@ class AccountRows:
         transaction; False when no such account."""
 
         def run(c: Connection) -> bool:
-            found = c.execute(select(accounts_t.c.name).where(accounts_t.c.name == name)).first()
+            # Writes first: a deferred SQLite transaction that read before writing could be
+            # refused its write lock when another process wrote in between.
             c.execute(delete(tokens_t).where(tokens_t.c.owner == name))
             c.execute(delete(sessions_t).where(sessions_t.c.owner == name))
+            found = c.execute(select(accounts_t.c.name).where(accounts_t.c.name == name)).first()
             if delete_account:
                 c.execute(delete(accounts_t).where(accounts_t.c.name == name))
             return found is not None
