@@ -21,10 +21,10 @@ from aiohttp import web
 
 from auth_proxy.access import Access
 from auth_proxy.services import GATE, WHO
+from comfy_stack import run_files
 from model_sync import progress as sync_progress
 
 log = logging.getLogger(__name__)
-PLAN_FILE = "sync.json"  # comfyctl.sync_job.PLAN_FILE: the proxy runs it, it imports nothing of comfyctl
 
 
 @dataclass
@@ -71,7 +71,7 @@ async def state(request: web.Request) -> web.Response:
 
 async def start(request: web.Request) -> web.Response:
     gate, runs = request.config_dict[GATE], request.config_dict[SYNC_RUNS]
-    plan = gate.s.run_dir / PLAN_FILE if gate.s.run_dir else None
+    plan = gate.s.run_dir / run_files.SYNC_PLAN if gate.s.run_dir else None
     if plan is None or not plan.is_file():
         return web.json_response(
             {

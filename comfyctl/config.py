@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from comfy_stack import run_files
 from comfy_stack import variables as v
 from comfy_stack.env import Address, Env
 from comfyctl.errors import ConfigError
@@ -63,7 +64,7 @@ class ServeSettings:
 
     @property
     def run_dir(self) -> Path:
-        return self.data_dir / "run"
+        return run_files.run_dir(self.data_dir)
 
     @property
     def models_dir(self) -> Path:

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from auth_proxy import extension
-from comfy_stack import startup, variables
+from comfy_stack import run_files, startup, variables
 from comfy_stack.env import add_flags, for_child
 from comfyctl import (
     bootstrap,
@@ -92,7 +92,7 @@ def prepare(s: config.ServeSettings, rec: startup.Recorder | None = None) -> tup
     if s.numba_cache:
         with rec.phase("numba's cache from the image"):
             if s.numba_cache.is_dir():
-                numba_cache.seed(s.numba_cache, run_dir / supervisor.NUMBA_CACHE_DIR)
+                numba_cache.seed(s.numba_cache, run_dir / run_files.NUMBA_CACHE)
             else:
                 log.warning("COMFY_NUMBA_CACHE=%s is not a folder: numba compiles at start", s.numba_cache)
     progress = sync_progress.path_for(s.models_dir)
@@ -100,7 +100,7 @@ def prepare(s: config.ServeSettings, rec: startup.Recorder | None = None) -> tup
     # The sync finds the workflow templates in ComfyUI's interpreter when they are not in its
     # own; --comfyui-python or a made ComfyUI names one the environment does not.
     plan = sync_job.Plan(cmds, {"COMFYUI_PYTHON": str(s.comfyui_python)})
-    plan_file = run_dir / sync_job.PLAN_FILE
+    plan_file = run_dir / run_files.SYNC_PLAN
     if cmds:
         plan.save(plan_file)  # what `comfyctl sync`, the admin's action and the interval run
     else:

@@ -7,13 +7,12 @@ import shlex
 import sys
 from pathlib import Path
 
-from comfy_stack import startup
+from comfy_stack import run_files, startup
 from comfy_stack.files import SHARED, write_atomic
 from comfyctl import user_packages
 from comfyctl.config import ServeSettings
 
 PREFIX_WRAPPER = "comfyctl.logprefix"
-NUMBA_CACHE_DIR = "numba-cache"
 
 
 def _program(
@@ -57,7 +56,7 @@ def comfyui_env(s: ServeSettings) -> dict[str, str]:
     # nothing downloads at run time once models are synced
     env = {"PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": s.hf_hub_offline}
     if s.numba_cache:
-        env["NUMBA_CACHE_DIR"] = str(s.run_dir / NUMBA_CACHE_DIR)  # seeded by comfyctl.numba_cache
+        env["NUMBA_CACHE_DIR"] = str(s.run_dir / run_files.NUMBA_CACHE)  # seeded by comfyctl.numba_cache
     if s.user_packages:
         # What ComfyUI-Manager installs for a node (`pip install` in ComfyUI's process)
         # goes to the data volume as a user install, and ComfyUI sees it there. Only

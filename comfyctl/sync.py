@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from comfy_stack import run_files
 from comfy_stack import variables as v
 from comfy_stack.env import Env
 from comfyctl import sync_job
@@ -23,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     try:
         data_dir = Env(error=ConfigError).get(v.COMFY_DATA_DIR, args.data_dir)
-        plan_file = data_dir / "run" / sync_job.PLAN_FILE
+        plan_file = run_files.run_dir(data_dir) / run_files.SYNC_PLAN
         plan = sync_job.Plan.load(plan_file)
         if plan is None:
             raise ConfigError(

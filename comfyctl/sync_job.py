@@ -28,7 +28,6 @@ from comfy_stack.files import PRIVATE, read_json, write_json
 from model_sync.errors import UnplaceableError
 
 log = logging.getLogger(__name__)
-PLAN_FILE = "sync.json"
 
 
 def commands(

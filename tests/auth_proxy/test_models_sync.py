@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save
 
+from comfy_stack import run_files
 from comfyctl import sync_job
 from model_sync import progress as sync_progress
 from tests.support.s3_server import start_moto
@@ -27,7 +28,7 @@ def s3():
 
 
 def plan_for(run_dir, cmds, env=None):
-    sync_job.Plan(cmds, env or {}).save(run_dir / sync_job.PLAN_FILE)
+    sync_job.Plan(cmds, env or {}).save(run_dir / run_files.SYNC_PLAN)
 
 
 async def sync_state(http, stack) -> dict:
