@@ -181,15 +181,6 @@ def start_report(gate) -> dict[str, object]:
     return report
 
 
-def sync_waiting_for(progress: sync_progress.Snapshot) -> str | None:
-    if progress.state not in ("planning", "running"):
-        return None
-    return (
-        f"syncing models: {progress.bytes_done / 1e9:.1f} of {progress.bytes_total / 1e9:.1f} GB "
-        f"({progress.files_done} of {progress.files_total} files)"
-    )
-
-
 async def jobs_not_ready(request: web.Request) -> str | None:
     jobs = request.config_dict.get(JOBS)
     return await jobs.not_ready() if jobs else None
@@ -206,7 +197,7 @@ async def readyz(request: web.Request) -> web.Response:
     body: dict[str, object] = {"status": "starting", "reason": reason, **report}
     if progress:
         body["model_sync"] = progress.summary()
-        if syncing := sync_waiting_for(progress):
+        if syncing := progress.waiting_for():
             body["waiting_for"] = syncing
     return web.json_response(body, status=503, headers={"Retry-After": "2"})
 

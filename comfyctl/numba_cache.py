@@ -28,10 +28,14 @@ log = logging.getLogger(__name__)
 MARKER = ".seeded-from"
 
 
-def fingerprint(src: Path) -> str:
+def files_of(src: Path) -> list[Path]:
+    return sorted(p for p in src.rglob("*") if p.is_file())
+
+
+def fingerprint(src: Path, files: list[Path] | None = None) -> str:
     """What the image's cache holds: each file's name, size and time."""
     h = hashlib.sha256()
-    for f in sorted(p for p in src.rglob("*") if p.is_file()):
+    for f in files_of(src) if files is None else files:
         st = f.stat()
         h.update(f"{f.relative_to(src)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()
@@ -40,14 +44,15 @@ def fingerprint(src: Path) -> str:
 def seed(src: Path, dest: Path) -> int:
     """Make `dest` a writable copy of the cache in `src`; returns how many files were copied
     (0 when `dest` already holds this very cache)."""
-    mark = fingerprint(src)
+    files = files_of(src)  # listed once: the fingerprint and the copy see the same files
+    mark = fingerprint(src, files)
     marker = dest / MARKER
     if marker.is_file() and marker.read_text() == mark:
         return 0
     # another image's cache (or none): start from this one, not a mix of both
     shutil.rmtree(dest, ignore_errors=True)
     copied = 0
-    for f in sorted(p for p in src.rglob("*") if p.is_file()):
+    for f in files:
         copy_atomic(f, dest / f.relative_to(src), mode=SHARED)
         copied += 1
     write_atomic(marker, mark, mode=SHARED, fsync=False)

@@ -62,6 +62,16 @@ class Snapshot:
             k: getattr(self, k) for k in ("state", "bytes_done", "bytes_total", "files_done", "files_total")
         }
 
+    def waiting_for(self) -> str | None:
+        """What a start waiting on this sync waits for, in words (/readyz), or None when it
+        is not running."""
+        if self.state not in ("planning", "running"):
+            return None
+        return (
+            f"syncing models: {self.bytes_done / 1e9:.1f} of {self.bytes_total / 1e9:.1f} GB "
+            f"({self.files_done} of {self.files_total} files)"
+        )
+
     @classmethod
     def from_json(cls, data: dict) -> Snapshot:
         """ValueError (or TypeError) when the file is not what this module writes."""
