@@ -4,7 +4,9 @@ updated nodes, who changed accounts and tokens. JSON lines in AUTH_PROXY_STATE_D
 on the admin page (auth_proxy/admin.py) and with `python -m auth_proxy audit`.
 
 Written with the standard library's RotatingFileHandler: it rotates by size safely within
-one process. Each gateway replica writes its own file.
+one process. Each gateway replica of a cluster writes its own file, so every entry also goes
+to the process log (logger `auth_proxy.audit`), where a cluster's log collection gathers the
+replicas' entries in one place.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ log = logging.getLogger(__name__)
 class AuditLog:
     def __init__(self, state_dir: Path):
         self.path = state_dir / FILE
-        self._logger = logging.getLogger(f"auth_proxy.audit.{id(self)}")
+        # a logger of its own (not propagated): only the file's handler writes its records
+        self._logger = logging.getLogger(f"auth_proxy.audit.file.{id(self)}")
         self._logger.propagate = False
         self._logger.setLevel(logging.INFO)
         self._handler: logging.Handler | None = None
@@ -51,7 +54,9 @@ class AuditLog:
             return
         entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "event": event}
         entry.update({k: v for k, v in fields.items() if v is not None})
-        self._logger.info(json.dumps(entry, ensure_ascii=False, sort_keys=False))
+        line = json.dumps(entry, ensure_ascii=False)
+        self._logger.info(line)
+        log.info("audit %s", line)
 
     def tail(self, n: int = 200) -> list[dict]:
         """The newest `n` entries, newest first (this file only, not the rotated ones)."""
