@@ -28,10 +28,6 @@ log = logging.getLogger(__name__)
 class AuditLog:
     def __init__(self, state_dir: Path):
         self.path = state_dir / FILE
-        # a logger of its own (not propagated): only the file's handler writes its records
-        self._logger = logging.getLogger(f"auth_proxy.audit.file.{id(self)}")
-        self._logger.propagate = False
-        self._logger.setLevel(logging.INFO)
         self._handler: logging.Handler | None = None
 
     def _open(self) -> logging.Handler | None:
@@ -46,16 +42,17 @@ class AuditLog:
                 log.warning("cannot write the audit log %s: %s", self.path, exc.strerror)
                 return None
             self._handler.setFormatter(logging.Formatter("%(message)s"))
-            self._logger.addHandler(self._handler)
         return self._handler
 
     def write(self, event: str, **fields: object) -> None:
-        if self._open() is None:
+        handler = self._open()
+        if handler is None:
             return
         entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "event": event}
         entry.update({k: v for k, v in fields.items() if v is not None})
         line = json.dumps(entry, ensure_ascii=False)
-        self._logger.info(line)
+        # handed to the file's handler alone (no logger: nothing else sees the record twice)
+        handler.handle(logging.LogRecord(__name__, logging.INFO, __file__, 0, line, None, None))
         log.info("audit %s", line)
 
     def tail(self, n: int = 200) -> list[dict]:
@@ -75,7 +72,6 @@ class AuditLog:
 
     def close(self) -> None:
         if self._handler is not None:
-            self._logger.removeHandler(self._handler)
             self._handler.close()
             self._handler = None
 
