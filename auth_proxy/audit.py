@@ -48,7 +48,10 @@ class AuditLog:
         handler = self._open()
         if handler is None:
             return
-        entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "event": event}
+        entry: dict[str, object] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "event": event,
+        }
         entry.update({k: v for k, v in fields.items() if v is not None})
         line = json.dumps(entry, ensure_ascii=False)
         # handed to the file's handler alone (no logger: nothing else sees the record twice)
