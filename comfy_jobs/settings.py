@@ -34,6 +34,7 @@ class JobSettings:
     webhook_url: str = ""
     webhook_secret: str = ""
     asset_max_bytes: int = v.COMFY_ASSET_MAX_MB.default << 20
+    member_denied_nodes: tuple[str, ...] = ()  # besides comfy_jobs.member_policy.DENIED
     # endpoints and credentials of COMFY_OUTPUTS_TO's store, as the model sync reads them
     storage: Storage = Storage()
 
@@ -96,5 +97,6 @@ def load_settings(environ: Mapping[str, str] | None = None, jobs_dir: Path | Non
         webhook_url=url,
         webhook_secret=secret,
         asset_max_bytes=env.get(v.COMFY_ASSET_MAX_MB) << 20,
+        member_denied_nodes=env.get(v.COMFY_MEMBER_DENIED_NODES),
         storage=load_storage(env),
     )

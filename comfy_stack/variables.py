@@ -416,6 +416,13 @@ COMFY_QUEUE_LIMIT = Var(
     "`Retry-After`; `0`: no limit",
     integer(minimum=0),
 )
+COMFY_MEMBER_DENIED_NODES: Var[tuple[str, ...]] = Var(
+    "COMFY_MEMBER_DENIED_NODES",
+    (),
+    "node classes members may not run, besides the built-in list of those that reach any path, "
+    "run code or change the shared server (comfy_jobs/member_policy.py); separated by commas or spaces",
+    words,
+)
 COMFY_OUTPUTS_TO = Var(
     "COMFY_OUTPUTS_TO",
     "",
@@ -586,6 +593,7 @@ JOBS: tuple[Row, ...] = (
     (COMFY_JOBS_DATABASE_URL, None),
     (COMFY_JOB_MAX_ATTEMPTS, None),
     (COMFY_QUEUE_LIMIT, None),
+    (COMFY_MEMBER_DENIED_NODES, None),
     (COMFY_OUTPUTS_TO, None),
     (COMFY_JOB_LEASE_SECONDS, None),
     (COMFY_JOBS_WORKER, None),
