@@ -138,8 +138,9 @@ def check(prompt: dict, user: str, extra_denied: Iterable[str] = ()) -> None:
     for node_id, node in prompt.items():
         if not isinstance(node, dict):
             continue
-        cls = node.get("class_type")
-        inputs = node.get("inputs") if isinstance(node.get("inputs"), dict) else {}
+        cls = str(node.get("class_type"))
+        raw = node.get("inputs")
+        inputs: dict = raw if isinstance(raw, dict) else {}
         if cls in denied:
             raise Refused(f"node {node_id} ({cls}) {denied[cls]}: only an admin may run it")
         for name in FILE_INPUTS.get(cls, ()):
