@@ -10,6 +10,7 @@ import io
 import re
 import subprocess
 import tarfile
+from pathlib import Path
 
 import pytest
 import yaml
@@ -230,6 +231,39 @@ def test_the_gui_opencv_is_read_as_the_headless_one(tmp_path):
     )
 
 
+@pytest.mark.parametrize("variant", ["cuda", "cpu"])
+def test_the_cuda_variant_gets_sageattention_from_the_python_index_without_dependencies(
+    tmp_path, monkeypatch, variant
+):
+    """SageAttention 1.x is on PyPI, not on the PyTorch index; it declares no dependencies,
+    and --no-deps keeps any later one from bringing another torch. The CPU variant gets
+    neither xformers nor SageAttention."""
+    calls = []
+    monkeypatch.setattr(runtime_install, "pip", lambda python, *args: calls.append(args))
+    versions = runtime_install.torch_versions((REPO / "docker/Dockerfile").read_text())
+    lock = REPO / "docker/image-lock.txt"
+    runtime_install.install_torch(Path("python"), variant, versions, None, lock)
+    sage = f"sageattention=={versions['sageattention']}"
+    named = [a for call in calls for a in call]
+    if variant == "cpu":
+        assert not [a for a in named if a.startswith(("sageattention", "xformers"))]
+        return
+    torch_index, from_pypi, deps = calls
+    assert "--index-url" in torch_index and sage not in torch_index and "xformers" in " ".join(torch_index)
+    assert from_pypi == ("install", "--no-deps", sage)
+    assert deps[:3] == ("install", "-c", str(lock)) and sage in deps
+
+
+def test_packs_cannot_replace_sageattention(tmp_path):
+    python = tmp_path / "python"
+    python.write_text("#!/bin/sh\nprintf 'requests==2.32.5\\nsageattention==1.0.6\\ntorch==2.8.0\\n'\n")
+    python.chmod(0o755)
+    constraints = tmp_path / "constraints.txt"
+    constraints.write_text("numpy<2\n")
+    runtime_install.freeze_torch(python, constraints)
+    assert constraints.read_text().splitlines() == ["numpy<2", "sageattention==1.0.6", "torch==2.8.0"]
+
+
 @pytest.mark.parametrize(
     "answers, setting, expected",
     [
@@ -430,3 +464,27 @@ def test_without_the_patch_program_the_error_says_what_to_install(tmp_path, monk
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(sources.SourceError, match="apt-get install patch"):
         sources.apply_patches(tmp_path / "patches", tmp_path / "ComfyUI")
+
+
+@pytest.mark.parametrize("cuda", ["12.8", None])
+def test_the_build_check_imports_the_attention_backends_of_the_cuda_variant(monkeypatch, cuda):
+    import sys
+    import types
+
+    from docker import check_image
+
+    torch = types.ModuleType("torch")
+    torch.version = types.SimpleNamespace(cuda=cuda)  # type: ignore[attr-defined]
+    sage = types.ModuleType("sageattention")
+    sage.sageattn = lambda *a, **k: None  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "torch", torch)
+    monkeypatch.setitem(sys.modules, "sageattention", sage)
+    monkeypatch.setitem(sys.modules, "xformers", None)  # an import that fails
+    monkeypatch.setitem(sys.modules, "xformers.ops", None)
+    found = check_image.attention_problems()
+    if cuda is None:
+        assert found == []  # the CPU variant has neither
+    else:
+        assert len(found) == 1 and found[0].startswith(
+            "xformers.ops.memory_efficient_attention does not import"
+        )
