@@ -47,7 +47,7 @@ logs: ## follow the Compose stack's logs
 #   make build-cpu PIP_INDEX_URL=https://mirrors.aliyun.com/pypi/simple GIT_MIRROR=https://ghfast.top/https://github.com/
 #   make build SOURCES_DIR=/srv/comfy-sources EXTRA_CA_CERTS=/etc/company-ca.pem UBUNTU_IMAGE=registry.local/ubuntu:24.04
 # Each variable goes to `python -m docker.build` unchanged; empty means the default.
-BUILD_VARS := SOURCES_DIR EXTRA_CA_CERTS UBUNTU_IMAGE CUDA_IMAGE CUDA_DEVEL APT_MIRROR PIP_INDEX_URL TORCH_INDEX_URL GIT_MIRROR DOCKER_BUILD_FLAGS
+BUILD_VARS := SOURCES_DIR EXTRA_CA_CERTS UBUNTU_IMAGE CUDA_IMAGE CUDA_DEVEL APT_MIRROR PIP_INDEX_URL TORCH_INDEX_URL GIT_MIRROR DOCKER_BUILD_FLAGS TORCH_CUDA_ARCH_LIST
 export $(BUILD_VARS)
 
 build: ## build the CUDA image (comfy-stack:cuda); docs/build.md lists the mirror and offline settings
@@ -62,7 +62,7 @@ bases: ## build the base images locally from Ubuntu's archive with mmdebstrap (n
 test-image: venv ## build the CPU image and test it end to end through port 8188 (needs Docker; starts dockerd if none runs)
 	COMFY_STACK_IMAGE_TIER=1 PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest tests/image $(PYTEST_ARGS)
 
-test-image-cuda: venv ## compile the CUDA variant's extensions and import them in a container (no GPU needed)
+test-image-cuda: venv ## compile the CUDA variant's extensions (for TORCH_CUDA_ARCH_LIST, default 8.6 only) and import them in a container (no GPU needed)
 	COMFY_STACK_IMAGE_TIER=1 COMFY_STACK_IMAGE_CUDA=1 PATH="$(abspath $(VENV))/bin:$$PATH" \
 	  $(PY) -m pytest tests/image/test_cuda_extensions.py $(PYTEST_ARGS)
 

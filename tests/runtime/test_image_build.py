@@ -132,6 +132,20 @@ def test_every_outside_source_becomes_a_build_argument_and_nothing_else_changes(
     assert not re.search(r"\b(TORCH_INDEX|PIP_INDEX_URL|GIT_MIRROR|APT_MIRROR)", env_lines)
 
 
+def test_the_cuda_architectures_are_the_dockerfiles_unless_a_build_names_fewer(monkeypatch):
+    """A release gets kernels for every GPU the Dockerfile lists; CI and `make test-image-cuda`
+    pass one architecture (TORCH_CUDA_ARCH_LIST, as make exports it) to compile in less time."""
+    release = re.search(r'^ARG TORCH_CUDA_ARCH_LIST="([^"]+)"', DOCKERFILE, re.M).group(1)
+    assert release.split(";") == ["8.6", "8.9", "9.0", "10.0", "12.0"]
+    monkeypatch.delenv("TORCH_CUDA_ARCH_LIST", raising=False)
+    assert not [a for a in build.command(build.parser().parse_args([])) if "TORCH_CUDA_ARCH_LIST" in a]
+    one = build.command(build.parser().parse_args(["--cuda-arch-list", "8.6"]))
+    assert "TORCH_CUDA_ARCH_LIST=8.6" in one
+    monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", "9.0")
+    assert "TORCH_CUDA_ARCH_LIST=9.0" in build.command(build.parser().parse_args([]))
+    assert "TORCH_CUDA_ARCH_LIST" in (REPO / "Makefile").read_text().split("BUILD_VARS :=")[1].splitlines()[0]
+
+
 def tarball(folder, name: str, commit: str, files: dict[str, str], top: str | None = None):
     path = folder / f"{name}-{commit}.tar.gz"
     with tarfile.open(path, "w:gz") as tar:
