@@ -8,7 +8,7 @@ VARIANT ?= cuda
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test lint format test-image test-image-cuda up down logs build build-cpu bases serve doctor lock image-lock schemas pin-models settings-docs bench bench-proxy bench-sync bench-jobs bench-scale bench-start clean
+.PHONY: help venv test lint format test-image test-image-cuda up down logs build build-cpu bases serve doctor lock image-lock schemas pin-models settings-docs bench bench-proxy bench-sync bench-jobs bench-scale bench-start bench-gpu clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -100,6 +100,9 @@ bench-jobs: venv ## the v2 job API vs ComfyUI's own /prompt; writes bench/result
 
 bench-scale: venv ## 1, 2, 3 workers on PostgreSQL: scaling efficiency, the gateway's dispatch overhead, the ledger alone; writes bench/results/scale.json
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m bench.scale
+
+bench-gpu: venv ## Wan 2.2 TI2V 5B (random weights of the real shapes) through the gate vs ComfyUI alone, per attention backend; a GPU where there is one, else a tiny size on the CPU (COMFYUI_DIR, COMFYUI_PYTHON; docs/gpu-check.md); writes bench/results/gpu.json
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m bench.gpu
 
 bench-start: venv ## a new container and a ComfyUI crash until ready vs ComfyUI alone in the same image (needs Docker and `make build-cpu`); writes bench/results/start.json
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m bench.start

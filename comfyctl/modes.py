@@ -140,7 +140,7 @@ COMFYUI_ATTENTION_FLAGS = (
 def choose_attention_flags(setting: str, python: Path, on_cpu: bool, extra: tuple[str, ...] = ()) -> Choice:
     """ComfyUI's attention flags for COMFYUI_ATTENTION. The default, `auto`, passes none, so
     ComfyUI chooses as it does by itself (xformers where it imports, else PyTorch SDPA): no
-    other default is taken until a GPU measurement says one is faster. An
+    other default is taken until a GPU measurement (`make bench-gpu`) says one is faster. An
     explicit choice whose package is missing raises ConfigError: quietly running another
     backend would make a measurement or a tuned deployment lie about what it runs."""
     if on_cpu:
