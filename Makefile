@@ -8,7 +8,7 @@ VARIANT ?= cuda
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test lint format test-image test-image-cuda up down logs build build-cpu bases serve doctor lock image-lock schemas pin-models settings-docs bench bench-proxy bench-sync bench-jobs bench-scale bench-start clean
+.PHONY: help venv test lint format test-image test-image-cuda up down logs build build-cpu bases serve doctor lock image-lock schemas pin-models settings-docs bench bench-proxy bench-sync bench-jobs bench-scale bench-start bench-gpu clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -47,7 +47,7 @@ logs: ## follow the Compose stack's logs
 #   make build-cpu PIP_INDEX_URL=https://mirrors.aliyun.com/pypi/simple GIT_MIRROR=https://ghfast.top/https://github.com/
 #   make build SOURCES_DIR=/srv/comfy-sources EXTRA_CA_CERTS=/etc/company-ca.pem UBUNTU_IMAGE=registry.local/ubuntu:24.04
 # Each variable goes to `python -m docker.build` unchanged; empty means the default.
-BUILD_VARS := SOURCES_DIR EXTRA_CA_CERTS UBUNTU_IMAGE CUDA_IMAGE CUDA_DEVEL APT_MIRROR PIP_INDEX_URL TORCH_INDEX_URL GIT_MIRROR DOCKER_BUILD_FLAGS
+BUILD_VARS := SOURCES_DIR EXTRA_CA_CERTS UBUNTU_IMAGE CUDA_IMAGE CUDA_DEVEL APT_MIRROR PIP_INDEX_URL TORCH_INDEX_URL GIT_MIRROR DOCKER_BUILD_FLAGS TORCH_CUDA_ARCH_LIST
 export $(BUILD_VARS)
 
 build: ## build the CUDA image (comfy-stack:cuda); docs/build.md lists the mirror and offline settings
@@ -62,7 +62,7 @@ bases: ## build the base images locally from Ubuntu's archive with mmdebstrap (n
 test-image: venv ## build the CPU image and test it end to end through port 8188 (needs Docker; starts dockerd if none runs)
 	COMFY_STACK_IMAGE_TIER=1 PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest tests/image $(PYTEST_ARGS)
 
-test-image-cuda: venv ## compile the CUDA variant's extensions and import them in a container (no GPU needed)
+test-image-cuda: venv ## compile the CUDA variant's extensions (for TORCH_CUDA_ARCH_LIST, default 8.6 only) and import them in a container (no GPU needed)
 	COMFY_STACK_IMAGE_TIER=1 COMFY_STACK_IMAGE_CUDA=1 PATH="$(abspath $(VENV))/bin:$$PATH" \
 	  $(PY) -m pytest tests/image/test_cuda_extensions.py $(PYTEST_ARGS)
 
@@ -100,6 +100,9 @@ bench-jobs: venv ## the v2 job API vs ComfyUI's own /prompt; writes bench/result
 
 bench-scale: venv ## 1, 2, 3 workers on PostgreSQL: scaling efficiency, the gateway's dispatch overhead, the ledger alone; writes bench/results/scale.json
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m bench.scale
+
+bench-gpu: venv ## Wan 2.2 TI2V 5B (random weights of the real shapes) through the gate vs ComfyUI alone, per attention backend; a GPU where there is one, else a tiny size on the CPU (COMFYUI_DIR, COMFYUI_PYTHON; docs/gpu-check.md); writes bench/results/gpu.json
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m bench.gpu
 
 bench-start: venv ## a new container and a ComfyUI crash until ready vs ComfyUI alone in the same image (needs Docker and `make build-cpu`); writes bench/results/start.json
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m bench.start

@@ -146,6 +146,14 @@ COMFYUI_MODE = Var(
     "`auto`, `gpu`, `lowvram`, `novram`, `cpu`",
     choice("auto", "gpu", "lowvram", "novram", "cpu"),
 )
+COMFYUI_ATTENTION = Var(
+    "COMFYUI_ATTENTION",
+    "auto",
+    "ComfyUI's attention on a GPU: `auto` (ComfyUI's own choice: xformers where installed, else "
+    "PyTorch SDPA), `sdpa`, `xformers`, `sage` (SageAttention); a choice whose package is missing "
+    "stops the start; ignored on the CPU",
+    choice("auto", "sdpa", "xformers", "sage"),
+)
 COMFYUI_EXTRA_ARGS: Var[tuple[str, ...]] = Var(
     "COMFYUI_EXTRA_ARGS", (), "more ComfyUI flags (not `--listen`/`--port`)", shell_words
 )
@@ -538,6 +546,7 @@ SERVE: tuple[Row, ...] = (
     (AUTH_PROXY_LISTEN, "--listen"),
     (COMFYUI_PORT, "--comfyui-port"),
     (COMFYUI_MODE, "--mode"),
+    (COMFYUI_ATTENTION, "--attention"),
     (COMFYUI_EXTRA_ARGS, "--extra-args"),
     (MODEL_SYNC_MODE, "--sync-mode"),
     (MODEL_SYNC_INTERVAL, "--sync-interval"),

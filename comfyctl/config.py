@@ -16,6 +16,7 @@ from comfy_stack import run_files
 from comfy_stack import variables as v
 from comfy_stack.env import Address, Env
 from comfyctl.errors import ConfigError
+from comfyctl.modes import COMFYUI_ATTENTION_FLAGS
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class ServeSettings:
     cuda_version: str = ""  # the CUDA image's runtime, for the driver check
     numba_cache: Path | None = None  # the image's prebuilt numba cache (comfyctl.numba_cache)
     sync_interval: int = v.MODEL_SYNC_INTERVAL.default  # seconds between syncs while serving; 0: none
+    attention: str = v.COMFYUI_ATTENTION.default  # comfyctl.modes.ATTENTION_FLAGS
 
     @property
     def run_dir(self) -> Path:
@@ -107,6 +109,7 @@ def load(args, environ: Mapping[str, str] | Env | None = None) -> ServeSettings:
         listen=env.get(v.AUTH_PROXY_LISTEN, getattr(args, "listen", None)),
         comfyui_port=env.get(v.COMFYUI_PORT, getattr(args, "comfyui_port", None)),
         mode=env.get(v.COMFYUI_MODE, getattr(args, "mode", None)),
+        attention=env.get(v.COMFYUI_ATTENTION, getattr(args, "attention", None)),
         extra_args=env.get(v.COMFYUI_EXTRA_ARGS, getattr(args, "extra_args", None)),
         sync_mode=env.get(v.MODEL_SYNC_MODE, getattr(args, "sync_mode", None)),
         sync_interval=env.get(v.MODEL_SYNC_INTERVAL, getattr(args, "sync_interval", None)),
@@ -145,6 +148,12 @@ def validate(s: ServeSettings) -> None:
                 f"COMFYUI_EXTRA_ARGS contains {flag}: ComfyUI's address is set by "
                 "COMFYUI_PORT and must stay on loopback behind the proxy"
             )
+    given = [f for f in s.extra_args if f in COMFYUI_ATTENTION_FLAGS]
+    if s.attention != "auto" and given:
+        raise ConfigError(
+            f"COMFYUI_ATTENTION={s.attention} and COMFYUI_EXTRA_ARGS's {' '.join(given)} both choose "
+            "ComfyUI's attention (ComfyUI refuses two): keep one of them"
+        )
     if s.sync_mode != "off" and s.profiles and not s.manifest.is_file():
         raise ConfigError(f"MODEL_MANIFEST={s.manifest} does not exist (needed for MODEL_PROFILES)")
     if s.sync_from and s.sync_from.split("://")[0] not in ("oss", "s3", "hf", "https"):

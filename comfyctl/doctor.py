@@ -131,6 +131,7 @@ def later_checks(s: config.ServeSettings, env: Env, storage) -> list[Check]:
     gpus = modes.detect_gpus()
     choice = modes.choose_memory_flags(s.mode, gpus)
     out.append(Check("ComfyUI mode", True, f"{' '.join(choice.flags) or 'default'}: {choice.why}"))
+    out.append(attention_check(s, choice))
     if gpus:
         warning = modes.driver_warning(gpus, s.cuda_version)
         out.append(Check("GPU driver", warning is None, warning or f"{gpus[0].driver or 'unknown'}"))
@@ -138,6 +139,21 @@ def later_checks(s: config.ServeSettings, env: Env, storage) -> list[Check]:
     out.append(Check("supervisord", bool(sup), sup or "not installed: pip install supervisor"))
     out.append(Check("last start", True, last_start(s.run_dir)))
     return out
+
+
+def attention_check(s: config.ServeSettings, memory: modes.Choice) -> Check:
+    """What the next start passes for COMFYUI_ATTENTION, asked of ComfyUI's interpreter as
+    the start asks it; an explicit choice whose package is missing is what stops the start."""
+    cpu = modes.runs_on_cpu(memory, s.extra_args)
+    if not cpu and not s.comfyui_python.exists():
+        return Check(
+            "attention", True, f"COMFYUI_ATTENTION={s.attention}: checked once ComfyUI's venv is made"
+        )
+    try:
+        chosen = modes.choose_attention_flags(s.attention, s.comfyui_python, cpu, s.extra_args)
+    except ConfigError as exc:
+        return Check("attention", False, str(exc))
+    return Check("attention", True, f"{' '.join(chosen.flags) or 'no flag'}: {chosen.why}")
 
 
 def last_start(run_dir: Path) -> str:

@@ -1,4 +1,4 @@
-"""Choosing ComfyUI's memory and attention flags from COMFYUI_MODE and the hardware."""
+"""Choosing ComfyUI's memory and attention flags from COMFYUI_MODE, COMFYUI_ATTENTION and the hardware."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+from comfyctl.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -112,23 +114,70 @@ def installed(python: Path, modules: tuple[str, ...]) -> set[str]:
     return set(out.stdout.split()) if out.returncode == 0 else set()
 
 
-def choose_attention_flags(python: Path, on_cpu: bool) -> Choice:
-    """SageAttention when installed; xformers is picked up by ComfyUI by itself; else
-    PyTorch's scaled-dot-product attention."""
+# COMFYUI_ATTENTION's choices and the ComfyUI flag each passes. `auto` and `xformers` pass
+# none: ComfyUI uses xformers by itself whenever it imports, else PyTorch's SDPA
+# (comfy/model_management.py, comfy/ldm/modules/attention.py at the pinned commit).
+# `sdpa`'s flag also turns xformers off; `sage` needs ComfyUI's own flag.
+ATTENTION_FLAGS = {
+    "auto": [],
+    "sdpa": ["--use-pytorch-cross-attention"],
+    "xformers": [],
+    "sage": ["--use-sage-attention"],
+}
+# the package an explicit choice needs in ComfyUI's interpreter
+ATTENTION_PACKAGE = {"xformers": "xformers", "sage": "sageattention"}
+# ComfyUI's mutually exclusive attention flags (its cli_args.py): one given in
+# COMFYUI_EXTRA_ARGS beside an explicit COMFYUI_ATTENTION makes ComfyUI exit at parse time.
+COMFYUI_ATTENTION_FLAGS = (
+    "--use-split-cross-attention",
+    "--use-quad-cross-attention",
+    "--use-pytorch-cross-attention",
+    "--use-sage-attention",
+    "--use-flash-attention",
+)
+
+
+def choose_attention_flags(setting: str, python: Path, on_cpu: bool, extra: tuple[str, ...] = ()) -> Choice:
+    """ComfyUI's attention flags for COMFYUI_ATTENTION. The default, `auto`, passes none, so
+    ComfyUI chooses as it does by itself (xformers where it imports, else PyTorch SDPA): no
+    other default is taken until a GPU measurement (`make bench-gpu`) says one is faster. An
+    explicit choice whose package is missing raises ConfigError: quietly running another
+    backend would make a measurement or a tuned deployment lie about what it runs."""
     if on_cpu:
-        return Choice([], "CPU: ComfyUI's default attention")
-    have = installed(python, ("sageattention", "xformers"))
-    if "sageattention" in have:
-        return Choice(["--use-sage-attention"], "sageattention is installed")
-    if "xformers" in have:
-        return Choice([], "xformers is installed; ComfyUI uses it by default")
-    return Choice(["--use-pytorch-cross-attention"], "neither sageattention nor xformers: PyTorch SDPA")
+        ignored = f"; COMFYUI_ATTENTION={setting} is ignored" if setting != "auto" else ""
+        return Choice([], f"CPU: ComfyUI's own attention{ignored}")
+    given = [f for f in extra if f in COMFYUI_ATTENTION_FLAGS]
+    if setting == "auto" and given:
+        return Choice([], f"COMFYUI_EXTRA_ARGS sets {' '.join(given)}")
+    have = installed(python, ("xformers", "sageattention"))
+    package = ATTENTION_PACKAGE.get(setting)
+    if package and package not in have:
+        raise ConfigError(
+            f"COMFYUI_ATTENTION={setting} but {package} is not installed in ComfyUI's interpreter "
+            f"({python}): set COMFYUI_ATTENTION=auto (ComfyUI's own choice) or sdpa, or install "
+            f"{package} (the CUDA image has xformers and sageattention)"
+        )
+    if setting == "auto":
+        chosen = "xformers (installed)" if "xformers" in have else "PyTorch SDPA (xformers is not installed)"
+        spare = (
+            "; sageattention is installed too: COMFYUI_ATTENTION=sage uses it"
+            if "sageattention" in have
+            else ""
+        )
+        return Choice([], f"COMFYUI_ATTENTION=auto: ComfyUI's own choice, {chosen}{spare}")
+    names = {"sdpa": "PyTorch SDPA", "xformers": "xformers", "sage": "SageAttention"}
+    return Choice(list(ATTENTION_FLAGS[setting]), f"COMFYUI_ATTENTION={setting}: {names[setting]}")
+
+
+def runs_on_cpu(memory: Choice, extra: tuple[str, ...]) -> bool:
+    return "--cpu" in memory.flags or "--cpu" in extra
 
 
 def comfyui_flags(
     mode: str,
     python: Path,
     extra: tuple[str, ...],
+    attention: str = "auto",
     nvidia_smi: str | None = None,
     cuda_version: str | None = None,
 ) -> list[str]:
@@ -138,7 +187,7 @@ def comfyui_flags(
         log.warning("%s", warning)
     memory = choose_memory_flags(mode, gpus)
     log.info("ComfyUI memory mode: %s (%s)", " ".join(memory.flags) or "default", memory.why)
-    attention = choose_attention_flags(python, "--cpu" in memory.flags or "--cpu" in extra)
-    log.info("ComfyUI attention: %s (%s)", " ".join(attention.flags) or "default", attention.why)
+    chosen = choose_attention_flags(attention, python, runs_on_cpu(memory, extra), extra)
+    log.info("ComfyUI attention: %s (%s)", " ".join(chosen.flags) or "no flag", chosen.why)
     # The user's own flags come last so that they win where ComfyUI lets a later flag win.
-    return memory.flags + attention.flags + ["--preview-method", "auto"] + list(extra)
+    return memory.flags + chosen.flags + ["--preview-method", "auto"] + list(extra)

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import yaml
 
-# Installed first from the variant's index and pinned by constraints; a pack's own line
-# for them would only invite pip to look elsewhere. Other torch-named packages (torchsde,
-# torchdiffeq, ...) are ordinary dependencies and stay.
-TORCH_STACK = {"torch", "torchvision", "torchaudio", "xformers"}
+# Installed first and pinned by constraints; a pack's own line for them would only invite
+# pip to look elsewhere. Other torch-named packages (torchsde, torchdiffeq, ...) are
+# ordinary dependencies and stay. xformers and sageattention are the CUDA variant's only.
+TORCH_STACK = {"torch", "torchvision", "torchaudio", "xformers", "sageattention"}
 # The server has no display: the GUI build of OpenCV (which three packs name) and the
 # headless one (which rembg names) install into the same cv2 folder, and whichever comes
 # last wins. Every request for the GUI build is read as the headless one.
@@ -93,14 +93,21 @@ def pip(python: Path, *args: str) -> None:
 def install_torch(
     python: Path, variant: str, versions: dict[str, str], index: str | None, image_lock: Path
 ) -> None:
-    """torch, torchvision, torchaudio from the variant's index, xformers where CUDA is; then
-    their own dependencies (numpy, sympy, CUDA libraries...) from the ordinary index at the
-    image lock's versions: the PyTorch index carries copies of some of them, and a mirror of
-    it may not."""
+    """torch, torchvision, torchaudio from the variant's index, xformers (built for that
+    torch) where CUDA is; SageAttention 1.x where CUDA is, from the ordinary index (PyPI has
+    it, the PyTorch index does not): pure Python over Triton, which torch's CUDA build
+    brings, declaring no dependencies, so it cannot bring another torch (and --no-deps
+    keeps it so). Then their own dependencies (numpy, sympy, CUDA libraries, triton...) from
+    the ordinary index at the image lock's versions: the PyTorch index carries copies of
+    some of them, and a mirror of it may not."""
     stack = [f"{n}=={versions[n]}" for n in ("torch", "torchvision", "torchaudio")]
     if variant == "cuda":
         stack.append(f"xformers=={versions['xformers']}")
     pip(python, "install", "--no-deps", "--index-url", index or TORCH_INDEX[variant], *stack)
+    if variant == "cuda":
+        sage = f"sageattention=={versions['sageattention']}"
+        pip(python, "install", "--no-deps", sage)
+        stack.append(sage)
     pip(python, "install", "-c", str(image_lock), *stack)
 
 
@@ -139,7 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         "--index-url", help="the PyTorch index (default: the variant's own on download.pytorch.org)"
     )
     t.add_argument("--image-lock", type=Path, required=True, help="docker/image-lock.txt")
-    t.add_argument("pins", nargs="+", help="torch==V torchvision==V torchaudio==V xformers==V")
+    t.add_argument(
+        "pins", nargs="+", help="torch==V torchvision==V torchaudio==V xformers==V sageattention==V"
+    )
     r = sub.add_parser("requirements", help="ComfyUI's and the packs' requirements under the image lock")
     r.add_argument("--comfyui", type=Path, required=True)
     r.add_argument("--lock", type=Path, required=True, help="custom_nodes/lock.yaml")

@@ -142,7 +142,9 @@ def prepare(s: config.ServeSettings, rec: startup.Recorder | None = None) -> tup
         len(report.kept_user_edits),
     )
     with rec.phase("ComfyUI's flags (GPU and attention)"):
-        comfy_args = modes.comfyui_flags(s.mode, s.comfyui_python, s.extra_args, cuda_version=s.cuda_version)
+        comfy_args = modes.comfyui_flags(
+            s.mode, s.comfyui_python, s.extra_args, s.attention, cuda_version=s.cuda_version
+        )
     with rec.phase("supervisord's configuration"):
         text = supervisor.render(s, comfy_args, run_dir, proxy_env)
         if cmds and (s.sync_mode == "background" or s.sync_interval):

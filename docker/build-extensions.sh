@@ -27,4 +27,7 @@ pip wheel --no-build-isolation --no-deps -w "$wheels" .
 cd "$src/DifferentiableRenderer"
 python setup.py build_ext --inplace
 cp ./*.so "$renderer/"
+# what the kernels were built for, beside the renderer: the extension check compares the
+# compiled architectures (cuobjdump) with it
+echo "${TORCH_CUDA_ARCH_LIST}" >"$renderer/cuda-arch-list.txt"
 ls -l "$wheels" "$renderer"

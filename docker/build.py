@@ -54,6 +54,12 @@ def parser() -> argparse.ArgumentParser:
     )
     for opt, (var, _arg) in SOURCES.items():
         p.add_argument("--" + opt.replace("_", "-"), default=env(var) or None, help=f"env {var}")
+    p.add_argument(
+        "--cuda-arch-list",
+        default=env("TORCH_CUDA_ARCH_LIST") or None,
+        help="env TORCH_CUDA_ARCH_LIST: compute capabilities the CUDA extensions are compiled for, "
+        "e.g. '8.6' (default: the Dockerfile's, every GPU docs/build.md lists)",
+    )
     p.add_argument("--target", help="build only up to this stage (e.g. extensions-cuda)")
     p.add_argument("--docker", default=env("DOCKER") or "docker", help="env DOCKER: the docker client")
     p.add_argument(
@@ -100,6 +106,8 @@ def command(args: argparse.Namespace) -> list[str]:
     for opt, (_var, arg) in SOURCES.items():
         if getattr(args, opt):
             build_args[arg] = getattr(args, opt)
+    if args.cuda_arch_list:
+        build_args["TORCH_CUDA_ARCH_LIST"] = args.cuda_arch_list
     if args.variant == "cpu":
         # The legacy builder runs every stage: the CUDA ones become the CPU base (see the
         # Dockerfile's head), so a CPU build pulls nothing of CUDA with either builder.

@@ -6,12 +6,16 @@ what the build must not leave behind. Run in the image (`python -m docker.check_
   register; the check reads and writes a mesh through them;
 - one OpenCV: the GUI and headless wheels install into the same cv2 folder;
 - matplotlib's font cache is already built (else every start spends half a minute on it);
+- in the CUDA variant, the attention backends COMFYUI_ATTENTION can name import (xformers
+  built for the pinned torch, SageAttention over torch's Triton): no GPU is needed to import
+  them, and a backend that fails here would stop every start that asks for it;
 - the node check left no state in ComfyUI's own folders.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import importlib.metadata
 import io
 import os
@@ -49,8 +53,22 @@ def installed(name: str) -> bool:
         return False
 
 
+def attention_problems() -> list[str]:
+    import torch
+
+    if torch.version.cuda is None:
+        return []  # the CPU variant has neither; COMFYUI_ATTENTION is ignored on the CPU
+    found = []
+    for module, name in (("xformers.ops", "memory_efficient_attention"), ("sageattention", "sageattn")):
+        try:
+            getattr(importlib.import_module(module), name)
+        except Exception as exc:  # noqa: BLE001 - an import can fail in any way; report it
+            found.append(f"{module}.{name} does not import: {type(exc).__name__}: {exc}")
+    return found
+
+
 def problems() -> list[str]:
-    found = pymeshlab_problems()
+    found = pymeshlab_problems() + attention_problems()
     opencv = [
         n
         for n in (
@@ -81,7 +99,8 @@ def main() -> int:
         print(f"check_image: {p}", file=sys.stderr)
     if not found:
         print(
-            "check_image: pymeshlab plugins, OpenCV, matplotlib cache and ComfyUI's folders are as expected"
+            "check_image: pymeshlab plugins, OpenCV, matplotlib cache, attention backends and "
+            "ComfyUI's folders are as expected"
         )
     return 1 if found else 0
 

@@ -39,12 +39,13 @@ PLATFORM = "x86_64-manylinux_2_39"
 UV = str(Path(sys.executable).with_name("uv"))
 # Installed from the variant's own index (CUDA or CPU builds) before anything else, so
 # they and their CUDA libraries are not part of the lock.
-VARIANT_SPECIFIC = re.compile(r"^(torch|torchvision|torchaudio|xformers|triton|nvidia-.*)$")
+VARIANT_SPECIFIC = re.compile(r"^(torch|torchvision|torchaudio|xformers|sageattention|triton|nvidia-.*)$")
 
 
 def torch_pins(dockerfile: str) -> list[str]:
     versions = torch_versions(dockerfile)
-    return [f"{name}=={versions[name]}" for name in ("torch", "torchvision", "torchaudio", "xformers")]
+    order = ("torch", "torchvision", "torchaudio", "xformers", "sageattention")
+    return [f"{name}=={versions[name]}" for name in order]
 
 
 def requirements(comfy: Path) -> list[str]:

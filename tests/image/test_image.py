@@ -95,7 +95,8 @@ def test_the_build_ran_on_a_base_with_a_uid_1000_user_and_needed_nothing_of_cuda
     for cuda in ("nvidia/cuda", "whl/cu128", "nvcc", "Building wheel for custom_rasterizer"):
         assert not [line for line in ran if cuda in line], cuda
     listed = engine.run("run", "--rm", "--entrypoint", "pip", image[0], "list", "--format=freeze").stdout
-    assert "xformers" not in listed and "custom_rasterizer" not in listed
+    for cuda_only in ("xformers", "sageattention", "custom_rasterizer"):
+        assert cuda_only not in listed, cuda_only
 
 
 def test_healthy_means_ready_and_the_login_page_answers(stack):

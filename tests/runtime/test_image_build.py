@@ -10,6 +10,7 @@ import io
 import re
 import subprocess
 import tarfile
+from pathlib import Path
 
 import pytest
 import yaml
@@ -131,6 +132,20 @@ def test_every_outside_source_becomes_a_build_argument_and_nothing_else_changes(
     assert not re.search(r"\b(TORCH_INDEX|PIP_INDEX_URL|GIT_MIRROR|APT_MIRROR)", env_lines)
 
 
+def test_the_cuda_architectures_are_the_dockerfiles_unless_a_build_names_fewer(monkeypatch):
+    """A release gets kernels for every GPU the Dockerfile lists; CI and `make test-image-cuda`
+    pass one architecture (TORCH_CUDA_ARCH_LIST, as make exports it) to compile in less time."""
+    release = re.search(r'^ARG TORCH_CUDA_ARCH_LIST="([^"]+)"', DOCKERFILE, re.M).group(1)
+    assert release.split(";") == ["8.6", "8.9", "9.0", "10.0", "12.0"]
+    monkeypatch.delenv("TORCH_CUDA_ARCH_LIST", raising=False)
+    assert not [a for a in build.command(build.parser().parse_args([])) if "TORCH_CUDA_ARCH_LIST" in a]
+    one = build.command(build.parser().parse_args(["--cuda-arch-list", "8.6"]))
+    assert "TORCH_CUDA_ARCH_LIST=8.6" in one
+    monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", "9.0")
+    assert "TORCH_CUDA_ARCH_LIST=9.0" in build.command(build.parser().parse_args([]))
+    assert "TORCH_CUDA_ARCH_LIST" in (REPO / "Makefile").read_text().split("BUILD_VARS :=")[1].splitlines()[0]
+
+
 def tarball(folder, name: str, commit: str, files: dict[str, str], top: str | None = None):
     path = folder / f"{name}-{commit}.tar.gz"
     with tarfile.open(path, "w:gz") as tar:
@@ -228,6 +243,39 @@ def test_the_gui_opencv_is_read_as_the_headless_one(tmp_path):
     assert not re.search(r"^opencv-python==", lock, re.M) and re.search(
         r"^opencv-python-headless==", lock, re.M
     )
+
+
+@pytest.mark.parametrize("variant", ["cuda", "cpu"])
+def test_the_cuda_variant_gets_sageattention_from_the_python_index_without_dependencies(
+    tmp_path, monkeypatch, variant
+):
+    """SageAttention 1.x is on PyPI, not on the PyTorch index; it declares no dependencies,
+    and --no-deps keeps any later one from bringing another torch. The CPU variant gets
+    neither xformers nor SageAttention."""
+    calls = []
+    monkeypatch.setattr(runtime_install, "pip", lambda python, *args: calls.append(args))
+    versions = runtime_install.torch_versions((REPO / "docker/Dockerfile").read_text())
+    lock = REPO / "docker/image-lock.txt"
+    runtime_install.install_torch(Path("python"), variant, versions, None, lock)
+    sage = f"sageattention=={versions['sageattention']}"
+    named = [a for call in calls for a in call]
+    if variant == "cpu":
+        assert not [a for a in named if a.startswith(("sageattention", "xformers"))]
+        return
+    torch_index, from_pypi, deps = calls
+    assert "--index-url" in torch_index and sage not in torch_index and "xformers" in " ".join(torch_index)
+    assert from_pypi == ("install", "--no-deps", sage)
+    assert deps[:3] == ("install", "-c", str(lock)) and sage in deps
+
+
+def test_packs_cannot_replace_sageattention(tmp_path):
+    python = tmp_path / "python"
+    python.write_text("#!/bin/sh\nprintf 'requests==2.32.5\\nsageattention==1.0.6\\ntorch==2.8.0\\n'\n")
+    python.chmod(0o755)
+    constraints = tmp_path / "constraints.txt"
+    constraints.write_text("numpy<2\n")
+    runtime_install.freeze_torch(python, constraints)
+    assert constraints.read_text().splitlines() == ["numpy<2", "sageattention==1.0.6", "torch==2.8.0"]
 
 
 @pytest.mark.parametrize(
@@ -430,3 +478,27 @@ def test_without_the_patch_program_the_error_says_what_to_install(tmp_path, monk
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(sources.SourceError, match="apt-get install patch"):
         sources.apply_patches(tmp_path / "patches", tmp_path / "ComfyUI")
+
+
+@pytest.mark.parametrize("cuda", ["12.8", None])
+def test_the_build_check_imports_the_attention_backends_of_the_cuda_variant(monkeypatch, cuda):
+    import sys
+    import types
+
+    from docker import check_image
+
+    torch = types.ModuleType("torch")
+    torch.version = types.SimpleNamespace(cuda=cuda)  # type: ignore[attr-defined]
+    sage = types.ModuleType("sageattention")
+    sage.sageattn = lambda *a, **k: None  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "torch", torch)
+    monkeypatch.setitem(sys.modules, "sageattention", sage)
+    monkeypatch.setitem(sys.modules, "xformers", None)  # an import that fails
+    monkeypatch.setitem(sys.modules, "xformers.ops", None)
+    found = check_image.attention_problems()
+    if cuda is None:
+        assert found == []  # the CPU variant has neither
+    else:
+        assert len(found) == 1 and found[0].startswith(
+            "xformers.ops.memory_efficient_attention does not import"
+        )

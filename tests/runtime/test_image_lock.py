@@ -36,7 +36,11 @@ def _pins() -> dict[str, str]:
 def test_lock_pins_everything_but_the_torch_stack_including_our_own_dependencies():
     pins = _pins()
     assert len(pins) > 100
-    assert not [n for n in pins if re.match(r"^(torch|torchvision|torchaudio|xformers|triton|nvidia-.*)$", n)]
+    assert not [
+        n
+        for n in pins
+        if re.match(r"^(torch|torchvision|torchaudio|xformers|sageattention|triton|nvidia-.*)$", n)
+    ]
     ours = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
     assert {_name(d) for d in ours} <= set(pins)
     lock = yaml.safe_load((REPO / "custom_nodes/lock.yaml").read_text())
@@ -56,6 +60,7 @@ def test_every_python_install_of_the_runtime_uses_the_lock_and_ends_with_pip_che
                 "pip install" not in command
                 or "torch==" in command
                 or "xformers==" in command
+                or "sageattention==" in command
                 or "--no-deps" in command
             ):
                 continue  # the torch stack comes from its own index; the built wheel has no deps
@@ -80,7 +85,8 @@ def test_torch_pins_follow_the_dockerfile():
     pins = _lock_image().torch_pins((REPO / "docker/Dockerfile").read_text())
     text = (REPO / "docker/Dockerfile").read_text()
     version = re.search(r"ARG TORCH_VERSION=(\S+)", text).group(1)
-    assert f"torch=={version}" in pins and len(pins) == 4
+    sage = re.search(r"ARG SAGEATTENTION_VERSION=(\S+)", text).group(1)
+    assert f"torch=={version}" in pins and f"sageattention=={sage}" in pins and len(pins) == 5
     assert f"torch=={version}" in LOCK.read_text().splitlines()[1]
 
 

@@ -115,7 +115,7 @@ def test_dockerfile_pins_and_essentials():
         "HEALTHCHECK",
         "USER 1000",
         "org.opencontainers.image",
-        "TORCH_CUDA_ARCH_LIST=\"8.6;8.9;9.0\"",
+        "TORCH_CUDA_ARCH_LIST=\"8.6;8.9;9.0;10.0;12.0\"",
         "docker.check_nodes",
         "docker.check_image",
         "constraints.txt",

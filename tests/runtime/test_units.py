@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import stat
 import sys
@@ -78,20 +79,69 @@ def test_fixed_modes(mode, flags):
     assert modes.choose_memory_flags(mode, [modes.Gpu("x", 4000)]).flags == flags
 
 
-def test_attention_follows_what_is_installed(tmp_path):
+def python_with(tmp_path: Path, *modules: str) -> Path:
+    """An interpreter that finds exactly `modules` besides the standard library (empty stand-ins)."""
     site = tmp_path / "site"
-    site.mkdir()
+    site.mkdir(exist_ok=True)
+    for m in modules:
+        (site / f"{m}.py").write_text("")
     python = tmp_path / "python"
     python.write_text(f"#!/bin/sh\nPYTHONPATH={site} exec {sys.executable} \"$@\"\n")
     python.chmod(0o755)
-    assert modes.choose_attention_flags(python, False).flags == ["--use-pytorch-cross-attention"]
-    (site / "xformers.py").write_text("")
-    assert modes.choose_attention_flags(python, False).flags == []
-    (site / "sageattention.py").write_text("")
-    assert modes.choose_attention_flags(python, False).flags == ["--use-sage-attention"]
-    assert modes.choose_attention_flags(python, True).flags == []
-    flags = modes.comfyui_flags("cpu", python, ("--fast",))
-    assert flags[0] == "--cpu" and flags[-1] == "--fast"
+    return python
+
+
+@pytest.mark.parametrize(
+    "setting,have,flags,said",
+    [
+        # auto is ComfyUI's own choice whatever is installed: sageattention alone changes nothing
+        ("auto", (), [], "PyTorch SDPA (xformers is not installed)"),
+        ("auto", ("xformers",), [], "xformers (installed)"),
+        ("auto", ("xformers", "sageattention"), [], "COMFYUI_ATTENTION=sage uses it"),
+        ("sdpa", ("xformers", "sageattention"), ["--use-pytorch-cross-attention"], "PyTorch SDPA"),
+        ("xformers", ("xformers",), [], "xformers"),
+        ("sage", ("sageattention",), ["--use-sage-attention"], "SageAttention"),
+    ],
+)
+def test_attention_is_comfyuis_own_choice_unless_set(tmp_path, setting, have, flags, said):
+    choice = modes.choose_attention_flags(setting, python_with(tmp_path, *have), on_cpu=False)
+    assert choice.flags == flags and said in choice.why
+
+
+@pytest.mark.parametrize("setting,package", [("sage", "sageattention"), ("xformers", "xformers")])
+def test_an_explicit_attention_without_its_package_stops_the_start(tmp_path, setting, package):
+    with pytest.raises(ConfigError) as err:
+        modes.comfyui_flags("gpu", python_with(tmp_path), (), setting)
+    assert f"COMFYUI_ATTENTION={setting}" in str(err.value) and f"{package} is not installed" in str(
+        err.value
+    )
+    assert "COMFYUI_ATTENTION=auto" in str(err.value)  # what to set instead
+
+
+def test_attention_is_ignored_on_the_cpu_with_a_note(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="comfyctl.modes")
+    flags = modes.comfyui_flags("cpu", python_with(tmp_path), ("--fast",), "sage")
+    assert flags[0] == "--cpu" and flags[-1] == "--fast" and "--use-sage-attention" not in flags
+    assert "COMFYUI_ATTENTION=sage is ignored" in caplog.text
+    flags = modes.comfyui_flags("gpu", python_with(tmp_path), ("--cpu",), "sdpa")
+    assert "--use-pytorch-cross-attention" not in flags
+
+
+def test_the_attention_choice_is_logged_at_start(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="comfyctl.modes")
+    flags = modes.comfyui_flags("gpu", python_with(tmp_path, "sageattention"), (), "sage")
+    assert "--use-sage-attention" in flags
+    assert "ComfyUI attention: --use-sage-attention (COMFYUI_ATTENTION=sage: SageAttention)" in caplog.text
+
+
+def test_attention_flags_in_extra_args_are_the_users_choice_under_auto(checkout, tmp_path):
+    python = python_with(tmp_path, "xformers")
+    choice = modes.choose_attention_flags("auto", python, False, ("--use-sage-attention",))
+    assert choice.flags == [] and "COMFYUI_EXTRA_ARGS sets --use-sage-attention" in choice.why
+    env = {"COMFYUI_DIR": str(checkout), "COMFY_DATA_DIR": str(tmp_path / "d")}
+    with pytest.raises(ConfigError, match="keep one of them"):
+        config.load(ns(), {**env, "COMFYUI_ATTENTION": "sdpa", "COMFYUI_EXTRA_ARGS": "--use-sage-attention"})
+    assert config.load(ns(attention="sage"), env).attention == "sage"
 
 
 def ns(**kw):
@@ -102,6 +152,7 @@ def ns(**kw):
     "env,needle",
     [
         ({"COMFYUI_MODE": "turbo"}, "COMFYUI_MODE"),
+        ({"COMFYUI_ATTENTION": "flash"}, "COMFYUI_ATTENTION"),
         ({"MODEL_SYNC_MODE": "later"}, "MODEL_SYNC_MODE"),
         ({"COMFYUI_PORT": "8188"}, "both use port"),
         ({"COMFYUI_PORT": "99999"}, "COMFYUI_PORT"),
@@ -236,6 +287,24 @@ def test_doctor_names_what_is_wrong(checkout, tmp_path):
     assert len(bad) == 1 and "COMFYUI_DIR" in bad[0].detail
     unset = {c.name: c for c in doctor.checks(ns(), {"COMFY_DATA_DIR": str(tmp_path / "d")})}
     assert "COMFYUI_DIR is unset" in unset["ComfyUI's interpreter"].detail and "data directory" in unset
+
+
+def test_doctor_shows_the_attention_a_start_would_choose(checkout, tmp_path, monkeypatch):
+    from comfyctl import doctor
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake_smi(bin_dir, "NVIDIA L20, 46068, 570.133.20")
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    python = python_with(tmp_path, "xformers")
+    env = {"COMFYUI_DIR": str(checkout), "COMFYUI_PYTHON": str(python), "COMFY_DATA_DIR": str(tmp_path / "d")}
+    auto = {c.name: c for c in doctor.checks(ns(), env)}["attention"]
+    assert auto.ok and "ComfyUI's own choice, xformers" in auto.detail
+    sage = {c.name: c for c in doctor.checks(ns(), {**env, "COMFYUI_ATTENTION": "sage"})}["attention"]
+    assert not sage.ok and "sageattention is not installed" in sage.detail
+    cpu = {"COMFYUI_MODE": "cpu", "COMFYUI_ATTENTION": "sage"}
+    on_cpu = {c.name: c for c in doctor.checks(ns(), {**env, **cpu})}["attention"]
+    assert on_cpu.ok and "ignored" in on_cpu.detail
 
 
 def test_only_comfyui_runs_offline(checkout, tmp_path):
