@@ -15,9 +15,11 @@ travels in X-Forwarded-Host.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import time
+from collections.abc import AsyncIterator
 from urllib.parse import unquote_plus, urlsplit
 
 import aiohttp
@@ -25,11 +27,13 @@ from aiohttp import WSMsgType, web
 from multidict import CIMultiDict
 from yarl import URL
 
-from auth_proxy import pages, splice
+from auth_proxy import own_files, pages, splice
 from auth_proxy.credentials import WS_PATHS
 from auth_proxy.pinning import PINNING
 from auth_proxy.replies import USER_FILE, error, html, lang, wants_json
-from auth_proxy.services import ARRIVAL, GATE, NORM_PATH, WHO, WS_LOGIN_ENDED, Relayed
+from auth_proxy.services import ARRIVAL, GATE, NORM_PATH, WHO, WS_LOGIN_ENDED, Relayed, Who
+from auth_proxy.user_files import BadName, own_outputs
+from auth_proxy.user_previews import OWNER
 from model_sync import progress as sync_progress
 
 log = logging.getLogger(__name__)
@@ -111,14 +115,21 @@ async def relay_http(
     metrics,
     worker: str | None = None,
     splicing: bool = False,
+    body=None,
+    content_type: str | None = None,
 ) -> web.StreamResponse:
-    """`worker`: the cluster worker (its proxy) this is relayed to, named in X-Comfy-Worker."""
-    body = request.content if request.body_exists else None
+    """`worker`: the cluster worker (its proxy) this is relayed to, named in X-Comfy-Worker.
+    `body` (with its `content_type`): what the gate sends instead of the client's body."""
+    if body is None:
+        body = request.content if request.body_exists else None
+    headers = upstream_headers(request, upstream, worker is not None)
+    if content_type is not None:
+        headers["Content-Type"] = content_type
     started = time.monotonic()
     async with session.request(
         request.method,
         url,
-        headers=upstream_headers(request, upstream, worker is not None),
+        headers=headers,
         data=body,
         allow_redirects=False,
         auto_decompress=False,
@@ -240,17 +251,36 @@ async def relay(request: web.Request) -> web.StreamResponse:
             # a worker's proxy (a gateway's upstream) checks ?token= again; ComfyUI never sees it
             url = upstream_url(request, upstream, frozenset() if worker is not None else frozenset({"token"}))
             return await relay_ws(request, gate.client, upstream, url, gate.metrics, worker)
+        # a member's files (auth_proxy/own_files.py); on a gateway, the worker's gate does it
+        files = await own_files.handle(request, upstream) if worker is None else None
+        if isinstance(files, web.StreamResponse):
+            return files
+        body: bytes | AsyncIterator[bytes] | web.Response | None = None
+        content_type = None
+        if worker is None and request.method == "POST" and request[NORM_PATH] in PROMPT_PATHS:
+            body = await rewritten_prompt(request, request[WHO])
+            if isinstance(body, web.Response):
+                return body
+        elif files is not None and files.form is not None:
+            body, content_type = files.form.body(), files.form.content_type
         # ?token= is the WebSocket's way in; a plain GET of /ws must not carry it onwards either.
         drop = frozenset({"token"}) if request[NORM_PATH] in WS_PATHS else frozenset()
-        return await relay_http(
-            request,
-            gate.client,
-            upstream,
-            upstream_url(request, upstream, drop),
-            gate.metrics,
-            worker,
-            splicing=gate.s.relay == "splice",
-        )
+        try:
+            return await relay_http(
+                request,
+                gate.client,
+                upstream,
+                files.url if files is not None and files.url else upstream_url(request, upstream, drop),
+                gate.metrics,
+                worker,
+                splicing=gate.s.relay == "splice",
+                body=body,
+                content_type=content_type,
+            )
+        except aiohttp.ClientError:
+            if files is not None and files.form is not None and files.form.refusal is not None:
+                return files.form.refusal  # the form was cut on its way, so ComfyUI kept nothing
+            raise
     except (
         aiohttp.ClientConnectorError,
         aiohttp.ServerDisconnectedError,
@@ -258,6 +288,41 @@ async def relay(request: web.Request) -> web.StreamResponse:
     ) as exc:
         log.info("ComfyUI unavailable for %s %s: %s", request.method, request[NORM_PATH], type(exc).__name__)
         return unavailable(request, worker)
+
+
+# POST /prompt: the one place where the gate reads a prompt's JSON body and writes it anew.
+# Every change the gate makes to a prompt belongs here, so that a body is rewritten once.
+PROMPT_PATHS = {"/prompt", "/api/prompt"}
+PROMPT_MAX = 64 << 20  # a workflow with its UI form in extra_pnginfo, with room to spare
+
+
+async def rewritten_prompt(request: web.Request, who: Who) -> bytes | web.Response:
+    data = bytearray()
+    async for chunk in request.content.iter_chunked(CHUNK):
+        data += chunk
+        if len(data) > PROMPT_MAX:
+            return error(413, f"a prompt's body may be {PROMPT_MAX >> 20} MiB at most")
+    try:
+        body = json.loads(data)
+    except ValueError:
+        return bytes(data)  # ComfyUI says what is wrong with it
+    if not isinstance(body, dict) or not isinstance(body.get("prompt"), dict):
+        return bytes(data)
+    if not who.is_admin:
+        try:
+            own_outputs(body["prompt"], who.user)  # outputs in the member's folder (user_files.py)
+        except BadName as exc:
+            return web.json_response(
+                {
+                    "error": {"type": "invalid_prompt", "message": str(exc), "details": "", "extra_info": {}},
+                    "node_errors": {},
+                },
+                status=400,
+            )
+    extra = body["extra_data"] if isinstance(body.get("extra_data"), dict) else {}
+    # whose prompt it is, kept by ComfyUI in its queue and history (user_previews.py reads it)
+    body["extra_data"] = {**extra, OWNER: who.user}
+    return json.dumps(body).encode()
 
 
 def unavailable(request: web.Request, worker: str | None = None) -> web.Response:

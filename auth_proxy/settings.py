@@ -37,6 +37,8 @@ class Settings:
     progress_file: Path = progress.path_for(progress.IMAGE_MODELS_DIR)
     # where `comfyctl serve` records the start's phases (comfy_stack.startup); None: no record
     run_dir: Path | None = None
+    # ComfyUI's input folder, where each member's uploads are listed from (auth_proxy/user_lists.py)
+    input_dir: Path | None = v.AUTH_PROXY_INPUT_DIR.default
     login_max_failures: int = v.AUTH_PROXY_LOGIN_MAX_FAILURES.default
     # Failures are forgotten this long after their delay has run out; at least as long as
     # the longest delay (ratelimit.py), so that waiting one out never wipes the count.
@@ -81,6 +83,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         secure_cookies=env.get(v.AUTH_PROXY_SECURE_COOKIES),
         progress_file=env.get(v.MODEL_SYNC_PROGRESS_FILE) or Settings.progress_file,
         run_dir=env.get(v.COMFY_RUN_DIR),
+        input_dir=env.get(v.AUTH_PROXY_INPUT_DIR),
         login_max_failures=env.get(v.AUTH_PROXY_LOGIN_MAX_FAILURES),
         max_pending_logins=env.get(v.AUTH_PROXY_MAX_PENDING_LOGINS),
         allowed_hosts=env.get(v.AUTH_PROXY_ALLOWED_HOSTS),

@@ -274,6 +274,14 @@ MODEL_SYNC_PROGRESS_FILE: Var[Path | None] = Var(
     path,
     shown_default="`<models dir>/.model_sync/progress.json` (image: `/data/models/...`)",
 )
+AUTH_PROXY_INPUT_DIR = Var(
+    "AUTH_PROXY_INPUT_DIR",
+    Path("/data/input"),
+    "ComfyUI's input folder, where the gate lists each member's uploads (`input/<account>/`) for "
+    "their node lists",
+    path,
+    shown_default="`/data/input` (`comfyctl serve`: `input/` in the data directory)",
+)
 COMFY_RUN_DIR: Var[Path | None] = Var(
     "COMFY_RUN_DIR",
     None,
@@ -538,6 +546,7 @@ PROXY: tuple[Row, ...] = (
     (AUTH_PROXY_RELAY, None),
     (MODEL_SYNC_PROGRESS_FILE, None),
     (COMFY_RUN_DIR, None),
+    (AUTH_PROXY_INPUT_DIR, None),
 )
 SERVE: tuple[Row, ...] = (
     (COMFYUI_DIR, "--comfyui-dir"),

@@ -113,6 +113,7 @@ def prepare(s: config.ServeSettings, rec: startup.Recorder | None = None) -> tup
         "COMFY_JOBS_DIR": str(s.proxy_jobs_dir),
         "MODEL_SYNC_PROGRESS_FILE": str(progress),
         "COMFY_RUN_DIR": str(run_dir),
+        "AUTH_PROXY_INPUT_DIR": str(s.data_dir / "input"),
     }
     if s.sync_mode == "block" and cmds:
         with rec.phase("model sync (MODEL_SYNC_MODE=block)"), gate_while_syncing(proxy_env):

@@ -11,7 +11,7 @@ import pytest
 
 from tests.support import CHROMIUM_ARGS, chromium_path
 from tests.support.comfyui import SMOKE_PROMPT
-from tests.support.proxy import PASSWORD
+from tests.support.proxy import PASSWORD, add_account
 
 pytestmark = pytest.mark.comfyui
 
@@ -89,3 +89,61 @@ async def test_ui_loads_through_the_proxy_in_chromium(proxy):
     while t.is_alive():
         await asyncio.sleep(0.1)
     assert "ComfyUI" in out.get("title", ""), out
+
+
+async def test_two_members_each_reach_only_their_own_files(comfy, proxy_for):
+    """Outputs in output/<name>/, uploads in input/<name>/ (ComfyUI's answer naming it),
+    previews in temp/ known by their prompt's owner, LoadImage's list per member: each
+    member fetches only their own, as the real ComfyUI serves them."""
+    p = await proxy_for(comfy.url, input_dir=comfy.data / "input")
+    alice, bob = (add_account(p.settings, name).bearer for name in ("alice", "bob"))
+    invert = {k: v for k, v in SMOKE_PROMPT.items() if k != "3"}
+    invert["4"] = {**invert["4"], "inputs": {**invert["4"]["inputs"], "images": ["2", 0]}}
+    preview = {"1": SMOKE_PROMPT["1"], "5": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}}
+
+    async with aiohttp.ClientSession() as s:
+
+        async def run(auth: dict, prompt: dict, node: str) -> dict:
+            async with s.post(p.url("/prompt"), json={"prompt": prompt}, headers=auth) as r:
+                assert r.status == 200, await r.text()
+                pid = (await r.json())["prompt_id"]
+            for _ in range(600):
+                async with s.get(p.url(f"/history/{pid}"), headers=auth) as r:
+                    entry = (await r.json()).get(pid)
+                if entry:
+                    assert entry["status"]["status_str"] == "success", entry["status"]
+                    return entry["outputs"][node]["images"][0]
+                await asyncio.sleep(0.1)
+            raise AssertionError("the prompt did not finish")
+
+        async def view(auth: dict, ref: dict) -> tuple[int, bytes]:
+            async with s.get(p.url("/view"), params=ref, headers=auth) as r:
+                return r.status, await r.read()
+
+        mine, theirs = await run(alice, invert, "4"), await run(bob, invert, "4")
+        assert mine["subfolder"] == "alice/smoke" and theirs["subfolder"] == "bob/smoke"
+        assert (comfy.data / "output" / "alice" / "smoke" / mine["filename"]).is_file()
+        status, png = await view(alice, mine)
+        assert status == 200 and png.startswith(b"\x89PNG")
+        missing = await view(bob, {**mine, "filename": "none.png", "subfolder": "bob"})
+        assert missing[0] == 404 and await view(bob, mine) == missing
+        assert (await view(bob, theirs))[0] == 200
+
+        shown = await run(alice, preview, "5")
+        assert shown["type"] == "temp"
+        assert (await view(alice, shown))[0] == 200 and await view(bob, shown) == missing
+
+        form = aiohttp.FormData()
+        form.add_field("image", png, filename="mine.png", content_type="image/png")
+        async with s.post(p.url("/upload/image"), data=form, headers=alice) as r:
+            assert r.status == 200 and await r.json() == {
+                "name": "mine.png",
+                "subfolder": "alice",
+                "type": "input",
+            }
+        assert (comfy.data / "input" / "alice" / "mine.png").read_bytes() == png
+        for auth, listed in ((alice, True), (bob, False)):
+            async with s.get(p.url("/object_info/LoadImage"), headers=auth) as r:
+                choices, options = (await r.json())["LoadImage"]["input"]["required"]["image"]
+            assert ("alice/mine.png" in choices) is listed and options.get("image_upload") is True
+        assert (await view(bob, {"filename": "mine.png", "type": "input", "subfolder": "alice"}))[0] == 404

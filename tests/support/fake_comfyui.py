@@ -19,6 +19,7 @@ import asyncio
 import json
 import mimetypes
 import os
+import random
 import struct
 import time
 import uuid
@@ -143,18 +144,32 @@ async def broadcast(state: dict, msg: dict | bytes, client_id: str | None = None
 def save_output(state: dict, node: dict, suffix: str, data: bytes, tail: str = "_") -> tuple[str, str]:
     """Write a file as ComfyUI's savers name it: `{prefix}_{counter:05}_.ext` (core), or
     `{prefix}_{counter:05}.ext` with tail="" (VideoHelperSuite)."""
-    prefix = node.get("inputs", {}).get("filename_prefix", "ComfyUI")
-    sub, _, stem = str(prefix).rpartition("/")
+    prefix = os.path.normpath(str(node.get("inputs", {}).get("filename_prefix", "ComfyUI")))
+    sub, _, stem = prefix.rpartition("/")
     folder = state["output"] / sub
+    # folder_paths.get_save_image_path: a prefix may name subfolders, never leave output/
+    root = os.path.abspath(state["output"])
+    if os.path.commonpath((root, os.path.abspath(folder))) != root:
+        raise ValueError("Saving image outside the output folder is not allowed.")
     folder.mkdir(parents=True, exist_ok=True)
     name = f"{stem}_{len(list(folder.glob(stem + '_*'))) + 1:05d}{tail}{suffix}"
     (folder / name).write_bytes(data)
     return sub, name
 
 
-def saved(sub: str, name: str) -> dict:
+def saved(sub: str, name: str, kind: str = "output") -> dict:
     """ComfyUI's entry for a saved file (comfy_api's SavedResult)."""
-    return {"filename": name, "subfolder": sub, "type": "output"}
+    return {"filename": name, "subfolder": sub, "type": kind}
+
+
+def save_preview(state: dict) -> dict:
+    """PreviewImage: a PNG in temp/, named with the random prefix ComfyUI gives each preview
+    node (`ComfyUI_temp_` and five letters), which no input of the prompt sets."""
+    letters = "".join(random.choice("abcdefghijklmnopqrstupvxyz") for _ in range(5))
+    name = f"ComfyUI_temp_{letters}_00001_.png"
+    state["temp"].mkdir(parents=True, exist_ok=True)
+    (state["temp"] / name).write_bytes(tiny_png())
+    return saved("", name, "temp")
 
 
 def node_output(state: dict, node: dict, values: dict):
@@ -169,6 +184,8 @@ def node_output(state: dict, node: dict, values: dict):
 
     if cls == "SaveImage":
         return {"images": [saved(*save_output(state, node, ".png", tiny_png()))]}
+    if cls == "PreviewImage":
+        return {"images": [save_preview(state)]}
     if cls == "SaveAnimatedWEBP":  # comfy_extras/nodes_images.py: "animated" is frames != 1
         return {"images": [saved(*save_output(state, node, ".webp", TINY_WEBP))], "animated": [True]}
     if cls == "SaveAnimatedPNG":
@@ -227,7 +244,7 @@ async def run_in_turn(state: dict, prompt_id: str, prompt: dict, client_id: str 
 def finish_error(state: dict, prompt_id: str, prompt: dict, messages: list) -> None:
     """What ComfyUI's task_done records for a failed or interrupted run."""
     state["history"][prompt_id] = {
-        "prompt": [0, prompt_id, prompt, {}, []],
+        "prompt": [0, prompt_id, prompt, state["extra"].get(prompt_id, {}), []],
         "outputs": {},
         "status": {"status_str": "error", "completed": False, "messages": messages},
     }
@@ -324,7 +341,7 @@ async def execute(state: dict, prompt_id: str, prompt: dict, client_id: str | No
     # task_done), then sends the final executing/null; history_delay widens that gap.
     await asyncio.sleep(state["history_delay"])
     state["history"][prompt_id] = {
-        "prompt": [0, prompt_id, prompt, {}, list(outputs)],
+        "prompt": [0, prompt_id, prompt, state["extra"].get(prompt_id, {}), list(outputs)],
         "outputs": outputs,
         "status": {"status_str": "success", "completed": True, "messages": messages},
     }
@@ -354,6 +371,7 @@ def create_app(
     state = {
         "output": Path(output_dir),
         "input": Path(output_dir).parent / "input",
+        "temp": Path(output_dir).parent / "temp",
         "user": Path(output_dir).parent / "user" / "default",
         "queue": [],
         "manager_calls": [],
@@ -361,6 +379,8 @@ def create_app(
         "in_flight": 0,
         "most_in_flight": 0,
         "history": {},
+        # each prompt's extra_data, kept as ComfyUI keeps it in the queue item and the history
+        "extra": {},
         "sockets": {},
         "delay": delay,
         "tasks": set(),
@@ -472,6 +492,11 @@ def create_app(
             )
         prompt_id = body.get("prompt_id") or str(uuid.uuid4())
         state["counter"] += 1
+        extra = body.get("extra_data") if isinstance(body.get("extra_data"), dict) else {}
+        state["extra"][prompt_id] = {
+            **extra,
+            **({"client_id": body["client_id"]} if "client_id" in body else {}),
+        }
         state["queue"].append(prompt_id)
         task = asyncio.ensure_future(run_in_turn(state, prompt_id, prompt, body.get("client_id")))
         state["tasks"].add(task)
@@ -479,8 +504,12 @@ def create_app(
         return web.json_response({"prompt_id": prompt_id, "number": state["counter"], "node_errors": {}})
 
     @r.get("/history")
-    async def history(_):
-        return web.json_response(state["history"])
+    async def history(request):
+        # max_items: the newest ones, oldest first, as PromptQueue.get_history gives them
+        items = list(state["history"].items())
+        if "max_items" in request.query:
+            items = items[-int(request.query["max_items"]) :]
+        return web.json_response(dict(items))
 
     @r.get("/history/{prompt_id}")
     async def history_one(request):
@@ -492,19 +521,65 @@ def create_app(
         state["history"].clear()
         return web.Response(status=200)
 
+    def input_files() -> list[str]:
+        folder = state["input"]
+        return sorted(f.name for f in folder.iterdir() if f.is_file()) if folder.is_dir() else []
+
+    def node_info(c: str) -> dict:
+        # LoadImage lists every file at the top of input/, as nodes.py's does (subfolders'
+        # files are not listed, though a node takes them as "sub/x.png")
+        required = {"image": [input_files(), {"image_upload": True}]} if c == "LoadImage" else {}
+        return {"input": {"required": required}, "output": [], "name": c}
+
     @r.get("/object_info")
     async def object_info(_):
-        return web.json_response(
-            {c: {"input": {"required": {}}, "output": [], "name": c} for c in sorted(state["known_classes"])}
+        return web.json_response({c: node_info(c) for c in sorted(state["known_classes"])})
+
+    @r.get("/object_info/{node_class}")
+    async def object_info_one(request):
+        c = request.match_info["node_class"]
+        return web.json_response({c: node_info(c)} if c in state["known_classes"] else {})
+
+    @r.get("/internal/files/{kind}")
+    async def top_files(request):
+        kind = request.match_info["kind"]
+        if kind not in ("output", "input", "temp"):
+            return web.json_response({"error": "Invalid directory type"}, status=400)
+        folder = state[kind]
+        found = sorted(
+            (f for f in folder.iterdir() if f.is_file()) if folder.is_dir() else (),
+            key=lambda f: -f.stat().st_mtime,
         )
+        return web.json_response([f.name for f in found])
+
+    def folder_of(kind: str | None) -> Path | None:
+        return {"output": state["output"], "input": state["input"], "temp": state["temp"]}.get(kind or "")
 
     @r.get("/view")
     async def view(request):
-        kind = request.query.get("type", "output")
-        base = state["output"] if kind == "output" else state["input"]
-        name, sub = request.query.get("filename", ""), request.query.get("subfolder", "")
-        path = (base / sub / name).resolve()
-        if not name or base.resolve() not in path.parents or not path.is_file():
+        # As server.py's view_image: an annotated name ("x.png [output]") picks the folder,
+        # a name starting with / or holding .. is a 400, the subfolder must stay inside, and
+        # only the name's last part is read.
+        name = request.query.get("filename", "")
+        base = None
+        for annotation, kind in (("[output]", "output"), ("[input]", "input"), ("[temp]", "temp")):
+            if name.endswith(annotation):
+                name, base = name[: -len(annotation) - 1], folder_of(kind)
+        if not name:
+            return web.Response(status=404)
+        if name[0] == "/" or ".." in name:
+            return web.Response(status=400)
+        base = base or folder_of(request.query.get("type", "output"))
+        if base is None:
+            return web.Response(status=400)
+        if "subfolder" in request.query:
+            full = os.path.join(base, request.query["subfolder"])
+            if os.path.commonpath((os.path.abspath(full), os.path.abspath(base))) != os.path.abspath(base):
+                return web.Response(status=403)
+            base = Path(full)
+        name = os.path.basename(name)
+        path = base / name
+        if not path.is_file():
             return web.Response(status=404)
         # As ComfyUI's: the type from the name, inline, with only HTML, JS and CSS forced to
         # download (so an uploaded SVG is served as a page that runs its scripts).
@@ -522,32 +597,51 @@ def create_app(
         )  # handles Range like ComfyUI's
 
     async def upload(request):
+        # As server.py's image_upload: the file lands in the folder `type` names (input by
+        # default) under `subfolder`, which may not leave it; the answer names both. The file
+        # is written as it arrives (ComfyUI spools it to a temp file), so large uploads fit.
         reader = await request.multipart()
-        saved = None
-        subfolder, overwrite = "", False
+        fields: dict[str, str] = {}
+        spooled = None
         async for part in reader:
-            if part.name == "image":
-                name = os.path.basename(part.filename or "upload.png")
-                data = await part.read()
-                saved = (name, data)
-            elif part.name == "subfolder":
-                subfolder = (await part.text()).strip("/")
-            elif part.name == "overwrite":
-                overwrite = (await part.text()).lower() in ("true", "1")
-        if saved is None:
+            if part.filename is not None and part.name == "image" and spooled is None:
+                spooled = (
+                    os.path.basename(part.filename),
+                    state["input"].parent / f".upload-{uuid.uuid4().hex}",
+                )
+                spooled[1].parent.mkdir(parents=True, exist_ok=True)
+                with open(spooled[1], "wb") as f:
+                    while chunk := await part.read_chunk(1 << 20):
+                        f.write(chunk)
+            elif part.filename is None:
+                fields.setdefault(part.name or "", await part.text())
+        if spooled is None or not spooled[0]:
             return web.Response(status=400)
-        name, data = saved
-        folder = state["input"] / subfolder
-        folder.mkdir(parents=True, exist_ok=True)
-        stem, ext = os.path.splitext(name)
-        i = 1
-        # ComfyUI's "name (1).png" rule, except that a file with the same bytes is kept
-        # under its name (its compare_image_hash): uploading one file twice gives one name.
-        while (folder / name).exists() and not overwrite and (folder / name).read_bytes() != data:
-            name = f"{stem} ({i}){ext}"
-            i += 1
-        (folder / name).write_bytes(data)
-        return web.json_response({"name": name, "subfolder": subfolder, "type": "input"})
+        name, tmp = spooled
+        try:
+            kind = fields.get("type") or "input"
+            upload_dir = folder_of(kind)
+            if upload_dir is None:
+                return web.Response(status=500)  # ComfyUI's get_dir_by_type fails the same way
+            subfolder = fields.get("subfolder", "")
+            folder = Path(os.path.join(upload_dir, os.path.normpath(subfolder)))
+            root = os.path.abspath(upload_dir)
+            if os.path.commonpath((root, os.path.abspath(folder / name))) != root:
+                return web.Response(status=400)
+            folder.mkdir(parents=True, exist_ok=True)
+            stem, ext = os.path.splitext(name)
+            data = tmp.read_bytes() if tmp.stat().st_size < (1 << 20) else None
+            overwrite = fields.get("overwrite") in ("true", "1")
+            i = 1
+            # ComfyUI's "name (1).png" rule, except that a file with the same bytes is kept
+            # under its name (its compare_image_hash): uploading one file twice gives one name.
+            while (folder / name).exists() and not overwrite and (folder / name).read_bytes() != data:
+                name = f"{stem} ({i}){ext}"
+                i += 1
+            os.replace(tmp, folder / name)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return web.json_response({"name": name, "subfolder": subfolder, "type": kind})
 
     r.post("/upload/image")(upload)
     r.post("/upload/mask")(upload)

@@ -26,6 +26,8 @@ def proxy_settings(upstream: str, base: Path, **overrides) -> Settings:
         admin_user="admin",
         admin_password=PASSWORD,
         progress_file=base / "progress.json",
+        # the stand-in's input folder, beside its output folder
+        input_dir=base / "input",
     )
     return replace(settings, **overrides)
 
