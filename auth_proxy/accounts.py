@@ -77,11 +77,33 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def check_name(name: str) -> str:
+# An account name is also a folder name (a member's outputs and uploads go in output/<name>/
+# and input/<name>/) and a ComfyUI user id: names ComfyUI or its packs already use there are
+# not free.
+RESERVED = frozenset(
+    {
+        "3d",
+        "audio",
+        "checkpoints",
+        "clipspace",
+        "default",
+        "input",
+        "output",
+        "pasted",
+        "temp",
+        "video",
+        "webcam",
+    }
+)
+
+
+def check_name(name: str, new: bool = False) -> str:
     if not NAME.fullmatch(name or ""):
         raise AccountError(
             f"account name {name!r}: use 1-64 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit"
         )
+    if new and name in RESERVED:
+        raise AccountError(f"account name {name!r} is a folder ComfyUI uses; choose another")
     return name
 
 
@@ -175,7 +197,7 @@ class Accounts:
     def add(self, name: str, role: str = "member", password: str | None = None) -> str:
         """A new account; its password (given, or made up and returned) must be changed at
         the first login."""
-        check_name(name)
+        check_name(name, new=True)
         if role not in ROLES:
             raise AccountError(f"role {role!r}: use one of {', '.join(ROLES)}")
         if password is None:

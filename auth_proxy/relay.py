@@ -34,6 +34,7 @@ from auth_proxy.replies import USER_FILE, error, html, lang, wants_json
 from auth_proxy.services import ARRIVAL, GATE, NORM_PATH, WHO, WS_LOGIN_ENDED, Relayed, Who
 from auth_proxy.user_files import BadName, own_outputs
 from auth_proxy.user_previews import OWNER
+from comfy_jobs import member_policy
 from model_sync import progress as sync_progress
 
 log = logging.getLogger(__name__)
@@ -309,15 +310,18 @@ async def rewritten_prompt(request: web.Request, who: Who) -> bytes | web.Respon
     if not isinstance(body, dict) or not isinstance(body.get("prompt"), dict):
         return bytes(data)
     if not who.is_admin:
+        jobs = request.config_dict[GATE].s.jobs
         try:
+            # what a member's graph may not do (comfy_jobs/member_policy.py)
+            member_policy.check(body["prompt"], who.user, jobs.member_denied_nodes if jobs else ())
             own_outputs(body["prompt"], who.user)  # outputs in the member's folder (user_files.py)
-        except BadName as exc:
+        except (BadName, member_policy.Refused) as exc:
             return web.json_response(
                 {
                     "error": {"type": "invalid_prompt", "message": str(exc), "details": "", "extra_info": {}},
                     "node_errors": {},
                 },
-                status=400,
+                status=403 if isinstance(exc, member_policy.Refused) else 400,
             )
     extra = body["extra_data"] if isinstance(body.get("extra_data"), dict) else {}
     # whose prompt it is, kept by ComfyUI in its queue and history (user_previews.py reads it)

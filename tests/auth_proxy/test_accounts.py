@@ -90,6 +90,7 @@ async def test_a_password_from_stdin_and_clear_errors(stack):
     for args, code, words in (
         (("user", "add", "bob"), 5, "exists"),
         (("user", "add", "Bob Smith"), 5, "lowercase"),
+        (("user", "add", "clipspace"), 5, "a folder ComfyUI uses"),
         (("user", "disable", "nobody"), 5, "no account named 'nobody'"),
         (("user", "delete", "admin"), 5, "COMFY_ADMIN_USER"),
         (("user", "disable", "admin"), 5, "COMFY_ADMIN_USER"),
