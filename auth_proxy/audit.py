@@ -49,7 +49,10 @@ class AuditLog:
     def write(self, event: str, **fields: object) -> None:
         if self._open() is None:
             return
-        entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "event": event}
+        entry: dict[str, object] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "event": event,
+        }
         entry.update({k: v for k, v in fields.items() if v is not None})
         self._logger.info(json.dumps(entry, ensure_ascii=False, sort_keys=False))
 
