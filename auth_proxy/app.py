@@ -10,6 +10,8 @@ A request passes, in this fixed order (auth_proxy/middlewares.py):
    on the WebSocket only), unless the route is open (auth_proxy/routes.py says which);
 4. CSRF: cookie-authenticated writes and WebSockets must come from a page of this host;
 5. forced change: while the default password is in use, only changing it is allowed.
+6. admin only: what auth_proxy/routes.py says is the admin's (ComfyUI-Manager, /free, the
+   logs, /metrics, the model sync) answers 403 to a member.
 
 Then the route: one of the proxy's own (auth_proxy/routes.py lists them all, and mounts
 the v2 job API's table from auth_proxy/v2/routes.py) or the catch-all relay to ComfyUI. Because

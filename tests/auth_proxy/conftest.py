@@ -21,7 +21,7 @@ from auth_proxy.settings import Settings
 from comfyctl import model_paths
 from tests.support import REPO, fake_comfyui, free_port, python_env, stop_process, wait_until
 from tests.support.comfyui import RealComfyUI
-from tests.support.proxy import PASSWORD, proxy_settings
+from tests.support.proxy import PASSWORD, add_account, proxy_settings
 
 
 @dataclass
@@ -64,6 +64,14 @@ async def make_stack(tmp_path, aiohttp_server):
 @pytest.fixture
 async def stack(make_stack):
     return await make_stack()
+
+
+@pytest.fixture
+async def team(make_stack):
+    """A stack with two members, alice and bob; and the admin's token as headers."""
+    stack = await make_stack()
+    alice, bob = add_account(stack.settings, "alice"), add_account(stack.settings, "bob")
+    return stack, alice, bob, {"Authorization": f"Bearer {stack.token}"}
 
 
 @pytest.fixture
