@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from auth_proxy import native
 from auth_proxy.middlewares import PIPELINE
 from auth_proxy.pinning import PINNING, Pinning
 from auth_proxy.replies import SERVER_NAME
@@ -39,6 +40,7 @@ def create_app(settings: Settings) -> web.Application:
     # relayed bodies are streamed to ComfyUI from request.content and are not limited.
     app = web.Application(middlewares=PIPELINE, client_max_size=1 << 20)
     app[GATE] = gate
+    native.install(app, gate)  # ComfyUI's native API, each person's own (auth_proxy/native.py)
     # The Comfy API v2's job service (routes.py mounts its routes), and on one box the worker
     # that runs its jobs on this proxy's ComfyUI; a cluster's gateway runs none and relays
     # each browser's UI to the worker its session is pinned to.

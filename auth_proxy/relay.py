@@ -25,11 +25,13 @@ from aiohttp import WSMsgType, web
 from multidict import CIMultiDict
 from yarl import URL
 
-from auth_proxy import pages, splice
+from auth_proxy import native, pages, splice, ws_filter
+from auth_proxy.comfy_users import COMFY_USER, HEADER
 from auth_proxy.credentials import WS_PATHS
 from auth_proxy.pinning import PINNING
 from auth_proxy.replies import USER_FILE, error, html, lang, wants_json
 from auth_proxy.services import ARRIVAL, GATE, NORM_PATH, WHO, WS_LOGIN_ENDED, Relayed
+from comfy_jobs.comfy import Unreachable
 from model_sync import progress as sync_progress
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,8 @@ def upstream_headers(request: web.Request, upstream: str, to_gate: bool = False)
     headers["X-Forwarded-For"] = seen.forwarded_for
     headers["X-Forwarded-Proto"] = seen.scheme
     headers["X-Forwarded-Host"] = seen.host
+    if COMFY_USER in request:  # whose files: from the login, never the client (auth_proxy/native.py)
+        headers[HEADER] = request[COMFY_USER]
     return headers
 
 
@@ -155,6 +159,7 @@ async def relay_ws(
     url: URL,
     metrics,
     worker: str | None = None,
+    view: ws_filter.ClientView | None = None,
 ) -> web.WebSocketResponse:
     headers = upstream_headers(request, upstream, worker is not None)
     for k in ("Sec-WebSocket-Key", "Sec-WebSocket-Version", "Sec-WebSocket-Extensions"):
@@ -170,9 +175,12 @@ async def relay_ws(
     async def pump(src, dst, to_client: bool):
         async for msg in src:
             if msg.type == WSMsgType.TEXT:
-                await dst.send_str(msg.data)
+                text = await view.text(msg.data) if view and to_client else msg.data
+                if text is not None:
+                    await dst.send_str(text)
             elif msg.type == WSMsgType.BINARY:
-                await dst.send_bytes(msg.data)
+                if not (view and to_client) or await view.binary(msg.data):
+                    await dst.send_bytes(msg.data)
             elif msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
                 break
             elif msg.type == WSMsgType.ERROR:
@@ -236,10 +244,16 @@ async def relay(request: web.Request) -> web.StreamResponse:
             return unavailable(request, worker="")
         upstream, worker = target.url, target.worker
     try:
+        own = await native.handle(request) if worker is None else None  # a worker's gate does it there
+        if own is not None:
+            return own
         if request.headers.get("Upgrade", "").lower() == "websocket":
             # a worker's proxy (a gateway's upstream) checks ?token= again; ComfyUI never sees it
             url = upstream_url(request, upstream, frozenset() if worker is not None else frozenset({"token"}))
-            return await relay_ws(request, gate.client, upstream, url, gate.metrics, worker)
+            view = None
+            if worker is None:
+                url, view = native.websocket(request, url)
+            return await relay_ws(request, gate.client, upstream, url, gate.metrics, worker, view)
         # ?token= is the WebSocket's way in; a plain GET of /ws must not carry it onwards either.
         drop = frozenset({"token"}) if request[NORM_PATH] in WS_PATHS else frozenset()
         return await relay_http(
@@ -255,6 +269,7 @@ async def relay(request: web.Request) -> web.StreamResponse:
         aiohttp.ClientConnectorError,
         aiohttp.ServerDisconnectedError,
         aiohttp.WSServerHandshakeError,
+        Unreachable,
     ) as exc:
         log.info("ComfyUI unavailable for %s %s: %s", request.method, request[NORM_PATH], type(exc).__name__)
         return unavailable(request, worker)
