@@ -1,5 +1,5 @@
-"""`POST /prompt` through the gate: every prompt gets its owner and its client bound to the
-account.
+"""`POST /prompt` through the gate: every prompt gets its owner, its client bound to the
+account, and a member's waiting prompts are limited.
 
 What the gate writes into the body before ComfyUI sees it:
 - `extra_data[OWNER]`: the account (auth_proxy/ownership.py), whatever the client sent;
@@ -12,24 +12,35 @@ What the gate writes into the body before ComfyUI sees it:
   that the gate knows whose prompt it is before ComfyUI starts sending its messages;
 - for a member, `front` and `number` are dropped: ComfyUI orders its queue by that number,
   and a member may not put their prompt ahead of others' (the admin may).
+
+The limit: a member with `max_waiting` prompts (their account's, else
+COMFY_JOBS_MAX_WAITING_PER_USER; 0 there means none) already waiting in ComfyUI's queue is
+answered `429` with `Retry-After`. The count is read from ComfyUI's queue by owner, and the
+check and the submission are one step per account, so two submissions at the same moment
+cannot both pass the last free place. ComfyUI's queue stays first in, first out: the gate
+limits, it does not reorder.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict
 
 from aiohttp import web
 
 from auth_proxy import audit
 from auth_proxy.ownership import OWNER, Owners
+from auth_proxy.queue_access import own_queue
 from auth_proxy.replies import error
 from auth_proxy.services import Gate, Who
 from auth_proxy.ws_filter import bound_client_id
 from comfy_jobs.comfy import ComfyUI
 
 MAX_BODY = 64 << 20  # a workflow with its UI form in extra_pnginfo, with room to spare
+# ComfyUI gives no estimate of when a waiting prompt starts; a client asks again after this.
+RETRY_AFTER_S = 10
 
 
 class Prompts:
@@ -37,6 +48,14 @@ class Prompts:
         self.gate = gate
         self.comfy = comfy
         self.owners = owners
+        self._turns: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    def limit(self, user: str) -> int | None:
+        """How many prompts the member may have waiting; None: no limit."""
+        account = self.gate.accounts.account(user)
+        if account is not None and account.max_waiting is not None:
+            return account.max_waiting
+        return self.gate.s.max_waiting_per_user or None
 
     async def submit(self, request: web.Request, who: Who, me: str) -> web.Response:
         """`me`: the account's owner key (auth_proxy/ownership.py)."""
@@ -61,9 +80,20 @@ class Prompts:
         else:
             prompt_id = str(uuid.uuid4())
         body["prompt_id"] = prompt_id
-        # before ComfyUI has it: its first messages may come before its answer
-        self.owners.remember(prompt_id, me)
-        status, answer = await self.comfy.call("POST", "/prompt", json=body)
+        async with self._turns[me]:  # one account's check and submission at a time
+            limit = None if who.is_admin else self.limit(who.user)
+            if limit is not None:
+                waiting = len((await own_queue(self.comfy, me))["queue_pending"])
+                if waiting >= limit:
+                    return error(
+                        429,
+                        f"you have {waiting} prompts waiting, your limit is {limit}: "
+                        "queue more when one of them has started",
+                        **{"Retry-After": str(RETRY_AFTER_S)},
+                    )
+            # before ComfyUI has it: its first messages may come before its answer
+            self.owners.remember(prompt_id, me)
+            status, answer = await self.comfy.call("POST", "/prompt", json=body)
         if status != 200:
             self.owners.forget(prompt_id)
         else:

@@ -1,5 +1,6 @@
 """Two members and the admin on ComfyUI's native queue, history and WebSocket through the
-gate: each member sees, changes and hears only their own prompts; the admin sees all.
+gate: each member sees, changes and hears only their own prompts, and has a limit of waiting
+prompts; the admin sees all.
 (Their files: test_member_files.py; the admin's routes: test_admin_routes.py.)"""
 
 from __future__ import annotations
@@ -9,9 +10,11 @@ import json
 
 import aiohttp
 
+from auth_proxy.accounts import open_accounts
 from auth_proxy.ownership import OWNER
 from auth_proxy.ws_filter import bound_client_id
 from tests.support.native import PROMPT, Heard, get_json, listen_until, owner_of, queue
+from tests.support.proxy import add_account
 
 
 async def held(stack):
@@ -172,3 +175,31 @@ async def test_each_run_is_audited(team, http):
     [run] = [e for e in entries if e["event"] == "prompt"]
     assert run["user"] == "alice" and run["prompt_id"] == pid
     assert run["classes"] == {"EmptyImage": 1, "SaveImage": 1}
+
+
+async def test_waiting_prompts_are_limited_per_member(make_stack, http):
+    stack = await make_stack(max_waiting_per_user=2)
+    alice, bob = add_account(stack.settings, "alice"), add_account(stack.settings, "bob")
+    accounts = open_accounts(stack.settings)
+    try:
+        accounts.set_max_waiting("bob", 1)
+    finally:
+        accounts.close()
+    admin = {"Authorization": f"Bearer {stack.token}"}
+    await held(stack)
+    for _ in range(2):
+        await queue(http, stack.url(""), alice.bearer)
+    async with http.post(stack.url("/prompt"), json={"prompt": PROMPT}, headers=alice.bearer) as r:
+        assert r.status == 429 and int(r.headers["Retry-After"]) > 0
+        assert "limit is 2" in (await r.json())["error"]
+
+    async def submit() -> int:
+        async with http.post(stack.url("/api/prompt"), json={"prompt": PROMPT}, headers=bob.bearer) as r:
+            return r.status
+
+    # two at the same moment against bob's last free place (his account's own limit, 1)
+    assert sorted(await asyncio.gather(submit(), submit())) == [200, 429]
+    for _ in range(3):  # the admin is not limited
+        await queue(http, stack.url(""), admin)
+    owners = [stack.up_state["items"][p][3][OWNER].rpartition(".")[0] for p in stack.up_state["queue"]]
+    assert owners.count("alice") == 2 and owners.count("bob") == 1 and owners.count("admin") == 3
