@@ -11,7 +11,9 @@ A request passes, in this fixed order (auth_proxy/middlewares.py):
 4. CSRF: cookie-authenticated writes and WebSockets must come from a page of this host;
 5. forced change: while an account's password is the default or one the admin set, only
    changing it is allowed;
-6. admins only: the routes marked ADMIN (people, metrics, model sync) refuse members.
+6. admin only: the gate's routes marked ADMIN (people, metrics, model sync) and ComfyUI's
+   that only an admin reaches (auth_proxy/access.py: ComfyUI-Manager, /free, the logs)
+   answer 403 to a member.
 
 Then the route: one of the proxy's own (auth_proxy/routes.py lists them all, and mounts
 the v2 job API's table from auth_proxy/v2/routes.py) or the catch-all relay to ComfyUI. Because
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from auth_proxy import own_files
+from auth_proxy import native, own_files
 from auth_proxy.middlewares import PIPELINE
 from auth_proxy.pinning import PINNING, Pinning
 from auth_proxy.replies import SERVER_NAME
@@ -41,6 +43,7 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=PIPELINE, client_max_size=1 << 20)
     app[GATE] = gate
     own_files.install(app, gate)  # each person's files their own (auth_proxy/own_files.py)
+    native.install(app, gate)  # ComfyUI's native API, each person's own (auth_proxy/native.py)
     # The Comfy API v2's job service (routes.py mounts its routes), and on one box the worker
     # that runs its jobs on this proxy's ComfyUI; a cluster's gateway runs none and relays
     # each browser's UI to the worker its session is pinned to.

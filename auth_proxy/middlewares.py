@@ -1,5 +1,6 @@
 """The gate, one concern per middleware, applied to every route in this order (see
-auth_proxy/app.py): hide errors, normalise, authenticate, CSRF, forced password change.
+auth_proxy/app.py): hide errors, normalise, authenticate, CSRF, forced password change,
+admin only.
 
 Each middleware reads what the earlier ones left on the request (`NORM_PATH`, `WHO`) and
 the route's access level from auth_proxy/routes.py.
@@ -13,8 +14,8 @@ from urllib.parse import quote, unquote_plus
 
 from aiohttp import web
 
-from auth_proxy import pages
-from auth_proxy.access import Access, access_of, is_open_path
+from auth_proxy import audit, pages
+from auth_proxy.access import NODE_CHANGES, Access, access_of, is_open_path
 from auth_proxy.credentials import identify
 from auth_proxy.forwarded import arrival, host_allowed
 from auth_proxy.metrics import route_group
@@ -29,6 +30,10 @@ log = logging.getLogger(__name__)
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 # The pages of ComfyUI's front end that a link from another site may open.
 UI_PAGES = {"/"}
+ADMIN_ONLY_MSG = (
+    "only an admin may use this (ComfyUI-Manager and node installs, freeing models, the server's "
+    "logs, metrics, the model sync); your account is a member's"
+)
 MUST_CHANGE_MSG = (
     "this account's password is still the default or one the admin set: log in at /login "
     "in a browser and set a new one (for the admin, COMFY_ADMIN_PASSWORD works too) before using the API"
@@ -167,13 +172,20 @@ async def forced_change(request: web.Request, handler):
 
 
 @web.middleware
-async def admins_only(request: web.Request, handler):
-    """The routes auth_proxy/routes.py marks ADMIN answer members 403."""
-    who = request.get(WHO)
-    if access_of(request) is Access.ADMIN and (who is None or not who.is_admin):
-        return error(403, "this needs an admin account")
-    return await handler(request)
+async def admin_only(request: web.Request, handler):
+    """What auth_proxy/routes.py says is the admin's (Manager, node installs, /free, the
+    logs, /metrics, the model sync) answers 403 to a member; changes to the installed nodes
+    are written in the audit log."""
+    if access_of(request) is not Access.ADMIN:
+        return await handler(request)
+    who = request[WHO]
+    if not who.is_admin:
+        return error(403, ADMIN_ONLY_MSG)
+    resp = await handler(request)
+    if resp.status < 400 and NODE_CHANGES.match(request[NORM_PATH]):
+        audit.record(request.config_dict[GATE], "nodes", user=who.user, path=request[NORM_PATH])
+    return resp
 
 
 # The order is the design: each step trusts what the ones before it established.
-PIPELINE = [count_and_hide_errors, v2_envelope, normalise, authenticate, csrf, forced_change, admins_only]
+PIPELINE = [count_and_hide_errors, v2_envelope, normalise, authenticate, csrf, forced_change, admin_only]

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from yarl import URL
 
+from auth_proxy.ownership import owner_key
 from auth_proxy.services import GATE, NORM_PATH, WHO, Gate, Who
 from auth_proxy.user_files import BadName, FileRef, file_ref, in_own_folder, shared
 from auth_proxy.user_lists import member_lists, member_top_files, own_files
@@ -82,7 +83,7 @@ async def may_read(request: web.Request, who: Who, ref: FileRef) -> bool:
     if ref.kind != "temp":
         return False
     owner = await request.config_dict[FILES].temp.owner("/".join(ref.subfolder), ref.name)
-    return owner == who.user
+    return owner == owner_key(request.config_dict[FILES].gate.accounts, who.user)
 
 
 def missing(norm: str) -> web.Response:

@@ -15,7 +15,6 @@ travels in X-Forwarded-Host.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import time
@@ -27,14 +26,13 @@ from aiohttp import WSMsgType, web
 from multidict import CIMultiDict
 from yarl import URL
 
-from auth_proxy import own_files, pages, splice
+from auth_proxy import native, own_files, pages, splice, ws_filter
+from auth_proxy.comfy_users import COMFY_USER, HEADER
 from auth_proxy.credentials import WS_PATHS
 from auth_proxy.pinning import PINNING
 from auth_proxy.replies import USER_FILE, error, html, lang, wants_json
-from auth_proxy.services import ARRIVAL, GATE, NORM_PATH, WHO, WS_LOGIN_ENDED, Relayed, Who
-from auth_proxy.user_files import BadName, own_outputs
-from auth_proxy.user_previews import OWNER
-from comfy_jobs import member_policy
+from auth_proxy.services import ARRIVAL, GATE, NORM_PATH, WHO, WS_LOGIN_ENDED, Relayed
+from comfy_jobs.comfy import Unreachable
 from model_sync import progress as sync_progress
 
 log = logging.getLogger(__name__)
@@ -80,6 +78,8 @@ def upstream_headers(request: web.Request, upstream: str, to_gate: bool = False)
     headers["X-Forwarded-For"] = seen.forwarded_for
     headers["X-Forwarded-Proto"] = seen.scheme
     headers["X-Forwarded-Host"] = seen.host
+    if COMFY_USER in request:  # whose files: from the login, never the client (auth_proxy/native.py)
+        headers[HEADER] = request[COMFY_USER]
     return headers
 
 
@@ -167,6 +167,7 @@ async def relay_ws(
     url: URL,
     metrics,
     worker: str | None = None,
+    view: ws_filter.ClientView | None = None,
 ) -> web.WebSocketResponse:
     headers = upstream_headers(request, upstream, worker is not None)
     for k in ("Sec-WebSocket-Key", "Sec-WebSocket-Version", "Sec-WebSocket-Extensions"):
@@ -182,9 +183,12 @@ async def relay_ws(
     async def pump(src, dst, to_client: bool):
         async for msg in src:
             if msg.type == WSMsgType.TEXT:
-                await dst.send_str(msg.data)
+                text = await view.text(msg.data) if view and to_client else msg.data
+                if text is not None:
+                    await dst.send_str(text)
             elif msg.type == WSMsgType.BINARY:
-                await dst.send_bytes(msg.data)
+                if not (view and to_client) or await view.binary(msg.data):
+                    await dst.send_bytes(msg.data)
             elif msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
                 break
             elif msg.type == WSMsgType.ERROR:
@@ -248,21 +252,23 @@ async def relay(request: web.Request) -> web.StreamResponse:
             return unavailable(request, worker="")
         upstream, worker = target.url, target.worker
     try:
+        own = await native.handle(request) if worker is None else None  # a worker's gate does it there
+        if own is not None:
+            return own
         if request.headers.get("Upgrade", "").lower() == "websocket":
             # a worker's proxy (a gateway's upstream) checks ?token= again; ComfyUI never sees it
             url = upstream_url(request, upstream, frozenset() if worker is not None else frozenset({"token"}))
-            return await relay_ws(request, gate.client, upstream, url, gate.metrics, worker)
+            view = None
+            if worker is None:
+                url, view = native.websocket(request, url)
+            return await relay_ws(request, gate.client, upstream, url, gate.metrics, worker, view)
         # a member's files (auth_proxy/own_files.py); on a gateway, the worker's gate does it
         files = await own_files.handle(request, upstream) if worker is None else None
         if isinstance(files, web.StreamResponse):
             return files
-        body: bytes | AsyncIterator[bytes] | web.Response | None = None
+        body: AsyncIterator[bytes] | None = None
         content_type = None
-        if worker is None and request.method == "POST" and request[NORM_PATH] in PROMPT_PATHS:
-            body = await rewritten_prompt(request, request[WHO])
-            if isinstance(body, web.Response):
-                return body
-        elif files is not None and files.form is not None:
+        if files is not None and files.form is not None:
             body, content_type = files.form.body(), files.form.content_type
         # ?token= is the WebSocket's way in; a plain GET of /ws must not carry it onwards either.
         drop = frozenset({"token"}) if request[NORM_PATH] in WS_PATHS else frozenset()
@@ -286,47 +292,10 @@ async def relay(request: web.Request) -> web.StreamResponse:
         aiohttp.ClientConnectorError,
         aiohttp.ServerDisconnectedError,
         aiohttp.WSServerHandshakeError,
+        Unreachable,
     ) as exc:
         log.info("ComfyUI unavailable for %s %s: %s", request.method, request[NORM_PATH], type(exc).__name__)
         return unavailable(request, worker)
-
-
-# POST /prompt: the one place where the gate reads a prompt's JSON body and writes it anew.
-# Every change the gate makes to a prompt belongs here, so that a body is rewritten once.
-PROMPT_PATHS = {"/prompt", "/api/prompt"}
-PROMPT_MAX = 64 << 20  # a workflow with its UI form in extra_pnginfo, with room to spare
-
-
-async def rewritten_prompt(request: web.Request, who: Who) -> bytes | web.Response:
-    data = bytearray()
-    async for chunk in request.content.iter_chunked(CHUNK):
-        data += chunk
-        if len(data) > PROMPT_MAX:
-            return error(413, f"a prompt's body may be {PROMPT_MAX >> 20} MiB at most")
-    try:
-        body = json.loads(data)
-    except ValueError:
-        return bytes(data)  # ComfyUI says what is wrong with it
-    if not isinstance(body, dict) or not isinstance(body.get("prompt"), dict):
-        return bytes(data)
-    if not who.is_admin:
-        jobs = request.config_dict[GATE].s.jobs
-        try:
-            # what a member's graph may not do (comfy_jobs/member_policy.py)
-            member_policy.check(body["prompt"], who.user, jobs.member_denied_nodes if jobs else ())
-            own_outputs(body["prompt"], who.user)  # outputs in the member's folder (user_files.py)
-        except (BadName, member_policy.Refused) as exc:
-            return web.json_response(
-                {
-                    "error": {"type": "invalid_prompt", "message": str(exc), "details": "", "extra_info": {}},
-                    "node_errors": {},
-                },
-                status=403 if isinstance(exc, member_policy.Refused) else 400,
-            )
-    extra = body["extra_data"] if isinstance(body.get("extra_data"), dict) else {}
-    # whose prompt it is, kept by ComfyUI in its queue and history (user_previews.py reads it)
-    body["extra_data"] = {**extra, OWNER: who.user}
-    return json.dumps(body).encode()
 
 
 def unavailable(request: web.Request, worker: str | None = None) -> web.Response:

@@ -52,6 +52,8 @@ class Settings:
     max_client_connections: int = v.AUTH_PROXY_MAX_CLIENT_CONNECTIONS.default
     upstream_connections: int = v.AUTH_PROXY_UPSTREAM_CONNECTIONS.default
     relay: str = v.AUTH_PROXY_RELAY.default  # "splice" or "plain" (auth_proxy/splice.py)
+    # a member's native prompts waiting at once, unless their account says (0: no limit)
+    max_waiting_per_user: int = v.COMFY_JOBS_MAX_WAITING_PER_USER.default
     # The Comfy API v2 and its job ledger (comfy_jobs/settings.py); None: not served.
     jobs: JobSettings | None = None
 
@@ -92,4 +94,5 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         max_client_connections=env.get(v.AUTH_PROXY_MAX_CLIENT_CONNECTIONS),
         upstream_connections=env.get(v.AUTH_PROXY_UPSTREAM_CONNECTIONS),
         relay=env.get(v.AUTH_PROXY_RELAY),
+        max_waiting_per_user=env.get(v.COMFY_JOBS_MAX_WAITING_PER_USER),
     )

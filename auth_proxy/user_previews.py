@@ -3,8 +3,8 @@
 ComfyUI names previews with a random prefix of its own (`ComfyUI_temp_abcde_00001_.png`),
 which no input of the prompt sets, so the folder cannot tell whose they are. ComfyUI's
 history can: each entry lists the files its run produced, and its `prompt` item carries the
-`extra_data` the gate wrote into the prompt, with the owner's account under `OWNER`
-(execution.PromptQueue keeps `[number, prompt_id, prompt, extra_data, outputs]`). The
+`extra_data` the gate wrote into the prompt, with the owner under `OWNER`
+(auth_proxy/ownership.py; execution.PromptQueue keeps `[number, prompt_id, prompt, extra_data, outputs]`). The
 gate asks ComfyUI for its most recent history entries when a member asks for a temporary
 file it does not know yet, and remembers the temporary files of every entry it has read.
 
@@ -22,21 +22,13 @@ from collections import OrderedDict
 
 import aiohttp
 
+from auth_proxy.ownership import owner_of_entry
+
 log = logging.getLogger(__name__)
-OWNER = "comfy_stack_owner"  # extra_data's key for the account that queued a prompt
 REMEMBERED = 50_000  # temporary files whose owner is kept (the oldest are forgotten first)
 FIRST_ASK = 64  # history entries asked for at first; doubled while all of them are new
 MOST_ASKED = 4096
 MIN_INTERVAL_S = 1.0  # ComfyUI's history is asked at most this often, whoever misses
-
-
-def owner_of_entry(entry: object) -> str:
-    item = entry.get("prompt") if isinstance(entry, dict) else None
-    if isinstance(item, list) and len(item) > 3 and isinstance(item[3], dict):
-        owner = item[3].get(OWNER)
-        if isinstance(owner, str):
-            return owner
-    return ""
 
 
 def temp_files(entry: object) -> list[tuple[str, str]]:

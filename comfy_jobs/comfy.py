@@ -96,6 +96,11 @@ class ComfyUI:
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise Unreachable(f"ComfyUI at {self.base}: {type(exc).__name__} {exc}") from None
 
+    async def call(self, method: str, path: str, **kw) -> tuple[int, object]:
+        """Any route: its status and its JSON (None for an empty body), for callers that
+        speak ComfyUI's native API themselves (the gate's view of the queue)."""
+        return await self._json(method, path, **kw)
+
     async def _bounded(self, r: aiohttp.ClientResponse, path: str) -> bytes:
         assert self.max_json is not None
         body = bytearray()

@@ -439,6 +439,14 @@ COMFY_MEMBER_DENIED_NODES: Var[tuple[str, ...]] = Var(
     "run code or change the shared server (comfy_jobs/member_policy.py); separated by commas or spaces",
     words,
 )
+COMFY_JOBS_MAX_WAITING_PER_USER = Var(
+    "COMFY_JOBS_MAX_WAITING_PER_USER",
+    100,
+    "a member's prompts waiting at once (ComfyUI's native `/prompt` through the gate); one "
+    "more is answered `429` with `Retry-After`; an account's own limit (`user limit`) comes "
+    "first; `0`: no limit",
+    integer(minimum=0),
+)
 COMFY_OUTPUTS_TO = Var(
     "COMFY_OUTPUTS_TO",
     "",
@@ -612,6 +620,7 @@ JOBS: tuple[Row, ...] = (
     (COMFY_JOB_MAX_ATTEMPTS, None),
     (COMFY_QUEUE_LIMIT, None),
     (COMFY_MEMBER_DENIED_NODES, None),
+    (COMFY_JOBS_MAX_WAITING_PER_USER, None),
     (COMFY_OUTPUTS_TO, None),
     (COMFY_JOB_LEASE_SECONDS, None),
     (COMFY_JOBS_WORKER, None),

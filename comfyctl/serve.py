@@ -19,6 +19,7 @@ from comfy_stack import run_files, startup, variables
 from comfy_stack.env import add_flags, for_child
 from comfyctl import (
     bootstrap,
+    comfy_users,
     config,
     manager_config,
     model_paths,
@@ -134,6 +135,8 @@ def prepare(s: config.ServeSettings, rec: startup.Recorder | None = None) -> tup
         manager_config.write(
             s.data_dir / "user", s.manager_network_mode, probe=manager_probe or manager_config.reachable
         )
+    with rec.phase("ComfyUI's users (--multi-user)"):
+        comfy_users.ensure_default_user(s.data_dir / "user")
     with rec.phase("bundled workflows"):
         report = workflows_install.install(s.workflows_dir, s.data_dir / "user" / "default" / "workflows")
     log.info(

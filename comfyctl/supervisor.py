@@ -85,6 +85,9 @@ def render(s: ServeSettings, comfy_args: list[str], run_dir: Path, proxy_env: di
         str(s.data_dir / "output"),
         "--user-directory",
         str(s.data_dir / "user"),
+        # each account's workflows and settings in its own user folder; the gate sets the
+        # user from the login (auth_proxy/comfy_users.py, comfyctl/comfy_users.py)
+        "--multi-user",
         # ComfyUI's defaults put its database and its temp folder beside its code,
         # which is read-only in the image: both go to the data directory
         "--database-url",

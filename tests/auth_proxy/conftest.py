@@ -18,10 +18,15 @@ from auth_proxy.accounts import open_accounts
 from auth_proxy.app import create_app
 from auth_proxy.extension import CUSTOM_NODES
 from auth_proxy.settings import Settings
-from comfyctl import model_paths
+from comfyctl import comfy_users, model_paths
 from tests.support import REPO, fake_comfyui, free_port, python_env, stop_process, wait_until
 from tests.support.comfyui import RealComfyUI
-from tests.support.proxy import PASSWORD, proxy_settings
+from tests.support.proxy import PASSWORD, add_account, proxy_settings
+
+
+def ensure_dir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 @dataclass
@@ -50,7 +55,11 @@ async def make_stack(tmp_path, aiohttp_server):
 
     async def make(web_dirs: dict | None = None, **overrides) -> Stack:
         base = tmp_path / f"stack{next(count)}"
-        upstream = await aiohttp_server(fake_comfyui.create_app(base / "output", web_dirs=web_dirs))
+        # as comfyctl serve runs ComfyUI: --multi-user, with the default user in users.json
+        comfy_users.ensure_default_user(ensure_dir(base / "user"))
+        upstream = await aiohttp_server(
+            fake_comfyui.create_app(base / "output", web_dirs=web_dirs, multi_user=True)
+        )
         settings = proxy_settings(
             overrides.pop("upstream", f"http://127.0.0.1:{upstream.port}"), base, **overrides
         )
@@ -64,6 +73,14 @@ async def make_stack(tmp_path, aiohttp_server):
 @pytest.fixture
 async def stack(make_stack):
     return await make_stack()
+
+
+@pytest.fixture
+async def team(make_stack):
+    """A stack with two members, alice and bob; and the admin's token as headers."""
+    stack = await make_stack()
+    alice, bob = add_account(stack.settings, "alice"), add_account(stack.settings, "bob")
+    return stack, alice, bob, {"Authorization": f"Bearer {stack.token}"}
 
 
 @pytest.fixture
@@ -174,18 +191,12 @@ def proxy_process(spawn_proxy):
     return p.proc, p.base, p.token, p.log, p.env
 
 
-@pytest.fixture(scope="package")
-def comfy(tmp_path_factory):
-    """The opt-in tier's real ComfyUI on CPU (skipped unless COMFYUI_DIR/COMFYUI_PYTHON), one
-    for this package, run as comfyctl serve runs it: extra_model_paths.yaml lists the data
-    volume's custom_nodes and the gate's front-end extension. The pinned packs are left out
-    (all but the extension, and ComfyUI's own SaveImageWebsocket example node, which one of
-    its script_examples uses), so that it starts in seconds."""
-    data = tmp_path_factory.mktemp("comfy")
+def real_comfyui(data: Path, *flags: str) -> RealComfyUI:
     config = data / "extra_model_paths.yaml"
     c = RealComfyUI(
         data,
         (
+            *flags,
             "--extra-model-paths-config",
             str(config),
             "--disable-all-custom-nodes",
@@ -196,6 +207,38 @@ def comfy(tmp_path_factory):
     )
     (data / "custom_nodes").mkdir()
     model_paths.write(data / "models", config, data / "custom_nodes", CUSTOM_NODES)
+    return c
+
+
+@pytest.fixture(scope="package")
+def comfy_teams(tmp_path_factory):
+    """The opt-in tier's real ComfyUI as comfyctl serve starts it for several people:
+    --multi-user, with the default user in users.json (comfyctl/comfy_users.py)."""
+    data = tmp_path_factory.mktemp("comfy-teams")
+    comfy_users.ensure_default_user(ensure_dir(data / "user"))
+    c = real_comfyui(data, "--multi-user")
+    c.start()
+    yield c
+    c.stop()
+
+
+@pytest.fixture
+async def real_team(comfy_teams, proxy_for):
+    """The gate in front of `comfy_teams` with two members, alice and bob; and the admin's
+    token as headers."""
+    p = await proxy_for(comfy_teams.url)
+    alice, bob = add_account(p.settings, "alice"), add_account(p.settings, "bob")
+    return p, alice, bob, {"Authorization": f"Bearer {p.token}"}
+
+
+@pytest.fixture(scope="package")
+def comfy(tmp_path_factory):
+    """The opt-in tier's real ComfyUI on CPU (skipped unless COMFYUI_DIR/COMFYUI_PYTHON), one
+    for this package, run as comfyctl serve runs it: extra_model_paths.yaml lists the data
+    volume's custom_nodes and the gate's front-end extension. The pinned packs are left out
+    (all but the extension, and ComfyUI's own SaveImageWebsocket example node, which one of
+    its script_examples uses), so that it starts in seconds."""
+    c = real_comfyui(tmp_path_factory.mktemp("comfy"))
     c.start()
     yield c
     c.stop()

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import aiohttp
 
+from auth_proxy.ws_filter import bound_client_id
 from tests.support import REPO, peak_rss_mb, stop_process
+from tests.support.native import owner_of
 from tests.support.proxy import PASSWORD
 
 
@@ -51,8 +53,10 @@ async def test_websocket_relays_text_binary_and_close_codes(stack, http):
 async def test_ws_query_token_is_stripped_and_works_only_on_ws(stack, http):
     ws = await http.ws_connect(stack.url(f"/ws?clientId=abc&token={stack.token}"))
     first = json.loads((await ws.receive()).data)
-    assert first["type"] == "status"
-    assert stack.up_state["last_ws_query"] == {"clientId": "abc"}
+    assert first["type"] == "status" and first["data"]["sid"] == "abc"
+    # the token stays here; the clientId goes on bound to the account (auth_proxy/ws_filter.py)
+    bound = bound_client_id(owner_of(stack.settings, "admin"), "abc")
+    assert stack.up_state["last_ws_query"] == {"clientId": bound}
     await ws.close()
     async with http.get(
         stack.url(f"/queue?token={stack.token}"), headers={"Accept": "application/json"}

@@ -7,7 +7,11 @@ other ComfyUI flags are accepted and ignored). Routes and message shapes follow 
 server.py: every core route also answers under /api/, the WebSocket at /ws?clientId=
 sends `status` on connect, and a queued prompt produces execution_start,
 execution_cached, executing, progress, executed, execution_success and a final
-executing with node null. The userdata file routes (`/userdata/{file}`, its move and
+executing with node null, each sent to the socket whose clientId is the prompt's
+client_id (broadcast when it has none). Queue items and history entries keep the prompt's
+extra_data (with its client_id), as ComfyUI's do. With `multi_user` (--multi-user), the
+user is the `comfy-user` header's, known only if it is in users.json (read at start;
+`POST /users` adds one), else a 500. The userdata file routes (`/userdata/{file}`, its move and
 delete) are aiohttp routes as in ComfyUI, so `workflows%2Fx.json` is one file name and
 `workflows/x.json` matches nothing. Routes under /_test/ exist only here, for relay tests.
 """
@@ -20,6 +24,7 @@ import json
 import mimetypes
 import os
 import random
+import re
 import struct
 import time
 import uuid
@@ -241,10 +246,16 @@ async def run_in_turn(state: dict, prompt_id: str, prompt: dict, client_id: str 
             state["runs"].append([prompt_id, began, time.time()])
 
 
+def queue_item(state: dict, prompt_id: str, prompt: dict) -> list:
+    """ComfyUI's queue item, `[number, prompt_id, prompt, extra_data, outputs_to_execute]`,
+    which its history entry keeps as `prompt` (execution.PromptQueue.task_done)."""
+    return state["items"].get(prompt_id) or [0, prompt_id, prompt, {}, []]
+
+
 def finish_error(state: dict, prompt_id: str, prompt: dict, messages: list) -> None:
     """What ComfyUI's task_done records for a failed or interrupted run."""
     state["history"][prompt_id] = {
-        "prompt": [0, prompt_id, prompt, state["extra"].get(prompt_id, {}), []],
+        "prompt": queue_item(state, prompt_id, prompt),
         "outputs": {},
         "status": {"status_str": "error", "completed": False, "messages": messages},
     }
@@ -286,7 +297,8 @@ async def execute(state: dict, prompt_id: str, prompt: dict, client_id: str | No
                 "executed": executed,
                 "timestamp": 0,
             }
-            await broadcast(state, {"type": "execution_interrupted", "data": data})
+            # ComfyUI sends it to the prompt's client; broadcast only without one
+            await broadcast(state, {"type": "execution_interrupted", "data": data}, client_id)
             finish_error(state, prompt_id, prompt, messages + [["execution_interrupted", data]])
             await broadcast(state, status_msg(state))
             return
@@ -341,7 +353,7 @@ async def execute(state: dict, prompt_id: str, prompt: dict, client_id: str | No
     # task_done), then sends the final executing/null; history_delay widens that gap.
     await asyncio.sleep(state["history_delay"])
     state["history"][prompt_id] = {
-        "prompt": [0, prompt_id, prompt, state["extra"].get(prompt_id, {}), list(outputs)],
+        "prompt": queue_item(state, prompt_id, prompt),
         "outputs": outputs,
         "status": {"status_str": "success", "completed": True, "messages": messages},
     }
@@ -357,6 +369,7 @@ def create_app(
     known_classes: set[str] | None = None,
     history_delay: float = 0.0,
     web_dirs: dict[str, Path] | None = None,
+    multi_user: bool = False,
 ) -> web.Application:
     """The stand-in's app.
 
@@ -366,21 +379,24 @@ def create_app(
     way `execute` does (history entry, queue removal, final status). `known_classes` widens
     the class names that POST /prompt accepts. `web_dirs` maps pack names to front-end
     extension folders, served at /extensions/NAME/ as ComfyUI serves a pack's WEB_DIRECTORY.
+    `multi_user` is ComfyUI's --multi-user: the users of `<user dir>/users.json`, read now.
     """
     web_dirs = dict(web_dirs or {})
+    users_file = Path(output_dir).parent / "user" / "users.json"
+    users = json.loads(users_file.read_text()) if multi_user and users_file.is_file() else {}
     state = {
         "output": Path(output_dir),
         "input": Path(output_dir).parent / "input",
         "temp": Path(output_dir).parent / "temp",
         "user": Path(output_dir).parent / "user" / "default",
         "queue": [],
+        "items": {},  # prompt id -> its queue item
+        "users": users if multi_user else {"default": "default"},
         "manager_calls": [],
         "hits": Counter(),
         "in_flight": 0,
         "most_in_flight": 0,
         "history": {},
-        # each prompt's extra_data, kept as ComfyUI keeps it in the queue item and the history
-        "extra": {},
         "sockets": {},
         "delay": delay,
         "tasks": set(),
@@ -426,15 +442,17 @@ def create_app(
 
     @r.get("/queue")
     async def get_queue(_):
-        running = [[0, p, {}, {}, []] for p in state["queue"] if p == state["running"]]
-        pending = [[i, p, {}, {}, []] for i, p in enumerate(state["queue"], 1) if p != state["running"]]
+        items = {p: queue_item(state, p, {}) for p in state["queue"]}
+        running = [items[p] for p in state["queue"] if p == state["running"]]
+        pending = [items[p] for p in state["queue"] if p != state["running"]]
         return web.json_response({"queue_running": running, "queue_pending": pending})
 
     @r.post("/queue")
     async def post_queue(request):
         body = await request.json()
         pending = [p for p in state["queue"] if p != state["running"]]
-        doomed = pending if body.get("clear") else [p for p in body.get("delete", []) if p in pending]
+        doomed = pending if body.get("clear") else []
+        doomed += [p for p in body.get("delete", []) if p in pending and p not in doomed]
         for p in doomed:
             state["queue"].remove(p)
             state["deleted"].add(p)
@@ -490,15 +508,20 @@ def create_app(
                 },
                 status=400,
             )
-        prompt_id = body.get("prompt_id") or str(uuid.uuid4())
+        prompt_id = str(body.get("prompt_id") or uuid.uuid4())
         state["counter"] += 1
-        extra = body.get("extra_data") if isinstance(body.get("extra_data"), dict) else {}
-        state["extra"][prompt_id] = {
-            **extra,
-            **({"client_id": body["client_id"]} if "client_id" in body else {}),
-        }
+        # ComfyUI orders its queue by this number: the client's, or the next one (negated
+        # for "front"); the stand-in runs in arrival order but records it
+        number = (
+            float(body["number"]) if "number" in body else state["counter"] * (-1 if body.get("front") else 1)
+        )
+        # as server.py post_prompt: extra_data kept as sent, with client_id put in it
+        extra_data = body.get("extra_data", {})
+        if "client_id" in body:
+            extra_data["client_id"] = body["client_id"]
+        state["items"][prompt_id] = [number, prompt_id, prompt, extra_data, list(prompt)]
         state["queue"].append(prompt_id)
-        task = asyncio.ensure_future(run_in_turn(state, prompt_id, prompt, body.get("client_id")))
+        task = asyncio.ensure_future(run_in_turn(state, prompt_id, prompt, extra_data.get("client_id")))
         state["tasks"].add(task)
         task.add_done_callback(state["tasks"].discard)
         return web.json_response({"prompt_id": prompt_id, "number": state["counter"], "node_errors": {}})
@@ -517,8 +540,12 @@ def create_app(
         return web.json_response({pid: state["history"][pid]} if pid in state["history"] else {})
 
     @r.post("/history")
-    async def post_history(_):
-        state["history"].clear()
+    async def post_history(request):
+        body = await request.json()
+        if body.get("clear"):
+            state["history"].clear()
+        for p in body.get("delete", []):
+            state["history"].pop(p, None)
         return web.Response(status=200)
 
     def input_files() -> list[str]:
@@ -670,13 +697,24 @@ def create_app(
     async def folder_paths(_):
         return web.json_response({"checkpoints": [["/models/checkpoints"], []]})
 
+    def request_user(request) -> str:
+        # As ComfyUI's user_manager: with --multi-user the user is the comfy-user header's,
+        # "default" without one, and one not in users.json is a KeyError (a 500).
+        user = request.headers.get("comfy-user", "default") if multi_user else "default"
+        if user not in state["users"]:
+            raise KeyError("Unknown user: " + user)
+        return user
+
+    def user_root(request) -> Path:
+        return (state["user"].parent / request_user(request)).resolve()
+
     def user_path(request, name: str) -> Path | None:
         # As ComfyUI's user_manager: the route's {file} arrives with "%2F" already decoded to
         # "/" (aiohttp matches on the path with %2F kept, then unquotes the match), a name
         # still holding "%" is unquoted once more, and nothing may leave the user's folder.
         if "%" in name:
             name = unquote(name)
-        root = state["user"].resolve()
+        root = user_root(request)
         path = (root / name).resolve()
         return path if path == root or root in path.parents else None
 
@@ -717,8 +755,8 @@ def create_app(
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
-    def written(path: Path) -> web.Response:
-        return web.json_response(path.relative_to(state["user"].resolve()).as_posix())
+    def written(request, path: Path) -> web.Response:
+        return web.json_response(path.relative_to(user_root(request)).as_posix())
 
     @r.post("/userdata/{file}")
     async def userdata_post(request):
@@ -726,7 +764,7 @@ def create_app(
         if isinstance(path, web.Response):
             return path
         path.write_bytes(await request.read())
-        return written(path)
+        return written(request, path)
 
     @r.delete("/userdata/{file}")
     async def userdata_delete(request):
@@ -745,7 +783,7 @@ def create_app(
         if isinstance(dest, web.Response):
             return dest
         source.replace(dest)
-        return written(dest)
+        return written(request, dest)
 
     @r.get("/v2/userdata")
     async def userdata2(_):
@@ -753,15 +791,29 @@ def create_app(
 
     @r.get("/users")
     async def users(_):
+        if multi_user:
+            return web.json_response({"storage": "server", "users": state["users"]})
         return web.json_response({"storage": "server", "migrated": True})
 
+    @r.post("/users")
+    async def post_users(request):
+        # app/user_manager.py add_user: the id is the name made safe plus a uuid, kept in
+        # users.json (read only at start)
+        username = (await request.json())["username"]
+        if username in state["users"].values():
+            return web.json_response({"error": "Duplicate username."}, status=400)
+        user_id = re.sub("[^a-zA-Z0-9-_]+", "-", username.strip()) + "_" + str(uuid.uuid4())
+        state["users"][user_id] = username
+        (state["user"].parent / "users.json").write_text(json.dumps(state["users"]))
+        return web.json_response(user_id)
+
     @r.get("/settings")
-    async def settings(_):
-        return web.json_response(state["settings"])
+    async def settings(request):
+        return web.json_response(state["settings"].setdefault(request_user(request), {}))
 
     @r.post("/settings")
     async def post_settings(request):
-        state["settings"].update(await request.json())
+        state["settings"].setdefault(request_user(request), {}).update(await request.json())
         return web.Response(status=200)
 
     @r.get("/features")
@@ -913,6 +965,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--listen", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8188)
     p.add_argument("--output-directory", default="output")
+    p.add_argument("--multi-user", action="store_true")
     # not a ComfyUI flag: seconds each prompt takes before it starts, for fault tests
     p.add_argument("--fake-delay", type=float, default=0.0)
     # nor this: seconds between a run's last output and its history entry (a kill lands there)
@@ -922,7 +975,9 @@ def main(argv: list[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     print(f"fake ComfyUI on {args.listen}:{args.port}", flush=True)
     web.run_app(
-        create_app(out, delay=args.fake_delay, history_delay=args.fake_history_delay),
+        create_app(
+            out, delay=args.fake_delay, history_delay=args.fake_history_delay, multi_user=args.multi_user
+        ),
         host=args.listen,
         port=args.port,
         print=None,
