@@ -51,9 +51,12 @@ class Ledger(Protocol):
         """How long the last successful runs took, newest first."""
 
     # --- the worker's side ---------------------------------------------------------------
-    async def claim(self, worker: str, lease_s: float) -> Job | None:
+    async def claim(self, worker: str, lease_s: float, prompt_id: str | None = None) -> Job | None:
         """The oldest job that is queued, or running under a lease that ran out (its worker
-        died), now leased to `worker`."""
+        died), now leased to `worker`. With `prompt_id`, a job never tried comes back with
+        its first attempt recorded under that id (as start_attempt would, in the same
+        transaction); a job tried before keeps its last attempt's id. `others_waiting` says
+        whether the claim saw other claimable jobs."""
 
     async def forget_own_leases(self, worker: str) -> int:
         """At a worker's start: jobs it held before it restarted can be resumed at once."""

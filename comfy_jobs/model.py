@@ -63,6 +63,7 @@ class Job:
     queue_position: int | None = None
     execution_s: float | None = None
     needs: list[str] | None = None  # the model files it loads (placement)
+    others_waiting: bool = False  # set by a claim: other claimable jobs were there too
 
 
 @dataclass(frozen=True)

@@ -342,7 +342,7 @@ class SqlLedger:
         return await self._read(run)
 
     # --- the worker's side -------------------------------------------------------------
-    async def claim(self, worker, lease_s):
+    async def claim(self, worker, lease_s, prompt_id=None):
         def run():
             now = time.time()
             with self._tx(Write.ORDERED) as c:
@@ -372,7 +372,16 @@ class SqlLedger:
                 if row is None:
                     return None
                 job = job_of(row)
-                # a job never tried has no outputs to read back
+                job.others_waiting = len(rows) > 1
+                if job.prompt_id is None and prompt_id is not None:
+                    # Its first attempt, in the same transaction: one commit (and, on
+                    # PostgreSQL, one WAL flush) fewer per job than a separate start_attempt.
+                    # A job never tried has no outputs to read back, nor to drop.
+                    key = {"job_id": job.id, "worker": worker, "prompt_id": prompt_id, "now": now}
+                    job.attempts = c.execute(Q.attempt_count, key).scalar_one()
+                    c.execute(Q.attempt_put, {**key, "n": job.attempts})
+                    job.prompt_id = prompt_id
+                    return self._full(c, job, outputs=False)
                 return self._full(c, job, outputs=job.prompt_id is not None)
 
         return await self._run(run)

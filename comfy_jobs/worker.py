@@ -44,6 +44,7 @@ from comfy_jobs.progress import Tracker
 log = logging.getLogger(__name__)
 COMFY_POLL_S = 0.25  # how often a worker whose ComfyUI is away asks whether it is back
 POLL_S = 1.0  # how often the run is checked against /queue and /history
+CLAIM_EVERY_S = 1.0  # how often an idle worker claims with nothing telling it a job is there
 HOLD = 2  # jobs a worker holds at once: the one ComfyUI runs and the next, queued behind it
 # How long a submission waits for the worker's WebSocket to ComfyUI (back after a restart):
 # a run that starts before the worker hears ComfyUI is one whose start it cannot know.
@@ -73,6 +74,8 @@ class Held:
         self.lost = False
         self.hand_back = False  # the worker drains: give the job back unless its run started
         self.submitted = asyncio.Event()  # its run is in ComfyUI's hands (or the job ended)
+        # the attempt the claim recorded, until it is submitted (a job tried before has none)
+        self.unsent: str | None = None
         self.task: asyncio.Task | None = None
         self.stream: asyncio.Queue | None = None
         # (node, name) of the outputs committed, while the run goes and after: each is
@@ -105,6 +108,13 @@ class Worker:
         self._submitting = asyncio.Lock()
         self.comfy_up = False
         self._wake = asyncio.Event()
+        # Whether a claim may find a job now: one was created (wake: here, or a NOTIFY from
+        # another process), or the last claim saw more than the one it took. Otherwise the
+        # worker claims only every CLAIM_EVERY_S (a lease that runs out tells no one): a claim
+        # is a write transaction, and one that finds nothing holds up the writes of the jobs
+        # that run (SQLite has one writer).
+        self._more = True
+        self._next_claim = 0.0
         self._stopping = False
         cost = PodCost(settings.pod, session) if settings.pod else None
         self.presence = Presence(ledger, settings, lambda: next(iter(self.held), None), cost)
@@ -115,6 +125,7 @@ class Worker:
         self.task = asyncio.create_task(self.run(), name=f"worker {self.id}")
 
     def wake(self) -> None:
+        self._more = True
         self._wake.set()
 
     def cancel_now(self, job_id: str) -> None:
@@ -160,14 +171,19 @@ class Worker:
                     if not self.comfy_up:
                         await self._idle(1.0)
                         continue
-                job = await self.ledger.claim(self.id, self.s.lease_s)
+                if not self._more and time.monotonic() < self._next_claim:
+                    await self._idle(self._next_claim - time.monotonic())
+                    continue
+                self._more, self._next_claim = False, time.monotonic() + CLAIM_EVERY_S
+                prompt_id = str(uuid.uuid4())
+                job = await self.ledger.claim(self.id, self.s.lease_s, prompt_id)
                 if job is None:
                     if not self.held:
                         await self.presence.busy(False)
-                    await self._idle(1.0)
                     continue
+                self._more = self._more or job.others_waiting
                 await self.presence.busy(True)
-                held = self._take(job)
+                held = self._take(job, job.prompt_id == prompt_id)
                 # The next claim waits for this job's submission, which it would otherwise
                 # queue behind in the ledger (SQLite has one writer) for nothing.
                 with contextlib.suppress(asyncio.TimeoutError):
@@ -186,8 +202,11 @@ class Worker:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self.ledger.forget_worker(self.id))
 
-    def _take(self, job: Job) -> Held:
+    def _take(self, job: Job, fresh: bool) -> Held:
+        """`fresh`: the claim recorded the job's first attempt (not submitted yet)."""
         held = self.held[job.id] = Held(job)
+        if fresh:
+            held.unsent = job.prompt_id
         held.task = asyncio.create_task(self._hold(held), name=f"job {job.id}")
         held.task.add_done_callback(lambda _t: self._ended(held))
         return held
@@ -206,7 +225,7 @@ class Worker:
         """Jobs submitted through another process (a gateway) wake this worker at once."""
         while True:
             await self.ledger.wait_for_work(30.0)
-            self._wake.set()
+            self.wake()
 
     async def _idle(self, seconds: float) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
@@ -290,7 +309,7 @@ class Worker:
     # --- one job -----------------------------------------------------------------------
     async def _drive(self, held: Held) -> None:
         job = held.job
-        if job.prompt_id:  # an earlier attempt: does ComfyUI still have it?
+        if job.prompt_id and not held.unsent:  # an earlier attempt: does ComfyUI still have it?
             past = await self.ledger.attempts_of(job.id)
             if past and past[-1]["outcome"] == "succeeded":
                 return await self._succeed(held, past[-1]["prompt_id"], json.loads(past[-1]["reason"]))
@@ -309,9 +328,10 @@ class Worker:
             await self._lost(job, job.prompt_id, "ComfyUI no longer knew the run when the job was resumed")
         while True:
             if held.cancel:
+                await self._drop_unsent(held)
                 return await self._finish(held, CANCELED, None)
             if held.hand_back:
-                raise HandedBack(None)
+                raise HandedBack(held.unsent)  # the claim's attempt, if any, is dropped with it
             if job.attempts >= self.s.max_attempts:
                 return await self._finish(
                     held,
@@ -325,18 +345,22 @@ class Worker:
             try:
                 graph = await self.files.resolve_inputs(self.comfy, job.workflow)
             except MissingInput as exc:
+                await self._drop_unsent(held)
                 return await self._finish(held, FAILED, {"code": "missing_asset", "message": str(exc)})
             except Unreachable:
                 await self._wait_for_comfy(held)
                 continue
-            prompt_id = str(uuid.uuid4())
+            prompt_id = held.unsent or str(uuid.uuid4())
             held.stream = self.streams[prompt_id] = asyncio.Queue()
             try:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._socket_up.wait(), SOCKET_WAIT_S)
                 async with self._submitting:
                     self._check(held)
-                    job.attempts = await self.ledger.start_attempt(job.id, self.id, prompt_id)
+                    if held.unsent:  # recorded by the claim
+                        held.unsent = None
+                    else:
+                        job.attempts = await self.ledger.start_attempt(job.id, self.id, prompt_id)
                     job.prompt_id = prompt_id
                     held.seen.clear()  # the ledger dropped a lost run's outputs with the new attempt
                     self.metrics.attempts += 1
@@ -369,6 +393,13 @@ class Worker:
                 await self._wait_for_comfy(held)
                 continue
             return await self._conclude(held, prompt_id, loc)
+
+    async def _drop_unsent(self, held: Held) -> None:
+        """The job ends before the attempt its claim recorded was submitted: no attempt."""
+        if held.unsent:
+            await self.ledger.abort_attempt(held.job.id, self.id, held.unsent)
+            held.job.attempts -= 1
+            held.unsent = None
 
     def _behind_the_lost_run(self, prompt_id: str, drops_at_submit: int) -> bool:
         """ComfyUI went away, after this run was submitted, while executing another run of

@@ -52,6 +52,31 @@ async def test_a_lease_that_runs_out_is_claimed_by_another_worker(ledger):
     assert await ledger.claim("w3", 10) is None  # a finished job is never claimed again
 
 
+async def test_a_claim_records_the_first_attempt_in_its_transaction(ledger):
+    """The worker passes the id its first submission will carry: the claim records attempt 1
+    under it; a job tried before keeps its last attempt (the worker resumes that one)."""
+    for job_id in ("job_a", "job_b"):
+        await ledger.create_job(job_id, {"1": {}}, None, None, None, 0, 3600)
+    first = await ledger.claim("w1", 60, "p1")
+    assert (first.id, first.attempts, first.prompt_id, first.others_waiting) == ("job_a", 1, "p1", True)
+    assert [(a["n"], a["prompt_id"], a["ended_at"]) for a in await ledger.attempts_of("job_a")] == [
+        (1, "p1", None)
+    ]
+    await ledger.abort_attempt("job_a", "w1", "p1")  # it never reached ComfyUI
+    assert await ledger.attempts_of("job_a") == [] and (await ledger.get_job("job_a")).attempts == 0
+    assert await ledger.start_attempt("job_a", "w1", "p2") == 1
+    await ledger.release("job_a", "w1")
+    again = await ledger.claim("w2", 60, "p3")  # the oldest: job_a, tried before
+    assert (again.id, again.attempts, again.prompt_id) == ("job_a", 1, "p2")
+    assert [a["prompt_id"] for a in await ledger.attempts_of("job_a")] == ["p2"]
+    last = await ledger.claim("w2", 60, "p4")
+    assert (last.id, last.prompt_id, last.others_waiting) == ("job_b", "p4", False)
+    await ledger.hand_back("job_b", "w2", "p4")  # a drain, before it was submitted
+    back = await ledger.get_job("job_b")
+    assert (back.status, back.attempts, back.prompt_id, back.started_at) == ("queued", 0, None, None)
+    assert await ledger.attempts_of("job_b") == []
+
+
 async def test_idempotency_and_queue_limit(ledger):
     await ledger.create_job("job_1", {}, None, None, IdemKey("k", "h1"), 1, 3600)
     job, replayed = await ledger.create_job("job_2", {}, None, None, IdemKey("k", "h1"), 1, 3600)
