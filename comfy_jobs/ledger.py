@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from comfy_jobs.model import Asset, Claim, Delivery, IdemKey, Job, JobPage, JobQuery, WorkerInfo
+from comfy_jobs.model import Asset, Claim, Delivery, IdemKey, Job, JobPage, JobQuery, Output, WorkerInfo
 
 
 class Ledger(Protocol):
@@ -100,10 +100,12 @@ class Ledger(Protocol):
         error: dict | None,
         progress: dict | None = None,
         attempt: tuple[str, str, str] | None = None,
+        outputs: Sequence[Output] = (),
     ) -> bool:
-        """Move a job the worker holds to a terminal state (with its last progress, when
-        given, and ending its attempt (prompt_id, outcome, reason) in the same transaction);
-        False if it no longer holds it."""
+        """Move a job the worker holds to a terminal state, in one transaction with its last
+        progress, the end of its attempt (prompt_id, outcome, reason) and the outputs not
+        committed yet (each once per node and name), when given; False if it no longer
+        holds it (and nothing is written)."""
 
     # --- assets ---------------------------------------------------------------------------
     async def put_asset(self, asset: Asset) -> None: ...

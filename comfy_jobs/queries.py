@@ -158,6 +158,7 @@ attempt_put = insert(A).values(
     worker=bindparam("worker"),
     started_at=bindparam("now"),
 )
+output_names = select(OUT.c.node_id, OUT.c.name).where(OUT.c.job_id == bindparam("job_id"))
 outputs_drop = delete(OUT).where(OUT.c.job_id == bindparam("job_id"))
 attempt_drop = delete(A).where(A.c.prompt_id == bindparam("prompt_id"))
 attempt_uncount = (

@@ -509,7 +509,7 @@ class SqlLedger:
 
         return await self._run(run)
 
-    async def finish(self, job_id, worker, status, error, progress=None, attempt=None):
+    async def finish(self, job_id, worker, status, error, progress=None, attempt=None, outputs=()):
         assert status in TERMINAL
 
         def run():
@@ -532,10 +532,29 @@ class SqlLedger:
                 else:
                     n = c.execute(Q.finish_with_progress, {**values, "progress": progress}).rowcount
                 if n:
+                    self._put_outputs(c, job_id, outputs)
                     self._enqueue_webhook(c, job_id, status)
                 return bool(n)
 
         return await self._run(run)
+
+    def _put_outputs(self, c: Connection, job_id: str, outputs: Sequence[Output]) -> None:
+        if not outputs:
+            return
+        have = {(r.node_id, r.name) for r in c.execute(Q.output_names, {"job_id": job_id})}
+        for o in outputs:
+            if (o.node_id, o.name) not in have:
+                self._put_asset(c, o.asset)
+                c.execute(
+                    Q.output_put,
+                    {
+                        "job_id": job_id,
+                        "node_id": o.node_id,
+                        "name": o.name,
+                        "kind": o.type,
+                        "asset_id": o.asset.id,
+                    },
+                )
 
     # --- assets --------------------------------------------------------------------------
     @staticmethod

@@ -35,7 +35,7 @@ import aiohttp
 
 from comfy_jobs import progress
 from comfy_jobs.comfy import ComfyUI, Located, Rejected, Unreachable, rejected_error
-from comfy_jobs.model import CANCELED, FAILED, SUCCEEDED, Job
+from comfy_jobs.model import CANCELED, FAILED, SUCCEEDED, Job, Output
 from comfy_jobs.outputs import MissingInput, pending
 from comfy_jobs.podcost import PodCost
 from comfy_jobs.presence import Presence
@@ -81,6 +81,10 @@ class Held:
         # (node, name) of the outputs committed, while the run goes and after: each is
         # fetched from ComfyUI once
         self.seen = {(o.node_id, o.name) for o in job.outputs}
+        # Outputs stored once the run's history entry was there, written with the job's end
+        # (one transaction), which follows at once
+        self.unwritten: list[Output] = []
+        self.run_done = False  # ComfyUI's history has the entry of the run being followed
 
     def kick(self) -> None:
         if self.stream is not None:
@@ -362,13 +366,19 @@ class Worker:
                     else:
                         job.attempts = await self.ledger.start_attempt(job.id, self.id, prompt_id)
                     job.prompt_id = prompt_id
-                    held.seen.clear()  # the ledger dropped a lost run's outputs with the new attempt
+                    # the ledger dropped a lost run's outputs with the new attempt
+                    held.seen.clear()
+                    held.unwritten.clear()
                     self.metrics.attempts += 1
                     await self.comfy.submit(prompt_id, graph, self.client_id, job.extra_data)
                     held.submitted.set()
             except Rejected as exc:
-                await self.ledger.end_attempt(job.id, prompt_id, "rejected", json.dumps(exc.body)[:4000])
-                return await self._finish(held, FAILED, rejected_error(exc.body, job.workflow))
+                return await self._finish(
+                    held,
+                    FAILED,
+                    rejected_error(exc.body, job.workflow),
+                    attempt=(prompt_id, "rejected", json.dumps(exc.body)[:4000]),
+                )
             except Unreachable as exc:
                 if not exc.sent:  # never reached ComfyUI: not an attempt
                     await self.ledger.abort_attempt(job.id, self.id, prompt_id)
@@ -454,10 +464,11 @@ class Worker:
         """Until ComfyUI has a history entry for the run, or no longer knows it."""
         job = held.job
         stream = held.stream = self.streams.setdefault(prompt_id, asyncio.Queue())
-        tracker, seen = Tracker(job.workflow), held.seen
+        tracker = Tracker(job.workflow)
         # The WebSocket says when the run ends; /queue and /history are asked at once only to
         # resume a run, then every POLL_S in case the socket missed it (or ComfyUI died).
         interrupted, last_write, started, ended = False, 0.0, loc.state != "pending", False
+        held.run_done = False
         commits: list[asyncio.Task] = []
         next_poll = 0.0 if loc.state != "pending" else time.monotonic() + POLL_S
         try:
@@ -482,7 +493,7 @@ class Worker:
                     # its end): every commit ends before the run's does (below).
                     commits.append(
                         asyncio.create_task(
-                            self._commit_quietly(job, str(data["node"]), data.get("output") or {}, seen)
+                            self._commit_quietly(held, str(data["node"]), data.get("output") or {})
                         )
                     )
                 if tracker.feed(kind, data) and time.monotonic() - last_write >= PROGRESS_EVERY_S:
@@ -498,6 +509,7 @@ class Worker:
                     next_poll = time.monotonic() + POLL_S
                     # after the socket said it ended, its history entry is there: one request
                     loc = await self._locate(held, prompt_id, history_first=ended)
+                    held.run_done = loc.state == "done"
                     started = started or loc.state != "pending"
                     if loc.state == "pending" and tracker.current is None:
                         await self._progress(held, tracker, "waiting in ComfyUI's queue")
@@ -510,11 +522,19 @@ class Worker:
             self.streams.pop(prompt_id, None)
             held.stream = None
 
-    async def _commit_quietly(self, job: Job, node_id: str, node_out: dict, seen: set) -> None:
+    async def _commit_quietly(self, held: Held, node_id: str, node_out: dict) -> None:
         """An output a node reported while the run goes; one ComfyUI could not hand over now
-        is fetched again from the run's history entry at its end."""
+        is fetched again from the run's history entry at its end. One stored after that
+        entry was there is written with the job's end (the run cannot be lost any more)."""
         with contextlib.suppress(Unreachable):
-            await self.files.commit(self.comfy, job, node_id, node_out, seen)
+            await self.files.commit(
+                self.comfy,
+                held.job,
+                node_id,
+                node_out,
+                held.seen,
+                lambda: held.unwritten if held.run_done else None,
+            )
 
     async def _progress(self, held: Held, tracker: Tracker | None, message: str | None = None) -> None:
         snap = (
@@ -528,8 +548,9 @@ class Worker:
 
     async def _conclude(self, held: Held, prompt_id: str, loc: Located) -> None:
         if loc.state == "unknown":  # only reached when canceled: the queued prompt was deleted
-            await self.ledger.end_attempt(held.job.id, prompt_id, "canceled", "removed from ComfyUI's queue")
-            return await self._finish(held, CANCELED, None)
+            return await self._finish(
+                held, CANCELED, None, attempt=(prompt_id, "canceled", "removed from ComfyUI's queue")
+            )
         entry = loc.entry or {}
         status = entry.get("status") or {}
         if status.get("status_str", "success") == "success":
@@ -548,16 +569,16 @@ class Worker:
             return await self._succeed(held, prompt_id, outputs)
         messages = {event: data for event, data in status.get("messages") or [] if isinstance(data, dict)}
         if "execution_interrupted" in messages:
-            await self.ledger.end_attempt(held.job.id, prompt_id, "interrupted", "")
+            ended = (prompt_id, "interrupted", "")
             if held.cancel:
-                return await self._finish(held, CANCELED, None)
+                return await self._finish(held, CANCELED, None, attempt=ended)
             return await self._finish(
-                held, FAILED, {"code": "interrupted", "message": "the run was interrupted in ComfyUI"}
+                held,
+                FAILED,
+                {"code": "interrupted", "message": "the run was interrupted in ComfyUI"},
+                attempt=ended,
             )
         err = messages.get("execution_error") or {}
-        await self.ledger.end_attempt(
-            held.job.id, prompt_id, "failed", str(err.get("exception_message", ""))[:4000]
-        )
         tb = err.get("traceback")
         return await self._finish(
             held,
@@ -569,13 +590,17 @@ class Worker:
                 "class_type": err.get("node_type"),
                 "traceback": "".join(tb) if isinstance(tb, list) else tb,
             },
+            attempt=(prompt_id, "failed", str(err.get("exception_message", ""))[:4000]),
         )
 
     async def _succeed(self, held: Held, prompt_id: str, outputs: dict) -> None:
+        """Fetch what the run saved and not yet committed; written with the job's end."""
         for node_id, node_out in outputs.items():
             while True:
                 try:
-                    await self.files.commit(self.comfy, held.job, str(node_id), node_out, held.seen)
+                    await self.files.commit(
+                        self.comfy, held.job, str(node_id), node_out, held.seen, lambda: held.unwritten
+                    )
                     break
                 except Unreachable as exc:
                     log.warning("job %s: fetching outputs: %s; retrying", held.job.id, exc)
@@ -596,7 +621,7 @@ class Worker:
         attempt: tuple[str, str, str] | None = None,
     ) -> None:
         job = held.job
-        if await self.ledger.finish(job.id, self.id, status, error, progress, attempt):
+        if await self.ledger.finish(job.id, self.id, status, error, progress, attempt, held.unwritten):
             self.metrics.finished[status] += 1
             if job.started_at:
                 self.metrics.execution.observe(time.time() - job.started_at)
