@@ -500,7 +500,9 @@ class Worker:
                     last_write = time.monotonic()
                     await self._progress(held, tracker)
                 if kind == "execution_start":
-                    started = True
+                    # throttled from the run's start: a run shorter than that writes no
+                    # snapshot of its own, the job's end writes the last (done) one
+                    started, last_write = True, time.monotonic()
                 if kind in ("execution_success", "execution_error", "execution_interrupted") or (
                     kind == "executing" and data.get("node") is None
                 ):
