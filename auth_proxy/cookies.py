@@ -15,10 +15,13 @@ def secure(request: web.Request) -> bool:
     return request.secure or request.headers.get("X-Forwarded-Proto", "").lower() == "https"
 
 
-def start_session(resp: web.StreamResponse, request: web.Request) -> web.StreamResponse:
-    """A new server-side session for the admin, and its cookie on `resp`."""
+def start_session(resp: web.StreamResponse, request: web.Request, user: str) -> web.StreamResponse:
+    """A new server-side session for the account `user`, and its cookie on `resp`."""
     gate = request.config_dict[GATE]
-    sid = gate.sessions.create(gate.admin.user, gate.admin.generation)
+    account = gate.accounts.account(user, fresh=True)
+    if account is None:  # deleted a moment ago
+        raise web.HTTPForbidden(text="this account no longer exists")
+    sid = gate.sessions.create(account)
     resp.set_cookie(
         COOKIE,
         sid,

@@ -10,7 +10,8 @@ import logging
 
 from aiohttp import web
 
-from auth_proxy.accounts import token_digest
+from auth_proxy import audit
+from auth_proxy.accounts import Account
 from auth_proxy.replies import error
 from auth_proxy.services import GATE, Gate, Who
 from auth_proxy.sessions import COOKIE
@@ -19,13 +20,25 @@ log = logging.getLogger(__name__)
 WS_PATHS = ("/ws", "/api/ws")
 
 
+def who_of(account: Account, via: str, **kw) -> Who:
+    return Who(
+        account.name,
+        via,
+        generation=account.generation,
+        role=account.role,
+        must_change=account.must_change,
+        **kw,
+    )
+
+
 def by_token(gate: Gate, token: str, via: str) -> Who | web.Response:
     # Tokens are ASCII; a header holding other bytes arrives as undecodable text.
-    name = gate.store.find_token(token.strip()) if token.isascii() else None
-    if name is None:
+    found = gate.accounts.find_token(token.strip()) if token.isascii() else None
+    if found is None:
         gate.metrics.login_failures += 1
         return error(401, "unknown or revoked API token")
-    return Who(f"token:{name}", via, token_digest=token_digest(token.strip()))
+    tok, account = found
+    return who_of(account, via, token_digest=tok.digest, token=tok.name)
 
 
 async def identify(request: web.Request, norm: str) -> Who | web.Response | None:
@@ -44,9 +57,9 @@ async def identify(request: web.Request, norm: str) -> Who | web.Response | None
     if norm in WS_PATHS and request.query.get("token"):
         return by_token(gate, request.query["token"], "query-token")
     sid = request.cookies.get(COOKIE)
-    session = gate.sessions.get(sid, gate.admin.generation)
+    session = gate.sessions.get(sid)
     if session:
-        return Who(session.user, "cookie", sid, generation=session.generation)
+        return who_of(session.account, "cookie", sid=sid)
     return None
 
 
@@ -70,38 +83,45 @@ def busy(message: str, seconds: int) -> web.Response:
 
 async def check_login(request: web.Request, user: str, password: str, via: str) -> Who | web.Response:
     gate = request.config_dict[GATE]
-    known = gate.verified.key(gate.admin.generation, user, password) if via == "basic" else None
-    if known and gate.verified.known(known):
+    account = gate.accounts.account(user)
+    known = gate.verified.key(account.generation, user, password) if via == "basic" and account else None
+    if known and gate.verified.known(known) and account and not account.disabled:
         # Remembered: no check, so no limit either; a flood of wrong guesses elsewhere
         # must not stop a script that already proved its password.
-        return Who(gate.admin.user, via, generation=gate.admin.generation)
+        return who_of(account, via)
     client = client_key(request.remote)
     keys = [client]
-    if user.lower() == gate.admin.user.lower():
-        keys.append(f"user:{user.lower()}")
+    if account is not None:
+        # Only names that exist get a per-name allowance: guessing names fills no table.
+        keys.append(f"user:{user}")
     wait = gate.limiter.retry_after(keys)
     if wait > 0:
         secs = int(wait) + 1
         return busy(f"too many failed logins; try again in {secs} s", secs)
     if gate.pending_logins >= gate.s.max_pending_logins:
         return busy("too many logins are being checked right now; try again in a second", 1)
-    if not gate.limiter.begin([client]):
+    # One check at a time per client and name: a client cannot fill the argon2 pool with
+    # parallel guesses at one name, while people behind one address (a lab's NAT) log in at once.
+    checking = [f"{client}|{user}"]
+    if not gate.limiter.begin(checking):
         return busy("a login from this client is being checked; wait for its answer", 1)
     # Counted before the check, so that attempts made while it runs see it; a success
     # clears it again.
     gate.limiter.failed(keys)
     gate.pending_logins += 1
     try:
-        ok = await gate.in_argon2_pool(gate.store.check_password, gate.admin, user, password)
+        checked = await gate.in_argon2_pool(gate.accounts.check_password, user, password)
     finally:
         gate.pending_logins -= 1
-        gate.limiter.end([client])
-    if not ok:
+        gate.limiter.end(checking)
+    if checked is None:
         gate.limiter.confirm(keys)
         gate.metrics.login_failures += 1
         log.warning("failed login from %s", request.remote)
+        audit.record(gate, "login-failed", user=user, client=request.remote, via=via)
         return error(401, "wrong user name or password")
     gate.limiter.succeeded(keys)
-    if known:
-        gate.verified.add(known)
-    return Who(gate.admin.user, via, generation=gate.admin.generation)
+    audit.record(gate, "login", user=checked.name, client=request.remote, via=via)
+    if via == "basic":
+        gate.verified.add(gate.verified.key(checked.generation, user, password))
+    return who_of(checked, via)

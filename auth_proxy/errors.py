@@ -6,6 +6,7 @@
 | 2 | bad command line or settings (the message names the variable) |
 | 3 | the state directory cannot be read or written |
 | 4 | no such token (`token revoke`) or a token name already in use (`token create`) |
+| 5 | no such account, a name already in use, or a change refused (`user ...`) |
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ class StateError(AuthProxyError):
 
 class TokenError(AuthProxyError):
     exit_code = 4
+
+
+class AccountError(AuthProxyError):
+    exit_code = 5
 
 
 class BadBody(ValueError):

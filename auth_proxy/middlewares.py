@@ -30,8 +30,8 @@ SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 # The pages of ComfyUI's front end that a link from another site may open.
 UI_PAGES = {"/"}
 MUST_CHANGE_MSG = (
-    "the admin password is still the default: log in at /login in a browser "
-    "and set a new one (or set COMFY_ADMIN_PASSWORD) before using the API"
+    "this account's password is still the default or one the admin set: log in at /login "
+    "in a browser and set a new one (for the admin, COMFY_ADMIN_PASSWORD works too) before using the API"
 )
 
 
@@ -156,9 +156,10 @@ def cross_site_refused(request: web.Request) -> web.Response:
 
 @web.middleware
 async def forced_change(request: web.Request, handler):
-    """While the default password is in use, nothing but changing it (and logging out)."""
-    if request.config_dict[GATE].admin.must_change and access_of(request) is Access.LOGIN:
-        who = request[WHO]
+    """While an account's password is the default or one the admin set, nothing but
+    changing it (and logging out)."""
+    who = request.get(WHO)
+    if who is not None and who.must_change and access_of(request) is Access.LOGIN:
         if who.via == "cookie" and not wants_json(request):
             raise web.HTTPFound(f"/_auth/password?next={quote(request.path_qs)}")
         return error(403, MUST_CHANGE_MSG)

@@ -14,13 +14,13 @@ import aiohttp
 from aiohttp import web
 
 from auth_proxy import hashing
-from auth_proxy.accounts import Admin, Store
-from auth_proxy.accounts_sql import backend_for
+from auth_proxy.accounts import Accounts, open_accounts
+from auth_proxy.audit import AuditLog
 from auth_proxy.forwarded import Arrival
 from auth_proxy.metrics import Metrics
 from auth_proxy.ratelimit import LoginLimiter
 from auth_proxy.readiness import Readiness
-from auth_proxy.sessions import Sessions
+from auth_proxy.sessions import Sessions, session_key
 from auth_proxy.settings import Settings
 from auth_proxy.verified import VerifiedCredentials
 from comfy_jobs.service import JobsService
@@ -33,12 +33,14 @@ WS_LOGIN_ENDED = 4401
 
 @dataclass
 class Who:
-    user: str
+    user: str  # the account's name (for an API token, its owner's)
     via: str  # "cookie", "basic", "bearer", "query-token"
     sid: str | None = None
     token_digest: str | None = None  # which token, for bearer and query-token
     generation: int = 0  # the password generation a cookie or Basic proved
     role: str = "admin"  # "admin" or "member" (auth_proxy/accounts.py ROLES)
+    token: str | None = None  # the token's name, for bearer and query-token
+    must_change: bool = False  # the account's password was set by the admin (or is the default)
 
     @property
     def is_admin(self) -> bool:
@@ -56,11 +58,10 @@ class Relayed:
 class Gate:
     def __init__(self, settings: Settings):
         self.s = settings
-        # files in the state directory, or the cluster's database shared by every replica
-        backend = backend_for(settings.jobs.database_url if settings.jobs else "")
-        self.store = Store(settings.state_dir, backend)
-        self._admin = self.store.load_admin(settings.admin_user, settings.admin_password)
-        self.sessions = Sessions(settings.session_hours * 3600, settings.state_dir, backend)
+        # in the job ledger's database: SQLite on one box, shared by every replica in a cluster
+        self.accounts: Accounts = open_accounts(settings)
+        self.sessions = Sessions(settings.session_hours * 3600, self.accounts)
+        self.audit = AuditLog(settings.state_dir)
         self.verified = VerifiedCredentials()
         self.argon2_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="argon2")
         self.limiter = LoginLimiter(free=settings.login_max_failures, window_s=settings.login_window_s)
@@ -74,12 +75,14 @@ class Gate:
 
     def still_valid(self, who: Who) -> bool:
         """Whether the credentials `who` proved still hold: the token is not revoked, the
-        session not ended or expired, the password not changed since."""
+        session not ended or expired, the password not changed since, the account neither
+        disabled nor deleted."""
         if who.token_digest is not None:
-            return any(rec.get("sha256") == who.token_digest for rec in self.store.tokens().values())
+            return self.accounts.token_valid(who.token_digest)
         if who.sid is not None:
-            return self.sessions.get(who.sid, self.admin.generation) is not None
-        return who.generation == self.admin.generation
+            return self.sessions.alive(session_key(who.sid))
+        account = self.accounts.account(who.user)
+        return account is not None and not account.disabled and who.generation == account.generation
 
     def close_revoked(self) -> None:
         """Close every relayed WebSocket whose credentials no longer hold: a logout, a
@@ -103,11 +106,6 @@ class Gate:
             except Exception:  # noqa: BLE001 - a bad tokens file must not stop the watch
                 log.exception("checking open WebSockets' credentials failed; trying again")
 
-    @property
-    def admin(self) -> Admin:
-        """The account, as another replica may have changed it (a shared store)."""
-        return self.store.fresh(self._admin)
-
     async def in_argon2_pool(self, fn, *args):
         """argon2 takes ~0.1 s of CPU and 64 MiB per call: off the event loop, so relays
         keep flowing, and at most two at a time, so a burst of logins cannot exhaust memory.
@@ -127,9 +125,10 @@ class Gate:
         # The wrong-user check's hash, made now, so that the first such login costs no more
         # than later ones.
         self._dummy = asyncio.ensure_future(self.in_argon2_pool(hashing.dummy_hash))
-        if self.admin.must_change:
+        admin = self.accounts.account(self.s.admin_user, fresh=True)
+        if admin is not None and admin.must_change:
             log.warning("*" * 72)
-            log.warning("the admin account %r still has the default password 'admin'.", self.admin.user)
+            log.warning("the admin account %r still has the default password 'admin'.", admin.name)
             log.warning("log in at /login and set a new one, or set COMFY_ADMIN_PASSWORD.")
             log.warning("until then ComfyUI is reachable only through that password change.")
             log.warning("*" * 72)
@@ -140,6 +139,8 @@ class Gate:
         if self.client is not None:
             await self.client.close()
         self.argon2_pool.shutdown(wait=False)
+        self.accounts.close()
+        self.audit.close()
 
 
 GATE = web.AppKey("gate", Gate)

@@ -1,11 +1,13 @@
-"""Browser sessions, kept server-side so that logout and a password change revoke them.
+"""Browser sessions, kept server-side so that logout, a password change and an account
+disabled revoke them.
 
-The cookie carries only a random id. The proxy keeps each session under the sha256 of
-that id (auth_proxy/accounts.py's backend: AUTH_PROXY_STATE_DIR/sessions.json, mode 0600,
-written atomically; or the cluster's PostgreSQL, shared by every gateway replica), so a
-restart of the proxy or the container does not log browsers out, and a copy of the store
-holds nothing a browser could present. A session also ends when the admin password
-changes (its generation no longer matches) or when it expires.
+The cookie carries only a random id. The proxy keeps each session under the sha256 of that
+id, with its account and the account's password generation, in the accounts' database
+(auth_proxy/accounts_sql.py), so a restart of the proxy or the container does not log
+browsers out, every gateway replica sees the same sessions, and a copy of the database holds
+nothing a browser could present. A session ends when it expires, at logout, when its
+account's password changes (the generation no longer matches), and when the account is
+disabled or deleted.
 """
 
 from __future__ import annotations
@@ -14,20 +16,19 @@ import hashlib
 import logging
 import secrets
 import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
-from auth_proxy.accounts import AuthBackend, FileBackend
+from auth_proxy.accounts import Account, Accounts
 
 COOKIE = "comfy_session"
 log = logging.getLogger(__name__)
-SWEEP_EVERY_S = 600.0  # expired sessions are removed from a shared store this often
+SWEEP_EVERY_S = 600.0  # expired sessions are removed this often
 
 
 @dataclass
 class Session:
-    user: str
-    generation: int
+    account: Account
+    key: str
     expires: float
 
 
@@ -36,63 +37,60 @@ def _key(sid: str) -> str:
 
 
 class Sessions:
-    def __init__(self, lifetime_s: float, state_dir: Path | None = None, backend: AuthBackend | None = None):
+    def __init__(self, lifetime_s: float, accounts: Accounts):
         self.lifetime_s = lifetime_s
-        # no state dir and no backend: in memory only (sessions end with the process)
-        self.backend = backend or (FileBackend(state_dir) if state_dir else None)
-        self._memory: dict[str, dict] = {}
+        self.accounts = accounts
         self._swept = 0.0
-        self._expire()  # at start: an unreadable file is reported now, not at the first login
+        self._expire()
 
-    def _get(self, key: str) -> dict | None:
-        return self.backend.session(key) if self.backend else self._memory.get(key)
-
-    def create(self, user: str, generation: int) -> str:
+    def create(self, account: Account) -> str:
         self._expire()
         sid = secrets.token_urlsafe(32)
-        record = asdict(Session(user, generation, time.time() + self.lifetime_s))
-        if self.backend:
-            self.backend.put_session(_key(sid), record)
-        else:
-            self._memory[_key(sid)] = record
+        self.accounts.rows.put_session(
+            _key(sid), account.name, account.generation, time.time() + self.lifetime_s
+        )
         return sid
 
-    def get(self, sid: str | None, generation: int) -> Session | None:
+    def get(self, sid: str | None) -> Session | None:
+        """The live session of this cookie id, or None (and a dead one is removed)."""
         if not sid:
             return None
         key = _key(sid)
-        data = self._get(key)
-        if data is None:
+        row = self.accounts.rows.session(key)
+        if row is None:
             return None
-        try:
-            s = Session(**data)
-        except TypeError:  # a record of another shape: as good as none
-            self.drop_key(key)
+        account = self.accounts.account(row["owner"])
+        if account is not None and account.generation != row["generation"]:
+            # Maybe a password changed a moment ago in another process: look again.
+            account = self.accounts.account(row["owner"], fresh=True)
+        if (
+            row["expires"] < time.time()
+            or account is None
+            or account.disabled
+            or account.generation != row["generation"]
+        ):
+            self.accounts.rows.drop_session(key)
             return None
-        if s.expires < time.time() or s.generation != generation:
-            self.drop_key(key)
-            return None
-        return s
+        return Session(account, key, row["expires"])
+
+    def alive(self, key: str) -> bool:
+        """Whether the session stored under `key` still holds (for open WebSockets)."""
+        row = self.accounts.rows.session(key)
+        if row is None or row["expires"] < time.time():
+            return False
+        account = self.accounts.account(row["owner"])
+        return account is not None and not account.disabled and account.generation == row["generation"]
 
     def drop(self, sid: str | None) -> None:
         if sid:
-            self.drop_key(_key(sid))
-
-    def drop_key(self, key: str) -> None:
-        if self.backend:
-            self.backend.drop_session(key)
-        else:
-            self._memory.pop(key, None)
-
-    def drop_all(self) -> None:
-        if self.backend:
-            self.backend.drop_sessions()
-        self._memory.clear()
+            self.accounts.rows.drop_session(_key(sid))
 
     def _expire(self) -> None:
         now = time.time()
-        if self.backend is None:
-            self._memory = {k: v for k, v in self._memory.items() if v["expires"] >= now}
-        elif not self.backend.shared or now - self._swept > SWEEP_EVERY_S:
+        if now - self._swept > SWEEP_EVERY_S:
             self._swept = now
-            self.backend.drop_sessions(expired_before=now)
+            self.accounts.rows.drop_sessions(expired_before=now)
+
+
+def session_key(sid: str) -> str:
+    return _key(sid)

@@ -11,7 +11,7 @@ from urllib.parse import quote
 import aiohttp
 from aiohttp import web
 
-from auth_proxy import pages
+from auth_proxy import audit, pages
 from auth_proxy.accounts import DEFAULT_PASSWORD
 from auth_proxy.cookies import start_session
 from auth_proxy.credentials import check_login
@@ -43,7 +43,6 @@ async def favicon(_request: web.Request) -> web.Response:
 
 
 async def login(request: web.Request) -> web.StreamResponse:
-    gate = request.config_dict[GATE]
     language = lang(request)
     if request.method == "GET":
         return html(pages.login_page(language, safe_next(request.query.get("next"))))
@@ -67,13 +66,13 @@ async def login(request: web.Request) -> web.StreamResponse:
         if "Retry-After" in result.headers:
             resp.headers["Retry-After"] = result.headers["Retry-After"]
         return resp
-    target = f"/_auth/password?next={quote(next_url)}" if gate.admin.must_change else next_url
+    target = f"/_auth/password?next={quote(next_url)}" if result.must_change else next_url
     resp = (
-        web.json_response({"ok": True, "must_change_password": gate.admin.must_change})
+        web.json_response({"ok": True, "must_change_password": result.must_change, "role": result.role})
         if is_json
         else see_other(target)
     )
-    return start_session(resp, request)
+    return start_session(resp, request, result.user)
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
@@ -95,9 +94,10 @@ async def password(request: web.Request) -> web.StreamResponse:
     the account for good."""
     gate = request.config_dict[GATE]
     language = lang(request)
-    forced = gate.admin.must_change
+    who = request[WHO]
+    forced = who.must_change
     next_url = safe_next(request.query.get("next"))
-    if request[WHO].via != "cookie":
+    if who.via != "cookie":
         return error(403, "change the password in a browser: log in at /login, then open /_auth/password")
     if request.method == "GET":
         return html(pages.change_page(language, next_url, forced=forced))
@@ -127,7 +127,7 @@ async def password(request: web.Request) -> web.StreamResponse:
     if not forced:
         if "current_password" not in data:
             return refuse(400, "need_current")
-        checked = await check_login(request, gate.admin.user, data["current_password"], "cookie")
+        checked = await check_login(request, who.user, data["current_password"], "cookie")
         if isinstance(checked, web.Response):
             if checked.status == 429:
                 return refuse(429, "limited", s=checked.headers["Retry-After"])
@@ -143,20 +143,24 @@ async def password(request: web.Request) -> web.StreamResponse:
     )
     if problem:
         return refuse(400, problem)
-    await gate.in_argon2_pool(gate.store.change_password, gate.admin, new)
+    # every earlier session of the account ends with the old password
+    await gate.in_argon2_pool(gate.accounts.change_password, who.user, new)
     gate.verified.clear()
-    gate.sessions.drop_all()  # every earlier session ends with the old password
     gate.close_revoked()
-    log.info("the admin password was changed; earlier sessions are revoked")
+    log.info("the password of %r was changed; its earlier sessions are revoked", who.user)
+    audit.record(gate, "password-changed", user=who.user, client=request.remote)
     resp = web.json_response({"ok": True}) if is_json else see_other(next_url)
-    return start_session(resp, request)
+    return start_session(resp, request, who.user)
 
 
 async def session(request: web.Request) -> web.Response:
     """Who is logged in: the front-end extension asks this to tell an ended login (401)
     from a server that is away."""
     who = request[WHO]
-    return web.json_response({"user": who.user, "via": who.via})
+    body = {"user": who.user, "via": who.via, "role": who.role}
+    if who.token:
+        body["token"] = who.token
+    return web.json_response(body)
 
 
 def start_report(gate) -> dict[str, object]:

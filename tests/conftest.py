@@ -9,7 +9,7 @@ import pytest
 def proxy_for(tmp_path, aiohttp_server):
     """`await proxy_for(upstream_url, **settings)`: the real proxy (auth_proxy.create_app) in
     front of that upstream on loopback, with an API token (tests/support/proxy.py)."""
-    from auth_proxy.accounts import Store
+    from auth_proxy.accounts import open_accounts
     from auth_proxy.app import create_app
     from tests.support.proxy import Proxied, proxy_settings
 
@@ -17,7 +17,7 @@ def proxy_for(tmp_path, aiohttp_server):
 
     async def start(upstream: str, **overrides) -> Proxied:
         settings = proxy_settings(upstream, tmp_path / f"proxy{next(count)}", **overrides)
-        token = Store(settings.state_dir).create_token("tests")
+        token = open_accounts(settings).create_token("tests")
         return Proxied(await aiohttp_server(create_app(settings)), settings, token)
 
     return start

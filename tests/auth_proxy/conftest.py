@@ -14,7 +14,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from auth_proxy.accounts import Store
+from auth_proxy.accounts import open_accounts
 from auth_proxy.app import create_app
 from auth_proxy.extension import CUSTOM_NODES
 from auth_proxy.settings import Settings
@@ -54,7 +54,7 @@ async def make_stack(tmp_path, aiohttp_server):
         settings = proxy_settings(
             overrides.pop("upstream", f"http://127.0.0.1:{upstream.port}"), base, **overrides
         )
-        token = Store(settings.state_dir).create_token("tests")
+        token = open_accounts(settings).create_token("tests")
         proxy = await aiohttp_server(create_app(settings))
         return Stack(proxy, upstream, settings, token, base)
 

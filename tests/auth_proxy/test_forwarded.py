@@ -89,7 +89,7 @@ async def test_rebinding_in_chromium(make_stack):
         drive, "--host-resolver-rules=MAP rebind.test 127.0.0.1"
     )
     assert (status, login_status, change_status) == (421, 421, 421)
-    assert stack.proxy.app[GATE].admin.must_change, "the default password is still the one to change"
+    assert stack.proxy.app[GATE].accounts.account("admin", fresh=True).must_change, "the default password is still the one to change"
 
 
 SENT = {

@@ -3,10 +3,14 @@ the three ways in; no spelling of a path gets around the gate."""
 
 from __future__ import annotations
 
+import dataclasses
+import time
+
 import aiohttp
 import pytest
 from yarl import URL
 
+from auth_proxy.accounts import ACCOUNTS_DB
 from auth_proxy.app import create_app
 from tests.support.proxy import PASSWORD, basic, login
 
@@ -158,13 +162,15 @@ async def test_logout_revokes_the_session(stack, http):
 
 async def test_sessions_survive_a_restart_of_the_proxy_but_not_a_logout(stack, http, aiohttp_server):
     """A restarted proxy (supervisord, a new container on the same state volume) still knows
-    the browser's session; the file on disk holds only hashes of session ids."""
+    the browser's session; the database holds only hashes of session ids, readable by its
+    owner only."""
     await login(http, stack)
     sid = [c for c in http.cookie_jar if c.key == "comfy_session"][0].value
-    on_disk = (stack.settings.state_dir / "sessions.json").read_text()
-    assert (
-        sid not in on_disk and oct((stack.settings.state_dir / "sessions.json").stat().st_mode)[-3:] == "600"
+    db = stack.settings.state_dir / ACCOUNTS_DB
+    assert sid.encode() not in db.read_bytes() + b"".join(
+        p.read_bytes() for p in db.parent.glob(ACCOUNTS_DB + "-*")
     )
+    assert oct(db.stat().st_mode)[-3:] == "600"
     restarted = await aiohttp_server(create_app(stack.settings))
     headers = {"Cookie": f"comfy_session={sid}", "Accept": "application/json"}
     async with aiohttp.ClientSession() as s:
@@ -178,15 +184,51 @@ async def test_sessions_survive_a_restart_of_the_proxy_but_not_a_logout(stack, h
             assert r.status == 401
 
 
-async def test_an_unreadable_sessions_file_only_means_logging_in_again(stack, http, aiohttp_server, caplog):
-    (stack.settings.state_dir / "sessions.json").write_text("{not json")
-    restarted = await aiohttp_server(create_app(stack.settings))
-    assert "browsers will log in again" in caplog.text
-    base = f"http://127.0.0.1:{restarted.port}"
-    async with http.post(base + "/login", json={"username": "admin", "password": PASSWORD}) as r:
-        assert r.status == 200
-    async with http.get(base + "/system_stats", headers={"Accept": "application/json"}) as r:
-        assert r.status == 200
+async def test_an_installation_from_before_accounts_upgrades_with_no_step(tmp_path, aiohttp_server, stack):
+    """The state directory of an older release (admin.json, tokens.json, sessions.json):
+    the admin keeps its password, its token and its browser session, and the old files are
+    kept aside, never read again."""
+    import hashlib
+    import json
+
+    from auth_proxy import hashing
+
+    state = tmp_path / "old" / "auth"
+    state.mkdir(parents=True)
+    token, sid = "cst_" + "t" * 43, "s" * 43
+    (state / "admin.json").write_text(
+        json.dumps(
+            {
+                "user": "boss",
+                "password_hash": hashing.hash_password("old-secret-1"),
+                "must_change": False,
+                "generation": 3,
+            }
+        )
+    )
+    (state / "tokens.json").write_text(
+        json.dumps({"tokens": {"ci": {"sha256": hashlib.sha256(token.encode()).hexdigest(), "created": 1}}})
+    )
+    key = hashlib.sha256(sid.encode()).hexdigest()
+    (state / "sessions.json").write_text(
+        json.dumps({"sessions": {key: {"user": "boss", "generation": 3, "expires": time.time() + 3600}}})
+    )
+    settings = dataclasses.replace(stack.settings, state_dir=state, admin_user="boss", admin_password=None)
+    server = await aiohttp_server(create_app(settings))
+    base = f"http://127.0.0.1:{server.port}"
+    async with aiohttp.ClientSession() as s:
+        for headers in (
+            {"Authorization": basic("boss", "old-secret-1")},
+            {"Authorization": f"Bearer {token}"},
+            {"Cookie": f"comfy_session={sid}"},
+        ):
+            async with s.get(base + "/_auth/session", headers=headers) as r:
+                assert r.status == 200 and (await r.json())["role"] == "admin", headers
+    assert sorted(p.name for p in state.glob("*.json*")) == [
+        "admin.json.imported",
+        "sessions.json.imported",
+        "tokens.json.imported",
+    ]
 
 
 async def test_a_route_added_later_is_behind_the_gate(stack, aiohttp_server, http):
@@ -204,4 +246,4 @@ async def test_a_route_added_later_is_behind_the_gate(stack, aiohttp_server, htt
     async with http.get(base + "/api/v2/whoami") as r:
         assert r.status == 401
     async with http.get(base + "/api/v2/whoami", headers={"Authorization": f"Bearer {stack.token}"}) as r:
-        assert r.status == 200 and await r.json() == {"user": "token:tests", "via": "bearer"}
+        assert r.status == 200 and await r.json() == {"user": "admin", "via": "bearer"}

@@ -108,7 +108,7 @@ async def test_password_checks_waiting_are_bounded(stack):
     waiting for argon2 never exceed AUTH_PROXY_MAX_PENDING_LOGINS, so the admin's login
     is answered within a few checks' time (or told to retry in a second)."""
     gate = stack.proxy.app[GATE]
-    store, real = gate.store, gate.store.check_password
+    store, real = gate.accounts, gate.accounts.check_password
     pending_seen = []
 
     def counting(*args):

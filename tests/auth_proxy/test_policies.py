@@ -8,7 +8,7 @@ import time
 
 import aiohttp
 
-from auth_proxy.accounts import Store
+from auth_proxy.accounts import Accounts, accounts_url
 from auth_proxy.app import GATE
 from tests.support.proxy import PASSWORD, basic, login
 
@@ -107,11 +107,10 @@ async def test_default_password_must_be_changed_first(make_stack, http):
         assert r.status == 200
     async with http.get(stack.url("/system_stats"), headers={"Authorization": basic("admin", "admin")}) as r:
         assert r.status == 401
-    admin = Store(stack.settings.state_dir).load_admin("admin", None)
-    assert (
-        not admin.must_change
-        and "a-new-secret-1" not in (stack.settings.state_dir / "admin.json").read_text()
-    )
+    admin = Accounts(accounts_url(stack.settings), "admin", None).account("admin")
+    assert admin is not None and not admin.must_change
+    stored = b"".join(p.read_bytes() for p in stack.tmp.rglob("*") if p.is_file())
+    assert b"a-new-secret-1" not in stored, "only the password's hash is kept"
 
 
 async def test_password_change_revokes_other_sessions(stack, http):
@@ -183,7 +182,7 @@ async def test_metrics(stack, http):
 
 
 async def test_basic_pays_for_argon2_once_and_a_password_change_forgets_it(stack, http):
-    store = stack.proxy.app[GATE].store
+    store = stack.proxy.app[GATE].accounts
     calls = []
     real = store.check_password
 
@@ -222,7 +221,7 @@ async def test_basic_pays_for_argon2_once_and_a_password_change_forgets_it(stack
 async def test_a_slow_password_check_does_not_hold_up_other_requests(stack):
     """argon2 runs off the event loop: while one Basic check is in progress (made slow
     here), token requests and health checks are answered."""
-    store = stack.proxy.app[GATE].store
+    store = stack.proxy.app[GATE].accounts
     real = store.check_password
 
     def slow(*args):

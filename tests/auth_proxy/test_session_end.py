@@ -10,7 +10,7 @@ import os
 import aiohttp
 import yaml
 
-from auth_proxy.accounts import Store
+from auth_proxy.accounts import open_accounts
 from auth_proxy.extension import CUSTOM_NODES
 from comfyctl import model_paths
 from tests.support.browser import in_chromium, sign_in
@@ -40,11 +40,11 @@ async def test_revoking_a_token_closes_its_open_websockets(stack):
             stack.url("/ws?clientId=a"), headers={"Authorization": f"Bearer {stack.token}"}
         )
         query = await s.ws_connect(stack.url(f"/api/ws?clientId=b&token={stack.token}"))
-        other_token = Store(stack.settings.state_dir).create_token("other")
+        other_token = open_accounts(stack.settings).create_token("other")
         other = await s.ws_connect(
             stack.url("/ws?clientId=c"), headers={"Authorization": f"Bearer {other_token}"}
         )
-        Store(stack.settings.state_dir).revoke_token("tests")  # what `token revoke` does, from outside
+        open_accounts(stack.settings).revoke_token("tests")  # what `token revoke` does, from outside
         assert await closed_within(header, 5) == 4401
         assert await closed_within(query, 5) == 4401
         assert await closed_within(other, 2) is None, "another token's socket stays open"

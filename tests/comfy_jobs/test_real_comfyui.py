@@ -10,7 +10,7 @@ from dataclasses import replace
 import aiohttp
 import pytest
 
-from auth_proxy.accounts import Store
+from auth_proxy.accounts import open_accounts
 from auth_proxy.app import create_app
 from auth_proxy.settings import Settings
 from comfy_jobs.settings import JobSettings
@@ -42,7 +42,7 @@ async def stack(comfy, tmp_path, aiohttp_server):
         progress_file=tmp_path / "none.json",
         jobs=JobSettings(jobs_dir=tmp_path / "jobs", lease_s=5, worker_id="optin"),
     )
-    token = Store(settings.state_dir).create_token("t")
+    token = open_accounts(settings).create_token("t")
     server = await aiohttp_server(create_app(settings))
     return Stack(server.port, token)
 

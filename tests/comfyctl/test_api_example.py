@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import pytest
 
-from auth_proxy.accounts import Store
+from auth_proxy.accounts import open_accounts
 from auth_proxy.app import create_app
 from auth_proxy.settings import Settings
 from tests.support import REPO, fake_comfyui, python_env
@@ -66,7 +66,7 @@ async def servers(tmp_path, aiohttp_server):
         admin_password=PASSWORD,
         progress_file=tmp_path / "none.json",
     )
-    token = Store(settings.state_dir).create_token("api-example")
+    token = open_accounts(settings).create_token("api-example")
     proxy = await aiohttp_server(create_app(settings))
     return f"http://127.0.0.1:{upstream.port}", f"http://127.0.0.1:{proxy.port}", token
 

@@ -11,8 +11,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from auth_proxy.accounts import Store
-from auth_proxy.accounts_sql import SqlBackend
+from auth_proxy.accounts import Accounts
 from tests.support import free_port, python_env, wait_until
 from tests.support.jobs_stack import Proc, api_request
 from tests.support.proxy import PASSWORD
@@ -49,7 +48,9 @@ class Cluster:
             s3.client().create_bucket(Bucket=BUCKET)
             self.common |= {"COMFY_OUTPUTS_TO": f"s3://{BUCKET}/assets", **s3.env()}
         # the gateways keep their tokens in the cluster's database, as `token create` there does
-        self.token = Store(base / "auth", SqlBackend(db_url)).create_token("tests")
+        accounts = Accounts(db_url, "admin", PASSWORD, base / "auth")
+        self.token = accounts.create_token("tests")
+        accounts.close()
 
     def jobs_dir(self, name: str) -> str:
         return str(self.base / (name if self.s3 is not None else "shared-assets"))

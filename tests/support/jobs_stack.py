@@ -10,7 +10,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from auth_proxy.accounts import Store
+from auth_proxy.accounts import Accounts
 from tests.support import free_port, python_env, stop_process, wait_until
 from tests.support.proxy import PASSWORD
 
@@ -58,7 +58,10 @@ class JobsStack:
             python_env(),
             base / "comfy.log",
         )
-        self.token = Store(base / "auth").create_token("tests")
+        # the proxy keeps its accounts beside the ledger, as `token create` there does
+        accounts = Accounts(f"sqlite:///{base / 'jobs' / 'ledger.db'}", "admin", PASSWORD, base / "auth")
+        self.token = accounts.create_token("tests")
+        accounts.close()
         self.proxy = Proc(
             [sys.executable, "-m", "auth_proxy"],
             python_env(

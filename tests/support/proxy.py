@@ -49,11 +49,42 @@ def basic(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
-async def login(http: aiohttp.ClientSession, proxy, password: str = PASSWORD) -> None:
-    """Log `http` in as the admin through `proxy` (anything with `.url(path)`), as a
-    browser's login form would, keeping the session cookie in its jar."""
-    async with http.post(proxy.url("/login"), json={"username": "admin", "password": password}) as r:
+async def login(http: aiohttp.ClientSession, proxy, password: str = PASSWORD, user: str = "admin") -> None:
+    """Log `http` in (as the admin unless `user` says) through `proxy` (anything with
+    `.url(path)`), as a browser's login form would, keeping the session cookie in its jar."""
+    async with http.post(proxy.url("/login"), json={"username": user, "password": password}) as r:
         assert r.status == 200, await r.text()
+
+
+def add_account(settings: Settings, name: str, role: str = "member") -> Account:
+    """An account ready to use, as the admin adds it and its person sets their password at
+    the first login (`<name>-secret-1`), with an API token named "tests"."""
+    from auth_proxy.accounts import open_accounts
+
+    accounts = open_accounts(settings)
+    try:
+        accounts.add(name, role)
+        password = f"{name}-secret-1"
+        accounts.change_password(name, password)
+        token = accounts.create_token("tests", name)
+    finally:
+        accounts.close()
+    return Account(name, password, token)
+
+
+@dataclass(frozen=True)
+class Account:
+    name: str
+    password: str
+    token: str
+
+    @property
+    def bearer(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    @property
+    def basic(self) -> dict[str, str]:
+        return {"Authorization": basic(self.name, self.password)}
 
 
 def from_address(address: str) -> aiohttp.ClientSession:
