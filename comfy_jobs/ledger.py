@@ -5,6 +5,11 @@ gateways and workers) with the same statements.
 
 Every method is a coroutine: the routes and the worker run on an event loop, and the
 backends do their blocking database work off it.
+
+Owners: a job or asset belongs to the account that made it (NULL for rows from before
+accounts: the admin's). `visible_to` filters by owner in SQL: None reads every row (an
+admin, or the worker), an account name only that account's rows, so another's row reads
+exactly as a missing one.
 """
 
 from __future__ import annotations
@@ -26,18 +31,21 @@ class Ledger(Protocol):
         idem: IdemKey | None,
         queue_limit: int,
         retention_s: float,
+        owner: str | None = None,
+        waiting_limit: int | None = None,
     ) -> tuple[Job, bool]:
-        """Record a queued job (durably, before answering). Returns (job, replayed): an
-        earlier job with the same key and body is returned as it is. Raises
-        IdempotencyKeyReuse (same key, other body) or QueueFull."""
+        """Record a queued job of `owner` (durably, before answering). Returns (job,
+        replayed): an earlier job with the same key (the owner's) and body is returned as it
+        is. Raises IdempotencyKeyReuse (same key, other body), QueueFull (COMFY_QUEUE_LIMIT)
+        or TooManyWaiting (the owner has `waiting_limit` queued jobs already)."""
 
-    async def get_job(self, job_id: str) -> Job | None: ...
+    async def get_job(self, job_id: str, visible_to: str | None = None) -> Job | None: ...
 
     async def list_jobs(self, query: JobQuery) -> JobPage:
         """Newest first; the filters are applied by the database, so a page is right over
         any number of jobs."""
 
-    async def request_cancel(self, job_id: str) -> Job | None:
+    async def request_cancel(self, job_id: str, visible_to: str | None = None) -> Job | None:
         """A queued job is canceled at once; a running one becomes canceling."""
 
     async def fingerprints(self, job_ids: Sequence[str]) -> dict[str, tuple]:
@@ -110,10 +118,11 @@ class Ledger(Protocol):
     # --- assets ---------------------------------------------------------------------------
     async def put_asset(self, asset: Asset) -> None: ...
 
-    async def get_asset(self, asset_id: str) -> Asset | None: ...
+    async def get_asset(self, asset_id: str, visible_to: str | None = None) -> Asset | None: ...
 
-    async def find_blob(self, digest: str) -> Asset | None:
-        """Any asset over the blob with this hash (the blob exists), or None."""
+    async def find_blob(self, digest: str, visible_to: str | None = None) -> Asset | None:
+        """An asset over the blob with this hash (the blob exists), or None; with
+        `visible_to`, only that account's (bytes only another holds read as unknown)."""
 
     async def set_remote(self, digest: str, uri: str) -> None: ...
 

@@ -91,7 +91,17 @@ class Files:
             else:
                 digest, size, _ = await self.blobs.ingest(_one(out.text.encode()))
                 ctype = TEXT_TYPE
-            asset = Asset(new_asset_id(), digest, size, ctype, out.name, time.time(), job.id, ["output"])
+            asset = Asset(
+                new_asset_id(),
+                digest,
+                size,
+                ctype,
+                out.name,
+                time.time(),
+                job.id,
+                ["output"],
+                owner=job.owner,
+            )
             row = model.Output(node_id, out.name, output_kind(out.key, ctype), asset)
             box = later()
             if box is not None:

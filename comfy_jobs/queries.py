@@ -57,14 +57,19 @@ job_put = (
         attempts=0,
         cancel_requested=False,
         needs=bindparam("needs"),
+        owner=bindparam("owner"),
     )
     .returning(J.c.seq)
 )
+# an account's jobs waiting to start (its limit of waiting jobs)
+waiting_of = select(func.count()).select_from(J).where(J.c.status == QUEUED, J.c.owner == bindparam("owner"))
 # the list's columns, newest first; the filters of each call are added to it
 listing = select(J.c.id, J.c.seq, J.c.status, J.c.created_at, J.c.completed_at, J.c["metadata"]).order_by(
     J.c.seq.desc()
 )
 job_by_id = select(J).where(J.c.id == bindparam("job_id"))
+# the same, only if `owner` owns it: another's job reads as no job
+job_by_id_of = job_by_id.where(J.c.owner == bindparam("owner"))
 ahead = select(func.count()).select_from(J).where(J.c.status == QUEUED, J.c.seq < bindparam("seq"))
 outputs_of = (
     select(OUT, AS, R.c.uri)
@@ -122,6 +127,7 @@ candidates = (
     .limit(bindparam("n"))
     .with_for_update(skip_locked=True)
 )
+
 take = (
     update(J)
     .where(J.c.seq == bindparam("at_seq"), _claimable())
@@ -208,6 +214,7 @@ asset_put = insert(AS).values(
     created_at=bindparam("created_at"),
     job_id=bindparam("job_id"),
     tags=bindparam("tags"),
+    owner=bindparam("owner"),
 )
 output_put = insert(OUT).values(
     job_id=bindparam("job_id"),
@@ -218,7 +225,10 @@ output_put = insert(OUT).values(
 )
 _asset = select(AS, R.c.uri).outerjoin(R, R.c.hash == AS.c.hash)
 asset_by_id = _asset.where(AS.c.id == bindparam("id"))
+asset_by_id_of = asset_by_id.where(AS.c.owner == bindparam("owner"))
 asset_by_hash = _asset.where(AS.c.hash == bindparam("hash")).limit(1)
+# an asset of `owner` over the blob: bytes another person uploaded read as unknown
+asset_by_hash_of = _asset.where(AS.c.hash == bindparam("hash"), AS.c.owner == bindparam("owner")).limit(1)
 remote_exists = select(R.c.hash).where(R.c.hash == bindparam("hash"))
 remote_put = insert(R).values(hash=bindparam("hash"), uri=bindparam("uri"))
 

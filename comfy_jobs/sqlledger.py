@@ -34,7 +34,7 @@ from comfy_jobs import engines
 from comfy_jobs import queries as Q
 from comfy_jobs import schema as S
 from comfy_jobs.engines import Write
-from comfy_jobs.errors import IdempotencyKeyReuse, LedgerError, QueueFull
+from comfy_jobs.errors import IdempotencyKeyReuse, LedgerError, QueueFull, TooManyWaiting
 from comfy_jobs.model import (
     CANCELED,
     EXPIRED,
@@ -161,12 +161,34 @@ class SqlLedger:
         return job
 
     # --- jobs --------------------------------------------------------------------------
-    async def create_job(self, job_id, workflow, extra_data, metadata, idem, queue_limit, retention_s):
+    async def create_job(
+        self,
+        job_id,
+        workflow,
+        extra_data,
+        metadata,
+        idem,
+        queue_limit,
+        retention_s,
+        owner=None,
+        waiting_limit=None,
+    ):
         return await self._run(
-            self._create_job, job_id, workflow, extra_data, metadata, idem, queue_limit, retention_s
+            self._create_job,
+            job_id,
+            workflow,
+            extra_data,
+            metadata,
+            idem,
+            queue_limit,
+            retention_s,
+            owner,
+            waiting_limit,
         )
 
-    def _create_job(self, job_id, workflow, extra_data, metadata, idem, queue_limit, retention_s):
+    def _create_job(
+        self, job_id, workflow, extra_data, metadata, idem, queue_limit, retention_s, owner, waiting_limit
+    ):
         for attempt in range(2):  # PostgreSQL: a concurrent insert of the same key loses the race once
             try:
                 with self._tx(Write.DURABLE) as c:
@@ -178,6 +200,12 @@ class SqlLedger:
                         depth = c.execute(Q.depth).scalar() or 0
                         if depth >= queue_limit:
                             raise QueueFull(depth, queue_limit)
+                    if waiting_limit is not None and owner is not None:
+                        if self.postgres:  # one count-then-insert per owner at a time
+                            engines.owner_lock(c, owner)
+                        waiting = c.execute(Q.waiting_of, {"owner": owner}).scalar() or 0
+                        if waiting >= waiting_limit:
+                            raise TooManyWaiting(owner, waiting, waiting_limit)
                     now = time.time()
                     needs = needs_of(workflow)
                     seq = c.execute(
@@ -190,6 +218,7 @@ class SqlLedger:
                             "created_at": now,
                             "expires_at": now + retention_s,
                             "needs": needs,
+                            "owner": owner,
                         },
                     ).scalar_one()
                     if idem is not None:
@@ -197,7 +226,7 @@ class SqlLedger:
                             Q.idem_put,
                             {
                                 "scope": "jobs",
-                                "key": idem.key,
+                                "key": idem.stored,
                                 "body_hash": idem.body_hash,
                                 "ref_id": job_id,
                                 "created_at": now,
@@ -216,6 +245,7 @@ class SqlLedger:
                         extra_data=extra_data,
                         metadata=metadata,
                         needs=needs,
+                        owner=owner,
                     )
                     return self._full(c, job, outputs=False), False
             except IntegrityError as exc:
@@ -225,7 +255,7 @@ class SqlLedger:
 
     @staticmethod
     def _idem_lookup(c: Connection, scope: str, idem: IdemKey) -> str | None:
-        key = {"scope": scope, "key": idem.key}
+        key = {"scope": scope, "key": idem.stored}
         row = c.execute(Q.idem_get, key).first()
         if row is None:
             return None
@@ -250,7 +280,7 @@ class SqlLedger:
                     Q.idem_put,
                     {
                         "scope": scope,
-                        "key": idem.key,
+                        "key": idem.stored,
                         "body_hash": idem.body_hash,
                         "ref_id": ref_id,
                         "created_at": time.time(),
@@ -259,10 +289,10 @@ class SqlLedger:
 
         await self._run(run)
 
-    async def get_job(self, job_id):
+    async def get_job(self, job_id, visible_to=None):
         def run():
             with self.r.connect() as c:
-                row = c.execute(Q.job_by_id, {"job_id": job_id}).first()
+                row = self._job_row(c, job_id, visible_to)
                 if row is None:
                     return None
                 job = self._full(c, job_of(row))
@@ -271,6 +301,12 @@ class SqlLedger:
                 return job
 
         return await self._read(run)
+
+    @staticmethod
+    def _job_row(c: Connection, job_id: str, visible_to: str | None):
+        if visible_to is None:
+            return c.execute(Q.job_by_id, {"job_id": job_id}).first()
+        return c.execute(Q.job_by_id_of, {"job_id": job_id, "owner": visible_to}).first()
 
     def _explain_wait(self, c: Connection, job: Job) -> None:
         """A queued job that no live worker can take says why, in its progress message."""
@@ -292,6 +328,8 @@ class SqlLedger:
             q = Q.listing.limit(query.limit + 1)  # one more than asked: is there a next page?
             if query.before_seq is not None:
                 q = q.where(S.jobs.c.seq < query.before_seq)
+            if query.owner is not None:
+                q = q.where(S.jobs.c.owner == query.owner)
             if query.status:
                 q = q.where(S.jobs.c.status == query.status)
             for key, value in sorted(query.metadata.items()):
@@ -304,10 +342,12 @@ class SqlLedger:
 
         return await self._read(run)
 
-    async def request_cancel(self, job_id):
+    async def request_cancel(self, job_id, visible_to=None):
         def run():
             now = time.time()
             with self._tx(Write.DURABLE) as c:
+                if visible_to is not None and self._job_row(c, job_id, visible_to) is None:
+                    return None  # another's job: as if there were none
                 if c.execute(Q.cancel_queued, {"job_id": job_id, "now": now}).first() is not None:
                     self._enqueue_webhook(c, job_id, CANCELED)
                 else:
@@ -571,6 +611,7 @@ class SqlLedger:
                     "created_at": a.created_at,
                     "job_id": a.job_id,
                     "tags": a.tags,
+                    "owner": a.owner,
                 },
             )
 
@@ -581,18 +622,24 @@ class SqlLedger:
 
         await self._run(run)
 
-    async def get_asset(self, asset_id):
+    async def get_asset(self, asset_id, visible_to=None):
         def run():
             with self.r.connect() as c:
-                row = c.execute(Q.asset_by_id, {"id": asset_id}).first()
+                if visible_to is None:
+                    row = c.execute(Q.asset_by_id, {"id": asset_id}).first()
+                else:
+                    row = c.execute(Q.asset_by_id_of, {"id": asset_id, "owner": visible_to}).first()
             return asset_of(row._mapping) if row else None
 
         return await self._read(run)
 
-    async def find_blob(self, digest):
+    async def find_blob(self, digest, visible_to=None):
         def run():
             with self.r.connect() as c:
-                row = c.execute(Q.asset_by_hash, {"hash": digest}).first()
+                if visible_to is None:
+                    row = c.execute(Q.asset_by_hash, {"hash": digest}).first()
+                else:
+                    row = c.execute(Q.asset_by_hash_of, {"hash": digest, "owner": visible_to}).first()
             return asset_of(row._mapping) if row else None
 
         return await self._read(run)

@@ -416,6 +416,13 @@ COMFY_QUEUE_LIMIT = Var(
     "`Retry-After`; `0`: no limit",
     integer(minimum=0),
 )
+COMFY_JOBS_MAX_WAITING_PER_USER = Var(
+    "COMFY_JOBS_MAX_WAITING_PER_USER",
+    100,
+    "v2 jobs one account may have waiting to start; one more is answered `429 queue_full` "
+    "with `Retry-After`; the admin can set another limit per account; `0`: no limit",
+    integer(minimum=0),
+)
 COMFY_OUTPUTS_TO = Var(
     "COMFY_OUTPUTS_TO",
     "",
@@ -586,6 +593,7 @@ JOBS: tuple[Row, ...] = (
     (COMFY_JOBS_DATABASE_URL, None),
     (COMFY_JOB_MAX_ATTEMPTS, None),
     (COMFY_QUEUE_LIMIT, None),
+    (COMFY_JOBS_MAX_WAITING_PER_USER, None),
     (COMFY_OUTPUTS_TO, None),
     (COMFY_JOB_LEASE_SECONDS, None),
     (COMFY_JOBS_WORKER, None),
