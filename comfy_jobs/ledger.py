@@ -60,8 +60,9 @@ class Ledger(Protocol):
 
     # --- the worker's side ---------------------------------------------------------------
     async def claim(self, worker: str, lease_s: float, prompt_id: str | None = None) -> Job | None:
-        """The oldest job that is queued, or running under a lease that ran out (its worker
-        died), now leased to `worker`. With `prompt_id`, a job never tried comes back with
+        """A job that is queued, or running under a lease that ran out (its worker died), now
+        leased to `worker`: the oldest of the owner with the fewest jobs running (a fair
+        share: one person's fifty waiting jobs do not hold another's one behind them). With `prompt_id`, a job never tried comes back with
         its first attempt recorded under that id (as start_attempt would, in the same
         transaction); a job tried before keeps its last attempt's id. `others_waiting` says
         whether the claim saw other claimable jobs."""

@@ -120,14 +120,23 @@ expire = (
 )
 # The few oldest claimable jobs, locked for this transaction only; a worker claiming at the
 # same moment skips them (and looks at the next ones) instead of waiting for the lock.
-candidates = (
+_candidates = (
     select(J.c.seq, J.c.needs, J.c.created_at)
     .where(_claimable())
     .order_by(J.c.seq)
     .limit(bindparam("n"))
     .with_for_update(skip_locked=True)
 )
-
+candidates_of = _candidates.where(J.c.owner == bindparam("owner"))
+candidates_of_nobody = _candidates.where(J.c.owner.is_(None))  # from before owners (the admin's)
+# Fair share: each owner with claimable jobs, with its oldest; and the jobs each owner has
+# running under a live lease. A claim takes from the owner with the fewest running.
+owners_waiting = select(J.c.owner, func.min(J.c.seq).label("oldest")).where(_claimable()).group_by(J.c.owner)
+owners_running = (
+    select(J.c.owner, func.count())
+    .where(J.c.status.in_(HELD_STATES), J.c.lease_until >= bindparam("now"))
+    .group_by(J.c.owner)
+)
 take = (
     update(J)
     .where(J.c.seq == bindparam("at_seq"), _claimable())

@@ -390,29 +390,40 @@ class SqlLedger:
                     self._swept = now
                     for job_id in c.execute(Q.expire, {"now": now}).scalars().all():
                         self._enqueue_webhook(c, job_id, EXPIRED)
-                rows = c.execute(Q.candidates, {"now": now, "n": CANDIDATES}).all()
-                if not rows:
+                owners = c.execute(Q.owners_waiting, {"now": now}).all()
+                if not owners:
                     return None
-                seq = rows[0].seq
-                if any(r.needs for r in rows):
-                    views = {
-                        v.id: v
-                        for v in views_of(c.execute(Q.workers_seen, {"since": now - WORKER_LIVE_S}).all())
-                    }
-                    me = views.get(worker)
-                    if me is not None:
-                        seq = choose(
-                            me, list(views.values()), [(r.seq, r.needs, r.created_at) for r in rows], now
-                        )
-                        if seq is None:
-                            return None
-                row = c.execute(
-                    Q.take, {"at_seq": seq, "now": now, "worker": worker, "lease_until": now + lease_s}
-                ).first()
-                if row is None:
+                if len(owners) > 1:
+                    running = dict(c.execute(Q.owners_running, {"now": now}).all())
+                    owners.sort(key=lambda o: (running.get(o.owner, 0), o.oldest))
+                views: dict | None = None
+                for owner in owners:
+                    rows = c.execute(
+                        Q.candidates_of_nobody if owner.owner is None else Q.candidates_of,
+                        {"now": now, "n": CANDIDATES, "owner": owner.owner},
+                    ).all()
+                    if not rows:
+                        continue  # all taken by a worker claiming at the same moment
+                    seq: int | None = rows[0].seq
+                    if any(r.needs for r in rows):
+                        if views is None:
+                            seen = c.execute(Q.workers_seen, {"since": now - WORKER_LIVE_S}).all()
+                            views = {v.id: v for v in views_of(seen)}
+                        me = views.get(worker)
+                        if me is not None:
+                            jobs = [(r.seq, r.needs, r.created_at) for r in rows]
+                            seq = choose(me, list(views.values()), jobs, now)
+                    if seq is None:
+                        continue  # none of this owner's that this worker should take
+                    row = c.execute(
+                        Q.take, {"at_seq": seq, "now": now, "worker": worker, "lease_until": now + lease_s}
+                    ).first()
+                    if row is not None:
+                        break
+                else:
                     return None
                 job = job_of(row)
-                job.others_waiting = len(rows) > 1
+                job.others_waiting = len(owners) > 1 or len(rows) > 1
                 if job.prompt_id is None and prompt_id is not None:
                     # Its first attempt, in the same transaction: one commit (and, on
                     # PostgreSQL, one WAL flush) fewer per job than a separate start_attempt.

@@ -1,10 +1,12 @@
-"""Each person's jobs and assets their own, and a limit of waiting jobs per person: the job service with two members and an admin, the ledger on both
+"""Each person's jobs and assets their own, a fair share of the worker, and a limit of
+waiting jobs per person: the job service with two members and an admin, the ledger on both
 backends, and the v2 routes with two members' Basic logins."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 
 import aiohttp
 import pytest
@@ -156,7 +158,35 @@ async def test_no_limit_of_waiting_jobs_when_it_is_zero(make_v2):
     assert len((await svc.jobs(ALICE, JobQuery())).jobs) == 5
 
 
-# --- the ledger: the upgrade, on SQLite and PostgreSQL --------------------------------------
+# --- the ledger: fair share and the upgrade, on SQLite and PostgreSQL ----------------------
+async def test_one_owners_many_jobs_do_not_hold_anothers_one_behind_them(ledger):
+    for i in range(50):
+        await ledger.create_job(f"job_a{i:02d}", {}, None, None, None, 0, 3600, owner="a")
+    await ledger.create_job("job_b", {}, None, None, None, 0, 3600, owner="b")
+    await ledger.create_job("job_c", {}, None, None, None, 0, 3600, owner="c")
+    order = [(await ledger.claim("w1", 60)).id for _ in range(4)]
+    # a's oldest first (nobody runs anything), then b's and c's (a has one running), then a's
+    assert order == ["job_a00", "job_b", "job_c", "job_a01"]
+
+
+async def test_fair_share_holds_with_claimers_at_the_same_moment(ledger):
+    for i in range(40):
+        await ledger.create_job(f"job_a{i:02d}", {}, None, None, None, 0, 3600, owner="a")
+    await ledger.create_job("job_b", {}, None, None, None, 0, 3600, owner="b")
+    claimed: list[str] = []
+    turn = itertools.count()
+
+    async def claimer(name: str) -> None:
+        while (job := await ledger.claim(name, 60, f"p-{name}-{next(turn)}")) is not None:
+            claimed.append(job.id)
+
+    claimers = 3
+    await asyncio.gather(*[claimer(f"w{n}") for n in range(claimers)])
+    assert sorted(claimed) == sorted([f"job_a{i:02d}" for i in range(40)] + ["job_b"])  # each once
+    # at worst every claimer of the first round took one of a's at the same moment
+    assert claimed.index("job_b") < 2 * claimers
+
+
 async def test_an_older_ledger_upgrades_in_place_and_its_rows_are_the_admins(ledger):
     url = ledger.url
     job, _ = await ledger.create_job("job_before", {"1": {}}, None, None, None, 0, 3600)
