@@ -180,7 +180,11 @@ class Worker:
                     continue
                 self._more, self._next_claim = False, time.monotonic() + CLAIM_EVERY_S
                 prompt_id = str(uuid.uuid4())
-                job = await self.ledger.claim(self.id, self.s.lease_s, prompt_id)
+                try:
+                    job = await self.ledger.claim(self.id, self.s.lease_s, prompt_id)
+                except Exception as exc:  # noqa: BLE001 - the database away (a failover); it comes back
+                    log.warning("worker %s: claiming failed (%s); trying again", self.id, exc)
+                    continue
                 if job is None:
                     if not self.held:
                         await self.presence.busy(False)
