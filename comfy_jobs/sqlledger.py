@@ -161,7 +161,10 @@ class SqlLedger:
         return job
 
     # --- jobs --------------------------------------------------------------------------
-    async def create_job(
+    async def create_job(self, *args, **kw):  # Ledger.create_job's arguments
+        return await self._run(lambda: self._create_job(*args, **kw))
+
+    def _create_job(
         self,
         job_id,
         workflow,
@@ -172,22 +175,6 @@ class SqlLedger:
         retention_s,
         owner=None,
         waiting_limit=None,
-    ):
-        return await self._run(
-            self._create_job,
-            job_id,
-            workflow,
-            extra_data,
-            metadata,
-            idem,
-            queue_limit,
-            retention_s,
-            owner,
-            waiting_limit,
-        )
-
-    def _create_job(
-        self, job_id, workflow, extra_data, metadata, idem, queue_limit, retention_s, owner, waiting_limit
     ):
         for attempt in range(2):  # PostgreSQL: a concurrent insert of the same key loses the race once
             try:
