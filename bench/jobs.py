@@ -231,12 +231,16 @@ async def ledger_cycles(tmp: Path) -> float:
 def main() -> int:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-jobs-") as tmp:
-        stack = JobsStack(Path(tmp) / "stack", COMFY_QUEUE_LIMIT="0").start()
+        stack = JobsStack(
+            Path(tmp) / "stack", COMFY_QUEUE_LIMIT="0", COMFY_JOBS_MAX_WAITING_PER_USER="0"
+        ).start()
         try:
             res = asyncio.run(measure(stack))
         finally:
             stack.stop()
-        stack = JobsStack(Path(tmp) / "gap", GAP_JOB_S, COMFY_QUEUE_LIMIT="0").start()
+        stack = JobsStack(
+            Path(tmp) / "gap", GAP_JOB_S, COMFY_QUEUE_LIMIT="0", COMFY_JOBS_MAX_WAITING_PER_USER="0"
+        ).start()
         try:
             res |= asyncio.run(gaps(stack))
         finally:
