@@ -36,6 +36,17 @@ from comfy_jobs.service import JobsService
 __all__ = ["ARRIVAL", "GATE", "JOBS", "NORM_PATH", "WHO", "Gate", "Who", "create_app"]
 
 
+def limit_for(gate: Gate):
+    """The waiting jobs an account may have, as the admin set it (`user limit`), or None for
+    the server's COMFY_JOBS_MAX_WAITING_PER_USER."""
+
+    def limit(user: str) -> int | None:
+        account = gate.accounts.account(user)
+        return account.max_waiting if account is not None else None
+
+    return limit
+
+
 def create_app(settings: Settings) -> web.Application:
     gate = Gate(settings)
     # The limit applies only to bodies the proxy reads itself (login and password forms);
@@ -47,7 +58,7 @@ def create_app(settings: Settings) -> web.Application:
     # The Comfy API v2's job service (routes.py mounts its routes), and on one box the worker
     # that runs its jobs on this proxy's ComfyUI; a cluster's gateway runs none and relays
     # each browser's UI to the worker its session is pinned to.
-    jobs = JobsService(settings.jobs, settings.upstream) if settings.jobs else None
+    jobs = JobsService(settings.jobs, settings.upstream, limit_for(gate)) if settings.jobs else None
     if jobs is not None:
         app[JOBS] = jobs
         if settings.gateway:

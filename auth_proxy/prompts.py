@@ -39,7 +39,6 @@ from auth_proxy.ownership import OWNER, Owners
 from auth_proxy.queue_access import own_queue
 from auth_proxy.replies import error
 from auth_proxy.services import Gate, Who
-from auth_proxy.user_files import BadName, own_outputs
 from auth_proxy.ws_filter import bound_client_id
 from comfy_jobs import member_policy
 from comfy_jobs.comfy import ComfyUI
@@ -70,8 +69,8 @@ class Prompts:
         jobs = self.gate.s.jobs
         try:
             member_policy.check(prompt, user, jobs.member_denied_nodes if jobs else ())
-            own_outputs(prompt, user)
-        except (member_policy.Refused, BadName) as exc:
+            member_policy.own_outputs(prompt, user)
+        except (member_policy.Refused, member_policy.BadName) as exc:
             return web.json_response(
                 {
                     "error": {"type": "invalid_prompt", "message": str(exc), "details": "", "extra_info": {}},

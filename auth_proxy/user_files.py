@@ -18,70 +18,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-PREFIX_INPUT = "filename_prefix"
+from comfy_jobs.member_policy import BadName, parts_of
+
 KINDS = ("output", "input", "temp")  # folder_paths.get_directory_by_type
 # ComfyUI's annotated names ("x.png [output]") pick the folder whatever `type` says; it cuts
 # the annotation and the character before it.
 ANNOTATIONS = (("[output]", "output"), ("[input]", "input"), ("[temp]", "temp"))
 
 
-class BadName(ValueError):
-    """A name that could leave its folder, or that ComfyUI would read differently; the
-    message says which (a 400)."""
-
-
-def parts_of(value: str, what: str) -> list[str]:
-    """The folder names of a relative path, as os.path.normpath leaves them; `..`, absolute
-    paths, backslashes (a separator on Windows) and control characters are refused."""
-    if any(ord(c) < 32 or c == "\x7f" for c in value) or "\\" in value:
-        raise BadName(f"{what} holds a backslash or a control character")
-    if value.startswith("/"):
-        raise BadName(f"{what} must be a relative path, not {value!r}")
-    parts = [p for p in value.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise BadName(f"{what} may not contain '..'")
-    return parts
-
-
 def user_subfolder(value: str, user: str) -> str:
     """A member's upload `subfolder`, moved into their folder (one already there stays)."""
     parts = parts_of(value, "subfolder")
     return "/".join(parts if parts[:1] == [user] else [user, *parts])
-
-
-def user_prefix(value: str, user: str) -> str:
-    """A member's `filename_prefix`, moved into their folder. ComfyUI takes its last part as
-    the file name's start, so a prefix already in their folder must keep a part after it
-    ("alice" alone would be a file named alice_00001_.png at the top of output/)."""
-    parts = parts_of(value, PREFIX_INPUT)
-    if not parts:
-        raise BadName(f"{PREFIX_INPUT} is empty: give the saved files' name")
-    return "/".join(parts if parts[:1] == [user] and len(parts) > 1 else [user, *parts])
-
-
-def own_outputs(prompt: dict, user: str) -> None:
-    """Rewrite, in place, every `filename_prefix` of a member's prompt (API format:
-    {node_id: {"class_type", "inputs"}}) into their output folder: SaveImage, the animated
-    and video savers, SaveAudio, SaveGLB, the model savers, VideoHelperSuite's VideoCombine
-    and every pack node that names its files the same way (folder_paths.get_save_image_path).
-
-    A prefix fed by another node (`[node_id, slot]`) is refused: its text is only known
-    while the prompt runs, and it could name another person's folder or the top of output/.
-    """
-    for node_id, node in prompt.items():
-        inputs = node.get("inputs") if isinstance(node, dict) else None
-        if not isinstance(inputs, dict) or PREFIX_INPUT not in inputs:
-            continue
-        value = inputs[PREFIX_INPUT]
-        if not isinstance(value, str):
-            raise BadName(
-                f"node {node_id}: {PREFIX_INPUT} must be text written in the node (a member's "
-                "outputs go to their own folder, which a value from another node could leave)"
-            )
-        try:
-            inputs[PREFIX_INPUT] = user_prefix(value, user)
-        except BadName as exc:
-            raise BadName(f"node {node_id}: {exc}") from None
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ Measured:
   gap: GAP_JOBS jobs of GAP_JOB_S seconds each submitted together, on a stand-in whose runs
     take that long: between one run's end and the next one's start, on the stand-in's own
     clock (/_test/runs), the time a GPU would idle with jobs waiting;
-  ledger: the ledger alone, create -> claim -> attempt -> finish cycles per second (SQLite,
-    creation and end fsynced), the ceiling the ledger puts on throughput.
+  ledger: the ledger alone, create -> claim (with the attempt) -> finish cycles per second
+    (SQLite, creation and end fsynced), the ceiling the ledger puts on throughput.
 Prints a table with ratios and writes bench/results/jobs.json. Run it as
 `python -m bench.jobs` from the repository (make bench-jobs). Timings are noisy on a shared
 machine; the load average at the start and end is recorded beside them.
@@ -221,9 +221,8 @@ async def ledger_cycles(tmp: Path) -> float:
     t0 = time.monotonic()
     for i in range(LEDGER_CYCLES):
         await led.create_job(f"job_{i}", GRAPH, None, None, None, 0, 3600)
-        job = await led.claim("bench", 30)
-        await led.start_attempt(job.id, "bench", f"p{i}")
-        await led.finish(job.id, "bench", "succeeded", None)
+        job = await led.claim("bench", 30, f"p{i}")  # with its first attempt, as the worker claims
+        await led.finish(job.id, "bench", "succeeded", None, None, (f"p{i}", "succeeded", "{}"))
     rate = LEDGER_CYCLES / (time.monotonic() - t0)
     await led.close()
     return rate
@@ -232,12 +231,16 @@ async def ledger_cycles(tmp: Path) -> float:
 def main() -> int:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-jobs-") as tmp:
-        stack = JobsStack(Path(tmp) / "stack", COMFY_QUEUE_LIMIT="0").start()
+        stack = JobsStack(
+            Path(tmp) / "stack", COMFY_QUEUE_LIMIT="0", COMFY_JOBS_MAX_WAITING_PER_USER="0"
+        ).start()
         try:
             res = asyncio.run(measure(stack))
         finally:
             stack.stop()
-        stack = JobsStack(Path(tmp) / "gap", GAP_JOB_S, COMFY_QUEUE_LIMIT="0").start()
+        stack = JobsStack(
+            Path(tmp) / "gap", GAP_JOB_S, COMFY_QUEUE_LIMIT="0", COMFY_JOBS_MAX_WAITING_PER_USER="0"
+        ).start()
         try:
             res |= asyncio.run(gaps(stack))
         finally:
@@ -270,7 +273,7 @@ def main() -> int:
         print(f"{name:40}{a:16.2f}{b:14.2f}{b / a if a else float('inf'):8.2f}")
     print(f"v2 added per job, p50: {vd['p50'] - dd['p50']:.2f} ms (submit to done)")
     print(
-        f"ledger alone: {res['ledger_cycles_per_s']:.0f} jobs/s (create, claim, attempt, finish; SQLite, "
+        f"ledger alone: {res['ledger_cycles_per_s']:.0f} jobs/s (create, claim with attempt, finish; SQLite, "
         "the job's creation and end fsynced)"
     )
     print(

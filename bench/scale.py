@@ -12,8 +12,8 @@ assets on one shared directory (as Compose's scale profile shares a volume). Mea
     stand-in starting the run, through the gateway and a worker in another process,
     against the same client posting /prompt to the stand-in directly (the reference), and
     from the POST until the ledger says succeeded, against /history on the stand-in;
-  ledger alone: create -> claim -> attempt -> finish cycles, SQLite and PostgreSQL, against
-    the same four transactions as plain SQL through the drivers (sqlite3 and psycopg) with
+  ledger alone: create -> claim (with the attempt) -> finish cycles, SQLite and PostgreSQL,
+    against the same three transactions as plain SQL through the drivers (sqlite3 and psycopg) with
     the same fsyncs: what the ledger's own code costs.
 Prints a table with ratios and writes bench/results/scale.json. `python -m bench.scale`
 (part of `make bench`). The load average is recorded beside the timings.
@@ -151,16 +151,15 @@ async def ledger_cycles(url: str) -> float:
     t0 = time.monotonic()
     for i in range(CYCLES):
         await led.create_job(f"job_{i}", GRAPH, None, None, None, 0, 3600)
-        job = await led.claim("bench", 30)
-        await led.start_attempt(job.id, "bench", f"p{i}")
-        await led.finish(job.id, "bench", "succeeded", None)
+        job = await led.claim("bench", 30, f"p{i}")  # with its first attempt, as the worker claims
+        await led.finish(job.id, "bench", "succeeded", None, None, (f"p{i}", "succeeded", "{}"))
     rate = CYCLES / (time.monotonic() - t0)
     await led.close()
     return rate
 
 
 def raw_cycles(connect, param: str, durable, ordered) -> float:
-    """The same four transactions as plain SQL on one connection, each as durable as the
+    """The same three transactions as plain SQL on one connection, each as durable as the
     ledger makes it (`durable`/`ordered` set the commit's fsync), as a driver's users write it."""
     c = connect()
     c.execute(
@@ -186,12 +185,11 @@ def raw_cycles(connect, param: str, durable, ordered) -> float:
             (time.time() + 30, seq),
         )
         c.execute(f"SELECT workflow FROM raw_jobs WHERE seq = {q}", (seq,)).fetchone()
-        c.commit()
-        ordered(c)
         c.execute(f"UPDATE raw_jobs SET attempts = attempts + 1 WHERE seq = {q}", (seq,))
         c.execute(f"INSERT INTO raw_attempts VALUES ({q}, 1, {q})", (f"job_{i}", f"p{i}"))
         c.commit()
         durable(c)
+        c.execute(f"UPDATE raw_attempts SET n = n WHERE prompt_id = {q}", (f"p{i}",))
         c.execute(f"UPDATE raw_jobs SET status = 'succeeded', owner = NULL WHERE seq = {q}", (seq,))
         c.commit()
     rate = CYCLES / (time.monotonic() - t0)

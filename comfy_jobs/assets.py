@@ -1,7 +1,12 @@
 """The v2 asset rules: an upload's fields, its Idempotency-Key, its expected hash (checked
 before the bytes get a name, so a mismatch stores nothing), a new asset over a blob already
 held, and where an asset's bytes are (fetched back from object storage when the local copy
-is gone)."""
+is gone).
+
+Each asset is its owner's (model.Caller): a member reaches only their own, and bytes only
+another person holds are unknown to them (by-hash, from-hash, and an upload of the same
+bytes says `created_new` as for bytes never seen), so no answer tells what others uploaded.
+The blob store itself is shared: the same bytes are kept once."""
 
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ from comfy_jobs.blobs import PREFIX, BlobStore, Staged
 from comfy_jobs.errors import Conflict, HashMismatch, NotFound, Unacceptable
 from comfy_jobs.idempotency import idem_key
 from comfy_jobs.ledger import Ledger
-from comfy_jobs.model import Asset
+from comfy_jobs.model import Asset, Caller
 from comfy_jobs.outputs import Files, new_asset_id
 from comfy_jobs.workflow import content_type_of
 
@@ -61,30 +66,32 @@ def check_digest(value: object) -> str:
 class Assets:
     def __init__(self, ledger: Ledger, blobs: BlobStore, files: Files, max_bytes: int):
         self.ledger, self.blobs, self.files, self.max_bytes = ledger, blobs, files, max_bytes
-        self._in_flight: set[str] = set()
+        self._in_flight: set[tuple[str, str]] = set()
 
     @contextlib.asynccontextmanager
-    async def exclusive(self, key: str | None):
-        """One upload per Idempotency-Key at a time in this process: a second one is told
-        to come back rather than storing the bytes twice."""
-        if key is not None and key in self._in_flight:
+    async def exclusive(self, caller: Caller, key: str | None):
+        """One upload per Idempotency-Key (the caller's) at a time in this process: a second
+        one is told to come back rather than storing the bytes twice."""
+        mine = (caller.user, key) if key is not None else None
+        if mine is not None and mine in self._in_flight:
             raise Conflict(
                 "idempotency_conflict",
                 "an upload with this Idempotency-Key is still in progress",
                 retry_after_s=1,
             )
-        if key is not None:
-            self._in_flight.add(key)
+        if mine is not None:
+            self._in_flight.add(mine)
         try:
             yield
         finally:
-            self._in_flight.discard(key or "")
+            if mine is not None:
+                self._in_flight.discard(mine)
 
     def staged(self, chunks: AsyncIterator[bytes]) -> contextlib.AbstractAsyncContextManager[Staged]:
         """The file part's bytes, hashed in a temp file; `store` names them."""
         return self.blobs.staged(chunks, self.max_bytes)
 
-    async def store(self, staged: Staged | None, upload: Upload, key: str | None) -> Stored:
+    async def store(self, caller: Caller, staged: Staged | None, upload: Upload, key: str | None) -> Stored:
         fields, tags = upload.fields, upload.tags
         missing = [f for f in ("content_type", "file_path") if not fields.get(f)] + (
             [] if staged else ["file"]
@@ -105,12 +112,16 @@ class Assets:
         idem = idem_key(
             key,
             {"hash": staged.digest, "file_path": fields["file_path"], "content_type": ctype, "tags": tags},
+            caller.user,
         )
         if idem is not None:
             earlier = await self.ledger.idem_lookup("assets", idem)
-            if earlier and (asset := await self.ledger.get_asset(earlier)):
+            if earlier and (asset := await self.ledger.get_asset(earlier, caller.scope)):
                 return Stored(asset, False, True)
-        created_new = await staged.keep()
+        # new to the caller, whoever else holds the same bytes (that is not theirs to learn)
+        held_before = await self.ledger.find_blob(staged.digest, caller.scope) is not None
+        if await staged.keep():  # in a cluster the worker that runs the job fetches it from there
+            await self.files.mirror_blob(staged.digest)
         asset = Asset(
             new_asset_id(),
             staged.digest,
@@ -119,19 +130,21 @@ class Assets:
             fields["file_path"],
             time.time(),
             tags=tags or ["input"],
+            owner=caller.user,
         )
         await self.ledger.put_asset(asset)
-        if created_new:  # in a cluster the worker that runs the job fetches it from there
-            await self.files.mirror_blob(staged.digest)
         if idem is not None:
             await self.ledger.idem_record("assets", idem, asset.id)
-        return Stored(asset, created_new, False)
+        return Stored(asset, not held_before, False)
 
-    async def from_hash(self, digest: object, file_path: object, tags: object) -> tuple[Asset, bool]:
-        """A new asset over a blob already held (uploaded before, or a job's output), or the
-        upload it came from when that one has the same name: (asset, new)."""
+    async def from_hash(
+        self, caller: Caller, digest: object, file_path: object, tags: object
+    ) -> tuple[Asset, bool]:
+        """A new asset of the caller's over a blob they hold already (uploaded before, or an
+        output of their job), or the upload it came from when that one has the same name:
+        (asset, new)."""
         digest = check_digest(digest)
-        known = await self.ledger.find_blob(digest)
+        known = await self.ledger.find_blob(digest, caller.scope)
         if known is None or not (self.blobs.exists(digest) or known.remote_uri):
             raise NotFound(
                 "blob_not_found", f"no blob {digest} here; upload the bytes with POST /api/v2/assets"
@@ -148,20 +161,22 @@ class Assets:
             path,
             time.time(),
             tags=labels or ["input"],
+            owner=caller.user,
         )
         await self.ledger.put_asset(asset)
         return asset, True
 
-    async def has_blob(self, digest: str) -> bool:
+    async def has_blob(self, caller: Caller, digest: str) -> bool:
+        """Whether the caller holds these bytes (in an asset of theirs)."""
         try:
             digest = check_digest(digest)
         except NotFound:
             return False
-        known = await self.ledger.find_blob(digest)
+        known = await self.ledger.find_blob(digest, caller.scope)
         return known is not None and (self.blobs.exists(digest) or bool(known.remote_uri))
 
-    async def get(self, asset_id: str) -> Asset:
-        asset = await self.ledger.get_asset(asset_id)
+    async def get(self, caller: Caller, asset_id: str) -> Asset:
+        asset = await self.ledger.get_asset(asset_id, caller.scope)
         if asset is None:
             raise NotFound("not_found", f"no asset {asset_id}")
         return asset

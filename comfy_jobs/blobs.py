@@ -44,9 +44,38 @@ class BlobStore:
     async def ingest(
         self, chunks: AsyncIterator[bytes], max_bytes: int | None = None
     ) -> tuple[str, int, bool]:
-        """Store a stream; returns (digest, size, created_new)."""
-        async with self.staged(chunks, max_bytes) as staged:
-            return staged.digest, staged.size, await staged.keep()
+        """Store a stream; returns (digest, size, created_new). A stream that ends within
+        one write batch (most files a run saves) is stored in one trip to a thread, and not
+        written at all when the store holds its bytes already."""
+        head: list[bytes] = []
+        size = 0
+        stream = aiter(chunks)
+        async for chunk in stream:
+            size += len(chunk)
+            if max_bytes is not None and size > max_bytes:
+                raise AssetTooLarge(max_bytes)
+            head.append(chunk)
+            if size >= WRITE_BATCH:
+                async with self.staged(_chain(head, stream), max_bytes) as staged:
+                    return staged.digest, staged.size, await staged.keep()
+        data = b"".join(head)
+        digest = PREFIX + blake3(data).hexdigest()
+        created = await asyncio.get_running_loop().run_in_executor(None, self._store_small, data, digest)
+        return digest, size, created
+
+    def _store_small(self, data: bytes, digest: str) -> bool:
+        final = self.path(digest)
+        if final.is_file():
+            return False
+        tmp_dir = self.root / "tmp"
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=tmp_dir, prefix=".in-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                _write_flush_and_sync(f, [data])
+            return _link(Path(tmp), final)
+        finally:
+            os.unlink(tmp)
 
     @contextlib.asynccontextmanager
     async def staged(self, chunks: AsyncIterator[bytes], max_bytes: int | None = None):
@@ -104,14 +133,27 @@ class Staged:
     async def keep(self) -> bool:
         """Name the bytes by their hash; False when the store had them already. A hard
         link, so a concurrent writer of the same bytes cannot clobber a complete file."""
-        final = self.store.path(self.digest)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(self.tmp, final)
-        except FileExistsError:
-            return False
-        await asyncio.get_running_loop().run_in_executor(None, fsync_directory, final.parent)
-        return True
+        return await asyncio.get_running_loop().run_in_executor(
+            None, _link, self.tmp, self.store.path(self.digest)
+        )
+
+
+def _link(tmp: Path, final: Path) -> bool:
+    """Give complete, synced bytes their final name; False when it held them already."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(tmp, final)
+    except FileExistsError:
+        return False
+    fsync_directory(final.parent)
+    return True
+
+
+async def _chain(head: list[bytes], rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    for chunk in head:
+        yield chunk
+    async for chunk in rest:
+        yield chunk
 
 
 def _write_flush_and_sync(f, pending: list[bytes]) -> None:

@@ -85,6 +85,15 @@ def notify(c: Connection) -> None:
     c.execute(text(f"NOTIFY {CHANNEL}"))
 
 
+_OWNER_LOCK = text("SELECT pg_advisory_xact_lock(727140015, hashtext(:owner))")
+
+
+def owner_lock(c: Connection, owner: str) -> None:
+    """Until this transaction ends, no other one takes the same owner's lock: a count of the
+    owner's waiting jobs and the insert after it are not raced by another gateway's."""
+    c.execute(_OWNER_LOCK, {"owner": owner})
+
+
 def schema_lock(c: Connection) -> None:
     """Gateways and workers starting at once create the tables one at a time."""
     c.execute(text("SELECT pg_advisory_xact_lock(727140014)"))

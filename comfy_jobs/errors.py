@@ -49,6 +49,11 @@ class NotFound(Refused):
     pass
 
 
+class Forbidden(Refused):
+    """Something the caller's role may not do (a member's workflow reaching beyond their
+    files: comfy_jobs/member_policy.py)."""
+
+
 class Conflict(Refused):
     """The request collides with another one or with what is stored; `retry_after_s`: when
     trying the same again may succeed (None: it never will)."""
@@ -115,3 +120,18 @@ class QueueFull(Busy):
             {"depth": depth, "limit": limit},
         )
         self.depth, self.limit = depth, limit
+
+
+class TooManyWaiting(QueueFull):
+    """One account's limit of waiting jobs (COMFY_JOBS_MAX_WAITING_PER_USER, or the one the
+    admin set for it) is reached; raised by the ledger, answered as the contract's 429."""
+
+    def __init__(self, owner: str, waiting: int, limit: int):
+        Busy.__init__(
+            self,
+            "queue_full",
+            f"{waiting} of your jobs are waiting to start, your limit is {limit}; "
+            "retry once one has started, or cancel one",
+            {"waiting": waiting, "limit": limit},
+        )
+        self.depth, self.limit = waiting, limit

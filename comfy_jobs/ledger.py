@@ -5,6 +5,11 @@ gateways and workers) with the same statements.
 
 Every method is a coroutine: the routes and the worker run on an event loop, and the
 backends do their blocking database work off it.
+
+Owners: a job or asset belongs to the account that made it (NULL for rows from before
+accounts: the admin's). `visible_to` filters by owner in SQL: None reads every row (an
+admin, or the worker), an account name only that account's rows, so another's row reads
+exactly as a missing one.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from comfy_jobs.model import Asset, Claim, Delivery, IdemKey, Job, JobPage, JobQuery, WorkerInfo
+from comfy_jobs.model import Asset, Claim, Delivery, IdemKey, Job, JobPage, JobQuery, Output, WorkerInfo
 
 
 class Ledger(Protocol):
@@ -26,18 +31,21 @@ class Ledger(Protocol):
         idem: IdemKey | None,
         queue_limit: int,
         retention_s: float,
+        owner: str | None = None,
+        waiting_limit: int | None = None,
     ) -> tuple[Job, bool]:
-        """Record a queued job (durably, before answering). Returns (job, replayed): an
-        earlier job with the same key and body is returned as it is. Raises
-        IdempotencyKeyReuse (same key, other body) or QueueFull."""
+        """Record a queued job of `owner` (durably, before answering). Returns (job,
+        replayed): an earlier job with the same key (the owner's) and body is returned as it
+        is. Raises IdempotencyKeyReuse (same key, other body), QueueFull (COMFY_QUEUE_LIMIT)
+        or TooManyWaiting (the owner has `waiting_limit` queued jobs already)."""
 
-    async def get_job(self, job_id: str) -> Job | None: ...
+    async def get_job(self, job_id: str, visible_to: str | None = None) -> Job | None: ...
 
     async def list_jobs(self, query: JobQuery) -> JobPage:
         """Newest first; the filters are applied by the database, so a page is right over
         any number of jobs."""
 
-    async def request_cancel(self, job_id: str) -> Job | None:
+    async def request_cancel(self, job_id: str, visible_to: str | None = None) -> Job | None:
         """A queued job is canceled at once; a running one becomes canceling."""
 
     async def fingerprints(self, job_ids: Sequence[str]) -> dict[str, tuple]:
@@ -51,9 +59,13 @@ class Ledger(Protocol):
         """How long the last successful runs took, newest first."""
 
     # --- the worker's side ---------------------------------------------------------------
-    async def claim(self, worker: str, lease_s: float) -> Job | None:
-        """The oldest job that is queued, or running under a lease that ran out (its worker
-        died), now leased to `worker`."""
+    async def claim(self, worker: str, lease_s: float, prompt_id: str | None = None) -> Job | None:
+        """A job that is queued, or running under a lease that ran out (its worker died), now
+        leased to `worker`: the oldest of the owner with the fewest jobs running (a fair
+        share: one person's fifty waiting jobs do not hold another's one behind them). With `prompt_id`, a job never tried comes back with
+        its first attempt recorded under that id (as start_attempt would, in the same
+        transaction); a job tried before keeps its last attempt's id. `others_waiting` says
+        whether the claim saw other claimable jobs."""
 
     async def forget_own_leases(self, worker: str) -> int:
         """At a worker's start: jobs it held before it restarted can be resumed at once."""
@@ -97,18 +109,21 @@ class Ledger(Protocol):
         error: dict | None,
         progress: dict | None = None,
         attempt: tuple[str, str, str] | None = None,
+        outputs: Sequence[Output] = (),
     ) -> bool:
-        """Move a job the worker holds to a terminal state (with its last progress, when
-        given, and ending its attempt (prompt_id, outcome, reason) in the same transaction);
-        False if it no longer holds it."""
+        """Move a job the worker holds to a terminal state, in one transaction with its last
+        progress, the end of its attempt (prompt_id, outcome, reason) and the outputs not
+        committed yet (each once per node and name), when given; False if it no longer
+        holds it (and nothing is written)."""
 
     # --- assets ---------------------------------------------------------------------------
     async def put_asset(self, asset: Asset) -> None: ...
 
-    async def get_asset(self, asset_id: str) -> Asset | None: ...
+    async def get_asset(self, asset_id: str, visible_to: str | None = None) -> Asset | None: ...
 
-    async def find_blob(self, digest: str) -> Asset | None:
-        """Any asset over the blob with this hash (the blob exists), or None."""
+    async def find_blob(self, digest: str, visible_to: str | None = None) -> Asset | None:
+        """An asset over the blob with this hash (the blob exists), or None; with
+        `visible_to`, only that account's (bytes only another holds read as unknown)."""
 
     async def set_remote(self, digest: str, uri: str) -> None: ...
 

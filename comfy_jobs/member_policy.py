@@ -1,4 +1,4 @@
-"""What a member's workflow may not do: the checks the gate (native `/prompt`) and the job
+"""What a member's workflow may not do, and where its outputs go: the checks the gate (native `/prompt`) and the job
 service (v2) make before a member's graph reaches ComfyUI. Admins are not checked: they can
 install packs, which is running code anyway.
 
@@ -18,6 +18,9 @@ queue or GPU state. So for members:
   own input folder `<name>/`, never another person's folder;
 - VHS_VideoCombine's format options that are pasted into ffmpeg's filter graph only take
   the values its formats list.
+
+A member's outputs go to their own folder: every `filename_prefix` is moved under `<name>/`
+(`own_outputs`), by the gate for native prompts and by the job service for v2 jobs.
 
 Graphs using classes not listed here are not checked: a pack an admin installs later should
 be reviewed for such inputs and added (COMFY_MEMBER_DENIED_NODES adds classes without a
@@ -101,6 +104,63 @@ TAGS = (("[output]", "output", 9), ("[input]", "input", 8), ("[temp]", "temp", 7
 
 class Refused(ValueError):
     """The graph does something a member may not; the message says what and where."""
+
+
+# --- where a member's outputs go: their own folder -------------------------------------------
+PREFIX_INPUT = "filename_prefix"
+
+
+class BadName(ValueError):
+    """A name that could leave its folder, or that ComfyUI would read differently; the
+    message says which (a 400)."""
+
+
+def parts_of(value: str, what: str) -> list[str]:
+    """The folder names of a relative path, as os.path.normpath leaves them; `..`, absolute
+    paths, backslashes (a separator on Windows) and control characters are refused."""
+    if any(ord(c) < 32 or c == "\x7f" for c in value) or "\\" in value:
+        raise BadName(f"{what} holds a backslash or a control character")
+    if value.startswith("/"):
+        raise BadName(f"{what} must be a relative path, not {value!r}")
+    parts = [p for p in value.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise BadName(f"{what} may not contain '..'")
+    return parts
+
+
+def user_prefix(value: str, user: str) -> str:
+    """A member's `filename_prefix`, moved into their folder. ComfyUI takes its last part as
+    the file name's start, so a prefix already in their folder must keep a part after it
+    ("alice" alone would be a file named alice_00001_.png at the top of output/)."""
+    parts = parts_of(value, PREFIX_INPUT)
+    if not parts:
+        raise BadName(f"{PREFIX_INPUT} is empty: give the saved files' name")
+    return "/".join(parts if parts[:1] == [user] and len(parts) > 1 else [user, *parts])
+
+
+def own_outputs(prompt: dict, user: str) -> None:
+    """Rewrite, in place, every `filename_prefix` of a member's prompt (API format:
+    {node_id: {"class_type", "inputs"}}) into their output folder: SaveImage, the animated
+    and video savers, SaveAudio, SaveGLB, the model savers, VideoHelperSuite's VideoCombine
+    and every pack node that names its files the same way (folder_paths.get_save_image_path).
+
+    A prefix fed by another node (`[node_id, slot]`) is refused: its text is only known
+    while the prompt runs, and it could name another person's folder or the top of output/.
+    """
+    for node_id, node in prompt.items():
+        inputs = node.get("inputs") if isinstance(node, dict) else None
+        if not isinstance(inputs, dict) or PREFIX_INPUT not in inputs:
+            continue
+        value = inputs[PREFIX_INPUT]
+        if not isinstance(value, str):
+            raise BadName(
+                f"node {node_id}: {PREFIX_INPUT} must be text written in the node (a member's "
+                "outputs go to their own folder, which a value from another node could leave)"
+            )
+        try:
+            inputs[PREFIX_INPUT] = user_prefix(value, user)
+        except BadName as exc:
+            raise BadName(f"node {node_id}: {exc}") from None
 
 
 def annotated(value: str) -> tuple[str, str]:

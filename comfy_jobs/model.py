@@ -10,6 +10,7 @@ it starts from.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -30,6 +31,7 @@ class Asset:
     job_id: str | None = None
     tags: list[str] = field(default_factory=list)
     remote_uri: str | None = None
+    owner: str | None = None  # the account it belongs to (None: from before accounts, the admin's)
 
 
 @dataclass
@@ -63,6 +65,8 @@ class Job:
     queue_position: int | None = None
     execution_s: float | None = None
     needs: list[str] | None = None  # the model files it loads (placement)
+    owner: str | None = None  # the account that submitted it (None: from before accounts, the admin's)
+    others_waiting: bool = False  # set by a claim: other claimable jobs were there too
 
 
 @dataclass(frozen=True)
@@ -80,12 +84,14 @@ class JobSummary:
 @dataclass(frozen=True)
 class JobQuery:
     """Which jobs a list wants: newest first, older than the cursor (a job's seq), with this
-    status and these metadata labels, at most `limit`."""
+    status and these metadata labels, at most `limit`; `owner`: only that account's (None:
+    everyone's, what an admin sees)."""
 
     limit: int = 50
     before_seq: int | None = None
     status: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+    owner: str | None = None
 
 
 @dataclass(frozen=True)
@@ -95,11 +101,36 @@ class JobPage:
 
 
 @dataclass(frozen=True)
+class Caller:
+    """Who asks the job service: an account name (opaque here: a login, a token's owner) and
+    whether it is an admin. A member reaches only the jobs and assets it owns; an admin
+    reaches everyone's, including those from before accounts (no owner)."""
+
+    user: str
+    is_admin: bool = False
+
+    @property
+    def scope(self) -> str | None:
+        """The owner the ledger filters by, in SQL: None for an admin (no filter)."""
+        return None if self.is_admin else self.user
+
+
+@dataclass(frozen=True)
 class IdemKey:
-    """An Idempotency-Key and the digest of the request it came with."""
+    """An Idempotency-Key, the digest of the request it came with, and whose key it is: each
+    account has its own keys (the same key from two people names two requests)."""
 
     key: str
     body_hash: str
+    owner: str | None = None
+
+    @property
+    def stored(self) -> str:
+        """The key as the ledger keeps it: the owner's and the client's in one fixed-length
+        value (the column holds 255 characters, the key alone may take them all)."""
+        if self.owner is None:
+            return self.key
+        return "owner:" + hashlib.sha256(f"{self.owner}\0{self.key}".encode()).hexdigest()
 
 
 @dataclass(frozen=True)

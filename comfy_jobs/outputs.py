@@ -14,8 +14,10 @@ import logging
 import posixpath
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from comfy_jobs import model
 from comfy_jobs.comfy import ComfyUI, FileGone
 from comfy_jobs.model import Asset, Job
 from comfy_jobs.workflow import asset_refs, content_type_of, input_name, output_kind, ref_id
@@ -54,9 +56,21 @@ class Files:
             )
         return graph
 
-    async def commit(self, comfy: ComfyUI, job: Job, node_id: str, node_out: dict, seen: set) -> None:
+    async def commit(
+        self,
+        comfy: ComfyUI,
+        job: Job,
+        node_id: str,
+        node_out: dict,
+        seen: set,
+        later: Callable[[], list[model.Output] | None] = lambda: None,
+    ) -> None:
         """Commit the files one node reported (its `executed` message or history entry) that
-        are not in `seen` (the (node, name) pairs committed already), adding them there."""
+        are not in `seen` (the (node, name) pairs committed already), adding them there.
+
+        `later()`, asked once each file is stored, returns a list when the job's end is near
+        (ComfyUI has recorded the run as done): the output goes there, to be written with the
+        job's terminal state in one transaction, rather than in one of its own just before it."""
         for out in outputs_of(node_id, node_out):
             if (node_id, out.name) in seen:
                 continue
@@ -77,8 +91,24 @@ class Files:
             else:
                 digest, size, _ = await self.blobs.ingest(_one(out.text.encode()))
                 ctype = TEXT_TYPE
-            asset = Asset(new_asset_id(), digest, size, ctype, out.name, time.time(), job.id, ["output"])
-            if await self.ledger.add_output(job.id, node_id, out.name, output_kind(out.key, ctype), asset):
+            asset = Asset(
+                new_asset_id(),
+                digest,
+                size,
+                ctype,
+                out.name,
+                time.time(),
+                job.id,
+                ["output"],
+                owner=job.owner,
+            )
+            row = model.Output(node_id, out.name, output_kind(out.key, ctype), asset)
+            box = later()
+            if box is not None:
+                await self.mirror_blob(digest)  # copied before the job says succeeded, as below
+                box.append(row)
+                log.info("job %s: output %s (%d bytes) from node %s", job.id, out.name, size, node_id)
+            elif await self.ledger.add_output(job.id, node_id, out.name, row.type, asset):
                 log.info("job %s: output %s (%d bytes) from node %s", job.id, out.name, size, node_id)
                 await self.mirror_blob(digest)
             seen.add((node_id, out.name))

@@ -57,14 +57,19 @@ job_put = (
         attempts=0,
         cancel_requested=False,
         needs=bindparam("needs"),
+        owner=bindparam("owner"),
     )
     .returning(J.c.seq)
 )
+# an account's jobs waiting to start (its limit of waiting jobs)
+waiting_of = select(func.count()).select_from(J).where(J.c.status == QUEUED, J.c.owner == bindparam("owner"))
 # the list's columns, newest first; the filters of each call are added to it
 listing = select(J.c.id, J.c.seq, J.c.status, J.c.created_at, J.c.completed_at, J.c["metadata"]).order_by(
     J.c.seq.desc()
 )
 job_by_id = select(J).where(J.c.id == bindparam("job_id"))
+# the same, only if `owner` owns it: another's job reads as no job
+job_by_id_of = job_by_id.where(J.c.owner == bindparam("owner"))
 ahead = select(func.count()).select_from(J).where(J.c.status == QUEUED, J.c.seq < bindparam("seq"))
 outputs_of = (
     select(OUT, AS, R.c.uri)
@@ -115,12 +120,22 @@ expire = (
 )
 # The few oldest claimable jobs, locked for this transaction only; a worker claiming at the
 # same moment skips them (and looks at the next ones) instead of waiting for the lock.
-candidates = (
+_candidates = (
     select(J.c.seq, J.c.needs, J.c.created_at)
     .where(_claimable())
     .order_by(J.c.seq)
     .limit(bindparam("n"))
     .with_for_update(skip_locked=True)
+)
+candidates_of = _candidates.where(J.c.owner == bindparam("owner"))
+candidates_of_nobody = _candidates.where(J.c.owner.is_(None))  # from before owners (the admin's)
+# Fair share: each owner with claimable jobs, with its oldest; and the jobs each owner has
+# running under a live lease. A claim takes from the owner with the fewest running.
+owners_waiting = select(J.c.owner, func.min(J.c.seq).label("oldest")).where(_claimable()).group_by(J.c.owner)
+owners_running = (
+    select(J.c.owner, func.count())
+    .where(J.c.status.in_(HELD_STATES), J.c.lease_until >= bindparam("now"))
+    .group_by(J.c.owner)
 )
 take = (
     update(J)
@@ -158,6 +173,7 @@ attempt_put = insert(A).values(
     worker=bindparam("worker"),
     started_at=bindparam("now"),
 )
+output_names = select(OUT.c.node_id, OUT.c.name).where(OUT.c.job_id == bindparam("job_id"))
 outputs_drop = delete(OUT).where(OUT.c.job_id == bindparam("job_id"))
 attempt_drop = delete(A).where(A.c.prompt_id == bindparam("prompt_id"))
 attempt_uncount = (
@@ -207,6 +223,7 @@ asset_put = insert(AS).values(
     created_at=bindparam("created_at"),
     job_id=bindparam("job_id"),
     tags=bindparam("tags"),
+    owner=bindparam("owner"),
 )
 output_put = insert(OUT).values(
     job_id=bindparam("job_id"),
@@ -217,7 +234,10 @@ output_put = insert(OUT).values(
 )
 _asset = select(AS, R.c.uri).outerjoin(R, R.c.hash == AS.c.hash)
 asset_by_id = _asset.where(AS.c.id == bindparam("id"))
+asset_by_id_of = asset_by_id.where(AS.c.owner == bindparam("owner"))
 asset_by_hash = _asset.where(AS.c.hash == bindparam("hash")).limit(1)
+# an asset of `owner` over the blob: bytes another person uploaded read as unknown
+asset_by_hash_of = _asset.where(AS.c.hash == bindparam("hash"), AS.c.owner == bindparam("owner")).limit(1)
 remote_exists = select(R.c.hash).where(R.c.hash == bindparam("hash"))
 remote_put = insert(R).values(hash=bindparam("hash"), uri=bindparam("uri"))
 

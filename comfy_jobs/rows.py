@@ -29,6 +29,7 @@ def job_of(row) -> Job:
         metadata=m["metadata"],
         execution_s=run_s,
         needs=m["needs"],
+        owner=m["owner"],
     )
 
 
@@ -43,6 +44,7 @@ def asset_of(m) -> Asset:
         job_id=m["job_id"],
         tags=list(m["tags"] or []),
         remote_uri=m.get("uri"),
+        owner=m["owner"],
     )
 
 

@@ -19,7 +19,8 @@ from sqlalchemy import (
 )
 
 # 2: jobs.needs (the model files a job loads, for placement), the workers and pins tables
-SCHEMA_VERSION = 2
+# 3: jobs.owner and assets.owner (the account; NULL: from before accounts, the admin's)
+SCHEMA_VERSION = 3
 meta = MetaData()
 
 schema_info = Table("schema_info", meta, Column("version", Integer, nullable=False))
@@ -48,8 +49,10 @@ jobs = Table(
     Column("run_started_at", Float),
     # the model files the workflow loads (placement: workers that have them on disk)
     Column("needs", JSON),
+    Column("owner", String(200)),  # the account that submitted it; NULL: the admin's (older rows)
 )
 Index("jobs_status_seq", jobs.c.status, jobs.c.seq)
+Index("jobs_owner_seq", jobs.c.owner, jobs.c.seq)  # a member's list, waiting jobs, fair share
 
 attempts = Table(
     "attempts",
@@ -77,6 +80,7 @@ assets = Table(
     Column("created_at", Float, nullable=False),
     Column("job_id", String(64)),
     Column("tags", JSON),
+    Column("owner", String(200)),  # the uploader, or the job's owner for an output; NULL: the admin's
 )
 
 # One row per blob that was mirrored to object storage (COMFY_OUTPUTS_TO).
@@ -147,5 +151,13 @@ pins = Table(
     Column("at", Float, nullable=False),
 )
 
-# What upgrades an older ledger in place (create_all adds missing tables, not columns).
-MIGRATIONS = {1: ["ALTER TABLE jobs ADD COLUMN needs JSON"]}
+# What upgrades an older ledger in place (create_all adds missing tables, not columns or the
+# indexes of tables that exist). Rows from before owners keep NULL: the admin's.
+MIGRATIONS = {
+    1: ["ALTER TABLE jobs ADD COLUMN needs JSON"],
+    2: [
+        "ALTER TABLE jobs ADD COLUMN owner VARCHAR(200)",
+        "ALTER TABLE assets ADD COLUMN owner VARCHAR(200)",
+        "CREATE INDEX IF NOT EXISTS jobs_owner_seq ON jobs (owner, seq)",
+    ],
+}

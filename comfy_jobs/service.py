@@ -5,6 +5,12 @@ ledger, the blob store and its object-storage mirror, the live-event hub and the
 sender; the worker beside a ComfyUI is started by whoever runs one (the proxy's app factory
 on one box, `python -m comfy_jobs worker` in a cluster).
 
+Every call says who asks (model.Caller): a member submits, lists, reads, follows and
+cancels only their own jobs and uses only their own assets; another's job or asset is
+`NotFound` exactly as a missing one is (the ledger filters by owner in SQL), so no answer
+tells that it exists. An admin reaches everyone's. Each account may have a number of jobs
+waiting to start (COMFY_JOBS_MAX_WAITING_PER_USER, or what `limit_for` says for it).
+
 Refusals are raised as comfy_jobs.errors.Refused kinds, in the contract's codes; the HTTP
 adapters (auth_proxy/v2/) only read requests and write answers.
 """
@@ -13,23 +19,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import statistics
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 
+from comfy_jobs import member_policy
 from comfy_jobs.assets import Assets
 from comfy_jobs.blobs import BlobStore
 from comfy_jobs.comfy import ComfyUI, Unreachable
-from comfy_jobs.errors import NotFound, QueueFull, Unacceptable
+from comfy_jobs.errors import Forbidden, NotFound, QueueFull, Unacceptable
 from comfy_jobs.events import Event, Hub, follow
 from comfy_jobs.idempotency import idem_key
 from comfy_jobs.ledger import Ledger, open_ledger
 from comfy_jobs.metrics import JobMetrics
-from comfy_jobs.model import Job, JobPage, JobQuery
+from comfy_jobs.model import Caller, Job, JobPage, JobQuery
 from comfy_jobs.outputs import Files
 from comfy_jobs.settings import JobSettings
 from comfy_jobs.webhooks import Sender
@@ -43,9 +51,15 @@ RETRY_AFTER_MAX_S = 600
 
 
 class JobsService:
-    def __init__(self, settings: JobSettings, comfy_url: str):
+    def __init__(
+        self, settings: JobSettings, comfy_url: str, limit_for: Callable[[str], int | None] | None = None
+    ):
+        """`limit_for(user)`: the waiting jobs that account may have (0: none), or None for
+        COMFY_JOBS_MAX_WAITING_PER_USER; asked at each submission (the accounts' store
+        caches it)."""
         self.s = settings
         self.comfy_url = comfy_url
+        self.limit_for = limit_for
         self.hub = Hub()
         self.metrics = JobMetrics()
         # made by start(), which opens the ledger (a file, or a database connection)
@@ -108,17 +122,27 @@ class JobsService:
             await self.ledger.close()
 
     # --- jobs ----------------------------------------------------------------------------
-    async def submit(self, body: object, idempotency_key: str | None) -> tuple[Job, bool]:
-        """Check a POST /api/v2/jobs body and record the job; (job, replayed): an earlier
-        job with the same key and body is answered as it is."""
+    async def submit(self, caller: Caller, body: object, idempotency_key: str | None) -> tuple[Job, bool]:
+        """Check a POST /api/v2/jobs body and record the job as the caller's; (job,
+        replayed): an earlier job of the caller's with the same key and body is answered as
+        it is."""
         workflow, extra, meta = check_body(body)
-        idem = idem_key(idempotency_key, body)
+        idem = idem_key(idempotency_key, body, caller.user)
+        if not caller.is_admin:
+            try:
+                # what a member's graph may not do, and their outputs into their own folder
+                member_policy.check(workflow, caller.user, self.s.member_denied_nodes)
+                member_policy.own_outputs(workflow, caller.user)
+            except member_policy.Refused as exc:
+                raise Forbidden("forbidden", str(exc)) from None
+            except member_policy.BadName as exc:
+                raise Unacceptable("invalid_workflow", str(exc)) from None
         classes = await self.known_classes()
         if classes is not None:
             check_graph(workflow, classes)
         for node_id, name, ref in asset_refs(workflow):
             rid = ref_id(ref)
-            if rid is None or await self.ledger.get_asset(rid) is None:
+            if rid is None or await self.ledger.get_asset(rid, caller.scope) is None:
                 raise Unacceptable(
                     "missing_asset",
                     f"node {node_id} input {name!r}: no asset {rid!r}; upload it with POST /api/v2/assets first",
@@ -133,8 +157,10 @@ class JobsService:
                 idem,
                 self.s.queue_limit,
                 self.s.retention_days * 86400,
+                caller.user,
+                self.waiting_limit(caller.user),
             )
-        except QueueFull as exc:
+        except QueueFull as exc:  # or TooManyWaiting, the caller's own limit
             exc.retry_after_s = await self.retry_after(exc.depth - exc.limit + 1)
             raise
         if not replayed:
@@ -143,25 +169,33 @@ class JobsService:
             log.info("job %s queued (%d nodes)", job.id, len(workflow))
         return job, replayed
 
+    def waiting_limit(self, user: str) -> int | None:
+        """How many of `user`'s jobs may wait to start (None: no limit)."""
+        own = self.limit_for(user) if self.limit_for is not None else None
+        if own is not None:
+            return own
+        return self.s.max_waiting_per_user or None
+
     async def retry_after(self, ahead: int) -> int:
         """Seconds until about `ahead` jobs have finished, from the median recent run time."""
         recent = await self.ledger.recent_execution_s()
         per_job = statistics.median(recent) if recent else RECENT_RUN_S
         return int(min(RETRY_AFTER_MAX_S, max(1, per_job * max(ahead, 1))))
 
-    async def job(self, job_id: str) -> Job:
-        job = await self.ledger.get_job(job_id)
+    async def job(self, caller: Caller, job_id: str) -> Job:
+        job = await self.ledger.get_job(job_id, caller.scope)
         if job is None:
             raise NotFound("not_found", f"no job {job_id}")
         return job
 
-    async def jobs(self, query: JobQuery) -> JobPage:
-        return await self.ledger.list_jobs(query)
+    async def jobs(self, caller: Caller, query: JobQuery) -> JobPage:
+        """The caller's jobs (an admin's: everyone's), filtered and paged by the database."""
+        return await self.ledger.list_jobs(dataclasses.replace(query, owner=caller.scope))
 
-    async def cancel(self, job_id: str) -> Job:
+    async def cancel(self, caller: Caller, job_id: str) -> Job:
         """A queued job is canceled at once; a running one becomes canceling, and the worker
         holding it (this process's at once, another's at its next heartbeat) stops it."""
-        job = await self.ledger.request_cancel(job_id)
+        job = await self.ledger.request_cancel(job_id, caller.scope)
         if job is None:
             raise NotFound("not_found", f"no job {job_id}")
         if job.status == "canceling" and self.worker:
@@ -169,10 +203,10 @@ class JobsService:
         self.hub.notify(job_id)
         return job
 
-    def events(self, job: Job) -> AsyncIterator[Event]:
-        """The job's live events from `job` (as just read) on, until it ends; read inside
-        `self.hub.streams.slot(client)`, which refuses one stream too many."""
-        return follow(job, self.job, self.hub)
+    def events(self, caller: Caller, job: Job) -> AsyncIterator[Event]:
+        """The job's live events from `job` (as just read for `caller`) on, until it ends;
+        read inside `self.hub.streams.slot(client)`, which refuses one stream too many."""
+        return follow(job, lambda job_id: self.job(caller, job_id), self.hub)
 
     async def known_classes(self) -> set[str] | None:
         """ComfyUI's node classes (cached a minute), or None when it cannot be asked: a job

@@ -22,6 +22,7 @@ class JobSettings:
     database_url: str = ""
     max_attempts: int = v.COMFY_JOB_MAX_ATTEMPTS.default
     queue_limit: int = v.COMFY_QUEUE_LIMIT.default
+    max_waiting_per_user: int = v.COMFY_JOBS_MAX_WAITING_PER_USER.default  # 0: no limit
     outputs_to: str = ""
     lease_s: float = v.COMFY_JOB_LEASE_SECONDS.default
     run_worker: bool = True
@@ -85,6 +86,7 @@ def load_settings(environ: Mapping[str, str] | None = None, jobs_dir: Path | Non
         database_url=env.get(v.COMFY_JOBS_DATABASE_URL).strip(),
         max_attempts=env.get(v.COMFY_JOB_MAX_ATTEMPTS),
         queue_limit=env.get(v.COMFY_QUEUE_LIMIT),
+        max_waiting_per_user=env.get(v.COMFY_JOBS_MAX_WAITING_PER_USER),
         outputs_to=outputs_to,
         lease_s=env.get(v.COMFY_JOB_LEASE_SECONDS),
         run_worker=env.get(v.COMFY_JOBS_WORKER) == "1",

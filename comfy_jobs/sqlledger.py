@@ -34,7 +34,7 @@ from comfy_jobs import engines
 from comfy_jobs import queries as Q
 from comfy_jobs import schema as S
 from comfy_jobs.engines import Write
-from comfy_jobs.errors import IdempotencyKeyReuse, LedgerError, QueueFull
+from comfy_jobs.errors import IdempotencyKeyReuse, LedgerError, QueueFull, TooManyWaiting
 from comfy_jobs.model import (
     CANCELED,
     EXPIRED,
@@ -161,12 +161,21 @@ class SqlLedger:
         return job
 
     # --- jobs --------------------------------------------------------------------------
-    async def create_job(self, job_id, workflow, extra_data, metadata, idem, queue_limit, retention_s):
-        return await self._run(
-            self._create_job, job_id, workflow, extra_data, metadata, idem, queue_limit, retention_s
-        )
+    async def create_job(self, *args, **kw):  # Ledger.create_job's arguments
+        return await self._run(lambda: self._create_job(*args, **kw))
 
-    def _create_job(self, job_id, workflow, extra_data, metadata, idem, queue_limit, retention_s):
+    def _create_job(
+        self,
+        job_id,
+        workflow,
+        extra_data,
+        metadata,
+        idem,
+        queue_limit,
+        retention_s,
+        owner=None,
+        waiting_limit=None,
+    ):
         for attempt in range(2):  # PostgreSQL: a concurrent insert of the same key loses the race once
             try:
                 with self._tx(Write.DURABLE) as c:
@@ -178,6 +187,12 @@ class SqlLedger:
                         depth = c.execute(Q.depth).scalar() or 0
                         if depth >= queue_limit:
                             raise QueueFull(depth, queue_limit)
+                    if waiting_limit is not None and owner is not None:
+                        if self.postgres:  # one count-then-insert per owner at a time
+                            engines.owner_lock(c, owner)
+                        waiting = c.execute(Q.waiting_of, {"owner": owner}).scalar() or 0
+                        if waiting >= waiting_limit:
+                            raise TooManyWaiting(owner, waiting, waiting_limit)
                     now = time.time()
                     needs = needs_of(workflow)
                     seq = c.execute(
@@ -190,6 +205,7 @@ class SqlLedger:
                             "created_at": now,
                             "expires_at": now + retention_s,
                             "needs": needs,
+                            "owner": owner,
                         },
                     ).scalar_one()
                     if idem is not None:
@@ -197,7 +213,7 @@ class SqlLedger:
                             Q.idem_put,
                             {
                                 "scope": "jobs",
-                                "key": idem.key,
+                                "key": idem.stored,
                                 "body_hash": idem.body_hash,
                                 "ref_id": job_id,
                                 "created_at": now,
@@ -216,6 +232,7 @@ class SqlLedger:
                         extra_data=extra_data,
                         metadata=metadata,
                         needs=needs,
+                        owner=owner,
                     )
                     return self._full(c, job, outputs=False), False
             except IntegrityError as exc:
@@ -225,7 +242,7 @@ class SqlLedger:
 
     @staticmethod
     def _idem_lookup(c: Connection, scope: str, idem: IdemKey) -> str | None:
-        key = {"scope": scope, "key": idem.key}
+        key = {"scope": scope, "key": idem.stored}
         row = c.execute(Q.idem_get, key).first()
         if row is None:
             return None
@@ -250,7 +267,7 @@ class SqlLedger:
                     Q.idem_put,
                     {
                         "scope": scope,
-                        "key": idem.key,
+                        "key": idem.stored,
                         "body_hash": idem.body_hash,
                         "ref_id": ref_id,
                         "created_at": time.time(),
@@ -259,10 +276,10 @@ class SqlLedger:
 
         await self._run(run)
 
-    async def get_job(self, job_id):
+    async def get_job(self, job_id, visible_to=None):
         def run():
             with self.r.connect() as c:
-                row = c.execute(Q.job_by_id, {"job_id": job_id}).first()
+                row = self._job_row(c, job_id, visible_to)
                 if row is None:
                     return None
                 job = self._full(c, job_of(row))
@@ -271,6 +288,12 @@ class SqlLedger:
                 return job
 
         return await self._read(run)
+
+    @staticmethod
+    def _job_row(c: Connection, job_id: str, visible_to: str | None):
+        if visible_to is None:
+            return c.execute(Q.job_by_id, {"job_id": job_id}).first()
+        return c.execute(Q.job_by_id_of, {"job_id": job_id, "owner": visible_to}).first()
 
     def _explain_wait(self, c: Connection, job: Job) -> None:
         """A queued job that no live worker can take says why, in its progress message."""
@@ -292,6 +315,8 @@ class SqlLedger:
             q = Q.listing.limit(query.limit + 1)  # one more than asked: is there a next page?
             if query.before_seq is not None:
                 q = q.where(S.jobs.c.seq < query.before_seq)
+            if query.owner is not None:
+                q = q.where(S.jobs.c.owner == query.owner)
             if query.status:
                 q = q.where(S.jobs.c.status == query.status)
             for key, value in sorted(query.metadata.items()):
@@ -304,10 +329,12 @@ class SqlLedger:
 
         return await self._read(run)
 
-    async def request_cancel(self, job_id):
+    async def request_cancel(self, job_id, visible_to=None):
         def run():
             now = time.time()
             with self._tx(Write.DURABLE) as c:
+                if visible_to is not None and self._job_row(c, job_id, visible_to) is None:
+                    return None  # another's job: as if there were none
                 if c.execute(Q.cancel_queued, {"job_id": job_id, "now": now}).first() is not None:
                     self._enqueue_webhook(c, job_id, CANCELED)
                 else:
@@ -342,7 +369,7 @@ class SqlLedger:
         return await self._read(run)
 
     # --- the worker's side -------------------------------------------------------------
-    async def claim(self, worker, lease_s):
+    async def claim(self, worker, lease_s, prompt_id=None):
         def run():
             now = time.time()
             with self._tx(Write.ORDERED) as c:
@@ -350,29 +377,49 @@ class SqlLedger:
                     self._swept = now
                     for job_id in c.execute(Q.expire, {"now": now}).scalars().all():
                         self._enqueue_webhook(c, job_id, EXPIRED)
-                rows = c.execute(Q.candidates, {"now": now, "n": CANDIDATES}).all()
-                if not rows:
+                owners = c.execute(Q.owners_waiting, {"now": now}).all()
+                if not owners:
                     return None
-                seq = rows[0].seq
-                if any(r.needs for r in rows):
-                    views = {
-                        v.id: v
-                        for v in views_of(c.execute(Q.workers_seen, {"since": now - WORKER_LIVE_S}).all())
-                    }
-                    me = views.get(worker)
-                    if me is not None:
-                        seq = choose(
-                            me, list(views.values()), [(r.seq, r.needs, r.created_at) for r in rows], now
-                        )
-                        if seq is None:
-                            return None
-                row = c.execute(
-                    Q.take, {"at_seq": seq, "now": now, "worker": worker, "lease_until": now + lease_s}
-                ).first()
-                if row is None:
+                if len(owners) > 1:
+                    running = dict(c.execute(Q.owners_running, {"now": now}).all())
+                    owners.sort(key=lambda o: (running.get(o.owner, 0), o.oldest))
+                views: dict | None = None
+                for owner in owners:
+                    rows = c.execute(
+                        Q.candidates_of_nobody if owner.owner is None else Q.candidates_of,
+                        {"now": now, "n": CANDIDATES, "owner": owner.owner},
+                    ).all()
+                    if not rows:
+                        continue  # all taken by a worker claiming at the same moment
+                    seq: int | None = rows[0].seq
+                    if any(r.needs for r in rows):
+                        if views is None:
+                            seen = c.execute(Q.workers_seen, {"since": now - WORKER_LIVE_S}).all()
+                            views = {v.id: v for v in views_of(seen)}
+                        me = views.get(worker)
+                        if me is not None:
+                            jobs = [(r.seq, r.needs, r.created_at) for r in rows]
+                            seq = choose(me, list(views.values()), jobs, now)
+                    if seq is None:
+                        continue  # none of this owner's that this worker should take
+                    row = c.execute(
+                        Q.take, {"at_seq": seq, "now": now, "worker": worker, "lease_until": now + lease_s}
+                    ).first()
+                    if row is not None:
+                        break
+                else:
                     return None
                 job = job_of(row)
-                # a job never tried has no outputs to read back
+                job.others_waiting = len(owners) > 1 or len(rows) > 1
+                if job.prompt_id is None and prompt_id is not None:
+                    # Its first attempt, in the same transaction: one commit (and, on
+                    # PostgreSQL, one WAL flush) fewer per job than a separate start_attempt.
+                    # A job never tried has no outputs to read back, nor to drop.
+                    key = {"job_id": job.id, "worker": worker, "prompt_id": prompt_id, "now": now}
+                    job.attempts = c.execute(Q.attempt_count, key).scalar_one()
+                    c.execute(Q.attempt_put, {**key, "n": job.attempts})
+                    job.prompt_id = prompt_id
+                    return self._full(c, job, outputs=False)
                 return self._full(c, job, outputs=job.prompt_id is not None)
 
         return await self._run(run)
@@ -500,7 +547,7 @@ class SqlLedger:
 
         return await self._run(run)
 
-    async def finish(self, job_id, worker, status, error, progress=None, attempt=None):
+    async def finish(self, job_id, worker, status, error, progress=None, attempt=None, outputs=()):
         assert status in TERMINAL
 
         def run():
@@ -523,10 +570,29 @@ class SqlLedger:
                 else:
                     n = c.execute(Q.finish_with_progress, {**values, "progress": progress}).rowcount
                 if n:
+                    self._put_outputs(c, job_id, outputs)
                     self._enqueue_webhook(c, job_id, status)
                 return bool(n)
 
         return await self._run(run)
+
+    def _put_outputs(self, c: Connection, job_id: str, outputs: Sequence[Output]) -> None:
+        if not outputs:
+            return
+        have = {(r.node_id, r.name) for r in c.execute(Q.output_names, {"job_id": job_id})}
+        for o in outputs:
+            if (o.node_id, o.name) not in have:
+                self._put_asset(c, o.asset)
+                c.execute(
+                    Q.output_put,
+                    {
+                        "job_id": job_id,
+                        "node_id": o.node_id,
+                        "name": o.name,
+                        "kind": o.type,
+                        "asset_id": o.asset.id,
+                    },
+                )
 
     # --- assets --------------------------------------------------------------------------
     @staticmethod
@@ -543,6 +609,7 @@ class SqlLedger:
                     "created_at": a.created_at,
                     "job_id": a.job_id,
                     "tags": a.tags,
+                    "owner": a.owner,
                 },
             )
 
@@ -553,18 +620,24 @@ class SqlLedger:
 
         await self._run(run)
 
-    async def get_asset(self, asset_id):
+    async def get_asset(self, asset_id, visible_to=None):
         def run():
             with self.r.connect() as c:
-                row = c.execute(Q.asset_by_id, {"id": asset_id}).first()
+                if visible_to is None:
+                    row = c.execute(Q.asset_by_id, {"id": asset_id}).first()
+                else:
+                    row = c.execute(Q.asset_by_id_of, {"id": asset_id, "owner": visible_to}).first()
             return asset_of(row._mapping) if row else None
 
         return await self._read(run)
 
-    async def find_blob(self, digest):
+    async def find_blob(self, digest, visible_to=None):
         def run():
             with self.r.connect() as c:
-                row = c.execute(Q.asset_by_hash, {"hash": digest}).first()
+                if visible_to is None:
+                    row = c.execute(Q.asset_by_hash, {"hash": digest}).first()
+                else:
+                    row = c.execute(Q.asset_by_hash_of, {"hash": digest, "owner": visible_to}).first()
             return asset_of(row._mapping) if row else None
 
         return await self._read(run)

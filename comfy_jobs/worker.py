@@ -35,7 +35,7 @@ import aiohttp
 
 from comfy_jobs import progress
 from comfy_jobs.comfy import ComfyUI, Located, Rejected, Unreachable, rejected_error
-from comfy_jobs.model import CANCELED, FAILED, SUCCEEDED, Job
+from comfy_jobs.model import CANCELED, FAILED, SUCCEEDED, Job, Output
 from comfy_jobs.outputs import MissingInput, pending
 from comfy_jobs.podcost import PodCost
 from comfy_jobs.presence import Presence
@@ -44,6 +44,7 @@ from comfy_jobs.progress import Tracker
 log = logging.getLogger(__name__)
 COMFY_POLL_S = 0.25  # how often a worker whose ComfyUI is away asks whether it is back
 POLL_S = 1.0  # how often the run is checked against /queue and /history
+CLAIM_EVERY_S = 1.0  # how often an idle worker claims with nothing telling it a job is there
 HOLD = 2  # jobs a worker holds at once: the one ComfyUI runs and the next, queued behind it
 # How long a submission waits for the worker's WebSocket to ComfyUI (back after a restart):
 # a run that starts before the worker hears ComfyUI is one whose start it cannot know.
@@ -73,11 +74,17 @@ class Held:
         self.lost = False
         self.hand_back = False  # the worker drains: give the job back unless its run started
         self.submitted = asyncio.Event()  # its run is in ComfyUI's hands (or the job ended)
+        # the attempt the claim recorded, until it is submitted (a job tried before has none)
+        self.unsent: str | None = None
         self.task: asyncio.Task | None = None
         self.stream: asyncio.Queue | None = None
         # (node, name) of the outputs committed, while the run goes and after: each is
         # fetched from ComfyUI once
         self.seen = {(o.node_id, o.name) for o in job.outputs}
+        # Outputs stored once the run's history entry was there, written with the job's end
+        # (one transaction), which follows at once
+        self.unwritten: list[Output] = []
+        self.run_done = False  # ComfyUI's history has the entry of the run being followed
 
     def kick(self) -> None:
         if self.stream is not None:
@@ -105,6 +112,13 @@ class Worker:
         self._submitting = asyncio.Lock()
         self.comfy_up = False
         self._wake = asyncio.Event()
+        # Whether a claim may find a job now: one was created (wake: here, or a NOTIFY from
+        # another process), or the last claim saw more than the one it took. Otherwise the
+        # worker claims only every CLAIM_EVERY_S (a lease that runs out tells no one): a claim
+        # is a write transaction, and one that finds nothing holds up the writes of the jobs
+        # that run (SQLite has one writer).
+        self._more = True
+        self._next_claim = 0.0
         self._stopping = False
         cost = PodCost(settings.pod, session) if settings.pod else None
         self.presence = Presence(ledger, settings, lambda: next(iter(self.held), None), cost)
@@ -115,6 +129,7 @@ class Worker:
         self.task = asyncio.create_task(self.run(), name=f"worker {self.id}")
 
     def wake(self) -> None:
+        self._more = True
         self._wake.set()
 
     def cancel_now(self, job_id: str) -> None:
@@ -160,14 +175,23 @@ class Worker:
                     if not self.comfy_up:
                         await self._idle(1.0)
                         continue
-                job = await self.ledger.claim(self.id, self.s.lease_s)
+                if not self._more and time.monotonic() < self._next_claim:
+                    await self._idle(self._next_claim - time.monotonic())
+                    continue
+                self._more, self._next_claim = False, time.monotonic() + CLAIM_EVERY_S
+                prompt_id = str(uuid.uuid4())
+                try:
+                    job = await self.ledger.claim(self.id, self.s.lease_s, prompt_id)
+                except Exception as exc:  # noqa: BLE001 - the database away (a failover); it comes back
+                    log.warning("worker %s: claiming failed (%s); trying again", self.id, exc)
+                    continue
                 if job is None:
                     if not self.held:
                         await self.presence.busy(False)
-                    await self._idle(1.0)
                     continue
+                self._more = self._more or job.others_waiting
                 await self.presence.busy(True)
-                held = self._take(job)
+                held = self._take(job, job.prompt_id == prompt_id)
                 # The next claim waits for this job's submission, which it would otherwise
                 # queue behind in the ledger (SQLite has one writer) for nothing.
                 with contextlib.suppress(asyncio.TimeoutError):
@@ -186,8 +210,11 @@ class Worker:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self.ledger.forget_worker(self.id))
 
-    def _take(self, job: Job) -> Held:
+    def _take(self, job: Job, fresh: bool) -> Held:
+        """`fresh`: the claim recorded the job's first attempt (not submitted yet)."""
         held = self.held[job.id] = Held(job)
+        if fresh:
+            held.unsent = job.prompt_id
         held.task = asyncio.create_task(self._hold(held), name=f"job {job.id}")
         held.task.add_done_callback(lambda _t: self._ended(held))
         return held
@@ -206,7 +233,7 @@ class Worker:
         """Jobs submitted through another process (a gateway) wake this worker at once."""
         while True:
             await self.ledger.wait_for_work(30.0)
-            self._wake.set()
+            self.wake()
 
     async def _idle(self, seconds: float) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
@@ -290,7 +317,7 @@ class Worker:
     # --- one job -----------------------------------------------------------------------
     async def _drive(self, held: Held) -> None:
         job = held.job
-        if job.prompt_id:  # an earlier attempt: does ComfyUI still have it?
+        if job.prompt_id and not held.unsent:  # an earlier attempt: does ComfyUI still have it?
             past = await self.ledger.attempts_of(job.id)
             if past and past[-1]["outcome"] == "succeeded":
                 return await self._succeed(held, past[-1]["prompt_id"], json.loads(past[-1]["reason"]))
@@ -309,9 +336,10 @@ class Worker:
             await self._lost(job, job.prompt_id, "ComfyUI no longer knew the run when the job was resumed")
         while True:
             if held.cancel:
+                await self._drop_unsent(held)
                 return await self._finish(held, CANCELED, None)
             if held.hand_back:
-                raise HandedBack(None)
+                raise HandedBack(held.unsent)  # the claim's attempt, if any, is dropped with it
             if job.attempts >= self.s.max_attempts:
                 return await self._finish(
                     held,
@@ -325,26 +353,36 @@ class Worker:
             try:
                 graph = await self.files.resolve_inputs(self.comfy, job.workflow)
             except MissingInput as exc:
+                await self._drop_unsent(held)
                 return await self._finish(held, FAILED, {"code": "missing_asset", "message": str(exc)})
             except Unreachable:
                 await self._wait_for_comfy(held)
                 continue
-            prompt_id = str(uuid.uuid4())
+            prompt_id = held.unsent or str(uuid.uuid4())
             held.stream = self.streams[prompt_id] = asyncio.Queue()
             try:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._socket_up.wait(), SOCKET_WAIT_S)
                 async with self._submitting:
                     self._check(held)
-                    job.attempts = await self.ledger.start_attempt(job.id, self.id, prompt_id)
+                    if held.unsent:  # recorded by the claim
+                        held.unsent = None
+                    else:
+                        job.attempts = await self.ledger.start_attempt(job.id, self.id, prompt_id)
                     job.prompt_id = prompt_id
-                    held.seen.clear()  # the ledger dropped a lost run's outputs with the new attempt
+                    # the ledger dropped a lost run's outputs with the new attempt
+                    held.seen.clear()
+                    held.unwritten.clear()
                     self.metrics.attempts += 1
                     await self.comfy.submit(prompt_id, graph, self.client_id, job.extra_data)
                     held.submitted.set()
             except Rejected as exc:
-                await self.ledger.end_attempt(job.id, prompt_id, "rejected", json.dumps(exc.body)[:4000])
-                return await self._finish(held, FAILED, rejected_error(exc.body, job.workflow))
+                return await self._finish(
+                    held,
+                    FAILED,
+                    rejected_error(exc.body, job.workflow),
+                    attempt=(prompt_id, "rejected", json.dumps(exc.body)[:4000]),
+                )
             except Unreachable as exc:
                 if not exc.sent:  # never reached ComfyUI: not an attempt
                     await self.ledger.abort_attempt(job.id, self.id, prompt_id)
@@ -369,6 +407,13 @@ class Worker:
                 await self._wait_for_comfy(held)
                 continue
             return await self._conclude(held, prompt_id, loc)
+
+    async def _drop_unsent(self, held: Held) -> None:
+        """The job ends before the attempt its claim recorded was submitted: no attempt."""
+        if held.unsent:
+            await self.ledger.abort_attempt(held.job.id, self.id, held.unsent)
+            held.job.attempts -= 1
+            held.unsent = None
 
     def _behind_the_lost_run(self, prompt_id: str, drops_at_submit: int) -> bool:
         """ComfyUI went away, after this run was submitted, while executing another run of
@@ -423,10 +468,11 @@ class Worker:
         """Until ComfyUI has a history entry for the run, or no longer knows it."""
         job = held.job
         stream = held.stream = self.streams.setdefault(prompt_id, asyncio.Queue())
-        tracker, seen = Tracker(job.workflow), held.seen
+        tracker = Tracker(job.workflow)
         # The WebSocket says when the run ends; /queue and /history are asked at once only to
         # resume a run, then every POLL_S in case the socket missed it (or ComfyUI died).
         interrupted, last_write, started, ended = False, 0.0, loc.state != "pending", False
+        held.run_done = False
         commits: list[asyncio.Task] = []
         next_poll = 0.0 if loc.state != "pending" else time.monotonic() + POLL_S
         try:
@@ -451,14 +497,16 @@ class Worker:
                     # its end): every commit ends before the run's does (below).
                     commits.append(
                         asyncio.create_task(
-                            self._commit_quietly(job, str(data["node"]), data.get("output") or {}, seen)
+                            self._commit_quietly(held, str(data["node"]), data.get("output") or {})
                         )
                     )
                 if tracker.feed(kind, data) and time.monotonic() - last_write >= PROGRESS_EVERY_S:
                     last_write = time.monotonic()
                     await self._progress(held, tracker)
                 if kind == "execution_start":
-                    started = True
+                    # throttled from the run's start: a run shorter than that writes no
+                    # snapshot of its own, the job's end writes the last (done) one
+                    started, last_write = True, time.monotonic()
                 if kind in ("execution_success", "execution_error", "execution_interrupted") or (
                     kind == "executing" and data.get("node") is None
                 ):
@@ -467,6 +515,7 @@ class Worker:
                     next_poll = time.monotonic() + POLL_S
                     # after the socket said it ended, its history entry is there: one request
                     loc = await self._locate(held, prompt_id, history_first=ended)
+                    held.run_done = loc.state == "done"
                     started = started or loc.state != "pending"
                     if loc.state == "pending" and tracker.current is None:
                         await self._progress(held, tracker, "waiting in ComfyUI's queue")
@@ -479,11 +528,19 @@ class Worker:
             self.streams.pop(prompt_id, None)
             held.stream = None
 
-    async def _commit_quietly(self, job: Job, node_id: str, node_out: dict, seen: set) -> None:
+    async def _commit_quietly(self, held: Held, node_id: str, node_out: dict) -> None:
         """An output a node reported while the run goes; one ComfyUI could not hand over now
-        is fetched again from the run's history entry at its end."""
+        is fetched again from the run's history entry at its end. One stored after that
+        entry was there is written with the job's end (the run cannot be lost any more)."""
         with contextlib.suppress(Unreachable):
-            await self.files.commit(self.comfy, job, node_id, node_out, seen)
+            await self.files.commit(
+                self.comfy,
+                held.job,
+                node_id,
+                node_out,
+                held.seen,
+                lambda: held.unwritten if held.run_done else None,
+            )
 
     async def _progress(self, held: Held, tracker: Tracker | None, message: str | None = None) -> None:
         snap = (
@@ -497,8 +554,9 @@ class Worker:
 
     async def _conclude(self, held: Held, prompt_id: str, loc: Located) -> None:
         if loc.state == "unknown":  # only reached when canceled: the queued prompt was deleted
-            await self.ledger.end_attempt(held.job.id, prompt_id, "canceled", "removed from ComfyUI's queue")
-            return await self._finish(held, CANCELED, None)
+            return await self._finish(
+                held, CANCELED, None, attempt=(prompt_id, "canceled", "removed from ComfyUI's queue")
+            )
         entry = loc.entry or {}
         status = entry.get("status") or {}
         if status.get("status_str", "success") == "success":
@@ -517,16 +575,16 @@ class Worker:
             return await self._succeed(held, prompt_id, outputs)
         messages = {event: data for event, data in status.get("messages") or [] if isinstance(data, dict)}
         if "execution_interrupted" in messages:
-            await self.ledger.end_attempt(held.job.id, prompt_id, "interrupted", "")
+            ended = (prompt_id, "interrupted", "")
             if held.cancel:
-                return await self._finish(held, CANCELED, None)
+                return await self._finish(held, CANCELED, None, attempt=ended)
             return await self._finish(
-                held, FAILED, {"code": "interrupted", "message": "the run was interrupted in ComfyUI"}
+                held,
+                FAILED,
+                {"code": "interrupted", "message": "the run was interrupted in ComfyUI"},
+                attempt=ended,
             )
         err = messages.get("execution_error") or {}
-        await self.ledger.end_attempt(
-            held.job.id, prompt_id, "failed", str(err.get("exception_message", ""))[:4000]
-        )
         tb = err.get("traceback")
         return await self._finish(
             held,
@@ -538,13 +596,17 @@ class Worker:
                 "class_type": err.get("node_type"),
                 "traceback": "".join(tb) if isinstance(tb, list) else tb,
             },
+            attempt=(prompt_id, "failed", str(err.get("exception_message", ""))[:4000]),
         )
 
     async def _succeed(self, held: Held, prompt_id: str, outputs: dict) -> None:
+        """Fetch what the run saved and not yet committed; written with the job's end."""
         for node_id, node_out in outputs.items():
             while True:
                 try:
-                    await self.files.commit(self.comfy, held.job, str(node_id), node_out, held.seen)
+                    await self.files.commit(
+                        self.comfy, held.job, str(node_id), node_out, held.seen, lambda: held.unwritten
+                    )
                     break
                 except Unreachable as exc:
                     log.warning("job %s: fetching outputs: %s; retrying", held.job.id, exc)
@@ -565,7 +627,7 @@ class Worker:
         attempt: tuple[str, str, str] | None = None,
     ) -> None:
         job = held.job
-        if await self.ledger.finish(job.id, self.id, status, error, progress, attempt):
+        if await self.ledger.finish(job.id, self.id, status, error, progress, attempt, held.unwritten):
             self.metrics.finished[status] += 1
             if job.started_at:
                 self.metrics.execution.observe(time.time() - job.started_at)

@@ -442,9 +442,9 @@ COMFY_MEMBER_DENIED_NODES: Var[tuple[str, ...]] = Var(
 COMFY_JOBS_MAX_WAITING_PER_USER = Var(
     "COMFY_JOBS_MAX_WAITING_PER_USER",
     100,
-    "a member's prompts waiting at once (ComfyUI's native `/prompt` through the gate); one "
-    "more is answered `429` with `Retry-After`; an account's own limit (`user limit`) comes "
-    "first; `0`: no limit",
+    "what one account may have waiting to start: its v2 jobs, and a member's prompts sent to "
+    "ComfyUI's native `/prompt`; one more is answered `429` with `Retry-After`; an account's own "
+    "limit (`user limit NAME N`) comes first; `0`: no limit",
     integer(minimum=0),
 )
 COMFY_OUTPUTS_TO = Var(

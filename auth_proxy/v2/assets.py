@@ -14,9 +14,10 @@ from aiohttp.http_exceptions import BadHttpMessage
 
 from auth_proxy.replies import USER_FILE
 from auth_proxy.v2.shapes import asset_json
-from auth_proxy.v2.wire import parse_json
+from auth_proxy.v2.wire import caller_of, parse_json
 from comfy_jobs.assets import Upload
 from comfy_jobs.errors import NotFound, Stalled, Unacceptable
+from comfy_jobs.model import Caller
 from comfy_jobs.service import JobsService
 
 T = TypeVar("T")
@@ -48,9 +49,9 @@ class AssetRoutes:
                 "invalid_request", "send multipart/form-data with file, content_type and file_path"
             )
         key = request.headers.get("Idempotency-Key")
-        assets = self.svc.assets
+        assets, caller = self.svc.assets, caller_of(request)
         try:
-            async with assets.exclusive(key):
+            async with assets.exclusive(caller, key):
                 upload, stored = Upload(), None
                 reader = await request.multipart()
                 while (part := await _timed(reader.next())) is not None:
@@ -61,11 +62,11 @@ class AssetRoutes:
                             raise Unacceptable("invalid_request", "send one file part per upload")
                         async with assets.staged(_chunks(part)) as staged:
                             # the rest of the form (the expected hash may follow the file)
-                            stored = await self._finish(request, reader, upload, staged, key)
+                            stored = await self._finish(reader, caller, upload, staged, key)
                         break
                     await self._field(part, upload)
                 if stored is None:
-                    stored = await assets.store(None, upload, key)
+                    stored = await assets.store(caller, None, upload, key)
         except (ValueError, BadHttpMessage) as exc:  # aiohttp's multipart parser refused the body
             raise Unacceptable(
                 "invalid_request", f"malformed multipart body: {str(exc).splitlines()[0]}"
@@ -81,13 +82,13 @@ class AssetRoutes:
             headers=headers,
         )
 
-    async def _finish(self, request, reader, upload: Upload, staged, key):
+    async def _finish(self, reader, caller: Caller, upload: Upload, staged, key):
         while (part := await _timed(reader.next())) is not None:
             if isinstance(part, BodyPartReader):
                 if part.name == "file":
                     raise Unacceptable("invalid_request", "send one file part per upload")
                 await self._field(part, upload)
-        return await self.svc.assets.store(staged, upload, key)
+        return await self.svc.assets.store(caller, staged, upload, key)
 
     @staticmethod
     async def _field(part: BodyPartReader, upload: Upload) -> None:
@@ -117,18 +118,18 @@ class AssetRoutes:
         if not isinstance(body, dict):
             raise NotFound("blob_not_found", 'send {"hash": "blake3:..."}')
         asset, new = await self.svc.assets.from_hash(
-            body.get("hash"), body.get("file_path"), body.get("tags")
+            caller_of(request), body.get("hash"), body.get("file_path"), body.get("tags")
         )
         return web.json_response(asset_json(request, asset, False), status=201 if new else 200)
 
     async def head_by_hash(self, request: web.Request, hash: str) -> web.Response:  # noqa: A002 - the contract's
-        return web.Response(status=200 if await self.svc.assets.has_blob(hash) else 404)
+        return web.Response(status=200 if await self.svc.assets.has_blob(caller_of(request), hash) else 404)
 
     async def get(self, request: web.Request, id: str) -> web.Response:  # noqa: A002
-        return web.json_response(asset_json(request, await self.svc.assets.get(id)))
+        return web.json_response(asset_json(request, await self.svc.assets.get(caller_of(request), id)))
 
     async def content(self, request: web.Request, id: str) -> web.StreamResponse:  # noqa: A002
-        asset = await self.svc.assets.get(id)
+        asset = await self.svc.assets.get(caller_of(request), id)
         path = await self.svc.assets.local_path(asset)
         name = re.sub(r"[^A-Za-z0-9._ -]", "_", (asset.file_path or asset.id).rsplit("/", 1)[-1])[-120:]
         # FileResponse answers Range (206, 416) and HEAD the way the contract asks. Shown

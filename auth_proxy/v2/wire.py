@@ -1,6 +1,6 @@
-"""The v2 contract on the wire: its error envelope (each comfy_jobs refusal kind has one
-status), JSON bodies read with a limit, and the wrapper that turns a refusal raised by the
-service into its answer."""
+"""The v2 contract on the wire: who asks (the gate's login as the service's Caller), its
+error envelope (each comfy_jobs refusal kind has one status), JSON bodies read with a
+limit, and the wrapper that turns a refusal raised by the service into its answer."""
 
 from __future__ import annotations
 
@@ -10,12 +10,15 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from comfy_jobs.errors import Busy, Conflict, Malformed, NotFound, Refused, Stalled, Unacceptable
+from auth_proxy.services import WHO
+from comfy_jobs.errors import Busy, Conflict, Forbidden, Malformed, NotFound, Refused, Stalled, Unacceptable
+from comfy_jobs.model import Caller
 
 MAX_BODY = 32 << 20  # a workflow with embedded data; the gate's 1 MiB is for its forms
 STATUS: dict[type[Refused], int] = {
     Malformed: 400,
     NotFound: 404,
+    Forbidden: 403,
     Stalled: 408,
     Conflict: 409,
     Unacceptable: 422,
@@ -33,6 +36,12 @@ CODES = {
     429: "too_many_requests",
     503: "unavailable",
 }
+
+
+def caller_of(request: web.Request) -> Caller:
+    """The account the gate proved (never anything the client says) and its role."""
+    who = request[WHO]
+    return Caller(who.user, who.is_admin)
 
 
 def error(status: int, code: str, message: str, details: dict | None = None, **headers: str) -> web.Response:

@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 from blake3 import blake3
 
-from comfy_jobs.model import JobQuery
+from comfy_jobs.model import Caller, JobQuery
 from tests.comfy_jobs.conftest import SMOKE, wait_job
 from tests.support.fake_comfyui import tiny_png
 
@@ -382,7 +382,9 @@ async def test_a_cross_site_cookie_write_is_refused_like_any_other(v2):
             v2.url("/api/v2/jobs"), json={"workflow": SMOKE}, headers={"Origin": v2.url()}
         ) as r:
             assert r.status == 201
-    assert len((await v2.svc.jobs(JobQuery(limit=10))).jobs) == 1  # only the same-site job was recorded
+    assert (
+        len((await v2.svc.jobs(Caller("admin", is_admin=True), JobQuery(limit=10))).jobs) == 1
+    )  # only the same-site job was recorded
 
 
 async def test_many_jobs_and_streams_at_once_each_run_once(make_v2):

@@ -79,9 +79,9 @@ async def test_event_streams_are_bounded_and_idle_streams_cost_nothing(make_v2):
 
         get_job, fingerprints = ledger.get_job, ledger.fingerprints
 
-        async def counted_get_job(job_id):
+        async def counted_get_job(job_id, *whose):
             reads.append(job_id)
-            return await get_job(job_id)
+            return await get_job(job_id, *whose)
 
         async def counted_fingerprints(ids):
             looks.append(list(ids))

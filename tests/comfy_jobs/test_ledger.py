@@ -12,7 +12,7 @@ import time
 import pytest
 
 from comfy_jobs.errors import IdempotencyKeyReuse, LedgerError, QueueFull
-from comfy_jobs.model import IdemKey
+from comfy_jobs.model import Asset, IdemKey, Output
 from comfy_jobs.sqlledger import SqlLedger
 from tests.support import python_env
 
@@ -50,6 +50,53 @@ async def test_a_lease_that_runs_out_is_claimed_by_another_worker(ledger):
     assert await ledger.finish("job_a", "w2", "succeeded", None)
     assert (await ledger.get_job("job_a")).status == "succeeded"
     assert await ledger.claim("w3", 10) is None  # a finished job is never claimed again
+
+
+async def test_a_claim_records_the_first_attempt_in_its_transaction(ledger):
+    """The worker passes the id its first submission will carry: the claim records attempt 1
+    under it; a job tried before keeps its last attempt (the worker resumes that one)."""
+    for job_id in ("job_a", "job_b"):
+        await ledger.create_job(job_id, {"1": {}}, None, None, None, 0, 3600)
+    first = await ledger.claim("w1", 60, "p1")
+    assert (first.id, first.attempts, first.prompt_id, first.others_waiting) == ("job_a", 1, "p1", True)
+    assert [(a["n"], a["prompt_id"], a["ended_at"]) for a in await ledger.attempts_of("job_a")] == [
+        (1, "p1", None)
+    ]
+    await ledger.abort_attempt("job_a", "w1", "p1")  # it never reached ComfyUI
+    assert await ledger.attempts_of("job_a") == [] and (await ledger.get_job("job_a")).attempts == 0
+    assert await ledger.start_attempt("job_a", "w1", "p2") == 1
+    await ledger.release("job_a", "w1")
+    again = await ledger.claim("w2", 60, "p3")  # the oldest: job_a, tried before
+    assert (again.id, again.attempts, again.prompt_id) == ("job_a", 1, "p2")
+    assert [a["prompt_id"] for a in await ledger.attempts_of("job_a")] == ["p2"]
+    last = await ledger.claim("w2", 60, "p4")
+    assert (last.id, last.prompt_id, last.others_waiting) == ("job_b", "p4", False)
+    await ledger.hand_back("job_b", "w2", "p4")  # a drain, before it was submitted
+    back = await ledger.get_job("job_b")
+    assert (back.status, back.attempts, back.prompt_id, back.started_at) == ("queued", 0, None, None)
+    assert await ledger.attempts_of("job_b") == []
+
+
+async def test_a_jobs_end_writes_its_last_outputs_in_the_same_transaction(ledger):
+    """Outputs handed to finish are written with the terminal state, each once per node and
+    name; a worker that no longer holds the job writes none of them."""
+
+    def out(name: str, asset_id: str) -> Output:
+        asset = Asset(asset_id, "blake3:" + "0" * 64, 1, "image/png", name, time.time(), "job_a", ["output"])
+        return Output("9", name, "image", asset)
+
+    await ledger.create_job("job_a", {"9": {}}, None, None, None, 0, 3600)
+    await ledger.claim("w1", 60, "p1")
+    assert await ledger.add_output("job_a", "9", "a.png", "image", out("a.png", "asset_a").asset)
+    assert not await ledger.finish("job_a", "w2", "succeeded", None, outputs=[out("x.png", "asset_x")])
+    assert [o.name for o in (await ledger.get_job("job_a")).outputs] == ["a.png"]
+    last = [out("a.png", "asset_a2"), out("b.png", "asset_b")]
+    assert await ledger.finish("job_a", "w1", "succeeded", None, None, ("p1", "succeeded", "{}"), last)
+    job = await ledger.get_job("job_a")
+    assert job.status == "succeeded"
+    assert [(o.name, o.asset.id) for o in job.outputs] == [("a.png", "asset_a"), ("b.png", "asset_b")]
+    assert await ledger.get_asset("asset_x") is None
+    assert [a["outcome"] for a in await ledger.attempts_of("job_a")] == ["succeeded"]
 
 
 async def test_idempotency_and_queue_limit(ledger):
