@@ -236,29 +236,25 @@ class Accounts:
     def reset_password(self, name: str, password: str | None = None) -> str:
         """A new password set by the admin: every session of the account ends, and the
         person must change it at their next login. Tokens stay."""
-        account = self._require(name)
         if password is None:
             password = temporary_password()
         elif len(password) < MIN_PASSWORD:
             raise AccountError(f"a password needs at least {MIN_PASSWORD} characters")
-        self.rows.update_account(
-            name,
-            password_hash=hashing.hash_password(password),
-            must_change=True,
-            generation=account.generation + 1,
-        )
-        self.rows.drop_sessions(owner=name)
-        self._refresh(True)
+        self._set_password(name, password, must_change=True)
         return password
 
     def change_password(self, name: str, new_password: str) -> None:
         """The person's own change: earlier sessions end (the caller starts a new one)."""
         check_new_password(new_password)
+        self._set_password(name, new_password, must_change=False)
+
+    def _set_password(self, name: str, password: str, must_change: bool) -> None:
+        """A new password generation: every session of the account made before it ends."""
         account = self._require(name)
         self.rows.update_account(
             name,
-            password_hash=hashing.hash_password(new_password),
-            must_change=False,
+            password_hash=hashing.hash_password(password),
+            must_change=must_change,
             generation=account.generation + 1,
         )
         self.rows.drop_sessions(owner=name)
