@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import dataclasses
 import logging
 import statistics
@@ -129,6 +130,8 @@ class JobsService:
         workflow, extra, meta = check_body(body)
         idem = idem_key(idempotency_key, body, caller.user)
         if not caller.is_admin:
+            # the graph as recorded and run is the rewritten copy; the caller's object stays as sent
+            workflow = copy.deepcopy(workflow)
             try:
                 # what a member's graph may not do, and their outputs into their own folder
                 member_policy.check(workflow, caller.user, self.s.member_denied_nodes)
