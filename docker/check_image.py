@@ -1,5 +1,6 @@
 """Build-time check of what the node check cannot see: libraries the nodes load lazily, and
-what the build must not leave behind. Run in the image (`python -m docker.check_image`).
+what the build must not leave behind. Run in the image (`python -m docker.check_image
+--variant cuda|cpu`: the build passes its VARIANT).
 
 - pymeshlab loads all of its plugins: without a system library (libOpenGL) nine of them,
   mesh input and output among them, fail with a warning while the Hunyuan3D nodes still
@@ -14,6 +15,7 @@ what the build must not leave behind. Run in the image (`python -m docker.check_
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import importlib
 import importlib.metadata
@@ -53,11 +55,12 @@ def installed(name: str) -> bool:
         return False
 
 
-def attention_problems() -> list[str]:
-    import torch
-
-    if torch.version.cuda is None:
-        return []  # the CPU variant has neither; COMFYUI_ATTENTION is ignored on the CPU
+def attention_problems(variant: str) -> list[str]:
+    # By the variant built, not by torch: the CPU variant may carry a CUDA build of torch
+    # (the one a package index serves), and has neither backend; COMFYUI_ATTENTION is ignored
+    # on the CPU.
+    if variant != "cuda":
+        return []
     found = []
     for module, name in (("xformers.ops", "memory_efficient_attention"), ("sageattention", "sageattn")):
         try:
@@ -67,8 +70,8 @@ def attention_problems() -> list[str]:
     return found
 
 
-def problems() -> list[str]:
-    found = pymeshlab_problems() + attention_problems()
+def problems(variant: str) -> list[str]:
+    found = pymeshlab_problems() + attention_problems(variant)
     opencv = [
         n
         for n in (
@@ -93,8 +96,12 @@ def problems() -> list[str]:
     return found
 
 
-def main() -> int:
-    found = problems()
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m docker.check_image", description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--variant", choices=("cuda", "cpu"), default="cpu", help="the image's variant (default: cpu)"
+    )
+    found = problems(p.parse_args(argv).variant)
     for p in found:
         print(f"check_image: {p}", file=sys.stderr)
     if not found:

@@ -480,23 +480,24 @@ def test_without_the_patch_program_the_error_says_what_to_install(tmp_path, monk
         sources.apply_patches(tmp_path / "patches", tmp_path / "ComfyUI")
 
 
-@pytest.mark.parametrize("cuda", ["12.8", None])
-def test_the_build_check_imports_the_attention_backends_of_the_cuda_variant(monkeypatch, cuda):
+@pytest.mark.parametrize("variant", ["cuda", "cpu"])
+def test_the_build_check_imports_the_attention_backends_of_the_cuda_variant(monkeypatch, variant):
     import sys
     import types
 
     from docker import check_image
 
+    # the CPU variant may hold a CUDA build of torch (a package index's): the variant decides
     torch = types.ModuleType("torch")
-    torch.version = types.SimpleNamespace(cuda=cuda)  # type: ignore[attr-defined]
+    torch.version = types.SimpleNamespace(cuda="12.8")  # type: ignore[attr-defined]
     sage = types.ModuleType("sageattention")
     sage.sageattn = lambda *a, **k: None  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "torch", torch)
     monkeypatch.setitem(sys.modules, "sageattention", sage)
     monkeypatch.setitem(sys.modules, "xformers", None)  # an import that fails
     monkeypatch.setitem(sys.modules, "xformers.ops", None)
-    found = check_image.attention_problems()
-    if cuda is None:
+    found = check_image.attention_problems(variant)
+    if variant == "cpu":
         assert found == []  # the CPU variant has neither
     else:
         assert len(found) == 1 and found[0].startswith(
