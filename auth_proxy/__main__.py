@@ -10,14 +10,15 @@ import json
 import logging
 import sys
 import time
+from pathlib import Path
 
 from aiohttp.abc import AbstractAccessLogger
 
 from auth_proxy import logs
-from auth_proxy.accounts import ROLES, open_accounts
+from auth_proxy.accounts import ROLES, accounts_url, open_accounts
 from auth_proxy.app import ARRIVAL, NORM_PATH, create_app
 from auth_proxy.audit import AuditLog
-from auth_proxy.errors import AccountError, AuthProxyError
+from auth_proxy.errors import AccountError, AuthProxyError, StateError
 from auth_proxy.server import serve
 from auth_proxy.settings import load_settings
 
@@ -164,6 +165,16 @@ def main(argv: list[str] | None = None) -> int:
                 for entry in reversed(audit_log.tail(args.n)):
                     print(json.dumps(entry, ensure_ascii=False))
                 return 0
+            url = accounts_url(settings)
+            if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+                # A management command run with other settings than the server's would make an
+                # empty database of its own and change nothing the server sees.
+                raise StateError(
+                    f"no accounts database at {url.removeprefix('sqlite:///')}: run this with the "
+                    "server's settings (in the container: docker compose exec comfyui ...; with "
+                    "comfyctl serve: COMFY_JOBS_DIR=<data>/jobs AUTH_PROXY_STATE_DIR=<data>/auth), "
+                    "after its first start"
+                )
             accounts = open_accounts(settings)
             try:
                 (manage_users if args.command == "user" else manage_tokens)(accounts, args, audit_log)

@@ -214,3 +214,22 @@ def test_accounts_live_beside_the_jobs(stack, tmp_path):
     accounts.close()
     assert (tmp_path / "jobs" / "ledger.db").exists()
     assert oct((tmp_path / "jobs" / "ledger.db").stat().st_mode)[-3:] == "600"
+
+
+def test_a_command_with_other_settings_than_the_servers_says_so(stack, tmp_path):
+    """Run without the server's ledger (COMFY_JOBS_DIR elsewhere), `user add` would make an
+    empty database nobody reads: it stops and says which settings to give instead."""
+    env = {
+        **os.environ,
+        "AUTH_PROXY_STATE_DIR": str(stack.settings.state_dir),
+        "COMFY_JOBS_DIR": str(tmp_path / "not-the-servers"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "auth_proxy", "user", "add", "zed"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 3 and "no accounts database" in done.stderr and "COMFY_JOBS_DIR" in done.stderr
+    assert not (tmp_path / "not-the-servers").exists()

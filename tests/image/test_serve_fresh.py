@@ -83,7 +83,9 @@ def test_serve_without_a_checkout_makes_comfyui_in_the_data_folder_and_runs_the_
                 )
                 tok = subprocess.run(
                     [sys.executable, "-m", "auth_proxy", "token", "create", attempt],
-                    env=os.environ | {"AUTH_PROXY_STATE_DIR": str(data / "auth")},
+                    # the server's own settings: its state and its ledger's database, where accounts are
+                    env=os.environ
+                    | {"AUTH_PROXY_STATE_DIR": str(data / "auth"), "COMFY_JOBS_DIR": str(data / "jobs")},
                     capture_output=True,
                     text=True,
                     timeout=60,
