@@ -18,9 +18,11 @@ from auth_proxy import logs
 from auth_proxy.accounts import ROLES, accounts_url, open_accounts
 from auth_proxy.app import ARRIVAL, NORM_PATH, create_app
 from auth_proxy.audit import AuditLog
-from auth_proxy.errors import AccountError, AuthProxyError, StateError
+from auth_proxy.errors import AccountError, AuthProxyError, ConfigError, StateError
 from auth_proxy.server import serve
 from auth_proxy.settings import load_settings
+from comfy_stack import variables as v
+from comfy_stack.env import Env
 
 log = logging.getLogger("auth_proxy")
 
@@ -166,9 +168,16 @@ def main(argv: list[str] | None = None) -> int:
                     print(json.dumps(entry, ensure_ascii=False))
                 return 0
             url = accounts_url(settings)
-            if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
-                # A management command run with other settings than the server's would make an
-                # empty database of its own and change nothing the server sees.
+            env = Env(error=ConfigError)
+            named = env.is_set(v.COMFY_JOBS_DIR) or env.is_set(v.COMFY_JOBS_DATABASE_URL)
+            if (
+                not named
+                and url.startswith("sqlite:///")
+                and not Path(url.removeprefix("sqlite:///")).exists()
+            ):
+                # Run on the defaults where the server was given other settings, a management
+                # command would make an empty database of its own and change nothing the server
+                # sees; settings named on purpose are trusted (a first token before the first start).
                 raise StateError(
                     f"no accounts database at {url.removeprefix('sqlite:///')}: run this with the "
                     "server's settings (in the container: docker compose exec comfyui ...; with "

@@ -91,7 +91,7 @@ def test_serve_runs_the_smoke_workflow_and_restarts_comfyui(tmp_path):
         token = subprocess.run(
             [sys.executable, "-m", "auth_proxy", "token", "create", "optin"],
             cwd=REPO,
-            env={**env, "AUTH_PROXY_STATE_DIR": str(data / "auth")},
+            env={**env, "AUTH_PROXY_STATE_DIR": str(data / "auth"), "COMFY_JOBS_DIR": str(data / "jobs")},
             capture_output=True,
             text=True,
             check=True,
