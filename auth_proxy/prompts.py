@@ -142,6 +142,6 @@ async def read_json(request: web.Request) -> dict | web.Response:
             return error(413, f"a prompt is at most {MAX_BODY >> 20} MiB")
     try:
         body = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's stack
         return error(400, "the body is not JSON")
     return body if isinstance(body, dict) else error(400, "the body must be a JSON object")

@@ -44,3 +44,13 @@ async def test_a_members_own_files_pass_and_an_admin_is_not_checked(stack):
             stack.url("/prompt"), json=anything, headers={"Authorization": f"Bearer {stack.token}"}
         ) as r:
             assert r.status != 403, await r.text()
+
+
+async def test_a_prompt_nested_deeper_than_python_can_parse_is_a_clear_400(stack):
+    alice = add_account(stack.settings, "alice")
+    deep = b'{"prompt": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    async with aiohttp.ClientSession() as s:
+        async with s.post(
+            stack.url("/prompt"), data=deep, headers={**alice.bearer, "Content-Type": "application/json"}
+        ) as r:
+            assert r.status == 400 and "JSON" in (await r.json())["error"]
