@@ -26,15 +26,24 @@ def too_large(size: int) -> web.HTTPRequestEntityTooLarge:
     return exc
 
 
-async def small_body(request: web.Request) -> bytes:
-    if request.content_length is not None and request.content_length > BODY_LIMIT:
-        raise too_large(request.content_length)
+async def bounded_body(request: web.Request, limit: int) -> bytes | None:
+    """The whole body, or None as soon as it grows past `limit` bytes (the rest unread): every
+    body the gate reads itself goes through here, each caller answering in its own terms."""
     body = bytearray()
     async for chunk in request.content.iter_any():
         body += chunk
-        if len(body) > BODY_LIMIT:
-            raise too_large(len(body))
+        if len(body) > limit:
+            return None
     return bytes(body)
+
+
+async def small_body(request: web.Request) -> bytes:
+    if request.content_length is not None and request.content_length > BODY_LIMIT:
+        raise too_large(request.content_length)
+    body = await bounded_body(request, BODY_LIMIT)
+    if body is None:
+        raise too_large(BODY_LIMIT + 1)
+    return body
 
 
 async def read_fields(request: web.Request, names: tuple[str, ...]) -> tuple[dict[str, str], bool]:

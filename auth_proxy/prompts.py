@@ -35,6 +35,7 @@ from collections import Counter, defaultdict
 from aiohttp import web
 
 from auth_proxy import audit
+from auth_proxy.forms import bounded_body
 from auth_proxy.ownership import OWNER, Owners
 from auth_proxy.queue_access import own_queue
 from auth_proxy.replies import error
@@ -135,11 +136,9 @@ class Prompts:
 
 
 async def read_json(request: web.Request) -> dict | web.Response:
-    data = bytearray()
-    async for chunk in request.content.iter_chunked(1 << 16):
-        data += chunk
-        if len(data) > MAX_BODY:
-            return error(413, f"a prompt is at most {MAX_BODY >> 20} MiB")
+    data = await bounded_body(request, MAX_BODY)
+    if data is None:
+        return error(413, f"a prompt is at most {MAX_BODY >> 20} MiB")
     try:
         body = json.loads(data)
     except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's stack

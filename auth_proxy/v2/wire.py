@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from auth_proxy.forms import bounded_body
 from auth_proxy.services import WHO
 from comfy_jobs.errors import Busy, Conflict, Forbidden, Malformed, NotFound, Refused, Stalled, Unacceptable
 from comfy_jobs.model import Caller
@@ -94,9 +95,7 @@ def parse_json(data: bytes) -> object:
 
 
 async def read_json(request: web.Request, limit: int = MAX_BODY) -> object:
-    data = bytearray()
-    async for chunk in request.content.iter_chunked(1 << 16):
-        data += chunk
-        if len(data) > limit:
-            raise Unacceptable("invalid_request", f"the body is over {limit >> 20} MiB")
-    return parse_json(bytes(data))
+    data = await bounded_body(request, limit)
+    if data is None:
+        raise Unacceptable("invalid_request", f"the body is over {limit >> 20} MiB")
+    return parse_json(data)
