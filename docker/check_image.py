@@ -78,6 +78,10 @@ def deferred_import_problems(patches: Path = PATCHES, comfyui: Path = COMFYUI_DI
     a function, and look up each name it takes."""
     if str(comfyui) not in sys.path:
         sys.path.insert(0, str(comfyui))  # the packs import ComfyUI's own modules
+    if (comfyui / "comfy" / "cli_args.py").is_file():
+        # ComfyUI as the node check runs it (--cpu): no GPU at build, and its model management,
+        # which the packs import, would look for one
+        importlib.import_module("comfy.cli_args").args.cpu = True
     if "NUMBA_CACHE_DIR" not in os.environ and os.environ.get("COMFY_NUMBA_CACHE"):
         # in a running container: the image's cache, as each start copies it for ComfyUI
         from comfyctl.numba_cache import seed
@@ -92,7 +96,7 @@ def deferred_import_problems(patches: Path = PATCHES, comfyui: Path = COMFYUI_DI
             module = types.ModuleType(package)
             module.__path__ = [str(comfyui / "custom_nodes" / patch.parent.name)]
             sys.modules[package] = module
-        for name, attrs in moved_imports(patch.read_text()):
+        for name, attrs in dict.fromkeys((n, tuple(a)) for n, a in moved_imports(patch.read_text())):
             try:
                 module = importlib.import_module(importlib.util.resolve_name(name, package))
                 for attr in attrs:
