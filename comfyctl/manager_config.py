@@ -24,13 +24,13 @@ from __future__ import annotations
 import configparser
 import io
 import logging
-import subprocess
 import sys
 import threading
 import urllib.request
 from pathlib import Path
 
 from comfy_stack.files import SHARED, write_atomic
+from comfyctl import background
 
 log = logging.getLogger(__name__)
 # ComfyUI-Manager's DEFAULT_CHANNEL (glob/manager_core.py); its start-up fetches go there.
@@ -117,10 +117,7 @@ def start(user_dir: Path, mode: str) -> str:
         return write(user_dir, mode)
     known = read(config_path(user_dir))["default"].get("network_mode")
     written = write(user_dir, known if known in ("public", "offline") else "offline")
-    # `sh -c 'cmd &'`: the check outlives this process (which becomes supervisord) as an
-    # orphan that the init process reaps, not as a child supervisord does not know
-    check = [sys.executable, "-m", __name__, str(user_dir)]
-    subprocess.run(["sh", "-c", '"$@" &', "sh", *check], check=False)
+    background.orphan([sys.executable, "-m", __name__, str(user_dir)])
     return written
 
 

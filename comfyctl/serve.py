@@ -177,6 +177,7 @@ def main(args: argparse.Namespace) -> int:
             raise MissingProgram("supervisord is not installed: pip install supervisor")
         log.info("starting ComfyUI on 127.0.0.1:%d behind the proxy on %s", s.comfyui_port, s.listen)
         sys.stdout.flush()
+        supervisor.wake_when_up(run_dir)
         os.execv(supervisord, [supervisord, "-n", "-c", str(run_dir / "supervisord.conf")])
     except ComfyctlError as exc:
         log.error("%s", exc)

@@ -343,3 +343,26 @@ def test_doctor_shows_the_last_start_phase_by_phase_with_each_packs_import_time(
     assert "loading nodes and custom node packs 4.00 s" in said and "starting the server ..." in said
     assert "packs: ComfyUI-Hunyuan3d-2-1 2.5 s, ComfyUI-KJNodes 0.4 s" in said
     assert "IMPORT FAILED: broken-pack" in said and "now waiting for ComfyUI: starting the server" in said
+
+
+def test_supervisords_socket_is_woken_once_it_listens_not_before(tmp_path):
+    """supervisord starts its programs after its first wait on its sockets ends: the start
+    connects once to its control socket as soon as supervisord listens there, from a
+    process beside it; a stale socket file of an earlier run is not mistaken for it."""
+    import socket
+
+    from comfyctl import supervisor
+
+    path = tmp_path / supervisor.SOCKET
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(path))  # a socket file nobody listens on
+    stale.close()
+    supervisor.wake_when_up(tmp_path)
+    time.sleep(0.3)
+    path.unlink()
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(path))
+        server.listen()
+        server.settimeout(20)
+        conn, _ = server.accept()
+        conn.close()
