@@ -32,7 +32,7 @@ from pathlib import Path
 from comfy_stack.files import SHARED, write_atomic
 from comfyctl import background
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("comfyctl.manager_config")  # the same name when run as __main__
 # ComfyUI-Manager's DEFAULT_CHANNEL (glob/manager_core.py); its start-up fetches go there.
 DEFAULT_CHANNEL = "https://raw.githubusercontent.com/ltdrdata/ComfyUI-Manager/main"
 PROBE_TIMEOUT = 5.0
