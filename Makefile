@@ -47,7 +47,7 @@ logs: ## follow the Compose stack's logs
 #   make build-cpu PIP_INDEX_URL=https://mirrors.aliyun.com/pypi/simple GIT_MIRROR=https://ghfast.top/https://github.com/
 #   make build SOURCES_DIR=/srv/comfy-sources EXTRA_CA_CERTS=/etc/company-ca.pem UBUNTU_IMAGE=registry.local/ubuntu:24.04
 # Each variable goes to `python -m docker.build` unchanged; empty means the default.
-BUILD_VARS := SOURCES_DIR EXTRA_CA_CERTS UBUNTU_IMAGE CUDA_IMAGE CUDA_DEVEL APT_MIRROR PIP_INDEX_URL TORCH_INDEX_URL GIT_MIRROR DOCKER_BUILD_FLAGS TORCH_CUDA_ARCH_LIST
+BUILD_VARS := SOURCES_DIR EXTRA_CA_CERTS UBUNTU_IMAGE CUDA_DEVEL APT_MIRROR PIP_INDEX_URL TORCH_INDEX_URL GIT_MIRROR DOCKER_BUILD_FLAGS TORCH_CUDA_ARCH_LIST
 export $(BUILD_VARS)
 
 build: ## build the CUDA image (comfy-stack:cuda); docs/build.md lists the mirror and offline settings

@@ -19,10 +19,18 @@ LOWVRAM_BELOW_MIB = 12 * 1024
 FIXED = {"gpu": [], "lowvram": ["--lowvram"], "novram": ["--novram"], "cpu": ["--cpu"]}
 
 
-# The oldest driver branch that supports a CUDA runtime (NVIDIA's CUDA release notes):
-# the CUDA image sets CUDA_VERSION. Older drivers only run it through CUDA's forward
-# compatibility (data-center GPUs only), and torch then fails with "driver too old".
+# The driver a CUDA runtime needs (NVIDIA's CUDA release notes): the CUDA image sets
+# CUDA_VERSION to its torch's. Any driver of the same major version runs it through CUDA's
+# minor-version compatibility (R525+ for CUDA 12, which PyTorch's release checks test),
+# except kernels shipped only as PTX that the driver would have to compile; below that,
+# torch finds no usable GPU ("driver too old"). The image carries no forward-compatibility
+# libraries (docs/build.md, "The runtime base").
+MIN_DRIVER_FOR_MAJOR = {12: 525, 13: 580}
 MIN_DRIVER_FOR_CUDA = {(12, 8): 570, (12, 9): 575, (13, 0): 580}
+DRIVER_HOW = (
+    "(ACK: node pool label ack.aliyun.com/nvidia-driver-version; ACS: pod label "
+    "alibabacloud.com/gpu-driver-version; see docs/deploy-ack.md)"
+)
 
 
 @dataclass(frozen=True)
@@ -80,11 +88,18 @@ def driver_warning(gpus: list[Gpu], cuda_version: str | None) -> str | None:
     need = MIN_DRIVER_FOR_CUDA.get((cuda_major, cuda_minor))
     if need is None or major >= need:
         return None
+    driver = gpus[0].driver
+    floor = MIN_DRIVER_FOR_MAJOR.get(cuda_major, need)
+    if major < floor:
+        return (
+            f"driver {driver} is older than CUDA {cuda_version} needs (R{need}+; at the very least "
+            f"R{floor}+ for CUDA {cuda_major}): torch will not use the GPU. Use a driver >= {need} {DRIVER_HOW}"
+        )
     return (
-        f"driver {gpus[0].driver} is older than CUDA {cuda_version} needs (R{need}+): it runs only "
-        f"through CUDA forward compatibility on data-center GPUs. Use a driver >= {need} (ACK: node "
-        f"pool label ack.aliyun.com/nvidia-driver-version; ACS: pod label "
-        f"alibabacloud.com/gpu-driver-version; see docs/deploy-ack.md)"
+        f"driver {driver} is older than CUDA {cuda_version} needs (R{need}+): it runs through CUDA's "
+        f"minor-version compatibility, which covers every kernel compiled for this GPU but not a kernel "
+        f"shipped only as PTX, and GPUs newer than the driver are not seen at all. Use a driver >= "
+        f"{need} {DRIVER_HOW}"
     )
 
 

@@ -4,11 +4,10 @@ hosts that cannot pull from Docker Hub or nvcr.io: `python -m docker.bases [--cu
 - `comfy-stack-base/ubuntu:24.04`: Ubuntu 24.04 as the official image has it (minbase with
   apt, the noble, -updates and -security pockets, and the user `ubuntu` as 1000:1000).
   Use it with UBUNTU_IMAGE=comfy-stack-base/ubuntu:24.04.
-- with --cuda, two stand-ins for NVIDIA's images, good for building the CUDA variant and
-  importing its extensions, not for running on a GPU: `comfy-stack-base/cuda-runtime`
-  (the Ubuntu base with the CUDA image's environment, without NVIDIA's libraries: torch
-  brings its own) and `comfy-stack-base/cuda-devel` (Ubuntu's CUDA compiler packages from
-  multiverse, with the GCC they support). docs/build.md says how they differ.
+- with --cuda, a stand-in for NVIDIA's devel image, good for compiling the CUDA variant's
+  extensions and importing them, not for running on a GPU: `comfy-stack-base/cuda-devel`
+  (Ubuntu's CUDA compiler packages from multiverse, with the GCC they support).
+  docs/build.md says how it differs. (The CUDA variant's runtime is Ubuntu's own image.)
 
 Needs root, mmdebstrap and docker. On a host without Ubuntu's keyring, the ubuntu-keyring
 package is taken from the mirror and its 2018 archive key checked against the fingerprint
@@ -32,9 +31,8 @@ KEYRING_DEB = "pool/main/u/ubuntu-keyring/ubuntu-keyring_2023.11.28.1_all.deb"
 HOST_KEYRING = Path("/usr/share/keyrings/ubuntu-archive-keyring.gpg")
 COMPONENTS = "main restricted universe multiverse"  # as in the official image
 UBUNTU = "comfy-stack-base/ubuntu:24.04"
-CUDA_RUNTIME = "comfy-stack-base/cuda-runtime:12.8-ubuntu24.04"
 CUDA_DEVEL = "comfy-stack-base/cuda-devel:12.8-ubuntu24.04"
-# What NVIDIA's runtime image sets (its Dockerfile), so the image behaves the same way.
+# What NVIDIA's devel image sets (its Dockerfile), so the stand-in compiles the same way.
 CUDA_ENV = [
     "CUDA_VERSION=12.8.1",
     "NVIDIA_VISIBLE_DEVICES=all",
@@ -122,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--mirror", default=DEFAULT_MIRROR, help=f"Ubuntu archive mirror (default {DEFAULT_MIRROR})"
     )
-    p.add_argument("--cuda", action="store_true", help="also the CUDA runtime and devel stand-ins")
+    p.add_argument("--cuda", action="store_true", help="also the CUDA devel stand-in")
     p.add_argument(
         "--force", action="store_true", help="rebuild images that exist (and so every layer on them)"
     )
@@ -141,9 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         ring = keyring(mirror, tmp)
         build(UBUNTU, mirror, ring, [], [], COMPONENTS, tmp, args.force)
         if args.cuda:
-            build(CUDA_RUNTIME, mirror, ring, [], CUDA_ENV, COMPONENTS, tmp, args.force)
             build(CUDA_DEVEL, mirror, ring, DEVEL_PACKAGES, CUDA_ENV + DEVEL_ENV, COMPONENTS, tmp, args.force)
-    print(f"built {UBUNTU}" + (f", {CUDA_RUNTIME}, {CUDA_DEVEL}" if args.cuda else ""))
+    print(f"built {UBUNTU}" + (f", {CUDA_DEVEL}" if args.cuda else ""))
     return 0
 
 

@@ -26,7 +26,6 @@ COMFYUI_LABEL = "io.comfy-stack.comfyui.commit"
 # option -> (environment variable, build argument it becomes; None: handled here)
 SOURCES = {
     "ubuntu_image": ("UBUNTU_IMAGE", "UBUNTU_IMAGE"),
-    "cuda_image": ("CUDA_IMAGE", "CUDA_IMAGE"),
     "cuda_devel": ("CUDA_DEVEL", "CUDA_DEVEL"),
     "apt_mirror": ("APT_MIRROR", "APT_MIRROR"),
     "pip_index_url": ("PIP_INDEX_URL", "PIP_INDEX_URL"),
@@ -109,9 +108,9 @@ def command(args: argparse.Namespace) -> list[str]:
     if args.cuda_arch_list:
         build_args["TORCH_CUDA_ARCH_LIST"] = args.cuda_arch_list
     if args.variant == "cpu":
-        # The legacy builder runs every stage: the CUDA ones become the CPU base (see the
-        # Dockerfile's head), so a CPU build pulls nothing of CUDA with either builder.
-        build_args |= {"CUDA_IMAGE": "base-cpu", "CUDA_DEVEL": "base-cpu"}
+        # The legacy builder runs every stage: the CUDA devel one becomes the CPU base (see
+        # the Dockerfile's head), so a CPU build pulls nothing of CUDA with either builder.
+        build_args |= {"CUDA_DEVEL": "base-cpu"}
     cmd = [
         args.docker,
         "build",

@@ -12,7 +12,8 @@ what the build must not leave behind. Run in the image (`python -m docker.check_
   register; the check reads and writes a mesh through them;
 - one OpenCV: the GUI and headless wheels install into the same cv2 folder;
 - matplotlib's font cache is already built (else every start spends half a minute on it);
-- in the CUDA variant, the attention backends COMFYUI_ATTENTION can name import (xformers
+- in the CUDA variant, CUDA_VERSION names the CUDA runtime of the installed torch (the
+  start checks the driver against it), and the attention backends COMFYUI_ATTENTION can name import (xformers
   built for the pinned torch, SageAttention over torch's Triton): no GPU is needed to import
   them, and a backend that fails here would stop every start that asks for it;
 - the node check left no state in ComfyUI's own folders.
@@ -131,8 +132,25 @@ def attention_problems(variant: str) -> list[str]:
     return found
 
 
+def cuda_version_problems(variant: str) -> list[str]:
+    """CUDA_VERSION (what the start compares the driver with) must be the runtime torch brings."""
+    if variant != "cuda":
+        return []
+    import torch
+
+    said, built = os.environ.get("CUDA_VERSION", ""), torch.version.cuda or ""
+    if said.split(".")[:2] != built.split(".")[:2]:
+        return [f"the image says CUDA_VERSION={said!r} but its torch is built for CUDA {built!r}"]
+    return []
+
+
 def problems(variant: str) -> list[str]:
-    found = pymeshlab_problems() + attention_problems(variant) + deferred_import_problems()
+    found = (
+        pymeshlab_problems()
+        + attention_problems(variant)
+        + cuda_version_problems(variant)
+        + deferred_import_problems()
+    )
     opencv = [
         n
         for n in (

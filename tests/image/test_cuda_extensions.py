@@ -60,9 +60,8 @@ def extensions(engine, inputs, tmp_path_factory):
             )
     env["TORCH_CUDA_ARCH_LIST"] = ARCHS
     timings["cuda architectures"] = ARCHS
-    # only this stage: the runtime base is not needed for it (the legacy builder runs the
-    # stages before it, base-cuda among them, so that one is pointed at the CPU base)
-    env["CUDA_IMAGE"] = "base-cpu"
+    # only this stage (the legacy builder also runs the stages before it: both runtime bases
+    # are Ubuntu's, which the CPU tier has already)
     log = tmp_path_factory.mktemp("ext") / "build-extensions.log"
     took = docker_engine.build(engine, env, "cuda", TAG, log, ("--target", "extensions-cuda"))
     timings["cuda extensions stage seconds"] = round(took)

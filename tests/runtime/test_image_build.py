@@ -64,10 +64,25 @@ def test_the_cpu_variant_uses_no_cuda_image_with_either_builder():
     ):
         legacy = images(stages({k: str(v) for k, v in build_args.items()}), plain)
         assert len(legacy) == 1 and not [i for i in legacy if i.startswith(CUDA_REFS)], (build_args, legacy)
-    # and the CUDA variant does use NVIDIA's images, for the runtime and the extensions
+    # the CUDA variant uses NVIDIA's devel image for the extensions only: its runtime is the
+    # same Ubuntu as the CPU variant's (torch brings CUDA's libraries)
     cuda = stages({"VARIANT": "cuda"})
-    assert {i.split(":")[0] for i in images(cuda, needed(cuda, "runtime"))} >= {"nvidia/cuda"}
+    assert {i.split(":")[0] for i in images(cuda, needed(cuda, "runtime"))} == {"ubuntu", "nvidia/cuda"}
     assert "extensions-cuda" in needed(cuda, "runtime")
+    assert cuda["base-cuda"][0] == cuda["base-cpu"][0] and cuda["extensions-cuda"][0].startswith(
+        "nvidia/cuda:"
+    )
+
+
+def test_the_cuda_runtime_carries_the_container_toolkits_settings():
+    """What NVIDIA's base image would have given a user: the settings the container toolkit
+    reads (all GPUs, compute, and a driver new enough for torch's CUDA 12 build)."""
+    block = re.search(r"^FROM \S+ AS base-cuda\n(.*?)\n# ---", DOCKERFILE, re.M | re.S).group(1)
+    assert "NVIDIA_VISIBLE_DEVICES=all" in block
+    assert "NVIDIA_DRIVER_CAPABILITIES=compute,utility" in block
+    assert 'NVIDIA_REQUIRE_CUDA="cuda>=12.0"' in block
+    # the start compares the driver with it (the build check holds it to torch.version.cuda)
+    assert "CUDA_VERSION=12.8" in block
 
 
 def test_build_stages_the_optional_inputs_and_clears_stale_ones(tmp_path, monkeypatch):
@@ -101,8 +116,6 @@ def test_every_outside_source_becomes_a_build_argument_and_nothing_else_changes(
             [
                 "--ubuntu-image",
                 "registry.example/ubuntu:24.04",
-                "--cuda-image",
-                "registry.example/cuda:12.8",
                 "--cuda-devel",
                 "registry.example/cuda:12.8-devel",
                 "--apt-mirror",
@@ -118,7 +131,6 @@ def test_every_outside_source_becomes_a_build_argument_and_nothing_else_changes(
     )
     for arg in (
         "UBUNTU_IMAGE=registry.example/ubuntu:24.04",
-        "CUDA_IMAGE=registry.example/cuda:12.8",
         "CUDA_DEVEL=registry.example/cuda:12.8-devel",
         "APT_MIRROR=http://mirrors.example/ubuntu/",
         "PIP_INDEX_URL=https://mirrors.example/pypi/simple",
@@ -585,3 +597,25 @@ def test_the_build_check_imports_the_attention_backends_of_the_cuda_variant(monk
         assert len(found) == 1 and found[0].startswith(
             "xformers.ops.memory_efficient_attention does not import"
         )
+
+
+@pytest.mark.parametrize(
+    "variant,said,built,ok",
+    [
+        ("cuda", "12.8", "12.8", True),
+        ("cuda", "12.8", "12.9", False),  # torch moved on, the image's CUDA_VERSION did not
+        ("cuda", "", "12.8", False),
+        ("cpu", "", "12.8", True),  # the CPU variant checks no driver
+    ],
+)
+def test_the_build_check_holds_cuda_version_to_the_installed_torch(monkeypatch, variant, said, built, ok):
+    import sys
+    import types
+
+    from docker import check_image
+
+    torch = types.ModuleType("torch")
+    torch.version = types.SimpleNamespace(cuda=built)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "torch", torch)
+    monkeypatch.setenv("CUDA_VERSION", said)
+    assert (check_image.cuda_version_problems(variant) == []) == ok

@@ -44,20 +44,24 @@ def test_auto_mode_reads_the_gpu(tmp_path, output, code, flags):
 @pytest.mark.parametrize(
     "driver,cuda,warned",
     [
-        ("535.161.07", "12.8.1", True),  # ACK's default driver for 1.28+ clusters
-        ("550.90.07", "12.8.1", True),  # ACS's default for A10 and L20
-        ("570.133.20", "12.8.1", False),
-        ("535.161.07", None, False),  # not in the CUDA image: nothing to compare with
-        ("535.161.07", "11.8.0", False),  # a runtime the table does not know
+        ("535.161.07", "12.8", "compatibility"),  # ACK's default driver for 1.28+ clusters
+        ("550.90.07", "12.8", "compatibility"),  # ACS's default for A10 and L20
+        ("470.256.02", "12.8", "no GPU"),  # a CUDA 11 driver: no CUDA 12 runtime at all
+        ("570.133.20", "12.8", None),
+        ("535.161.07", None, None),  # not in the CUDA image: nothing to compare with
+        ("535.161.07", "11.8.0", None),  # a runtime the table does not know
     ],
 )
 def test_driver_older_than_the_image_cuda_is_named(tmp_path, driver, cuda, warned):
     gpus = modes.detect_gpus(fake_smi(tmp_path, f"NVIDIA A10, 23028, {driver}"))
     assert gpus == [modes.Gpu("NVIDIA A10", 23028, driver)]
     warning = modes.driver_warning(gpus, cuda)
-    assert bool(warning) == warned
+    assert (warning is None) == (warned is None)
     if warned:
         assert "ack.aliyun.com/nvidia-driver-version" in warning and "R570" in warning
+        # what the user gets with that driver: minor-version compatibility, or no GPU
+        assert ("minor-version compatibility" in warning) == (warned == "compatibility")
+        assert ("will not use the GPU" in warning) == (warned == "no GPU")
 
 
 def test_serve_logs_the_driver_warning(checkout, tmp_path, caplog):
