@@ -6,7 +6,6 @@ what the build must not leave behind. Run in the image (`python -m docker.check_
   those load when the node first runs, not when ComfyUI starts, so the node check cannot see
   them (the Hunyuan3D pipelines with rembg among them: with NUMBA_CACHE_DIR set, as the
   build sets it, this is also what fills numba's cache of pymatting's functions);
-
 - pymeshlab loads all of its plugins: without a system library (libOpenGL) nine of them,
   mesh input and output among them, fail with a warning while the Hunyuan3D nodes still
   register; the check reads and writes a mesh through them;
