@@ -2,8 +2,11 @@
 
 /readyz is open to anyone, and each check costs ComfyUI a connection (400 at once pushed it
 into EMFILE): ComfyUI is asked at most once a second however many ask, one check at a
-time, callers meanwhile sharing its answer. The job ledger's check is shared the same way
-by concurrent callers but not kept, so that a broken ledger shows at the next /readyz.
+time, callers meanwhile sharing its answer. Only a refused connection (nothing listens yet:
+ComfyUI is starting or restarting) is not kept: it cost ComfyUI nothing, and the next
+/readyz asks again, so that ready follows ComfyUI's first answer by one check, not by up to
+a second. The job ledger's check is shared the same way by concurrent callers but not kept,
+so that a broken ledger shows at the next /readyz.
 """
 
 from __future__ import annotations
@@ -15,14 +18,17 @@ from typing import Generic, TypeVar
 import aiohttp
 
 T = TypeVar("T")
+# nothing listens on ComfyUI's port (yet)
+REFUSED = "ComfyUI is not answering (nothing listens on its port yet)"
 
 
 class Shared(Generic[T]):
     """One run of a check at a time; callers meanwhile await that run; its answer is kept
-    for `ttl_s` seconds."""
+    for `ttl_s` seconds, unless `keep` says not to keep it."""
 
-    def __init__(self, ttl_s: float) -> None:
+    def __init__(self, ttl_s: float, keep: Callable[[T], bool] = lambda _answer: True) -> None:
         self.ttl_s = ttl_s
+        self.keep = keep
         self._answer: tuple[float, T] | None = None
         self._running: asyncio.Future[T] | None = None
 
@@ -38,13 +44,13 @@ class Shared(Generic[T]):
         finally:
             if self._running is running and running.done():
                 self._running = None
-        self._answer = (loop.time(), answer)
+        self._answer = (loop.time(), answer) if self.keep(answer) else None
         return answer
 
 
 class Readiness:
     def __init__(self) -> None:
-        self._comfyui: Shared[tuple[bool, str]] = Shared(1.0)
+        self._comfyui: Shared[tuple[bool, str]] = Shared(1.0, keep=lambda answer: answer[1] != REFUSED)
         self._also: Shared[str | None] = Shared(0.0)
 
     async def get(
@@ -65,6 +71,10 @@ class Readiness:
                 gate.s.upstream + "/system_stats", timeout=aiohttp.ClientTimeout(total=3)
             ) as r:
                 return r.status == 200, f"ComfyUI answered {r.status}"
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, ConnectionRefusedError):
+                return False, REFUSED
+            return False, f"ComfyUI is not answering ({type(exc).__name__})"
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             # Not the address: /readyz is public, and where ComfyUI listens is not.
             return False, f"ComfyUI is not answering ({type(exc).__name__})"

@@ -76,8 +76,6 @@ def prepare(s: config.ServeSettings, rec: startup.Recorder | None = None) -> tup
     """Everything before supervisord, each step a timed phase; returns the run directory and
     the config text."""
     rec = rec or startup.Recorder()
-    # ComfyUI-Manager's channel check, beside everything until its config is written
-    manager_probe = manager_config.Probe(s.data_dir / "user") if s.manager_network_mode == "auto" else None
     with rec.phase("data folders"):
         for sub in ("models", "input", "output", "user", "auth", "custom_nodes"):
             (s.data_dir / sub).mkdir(parents=True, exist_ok=True)
@@ -125,16 +123,14 @@ def prepare(s: config.ServeSettings, rec: startup.Recorder | None = None) -> tup
                 f"the model sync failed (exit {code}); fix the cause above, or set "
                 "MODEL_SYNC_MODE=background to start anyway"
             )
-    with rec.phase("model paths and Manager's config (its channel checked)"):
+    with rec.phase("model paths and Manager's config"):
         model_paths.write(
             s.models_dir,
             run_dir / "extra_model_paths.yaml",
             s.data_dir / "custom_nodes",
             extension.CUSTOM_NODES,
         )
-        manager_config.write(
-            s.data_dir / "user", s.manager_network_mode, probe=manager_probe or manager_config.reachable
-        )
+        manager_config.start(s.data_dir / "user", s.manager_network_mode)
     with rec.phase("ComfyUI's users (--multi-user)"):
         comfy_users.ensure_default_user(s.data_dir / "user")
     with rec.phase("bundled workflows"):
@@ -181,6 +177,7 @@ def main(args: argparse.Namespace) -> int:
             raise MissingProgram("supervisord is not installed: pip install supervisor")
         log.info("starting ComfyUI on 127.0.0.1:%d behind the proxy on %s", s.comfyui_port, s.listen)
         sys.stdout.flush()
+        supervisor.wake_when_up(run_dir)
         os.execv(supervisord, [supervisord, "-n", "-c", str(run_dir / "supervisord.conf")])
     except ComfyctlError as exc:
         log.error("%s", exc)

@@ -37,3 +37,35 @@ async def test_readyz_shows_the_phases_and_what_the_start_waits_for(make_stack, 
         async with s.get(up.url("/readyz")) as r:
             body = await r.json()
             assert r.status == 200 and body["status"] == "ready" and body["start"][0]["name"] == "settings"
+
+
+async def test_readyz_follows_comfyuis_first_answer_at_once_but_keeps_answers_a_second(
+    make_stack, unused_tcp_port
+):
+    """A refused connection (ComfyUI not listening yet) is not kept: the /readyz right after
+    ComfyUI starts listening is ready. What ComfyUI answered is kept a second, however many ask."""
+    from aiohttp import web
+
+    hits = {"n": 0}
+
+    async def stats(_request):
+        hits["n"] += 1
+        return web.json_response({})
+
+    stack = await make_stack(upstream=f"http://127.0.0.1:{unused_tcp_port}")
+    async with aiohttp.ClientSession() as s:
+        for _ in range(3):
+            async with s.get(stack.url("/readyz")) as r:
+                assert r.status == 503
+        app = web.Application()
+        app.router.add_get("/system_stats", stats)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", unused_tcp_port).start()
+        try:
+            for _ in range(5):
+                async with s.get(stack.url("/readyz")) as r:
+                    assert r.status == 200
+            assert hits["n"] == 1
+        finally:
+            await runner.cleanup()

@@ -466,6 +466,88 @@ def test_managers_installed_packages_read_in_process_are_what_pip_lists(tmp_path
     assert '"pip", "freeze"' not in source and '"pip", "show"' not in source
 
 
+def _unbound_names(source: str) -> set[str]:
+    """Names some function reads that nothing binds: not its own, not an enclosing function's,
+    not the module's, not a builtin (each would be a NameError when that function runs)."""
+    import builtins
+    import symtable
+
+    top = symtable.symtable(source, "module", "exec")
+    bound = {s.get_name() for s in top.get_symbols() if s.is_assigned() or s.is_imported()}
+    bound |= set(dir(builtins)) | {"__file__", "__name__"}
+    unbound: set[str] = set()
+
+    def walk(table: symtable.SymbolTable) -> None:
+        for child in table.get_children():
+            if child.get_type() == "function":
+                unbound.update(
+                    s.get_name() for s in child.get_symbols() if s.is_global() and s.get_name() not in bound
+                )
+            walk(child)
+
+    walk(top)
+    return unbound
+
+
+def test_packs_patched_to_import_at_first_use_keep_every_name_their_functions_read(tmp_path):
+    """The Hunyuan3D and WanVideoWrapper patches move imports from the top of nodes.py into
+    the node functions: nodes.py still imports without them (no name read at module level),
+    and no function reads a name that nothing binds any more (a NameError when the node
+    runs). The build checks in the image that each moved import resolves (check_image)."""
+    from docker import check_image
+
+    patched = ["ComfyUI-Hunyuan3d-2-1", "ComfyUI-WanVideoWrapper"]
+    original = _pinned_packs(tmp_path / "original", patched)
+    comfy = _pinned_packs(tmp_path / "patched", {p.parent.name for p in PATCHES.glob("*/*.patch")})
+    sources.apply_patches(PATCHES, comfy)
+    for pack in patched:
+        before = (original / "custom_nodes" / pack / "nodes.py").read_text()
+        after = (comfy / "custom_nodes" / pack / "nodes.py").read_text()
+        assert after != before
+        assert _unbound_names(after) <= _unbound_names(before), pack
+        moved = check_image.moved_imports(next((PATCHES / pack).glob("*.patch")).read_text())
+        assert moved, pack
+        # each moved import was at the top of nodes.py before, and is not any more
+        top_level = [line for line in after.splitlines() if re.match(r"(from|import) ", line)]
+        for module in {m for m, _ in moved}:
+            assert re.search(rf"^from {re.escape(module)} import", before, re.M), (pack, module)
+            assert not any(line.startswith(f"from {module} import") for line in top_level), (pack, module)
+
+
+def test_the_build_check_finds_the_imports_a_patch_moved_into_functions():
+    from docker import check_image
+
+    text = (
+        "why\n\n--- a/nodes.py\n+++ b/nodes.py\n@@ -1,3 +1,3 @@\n"
+        "-from .pipelines import Pipeline, Config as Conf\n"
+        "+import warnings\n"  # at the top: not moved
+        "     def run(self):\n"
+        "+        from .pipelines import Pipeline, Config as Conf\n"
+        "+        import accelerate.utils as au\n"
+    )
+    assert check_image.moved_imports(text) == [
+        (".pipelines", ["Pipeline", "Config"]),
+        ("accelerate.utils", []),
+    ]
+
+
+def test_the_build_check_reports_a_moved_import_that_does_not_resolve(tmp_path, monkeypatch):
+    from docker import check_image
+
+    pack = tmp_path / "ComfyUI" / "custom_nodes" / "Pack"
+    (pack / "sub").mkdir(parents=True)
+    (pack / "sub" / "__init__.py").write_text("from .. import helper\nThing = helper.THING\n")
+    (pack / "helper.py").write_text("THING = 1\n")
+    (tmp_path / "patches" / "Pack").mkdir(parents=True)
+    (tmp_path / "patches" / "Pack" / "x.patch").write_text(
+        "why\n\n+    from .sub import Thing\n+    from .sub import Gone\n+    from .missing import X\n"
+    )
+    monkeypatch.delenv("COMFY_NUMBA_CACHE", raising=False)
+    monkeypatch.setattr(check_image.sys, "path", list(check_image.sys.path))
+    found = check_image.deferred_import_problems(tmp_path / "patches", tmp_path / "ComfyUI")
+    assert len(found) == 2 and "Gone" in found[0] and ".missing" in found[1], found
+
+
 def test_a_patch_that_does_not_apply_is_an_error_and_changes_nothing(tmp_path):
     comfy = tmp_path / "ComfyUI"
     pack = comfy / "custom_nodes" / "Pack"

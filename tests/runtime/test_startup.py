@@ -284,6 +284,50 @@ def test_managers_channel_check_overlaps_the_start_and_never_holds_it_past_its_d
     assert manager_config.write(tmp_path, "auto", probe=answers) == "public"
 
 
+def test_managers_channel_check_costs_the_start_nothing_and_its_answer_is_written_beside_it(tmp_path):
+    """`auto` writes config.ini at once with the mode known (offline at the first start, then
+    the last start's answer) and leaves the check to a process of its own, which writes
+    the answer while ComfyUI starts: public while the channel serves its node list, offline
+    once it does not."""
+    import configparser
+    import http.server
+    import threading
+
+    from comfyctl import manager_config
+    from tests.support import wait_until
+
+    class Channel(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            self.send_response(200 if self.path == "/custom-node-list.json" else 404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Channel)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    path = manager_config.config_path(tmp_path)
+    path.parent.mkdir(parents=True)
+    path.write_text(f"[default]\nchannel_url = http://127.0.0.1:{server.server_address[1]}\n")
+
+    def mode() -> str | None:
+        cfg = configparser.ConfigParser()
+        cfg.read(path)
+        return cfg["default"].get("network_mode")
+
+    try:
+        started = time.monotonic()
+        assert manager_config.start(tmp_path, "auto") == "offline"  # nothing known yet
+        assert time.monotonic() - started < manager_config.PROBE_DEADLINE
+        wait_until(lambda: mode() == "public", timeout=30, what="the check's answer in config.ini")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert manager_config.start(tmp_path, "auto") == "public"  # the last start's answer, at once
+    wait_until(lambda: mode() == "offline", timeout=30, what="offline once the channel is gone")
+    assert manager_config.start(tmp_path, "offline") == "offline" and mode() == "offline"
+
+
 def test_doctor_shows_the_last_start_phase_by_phase_with_each_packs_import_time(tmp_path):
     from comfyctl import doctor
 
@@ -299,3 +343,26 @@ def test_doctor_shows_the_last_start_phase_by_phase_with_each_packs_import_time(
     assert "loading nodes and custom node packs 4.00 s" in said and "starting the server ..." in said
     assert "packs: ComfyUI-Hunyuan3d-2-1 2.5 s, ComfyUI-KJNodes 0.4 s" in said
     assert "IMPORT FAILED: broken-pack" in said and "now waiting for ComfyUI: starting the server" in said
+
+
+def test_supervisords_socket_is_woken_once_it_listens_not_before(tmp_path):
+    """supervisord starts its programs after its first wait on its sockets ends: the start
+    connects once to its control socket as soon as supervisord listens there, from a
+    process beside it; a stale socket file of an earlier run is not mistaken for it."""
+    import socket
+
+    from comfyctl import supervisor
+
+    path = tmp_path / supervisor.SOCKET
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(path))  # a socket file nobody listens on
+    stale.close()
+    supervisor.wake_when_up(tmp_path)
+    time.sleep(0.3)
+    path.unlink()
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(path))
+        server.listen()
+        server.settimeout(20)
+        conn, _ = server.accept()
+        conn.close()
