@@ -43,6 +43,7 @@ from comfy_jobs.model import (
     Asset,
     Claim,
     Delivery,
+    Holding,
     IdemKey,
     Job,
     JobPage,
@@ -487,7 +488,7 @@ class SqlLedger:
 
         await self._run(run)
 
-    async def hand_back(self, job_id, worker, prompt_id):
+    async def hand_back(self, job_id, worker, prompt_id, holding=None):
         def run():
             key = {"job_id": job_id, "worker": worker}
             with self._tx(Write.ORDERED) as c:
@@ -495,6 +496,7 @@ class SqlLedger:
                     if c.execute(Q.attempt_uncount, {**key, "pid": prompt_id}).rowcount:
                         c.execute(Q.attempt_drop, {"prompt_id": prompt_id})
                 c.execute(Q.hand_back, key)
+                self._holds(c, worker, holding)
                 if self.postgres:
                     engines.notify(c)
 
@@ -547,7 +549,9 @@ class SqlLedger:
 
         return await self._run(run)
 
-    async def finish(self, job_id, worker, status, error, progress=None, attempt=None, outputs=()):
+    async def finish(
+        self, job_id, worker, status, error, progress=None, attempt=None, outputs=(), holding=None
+    ):
         assert status in TERMINAL
 
         def run():
@@ -572,9 +576,20 @@ class SqlLedger:
                 if n:
                     self._put_outputs(c, job_id, outputs)
                     self._enqueue_webhook(c, job_id, status)
+                self._holds(c, worker, holding, values["now"])
                 return bool(n)
 
         return await self._run(run)
+
+    @staticmethod
+    def _holds(c: Connection, worker: str, holding: Holding | None, now: float | None = None) -> None:
+        """The worker's row, in the transaction that ends one of its jobs (a worker with no
+        row yet gets one on its next beat)."""
+        if holding is not None:
+            c.execute(
+                Q.worker_holds,
+                {"wid": worker, "loaded": holding.loaded, "held": holding.job_id, "now": now or time.time()},
+            )
 
     def _put_outputs(self, c: Connection, job_id: str, outputs: Sequence[Output]) -> None:
         if not outputs:
