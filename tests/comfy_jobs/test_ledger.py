@@ -159,3 +159,29 @@ async def test_workers_in_several_processes_never_claim_the_same_job(ledger, tmp
         assert p.returncode == 0
         claimed += json.loads(out)
     assert sorted(claimed) == [f"job_{i:03d}" for i in range(60)]  # each exactly once
+
+
+async def test_creations_at_once_each_get_their_own_answer(tmp_path):
+    """Jobs created at the same moment on SQLite (one commit for them all) are each refused
+    or recorded as if created one after another: the queue limit counts the ones before,
+    a key sent twice makes one job, and every job answered is there for a new reader."""
+    ledger = SqlLedger(f"sqlite:///{tmp_path}/ledger.db")
+    made = await asyncio.gather(
+        *[ledger.create_job(f"job_{i}", {}, None, None, None, 3, 3600) for i in range(5)],
+        return_exceptions=True,
+    )
+    assert sum(isinstance(m, QueueFull) for m in made) == 2
+    recorded = [job.id for job, _replayed in (m for m in made if not isinstance(m, BaseException))]
+    assert len(recorded) == 3
+    same = await asyncio.gather(
+        *[ledger.create_job(f"job_k{i}", {}, None, None, IdemKey("k", "h"), 0, 3600) for i in range(3)]
+    )
+    assert len({job.id for job, _replayed in same}) == 1
+    assert sorted(replayed for _job, replayed in same) == [False, True, True]
+    fresh = SqlLedger(ledger.url)
+    try:
+        for job_id in recorded + [same[0][0].id]:
+            assert (await fresh.get_job(job_id)).status == "queued"
+    finally:
+        await fresh.close()
+        await ledger.close()
