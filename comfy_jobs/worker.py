@@ -12,10 +12,12 @@ UI pinning). A drain (`comfyctl drain`, SIGTERM of `python -m comfy_jobs worker`
 claiming, lets the job ComfyUI runs finish, hands back the one queued behind it, and leaves
 queued jobs to the other workers.
 
-Pipelining: while the ledger holds jobs it may run, a worker holds up to HOLD of them, each
-under its own lease and heartbeat, each submitted to ComfyUI as soon as it is claimed; the
-next one waits in ComfyUI's own queue and starts the moment the current one ends, instead of
-after the worker has seen the end, committed it and claimed again. The one queued behind has
+Pipelining: while the ledger holds jobs it may run, a worker holds up to HOLD of them in
+ComfyUI, each under its own lease and heartbeat, each submitted to ComfyUI as soon as it is
+claimed; the next one waits in ComfyUI's own queue and starts the moment the current one
+ends, instead of after the worker has seen the end, committed it and claimed again. A job
+whose run is done no longer counts while its outputs are fetched and its end committed: the
+one after next is claimed and submitted meanwhile. The one queued behind has
 not started, so it can still go elsewhere: a cancel deletes it from ComfyUI's queue, a lost
 lease deletes it there too (its new holder runs it), a drain deletes it and gives it back to
 the ledger as if never claimed.
@@ -45,7 +47,9 @@ log = logging.getLogger(__name__)
 COMFY_POLL_S = 0.25  # how often a worker whose ComfyUI is away asks whether it is back
 POLL_S = 1.0  # how often the run is checked against /queue and /history
 CLAIM_EVERY_S = 1.0  # how often an idle worker claims with nothing telling it a job is there
-HOLD = 2  # jobs a worker holds at once: the one ComfyUI runs and the next, queued behind it
+# jobs a worker holds in ComfyUI at once: the one ComfyUI runs and the next, queued behind it
+# (besides those whose run is done and whose end is being recorded)
+HOLD = 2
 # How long a submission waits for the worker's WebSocket to ComfyUI (back after a restart):
 # a run that starts before the worker hears ComfyUI is one whose start it cannot know.
 SOCKET_WAIT_S = 2.0
@@ -172,8 +176,8 @@ class Worker:
                     self._hand_back_waiting()
                     await self._idle(1.0)
                     continue
-                if len(self.held) >= HOLD:
-                    await self._idle(1.0)  # a job ending wakes it
+                if self._in_comfy() >= HOLD:
+                    await self._idle(1.0)  # a run or a job ending wakes it
                     continue
                 if not self.comfy_up:
                     self.comfy_up = await self.comfy.ready()
@@ -223,6 +227,12 @@ class Worker:
         held.task = asyncio.create_task(self._hold(held), name=f"job {job.id}")
         held.task.add_done_callback(lambda _t: self._ended(held))
         return held
+
+    def _in_comfy(self) -> int:
+        """Held jobs whose run ComfyUI has not finished. One whose run is done is only being
+        recorded (its outputs fetched, its end committed): the next job is claimed and
+        submitted meanwhile, rather than after that end's commit."""
+        return sum(not h.run_done for h in self.held.values())
 
     def _ended(self, held: Held) -> None:
         held.submitted.set()
@@ -541,6 +551,8 @@ class Worker:
                     # after the socket said it ended, its history entry is there: one request
                     loc = await self._locate(held, prompt_id, history_first=ended)
                     held.run_done = loc.state == "done"
+                    if held.run_done:
+                        self._wake.set()  # its place in ComfyUI's queue is free
                     held.ran = held.ran or loc.state in RAN
                     started = started or loc.state != "pending"
                     if loc.state == "pending" and tracker.current is None:
