@@ -21,6 +21,7 @@ SQLite keeps working with the same statements (one box needs no database server)
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -59,7 +60,9 @@ from comfy_jobs.rows import asset_of, info_of, job_of, views_of
 IDEM_TTL_S = 24 * 3600  # the contract: keys expire after 24 h
 SWEEP_EVERY_S = 5.0  # how often a claim also expires queued jobs past their deadline
 CANDIDATES = 16  # claimable jobs a claim looks at (and locks, briefly) at once
-WORKER_LIVE_S = 60.0  # a worker not heard of for this long is gone (placement, pinning)
+WORKER_LIVE_S = 60.0
+CONTENDED_TRIES = 3  # claims in a row while another claim holds the claimable jobs
+CONTENDED_WAIT_S = 0.05  # the longest pause before looking again  # a worker not heard of for this long is gone (placement, pinning)
 
 
 class SqlLedger:
@@ -432,7 +435,10 @@ class SqlLedger:
 
     # --- the worker's side -------------------------------------------------------------
     async def claim(self, worker, lease_s, prompt_id=None):
+        contended = False  # an owner's claimable jobs were all locked by another claim
+
         def run():
+            nonlocal contended
             now = time.time()
             with self._tx(Write.ORDERED) as c:
                 if now - self._swept >= SWEEP_EVERY_S:
@@ -452,7 +458,8 @@ class SqlLedger:
                         {"now": now, "n": CANDIDATES, "owner": owner.owner},
                     ).all()
                     if not rows:
-                        continue  # all taken by a worker claiming at the same moment
+                        contended = True
+                        continue  # all locked by a worker claiming at the same moment
                     seq: int | None = rows[0].seq
                     if any(r.needs for r in rows):
                         if views is None:
@@ -484,7 +491,17 @@ class SqlLedger:
                     return self._full(c, job, outputs=False)
                 return self._full(c, job, outputs=job.prompt_id is not None)
 
-        return await self._run(run)
+        for _ in range(CONTENDED_TRIES):
+            contended = False
+            job = await self._run(run)
+            if job is not None or not contended:
+                return job
+            # The other claim may leave those jobs (placement keeps them for a worker like this
+            # one): looked at again once its transaction has ended, at a random moment, so that
+            # two workers woken together do not keep claiming in step, one blind to the jobs
+            # the other looks at (which would hand a job away from its favourite worker)
+            await asyncio.sleep(random.uniform(0.005, CONTENDED_WAIT_S))
+        return None
 
     async def forget_own_leases(self, worker):
         """At start: runs this worker held before a restart are resumable at once, rather

@@ -185,3 +185,38 @@ async def test_creations_at_once_each_get_their_own_answer(tmp_path):
     finally:
         await fresh.close()
         await ledger.close()
+
+
+async def test_a_claim_looks_again_at_jobs_another_claim_held_for_a_moment(pg_url, monkeypatch):
+    """Two workers woken by the same job claim together: the one that is not its favourite
+    locks it for a moment (SKIP LOCKED) and leaves it; the favourite, which skipped it then,
+    looks again once that claim has ended instead of a second later, when the favourite's
+    preference has run out (and the other worker takes the job)."""
+    from sqlalchemy import text
+
+    from comfy_jobs import sqlledger
+    from comfy_jobs.model import WorkerInfo
+
+    ledger = SqlLedger(pg_url)
+    try:
+        await ledger.worker_beat(WorkerInfo("w0", None, ["checkpoints/m.safetensors"], ["m.safetensors"]))
+        await ledger.worker_beat(WorkerInfo("w1", None, ["checkpoints/m.safetensors"]))
+        graph = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "m.safetensors"}}}
+        await ledger.create_job("job_m", graph, None, None, None, 0, 3600)
+        other = ledger.w.connect()  # the other worker's claim, holding the job for its transaction
+        other.begin()
+        other.execute(text("SELECT seq FROM jobs WHERE id = 'job_m' FOR UPDATE"))
+        pauses = []
+
+        def pause(low, high):  # the other claim ends during the claimer's pause
+            pauses.append(high)
+            if other.in_transaction():
+                other.commit()
+            return low
+
+        monkeypatch.setattr(sqlledger.random, "uniform", pause)
+        job = await ledger.claim("w0", 60)
+        other.close()
+        assert job is not None and job.id == "job_m" and pauses
+    finally:
+        await ledger.close()
