@@ -17,7 +17,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from comfy_jobs.model import Asset, Claim, Delivery, IdemKey, Job, JobPage, JobQuery, Output, WorkerInfo
+from comfy_jobs.model import (
+    Asset,
+    Claim,
+    Delivery,
+    Holding,
+    IdemKey,
+    Job,
+    JobPage,
+    JobQuery,
+    Output,
+    WorkerInfo,
+)
 
 
 class Ledger(Protocol):
@@ -89,10 +100,13 @@ class Ledger(Protocol):
     async def abort_attempt(self, job_id: str, worker: str, prompt_id: str) -> None:
         """The submission certainly did not reach ComfyUI: it does not count."""
 
-    async def hand_back(self, job_id: str, worker: str, prompt_id: str | None) -> None:
+    async def hand_back(
+        self, job_id: str, worker: str, prompt_id: str | None, holding: Holding | None = None
+    ) -> None:
         """A draining worker gives back a job whose run never started (deleted from ComfyUI's
         queue before its turn): the attempt `prompt_id` (if any) is dropped as if never made,
-        and the job is queued again for any worker."""
+        and the job is queued again for any worker; `holding`, when given, is the worker's
+        row from then on, in the same transaction."""
 
     async def end_attempt(self, job_id: str, prompt_id: str, outcome: str, reason: str) -> None: ...
 
@@ -110,11 +124,13 @@ class Ledger(Protocol):
         progress: dict | None = None,
         attempt: tuple[str, str, str] | None = None,
         outputs: Sequence[Output] = (),
+        holding: Holding | None = None,
     ) -> bool:
         """Move a job the worker holds to a terminal state, in one transaction with its last
-        progress, the end of its attempt (prompt_id, outcome, reason) and the outputs not
-        committed yet (each once per node and name), when given; False if it no longer
-        holds it (and nothing is written)."""
+        progress, the end of its attempt (prompt_id, outcome, reason), the outputs not
+        committed yet (each once per node and name) and the worker's row from then on
+        (`holding`), when given; False if it no longer holds the job (and only the worker's
+        row is written)."""
 
     # --- assets ---------------------------------------------------------------------------
     async def put_asset(self, asset: Asset) -> None: ...

@@ -155,6 +155,16 @@ class WorkerInfo:
     seen_at: float = 0.0
 
 
+@dataclass(frozen=True)
+class Holding:
+    """A worker's row once one of its jobs ends, written in the transaction that ends it:
+    nobody reads the job ended while its worker still looks busy with it (placement prefers
+    an idle worker that has the job's models loaded)."""
+
+    job_id: str | None  # the next job it holds (pipelining), None: idle
+    loaded: list[str]  # the models of the job run last (what its ComfyUI has loaded)
+
+
 @dataclass
 class Delivery:
     """A webhook waiting in the outbox."""

@@ -287,6 +287,13 @@ worker_beat = (
     )
     .returning(W.c.draining)
 )
+# what the worker holds once a job of its ends (written with that end); its models on disk and
+# its address change only with its own beat
+worker_holds = (
+    update(W)
+    .where(W.c.id == bindparam("wid"))
+    .values(loaded=bindparam("loaded"), job_id=bindparam("held"), seen_at=bindparam("now"))
+)
 worker_restart = (
     update(W).where(W.c.id == bindparam("wid")).values(draining=False, started_at=bindparam("now"))
 )

@@ -21,9 +21,11 @@ SQLite keeps working with the same statements (one box needs no database server)
 from __future__ import annotations
 
 import asyncio
+import random
 import time
+from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 
 from sqlalchemy import insert, select, text
@@ -43,6 +45,7 @@ from comfy_jobs.model import (
     Asset,
     Claim,
     Delivery,
+    Holding,
     IdemKey,
     Job,
     JobPage,
@@ -57,7 +60,9 @@ from comfy_jobs.rows import asset_of, info_of, job_of, views_of
 IDEM_TTL_S = 24 * 3600  # the contract: keys expire after 24 h
 SWEEP_EVERY_S = 5.0  # how often a claim also expires queued jobs past their deadline
 CANDIDATES = 16  # claimable jobs a claim looks at (and locks, briefly) at once
-WORKER_LIVE_S = 60.0  # a worker not heard of for this long is gone (placement, pinning)
+WORKER_LIVE_S = 60.0
+CONTENDED_TRIES = 3  # claims in a row while another claim holds the claimable jobs
+CONTENDED_WAIT_S = 0.05  # the longest pause before looking again  # a worker not heard of for this long is gone (placement, pinning)
 
 
 class SqlLedger:
@@ -88,6 +93,11 @@ class SqlLedger:
         self.rpool = (
             ThreadPoolExecutor(max_workers=2, thread_name_prefix="ledger-r") if self.sqlite else self.pool
         )
+        # SQLite: the writing thread's own connections, one per level of durability, opened on
+        # first use there and kept: a pool checkout and return around every transaction cost
+        # that thread about a third of what the jobs' statements do
+        self._held: dict[Write, Connection] = {}
+        self._creating: deque = deque()  # SQLite: creations waiting for the next group commit
         self.closed = False
         self._swept = 0.0
         self._work = asyncio.Event()
@@ -117,6 +127,15 @@ class SqlLedger:
 
     @contextmanager
     def _tx(self, kind: Write):
+        """A write transaction (on the writing thread), as durable as `kind` says."""
+        if self.sqlite:
+            level = Write.DURABLE if kind is Write.DURABLE else Write.ORDERED
+            c = self._held.get(level)
+            if c is None:
+                c = self._held[level] = (self.wd if level is Write.DURABLE else self.w).connect()
+            with c.begin():
+                yield c
+            return
         engine = self.wd if kind is Write.DURABLE else self.w
         with engine.begin() as c:
             if kind is Write.LIGHT and self.postgres:
@@ -134,6 +153,8 @@ class SqlLedger:
         self.rpool.shutdown(wait=True)
 
     def _dispose(self) -> None:
+        for c in self._held.values():
+            c.close()
         for engine in {self.w, self.r, self.wd}:
             engine.dispose()
 
@@ -162,10 +183,61 @@ class SqlLedger:
 
     # --- jobs --------------------------------------------------------------------------
     async def create_job(self, *args, **kw):  # Ledger.create_job's arguments
-        return await self._run(lambda: self._create_job(*args, **kw))
+        if not self.sqlite:
+            return await self._run(lambda: self._create_job(*args, **kw))
+        done: Future = Future()
+        self._creating.append((args, kw, done))
+        # The writing thread runs its tasks in order: when this one runs, the creation is in
+        # it or in one before it, and settled either way.
+        await self._run(self._create_waiting)
+        return done.result()
 
-    def _create_job(
+    def _create_waiting(self) -> None:
+        """Group commit (SQLite): every creation waiting when the writing thread gets here, in
+        one transaction and so one fsync, each in a savepoint of its own (a refusal, such as a
+        full queue, undoes that one only). Each creator hears its answer only after the
+        commit: a job answered 201 is on disk, as with a commit of its own."""
+        batch = []
+        while self._creating:
+            batch.append(self._creating.popleft())
+        if not batch:
+            return
+        answers = []
+        try:
+            with self._tx(Write.DURABLE) as c:
+                for args, kw, done in batch:
+                    savepoint = c.begin_nested()
+                    try:
+                        answers.append((done, self._create_in(c, *args, **kw)))
+                    except IntegrityError as exc:  # one writer: no race, a bug of ours
+                        savepoint.rollback()
+                        done.set_exception(LedgerError(f"could not record job {args[0]}: {exc.orig}"))
+                    except Exception as exc:  # noqa: BLE001 - that creator's own answer (a refusal)
+                        savepoint.rollback()
+                        done.set_exception(exc)
+                    else:
+                        savepoint.commit()
+        except Exception as exc:  # noqa: BLE001 - the commit failed: none of them was recorded
+            for _args, _kw, done in batch:
+                if not done.done():
+                    done.set_exception(exc)
+            return
+        for done, answer in answers:
+            done.set_result(answer)
+
+    def _create_job(self, job_id, workflow, extra_data, metadata, idem, *rest, **kw):
+        for attempt in range(2):  # PostgreSQL: a concurrent insert of the same key loses the race once
+            try:
+                with self._tx(Write.DURABLE) as c:
+                    return self._create_in(c, job_id, workflow, extra_data, metadata, idem, *rest, **kw)
+            except IntegrityError as exc:
+                if idem is None or attempt:
+                    raise LedgerError(f"could not record job {job_id}: {exc.orig}") from None
+        raise AssertionError("unreachable")
+
+    def _create_in(
         self,
+        c: Connection,
         job_id,
         workflow,
         extra_data,
@@ -176,69 +248,62 @@ class SqlLedger:
         owner=None,
         waiting_limit=None,
     ):
-        for attempt in range(2):  # PostgreSQL: a concurrent insert of the same key loses the race once
-            try:
-                with self._tx(Write.DURABLE) as c:
-                    if idem is not None:
-                        ref = self._idem_lookup(c, "jobs", idem)
-                        if ref is not None:
-                            return self._full(c, job_of(c.execute(Q.job_by_id, {"job_id": ref}).one())), True
-                    if queue_limit:
-                        depth = c.execute(Q.depth).scalar() or 0
-                        if depth >= queue_limit:
-                            raise QueueFull(depth, queue_limit)
-                    if waiting_limit is not None and owner is not None:
-                        if self.postgres:  # one count-then-insert per owner at a time
-                            engines.owner_lock(c, owner)
-                        waiting = c.execute(Q.waiting_of, {"owner": owner}).scalar() or 0
-                        if waiting >= waiting_limit:
-                            raise TooManyWaiting(owner, waiting, waiting_limit)
-                    now = time.time()
-                    needs = needs_of(workflow)
-                    seq = c.execute(
-                        Q.job_put,
-                        {
-                            "id": job_id,
-                            "workflow": workflow,
-                            "extra_data": extra_data,
-                            "metadata": metadata,
-                            "created_at": now,
-                            "expires_at": now + retention_s,
-                            "needs": needs,
-                            "owner": owner,
-                        },
-                    ).scalar_one()
-                    if idem is not None:
-                        c.execute(
-                            Q.idem_put,
-                            {
-                                "scope": "jobs",
-                                "key": idem.stored,
-                                "body_hash": idem.body_hash,
-                                "ref_id": job_id,
-                                "created_at": now,
-                            },
-                        )
-                    if self.postgres:
-                        engines.notify(c)
-                    # What was just written, without reading it back.
-                    job = Job(
-                        id=job_id,
-                        seq=seq,
-                        status=QUEUED,
-                        workflow=workflow,
-                        created_at=now,
-                        expires_at=now + retention_s,
-                        extra_data=extra_data,
-                        metadata=metadata,
-                        needs=needs,
-                        owner=owner,
-                    )
-                    return self._full(c, job, outputs=False), False
-            except IntegrityError as exc:
-                if idem is None or attempt:
-                    raise LedgerError(f"could not record job {job_id}: {exc.orig}") from None
-        raise AssertionError("unreachable")
+        if idem is not None:
+            ref = self._idem_lookup(c, "jobs", idem)
+            if ref is not None:
+                return self._full(c, job_of(c.execute(Q.job_by_id, {"job_id": ref}).one())), True
+        if queue_limit:
+            depth = c.execute(Q.depth).scalar() or 0
+            if depth >= queue_limit:
+                raise QueueFull(depth, queue_limit)
+        if waiting_limit is not None and owner is not None:
+            if self.postgres:  # one count-then-insert per owner at a time
+                engines.owner_lock(c, owner)
+            waiting = c.execute(Q.waiting_of, {"owner": owner}).scalar() or 0
+            if waiting >= waiting_limit:
+                raise TooManyWaiting(owner, waiting, waiting_limit)
+        now = time.time()
+        needs = needs_of(workflow)
+        seq = c.execute(
+            Q.job_put,
+            {
+                "id": job_id,
+                "workflow": workflow,
+                "extra_data": extra_data,
+                "metadata": metadata,
+                "created_at": now,
+                "expires_at": now + retention_s,
+                "needs": needs,
+                "owner": owner,
+            },
+        ).scalar_one()
+        if idem is not None:
+            c.execute(
+                Q.idem_put,
+                {
+                    "scope": "jobs",
+                    "key": idem.stored,
+                    "body_hash": idem.body_hash,
+                    "ref_id": job_id,
+                    "created_at": now,
+                },
+            )
+        if self.postgres:
+            engines.notify(c)
+        # What was just written, without reading it back.
+        job = Job(
+            id=job_id,
+            seq=seq,
+            status=QUEUED,
+            workflow=workflow,
+            created_at=now,
+            expires_at=now + retention_s,
+            extra_data=extra_data,
+            metadata=metadata,
+            needs=needs,
+            owner=owner,
+        )
+        return self._full(c, job, outputs=False), False
 
     @staticmethod
     def _idem_lookup(c: Connection, scope: str, idem: IdemKey) -> str | None:
@@ -370,7 +435,10 @@ class SqlLedger:
 
     # --- the worker's side -------------------------------------------------------------
     async def claim(self, worker, lease_s, prompt_id=None):
+        contended = False  # an owner's claimable jobs were all locked by another claim
+
         def run():
+            nonlocal contended
             now = time.time()
             with self._tx(Write.ORDERED) as c:
                 if now - self._swept >= SWEEP_EVERY_S:
@@ -390,7 +458,8 @@ class SqlLedger:
                         {"now": now, "n": CANDIDATES, "owner": owner.owner},
                     ).all()
                     if not rows:
-                        continue  # all taken by a worker claiming at the same moment
+                        contended = True
+                        continue  # all locked by a worker claiming at the same moment
                     seq: int | None = rows[0].seq
                     if any(r.needs for r in rows):
                         if views is None:
@@ -422,7 +491,17 @@ class SqlLedger:
                     return self._full(c, job, outputs=False)
                 return self._full(c, job, outputs=job.prompt_id is not None)
 
-        return await self._run(run)
+        for _ in range(CONTENDED_TRIES):
+            contended = False
+            job = await self._run(run)
+            if job is not None or not contended:
+                return job
+            # The other claim may leave those jobs (placement keeps them for a worker like this
+            # one): looked at again once its transaction has ended, at a random moment, so that
+            # two workers woken together do not keep claiming in step, one blind to the jobs
+            # the other looks at (which would hand a job away from its favourite worker)
+            await asyncio.sleep(random.uniform(0.005, CONTENDED_WAIT_S))
+        return None
 
     async def forget_own_leases(self, worker):
         """At start: runs this worker held before a restart are resumable at once, rather
@@ -487,7 +566,7 @@ class SqlLedger:
 
         await self._run(run)
 
-    async def hand_back(self, job_id, worker, prompt_id):
+    async def hand_back(self, job_id, worker, prompt_id, holding=None):
         def run():
             key = {"job_id": job_id, "worker": worker}
             with self._tx(Write.ORDERED) as c:
@@ -495,6 +574,7 @@ class SqlLedger:
                     if c.execute(Q.attempt_uncount, {**key, "pid": prompt_id}).rowcount:
                         c.execute(Q.attempt_drop, {"prompt_id": prompt_id})
                 c.execute(Q.hand_back, key)
+                self._holds(c, worker, holding)
                 if self.postgres:
                     engines.notify(c)
 
@@ -547,7 +627,9 @@ class SqlLedger:
 
         return await self._run(run)
 
-    async def finish(self, job_id, worker, status, error, progress=None, attempt=None, outputs=()):
+    async def finish(
+        self, job_id, worker, status, error, progress=None, attempt=None, outputs=(), holding=None
+    ):
         assert status in TERMINAL
 
         def run():
@@ -572,9 +654,20 @@ class SqlLedger:
                 if n:
                     self._put_outputs(c, job_id, outputs)
                     self._enqueue_webhook(c, job_id, status)
+                self._holds(c, worker, holding, values["now"])
                 return bool(n)
 
         return await self._run(run)
+
+    @staticmethod
+    def _holds(c: Connection, worker: str, holding: Holding | None, now: float | None = None) -> None:
+        """The worker's row, in the transaction that ends one of its jobs (a worker with no
+        row yet gets one on its next beat)."""
+        if holding is not None:
+            c.execute(
+                Q.worker_holds,
+                {"wid": worker, "loaded": holding.loaded, "held": holding.job_id, "now": now or time.time()},
+            )
 
     def _put_outputs(self, c: Connection, job_id: str, outputs: Sequence[Output]) -> None:
         if not outputs:

@@ -12,10 +12,12 @@ UI pinning). A drain (`comfyctl drain`, SIGTERM of `python -m comfy_jobs worker`
 claiming, lets the job ComfyUI runs finish, hands back the one queued behind it, and leaves
 queued jobs to the other workers.
 
-Pipelining: while the ledger holds jobs it may run, a worker holds up to HOLD of them, each
-under its own lease and heartbeat, each submitted to ComfyUI as soon as it is claimed; the
-next one waits in ComfyUI's own queue and starts the moment the current one ends, instead of
-after the worker has seen the end, committed it and claimed again. The one queued behind has
+Pipelining: while the ledger holds jobs it may run, a worker holds up to HOLD of them in
+ComfyUI, each under its own lease and heartbeat, each submitted to ComfyUI as soon as it is
+claimed; the next one waits in ComfyUI's own queue and starts the moment the current one
+ends, instead of after the worker has seen the end, committed it and claimed again. A job
+whose run is done no longer counts while its outputs are fetched and its end committed: the
+one after next is claimed and submitted meanwhile. The one queued behind has
 not started, so it can still go elsewhere: a cancel deletes it from ComfyUI's queue, a lost
 lease deletes it there too (its new holder runs it), a drain deletes it and gives it back to
 the ledger as if never claimed.
@@ -35,7 +37,7 @@ import aiohttp
 
 from comfy_jobs import progress
 from comfy_jobs.comfy import ComfyUI, Located, Rejected, Unreachable, rejected_error
-from comfy_jobs.model import CANCELED, FAILED, SUCCEEDED, Job, Output
+from comfy_jobs.model import CANCELED, FAILED, SUCCEEDED, Holding, Job, Output
 from comfy_jobs.outputs import MissingInput, pending
 from comfy_jobs.podcost import PodCost
 from comfy_jobs.presence import Presence
@@ -45,11 +47,14 @@ log = logging.getLogger(__name__)
 COMFY_POLL_S = 0.25  # how often a worker whose ComfyUI is away asks whether it is back
 POLL_S = 1.0  # how often the run is checked against /queue and /history
 CLAIM_EVERY_S = 1.0  # how often an idle worker claims with nothing telling it a job is there
-HOLD = 2  # jobs a worker holds at once: the one ComfyUI runs and the next, queued behind it
+# jobs a worker holds in ComfyUI at once: the one ComfyUI runs and the next, queued behind it
+# (besides those whose run is done and whose end is being recorded)
+HOLD = 2
 # How long a submission waits for the worker's WebSocket to ComfyUI (back after a restart):
 # a run that starts before the worker hears ComfyUI is one whose start it cannot know.
 SOCKET_WAIT_S = 2.0
 PROGRESS_EVERY_S = 0.5  # the contract throttles progress to about 2 a second
+RAN = ("running", "done")  # where ComfyUI has a run that started (and loaded its models)
 FORMATS = {1: "image/jpeg", 2: "image/png"}  # ComfyUI's binary preview frames (server.py)
 
 
@@ -85,6 +90,8 @@ class Held:
         # (one transaction), which follows at once
         self.unwritten: list[Output] = []
         self.run_done = False  # ComfyUI's history has the entry of the run being followed
+        self.ran = False  # a run of it started in ComfyUI (which loaded its models)
+        self.ended = False  # its end is written, and with it the worker's row after it
 
     def kick(self) -> None:
         if self.stream is not None:
@@ -121,7 +128,9 @@ class Worker:
         self._next_claim = 0.0
         self._stopping = False
         cost = PodCost(settings.pod, session) if settings.pod else None
-        self.presence = Presence(ledger, settings, lambda: next(iter(self.held), None), cost)
+        self.presence = Presence(
+            ledger, settings, lambda: [j for j, h in self.held.items() if not h.ended], cost
+        )
         self.task: asyncio.Task | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -167,8 +176,8 @@ class Worker:
                     self._hand_back_waiting()
                     await self._idle(1.0)
                     continue
-                if len(self.held) >= HOLD:
-                    await self._idle(1.0)  # a job ending wakes it
+                if self._in_comfy() >= HOLD:
+                    await self._idle(1.0)  # a run or a job ending wakes it
                     continue
                 if not self.comfy_up:
                     self.comfy_up = await self.comfy.ready()
@@ -219,6 +228,12 @@ class Worker:
         held.task.add_done_callback(lambda _t: self._ended(held))
         return held
 
+    def _in_comfy(self) -> int:
+        """Held jobs whose run ComfyUI has not finished. One whose run is done is only being
+        recorded (its outputs fetched, its end committed): the next job is claimed and
+        submitted meanwhile, rather than after that end's commit."""
+        return sum(not h.run_done for h in self.held.values())
+
     def _ended(self, held: Held) -> None:
         held.submitted.set()
         self._wake.set()
@@ -256,7 +271,8 @@ class Worker:
                     with contextlib.suppress(Unreachable):
                         await self.comfy.dequeue(job.prompt_id)
             except HandedBack as back:
-                await self.ledger.hand_back(job.id, self.id, back.prompt_id)
+                async with self._ending(held) as holding:
+                    await self.ledger.hand_back(job.id, self.id, back.prompt_id, holding)
                 log.info("job %s: handed back to the queue unstarted (the worker drains)", job.id)
             except asyncio.CancelledError:
                 await asyncio.shield(self.ledger.release(job.id, self.id))
@@ -269,12 +285,29 @@ class Worker:
             beat.cancel()
             self.held.pop(job.id, None)
             self.hub.finished(job.id)
-        loaded = list(job.needs) if job.needs and not held.hand_back else self.presence.loaded
-        if not self.held or loaded != self.presence.loaded:
-            # idle again, or other models in ComfyUI: placement and drains see it at once (with
-            # the next job already held, the periodic report says which it is)
+        if not held.ended:  # no end written with the row (the lease lost, or given back to retry)
+            loaded = self._loaded_after(held)
+            if not self.held or loaded != self.presence.loaded:
+                # idle again, or other models in ComfyUI: placement and drains see it at once
+                # (with the next job already held, the periodic report says which it is)
+                self.presence.loaded = loaded
+                await self.presence.report()
+
+    def _loaded_after(self, held: Held) -> list[str]:
+        """The models ComfyUI has loaded once this job ends: its own if a run of it started
+        (not if it was canceled, rejected or given back before that)."""
+        return list(held.job.needs) if held.job.needs and held.ran else self.presence.loaded
+
+    @contextlib.asynccontextmanager
+    async def _ending(self, held: Held):
+        """Around the ledger call that ends a job: yields the worker's row from then on (the
+        next job held, or idle, and the models loaded) for that call to write in the same
+        transaction, so that placement never reads the job ended and its worker still busy."""
+        async with self.presence.writing:
+            loaded = self._loaded_after(held)
+            yield Holding(next((j for j in self.presence.holding() if j != held.job.id), None), loaded)
+            held.ended = True
             self.presence.loaded = loaded
-            await self.presence.report()
 
     async def _errored(self, held: Held, exc: Exception) -> None:
         """An error no step expected counts as an attempt: retried (the lease given back)
@@ -320,6 +353,7 @@ class Worker:
         if job.prompt_id and not held.unsent:  # an earlier attempt: does ComfyUI still have it?
             past = await self.ledger.attempts_of(job.id)
             if past and past[-1]["outcome"] == "succeeded":
+                held.ran = True
                 return await self._succeed(held, past[-1]["prompt_id"], json.loads(past[-1]["reason"]))
             loc = await self._locate(held, job.prompt_id)
             if loc.state != "unknown":
@@ -472,6 +506,7 @@ class Worker:
         # The WebSocket says when the run ends; /queue and /history are asked at once only to
         # resume a run, then every POLL_S in case the socket missed it (or ComfyUI died).
         interrupted, last_write, started, ended = False, 0.0, loc.state != "pending", False
+        held.ran = held.ran or loc.state in RAN
         held.run_done = False
         commits: list[asyncio.Task] = []
         next_poll = 0.0 if loc.state != "pending" else time.monotonic() + POLL_S
@@ -484,7 +519,7 @@ class Worker:
                     interrupted = True
                     next_poll = 0.0  # a run deleted from the queue sends nothing: ask at once
                 if held.hand_back and not started:
-                    started = await self._give_back_if_waiting(held, prompt_id)
+                    started = held.ran = await self._give_back_if_waiting(held, prompt_id)
                 try:
                     kind, data = await asyncio.wait_for(stream.get(), max(0.01, next_poll - time.monotonic()))
                 except asyncio.TimeoutError:
@@ -506,7 +541,7 @@ class Worker:
                 if kind == "execution_start":
                     # throttled from the run's start: a run shorter than that writes no
                     # snapshot of its own, the job's end writes the last (done) one
-                    started, last_write = True, time.monotonic()
+                    started, held.ran, last_write = True, True, time.monotonic()
                 if kind in ("execution_success", "execution_error", "execution_interrupted") or (
                     kind == "executing" and data.get("node") is None
                 ):
@@ -516,6 +551,9 @@ class Worker:
                     # after the socket said it ended, its history entry is there: one request
                     loc = await self._locate(held, prompt_id, history_first=ended)
                     held.run_done = loc.state == "done"
+                    if held.run_done:
+                        self._wake.set()  # its place in ComfyUI's queue is free
+                    held.ran = held.ran or loc.state in RAN
                     started = started or loc.state != "pending"
                     if loc.state == "pending" and tracker.current is None:
                         await self._progress(held, tracker, "waiting in ComfyUI's queue")
@@ -627,7 +665,11 @@ class Worker:
         attempt: tuple[str, str, str] | None = None,
     ) -> None:
         job = held.job
-        if await self.ledger.finish(job.id, self.id, status, error, progress, attempt, held.unwritten):
+        async with self._ending(held) as holding:
+            done = await self.ledger.finish(
+                job.id, self.id, status, error, progress, attempt, held.unwritten, holding
+            )
+        if done:
             self.metrics.finished[status] += 1
             if job.started_at:
                 self.metrics.execution.observe(time.time() - job.started_at)

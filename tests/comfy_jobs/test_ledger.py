@@ -159,3 +159,64 @@ async def test_workers_in_several_processes_never_claim_the_same_job(ledger, tmp
         assert p.returncode == 0
         claimed += json.loads(out)
     assert sorted(claimed) == [f"job_{i:03d}" for i in range(60)]  # each exactly once
+
+
+async def test_creations_at_once_each_get_their_own_answer(tmp_path):
+    """Jobs created at the same moment on SQLite (one commit for them all) are each refused
+    or recorded as if created one after another: the queue limit counts the ones before,
+    a key sent twice makes one job, and every job answered is there for a new reader."""
+    ledger = SqlLedger(f"sqlite:///{tmp_path}/ledger.db")
+    made = await asyncio.gather(
+        *[ledger.create_job(f"job_{i}", {}, None, None, None, 3, 3600) for i in range(5)],
+        return_exceptions=True,
+    )
+    assert sum(isinstance(m, QueueFull) for m in made) == 2
+    recorded = [job.id for job, _replayed in (m for m in made if not isinstance(m, BaseException))]
+    assert len(recorded) == 3
+    same = await asyncio.gather(
+        *[ledger.create_job(f"job_k{i}", {}, None, None, IdemKey("k", "h"), 0, 3600) for i in range(3)]
+    )
+    assert len({job.id for job, _replayed in same}) == 1
+    assert sorted(replayed for _job, replayed in same) == [False, True, True]
+    fresh = SqlLedger(ledger.url)
+    try:
+        for job_id in recorded + [same[0][0].id]:
+            assert (await fresh.get_job(job_id)).status == "queued"
+    finally:
+        await fresh.close()
+        await ledger.close()
+
+
+async def test_a_claim_looks_again_at_jobs_another_claim_held_for_a_moment(pg_url, monkeypatch):
+    """Two workers woken by the same job claim together: the one that is not its favourite
+    locks it for a moment (SKIP LOCKED) and leaves it; the favourite, which skipped it then,
+    looks again once that claim has ended instead of a second later, when the favourite's
+    preference has run out (and the other worker takes the job)."""
+    from sqlalchemy import text
+
+    from comfy_jobs import sqlledger
+    from comfy_jobs.model import WorkerInfo
+
+    ledger = SqlLedger(pg_url)
+    try:
+        await ledger.worker_beat(WorkerInfo("w0", None, ["checkpoints/m.safetensors"], ["m.safetensors"]))
+        await ledger.worker_beat(WorkerInfo("w1", None, ["checkpoints/m.safetensors"]))
+        graph = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "m.safetensors"}}}
+        await ledger.create_job("job_m", graph, None, None, None, 0, 3600)
+        other = ledger.w.connect()  # the other worker's claim, holding the job for its transaction
+        other.begin()
+        other.execute(text("SELECT seq FROM jobs WHERE id = 'job_m' FOR UPDATE"))
+        pauses = []
+
+        def pause(low, high):  # the other claim ends during the claimer's pause
+            pauses.append(high)
+            if other.in_transaction():
+                other.commit()
+            return low
+
+        monkeypatch.setattr(sqlledger.random, "uniform", pause)
+        job = await ledger.claim("w0", 60)
+        other.close()
+        assert job is not None and job.id == "job_m" and pauses
+    finally:
+        await ledger.close()
