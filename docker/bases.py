@@ -40,15 +40,19 @@ CUDA_ENV = [
     "NVIDIA_REQUIRE_CUDA=cuda>=12.8",
     "LD_LIBRARY_PATH=/usr/local/nvidia/lib:/usr/local/nvidia/lib64",
 ]
-# Ubuntu 24.04's CUDA compiler is 12.0, which supports GCC up to 12.
+# Ubuntu 24.04's CUDA compiler is 12.0, which supports GCC up to 12. The devel stand-in
+# takes it from the release pocket alone, which never changes: in -updates the driver
+# libraries the toolkit depends on are transitional packages that follow the newest driver
+# branch, so the same build would fetch other packages from one month to the next (and
+# from a mirror that lags, files its index already lists but it does not carry yet).
 DEVEL_PACKAGES = ["nvidia-cuda-toolkit", "gcc-12", "g++-12"]
+ALL_POCKETS = ("", "-updates", "-security")
+RELEASE_POCKET = ("",)
 DEVEL_ENV = ["NVCC_CCBIN=/usr/bin/g++-12"]
 
 
-def sources_list(mirror: str, components: str) -> list[str]:
-    return [
-        f"deb {mirror} {suite} {components}" for suite in (SUITE, f"{SUITE}-updates", f"{SUITE}-security")
-    ]
+def sources_list(mirror: str, components: str, pockets: tuple[str, ...] = ALL_POCKETS) -> list[str]:
+    return [f"deb {mirror} {SUITE}{pocket} {components}" for pocket in pockets]
 
 
 def keyring(mirror: str, tmp: Path) -> Path:
@@ -79,6 +83,7 @@ def build(
     components: str,
     tmp: Path,
     force: bool = False,
+    pockets: tuple[str, ...] = ALL_POCKETS,
 ) -> None:
     # A rebuilt base is a new image: every layer built on the old one would be rebuilt too.
     if exists(tag) and not force:
@@ -97,7 +102,7 @@ def build(
         *(f"--customize-hook={h}" for h in hooks),
         SUITE,
         str(tmp / "root.tar"),
-        *sources_list(mirror, components),
+        *sources_list(mirror, components, pockets),
     ]
     importer = [
         "docker",
@@ -139,7 +144,17 @@ def main(argv: list[str] | None = None) -> int:
         ring = keyring(mirror, tmp)
         build(UBUNTU, mirror, ring, [], [], COMPONENTS, tmp, args.force)
         if args.cuda:
-            build(CUDA_DEVEL, mirror, ring, DEVEL_PACKAGES, CUDA_ENV + DEVEL_ENV, COMPONENTS, tmp, args.force)
+            build(
+                CUDA_DEVEL,
+                mirror,
+                ring,
+                DEVEL_PACKAGES,
+                CUDA_ENV + DEVEL_ENV,
+                COMPONENTS,
+                tmp,
+                args.force,
+                RELEASE_POCKET,
+            )
     print(f"built {UBUNTU}" + (f", {CUDA_DEVEL}" if args.cuda else ""))
     return 0
 
