@@ -60,9 +60,9 @@ from comfy_jobs.rows import asset_of, info_of, job_of, views_of
 IDEM_TTL_S = 24 * 3600  # the contract: keys expire after 24 h
 SWEEP_EVERY_S = 5.0  # how often a claim also expires queued jobs past their deadline
 CANDIDATES = 16  # claimable jobs a claim looks at (and locks, briefly) at once
-WORKER_LIVE_S = 60.0
+WORKER_LIVE_S = 60.0  # a worker not heard of for this long is gone (placement, pinning)
 CONTENDED_TRIES = 3  # claims in a row while another claim holds the claimable jobs
-CONTENDED_WAIT_S = 0.05  # the longest pause before looking again  # a worker not heard of for this long is gone (placement, pinning)
+CONTENDED_WAIT_S = 0.05  # the longest pause before looking again
 
 
 class SqlLedger:

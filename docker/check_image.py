@@ -12,9 +12,10 @@ what the build must not leave behind. Run in the image (`python -m docker.check_
 - one OpenCV: the GUI and headless wheels install into the same cv2 folder;
 - matplotlib's font cache is already built (else every start spends half a minute on it);
 - in the CUDA variant, CUDA_VERSION names the CUDA runtime of the installed torch (the
-  start checks the driver against it), and the attention backends COMFYUI_ATTENTION can name import (xformers
-  built for the pinned torch, SageAttention over torch's Triton): no GPU is needed to import
-  them, and a backend that fails here would stop every start that asks for it;
+  start checks the driver against it), and the attention backends COMFYUI_ATTENTION can
+  name import (xformers built for the pinned torch, SageAttention over torch's Triton): no
+  GPU is needed to import them, and a backend that fails here would stop every start that
+  asks for it;
 - the node check left no state in ComfyUI's own folders.
 """
 
